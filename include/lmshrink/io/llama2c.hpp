@@ -1,0 +1,300 @@
+#pragma once
+// llama2.c checkpoints (legacy version-0 layout), read and written.
+//
+// Layout, little-endian: 7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,
+// seq_len), then float32 tensors, each matrix (out, in) row-major:
+//   token_embedding (vocab, dim), rms_att (L, dim), wq (L, dim, dim), wk (L, kv_dim, dim),
+//   wv (L, kv_dim, dim), wo (L, dim, dim), rms_ffn (L, dim), w1 (L, hidden, dim),
+//   w2 (L, dim, hidden), w3 (L, hidden, dim), rms_final (dim), freq_cis_real (seq, head/2),
+//   freq_cis_imag (seq, head/2), and wcls (vocab, dim) only when vocab_size < 0 in the header.
+//
+//   auto model = lmshrink::read_llama2c("stories260K.bin");
+//   for (auto& w : model.linear_weights()) svd_init<float>(*w.matrix, layer, opt);
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../config.hpp"
+#include "../detail/atomic_file.hpp"
+#include "../errors.hpp"
+#include "../types.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+
+struct Llama2cConfig {
+  int dim = 0;
+  int hidden_dim = 0;
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int vocab_size = 0;  // always positive here; the sign of the file's field is shared_classifier
+  int seq_len = 0;
+  bool shared_classifier = true;
+
+  int head_size() const { return dim / n_heads; }
+  int kv_dim() const { return dim * n_kv_heads / n_heads; }
+};
+
+/// A named view of one linear weight of the model, (out, in) row-major.
+struct NamedWeight {
+  std::string name;  // e.g. "layers.3.feed_forward.w1"
+  RowMatrix<float>* matrix;
+};
+
+struct Llama2cModel {
+  Llama2cConfig config;
+  RowMatrix<float> token_embedding;        // (vocab, dim)
+  std::vector<Vector<float>> rms_att;      // L × (dim)
+  std::vector<RowMatrix<float>> wq, wk, wv, wo;  // L × (dim|kv_dim, dim)
+  std::vector<Vector<float>> rms_ffn;      // L × (dim)
+  std::vector<RowMatrix<float>> w1, w2, w3;  // L × (hidden, dim), (dim, hidden), (hidden, dim)
+  Vector<float> rms_final;                 // (dim)
+  RowMatrix<float> freq_cis_real, freq_cis_imag;  // (seq_len, head_size/2), legacy RoPE tables
+  RowMatrix<float> wcls;                   // (vocab, dim); empty when the embedding is shared
+
+  /// The 7·n_layers linear weights (wq, wk, wv, wo, w1, w2, w3 of every layer), in file order
+  /// within each layer.
+  std::vector<NamedWeight> linear_weights() {
+    std::vector<NamedWeight> out;
+    for (int l = 0; l < config.n_layers; ++l) {
+      const std::string p = "layers." + std::to_string(l) + ".";
+      out.push_back({p + "attention.wq", &wq[l]});
+      out.push_back({p + "attention.wk", &wk[l]});
+      out.push_back({p + "attention.wv", &wv[l]});
+      out.push_back({p + "attention.wo", &wo[l]});
+      out.push_back({p + "feed_forward.w1", &w1[l]});
+      out.push_back({p + "feed_forward.w2", &w2[l]});
+      out.push_back({p + "feed_forward.w3", &w3[l]});
+    }
+    return out;
+  }
+
+  /// Parameters (the RoPE tables are not parameters).
+  std::int64_t parameter_count() const {
+    std::int64_t n = token_embedding.size() + rms_final.size() + wcls.size();
+    for (int l = 0; l < config.n_layers; ++l)
+      n += rms_att[l].size() + rms_ffn[l].size() + wq[l].size() + wk[l].size() + wv[l].size() +
+           wo[l].size() + w1[l].size() + w2[l].size() + w3[l].size();
+    return n;
+  }
+};
+
+namespace detail {
+
+/// Bytes of the whole file a header describes, or -1 if the numbers are absurd.
+inline std::int64_t llama2c_file_bytes(const Llama2cConfig& c) {
+  const std::int64_t d = c.dim, h = c.hidden_dim, L = c.n_layers, v = c.vocab_size,
+                     s = c.seq_len, kv = std::int64_t(c.dim) * c.n_kv_heads / c.n_heads,
+                     hs = c.dim / c.n_heads;
+  std::int64_t floats = v * d + L * d + L * d * d + 2 * L * kv * d + L * d * d + L * d +
+                        3 * L * h * d + d + 2 * s * (hs / 2);
+  if (!c.shared_classifier) floats += v * d;
+  return 7 * 4 + floats * 4;
+}
+
+inline void validate_llama2c_config(const char* where, const Llama2cConfig& c) {
+  const auto positive = [&](const char* name, int v, int max) {
+    if (v <= 0 || v > max)
+      fail<format_error>(where, "header field ", name, " must be in [1, ", max, "], got ", v);
+  };
+  positive("dim", c.dim, 1 << 16);
+  positive("hidden_dim", c.hidden_dim, 1 << 18);
+  positive("n_layers", c.n_layers, 1 << 10);
+  positive("n_heads", c.n_heads, 1 << 12);
+  positive("n_kv_heads", c.n_kv_heads, 1 << 12);
+  positive("vocab_size", c.vocab_size, 1 << 20);
+  positive("seq_len", c.seq_len, 1 << 20);
+  if (c.dim % c.n_heads != 0)
+    fail<format_error>(where, "dim (", c.dim, ") must be a multiple of n_heads (", c.n_heads,
+                       ")");
+  if (c.n_heads % c.n_kv_heads != 0)
+    fail<format_error>(where, "n_heads (", c.n_heads, ") must be a multiple of n_kv_heads (",
+                       c.n_kv_heads, ")");
+  if (c.head_size() % 2 != 0)
+    fail<format_error>(where, "head size dim/n_heads (", c.head_size(),
+                       ") must be even for RoPE pairs");
+}
+
+class Llama2cReader {
+ public:
+  Llama2cReader(const char* where, const std::string& path, const std::vector<char>& bytes)
+      : where_(where), path_(path), bytes_(bytes) {}
+  void read(void* dst, std::size_t n, const char* what) {
+    if (pos_ + n > bytes_.size())
+      fail<format_error>(where_, "'", path_, "' is truncated in ", what, ": needed ", n,
+                         " bytes at offset ", pos_, ", file has ", bytes_.size());
+    std::memcpy(dst, bytes_.data() + pos_, n);
+    pos_ += n;
+  }
+  template <class M>
+  void tensor(M& m, Index rows, Index cols, const std::string& what) {
+    m.resize(rows, cols);
+    read(m.data(), static_cast<std::size_t>(rows * cols) * sizeof(float), what.c_str());
+    for (Index i = 0; i < m.size(); ++i)
+      if (!std::isfinite(m.data()[i]))
+        fail<format_error>(where_, "'", path_, "' tensor ", what, " holds a non-finite value (",
+                           m.data()[i], ") at flat index ", i);
+  }
+  std::size_t position() const { return pos_; }
+
+ private:
+  const char* where_;
+  const std::string& path_;
+  const std::vector<char>& bytes_;
+  std::size_t pos_ = 0;
+};
+
+inline void check_little_endian() {
+  const std::uint32_t probe = 1;
+  unsigned char first;
+  std::memcpy(&first, &probe, 1);
+  if (first != 1)
+    fail<io_error>("llama2c", "big-endian hosts are not supported by the llama2.c reader");
+}
+
+}  // namespace detail
+
+/// Reads a whole checkpoint, checking that the file size matches its header exactly and that
+/// every value is finite.
+inline Llama2cModel read_llama2c(const std::string& path) {
+  static constexpr const char* where = "read_llama2c";
+  detail::check_little_endian();
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) detail::fail<io_error>(where, "cannot open '", path, "' for reading");
+  const std::streamoff size = in.tellg();
+  if (size < 0) detail::fail<io_error>(where, "cannot determine the size of '", path, "'");
+  if (size < 28)
+    detail::fail<format_error>(where, "'", path, "' is truncated: a 28-byte header was expected, "
+                               "the file has ", size, " bytes");
+  if (size > (std::int64_t(1) << 40))
+    detail::fail<format_error>(where, "'", path, "' is ", size, " bytes, larger than any supported model");
+  std::vector<char> bytes(static_cast<std::size_t>(size));
+  in.seekg(0);
+  if (!in.read(bytes.data(), size))
+    detail::fail<io_error>(where, "reading '", path, "' failed");
+
+  detail::Llama2cReader r(where, path, bytes);
+  std::int32_t h[7];
+  r.read(h, sizeof h, "the header");
+  Llama2cModel m;
+  Llama2cConfig& c = m.config;
+  c.dim = h[0];
+  c.hidden_dim = h[1];
+  c.n_layers = h[2];
+  c.n_heads = h[3];
+  c.n_kv_heads = h[4];
+  c.shared_classifier = h[5] > 0;
+  c.vocab_size = h[5] == std::numeric_limits<std::int32_t>::min() ? 0 : (h[5] < 0 ? -h[5] : h[5]);
+  c.seq_len = h[6];
+  detail::validate_llama2c_config(where, c);
+  const std::int64_t expected = detail::llama2c_file_bytes(c);
+  if (expected != size)
+    detail::fail<format_error>(
+        where, "'", path, "' has ", size, " bytes but its header (dim=", c.dim, " hidden_dim=",
+        c.hidden_dim, " n_layers=", c.n_layers, " n_heads=", c.n_heads, " n_kv_heads=",
+        c.n_kv_heads, " vocab_size=", h[5], " seq_len=", c.seq_len, ") describes ", expected,
+        " bytes; the file is truncated, padded or not a llama2.c checkpoint");
+
+  const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
+              L = c.n_layers;
+  r.tensor(m.token_embedding, v, d, "token_embedding");
+  const auto per_layer_vec = [&](std::vector<Vector<float>>& dst, const char* name) {
+    dst.resize(L);
+    for (Index l = 0; l < L; ++l)
+      r.tensor(dst[l], d, 1, std::string("layers.") + std::to_string(l) + "." + name);
+  };
+  const auto per_layer = [&](std::vector<RowMatrix<float>>& dst, Index rows, Index cols,
+                             const char* name) {
+    dst.resize(L);
+    for (Index l = 0; l < L; ++l)
+      r.tensor(dst[l], rows, cols, std::string("layers.") + std::to_string(l) + "." + name);
+  };
+  per_layer_vec(m.rms_att, "attention_norm");
+  per_layer(m.wq, d, d, "attention.wq");
+  per_layer(m.wk, kv, d, "attention.wk");
+  per_layer(m.wv, kv, d, "attention.wv");
+  per_layer(m.wo, d, d, "attention.wo");
+  per_layer_vec(m.rms_ffn, "ffn_norm");
+  per_layer(m.w1, hd, d, "feed_forward.w1");
+  per_layer(m.w2, d, hd, "feed_forward.w2");
+  per_layer(m.w3, hd, d, "feed_forward.w3");
+  r.tensor(m.rms_final, d, 1, "norm");
+  r.tensor(m.freq_cis_real, c.seq_len, c.head_size() / 2, "freq_cis_real");
+  r.tensor(m.freq_cis_imag, c.seq_len, c.head_size() / 2, "freq_cis_imag");
+  if (!c.shared_classifier) r.tensor(m.wcls, v, d, "output");
+  return m;
+}
+
+/// Writes a checkpoint atomically (temporary file, then rename). Shapes are checked against
+/// model.config first; nothing is written if they disagree.
+inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
+  static constexpr const char* where = "write_llama2c";
+  detail::check_little_endian();
+  const Llama2cConfig& c = m.config;
+  detail::validate_llama2c_config(where, c);
+  const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
+              L = c.n_layers;
+  detail::check_shape(where, "token_embedding", m.token_embedding, v, d);
+  const auto count = [&](std::size_t n, const char* what) {
+    if (n != static_cast<std::size_t>(L))
+      detail::fail<shape_error>(where, what, " has ", n, " layers but n_layers is ", L);
+  };
+  count(m.rms_att.size(), "rms_att");
+  count(m.rms_ffn.size(), "rms_ffn");
+  count(m.wq.size(), "wq");
+  count(m.wk.size(), "wk");
+  count(m.wv.size(), "wv");
+  count(m.wo.size(), "wo");
+  count(m.w1.size(), "w1");
+  count(m.w2.size(), "w2");
+  count(m.w3.size(), "w3");
+  for (Index l = 0; l < L; ++l) {
+    detail::check_shape(where, "rms_att", m.rms_att[l], d, 1);
+    detail::check_shape(where, "rms_ffn", m.rms_ffn[l], d, 1);
+    detail::check_shape(where, "wq", m.wq[l], d, d);
+    detail::check_shape(where, "wk", m.wk[l], kv, d);
+    detail::check_shape(where, "wv", m.wv[l], kv, d);
+    detail::check_shape(where, "wo", m.wo[l], d, d);
+    detail::check_shape(where, "w1", m.w1[l], hd, d);
+    detail::check_shape(where, "w2", m.w2[l], d, hd);
+    detail::check_shape(where, "w3", m.w3[l], hd, d);
+  }
+  detail::check_shape(where, "rms_final", m.rms_final, d, 1);
+  detail::check_shape(where, "freq_cis_real", m.freq_cis_real, c.seq_len, c.head_size() / 2);
+  detail::check_shape(where, "freq_cis_imag", m.freq_cis_imag, c.seq_len, c.head_size() / 2);
+  if (!c.shared_classifier) detail::check_shape(where, "wcls", m.wcls, v, d);
+
+  detail::write_file_atomically(where, path, [&](std::FILE* f) {
+    const std::int32_t h[7] = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
+                               c.shared_classifier ? c.vocab_size : -c.vocab_size, c.seq_len};
+    bool ok = std::fwrite(h, sizeof h, 1, f) == 1;
+    const auto put = [&](const auto& t) {
+      if (ok && t.size() > 0)
+        ok = std::fwrite(t.data(), sizeof(float), static_cast<std::size_t>(t.size()), f) ==
+             static_cast<std::size_t>(t.size());
+    };
+    put(m.token_embedding);
+    for (const auto& t : m.rms_att) put(t);
+    for (const auto& t : m.wq) put(t);
+    for (const auto& t : m.wk) put(t);
+    for (const auto& t : m.wv) put(t);
+    for (const auto& t : m.wo) put(t);
+    for (const auto& t : m.rms_ffn) put(t);
+    for (const auto& t : m.w1) put(t);
+    for (const auto& t : m.w2) put(t);
+    for (const auto& t : m.w3) put(t);
+    put(m.rms_final);
+    put(m.freq_cis_real);
+    put(m.freq_cis_imag);
+    if (!c.shared_classifier) put(m.wcls);
+    return ok;
+  });
+}
+
+LMSHRINK_NAMESPACE_END

@@ -1,0 +1,10 @@
+#pragma once
+// Umbrella header: everything except opt-in adapters (lmshrink/xtensor.hpp).
+
+#include "version.hpp"
+#include "config.hpp"
+#include "errors.hpp"
+#include "types.hpp"
+#include "low_rank_sparse_linear.hpp"
+#include "svd_init.hpp"
+#include "io/llama2c.hpp"

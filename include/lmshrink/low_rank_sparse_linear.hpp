@@ -1,0 +1,360 @@
+#pragma once
+// LowRankSparseLinear: W ≈ U·V + S, the layer of LoSparse (Li et al., "LoSparse: Structured
+// Compression of Large Language Models based on Low-Rank and Sparse Approximation", ICML 2023).
+//
+// Shapes: U (out, r), V (r, in), S (out, in), bias (out); x (N, in) -> y (N, out).
+//   y = (x·Vᵀ)·Uᵀ + x·(S∘M)ᵀ + b        U·V is never formed.
+//
+//   LowRankSparseLinear<float> layer(out, in, rank, /*bias=*/false);
+//   auto grads = layer.make_gradients();
+//   auto cache = layer.make_cache(max_tokens);
+//   layer.forward(x, y, cache);
+//   grads.set_zero();
+//   layer.backward(x, dy, cache, dx, grads);   // accumulates into dx and grads
+//
+// Masks: M is a row mask (one flag per output row of S) times an optional element mask. Pruned
+// entries of S are not parameters: setting a mask zeroes them, forward skips pruned rows and
+// backward writes no gradient to pruned entries. Code that writes S directly should keep pruned
+// entries at zero (or call apply_masks()).
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "config.hpp"
+#include "errors.hpp"
+#include "types.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+
+template <class Scalar_>
+class LowRankSparseLinear {
+ public:
+  using Scalar = Scalar_;
+  using Matrix = RowMatrix<Scalar>;
+  using VectorType = Vector<Scalar>;
+
+  static_assert(std::is_floating_point<Scalar>::value,
+                "lmshrink::LowRankSparseLinear<Scalar>: Scalar must be float or double (float "
+                "for training, double for gradient checks)");
+
+  /// Gradients of every parameter, same shapes as the parameters. backward() accumulates.
+  struct Gradients {
+    Matrix U, V, S;
+    VectorType bias;  // empty when the layer has no bias
+    void set_zero() {
+      U.setZero();
+      V.setZero();
+      S.setZero();
+      bias.setZero();
+    }
+  };
+
+  /// Per-call workspace: x·Vᵀ kept from forward for backward, and backward's (N, r) scratch.
+  /// Sized for up to `capacity()` tokens; a larger batch grows it (one allocation).
+  class Cache {
+   public:
+    Cache() = default;
+    Cache(Index max_tokens, Index rank) { reserve(max_tokens, rank); }
+    void reserve(Index max_tokens, Index rank) {
+      if (max_tokens * rank > static_cast<Index>(xv_.size())) {
+        xv_.resize(static_cast<std::size_t>(max_tokens * rank));
+        dxv_.resize(static_cast<std::size_t>(max_tokens * rank));
+      }
+      capacity_ = rank > 0 ? static_cast<Index>(xv_.size()) / rank : max_tokens;
+    }
+    Index capacity() const { return capacity_; }
+    Index tokens() const { return tokens_; }
+
+   private:
+    friend class LowRankSparseLinear;
+    std::vector<Scalar> xv_, dxv_;
+    Index capacity_ = 0;
+    Index tokens_ = -1;  // tokens of the last forward, -1 before any
+    Index rank_ = -1;
+  };
+
+  LowRankSparseLinear() = default;
+
+  /// A zero-initialised layer; use svd_init() to start from a pretrained weight.
+  LowRankSparseLinear(Index out_features, Index in_features, Index rank, bool with_bias = false) {
+    resize(out_features, in_features, rank, with_bias);
+  }
+
+  /// Resets shapes; parameters become zero and every mask live.
+  void resize(Index out_features, Index in_features, Index rank, bool with_bias) {
+    static constexpr const char* where = "LowRankSparseLinear::resize";
+    if (out_features <= 0 || in_features <= 0)
+      detail::fail<value_error>(where, "features must be positive, got out_features=",
+                                out_features, " in_features=", in_features);
+    if (rank < 0 || rank > std::min(out_features, in_features))
+      detail::fail<value_error>(where, "rank must be in [0, min(out, in)] = [0, ",
+                                std::min(out_features, in_features), "], got ", rank);
+    U_.setZero(out_features, rank);
+    V_.setZero(rank, in_features);
+    S_.setZero(out_features, in_features);
+    if (with_bias) bias_.setZero(out_features);
+    else bias_.resize(0);
+    row_mask_.setOnes(out_features);
+    element_mask_.resize(0, 0);
+    rebuild_live_runs();
+  }
+
+  Index out_features() const { return S_.rows(); }
+  Index in_features() const { return S_.cols(); }
+  Index rank() const { return U_.cols(); }
+  bool has_bias() const { return bias_.size() > 0; }
+
+  Matrix& U() { return U_; }
+  const Matrix& U() const { return U_; }
+  Matrix& V() { return V_; }
+  const Matrix& V() const { return V_; }
+  Matrix& S() { return S_; }
+  const Matrix& S() const { return S_; }
+  VectorType& bias() { return bias_; }
+  const VectorType& bias() const { return bias_; }
+
+  /// Replaces U and V (and so the rank); S, bias and masks are kept.
+  void set_low_rank(ConstMatrixRef<Scalar> U, ConstMatrixRef<Scalar> V) {
+    static constexpr const char* where = "LowRankSparseLinear::set_low_rank";
+    if (U.rows() != out_features())
+      detail::fail<shape_error>(where, "U has ", U.rows(), " rows but out_features is ",
+                                out_features());
+    if (V.cols() != in_features())
+      detail::fail<shape_error>(where, "V has ", V.cols(), " columns but in_features is ",
+                                in_features());
+    if (U.cols() != V.rows())
+      detail::fail<shape_error>(where, "U has ", U.cols(), " columns (rank) but V has ",
+                                V.rows(), " rows");
+    if (U.cols() > std::min(out_features(), in_features()))
+      detail::fail<value_error>(where, "rank must be at most min(out, in) = ",
+                                std::min(out_features(), in_features()), ", got ", U.cols());
+    U_ = U;
+    V_ = V;
+  }
+
+  // ---- masks ---------------------------------------------------------------------------------
+
+  const RowMask& row_mask() const { return row_mask_; }
+  /// Empty when there is no element mask.
+  const ElementMask& element_mask() const { return element_mask_; }
+  bool has_element_mask() const { return element_mask_.size() > 0; }
+
+  /// Sets the row mask (1 = live) and zeroes the pruned rows of S.
+  void set_row_mask(const Eigen::Ref<const RowMask>& mask) {
+    if (mask.size() != out_features())
+      detail::fail<shape_error>("LowRankSparseLinear::set_row_mask", "mask has ", mask.size(),
+                                " entries but out_features is ", out_features());
+    for (Index i = 0; i < mask.size(); ++i)
+      if (mask[i] > 1)
+        detail::fail<value_error>("LowRankSparseLinear::set_row_mask", "mask entries must be 0 or 1, entry ", i, " is ", int(mask[i]));
+    row_mask_ = mask;
+    rebuild_live_runs();
+    apply_masks();
+  }
+
+  /// Sets an element mask (out, in), 1 = live, and zeroes the pruned entries of S.
+  void set_element_mask(const Eigen::Ref<const ElementMask>& mask) {
+    detail::check_shape("LowRankSparseLinear::set_element_mask", "mask", mask, out_features(),
+                        in_features());
+    for (Index i = 0; i < mask.rows(); ++i)
+      for (Index j = 0; j < mask.cols(); ++j)
+        if (mask(i, j) > 1)
+          detail::fail<value_error>("LowRankSparseLinear::set_element_mask",
+                                    "mask entries must be 0 or 1, entry (", i, ", ", j, ") is ",
+                                    int(mask(i, j)));
+    element_mask_ = mask;
+    apply_masks();
+  }
+
+  void clear_element_mask() { element_mask_.resize(0, 0); }
+
+  /// Zeroes the entries of S that the masks prune.
+  void apply_masks() { zero_masked(S_); }
+
+  /// Zeroes the entries of `m` (shaped like S) that the masks prune: for gradients or an
+  /// optimizer's moment buffers, so that nothing regrows.
+  void zero_masked(MatrixRef<Scalar> m) const {
+    detail::check_shape("LowRankSparseLinear::zero_masked", "matrix", m, out_features(),
+                        in_features());
+    for (Index i = 0; i < m.rows(); ++i)
+      if (!row_mask_[i]) m.row(i).setZero();
+    if (has_element_mask()) m.array() *= element_mask_.array().template cast<Scalar>();
+  }
+
+  /// Runs of consecutive live rows of S as (first row, count).
+  const std::vector<std::pair<Index, Index>>& live_row_runs() const { return live_runs_; }
+
+  // ---- accounting ----------------------------------------------------------------------------
+
+  /// Live entries of S.
+  Index live_sparse_entries() const {
+    if (!has_element_mask()) return live_rows_ * in_features();
+    Index n = 0;
+    for (Index i = 0; i < out_features(); ++i)
+      if (row_mask_[i]) n += (element_mask_.row(i).array() != 0).count();
+    return n;
+  }
+  Index live_rows() const { return live_rows_; }
+  /// r·(out + in) + live S entries + bias.
+  Index live_parameters() const {
+    return rank() * (out_features() + in_features()) + live_sparse_entries() + bias_.size();
+  }
+  /// out·in + bias: the dense layer this one replaces.
+  Index dense_parameters() const { return out_features() * in_features() + bias_.size(); }
+
+  /// U·V + S∘M (+ nothing for bias): the weight this layer represents. Allocates; for checks.
+  Matrix to_dense() const {
+    Matrix w = S_;
+    zero_masked(w);
+    w.noalias() += U_ * V_;
+    return w;
+  }
+
+  // ---- buffers -------------------------------------------------------------------------------
+
+  Gradients make_gradients() const {
+    Gradients g;
+    g.U.setZero(U_.rows(), U_.cols());
+    g.V.setZero(V_.rows(), V_.cols());
+    g.S.setZero(S_.rows(), S_.cols());
+    g.bias.setZero(bias_.size());
+    return g;
+  }
+
+  Cache make_cache(Index max_tokens) const { return Cache(max_tokens, rank()); }
+
+  // ---- forward / backward --------------------------------------------------------------------
+
+  /// y (N, out) = (x·Vᵀ)·Uᵀ + x·(S∘M)ᵀ + b for x (N, in). Overwrites y; keeps x·Vᵀ in cache.
+  void forward(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y, Cache& cache) const {
+    static constexpr const char* where = "LowRankSparseLinear::forward";
+    if (x.cols() != in_features())
+      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
+                                in_features());
+    detail::check_shape(where, "y", y, x.rows(), out_features());
+    const Index n = x.rows();
+    prepare_cache(cache, n);
+    auto xv = cache_map(cache.xv_, n);
+    xv.noalias() = x * V_.transpose();
+    y.noalias() = xv * U_.transpose();
+    for (const auto& run : live_runs_)
+      y.middleCols(run.first, run.second).noalias() +=
+          x * S_.middleRows(run.first, run.second).transpose();
+    if (has_bias()) y.rowwise() += bias_.transpose();
+    cache.tokens_ = n;
+    cache.rank_ = rank();
+  }
+
+  /// Given dy = ∂L/∂y (N, out) for the x of the last forward with this cache, accumulates
+  /// dx (N, in) += ∂L/∂x and grads += ∂L/∂(U, V, S, b). Pruned entries of S get no gradient.
+  void backward(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
+                MatrixRef<Scalar> dx, Gradients& grads) const {
+    detail::check_shape("LowRankSparseLinear::backward", "dx", dx, x.rows(), in_features());
+    backward_impl(x, dy, cache, &dx, grads);
+  }
+
+  /// As backward(), without the input gradient (for a first layer).
+  void backward(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
+                Gradients& grads) const {
+    backward_impl(x, dy, cache, nullptr, grads);
+  }
+
+  // Raw pointer + leading dimension overloads (row-major; ld in elements). No copies.
+
+  void forward(const Scalar* x, Index tokens, Index ldx, Scalar* y, Index ldy,
+               Cache& cache) const {
+    static constexpr const char* where = "LowRankSparseLinear::forward";
+    forward(detail::map_rows(where, "x", x, tokens, in_features(), ldx),
+            detail::map_rows_mut(where, "y", y, tokens, out_features(), ldy), cache);
+  }
+
+  /// dx may be nullptr to skip the input gradient.
+  void backward(const Scalar* x, Index tokens, Index ldx, const Scalar* dy, Index lddy,
+                Cache& cache, Scalar* dx, Index lddx, Gradients& grads) const {
+    static constexpr const char* where = "LowRankSparseLinear::backward";
+    auto xm = detail::map_rows(where, "x", x, tokens, in_features(), ldx);
+    auto dym = detail::map_rows(where, "dy", dy, tokens, out_features(), lddy);
+    if (dx == nullptr) {
+      backward(xm, dym, cache, grads);
+    } else {
+      backward(xm, dym, cache, detail::map_rows_mut(where, "dx", dx, tokens, in_features(), lddx),
+               grads);
+    }
+  }
+
+ private:
+  using CacheMap = Eigen::Map<Matrix>;
+
+  CacheMap cache_map(std::vector<Scalar>& buf, Index n) const {
+    return CacheMap(buf.data(), n, rank());
+  }
+
+  void prepare_cache(Cache& cache, Index n) const {
+    if (cache.capacity_ < n || cache.rank_ != rank() ||
+        static_cast<Index>(cache.xv_.size()) < n * rank())
+      cache.reserve(std::max(n, cache.capacity_), rank());
+  }
+
+  void backward_impl(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
+                     MatrixRef<Scalar>* dx, Gradients& grads) const {
+    static constexpr const char* where = "LowRankSparseLinear::backward";
+    if (x.cols() != in_features())
+      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
+                                in_features());
+    detail::check_shape(where, "dy", dy, x.rows(), out_features());
+    if (cache.tokens_ != x.rows() || cache.rank_ != rank())
+      detail::fail<state_error>(where, "the cache holds a forward of ", cache.tokens_,
+                                " tokens at rank ", cache.rank_, " but x has ", x.rows(),
+                                " tokens at rank ", rank(), "; call forward with this cache first");
+    detail::check_shape(where, "grads.U", grads.U, U_.rows(), U_.cols());
+    detail::check_shape(where, "grads.V", grads.V, V_.rows(), V_.cols());
+    detail::check_shape(where, "grads.S", grads.S, S_.rows(), S_.cols());
+    if (grads.bias.size() != bias_.size())
+      detail::fail<shape_error>(where, "grads.bias has ", grads.bias.size(), " entries but ",
+                                bias_.size(), " were expected");
+    const Index n = x.rows();
+    auto xv = cache_map(cache.xv_, n);
+    auto dxv = cache_map(cache.dxv_, n);
+    grads.U.noalias() += dy.transpose() * xv;
+    dxv.noalias() = dy * U_;
+    grads.V.noalias() += dxv.transpose() * x;
+    for (const auto& run : live_runs_)
+      grads.S.middleRows(run.first, run.second).noalias() +=
+          dy.middleCols(run.first, run.second).transpose() * x;
+    if (has_element_mask()) grads.S.array() *= element_mask_.array().template cast<Scalar>();
+    if (has_bias()) grads.bias.noalias() += dy.colwise().sum().transpose();
+    if (dx != nullptr) {
+      dx->noalias() += dxv * V_;
+      for (const auto& run : live_runs_)
+        dx->noalias() +=
+            dy.middleCols(run.first, run.second) * S_.middleRows(run.first, run.second);
+    }
+  }
+
+  void rebuild_live_runs() {
+    live_runs_.clear();
+    live_rows_ = 0;
+    for (Index i = 0; i < row_mask_.size();) {
+      if (!row_mask_[i]) {
+        ++i;
+        continue;
+      }
+      Index j = i;
+      while (j < row_mask_.size() && row_mask_[j]) ++j;
+      live_runs_.emplace_back(i, j - i);
+      live_rows_ += j - i;
+      i = j;
+    }
+  }
+
+  Matrix U_, V_, S_;
+  VectorType bias_;
+  RowMask row_mask_;
+  ElementMask element_mask_;
+  std::vector<std::pair<Index, Index>> live_runs_;
+  Index live_rows_ = 0;
+};
+
+LMSHRINK_NAMESPACE_END

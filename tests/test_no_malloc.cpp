@@ -1,0 +1,89 @@
+// Proves that forward and backward allocate nothing once the cache and gradients are sized.
+// Eigen counts every heap allocation it makes under EIGEN_RUNTIME_NO_MALLOC; eigen_assert is
+// made to throw so the check works in Release builds too.
+#include <stdexcept>
+
+#define EIGEN_RUNTIME_NO_MALLOC
+#define eigen_assert(x) \
+  do {                  \
+    if (!(x)) throw std::logic_error("eigen_assert failed: " #x); \
+  } while (false)
+
+#include <catch2/catch.hpp>
+#include <lmshrink/low_rank_sparse_linear.hpp>
+
+#include "test_helpers.hpp"
+
+using lmshrink::Index;
+using test::Matrix;
+
+namespace {
+
+struct NoMalloc {
+  NoMalloc() { Eigen::internal::set_is_malloc_allowed(false); }
+  ~NoMalloc() { Eigen::internal::set_is_malloc_allowed(true); }
+};
+
+template <class F>
+bool allocates(F&& f) {
+  try {
+    NoMalloc guard;
+    f();
+  } catch (const std::logic_error&) {
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("the no-malloc check itself detects an allocation", "[alloc]") {
+  REQUIRE(allocates([] { Eigen::MatrixXf m(64, 64); m.setZero(); }));
+  REQUIRE_FALSE(allocates([] {}));
+}
+
+TEMPLATE_TEST_CASE("forward and backward allocate nothing once sized", "[alloc]", float, double) {
+  using S = TestType;
+  // stories260K shapes (64x64, 32x64, 172x64, 64x172), and odd ones, at the cache's capacity and
+  // below it, with and without masks.
+  const auto shape = GENERATE(std::make_tuple(64, 64, 8, 64), std::make_tuple(32, 64, 4, 33),
+                              std::make_tuple(172, 64, 16, 48), std::make_tuple(64, 172, 16, 48),
+                              std::make_tuple(7, 5, 5, 3), std::make_tuple(13, 17, 1, 1));
+  const Index out = std::get<0>(shape), in = std::get<1>(shape), rank = std::get<2>(shape),
+              tokens = std::get<3>(shape);
+  const bool bias = GENERATE(false, true);
+  const int masks = GENERATE(0, 1, 2);
+  CAPTURE(out, in, rank, tokens, bias, masks);
+
+  lmshrink::LowRankSparseLinear<S> layer(out, in, rank, bias);
+  layer.U() = test::random_matrix<S>(out, rank, 1);
+  layer.V() = test::random_matrix<S>(rank, in, 2);
+  layer.S() = test::random_matrix<S>(out, in, 3);
+  if (masks >= 1) {
+    lmshrink::RowMask m(out);
+    for (Index i = 0; i < out; ++i) m[i] = i % 4 != 2;
+    layer.set_row_mask(m);
+  }
+  if (masks == 2) {
+    lmshrink::ElementMask m(out, in);
+    for (Index i = 0; i < m.size(); ++i) m.data()[i] = i % 5 != 0;
+    layer.set_element_mask(m);
+  }
+  auto cache = layer.make_cache(tokens);
+  auto grads = layer.make_gradients();
+  const Matrix<S> x = test::random_matrix<S>(tokens, in, 4);
+  const Matrix<S> dy = test::random_matrix<S>(tokens, out, 5);
+  Matrix<S> y(tokens, out), dx = Matrix<S>::Zero(tokens, in);
+  const Index fewer = std::max<Index>(1, tokens / 3);
+
+  REQUIRE_FALSE(allocates([&] {
+    layer.forward(x, y, cache);
+    grads.set_zero();
+    layer.backward(x, dy, cache, dx, grads);
+    layer.backward(x, dy, cache, grads);
+    // A smaller batch through the pointer overloads, on the same cache.
+    layer.forward(x.data(), fewer, in, y.data(), out, cache);
+    layer.backward(x.data(), fewer, in, dy.data(), out, cache, dx.data(), in, grads);
+    layer.zero_masked(grads.S);
+  }));
+}

@@ -1,0 +1,197 @@
+#include <Eigen/SVD>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/svd_init.hpp>
+
+#include "test_helpers.hpp"
+
+using lmshrink::Index;
+using lmshrink::SvdInitOptions;
+using lmshrink::SvdMethod;
+using test::Matrix;
+using Catch::Matchers::Contains;
+
+TEST_CASE("rank from a parameter ratio: r = ceil(rho*out*in/(out+in))", "[svd]") {
+  REQUIRE(lmshrink::rank_from_ratio(0.25, 64, 64) == 8);     // 0.25*4096/128 = 8 exactly
+  REQUIRE(lmshrink::rank_from_ratio(0.1, 172, 64) == 5);     // 4.664 -> 5
+  REQUIRE(lmshrink::rank_from_ratio(0.05, 32, 64) == 2);     // 1.0667 -> 2
+  REQUIRE(lmshrink::rank_from_ratio(1.0, 172, 64) == 47);    // 46.64 -> 47
+  REQUIRE(lmshrink::rank_from_ratio(0.5, 768, 3072) == 308); // 307.2 -> 308
+  REQUIRE(lmshrink::rank_from_ratio(1e-9, 10, 10) == 1);     // at least one
+  REQUIRE(lmshrink::rank_from_ratio(1.0, 1, 1) == 1);
+  REQUIRE_THROWS_WITH(lmshrink::rank_from_ratio(0.0, 4, 4),
+                      Contains("ratio must be in (0, 1], got 0"));
+  REQUIRE_THROWS_AS(lmshrink::rank_from_ratio(1.5, 4, 4), lmshrink::value_error);
+  REQUIRE_THROWS_AS(lmshrink::rank_from_ratio(-0.1, 4, 4), lmshrink::value_error);
+  REQUIRE_THROWS_AS(lmshrink::rank_from_ratio(std::nan(""), 4, 4), lmshrink::value_error);
+  REQUIRE_THROWS_AS(lmshrink::rank_from_ratio(0.5, 0, 4), lmshrink::value_error);
+}
+
+TEST_CASE("rank from an energy target", "[svd]") {
+  Eigen::VectorXd s(3);
+  s << 3, 2, 1;  // energies 9, 4, 1 of 14
+  REQUIRE(lmshrink::rank_from_energy(s, 9.0 / 14.0) == 1);
+  REQUIRE(lmshrink::rank_from_energy(s, 0.65) == 2);
+  REQUIRE(lmshrink::rank_from_energy(s, 13.0 / 14.0) == 2);
+  REQUIRE(lmshrink::rank_from_energy(s, 0.93) == 3);
+  REQUIRE(lmshrink::rank_from_energy(s, 1.0) == 3);
+  REQUIRE_THROWS_AS(lmshrink::rank_from_energy(s, 0.0), lmshrink::value_error);
+  REQUIRE_THROWS_AS(lmshrink::rank_from_energy(s, 1.01), lmshrink::value_error);
+}
+
+TEMPLATE_TEST_CASE("exact init: U.V + S = W, S is the SVD tail, U and V carry sqrt(sigma)",
+                   "[svd]", float, double) {
+  using S = TestType;
+  const auto shape = GENERATE(std::make_pair(13, 7), std::make_pair(7, 13), std::make_pair(32, 32),
+                              std::make_pair(1, 5));
+  const Index out = shape.first, in = shape.second, kmax = std::min(out, in);
+  const Index rank = GENERATE_COPY(Index(1), std::max<Index>(1, kmax / 2), kmax);
+  const bool in_double = GENERATE(true, false);
+  CAPTURE(out, in, rank, in_double);
+  const Matrix<S> w = test::random_matrix<S>(out, in, 3);
+  lmshrink::LowRankSparseLinear<S> layer;
+  SvdInitOptions opt;
+  opt.rank = rank;
+  opt.exact_in_double = in_double;
+  const auto result = lmshrink::svd_init<S>(w, layer, opt);
+  REQUIRE(result.rank == rank);
+  REQUIRE(layer.rank() == rank);
+  REQUIRE(layer.out_features() == out);
+  REQUIRE(layer.in_features() == in);
+
+  const double eps = std::numeric_limits<S>::epsilon();
+  const Matrix<S> recon = layer.U() * layer.V() + layer.S();
+  REQUIRE((recon - w).cwiseAbs().maxCoeff() <= 20 * eps * w.cwiseAbs().maxCoeff());
+
+  // Independent reference: Jacobi SVD in double.
+  const Eigen::MatrixXd wd = w.template cast<double>();
+  Eigen::JacobiSVD<Eigen::MatrixXd> ref(wd);
+  const Eigen::VectorXd sigma = ref.singularValues();
+  const double tail = std::sqrt(sigma.tail(kmax - rank).squaredNorm());
+  const double s_norm = layer.S().template cast<double>().norm();
+  REQUIRE(std::abs(s_norm - tail) <= 1e3 * eps * (1 + sigma[0]));
+  REQUIRE(std::abs(result.relative_error - tail / wd.norm()) <= 1e3 * eps);
+  REQUIRE(std::abs(result.energy_kept - sigma.head(rank).squaredNorm() / wd.squaredNorm()) <=
+          1e3 * eps);
+  REQUIRE((result.singular_values - sigma).cwiseAbs().maxCoeff() <= 1e3 * eps * sigma[0]);
+  // Uᵀ·U = diag(σ) = V·Vᵀ.
+  const Eigen::MatrixXd utu = layer.U().template cast<double>().transpose() *
+                              layer.U().template cast<double>();
+  const Eigen::MatrixXd vvt =
+      layer.V().template cast<double>() * layer.V().template cast<double>().transpose();
+  const Eigen::MatrixXd diag = sigma.head(rank).asDiagonal();
+  REQUIRE((utu - diag).cwiseAbs().maxCoeff() <= 1e3 * eps * sigma[0]);
+  REQUIRE((vvt - diag).cwiseAbs().maxCoeff() <= 1e3 * eps * sigma[0]);
+}
+
+TEST_CASE("ratio and energy rules pick the documented rank", "[svd]") {
+  const Matrix<double> w = test::random_matrix<double>(40, 24, 9);
+  lmshrink::LowRankSparseLinear<double> layer;
+  SvdInitOptions by_ratio;
+  by_ratio.ratio = 0.3;  // 0.3*960/64 = 4.5 -> 5
+  REQUIRE(lmshrink::svd_init<double>(w, layer, by_ratio).rank == 5);
+  SvdInitOptions by_energy;
+  by_energy.energy = 0.8;
+  const auto r = lmshrink::svd_init<double>(w, layer, by_energy);
+  REQUIRE(r.energy_kept >= 0.8);
+  REQUIRE(r.singular_values.head(r.rank - 1).squaredNorm() / w.squaredNorm() < 0.8);
+}
+
+TEST_CASE("init keeps an existing bias and resets masks", "[svd]") {
+  lmshrink::LowRankSparseLinear<float> layer(6, 4, 1, true);
+  layer.bias().setConstant(0.5f);
+  lmshrink::RowMask m = lmshrink::RowMask::Zero(6);
+  layer.set_row_mask(m);
+  SvdInitOptions opt;
+  opt.rank = 2;
+  lmshrink::svd_init<float>(test::random_matrix<float>(6, 4, 1), layer, opt);
+  REQUIRE(layer.has_bias());
+  REQUIRE(layer.bias().isConstant(0.5f));
+  REQUIRE(layer.live_rows() == 6);
+}
+
+TEST_CASE("randomized SVD is within 1% of the exact truncated error on a decaying spectrum",
+          "[svd][randomized]") {
+  // 768x3072 with σ_k = 0.995^k: the GPT-2 MLP shape, cut to rank 256.
+  const Matrix<float> w = test::decaying_spectrum(768, 3072, 0.995, 17).cast<float>();
+  lmshrink::LowRankSparseLinear<float> exact_layer, rand_layer, again;
+  SvdInitOptions exact;
+  exact.rank = 256;
+  SvdInitOptions randomized = exact;
+  randomized.method = SvdMethod::randomized;
+  const auto e = lmshrink::svd_init<float>(w, exact_layer, exact);
+  const auto r = lmshrink::svd_init<float>(w, rand_layer, randomized);
+  CAPTURE(e.relative_error, r.relative_error);
+  REQUIRE(r.relative_error >= e.relative_error * (1 - 1e-6));  // cannot beat the optimum
+  REQUIRE(r.relative_error <= 1.01 * e.relative_error);
+  // Seeded: the same seed gives bit-identical factors.
+  lmshrink::svd_init<float>(w, again, randomized);
+  REQUIRE(again.U() == rand_layer.U());
+  REQUIRE(again.S() == rand_layer.S());
+  randomized.seed += 1;
+  lmshrink::svd_init<float>(w, again, randomized);
+  REQUIRE(again.U() != rand_layer.U());
+}
+
+TEST_CASE("randomized SVD is within 1% of exact on every matrix of stories260K", "[svd][real]") {
+  auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto weights = model.linear_weights();
+  REQUIRE(weights.size() == 35);
+  for (const double ratio : {0.05, 0.1, 0.25, 0.5}) {
+    for (const auto& named : weights) {
+      CAPTURE(named.name, ratio);
+      lmshrink::LowRankSparseLinear<float> a, b;
+      SvdInitOptions exact;
+      exact.ratio = ratio;
+      SvdInitOptions randomized = exact;
+      randomized.method = SvdMethod::randomized;
+      const auto e = lmshrink::svd_init<float>(*named.matrix, a, exact);
+      const auto r = lmshrink::svd_init<float>(*named.matrix, b, randomized);
+      CAPTURE(e.relative_error, r.relative_error);
+      REQUIRE(e.rank == r.rank);
+      REQUIRE(r.relative_error <= 1.01 * e.relative_error);
+      const Matrix<float> recon = b.U() * b.V() + b.S();
+      REQUIRE((recon - *named.matrix).cwiseAbs().maxCoeff() <=
+              1e-5f * named.matrix->cwiseAbs().maxCoeff());
+    }
+  }
+}
+
+TEST_CASE("svd_init rejects bad options and bad weights", "[svd][errors]") {
+  lmshrink::LowRankSparseLinear<float> layer;
+  Matrix<float> w = test::random_matrix<float>(8, 6, 1);
+  SvdInitOptions none;
+  REQUIRE_THROWS_WITH(lmshrink::svd_init<float>(w, layer, none),
+                      Contains("exactly one of ratio, rank and energy must be set, got 0"));
+  SvdInitOptions two;
+  two.ratio = 0.5;
+  two.rank = 2;
+  REQUIRE_THROWS_WITH(lmshrink::svd_init<float>(w, layer, two), Contains("got 2"));
+  SvdInitOptions big;
+  big.rank = 7;
+  REQUIRE_THROWS_WITH(lmshrink::svd_init<float>(w, layer, big),
+                      Contains("rank must be in [1, min(out, in)] = [1, 6], got 7"));
+  SvdInitOptions neg;
+  neg.rank = -1;
+  REQUIRE_THROWS_AS(lmshrink::svd_init<float>(w, layer, neg), lmshrink::value_error);
+  SvdInitOptions ratio;
+  ratio.ratio = 1.2;
+  REQUIRE_THROWS_WITH(lmshrink::svd_init<float>(w, layer, ratio),
+                      Contains("ratio must be in (0, 1], got 1.2"));
+  SvdInitOptions energy;
+  energy.energy = 0.9;
+  energy.method = SvdMethod::randomized;
+  REQUIRE_THROWS_WITH(lmshrink::svd_init<float>(w, layer, energy),
+                      Contains("energy target needs the whole spectrum"));
+  SvdInitOptions ok;
+  ok.rank = 2;
+  w(3, 4) = std::numeric_limits<float>::quiet_NaN();
+  REQUIRE_THROWS_WITH(lmshrink::svd_init<float>(w, layer, ok),
+                      Contains("[lmshrink.numeric] svd_init: W has a non-finite value"));
+  w(3, 4) = std::numeric_limits<float>::infinity();
+  REQUIRE_THROWS_AS(lmshrink::svd_init<float>(w, layer, ok), lmshrink::numeric_error);
+  Matrix<float> empty(0, 3);
+  REQUIRE_THROWS_AS(lmshrink::svd_init<float>(empty, layer, ok), lmshrink::shape_error);
+  REQUIRE_THROWS_AS(lmshrink::svd_init<float>(w.data(), 8, 6, 5, layer, ok), lmshrink::shape_error);
+}
