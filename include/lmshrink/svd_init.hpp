@@ -13,6 +13,7 @@
 // seeded and deterministic.
 
 #include <Eigen/Core>
+#include <Eigen/Eigenvalues>
 #include <Eigen/QR>
 #include <Eigen/SVD>
 #include <algorithm>
@@ -110,29 +111,49 @@ ColMatrix<T> orthonormal_columns(const ColMatrix<T>& y) {
   return qr.householderQ() * ColMatrix<T>::Identity(y.rows(), y.cols());
 }
 
-/// Top-l left/right singular vectors and values of a (m, n) by the randomized range finder.
+/// Leading singular triplets of a (m, n) by a Gaussian range finder with power iterations.
+/// Works on the shorter side: for m <= n it orthonormalises only (m, l) blocks, and the final
+/// small SVD comes from the (l, l) Gram matrix of B = Qᵀ·A, formed in double. U·V as built by
+/// svd_init (Q·P_r·P_rᵀ·B) never divides by a singular value, so tiny ones are harmless.
 template <class T>
-void randomized_svd(const ColMatrix<T>& a, Index rank, const SvdInitOptions& opt,
+void randomized_svd(const ColMatrix<T>& a_in, Index rank, const SvdInitOptions& opt,
                     ColMatrix<T>& left, Eigen::Matrix<T, Eigen::Dynamic, 1>& sigma,
                     ColMatrix<T>& right) {
+  const bool transposed = a_in.rows() > a_in.cols();
+  ColMatrix<T> a_t;
+  if (transposed) a_t = a_in.transpose();
+  const ColMatrix<T>& a = transposed ? a_t : a_in;  // (m, n), m <= n
   const Index m = a.rows(), n = a.cols();
-  const Index l = std::min<Index>(rank + opt.oversampling, std::min(m, n));
+  const Index l = std::min<Index>(rank + opt.oversampling, m);
   SplitMix64 rng(opt.seed);
   ColMatrix<T> omega(n, l);
   for (Index j = 0; j < l; ++j)
     for (Index i = 0; i < n; ++i) omega(i, j) = static_cast<T>(rng.normal());
   ColMatrix<T> q = orthonormal_columns<T>(a * omega);
+  ColMatrix<T> z(n, l);
   for (Index it = 0; it < opt.power_iterations; ++it) {
-    // Re-orthonormalise at each half step: keeps small singular directions from being lost to
-    // rounding (Halko et al., Algorithm 4.4).
-    ColMatrix<T> z = orthonormal_columns<T>(a.transpose() * q);
-    q = orthonormal_columns<T>(a * z);
+    z.noalias() = a.transpose() * q;
+    q = orthonormal_columns<T>(a * z);  // one QR per (A·Aᵀ) step keeps rounding in check
   }
-  ColMatrix<T> b = q.transpose() * a;  // (l, n)
-  Eigen::BDCSVD<ColMatrix<T>> svd(b, Eigen::ComputeThinU | Eigen::ComputeThinV);
-  left = q * svd.matrixU();
-  sigma = svd.singularValues();
-  right = svd.matrixV();
+  const ColMatrix<T> b = q.transpose() * a;  // (l, n)
+  const Eigen::MatrixXd gram = (b.template cast<double>() * b.template cast<double>().transpose());
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram);
+  // Eigenvalues come in increasing order; reverse to decreasing.
+  const Eigen::MatrixXd p = eig.eigenvectors().rowwise().reverse();
+  const Eigen::VectorXd lambda = eig.eigenvalues().reverse();
+  sigma = lambda.cwiseMax(0.0).cwiseSqrt().template cast<T>();
+  const ColMatrix<T> p_t = p.template cast<T>();
+  ColMatrix<T> u = q * p_t;                     // (m, l)
+  ColMatrix<T> v = b.transpose() * p_t;         // (n, l), columns scaled by σ
+  const T tiny = std::numeric_limits<T>::min() / std::numeric_limits<T>::epsilon();
+  for (Index k = 0; k < l; ++k) v.col(k) /= std::max(sigma[k], tiny);
+  if (transposed) {
+    left = std::move(v);
+    right = std::move(u);
+  } else {
+    left = std::move(u);
+    right = std::move(v);
+  }
 }
 
 template <class T, class Scalar>
