@@ -2,34 +2,19 @@
 // time, and the relative error ‖W − U·V‖/‖W‖ each reaches. The matrix has singular values
 // 0.995^k (a flat spectrum, as real LM weights have), so the randomized path has to work for it.
 
-#include <Eigen/QR>
 #include <benchmark/benchmark.h>
-#include <lmshrink/detail/random.hpp>
 #include <lmshrink/svd_init.hpp>
 
+#include "../tests/test_helpers.hpp"  // the same seeded test matrices as the tests
 #include "bench_context.hpp"
 
 using lmshrink::Index;
 
 namespace {
 
-lmshrink::RowMatrix<float> decaying(Index rows, Index cols, double decay) {
-  lmshrink::detail::SplitMix64 rng(17);
-  const Index k = std::min(rows, cols);
-  Eigen::MatrixXd a(rows, k), b(cols, k);
-  for (Index i = 0; i < a.size(); ++i) a.data()[i] = rng.normal();
-  for (Index i = 0; i < b.size(); ++i) b.data()[i] = rng.normal();
-  const Eigen::MatrixXd qa = Eigen::HouseholderQR<Eigen::MatrixXd>(a).householderQ() *
-                             Eigen::MatrixXd::Identity(rows, k);
-  const Eigen::MatrixXd qb = Eigen::HouseholderQR<Eigen::MatrixXd>(b).householderQ() *
-                             Eigen::MatrixXd::Identity(cols, k);
-  Eigen::VectorXd s(k);
-  for (Index i = 0; i < k; ++i) s[i] = std::pow(decay, static_cast<double>(i));
-  return (qa * s.asDiagonal() * qb.transpose()).cast<float>();
-}
-
 const lmshrink::RowMatrix<float>& matrix() {
-  static const auto w = decaying(768, 3072, 0.995);
+  static const lmshrink::RowMatrix<float> w =
+      test::decaying_spectrum(768, 3072, 0.995, 17).cast<float>();
   return w;
 }
 
