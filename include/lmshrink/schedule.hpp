@@ -1,0 +1,67 @@
+#pragma once
+// The cubic sparsity schedule (Zhu & Gupta 2017) as LoSparse uses it, as pure functions of the
+// optimizer step g = 0, 1, 2, …:
+//   g ≤ t_i               keep = 1,        no mask step
+//   g > T − t_f           keep = p_final,  mask every step
+//   otherwise             keep = p_final + (1 − p_final)·(1 − (g − t_i)/(T − t_i − t_f))³,
+//                         mask when g mod ΔT == 0
+// keep is the fraction of S's entries that stay live.
+
+#include "config.hpp"
+#include "errors.hpp"
+#include "types.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+
+struct CubicSchedule {
+  Index total_steps = 0;     // T
+  Index initial_warmup = 0;  // t_i: steps with no pruning
+  Index final_warmup = 0;    // t_f: last steps at p_final, masked every step
+  double final_keep = 1.0;   // p_final ∈ (0, 1]
+  Index mask_interval = 10;  // ΔT
+};
+
+struct ScheduleStep {
+  double keep = 1.0;  // fraction of entries to keep at this step
+  bool mask = false;  // whether this step applies a mask
+};
+
+/// Throws value_error unless T − t_i − t_f > 0, t_i, t_f ≥ 0, p_final ∈ (0, 1] and ΔT ≥ 1.
+inline void validate(const CubicSchedule& s) {
+  static constexpr const char* where = "CubicSchedule";
+  if (s.initial_warmup < 0 || s.final_warmup < 0)
+    detail::fail<value_error>(where, "warm-ups must be >= 0, got initial_warmup=",
+                              s.initial_warmup, " final_warmup=", s.final_warmup);
+  if (s.total_steps - s.initial_warmup - s.final_warmup <= 0)
+    detail::fail<value_error>(where, "total_steps (", s.total_steps,
+                              ") must exceed initial_warmup + final_warmup (",
+                              s.initial_warmup + s.final_warmup, ")");
+  if (!(s.final_keep > 0.0 && s.final_keep <= 1.0))
+    detail::fail<value_error>(where, "final_keep must be in (0, 1], got ", s.final_keep);
+  if (s.mask_interval < 1)
+    detail::fail<value_error>(where, "mask_interval must be >= 1, got ", s.mask_interval);
+}
+
+/// The schedule at optimizer step g ≥ 0 (steps past T stay in the final phase).
+inline ScheduleStep cubic_schedule(const CubicSchedule& s, Index step) {
+  validate(s);
+  if (step < 0) detail::fail<value_error>("cubic_schedule", "step must be >= 0, got ", step);
+  if (step <= s.initial_warmup) return {1.0, false};
+  if (step > s.total_steps - s.final_warmup) return {s.final_keep, true};
+  const double span = static_cast<double>(s.total_steps - s.initial_warmup - s.final_warmup);
+  const double left = 1.0 - static_cast<double>(step - s.initial_warmup) / span;
+  return {s.final_keep + (1.0 - s.final_keep) * left * left * left,
+          step % s.mask_interval == 0};
+}
+
+/// Fraction of entries kept at step g.
+inline double cubic_keep_ratio(const CubicSchedule& s, Index step) {
+  return cubic_schedule(s, step).keep;
+}
+
+/// Whether step g applies a mask.
+inline bool is_mask_step(const CubicSchedule& s, Index step) {
+  return cubic_schedule(s, step).mask;
+}
+
+LMSHRINK_NAMESPACE_END
