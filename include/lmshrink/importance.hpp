@@ -90,17 +90,22 @@ class ImportanceTracker {
                        Scalar(1 - options_.beta2) * (window_mean_ - ema_).cwiseAbs();
     }
     const Scalar ls = Scalar(l), l1 = Scalar(l + 1);
-    for (Index i = 0; i < rows(); ++i)
-      for (Index j = 0; j < cols(); ++j) {
-        const Scalar s = sensitivity(value(i, j), options_.kind == ImportanceKind::magnitude
-                                                      ? Scalar(0)
-                                                      : grad(i, j));
-        if (!std::isfinite(s))
-          detail::fail<numeric_error>(where, "non-finite sensitivity at (", i, ", ", j,
-                                      "): value ", value(i, j), ", gradient ",
-                                      options_.kind == ImportanceKind::magnitude ? Scalar(0) : grad(i, j));
-        window_mean_(i, j) = l == 0 ? s : (window_mean_(i, j) * ls + s) / l1;  // reference order
-      }
+    // Row by row through a one-row scratch: one pass over memory, and a non-finite sensitivity
+    // is reported before the row it belongs to is touched.
+    scratch_.resize(1, cols());
+    for (Index i = 0; i < rows(); ++i) {
+      const bool no_grad = options_.kind == ImportanceKind::magnitude;
+      write_sensitivity(scratch_, value.row(i), no_grad ? value.row(i) : grad.row(i));
+      if (!scratch_.allFinite())
+        for (Index j = 0; j < cols(); ++j)
+          if (!std::isfinite(scratch_(0, j)))
+            detail::fail<numeric_error>(where, "non-finite sensitivity at (", i, ", ", j,
+                                        "): value ", value(i, j), ", gradient ",
+                                        options_.kind == ImportanceKind::magnitude ? Scalar(0)
+                                                                                   : grad(i, j));
+      if (l == 0) window_mean_.row(i) = scratch_;
+      else window_mean_.row(i) = (window_mean_.row(i) * ls + scratch_) / l1;  // reference order
+    }
     last_step_ = step;
   }
 
@@ -125,17 +130,19 @@ class ImportanceTracker {
   }
 
  private:
-  Scalar sensitivity(Scalar value, Scalar grad) const {
+  template <class Value, class Grad>
+  void write_sensitivity(Matrix& out, const Value& value, const Grad& grad) {
     switch (options_.kind) {
-      case ImportanceKind::magnitude: return std::abs(value);
-      case ImportanceKind::movement: return -value * grad;
+      case ImportanceKind::magnitude: out = value.cwiseAbs(); break;
+      case ImportanceKind::movement: out = -value.cwiseProduct(grad); break;
       case ImportanceKind::taylor:
-      default: return std::abs(value * grad);
+      default: out = value.cwiseProduct(grad).cwiseAbs(); break;
     }
   }
 
   ImportanceOptions options_;
   Matrix ema_, window_mean_, uncertainty_;
+  Matrix scratch_;  // one row of this step's sensitivity
   Index last_step_ = -1;
 };
 

@@ -11,3 +11,5 @@
 #include "schedule.hpp"
 #include "importance.hpp"
 #include "threshold.hpp"
+#include "optim.hpp"
+#include "pruner.hpp"

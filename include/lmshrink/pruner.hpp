@@ -1,0 +1,433 @@
+#pragma once
+// The sparse-mask pruner of LoSparse over many layers: Taylor importance with windowed moving
+// averages, the cubic schedule and one global threshold, deciding exactly as the reference does;
+// plus per-layer thresholds, input-column and element granularity, and persistent masks.
+//
+//   lmshrink::PrunerOptions opt;
+//   opt.schedule = {/*T=*/1000, /*t_i=*/100, /*t_f=*/200, /*p_final=*/0.1, /*ΔT=*/10};
+//   lmshrink::Pruner<float> pruner(opt);
+//   pruner.add("layers.0.wq", layer, grads);           // every layer whose S is pruned
+//   for (g = 0; g < T; ++g) {
+//     forward; grads.set_zero(); backward; optimizer.step(layer, grads);
+//     pruner.after_optimizer_step(g);                  // after the step, before zeroing grads
+//   }
+//
+// Only S is scored and pruned. The baselines use the same API: ITP is the pruner on a rank-0
+// layer (S = W, see make_dense_layer), low-rank only is a layer whose rows of S are all pruned.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "detail/atomic_file.hpp"
+#include "errors.hpp"
+#include "importance.hpp"
+#include "low_rank_sparse_linear.hpp"
+#include "schedule.hpp"
+#include "threshold.hpp"
+#include "types.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+
+enum class Granularity { rows, columns, elements };
+enum class ThresholdScope { global, per_layer };
+/// reference: masks zero S on mask steps only; pruned entries get gradients and may regrow in
+/// between, as the LoSparse code does. persistent: masks are set on the layers, so gradients and
+/// (with lmshrink's optimizers or LowRankSparseLinear::zero_masked) moments of pruned entries are
+/// zero and masks only ever shrink.
+enum class MaskMode { reference, persistent };
+
+struct PrunerOptions {
+  CubicSchedule schedule;
+  ImportanceOptions importance;
+  Granularity granularity = Granularity::rows;
+  ThresholdScope scope = ThresholdScope::global;
+  MaskMode mode = MaskMode::reference;
+};
+
+/// What one call to after_optimizer_step did.
+struct PruneStep {
+  Index step = 0;
+  double keep = 1.0;    // the schedule's fraction of S entries to keep
+  bool masked = false;  // whether masks were (re)computed at this step
+  double threshold = -std::numeric_limits<double>::infinity();  // global scope only
+  Index live_entries = 0;  // live S entries over all layers after this step
+  Index entries = 0;       // all S entries
+};
+
+struct LayerAccount {
+  std::string name;
+  Index dense = 0;        // out·in
+  Index low_rank = 0;     // r·(out + in)
+  Index live_sparse = 0;  // live S entries
+  Index live() const { return low_rank + live_sparse; }
+};
+
+/// Remaining weights, as in the paper: (low-rank + live S) over the dense weights; biases and
+/// row indices not counted.
+struct Accounting {
+  std::vector<LayerAccount> layers;
+  Index dense = 0, live = 0;
+  double achieved_ratio = 0;   // live / dense
+  double low_rank_ratio = 0;   // Σ r·(out+in) / dense (≈ ρ; above it by the rank's ceil)
+  double nominal_ratio = 0;    // ρ + p_final (ρ as given, or low_rank_ratio)
+};
+
+template <class Scalar_>
+class Pruner {
+ public:
+  using Scalar = Scalar_;
+  using Layer = LowRankSparseLinear<Scalar>;
+  using Gradients = typename Layer::Gradients;
+  using Matrix = RowMatrix<Scalar>;
+
+  explicit Pruner(const PrunerOptions& options) : options_(options) {
+    validate(options_.schedule);
+    validate(options_.importance);
+  }
+
+  const PrunerOptions& options() const { return options_; }
+
+  /// Registers a layer whose S is pruned and the gradients the trainer's backward fills. Both must
+  /// outlive the pruner. Call before the first after_optimizer_step.
+  void add(const std::string& name, Layer& layer, const Gradients& grads) {
+    static constexpr const char* where = "Pruner::add";
+    if (last_step_ >= 0)
+      detail::fail<state_error>(where, "layer '", name, "' added after step ", last_step_,
+                                "; register every layer before the first step");
+    for (const auto& e : entries_)
+      if (e.name == name) detail::fail<value_error>(where, "a layer named '", name, "' was already added");
+    detail::check_shape(where, "grads.S", grads.S, layer.out_features(), layer.in_features());
+    Entry e;
+    e.name = name;
+    e.layer = &layer;
+    e.grads = &grads;
+    e.tracker = ImportanceTracker<Scalar>(layer.out_features(), layer.in_features(),
+                                          options_.importance);
+    e.rows = layer.row_mask();
+    e.element_masks = options_.granularity != Granularity::rows || layer.has_element_mask();
+    e.elements = layer.has_element_mask()
+                     ? layer.element_mask()
+                     : ElementMask::Ones(layer.out_features(), layer.in_features());
+    entries_.push_back(std::move(e));
+  }
+
+  Index layers() const { return static_cast<Index>(entries_.size()); }
+  const std::string& name(Index i) const { return entry(i).name; }
+  /// The pruner's row mask of layer i (rows granularity; all ones otherwise).
+  const RowMask& row_mask(Index i) const { return entry(i).rows; }
+  /// The pruner's element mask of layer i (columns and elements granularity; ones otherwise).
+  const ElementMask& element_mask(Index i) const { return entry(i).elements; }
+  const ImportanceTracker<Scalar>& importance(Index i) const { return entry(i).tracker; }
+  Index last_step() const { return last_step_; }
+
+  /// Scores after the optimizer step `step`, then masks if the schedule says so.
+  PruneStep after_optimizer_step(Index step) {
+    static constexpr const char* where = "Pruner::after_optimizer_step";
+    if (entries_.empty()) detail::fail<state_error>(where, "no layer was added");
+    if (last_step_ >= 0 && step != last_step_ + 1)
+      detail::fail<state_error>(where, "step ", step, " follows step ", last_step_,
+                                "; call once per optimizer step with consecutive steps");
+    for (auto& e : entries_) {
+      if (options_.importance.kind != ImportanceKind::magnitude && e.layer_live() > 0 &&
+          e.grads->S.isZero(0))
+        detail::fail<state_error>(where, "the gradient of S of '", e.name, "' is all zeros at step ",
+                                  step, "; call after the optimizer step and before the gradients "
+                                  "are zeroed");
+      detail::check_shape(where, "S", e.layer->S(), e.tracker.rows(), e.tracker.cols());
+    }
+    for (auto& e : entries_) e.tracker.update(e.layer->S(), e.grads->S, step);
+    last_step_ = step;
+
+    const ScheduleStep s = cubic_schedule(options_.schedule, step);
+    PruneStep report;
+    report.step = step;
+    report.keep = s.keep;
+    report.masked = s.mask;
+    if (s.mask) {
+      if (options_.scope == ThresholdScope::global) {
+        std::vector<WeightedScore> pooled;
+        for (auto& e : entries_) pool(e, pooled);
+        const Threshold t = select_threshold(std::move(pooled), s.keep);
+        report.threshold = t.value;
+        for (auto& e : entries_) apply(e, t.value);
+      } else {
+        for (auto& e : entries_) {
+          std::vector<WeightedScore> pooled;
+          pool(e, pooled);
+          apply(e, select_threshold(std::move(pooled), s.keep).value);
+        }
+      }
+    }
+    for (const auto& e : entries_) {
+      report.live_entries += e.live_entries();
+      report.entries += e.tracker.rows() * e.tracker.cols();
+    }
+    return report;
+  }
+
+  /// Live parameters per layer and overall; rho is the nominal low-rank ratio (NaN: use the
+  /// realised one).
+  Accounting accounting(double rho = std::numeric_limits<double>::quiet_NaN()) const {
+    Accounting a;
+    Index low = 0;
+    for (const auto& e : entries_) {
+      LayerAccount l;
+      l.name = e.name;
+      l.dense = e.layer->out_features() * e.layer->in_features();
+      l.low_rank = e.layer->rank() * (e.layer->out_features() + e.layer->in_features());
+      l.live_sparse = e.live_entries();
+      a.dense += l.dense;
+      a.live += l.live();
+      low += l.low_rank;
+      a.layers.push_back(l);
+    }
+    if (a.dense > 0) {
+      a.achieved_ratio = static_cast<double>(a.live) / static_cast<double>(a.dense);
+      a.low_rank_ratio = static_cast<double>(low) / static_cast<double>(a.dense);
+    }
+    a.nominal_ratio = (std::isnan(rho) ? a.low_rank_ratio : rho) + options_.schedule.final_keep;
+    return a;
+  }
+
+  /// Saves step, moving averages, window accumulators and masks (atomically).
+  void save(const std::string& path) const {
+    detail::write_file_atomically("Pruner::save", path, [&](std::FILE* f) {
+      bool ok = true;
+      const auto put = [&](const void* p, std::size_t n) {
+        ok = ok && (n == 0 || std::fwrite(p, 1, n, f) == n);
+      };
+      const auto put_i64 = [&](std::int64_t v) { put(&v, sizeof v); };
+      put(kMagic, sizeof kMagic);
+      put_i64(static_cast<std::int64_t>(sizeof(Scalar)));
+      put_i64(last_step_);
+      put_i64(static_cast<std::int64_t>(entries_.size()));
+      for (const auto& e : entries_) {
+        put_i64(static_cast<std::int64_t>(e.name.size()));
+        put(e.name.data(), e.name.size());
+        put_i64(e.tracker.rows());
+        put_i64(e.tracker.cols());
+        put_i64(e.tracker.uses_uncertainty() ? 1 : 0);
+        const auto put_m = [&](const Matrix& m) {
+          put(m.data(), sizeof(Scalar) * static_cast<std::size_t>(m.size()));
+        };
+        put_m(e.tracker.ema());
+        put_m(e.tracker.window_mean());
+        if (e.tracker.uses_uncertainty()) put_m(e.tracker.uncertainty());
+        put(e.rows.data(), static_cast<std::size_t>(e.rows.size()));
+        put(e.elements.data(), static_cast<std::size_t>(e.elements.size()));
+      }
+      return ok;
+    });
+  }
+
+  /// Restores a state saved by save() into a pruner with the same layers (names and shapes) and
+  /// options; in persistent mode the masks are set on the layers again.
+  void load(const std::string& path) {
+    static constexpr const char* where = "Pruner::load";
+    std::ifstream in(path, std::ios::binary);
+    if (!in) detail::fail<io_error>(where, "cannot open '", path, "' for reading");
+    const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), {});
+    std::size_t pos = 0;
+    const auto get = [&](void* p, std::size_t n, const char* what) {
+      if (pos + n > bytes.size())
+        detail::fail<format_error>(where, "'", path, "' is truncated in ", what, ": needed ", n,
+                                   " bytes at offset ", pos, ", file has ", bytes.size());
+      if (n) std::memcpy(p, bytes.data() + pos, n);
+      pos += n;
+    };
+    const auto get_i64 = [&](const char* what) {
+      std::int64_t v;
+      get(&v, sizeof v, what);
+      return v;
+    };
+    char magic[sizeof kMagic];
+    get(magic, sizeof magic, "the header");
+    if (std::memcmp(magic, kMagic, sizeof kMagic) != 0)
+      detail::fail<format_error>(where, "'", path, "' is not an lmshrink pruner state");
+    const std::int64_t scalar_size = get_i64("the header");
+    if (scalar_size != static_cast<std::int64_t>(sizeof(Scalar)))
+      detail::fail<format_error>(where, "'", path, "' holds ", scalar_size,
+                                 "-byte scalars but this pruner uses ", sizeof(Scalar));
+    const std::int64_t step = get_i64("the header");
+    const std::int64_t count = get_i64("the header");
+    if (count != static_cast<std::int64_t>(entries_.size()))
+      detail::fail<format_error>(where, "'", path, "' holds ", count, " layers but ",
+                                 entries_.size(), " were added");
+    struct Loaded {
+      Matrix ema, wm, unc;
+      RowMask rows;
+      ElementMask elements;
+    };
+    std::vector<Loaded> loaded(entries_.size());
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      const auto& e = entries_[i];
+      const std::int64_t len = get_i64("a layer name");
+      if (len < 0 || len > 4096)
+        detail::fail<format_error>(where, "'", path, "' has a layer name of length ", len);
+      std::string name(static_cast<std::size_t>(len), '\0');
+      get(&name[0], name.size(), "a layer name");
+      if (name != e.name)
+        detail::fail<format_error>(where, "layer ", i, " is '", name, "' in '", path,
+                                   "' but '", e.name, "' here");
+      const std::int64_t rows = get_i64("a shape"), cols = get_i64("a shape"),
+                         unc = get_i64("a flag");
+      if (rows != e.tracker.rows() || cols != e.tracker.cols())
+        detail::fail<format_error>(where, "layer '", name, "' is ", rows, "x", cols, " in '",
+                                   path, "' but ", e.tracker.rows(), "x", e.tracker.cols(), " here");
+      if ((unc != 0) != e.tracker.uses_uncertainty())
+        detail::fail<format_error>(where, "'", path, "' and this pruner disagree on uncertainty");
+      Loaded& l = loaded[i];
+      const auto get_m = [&](Matrix& m, const char* what) {
+        m.resize(rows, cols);
+        get(m.data(), sizeof(Scalar) * static_cast<std::size_t>(m.size()), what);
+        for (Index k = 0; k < m.size(); ++k)
+          if (!std::isfinite(m.data()[k]))
+            detail::fail<format_error>(where, "'", path, "' has a non-finite ", what,
+                                       " value in layer '", name, "'");
+      };
+      get_m(l.ema, "ema");
+      get_m(l.wm, "window mean");
+      if (unc) get_m(l.unc, "uncertainty");
+      l.rows.resize(rows);
+      get(l.rows.data(), static_cast<std::size_t>(rows), "a row mask");
+      l.elements.resize(rows, cols);
+      get(l.elements.data(), static_cast<std::size_t>(rows * cols), "an element mask");
+      if ((l.rows.array() > 1).any() || (l.elements.array() > 1).any())
+        detail::fail<format_error>(where, "'", path, "' has mask values other than 0 and 1");
+    }
+    if (pos != bytes.size())
+      detail::fail<format_error>(where, "'", path, "' has ", bytes.size() - pos,
+                                 " trailing bytes");
+    // Everything checked: now change state.
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      auto& e = entries_[i];
+      e.tracker.restore(loaded[i].ema, loaded[i].wm, loaded[i].unc, step);
+      e.rows = loaded[i].rows;
+      e.elements = loaded[i].elements;
+      if (options_.mode == MaskMode::persistent) push_masks(e);
+    }
+    last_step_ = step;
+  }
+
+ private:
+  static constexpr char kMagic[8] = {'L', 'M', 'S', 'P', 'R', 'U', 'N', '1'};
+
+  struct Entry {
+    std::string name;
+    Layer* layer = nullptr;
+    const Gradients* grads = nullptr;
+    ImportanceTracker<Scalar> tracker;
+    RowMask rows;
+    ElementMask elements;
+    Matrix score;  // ema ∘ uncertainty, when uncertainty is on
+    std::vector<WeightedScore> group_scores;  // from the last mask step
+    bool element_masks = false;  // false: rows granularity, every element of a live row is live
+    Index live_entries() const {
+      if (!element_masks) return (rows.array() != 0).count() * elements.cols();
+      Index n = 0;
+      for (Index i = 0; i < rows.size(); ++i)
+        if (rows[i]) n += (elements.row(i).array() != 0).count();
+      return n;
+    }
+    Index layer_live() const { return layer->live_sparse_entries(); }
+  };
+
+  const Entry& entry(Index i) const {
+    if (i < 0 || i >= layers())
+      detail::fail<value_error>("Pruner", "layer index ", i, " is outside [0, ", layers(), ")");
+    return entries_[static_cast<std::size_t>(i)];
+  }
+
+  /// The entry's score matrix: the ema itself, or ema ∘ uncertainty in scratch.
+  const Matrix& scores(Entry& e) {
+    if (!e.tracker.uses_uncertainty()) return e.tracker.ema();
+    e.score.resize(e.tracker.rows(), e.tracker.cols());
+    e.tracker.score(e.score);
+    return e.score;
+  }
+
+  /// Appends the entry's group scores (rows, columns or elements) and keeps them for apply().
+  void pool(Entry& e, std::vector<WeightedScore>& pooled) {
+    const Matrix& sc = scores(e);
+    const std::size_t first = pooled.size();
+    switch (options_.granularity) {
+      case Granularity::rows: row_means<Scalar>(sc, pooled); break;
+      case Granularity::columns: column_means<Scalar>(sc, pooled); break;
+      case Granularity::elements: element_scores<Scalar>(sc, pooled); break;
+    }
+    e.group_scores.assign(pooled.begin() + static_cast<std::ptrdiff_t>(first), pooled.end());
+  }
+
+  /// Masks what scores strictly below tau (group scores were computed by pool()).
+  void apply(Entry& e, double tau) {
+    const bool keep_old = options_.mode == MaskMode::persistent;
+    const Index rows = e.tracker.rows(), cols = e.tracker.cols();
+    const auto live = [&](Index group) { return !(e.group_scores[static_cast<std::size_t>(group)].score < tau); };
+    switch (options_.granularity) {
+      case Granularity::rows:
+        for (Index i = 0; i < rows; ++i) e.rows[i] = (live(i) && (!keep_old || e.rows[i])) ? 1 : 0;
+        break;
+      case Granularity::columns:
+        for (Index j = 0; j < cols; ++j) {
+          const bool l = live(j);
+          for (Index i = 0; i < rows; ++i)
+            e.elements(i, j) = (l && (!keep_old || e.elements(i, j))) ? 1 : 0;
+        }
+        break;
+      case Granularity::elements:
+        for (Index i = 0; i < rows; ++i)
+          for (Index j = 0; j < cols; ++j)
+            e.elements(i, j) = (live(i * cols + j) && (!keep_old || e.elements(i, j))) ? 1 : 0;
+        break;
+    }
+    if (options_.mode == MaskMode::persistent) {
+      push_masks(e);
+    } else {
+      // The reference: zero the pruned entries of S now; they may regrow before the next mask.
+      Matrix& s = e.layer->S();
+      for (Index i = 0; i < rows; ++i) {
+        if (!e.rows[i]) s.row(i).setZero();
+        else if (e.element_masks)
+          for (Index j = 0; j < cols; ++j)
+            if (!e.elements(i, j)) s(i, j) = 0;
+      }
+    }
+  }
+
+  void push_masks(Entry& e) {
+    e.layer->set_row_mask(e.rows);
+    if (options_.granularity != Granularity::rows) e.layer->set_element_mask(e.elements);
+  }
+
+  PrunerOptions options_;
+  std::vector<Entry> entries_;
+  Index last_step_ = -1;
+};
+
+/// A rank-0 LowRankSparseLinear holding W in S: the dense layer of the ITP baseline (the pruner
+/// on a plain dense weight).
+template <class Scalar>
+LowRankSparseLinear<Scalar> make_dense_layer(detail::non_deduced_t<ConstMatrixRef<Scalar>> w,
+                                             bool with_bias = false) {
+  LowRankSparseLinear<Scalar> layer(w.rows(), w.cols(), 0, with_bias);
+  detail::check_finite("make_dense_layer", "W", w);
+  layer.S() = w;
+  return layer;
+}
+
+/// Prunes every row of S: the low-rank-only baseline (call after svd_init).
+template <class Scalar>
+void make_low_rank_only(LowRankSparseLinear<Scalar>& layer) {
+  layer.set_row_mask(RowMask::Zero(layer.out_features()));
+}
+
+LMSHRINK_NAMESPACE_END
