@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <lmshrink/lmshrink.hpp>
 #include <string>
@@ -19,6 +20,122 @@
 
 using Matrix = lmshrink::RowMatrix<float>;
 using Layer = lmshrink::LowRankSparseLinear<float>;
+
+enum class Method { losparse, losparse_per_layer, itp, low_rank };
+
+struct Result {
+  const char* name;
+  double ratio;
+  long live;
+  double error;  // mean relative output error on a held-out batch
+};
+
+// Fits each matrix's outputs with the chosen method and budget; prints progress if verbose.
+static Result run(Method method, const std::vector<lmshrink::NamedWeight>& weights,
+                  lmshrink::PrunerOptions opt, double rho, bool verbose) {
+  const std::size_t n = weights.size();
+  const int steps = static_cast<int>(opt.schedule.total_steps);
+  std::vector<Layer> layers(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const Matrix& w = *weights[i].matrix;
+    if (method == Method::itp) {
+      layers[i] = lmshrink::make_dense_layer<float>(w);  // prune W itself to ρ + p_final
+    } else {
+      lmshrink::SvdInitOptions svd;
+      svd.ratio = method == Method::low_rank ? std::min(1.0, rho + opt.schedule.final_keep) : rho;
+      lmshrink::svd_init<float>(w, layers[i], svd);
+      if (method == Method::low_rank) lmshrink::make_low_rank_only(layers[i]);
+    }
+  }
+  if (method == Method::itp) {
+    opt.schedule.final_keep = std::min(1.0, rho + opt.schedule.final_keep);
+    // The dense layer starts at its own target, so its loss and every Taylor score |W∘∇W| are
+    // exactly zero: nothing would ever fall below the threshold. ITP uses magnitude here.
+    opt.importance.kind = lmshrink::ImportanceKind::magnitude;
+  }
+  if (method == Method::losparse_per_layer) opt.scope = lmshrink::ThresholdScope::per_layer;
+  std::vector<Layer::Gradients> grads;
+  std::vector<Layer::Cache> caches;
+  std::vector<lmshrink::AdamW<float>> adams;
+  for (std::size_t i = 0; i < n; ++i) {
+    grads.push_back(layers[i].make_gradients());
+    caches.push_back(layers[i].make_cache(256));
+    adams.emplace_back(layers[i], lmshrink::AdamWOptions{2e-3, 0.9, 0.999, 1e-8, 0.0});
+  }
+  lmshrink::Pruner<float> pruner(opt);
+  if (method != Method::low_rank)
+    for (std::size_t i = 0; i < n; ++i) pruner.add(weights[i].name, layers[i], grads[i]);
+
+  lmshrink::detail::SplitMix64 rng(2026);
+  const auto gaussian = [&](Eigen::Index rows, Eigen::Index cols) {
+    Matrix m(rows, cols);
+    for (Eigen::Index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<float>(rng.normal());
+    return m;
+  };
+  std::vector<Matrix> x_eval, y_eval;
+  for (std::size_t i = 0; i < n; ++i) {
+    x_eval.push_back(gaussian(256, weights[i].matrix->cols()));
+    y_eval.push_back(x_eval[i] * weights[i].matrix->transpose());
+  }
+  const auto fit_error = [&] {
+    double sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      Matrix y(256, weights[i].matrix->rows());
+      layers[i].forward(x_eval[i], y, caches[i]);
+      sum += (y - y_eval[i]).norm() / y_eval[i].norm();
+    }
+    return sum / static_cast<double>(n);
+  };
+
+  if (verbose) {
+    std::printf("LoSparse: after SVD init, before pruning: mean relative output error %.4f\n\n",
+                fit_error());
+    std::printf("%6s %7s %9s", "step", "keep", "fit err");
+    for (const auto& w : weights) std::printf(" %7s", w.name.substr(w.name.rfind('.') + 1).c_str());
+    std::printf("   (live rows of S)\n");
+  }
+  for (int g = 0; g < steps; ++g) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const Matrix x = gaussian(64, weights[i].matrix->cols());
+      const Matrix target = x * weights[i].matrix->transpose();
+      Matrix y(64, target.cols());
+      layers[i].forward(x, y, caches[i]);
+      const Matrix dy = (y - target) * (2.0f / 64.0f);
+      grads[i].set_zero();
+      layers[i].backward(x, dy, caches[i], grads[i]);
+      adams[i].step(layers[i], grads[i]);
+    }
+    if (method == Method::low_rank) continue;
+    const auto report = pruner.after_optimizer_step(g);
+    const bool cubic_mask = report.masked && g <= steps - opt.schedule.final_warmup;
+    if (verbose && (cubic_mask || g == steps - 1)) {
+      std::printf("%6d %7.3f %9.4f", g, report.keep, fit_error());
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto& rows = pruner.row_mask(static_cast<Eigen::Index>(i));
+        std::printf(" %3ld/%-3ld", static_cast<long>((rows.array() != 0).count()),
+                    static_cast<long>(rows.size()));
+      }
+      std::printf("\n");
+    }
+  }
+  long live = 0, dense = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    // Remaining weights as in the paper: low-rank part plus live S entries (the pruner's masks
+    // in reference mode, where S may hold regrown values between mask steps).
+    const Layer& l = layers[i];
+    long sparse = static_cast<long>(l.live_sparse_entries());
+    if (method != Method::low_rank) {
+      const auto& rows = pruner.row_mask(static_cast<Eigen::Index>(i));
+      sparse = static_cast<long>((rows.array() != 0).count()) * static_cast<long>(l.in_features());
+    }
+    live += static_cast<long>(l.rank() * (l.out_features() + l.in_features())) + sparse;
+    dense += static_cast<long>(l.out_features() * l.in_features());
+  }
+  const char* names[] = {"LoSparse", "LoSparse, per-layer", "ITP (magnitude)",
+                         "low-rank only"};
+  return {names[static_cast<int>(method)], static_cast<double>(live) / static_cast<double>(dense),
+          live, fit_error()};
+}
 
 int main(int argc, char** argv) {
   std::string model_path = LMSHRINK_DATA_DIR "/stories260K.bin";
@@ -65,79 +182,19 @@ int main(int argc, char** argv) {
     opt.importance.window = 10;
     opt.mode = mode;
 
-    const std::size_t n = weights.size();
-    std::vector<Layer> layers(n);
-    lmshrink::SvdInitOptions svd;
-    svd.ratio = rho;
-    for (std::size_t i = 0; i < n; ++i) lmshrink::svd_init<float>(*weights[i].matrix, layers[i], svd);
-    std::vector<Layer::Gradients> grads;
-    std::vector<Layer::Cache> caches;
-    std::vector<lmshrink::AdamW<float>> adams;
-    lmshrink::Pruner<float> pruner(opt);
-    for (std::size_t i = 0; i < n; ++i) {
-      grads.push_back(layers[i].make_gradients());
-      caches.push_back(layers[i].make_cache(256));
-      adams.emplace_back(layers[i], lmshrink::AdamWOptions{2e-3, 0.9, 0.999, 1e-8, 0.0});
-    }
-    for (std::size_t i = 0; i < n; ++i) pruner.add(weights[i].name, layers[i], grads[i]);
-
-    lmshrink::detail::SplitMix64 rng(2026);
-    const auto gaussian = [&](Eigen::Index rows, Eigen::Index cols) {
-      Matrix m(rows, cols);
-      for (Eigen::Index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<float>(rng.normal());
-      return m;
-    };
-    std::vector<Matrix> x_eval, y_eval;
-    for (std::size_t i = 0; i < n; ++i) {
-      x_eval.push_back(gaussian(256, weights[i].matrix->cols()));
-      y_eval.push_back(x_eval[i] * weights[i].matrix->transpose());
-    }
-    const auto fit_error = [&] {  // mean relative output error over the matrices
-      double sum = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        Matrix y(256, weights[i].matrix->rows());
-        layers[i].forward(x_eval[i], y, caches[i]);
-        sum += (y - y_eval[i]).norm() / y_eval[i].norm();
-      }
-      return sum / static_cast<double>(n);
-    };
-
-    std::printf("block %d of %s: %zu matrices, ρ = %.2f, p_final = %.2f, %d steps, %s masks\n",
-                block, model_path.c_str(), n, rho, keep, steps,
+    std::printf("block %d of %s: %zu matrices, ρ = %.2f, p_final = %.2f, %d steps, %s masks, "
+                "synthetic Gaussian inputs\n\n",
+                block, model_path.c_str(), weights.size(), rho, keep, steps,
                 mode == lmshrink::MaskMode::persistent ? "persistent" : "reference");
-    std::printf("after SVD init, before pruning: mean relative output error %.4f\n\n", fit_error());
-    std::printf("%6s %7s %9s", "step", "keep", "fit err");
-    for (const auto& w : weights) std::printf(" %7s", w.name.substr(w.name.rfind('.') + 1).c_str());
-    std::printf("   (live rows of S)\n");
-
-    for (int g = 0; g < steps; ++g) {
-      for (std::size_t i = 0; i < n; ++i) {
-        const Matrix x = gaussian(64, weights[i].matrix->cols());
-        const Matrix target = x * weights[i].matrix->transpose();
-        Matrix y(64, target.cols());
-        layers[i].forward(x, y, caches[i]);
-        const Matrix dy = (y - target) * (2.0f / 64.0f);
-        grads[i].set_zero();
-        layers[i].backward(x, dy, caches[i], grads[i]);
-        adams[i].step(layers[i], grads[i]);
-      }
-      const auto report = pruner.after_optimizer_step(g);
-      const bool cubic_mask = report.masked && g <= steps - opt.schedule.final_warmup;
-      if (cubic_mask || g == steps - 1) {
-        std::printf("%6d %7.3f %9.4f", g, report.keep, fit_error());
-        for (std::size_t i = 0; i < n; ++i) {
-          const auto& rows = pruner.row_mask(static_cast<Eigen::Index>(i));
-          std::printf(" %3ld/%-3ld", static_cast<long>((rows.array() != 0).count()),
-                      static_cast<long>(rows.size()));
-        }
-        std::printf("\n");
-      }
-    }
-    const auto acc = pruner.accounting(rho);
-    std::printf("\nremaining weights: %ld of %ld = %.3f (nominal ρ + p_final = %.3f; low-rank "
-                "part %.3f)\nfinal mean relative output error: %.4f\n",
-                static_cast<long>(acc.live), static_cast<long>(acc.dense), acc.achieved_ratio,
-                acc.nominal_ratio, acc.low_rank_ratio, fit_error());
+    const Result losparse = run(Method::losparse, weights, opt, rho, true);
+    // The baselines at the same budget ρ + p_final, with the same steps and optimizer.
+    const Result per_layer = run(Method::losparse_per_layer, weights, opt, rho, false);
+    const Result itp = run(Method::itp, weights, opt, rho, false);
+    const Result low_rank = run(Method::low_rank, weights, opt, rho, false);
+    std::printf("\n%-20s %10s %8s %14s\n", "method", "remaining", "params", "output error");
+    for (const auto* r : {&losparse, &per_layer, &itp, &low_rank})
+      std::printf("%-20s %10.3f %8ld %14.4f\n", r->name, r->ratio, static_cast<long>(r->live),
+                  r->error);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -286,10 +286,9 @@ TEST_CASE("pruner misuse and bad state files are errors", "[pruner][errors]") {
                       Contains("a layer named 'a' was already added"));
   REQUIRE_THROWS_WITH(pruner.add("b", setup.layers[1], setup.grads[0]),
                       Contains("grads.S is 16x24 but 10x12 was expected"));
-  // Gradients zeroed before the call: the scores would be silently zero.
-  REQUIRE_THROWS_WITH(pruner.after_optimizer_step(0),
-                      Contains("[lmshrink.state] Pruner::after_optimizer_step: the gradient of S of "
-                               "'a' is all zeros at step 0"));
+  Layer::Gradients unsized;  // gradients never sized for the layer
+  REQUIRE_THROWS_WITH(pruner.add("c", setup.layers[1], unsized),
+                      Contains("grads.S is 0x0 but 10x12 was expected"));
   setup.train_step();
   pruner.after_optimizer_step(0);
   REQUIRE_THROWS_WITH(pruner.after_optimizer_step(2), Contains("step 2 follows step 0"));

@@ -136,13 +136,12 @@ class Pruner {
     if (last_step_ >= 0 && step != last_step_ + 1)
       detail::fail<state_error>(where, "step ", step, " follows step ", last_step_,
                                 "; call once per optimizer step with consecutive steps");
+    // An all-zero gradient is not rejected: it is legitimate (a student that starts equal to
+    // its teacher has zero loss). Zeroing gradients before this call cannot be told apart from it;
+    // the call order is documented instead.
     for (auto& e : entries_) {
-      if (options_.importance.kind != ImportanceKind::magnitude && e.layer_live() > 0 &&
-          e.grads->S.isZero(0))
-        detail::fail<state_error>(where, "the gradient of S of '", e.name, "' is all zeros at step ",
-                                  step, "; call after the optimizer step and before the gradients "
-                                  "are zeroed");
       detail::check_shape(where, "S", e.layer->S(), e.tracker.rows(), e.tracker.cols());
+      detail::check_shape(where, "grads.S", e.grads->S, e.tracker.rows(), e.tracker.cols());
     }
     for (auto& e : entries_) e.tracker.update(e.layer->S(), e.grads->S, step);
     last_step_ = step;
@@ -338,7 +337,6 @@ class Pruner {
         if (rows[i]) n += (elements.row(i).array() != 0).count();
       return n;
     }
-    Index layer_live() const { return layer->live_sparse_entries(); }
   };
 
   const Entry& entry(Index i) const {
