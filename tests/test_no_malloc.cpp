@@ -1,4 +1,5 @@
-// Proves that forward and backward allocate nothing once the cache and gradients are sized.
+// Proves that forward and backward (and the compact forward) allocate nothing once the caches
+// and gradients are sized.
 // Eigen counts every heap allocation it makes under EIGEN_RUNTIME_NO_MALLOC; eigen_assert is
 // made to throw so the check works in Release builds too.
 #include <stdexcept>
@@ -10,6 +11,7 @@
   } while (false)
 
 #include <catch2/catch.hpp>
+#include <lmshrink/compact.hpp>
 #include <lmshrink/low_rank_sparse_linear.hpp>
 
 #include "test_helpers.hpp"
@@ -86,4 +88,32 @@ TEMPLATE_TEST_CASE("forward and backward allocate nothing once sized", "[alloc]"
     layer.backward(x.data(), fewer, in, dy.data(), out, cache, dx.data(), in, grads);
     layer.zero_masked(grads.S);
   }));
+}
+
+TEMPLATE_TEST_CASE("the compact forward allocates nothing once its workspace is sized", "[alloc]",
+                   float, double) {
+  using S = TestType;
+  const auto format = GENERATE(lmshrink::SparseFormat::rows, lmshrink::SparseFormat::csr);
+  const Index rank = GENERATE(Index(0), Index(12));
+  lmshrink::LowRankSparseLinear<S> layer(172, 64, rank, true);
+  layer.U() = test::random_matrix<S>(172, rank, 1);
+  layer.V() = test::random_matrix<S>(rank, 64, 2);
+  layer.S() = test::random_matrix<S>(172, 64, 3);
+  lmshrink::RowMask m(172);
+  for (Index i = 0; i < 172; ++i) m[i] = i % 3 == 0;
+  layer.set_row_mask(m);
+  const auto compact = lmshrink::CompactLinear<S>::pack(layer, {format});
+  const Index tokens = 300;  // more than one token block
+  auto ws = compact.make_workspace(tokens);
+  const Matrix<S> x = test::random_matrix<S>(tokens, 64, 4);
+  Matrix<S> y(tokens, 172);
+  REQUIRE_FALSE(allocates([&] {
+    compact.forward(x, y, ws);
+    compact.forward(x.topRows(1), y.topRows(1), ws);
+    compact.forward(x.data(), 17, 64, y.data(), 172, ws);
+  }));
+  // A workspace sized for fewer tokens grows, which the check sees.
+  auto small = compact.make_workspace(0);
+  if (rank > 0 || format == lmshrink::SparseFormat::csr)
+    REQUIRE(allocates([&] { compact.forward(x, y, small); }));
 }

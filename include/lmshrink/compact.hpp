@@ -1,0 +1,397 @@
+#pragma once
+// CompactLinear: the inference form of a trained LowRankSparseLinear.
+//
+//   auto compact = CompactLinear<float>::pack(layer);      // once, after pruning
+//   auto ws = compact.make_workspace(max_tokens);
+//   compact.forward(x, y, ws);                             // y = (x·Vᵀ)·Uᵀ + x·Sᵀ + b
+//
+// Storage: U and V, and the sparse part either as the kept rows of S stored contiguously with
+// their row indices (structured pruning) or as compressed sparse rows (an element mask). Every
+// method of the pruner has a form here: LoSparse (rank > 0, kept rows), low-rank only (no kept
+// rows), ITP (rank 0, kept rows or CSR) and an unpruned dense layer (rank 0, all rows).
+//
+// The fused forward computes, per block of tokens, t = x·Vᵀ, then y = t·Uᵀ + b written straight
+// into y, then adds each kept row's x·sᵀ straight into its output column from the micro-kernel's
+// registers: no zero buffer, no scatter pass, no dense S, and no allocation once the workspace
+// is large enough. Weights are packed once into the panels the micro-kernel streams.
+// forward_reference() is the naive loop the fast path is tested against.
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "config.hpp"
+#include "detail/csr_kernel.hpp"
+#include "detail/packed_gemm.hpp"
+#include "errors.hpp"
+#include "low_rank_sparse_linear.hpp"
+#include "types.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+
+/// How the sparse part of a compact layer is stored.
+enum class SparseFormat {
+  automatic,  ///< rows without an element mask, CSR with one
+  rows,       ///< kept rows of S, contiguous, with their row indices
+  csr,        ///< compressed sparse rows: the live entries of S only
+};
+
+struct PackOptions {
+  SparseFormat format = SparseFormat::automatic;
+};
+
+struct CompactForwardOptions {
+  /// Threads for one forward call. 1 (the default) runs on the calling thread; more needs the
+  /// translation unit to be built with OpenMP (e.g. -fopenmp), else forward() throws.
+  int threads = 1;
+};
+
+/// True when this translation unit can run CompactLinear::forward on several threads.
+constexpr bool compact_threads_available() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+template <class Scalar_>
+class CompactLinear {
+ public:
+  using Scalar = Scalar_;
+  using Matrix = RowMatrix<Scalar>;
+  using VectorType = Vector<Scalar>;
+  static_assert(std::is_floating_point<Scalar>::value,
+                "lmshrink::CompactLinear<Scalar>: Scalar must be float or double");
+
+  /// Scratch for forward(): x·Vᵀ for a block of tokens and, for CSR, a transposed input block.
+  class Workspace {
+   public:
+    Workspace() = default;
+    Index capacity_tokens() const { return capacity_tokens_; }
+
+   private:
+    friend class CompactLinear;
+    detail::AlignedVector<Scalar> t_, xt_;
+    Index capacity_tokens_ = 0;
+  };
+
+  CompactLinear() = default;
+
+  /// Packs a trained layer. Rows of S pruned by the row mask are dropped; with
+  /// SparseFormat::rows an element mask's pruned entries inside kept rows are stored as zeros,
+  /// with SparseFormat::csr only live entries are stored.
+  static CompactLinear pack(const LowRankSparseLinear<Scalar>& layer,
+                            const PackOptions& options = {}) {
+    static constexpr const char* where = "CompactLinear::pack";
+    detail::check_finite(where, "U", layer.U());
+    detail::check_finite(where, "V", layer.V());
+    detail::check_finite(where, "S", layer.S());
+    if (layer.has_bias()) detail::check_finite(where, "bias", layer.bias().transpose());
+    const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
+    if (out > std::numeric_limits<std::int32_t>::max() ||
+        in > std::numeric_limits<std::int32_t>::max())
+      detail::fail<value_error>(where, "layer is ", out, "x", in,
+                                " but 32-bit row and column indices were expected");
+
+    CompactLinear c;
+    c.out_ = out;
+    c.in_ = in;
+    c.rank_ = r;
+    c.bias_ = layer.bias();
+    c.format_ = options.format;
+    if (c.format_ == SparseFormat::automatic)
+      c.format_ = layer.has_element_mask() ? SparseFormat::csr : SparseFormat::rows;
+
+    const auto& V = layer.V();
+    const auto& U = layer.U();
+    c.v_ = detail::PackedPanels<Scalar>::pack(V.data(), in, r, in, [](Index j) { return j; });
+    c.u_ = detail::PackedPanels<Scalar>::pack(U.data(), r, out, r, [](Index j) { return j; });
+
+    const auto& rm = layer.row_mask();
+    const bool em = layer.has_element_mask();
+    const Matrix& S = layer.S();
+    if (c.format_ == SparseFormat::rows) {
+      for (Index i = 0; i < out; ++i) {
+        if (!rm[i]) continue;
+        if (em && (layer.element_mask().row(i).array() == 0).all()) continue;
+        c.kept_.push_back(static_cast<std::int32_t>(i));
+      }
+      c.s_ = detail::PackedPanels<Scalar>::pack(S.data(), in, static_cast<Index>(c.kept_.size()),
+                                                in, [&](Index j) { return Index(c.kept_[j]); });
+    } else {
+      c.row_ptr_.assign(static_cast<std::size_t>(out + 1), 0);
+      for (Index i = 0; i < out; ++i) {
+        if (rm[i]) {
+          for (Index j = 0; j < in; ++j) {
+            if (em && !layer.element_mask()(i, j)) continue;
+            if (c.col_.size() >= std::size_t(std::numeric_limits<std::int32_t>::max()))
+              detail::fail<value_error>(where, "S has more live entries than 32-bit CSR "
+                                               "offsets can address");
+            c.col_.push_back(static_cast<std::int32_t>(j));
+            c.val_.push_back(S(i, j));
+          }
+        }
+        c.row_ptr_[static_cast<std::size_t>(i + 1)] = static_cast<std::int32_t>(c.col_.size());
+      }
+    }
+    return c;
+  }
+
+  // ---- description ---------------------------------------------------------------------------
+
+  Index out_features() const { return out_; }
+  Index in_features() const { return in_; }
+  Index rank() const { return rank_; }
+  bool has_bias() const { return bias_.size() > 0; }
+  SparseFormat format() const { return format_; }
+  /// Output rows with a stored sparse row (rows format), or with at least one entry (CSR).
+  Index kept_rows() const {
+    if (format_ == SparseFormat::rows) return static_cast<Index>(kept_.size());
+    Index n = 0;
+    for (Index i = 0; i < out_; ++i) n += row_ptr_[std::size_t(i + 1)] != row_ptr_[std::size_t(i)];
+    return n;
+  }
+  /// Stored values of the sparse part (rows format: kept rows × in; CSR: live entries).
+  Index sparse_values() const {
+    return format_ == SparseFormat::rows ? s_.stored_values() : static_cast<Index>(val_.size());
+  }
+  /// r·(out + in) + sparse values + bias.
+  Index parameters() const { return rank_ * (out_ + in_) + sparse_values() + bias_.size(); }
+  /// Bytes a forward pass reads for the weights: U, V, the sparse values, their indices and the
+  /// bias (padding of the packed panels excluded).
+  Index weight_bytes() const {
+    Index index_bytes = format_ == SparseFormat::rows
+                            ? static_cast<Index>(kept_.size())
+                            : static_cast<Index>(col_.size() + row_ptr_.size());
+    return parameters() * Index(sizeof(Scalar)) + index_bytes * Index(sizeof(std::int32_t));
+  }
+  /// Output row of each stored sparse row (rows format; empty for CSR).
+  const std::vector<std::int32_t>& kept_row_indices() const { return kept_; }
+
+  /// U·V + S (the represented weight). Allocates; for checks.
+  Matrix to_dense() const {
+    Matrix w = Matrix::Zero(out_, in_);
+    for (Index i = 0; i < out_; ++i)
+      for (Index j = 0; j < in_; ++j) {
+        Scalar s = 0;
+        for (Index k = 0; k < rank_; ++k) s += u_.at(i, k) * v_.at(k, j);
+        w(i, j) = s;
+      }
+    add_sparse_to(w);
+    return w;
+  }
+
+  // ---- forward -------------------------------------------------------------------------------
+
+  /// A workspace for batches of up to max_tokens (forward grows a smaller one, once).
+  Workspace make_workspace(Index max_tokens) const {
+    Workspace ws;
+    reserve(ws, max_tokens);
+    return ws;
+  }
+
+  /// y (N, out) = (x·Vᵀ)·Uᵀ + x·Sᵀ + b for x (N, in). Overwrites y; y must not overlap x.
+  void forward(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y, Workspace& ws,
+               const CompactForwardOptions& options = {}) const {
+    check_forward_args("CompactLinear::forward", x, y, options);
+    run(x.rows(), x.data(), x.outerStride(), y.data(), y.outerStride(), ws, options.threads);
+  }
+
+  /// Raw row-major buffers with leading dimensions (elements between rows).
+  void forward(const Scalar* x, Index n, Index ldx, Scalar* y, Index ldy, Workspace& ws,
+               const CompactForwardOptions& options = {}) const {
+    static constexpr const char* where = "CompactLinear::forward";
+    auto xm = detail::map_rows<Scalar>(where, "x", x, n, in_, ldx);
+    auto ym = detail::map_rows_mut<Scalar>(where, "y", y, n, out_, ldy);
+    check_forward_args(where, xm, ym, options);
+    run(n, x, ldx, y, ldy, ws, options.threads);
+  }
+
+  /// The naive loop the fused kernel is checked against: same result, accumulated in double.
+  void forward_reference(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y) const {
+    static constexpr const char* where = "CompactLinear::forward_reference";
+    if (x.cols() != in_)
+      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ", in_);
+    detail::check_shape(where, "y", y, x.rows(), out_);
+    std::vector<double> t(static_cast<std::size_t>(rank_));
+    for (Index n = 0; n < x.rows(); ++n) {
+      for (Index k = 0; k < rank_; ++k) {
+        double s = 0;
+        for (Index j = 0; j < in_; ++j) s += double(v_.at(k, j)) * double(x(n, j));
+        t[std::size_t(k)] = s;
+      }
+      for (Index i = 0; i < out_; ++i) {
+        double s = has_bias() ? double(bias_[i]) : 0.0;
+        for (Index k = 0; k < rank_; ++k) s += double(u_.at(i, k)) * t[std::size_t(k)];
+        y(n, i) = Scalar(s);
+      }
+      if (format_ == SparseFormat::rows) {
+        for (Index j = 0; j < Index(kept_.size()); ++j) {
+          double s = 0;
+          for (Index k = 0; k < in_; ++k) s += double(s_.at(j, k)) * double(x(n, k));
+          y(n, kept_[std::size_t(j)]) = Scalar(double(y(n, kept_[std::size_t(j)])) + s);
+        }
+      } else {
+        for (Index i = 0; i < out_; ++i) {
+          double s = 0;
+          for (auto e = row_ptr_[std::size_t(i)]; e < row_ptr_[std::size_t(i + 1)]; ++e)
+            s += double(val_[std::size_t(e)]) * double(x(n, col_[std::size_t(e)]));
+          y(n, i) = Scalar(double(y(n, i)) + s);
+        }
+      }
+    }
+  }
+
+  /// Name of the float micro-kernel compiled into this translation unit (avx512, avx2 or
+  /// portable); double always uses the portable one.
+  static const char* kernel_name() {
+    return std::is_same<Scalar, float>::value ? detail::float_kernel_name() : "portable";
+  }
+
+ private:
+  // Tokens per block: t for the block stays in cache between its two products.
+  static constexpr Index kTokenBlock = 120;
+
+  void reserve(Workspace& ws, Index tokens) const {
+    const Index block = std::min(std::max<Index>(tokens, 1), kTokenBlock);
+    if (rank_ > 0 && ws.t_.size() < std::size_t(block * rank_))
+      ws.t_.resize(std::size_t(block * rank_));
+    if (format_ == SparseFormat::csr && tokens > 1 &&
+        ws.xt_.size() < std::size_t(in_ * detail::kCsrTokenBlock))
+      ws.xt_.resize(std::size_t(in_ * detail::kCsrTokenBlock));
+    ws.capacity_tokens_ = std::max(ws.capacity_tokens_, tokens);
+  }
+
+  template <class X, class Y>
+  void check_forward_args(const char* where, const X& x, const Y& y,
+                          const CompactForwardOptions& options) const {
+    if (x.cols() != in_)
+      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ", in_);
+    detail::check_shape(where, "y", y, x.rows(), out_);
+    if (options.threads < 1)
+      detail::fail<value_error>(where, "threads must be at least 1, got ", options.threads);
+    if (options.threads > 1 && !compact_threads_available())
+      detail::fail<state_error>(where, "threads = ", options.threads,
+                                " needs OpenMP, but this translation unit was built without it "
+                                "(compile with -fopenmp, or use threads = 1)");
+    if (x.rows() > 0) {
+      const Scalar* x0 = x.data();
+      const Scalar* x1 = x0 + (x.rows() - 1) * x.outerStride() + in_;
+      const Scalar* y0 = y.data();
+      const Scalar* y1 = y0 + (y.rows() - 1) * y.outerStride() + out_;
+      if (x0 < y1 && y0 < x1)
+        detail::fail<value_error>(where, "y overlaps x in memory; separate buffers were expected");
+    }
+  }
+
+  void add_sparse_to(Matrix& w) const {
+    if (format_ == SparseFormat::rows) {
+      for (Index j = 0; j < Index(kept_.size()); ++j)
+        for (Index k = 0; k < in_; ++k) w(kept_[std::size_t(j)], k) += s_.at(j, k);
+    } else {
+      for (Index i = 0; i < out_; ++i)
+        for (auto e = row_ptr_[std::size_t(i)]; e < row_ptr_[std::size_t(i + 1)]; ++e)
+          w(i, col_[std::size_t(e)]) += val_[std::size_t(e)];
+    }
+  }
+
+  // Splits [0, count) evenly over the team; returns this thread's part.
+  static std::pair<Index, Index> share(Index count, int thread, int threads) {
+    const Index per = count / threads, extra = count % threads;
+    const Index begin = thread * per + std::min<Index>(thread, extra);
+    return {begin, begin + per + (thread < extra ? 1 : 0)};
+  }
+
+  // One thread's part of the forward. Every phase splits its output panels (or rows) over the
+  // team, so that no two threads write the same output; barriers separate the phases.
+  void run_part(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
+                int thread, int threads) const {
+    auto barrier = [threads] {
+#ifdef _OPENMP
+      if (threads > 1) {
+#pragma omp barrier
+      }
+#else
+      (void)threads;
+#endif
+    };
+    const Scalar* bias = has_bias() ? bias_.data() : nullptr;
+    detail::CsrView<Scalar> csr{row_ptr_.data(), col_.data(), val_.data()};
+    for (Index i0 = 0; i0 < n; i0 += kTokenBlock) {
+      const Index m = std::min(kTokenBlock, n - i0);
+      const Scalar* xb = x + i0 * ldx;
+      Scalar* yb = y + i0 * ldy;
+      if (rank_ > 0) {
+        Scalar* t = ws.t_.data();
+        auto pv = share(v_.panels(), thread, threads);
+        detail::gemm_panels(m, xb, ldx, v_, pv.first, pv.second,
+                            detail::TileOutput<Scalar>{t, rank_, nullptr, nullptr});
+        barrier();
+        auto pu = share(u_.panels(), thread, threads);
+        detail::gemm_panels(m, static_cast<const Scalar*>(t), rank_, u_, pu.first, pu.second,
+                            detail::TileOutput<Scalar>{yb, ldy, bias, nullptr});
+      } else {
+        auto cols = share(out_, thread, threads);
+        for (Index i = 0; i < m; ++i)
+          for (Index j = cols.first; j < cols.second; ++j)
+            yb[i * ldy + j] = bias != nullptr ? bias[j] : Scalar(0);
+      }
+      barrier();
+      if (format_ == SparseFormat::rows) {
+        auto ps = share(s_.panels(), thread, threads);
+        detail::gemm_panels(m, xb, ldx, s_, ps.first, ps.second,
+                            detail::TileOutput<Scalar>{yb, ldy, nullptr, kept_.data()});
+      } else {
+        auto rows = share(out_, thread, threads);
+        if (m == 1) {
+          detail::csr_rows_one_token(csr, rows.first, rows.second, xb, yb);
+        } else {
+          for (Index t0 = 0; t0 < m; t0 += detail::kCsrTokenBlock) {
+            const Index tb = std::min(detail::kCsrTokenBlock, m - t0);
+            if (thread == 0) detail::csr_transpose_block(tb, in_, xb + t0 * ldx, ldx, ws.xt_.data());
+            barrier();
+            detail::csr_rows_token_block(csr, rows.first, rows.second,
+                                         static_cast<const Scalar*>(ws.xt_.data()), tb,
+                                         yb + t0 * ldy, ldy);
+            barrier();
+          }
+        }
+      }
+      barrier();  // the next block reuses t
+    }
+  }
+
+  void run(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
+           int threads) const {
+    if (n == 0) return;
+    reserve(ws, n);
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+      {
+        const int team = omp_get_num_threads();
+        run_part(n, x, ldx, y, ldy, ws, omp_get_thread_num(), team);
+      }
+      return;
+    }
+#endif
+    (void)threads;
+    run_part(n, x, ldx, y, ldy, ws, 0, 1);
+  }
+
+  Index out_ = 0, in_ = 0, rank_ = 0;
+  SparseFormat format_ = SparseFormat::rows;
+  detail::PackedPanels<Scalar> v_, u_, s_;
+  std::vector<std::int32_t> kept_;
+  std::vector<std::int32_t> row_ptr_, col_;
+  detail::AlignedVector<Scalar> val_;
+  VectorType bias_;
+};
+
+LMSHRINK_NAMESPACE_END

@@ -1,0 +1,273 @@
+// CompactLinear: packing every pruner outcome, the fused forward against the training-path
+// forward and the naive reference, changing batch shapes, threads, accounting and bad input.
+// This file is built twice: with the project's portable flags and with -march=native (+ OpenMP
+// when available), so both the portable and the SIMD micro-kernels are checked.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <lmshrink/compact.hpp>
+#include <lmshrink/pruner.hpp>
+#include <string>
+
+#include "test_helpers.hpp"
+
+using lmshrink::CompactLinear;
+using lmshrink::Index;
+using lmshrink::LowRankSparseLinear;
+using lmshrink::SparseFormat;
+using test::Matrix;
+
+namespace {
+
+template <class S>
+LowRankSparseLinear<S> make_layer(Index out, Index in, Index rank, Index kept, bool bias,
+                                  bool element_mask, std::uint64_t seed) {
+  LowRankSparseLinear<S> layer(out, in, rank, bias);
+  layer.U() = test::random_matrix<S>(out, rank, seed);
+  layer.V() = test::random_matrix<S>(rank, in, seed + 1);
+  layer.S() = test::random_matrix<S>(out, in, seed + 2);
+  if (bias) layer.bias() = test::random_matrix<S>(out, 1, seed + 3);
+  // Keep `kept` rows spread over the layer (first, last and scattered ones).
+  lmshrink::RowMask rows = lmshrink::RowMask::Zero(out);
+  lmshrink::detail::SplitMix64 rng(seed + 4);
+  Index live = 0;
+  if (kept > 0) rows[kept == out ? 0 : out - 1] = 1, live = 1;
+  while (live < kept) {
+    const Index i = static_cast<Index>(rng.uniform() * double(out)) % out;
+    if (!rows[i]) rows[i] = 1, ++live;
+  }
+  layer.set_row_mask(rows);
+  if (element_mask) {
+    lmshrink::ElementMask m(out, in);
+    for (Index i = 0; i < m.size(); ++i) m.data()[i] = rng.uniform() < 0.3 ? 1 : 0;
+    layer.set_element_mask(m);
+  }
+  return layer;
+}
+
+// Elementwise bound on float rounding: (terms per output) · u · (|U||V||x| + |S||x| + |b|).
+template <class S>
+Matrix<double> rounding_bound(const LowRankSparseLinear<S>& layer, const Matrix<S>& x) {
+  Matrix<S> masked = layer.S();
+  layer.zero_masked(masked);
+  const Matrix<double> masked_s = masked.template cast<double>();
+  const Matrix<double> ax = x.template cast<double>().cwiseAbs();
+  Matrix<double> b = (ax * layer.V().template cast<double>().cwiseAbs().transpose()) *
+                         layer.U().template cast<double>().cwiseAbs().transpose() +
+                     ax * masked_s.cwiseAbs().transpose();
+  if (layer.has_bias())
+    b.rowwise() += layer.bias().template cast<double>().cwiseAbs().transpose();
+  const double terms = double(layer.in_features() + layer.rank() + 2);
+  const double u = std::numeric_limits<S>::epsilon() / 2;
+  return (2 * terms * u) * b.array() + std::numeric_limits<S>::min();
+}
+
+template <class S>
+void require_close(const Matrix<S>& got, const Matrix<S>& want, const Matrix<double>& bound) {
+  REQUIRE(got.rows() == want.rows());
+  REQUIRE(got.cols() == want.cols());
+  const Matrix<double> diff = (got.template cast<double>() - want.template cast<double>()).cwiseAbs();
+  Index worst_i = 0, worst_j = 0;
+  const double worst = (diff.array() / bound.array()).maxCoeff(&worst_i, &worst_j);
+  CAPTURE(worst_i, worst_j, got(worst_i, worst_j), want(worst_i, worst_j),
+          bound(worst_i, worst_j));
+  REQUIRE(worst <= 1.0);
+}
+
+}  // namespace
+
+TEST_CASE("the build reports its micro-kernel", "[compact]") {
+  const std::string name = CompactLinear<float>::kernel_name();
+  CAPTURE(name, lmshrink::compact_threads_available());
+  REQUIRE((name == "avx512" || name == "avx2" || name == "portable"));
+  REQUIRE(std::string(CompactLinear<double>::kernel_name()) == "portable");
+}
+
+TEMPLATE_TEST_CASE("compact forward equals the training forward for every rank, kept-row count "
+                   "and batch shape",
+                   "[compact]", float, double) {
+  using S = TestType;
+  const auto shape = GENERATE(std::make_tuple(37, 53), std::make_tuple(64, 64),
+                              std::make_tuple(70, 33), std::make_tuple(33, 70));
+  const Index out = std::get<0>(shape), in = std::get<1>(shape);
+  const Index full = std::min(out, in);
+  const Index rank = GENERATE_COPY(Index(0), Index(1), Index(5), full);
+  const Index kept = GENERATE_COPY(Index(0), Index(1), out / 3, out);
+  const bool bias = GENERATE(false, true);
+  const auto format = GENERATE(SparseFormat::rows, SparseFormat::csr);
+  CAPTURE(out, in, rank, kept, bias, int(format));
+
+  const auto layer = make_layer<S>(out, in, rank, kept, bias, false, 11 + out + rank + kept);
+  const auto compact = CompactLinear<S>::pack(layer, {format});
+  REQUIRE(compact.format() == format);
+  REQUIRE(compact.rank() == rank);
+  REQUIRE(compact.kept_rows() == kept);
+  REQUIRE(compact.parameters() == layer.live_parameters());
+  REQUIRE((compact.to_dense() - layer.to_dense()).cwiseAbs().maxCoeff() <=
+          S(1e-5) * (1 + layer.to_dense().cwiseAbs().maxCoeff()));
+
+  // One workspace across growing and shrinking batches, as in generation after a prompt.
+  auto ws = compact.make_workspace(4);
+  auto cache = layer.make_cache(1);
+  for (Index tokens : {1, 3, 13, 2, 121, 1, 250, 12, 0}) {
+    CAPTURE(tokens);
+    const Matrix<S> x = test::random_matrix<S>(tokens, in, 100 + tokens);
+    Matrix<S> y_fused(tokens, out), y_train(tokens, out), y_naive(tokens, out);
+    y_fused.setConstant(S(7));  // the forward overwrites
+    compact.forward(x, y_fused, ws);
+    layer.forward(x, y_train, cache);
+    compact.forward_reference(x, y_naive);
+    if (tokens == 0) continue;
+    const auto bound = rounding_bound(layer, x);
+    require_close<S>(y_fused, y_naive, bound);
+    require_close<S>(y_fused, y_train, bound);
+    REQUIRE(ws.capacity_tokens() >= tokens);
+  }
+}
+
+TEMPLATE_TEST_CASE("element masks pack to CSR with only the live entries", "[compact]", float,
+                   double) {
+  using S = TestType;
+  const Index out = 45, in = 38, rank = 6;
+  const auto layer = make_layer<S>(out, in, rank, 20, true, true, 5);
+  const auto csr = CompactLinear<S>::pack(layer);  // automatic
+  REQUIRE(csr.format() == SparseFormat::csr);
+  REQUIRE(csr.sparse_values() == layer.live_sparse_entries());
+  REQUIRE(csr.parameters() == layer.live_parameters());
+  const auto rows = CompactLinear<S>::pack(layer, {SparseFormat::rows});
+  REQUIRE(rows.sparse_values() == rows.kept_rows() * in);
+  REQUIRE(rows.kept_rows() <= 20);
+
+  auto ws_csr = csr.make_workspace(64);
+  auto ws_rows = rows.make_workspace(64);
+  auto cache = layer.make_cache(64);
+  for (Index tokens : {1, 17, 64, 5}) {
+    const Matrix<S> x = test::random_matrix<S>(tokens, in, 200 + tokens);
+    Matrix<S> a(tokens, out), b(tokens, out), ref(tokens, out);
+    csr.forward(x, a, ws_csr);
+    rows.forward(x, b, ws_rows);
+    layer.forward(x, ref, cache);
+    const auto bound = rounding_bound(layer, x);
+    require_close<S>(a, ref, bound);
+    require_close<S>(b, ref, bound);
+  }
+}
+
+TEST_CASE("packing reproduces each pruning method's layer", "[compact]") {
+  const Index out = 48, in = 40;
+  const Matrix<float> w = test::random_matrix<float>(out, in, 3);
+  const Matrix<float> x = test::random_matrix<float>(9, in, 4);
+
+  SECTION("dense (nothing pruned) is rank 0 with every row kept") {
+    const auto layer = lmshrink::make_dense_layer<float>(w);
+    const auto c = CompactLinear<float>::pack(layer);
+    REQUIRE(c.rank() == 0);
+    REQUIRE(c.kept_rows() == out);
+    auto ws = c.make_workspace(9);
+    Matrix<float> y(9, out);
+    c.forward(x, y, ws);
+    REQUIRE((y - x * w.transpose()).cwiseAbs().maxCoeff() < 1e-4f);
+  }
+  SECTION("low-rank only stores no sparse values") {
+    auto layer = make_layer<float>(out, in, 7, out, false, false, 8);
+    lmshrink::make_low_rank_only(layer);
+    const auto c = CompactLinear<float>::pack(layer);
+    REQUIRE(c.kept_rows() == 0);
+    REQUIRE(c.sparse_values() == 0);
+    REQUIRE(c.weight_bytes() == Index(sizeof(float)) * 7 * (out + in));
+    auto ws = c.make_workspace(9);
+    Matrix<float> y(9, out);
+    c.forward(x, y, ws);
+    const Matrix<float> want = (x * layer.V().transpose()) * layer.U().transpose();
+    REQUIRE((y - want).cwiseAbs().maxCoeff() < 1e-4f);
+  }
+}
+
+TEST_CASE("weight bytes count values and 32-bit indices, hand-computed", "[compact]") {
+  // out 10, in 6, rank 2, 3 kept rows, bias: 2·(10+6) + 3·6 + 10 = 60 values, 3 row indices.
+  const auto layer = make_layer<float>(10, 6, 2, 3, true, false, 1);
+  const auto rows = CompactLinear<float>::pack(layer);
+  REQUIRE(rows.parameters() == 60);
+  REQUIRE(rows.weight_bytes() == 60 * 4 + 3 * 4);
+  // The same layer as CSR: 18 values, 18 column indices and 11 row offsets.
+  const auto csr = CompactLinear<float>::pack(layer, {SparseFormat::csr});
+  REQUIRE(csr.parameters() == 60);
+  REQUIRE(csr.weight_bytes() == 60 * 4 + (18 + 11) * 4);
+  REQUIRE(rows.kept_row_indices().size() == 3);
+  REQUIRE(std::is_sorted(rows.kept_row_indices().begin(), rows.kept_row_indices().end()));
+}
+
+TEST_CASE("strided inputs and outputs, and the raw-pointer overload", "[compact]") {
+  const Index out = 50, in = 36, tokens = 27;
+  const auto layer = make_layer<float>(out, in, 9, 14, true, false, 21);
+  const auto c = CompactLinear<float>::pack(layer);
+  const Matrix<float> big_x = test::random_matrix<float>(tokens, in + 5, 22);
+  Matrix<float> big_y = Matrix<float>::Constant(tokens, out + 3, -1.f);
+  auto ws = c.make_workspace(tokens);
+  c.forward(big_x.leftCols(in), big_y.rightCols(out), ws);
+  Matrix<float> want(tokens, out);
+  c.forward_reference(big_x.leftCols(in), want);
+  const auto bound = rounding_bound(layer, Matrix<float>(big_x.leftCols(in)));
+  require_close<float>(Matrix<float>(big_y.rightCols(out)), want, bound);
+  REQUIRE((big_y.leftCols(3).array() == -1.f).all());  // untouched
+
+  Matrix<float> y2(tokens, out);
+  c.forward(big_x.data(), tokens, in + 5, y2.data(), out, ws);
+  REQUIRE(y2 == Matrix<float>(big_y.rightCols(out)));
+}
+
+TEST_CASE("threads split the work without changing the result", "[compact][threads]") {
+  if (!lmshrink::compact_threads_available()) {
+    const auto layer = make_layer<float>(8, 8, 2, 2, false, false, 1);
+    const auto c = CompactLinear<float>::pack(layer);
+    auto ws = c.make_workspace(1);
+    Matrix<float> x = Matrix<float>::Ones(1, 8), y(1, 8);
+    REQUIRE_THROWS_WITH(c.forward(x, y, ws, {2}), Catch::Contains("needs OpenMP"));
+    return;
+  }
+  const auto format = GENERATE(SparseFormat::rows, SparseFormat::csr);
+  const Index rank = GENERATE(Index(0), Index(24));
+  const auto layer = make_layer<float>(200, 96, rank, 70, true, format == SparseFormat::csr, 31);
+  const auto c = CompactLinear<float>::pack(layer, {format});
+  auto ws = c.make_workspace(1);
+  for (Index tokens : {1, 7, 130}) {
+    const Matrix<float> x = test::random_matrix<float>(tokens, 96, 32);
+    Matrix<float> one(tokens, 200), two(tokens, 200), three(tokens, 200);
+    c.forward(x, one, ws, {1});
+    c.forward(x, two, ws, {2});
+    c.forward(x, three, ws, {3});
+    // Each output is computed by one thread with the same kernel: bitwise equal.
+    REQUIRE(one == two);
+    REQUIRE(one == three);
+  }
+}
+
+TEST_CASE("bad input is rejected with a named error", "[compact][errors]") {
+  auto layer = make_layer<float>(12, 10, 3, 4, false, false, 2);
+  const auto c = CompactLinear<float>::pack(layer);
+  auto ws = c.make_workspace(4);
+  Matrix<float> x(4, 10), y(4, 12);
+  x.setOnes();
+
+  Matrix<float> wrong_x(4, 11), wrong_y(3, 12);
+  REQUIRE_THROWS_AS(c.forward(wrong_x, y, ws), lmshrink::shape_error);
+  REQUIRE_THROWS_WITH(c.forward(wrong_x, y, ws),
+                      Catch::Contains("CompactLinear::forward") &&
+                          Catch::Contains("x has 11 columns but in_features is 10"));
+  REQUIRE_THROWS_WITH(c.forward(x, wrong_y, ws), Catch::Contains("y is 3x12 but 4x12"));
+  REQUIRE_THROWS_WITH(c.forward(x, y, ws, {0}),
+                      Catch::Contains("threads must be at least 1, got 0"));
+  REQUIRE_THROWS_AS(c.forward(x.data(), 4, 9, y.data(), 12, ws), lmshrink::shape_error);
+  REQUIRE_THROWS_AS(c.forward(nullptr, 4, 10, y.data(), 12, ws), lmshrink::value_error);
+
+  // y overlapping x: a square layer run in place.
+  const auto square = CompactLinear<float>::pack(make_layer<float>(10, 10, 2, 3, false, false, 4));
+  Matrix<float> xy = Matrix<float>::Ones(4, 10);
+  auto ws2 = square.make_workspace(4);
+  REQUIRE_THROWS_WITH(square.forward(xy.data(), 4, 10, xy.data(), 10, ws2),
+                      Catch::Contains("y overlaps x"));
+
+  layer.U()(1, 1) = std::numeric_limits<float>::quiet_NaN();
+  REQUIRE_THROWS_AS(CompactLinear<float>::pack(layer), lmshrink::numeric_error);
+  REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer),
+                      Catch::Contains("CompactLinear::pack") && Catch::Contains("U has a non-finite"));
+}
