@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages lmshrink's build, tests, examples and benchmarks need, when
-# any is missing. Safe to run repeatedly; does nothing when everything is present.
+# any is missing, plus any packages named as arguments (e.g. libdnnl-dev for the performance
+# report). Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,7 @@ packages=(
   libxtensor-dev xtl-dev    # opt-in xtensor adapter and its test
   catch2                    # tests
   libbenchmark-dev          # benchmarks
+  "$@"
 )
 
 missing=()

@@ -95,17 +95,18 @@ inline void finish_row(const Scalar* acc, Index valid, Index col0, Scalar* c_row
 
 // ---- portable kernel -----------------------------------------------------------------------
 
-template <int MR, class Scalar>
+// COLS is 32, or 16 for a last panel with at most 16 rows (less padding computed).
+template <int MR, int COLS, class Scalar>
 inline void tile_portable(Index K, const Scalar* a, Index lda, const Scalar* b, Index valid,
                           Index col0, Scalar* c, const TileOutput<Scalar>& out) {
-  Scalar acc[MR][kPanelWidth];
+  Scalar acc[MR][COLS];
   for (int i = 0; i < MR; ++i)
-    for (Index j = 0; j < kPanelWidth; ++j) acc[i][j] = Scalar(0);
+    for (int j = 0; j < COLS; ++j) acc[i][j] = Scalar(0);
   for (Index k = 0; k < K; ++k) {
     const Scalar* bk = b + k * kPanelWidth;
     for (int i = 0; i < MR; ++i) {
       const Scalar ai = a[i * lda + k];
-      for (Index j = 0; j < kPanelWidth; ++j) acc[i][j] += ai * bk[j];
+      for (int j = 0; j < COLS; ++j) acc[i][j] += ai * bk[j];
     }
   }
   for (int i = 0; i < MR; ++i) finish_row(acc[i], valid, col0, c + i * out.ldc, out);
@@ -114,85 +115,110 @@ inline void tile_portable(Index K, const Scalar* a, Index lda, const Scalar* b, 
 #if defined(__AVX512F__)
 // 16 floats per register, two registers per panel row. Small MR splits K into independent
 // accumulator chains so that a single token is bound by memory, not by FMA latency.
-template <int MR>
+template <int MR, int NV>
 inline void tile_avx512(Index K, const float* a, Index lda, const float* b, Index valid,
                         Index col0, float* c, const TileOutput<float>& out) {
   constexpr int KU = MR == 1 ? 4 : (MR == 2 ? 2 : 1);
-  __m512 acc[KU][MR][2];
+  __m512 acc[KU][MR][NV];
   for (int u = 0; u < KU; ++u)
-    for (int i = 0; i < MR; ++i) acc[u][i][0] = acc[u][i][1] = _mm512_setzero_ps();
-  Index k = 0;
-  for (; k + KU <= K; k += KU) {
-    for (int u = 0; u < KU; ++u) {
-      const float* bk = b + (k + u) * kPanelWidth;
-      const __m512 b0 = _mm512_loadu_ps(bk);
-      const __m512 b1 = _mm512_loadu_ps(bk + 16);
-      for (int i = 0; i < MR; ++i) {
-        const __m512 ai = _mm512_set1_ps(a[i * lda + k + u]);
-        acc[u][i][0] = _mm512_fmadd_ps(ai, b0, acc[u][i][0]);
-        acc[u][i][1] = _mm512_fmadd_ps(ai, b1, acc[u][i][1]);
-      }
-    }
-  }
-  for (; k < K; ++k) {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[u][i][v] = _mm512_setzero_ps();
+  const auto step = [&](int u, Index k) {
     const float* bk = b + k * kPanelWidth;
-    const __m512 b0 = _mm512_loadu_ps(bk);
-    const __m512 b1 = _mm512_loadu_ps(bk + 16);
+    __m512 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
     for (int i = 0; i < MR; ++i) {
       const __m512 ai = _mm512_set1_ps(a[i * lda + k]);
-      acc[0][i][0] = _mm512_fmadd_ps(ai, b0, acc[0][i][0]);
-      acc[0][i][1] = _mm512_fmadd_ps(ai, b1, acc[0][i][1]);
+      for (int v = 0; v < NV; ++v) acc[u][i][v] = _mm512_fmadd_ps(ai, bv[v], acc[u][i][v]);
     }
-  }
+  };
+  Index k = 0;
+  for (; k + KU <= K; k += KU)
+    for (int u = 0; u < KU; ++u) step(u, k + u);
+  for (; k < K; ++k) step(0, k);
   for (int u = 1; u < KU; ++u)
-    for (int i = 0; i < MR; ++i) {
-      acc[0][i][0] = _mm512_add_ps(acc[0][i][0], acc[u][i][0]);
-      acc[0][i][1] = _mm512_add_ps(acc[0][i][1], acc[u][i][1]);
-    }
-  if (out.scatter == nullptr && valid == kPanelWidth) {
-    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
-    if (out.bias != nullptr) {
-      bias0 = _mm512_loadu_ps(out.bias + col0);
-      bias1 = _mm512_loadu_ps(out.bias + col0 + 16);
-    }
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) acc[0][i][v] = _mm512_add_ps(acc[0][i][v], acc[u][i][v]);
+  if (out.scatter == nullptr && valid == 16 * NV) {
+    __m512 bias[NV];
+    for (int v = 0; v < NV; ++v)
+      bias[v] = out.bias != nullptr ? _mm512_loadu_ps(out.bias + col0 + 16 * v)
+                                    : _mm512_setzero_ps();
     for (int i = 0; i < MR; ++i) {
       float* ci = c + i * out.ldc + col0;
-      _mm512_storeu_ps(ci, _mm512_add_ps(acc[0][i][0], bias0));
-      _mm512_storeu_ps(ci + 16, _mm512_add_ps(acc[0][i][1], bias1));
+      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(ci + 16 * v, _mm512_add_ps(acc[0][i][v], bias[v]));
     }
     return;
   }
-  alignas(64) float row[kPanelWidth];
+  alignas(64) float row[16 * NV];
   for (int i = 0; i < MR; ++i) {
-    _mm512_store_ps(row, acc[0][i][0]);
-    _mm512_store_ps(row + 16, acc[0][i][1]);
+    for (int v = 0; v < NV; ++v) _mm512_store_ps(row + 16 * v, acc[0][i][v]);
     finish_row(row, valid, col0, c + i * out.ldc, out);
   }
 }
 constexpr int kMaxTileRows = 12;
-#elif defined(__AVX2__) && defined(__FMA__)
-// 8 floats per register, four per panel row; 16 registers allow 3 token rows.
-template <int MR>
-inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index valid,
-                      Index col0, float* c, const TileOutput<float>& out) {
-  __m256 acc[MR][4];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < 4; ++v) acc[i][v] = _mm256_setzero_ps();
-  for (Index k = 0; k < K; ++k) {
-    const float* bk = b + k * kPanelWidth;
-    const __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8);
-    const __m256 b2 = _mm256_loadu_ps(bk + 16), b3 = _mm256_loadu_ps(bk + 24);
-    for (int i = 0; i < MR; ++i) {
-      const __m256 ai = _mm256_broadcast_ss(a + i * lda + k);
-      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
-      acc[i][2] = _mm256_fmadd_ps(ai, b2, acc[i][2]);
-      acc[i][3] = _mm256_fmadd_ps(ai, b3, acc[i][3]);
+
+// One token against NP panels at once, each split into KS segments of K: NP·KS weight streams
+// in flight (one stream alone does not reach the memory bandwidth a dense matrix-vector product
+// gets) and 2·NP·KS independent accumulator chains. KS is the same for every NP so that each
+// output's summation order does not depend on how panels are grouped (or split over threads).
+template <int NP, int KS>
+inline void panels_one_token_avx512(Index K, const float* x, const float* b, Index stride,
+                                    Index col0, Index valid_last, float* y,
+                                    const TileOutput<float>& out) {
+  __m512 acc[NP][KS][2];
+  for (int p = 0; p < NP; ++p)
+    for (int s = 0; s < KS; ++s) acc[p][s][0] = acc[p][s][1] = _mm512_setzero_ps();
+  const Index seg = K / KS;
+  for (Index k = 0; k < seg; ++k)
+    for (int s = 0; s < KS; ++s) {
+      const Index ks = s * seg + k;
+      const __m512 xk = _mm512_set1_ps(x[ks]);
+      for (int p = 0; p < NP; ++p) {
+        const float* bk = b + p * stride + ks * kPanelWidth;
+        acc[p][s][0] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(bk), acc[p][s][0]);
+        acc[p][s][1] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(bk + 16), acc[p][s][1]);
+      }
+    }
+  for (Index k = KS * seg; k < K; ++k) {
+    const __m512 xk = _mm512_set1_ps(x[k]);
+    for (int p = 0; p < NP; ++p) {
+      const float* bk = b + p * stride + k * kPanelWidth;
+      acc[p][0][0] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(bk), acc[p][0][0]);
+      acc[p][0][1] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(bk + 16), acc[p][0][1]);
     }
   }
-  alignas(32) float row[kPanelWidth];
+  alignas(64) float row[kPanelWidth];
+  for (int p = 0; p < NP; ++p) {
+    for (int s = 1; s < KS; ++s) {
+      acc[p][0][0] = _mm512_add_ps(acc[p][0][0], acc[p][s][0]);
+      acc[p][0][1] = _mm512_add_ps(acc[p][0][1], acc[p][s][1]);
+    }
+    _mm512_store_ps(row, acc[p][0][0]);
+    _mm512_store_ps(row + 16, acc[p][0][1]);
+    finish_row(row, p + 1 == NP ? valid_last : kPanelWidth, col0 + p * kPanelWidth, y, out);
+  }
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+// 8 floats per register, four per panel row; 16 registers allow 3 token rows.
+template <int MR, int NV>
+inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index valid,
+                      Index col0, float* c, const TileOutput<float>& out) {
+  __m256 acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
+  for (Index k = 0; k < K; ++k) {
+    const float* bk = b + k * kPanelWidth;
+    __m256 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + 8 * v);
+    for (int i = 0; i < MR; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i * lda + k);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+  }
+  alignas(32) float row[8 * NV];
   for (int i = 0; i < MR; ++i) {
-    for (int v = 0; v < 4; ++v) _mm256_store_ps(row + 8 * v, acc[i][v]);
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(row + 8 * v, acc[i][v]);
     finish_row(row, valid, col0, c + i * out.ldc, out);
   }
 }
@@ -212,33 +238,45 @@ inline const char* float_kernel_name() {
 #endif
 }
 
-template <int MR, class Scalar>
+// HALF: the panel's valid rows fit in its first 16 columns.
+template <int MR, bool HALF, class Scalar>
 inline void tile(Index K, const Scalar* a, Index lda, const Scalar* b, Index valid, Index col0,
                  Scalar* c, const TileOutput<Scalar>& out) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same<Scalar, float>::value) {
-    tile_avx512<MR>(K, a, lda, b, valid, col0, c, out);
+    tile_avx512<MR, HALF ? 1 : 2>(K, a, lda, b, valid, col0, c, out);
     return;
   }
 #elif defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same<Scalar, float>::value && MR <= 3) {
-    tile_avx2<MR>(K, a, lda, b, valid, col0, c, out);
+    tile_avx2<MR, HALF ? 2 : 4>(K, a, lda, b, valid, col0, c, out);
     return;
   }
 #endif
-  tile_portable<MR>(K, a, lda, b, valid, col0, c, out);
+  tile_portable<MR, HALF ? 16 : 32>(K, a, lda, b, valid, col0, c, out);
 }
 
-template <class Scalar, int MR = kMaxTileRows>
+// Tokens [0, m) of one panel, m ≤ kMaxTileRows picking the kernel of that height.
+template <bool HALF, class Scalar, int MR = kMaxTileRows>
 inline void tile_rows(Index m, Index K, const Scalar* a, Index lda, const Scalar* b, Index valid,
                       Index col0, Scalar* c, const TileOutput<Scalar>& out) {
   if constexpr (MR > 0) {
     if (m == MR) {
-      tile<MR>(K, a, lda, b, valid, col0, c, out);
+      tile<MR, HALF>(K, a, lda, b, valid, col0, c, out);
     } else {
-      tile_rows<Scalar, MR - 1>(m, K, a, lda, b, valid, col0, c, out);
+      tile_rows<HALF, Scalar, MR - 1>(m, K, a, lda, b, valid, col0, c, out);
     }
   }
+}
+
+template <bool HALF, class Scalar>
+inline void panel_tokens(Index m, Index K, const Scalar* a, Index lda, const Scalar* bp,
+                         Index valid, Index col0, const TileOutput<Scalar>& out) {
+  Index i = 0;
+  for (; i + kMaxTileRows <= m; i += kMaxTileRows)
+    tile<kMaxTileRows, HALF>(K, a + i * lda, lda, bp, valid, col0, out.c + i * out.ldc, out);
+  if (i < m)
+    tile_rows<HALF, Scalar>(m - i, K, a + i * lda, lda, bp, valid, col0, out.c + i * out.ldc, out);
 }
 
 /// For tokens [0, m) of A (m, K) and panels [p0, p1) of B: C = A·Bᵀ (+ bias) into contiguous
@@ -247,14 +285,44 @@ template <class Scalar>
 inline void gemm_panels(Index m, const Scalar* a, Index lda, const PackedPanels<Scalar>& b,
                         Index p0, Index p1, const TileOutput<Scalar>& out) {
   const Index K = b.depth;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same<Scalar, float>::value) {
+    if (m == 1) {
+      const Index stride = K * kPanelWidth;
+      const auto valid_last = [&](Index last) {
+        return std::min(kPanelWidth, b.rows - last * kPanelWidth);
+      };
+      for (; p0 + 4 <= p1; p0 += 4)
+        panels_one_token_avx512<4, 2>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
+                                      valid_last(p0 + 3), out.c, out);
+      switch (p1 - p0) {
+        case 3:
+          panels_one_token_avx512<3, 2>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
+                                        valid_last(p0 + 2), out.c, out);
+          break;
+        case 2:
+          panels_one_token_avx512<2, 2>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
+                                        valid_last(p0 + 1), out.c, out);
+          break;
+        case 1:
+          panels_one_token_avx512<1, 2>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
+                                        valid_last(p0), out.c, out);
+          break;
+        default:
+          break;
+      }
+      return;
+    }
+  }
+#endif
   for (Index p = p0; p < p1; ++p) {
     const Scalar* bp = b.panel(p);
     const Index col0 = p * kPanelWidth;
     const Index valid = std::min(kPanelWidth, b.rows - col0);
-    Index i = 0;
-    for (; i + kMaxTileRows <= m; i += kMaxTileRows)
-      tile<kMaxTileRows>(K, a + i * lda, lda, bp, valid, col0, out.c + i * out.ldc, out);
-    if (i < m) tile_rows<Scalar>(m - i, K, a + i * lda, lda, bp, valid, col0, out.c + i * out.ldc, out);
+    if (valid <= kPanelWidth / 2)
+      panel_tokens<true>(m, K, a, lda, bp, valid, col0, out);
+    else
+      panel_tokens<false>(m, K, a, lda, bp, valid, col0, out);
   }
 }
 
