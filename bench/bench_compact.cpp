@@ -29,12 +29,13 @@
 #include <numeric>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <lmshrink/compact.hpp>
 #include <lmshrink/detail/random.hpp>
 
-#ifdef LMSHRINK_BENCH_ONEDNN
+#ifdef LMSHRINK_WITH_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
 #endif
 #ifdef _OPENMP
@@ -108,10 +109,24 @@ lmshrink::LowRankSparseLinear<float> make_layer(Index out, Index in, int pct, bo
   return layer;
 }
 
+// Repetitions of one benchmark reuse its layer: building a 3072x768 layer (random S, a shuffled
+// element mask) costs more than timing it.
+const lmshrink::LowRankSparseLinear<float>& cached_layer(Index out, Index in, int pct,
+                                                         bool unstructured) {
+  static std::tuple<Index, Index, int> key[2] = {{-1, -1, -1}, {-1, -1, -1}};
+  static lmshrink::LowRankSparseLinear<float> layer[2];
+  const auto wanted = std::make_tuple(out, in, pct);
+  if (key[unstructured] != wanted) {
+    layer[unstructured] = make_layer(out, in, pct, unstructured);
+    key[unstructured] = wanted;
+  }
+  return layer[unstructured];
+}
+
 // C (m, n) = A (m, k) · B (n, k)ᵀ on the fastest GEMM this build has.
 void gemm_nt(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb,
              float* c, Index ldc) {
-#ifdef LMSHRINK_BENCH_ONEDNN
+#ifdef LMSHRINK_WITH_ONEDNN
   dnnl_sgemm('N', 'T', m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
 #else
   Eigen::Map<const Matrix, 0, Eigen::OuterStride<>> A(a, m, k, Eigen::OuterStride<>(lda));
@@ -146,8 +161,17 @@ void bench_dense_eigen(benchmark::State& state, Shape s, Index n) {
   set_counters(state, dense_flops(s, n), dense_bytes(s), 1, 1);
 }
 
-#ifdef LMSHRINK_BENCH_ONEDNN
-void bench_dense_onednn(benchmark::State& state, Shape s, Index n) {
+#ifdef LMSHRINK_WITH_ONEDNN
+void set_threads(int threads) {
+#ifdef _OPENMP
+  omp_set_num_threads(threads);
+#else
+  (void)threads;
+#endif
+}
+
+void bench_dense_onednn(benchmark::State& state, Shape s, Index n, int threads) {
+  set_threads(threads);
   const Matrix w = random(s.out, s.in, 1), x = random(n, s.in, 7);
   const lmshrink::Vector<float> bias = random(s.out, 1, 4);
   Matrix y(n, s.out);
@@ -159,6 +183,7 @@ void bench_dense_onednn(benchmark::State& state, Shape s, Index n) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
+  set_threads(1);
   set_counters(state, dense_flops(s, n), dense_bytes(s), 1, 1);
 }
 #endif
@@ -171,9 +196,11 @@ void compact_counters(benchmark::State& state, const lmshrink::CompactLinear<flo
 }
 
 void bench_fused(benchmark::State& state, Shape s, Index n, int pct, bool unstructured,
-                 int threads) {
-  const auto layer = make_layer(s.out, s.in, pct, unstructured);
-  const auto c = lmshrink::CompactLinear<float>::pack(layer);
+                 int threads, lmshrink::LowRankBackend backend) {
+  const auto& layer = cached_layer(s.out, s.in, pct, unstructured);
+  lmshrink::PackOptions options;
+  options.low_rank_backend = backend;
+  const auto c = lmshrink::CompactLinear<float>::pack(layer, options);
   auto ws = c.make_workspace(n);
   const Matrix x = random(n, s.in, 7);
   Matrix y(n, s.out);
@@ -186,7 +213,7 @@ void bench_fused(benchmark::State& state, Shape s, Index n, int pct, bool unstru
 }
 
 void bench_unfused(benchmark::State& state, Shape s, Index n, int pct) {
-  const auto layer = make_layer(s.out, s.in, pct, false);
+  const auto& layer = cached_layer(s.out, s.in, pct, false);
   const auto c = lmshrink::CompactLinear<float>::pack(layer);
   const auto& kept = c.kept_row_indices();
   const Index k = Index(kept.size()), r = layer.rank();
@@ -233,7 +260,7 @@ void bench_dense_cold(benchmark::State& state, Shape s) {
 }
 
 void bench_fused_cold(benchmark::State& state, Shape s, int pct) {
-  const auto c0 = lmshrink::CompactLinear<float>::pack(make_layer(s.out, s.in, pct, false));
+  const auto c0 = lmshrink::CompactLinear<float>::pack(cached_layer(s.out, s.in, pct, false));
   const std::size_t copies = std::size_t(std::ceil(kColdBytes / dense_bytes(s)));
   std::vector<lmshrink::CompactLinear<float>> c(copies, c0);
   auto ws = c0.make_workspace(1);
@@ -256,16 +283,35 @@ void register_all() {
     for (Index n : kBatches) {
       const std::string base = shape_name(s) + "/batch:" + std::to_string(n);
       benchmark::RegisterBenchmark(("dense_eigen/" + base).c_str(), bench_dense_eigen, s, n);
-#ifdef LMSHRINK_BENCH_ONEDNN
-      benchmark::RegisterBenchmark(("dense_onednn/" + base).c_str(), bench_dense_onednn, s, n);
+#ifdef LMSHRINK_WITH_ONEDNN
+      benchmark::RegisterBenchmark(("dense_onednn/" + base).c_str(), bench_dense_onednn, s, n, 1);
 #endif
       for (int pct : kRatios) {
         const std::string tail = base + "/q:" + std::to_string(pct);
-        benchmark::RegisterBenchmark(("fused/" + tail).c_str(), bench_fused, s, n, pct, false, 1);
+        benchmark::RegisterBenchmark(("fused/" + tail).c_str(), bench_fused, s, n, pct, false, 1,
+                                     lmshrink::LowRankBackend::builtin);
+#ifdef LMSHRINK_WITH_ONEDNN
+        benchmark::RegisterBenchmark(("fused_onednn/" + tail).c_str(), bench_fused, s, n, pct,
+                                     false, 1, lmshrink::LowRankBackend::onednn);
+#endif
         benchmark::RegisterBenchmark(("unfused/" + tail).c_str(), bench_unfused, s, n, pct);
-        benchmark::RegisterBenchmark(("csr/" + tail).c_str(), bench_fused, s, n, pct, true, 1);
+        benchmark::RegisterBenchmark(("csr/" + tail).c_str(), bench_fused, s, n, pct, true, 1,
+                                     lmshrink::LowRankBackend::builtin);
       }
     }
+#if defined(LMSHRINK_WITH_ONEDNN) && defined(_OPENMP)
+  // Two threads, both sides: GPT-2 shapes at q = 0.5.
+  for (const Shape& s : kShapes) {
+    if (s.model != std::string("gpt2")) continue;
+    for (Index n : {Index(1), Index(512)}) {
+      const std::string base = shape_name(s) + "/batch:" + std::to_string(n);
+      benchmark::RegisterBenchmark(("dense_onednn_2threads/" + base).c_str(), bench_dense_onednn,
+                                   s, n, 2);
+      benchmark::RegisterBenchmark(("fused_2threads/" + base + "/q:50").c_str(), bench_fused, s,
+                                   n, 50, false, 2, lmshrink::LowRankBackend::builtin);
+    }
+  }
+#endif
   for (const Shape& s : kShapes) {
     if (s.model != std::string("gpt2")) continue;
     const std::string base = shape_name(s) + "/batch:1";
@@ -308,7 +354,7 @@ struct Row {
   Shape s;
   Index n;
   int pct;
-  double dense_eigen, dense_onednn, fused, unfused, csr;  // seconds, 0 = not run
+  double dense_eigen, dense_onednn, fused, unfused, csr, fused_onednn;  // seconds, 0 = not run
   Index rank, kept, compact_bytes, csr_bytes;
   double flops_compact;
   double fastest_dense() const { return dense_onednn > 0 ? std::min(dense_eigen, dense_onednn) : dense_eigen; }
@@ -326,7 +372,8 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
         const std::string base = shape_name(s) + "/batch:" + std::to_string(n);
         const std::string tail = base + "/q:" + std::to_string(pct);
         Row r{s, n, pct, get("dense_eigen/" + base), get("dense_onednn/" + base),
-              get("fused/" + tail), get("unfused/" + tail), get("csr/" + tail), 0, 0, 0, 0, 0};
+              get("fused/" + tail), get("unfused/" + tail), get("csr/" + tail),
+              get("fused_onednn/" + tail), 0, 0, 0, 0, 0};
         if (r.fused == 0 || r.dense_eigen == 0) continue;
         const auto c = lmshrink::CompactLinear<float>::pack(make_layer(s.out, s.in, pct, false));
         const auto u = lmshrink::CompactLinear<float>::pack(make_layer(s.out, s.in, pct, true));
@@ -337,15 +384,19 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
         r.flops_compact = 2.0 * double(n) * double(c.rank() * (s.out + s.in) + c.sparse_values());
         rows.push_back(r);
       }
-  if (rows.empty()) return;
+  if (rows.empty()) {
+    std::printf("no complete rows to report (every row needs dense_eigen and fused)\n");
+    return;
+  }
 
   std::ofstream csv(dir + "/bench_compact.csv");
   csv << "out,in,batch,remaining_pct,rank,kept_rows,compact_weight_bytes,csr_weight_bytes,"
-         "dense_eigen_s,dense_onednn_s,fused_s,unfused_s,csr_s\n";
+         "dense_eigen_s,dense_onednn_s,fused_s,unfused_s,csr_s,fused_onednn_s\n";
   for (const Row& r : rows)
     csv << r.s.out << ',' << r.s.in << ',' << r.n << ',' << r.pct << ',' << r.rank << ','
         << r.kept << ',' << r.compact_bytes << ',' << r.csr_bytes << ',' << r.dense_eigen << ','
-        << r.dense_onednn << ',' << r.fused << ',' << r.unfused << ',' << r.csr << '\n';
+        << r.dense_onednn << ',' << r.fused << ',' << r.unfused << ',' << r.csr << ','
+        << r.fused_onednn << '\n';
 
   std::ofstream md(dir + "/performance_tables.md");
   const bool have_onednn = rows.front().dense_onednn > 0;
@@ -372,8 +423,9 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
     md << "\n### Batch " << n << "\n\n"
        << "GFLOP/s ratio = fused GFLOP/s / fastest dense GFLOP/s (target at batch 512: ≥ 0.9).\n\n"
           "| W (out, in) | q | FLOP ratio | dense Eigen | dense oneDNN | fused | speedup | "
-          "GFLOP/s ratio | fused GFLOP/s | unfused | csr | fused vs unfused | fused vs csr |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+          "GFLOP/s ratio | fused GFLOP/s | unfused | csr | fused vs unfused | fused vs csr | "
+          "fused, oneDNN low rank |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const Row& r : rows) {
       if (r.n != n) continue;
       const double fr = r.flops_compact / dense_flops(r.s, n);
@@ -385,9 +437,43 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
          << " | " << fmt("%.2fx", r.fastest_dense() / r.fused) << " | "
          << fmt("%.2f", fused_gf / dense_gf) << " | " << fmt("%.0f", fused_gf) << " | "
          << time_str(r.unfused) << " | " << time_str(r.csr) << " | "
-         << fmt("%.2fx", r.unfused / r.fused) << " | " << fmt("%.2fx", r.csr / r.fused) << " |\n";
+         << fmt("%.2fx", r.unfused / r.fused) << " | " << fmt("%.2fx", r.csr / r.fused) << " | "
+         << (r.fused_onednn > 0 ? time_str(r.fused_onednn) : "–") << " |\n";
     }
   }
+  md << "\n### Batch 1 from DRAM (cold)\n\n"
+        "The layer's copies total 256 MB, so every forward streams its weights from memory.\n\n"
+        "| W (out, in) | q | dense Eigen | fused | speedup | byte ratio | fused / bound |\n"
+        "|---|---|---|---|---|---|---|\n";
+  for (const Row& r : rows) {
+    if (r.n != 1) continue;
+    const std::string base = shape_name(r.s) + "/batch:1";
+    const double dense = get("dense_eigen_cold/" + base);
+    const double fused = get("fused_cold/" + base + "/q:" + std::to_string(r.pct));
+    if (dense == 0 || fused == 0) continue;
+    const double bound = 1.1 * double(r.compact_bytes) / (dense_bytes(r.s) / dense);
+    md << "| " << shape_name(r.s) << " | " << fmt("%.1f", r.pct / 100.0) << " | "
+       << time_str(dense) << " | " << time_str(fused) << " | " << fmt("%.2fx", dense / fused)
+       << " | " << fmt("%.3f", double(r.compact_bytes) / dense_bytes(r.s)) << " | "
+       << fmt("%.2f", fused / bound) << " |\n";
+  }
+  bool header = false;
+  for (const Shape& s : kShapes)
+    for (Index n : {Index(1), Index(512)}) {
+      const std::string base = shape_name(s) + "/batch:" + std::to_string(n);
+      const double dense = get("dense_onednn_2threads/" + base);
+      const double fused = get("fused_2threads/" + base + "/q:50");
+      if (dense == 0 || fused == 0) continue;
+      if (!header) {
+        md << "\n### Two threads, q = 0.5\n\n"
+              "| W (out, in) | batch | dense oneDNN, 2 threads | fused, 2 threads | speedup | "
+              "fused 2 threads vs 1 |\n|---|---|---|---|---|---|\n";
+        header = true;
+      }
+      md << "| " << shape_name(s) << " | " << n << " | " << time_str(dense) << " | "
+         << time_str(fused) << " | " << fmt("%.2fx", dense / fused) << " | "
+         << fmt("%.2fx", get("fused/" + base + "/q:50") / fused) << " |\n";
+    }
 
   const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
                           "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
@@ -426,8 +512,12 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
                                  : dense_flops(r.s, n) / r.flops_compact);
       }
     p.series.push_back(ideal);
-    std::ofstream(dir + "/speedup_batch" + std::to_string(n) + ".svg") << p.svg();
+    const std::string svg = dir + "/speedup_batch" + std::to_string(n) + ".svg";
+    std::ofstream(svg) << p.svg();
+    std::printf("wrote %s\n", svg.c_str());
   }
+  std::printf("report: %zu rows; wrote %s/bench_compact.csv and %s/performance_tables.md\n",
+              rows.size(), dir.c_str(), dir.c_str());
 }
 
 }  // namespace
@@ -447,7 +537,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   bench::add_build_context();
   benchmark::AddCustomContext("compact_kernel", lmshrink::CompactLinear<float>::kernel_name());
-#ifdef LMSHRINK_BENCH_ONEDNN
+#ifdef LMSHRINK_WITH_ONEDNN
   benchmark::AddCustomContext("onednn", "sgemm, one thread");
 #else
   benchmark::AddCustomContext("onednn", "not built (Debian libdnnl-dev)");

@@ -4,9 +4,8 @@
 #                                   bundled real model (output in out/)
 #   bash cmake/quickstart.sh test   installs what is missing, builds and runs every test
 # and one more, for docs/performance.md:
-#   bash cmake/quickstart.sh perf   also installs oneDNN (the fastest dense baseline), builds
-#                                   bench_compact and writes its tables and plots to
-#                                   out/performance (about 10 minutes)
+#   bash cmake/quickstart.sh perf   builds bench_compact and writes its tables and plots to
+#                                   out/performance (about 40 minutes on one core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +15,7 @@ case "$what" in
   *) echo "usage: bash cmake/quickstart.sh main|test|perf" >&2; exit 2 ;;
 esac
 
-if [ "$what" = perf ]; then
-  bash cmake/setup_debian.sh libdnnl-dev
-else
-  bash cmake/setup_debian.sh
-fi
+bash cmake/setup_debian.sh
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
 if [ "$what" = test ]; then

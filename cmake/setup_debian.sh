@@ -10,6 +10,8 @@ packages=(
   libxtensor-dev xtl-dev    # opt-in xtensor adapter and its test
   catch2                    # tests
   libbenchmark-dev          # benchmarks
+  libdnnl-dev               # optional: oneDNN, the compact form's low-rank backend and the
+                            # fastest dense baseline of bench_compact
   "$@"
 )
 

@@ -28,6 +28,8 @@ struct Result {
   double ratio;
   long live;
   double error;  // mean relative output error on a held-out batch
+  double compact_error;  // the same through the packed inference form
+  double compact_kib;    // bytes the packed layers read per forward (values and indices)
 };
 
 // Fits each matrix's outputs with the chosen method and budget; prints progress if verbose.
@@ -131,10 +133,25 @@ static Result run(Method method, const std::vector<lmshrink::NamedWeight>& weigh
     live += static_cast<long>(l.rank() * (l.out_features() + l.in_features())) + sparse;
     dense += static_cast<long>(l.out_features() * l.in_features());
   }
+  // Pack for inference: the pruner's final row masks go onto the layers, and the compact form
+  // drops the pruned rows.
+  double compact_sum = 0, compact_bytes = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (method != Method::low_rank)
+      layers[i].set_row_mask(pruner.row_mask(static_cast<Eigen::Index>(i)));
+    // --8<-- [pack]
+    const auto compact = lmshrink::CompactLinear<float>::pack(layers[i]);
+    auto workspace = compact.make_workspace(256);
+    Matrix y(256, compact.out_features());
+    compact.forward(x_eval[i], y, workspace);
+    // --8<-- [pack]
+    compact_sum += (y - y_eval[i]).norm() / y_eval[i].norm();
+    compact_bytes += static_cast<double>(compact.weight_bytes());
+  }
   const char* names[] = {"LoSparse", "LoSparse, per-layer", "ITP (magnitude)",
                          "low-rank only"};
   return {names[static_cast<int>(method)], static_cast<double>(live) / static_cast<double>(dense),
-          live, fit_error()};
+          live, fit_error(), compact_sum / static_cast<double>(n), compact_bytes / 1024.0};
 }
 
 int main(int argc, char** argv) {
@@ -191,10 +208,14 @@ int main(int argc, char** argv) {
     const Result per_layer = run(Method::losparse_per_layer, weights, opt, rho, false);
     const Result itp = run(Method::itp, weights, opt, rho, false);
     const Result low_rank = run(Method::low_rank, weights, opt, rho, false);
-    std::printf("\n%-20s %10s %8s %14s\n", "method", "remaining", "params", "output error");
+    double dense_kib = 0;
+    for (const auto& w : weights) dense_kib += 4.0 * double(w.matrix->size()) / 1024.0;
+    std::printf("\n%-20s %10s %8s %14s %14s %12s\n", "method", "remaining", "params",
+                "output error", "packed error", "packed KiB");
     for (const auto* r : {&losparse, &per_layer, &itp, &low_rank})
-      std::printf("%-20s %10.3f %8ld %14.4f\n", r->name, r->ratio, static_cast<long>(r->live),
-                  r->error);
+      std::printf("%-20s %10.3f %8ld %14.4f %14.4f %12.1f\n", r->name, r->ratio,
+                  static_cast<long>(r->live), r->error, r->compact_error, r->compact_kib);
+    std::printf("%-20s %10.3f %8s %14s %14s %12.1f\n", "dense", 1.0, "", "", "", dense_kib);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -12,6 +12,7 @@
 
 using lmshrink::CompactLinear;
 using lmshrink::Index;
+using lmshrink::LowRankBackend;
 using lmshrink::LowRankSparseLinear;
 using lmshrink::SparseFormat;
 using test::Matrix;
@@ -77,7 +78,7 @@ void require_close(const Matrix<S>& got, const Matrix<S>& want, const Matrix<dou
 
 TEST_CASE("the build reports its micro-kernel", "[compact]") {
   const std::string name = CompactLinear<float>::kernel_name();
-  CAPTURE(name, lmshrink::compact_threads_available());
+  CAPTURE(name, lmshrink::compact_threads_available(), lmshrink::onednn_available());
   REQUIRE((name == "avx512" || name == "avx2" || name == "portable"));
   REQUIRE(std::string(CompactLinear<double>::kernel_name()) == "portable");
 }
@@ -94,10 +95,15 @@ TEMPLATE_TEST_CASE("compact forward equals the training forward for every rank, 
   const Index kept = GENERATE_COPY(Index(0), Index(1), out / 3, out);
   const bool bias = GENERATE(false, true);
   const auto format = GENERATE(SparseFormat::rows, SparseFormat::csr);
-  CAPTURE(out, in, rank, kept, bias, int(format));
+  const auto backend = GENERATE(LowRankBackend::builtin, LowRankBackend::onednn);
+  if (backend == LowRankBackend::onednn &&
+      (!lmshrink::onednn_available() || !std::is_same<S, float>::value))
+    return;  // covered by the error tests below
+  CAPTURE(out, in, rank, kept, bias, int(format), int(backend));
 
   const auto layer = make_layer<S>(out, in, rank, kept, bias, false, 11 + out + rank + kept);
-  const auto compact = CompactLinear<S>::pack(layer, {format});
+  const auto compact = CompactLinear<S>::pack(layer, {format, backend});
+  REQUIRE(compact.low_rank_backend() == backend);
   REQUIRE(compact.format() == format);
   REQUIRE(compact.rank() == rank);
   REQUIRE(compact.kept_rows() == kept);
@@ -226,8 +232,10 @@ TEST_CASE("threads split the work without changing the result", "[compact][threa
   }
   const auto format = GENERATE(SparseFormat::rows, SparseFormat::csr);
   const Index rank = GENERATE(Index(0), Index(24));
+  const auto backend = GENERATE(LowRankBackend::builtin, LowRankBackend::onednn);
+  if (backend == LowRankBackend::onednn && !lmshrink::onednn_available()) return;
   const auto layer = make_layer<float>(200, 96, rank, 70, true, format == SparseFormat::csr, 31);
-  const auto c = CompactLinear<float>::pack(layer, {format});
+  const auto c = CompactLinear<float>::pack(layer, {format, backend});
   auto ws = c.make_workspace(1);
   for (Index tokens : {1, 7, 130}) {
     const Matrix<float> x = test::random_matrix<float>(tokens, 96, 32);
@@ -265,6 +273,18 @@ TEST_CASE("bad input is rejected with a named error", "[compact][errors]") {
   auto ws2 = square.make_workspace(4);
   REQUIRE_THROWS_WITH(square.forward(xy.data(), 4, 10, xy.data(), 10, ws2),
                       Catch::Contains("y overlaps x"));
+
+  lmshrink::PackOptions onednn;
+  onednn.low_rank_backend = LowRankBackend::onednn;
+  if (!lmshrink::onednn_available()) {
+    REQUIRE_THROWS_AS(CompactLinear<float>::pack(layer, onednn), lmshrink::state_error);
+    REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, onednn),
+                        Catch::Contains("needs LMSHRINK_WITH_ONEDNN"));
+  } else {
+    const auto d = make_layer<double>(12, 10, 3, 4, false, false, 2);
+    REQUIRE_THROWS_WITH(CompactLinear<double>::pack(d, onednn),
+                        Catch::Contains("supports float only"));
+  }
 
   layer.U()(1, 1) = std::numeric_limits<float>::quiet_NaN();
   REQUIRE_THROWS_AS(CompactLinear<float>::pack(layer), lmshrink::numeric_error);

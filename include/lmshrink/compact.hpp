@@ -24,6 +24,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef LMSHRINK_WITH_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
 
 #include "config.hpp"
 #include "detail/csr_kernel.hpp"
@@ -41,8 +44,17 @@ enum class SparseFormat {
   csr,        ///< compressed sparse rows: the live entries of S only
 };
 
+/// Who computes the two low-rank products x·Vᵀ and t·Uᵀ. The kept rows always use lmshrink's
+/// scatter-add kernel.
+enum class LowRankBackend {
+  builtin,  ///< lmshrink's packed micro-kernels (the default)
+  onednn,   ///< oneDNN's sgemm on row-major U and V: float only, and only when the including
+            ///< translation unit defines LMSHRINK_WITH_ONEDNN and links oneDNN
+};
+
 struct PackOptions {
   SparseFormat format = SparseFormat::automatic;
+  LowRankBackend low_rank_backend = LowRankBackend::builtin;
 };
 
 struct CompactForwardOptions {
@@ -50,6 +62,15 @@ struct CompactForwardOptions {
   /// translation unit to be built with OpenMP (e.g. -fopenmp), else forward() throws.
   int threads = 1;
 };
+
+/// True when this translation unit was built with LMSHRINK_WITH_ONEDNN.
+constexpr bool onednn_available() {
+#ifdef LMSHRINK_WITH_ONEDNN
+  return true;
+#else
+  return false;
+#endif
+}
 
 /// True when this translation unit can run CompactLinear::forward on several threads.
 constexpr bool compact_threads_available() {
@@ -110,8 +131,21 @@ class CompactLinear {
 
     const auto& V = layer.V();
     const auto& U = layer.U();
-    c.v_ = detail::PackedPanels<Scalar>::pack(V.data(), in, r, in, [](Index j) { return j; });
-    c.u_ = detail::PackedPanels<Scalar>::pack(U.data(), r, out, r, [](Index j) { return j; });
+    c.backend_ = options.low_rank_backend;
+    if (c.backend_ == LowRankBackend::onednn) {
+      if (!onednn_available())
+        detail::fail<state_error>(where, "low_rank_backend = onednn needs LMSHRINK_WITH_ONEDNN "
+                                         "defined and oneDNN linked; this translation unit has "
+                                         "neither (use LowRankBackend::builtin)");
+      if (!std::is_same<Scalar, float>::value)
+        detail::fail<value_error>(where, "low_rank_backend = onednn supports float only, got a "
+                                         "double layer");
+      c.u_rows_.assign(U.data(), U.data() + U.size());
+      c.v_rows_.assign(V.data(), V.data() + V.size());
+    } else {
+      c.v_ = detail::PackedPanels<Scalar>::pack(V.data(), in, r, in, [](Index j) { return j; });
+      c.u_ = detail::PackedPanels<Scalar>::pack(U.data(), r, out, r, [](Index j) { return j; });
+    }
 
     const auto& rm = layer.row_mask();
     const bool em = layer.has_element_mask();
@@ -150,6 +184,7 @@ class CompactLinear {
   Index rank() const { return rank_; }
   bool has_bias() const { return bias_.size() > 0; }
   SparseFormat format() const { return format_; }
+  LowRankBackend low_rank_backend() const { return backend_; }
   /// Output rows with a stored sparse row (rows format), or with at least one entry (CSR).
   Index kept_rows() const {
     if (format_ == SparseFormat::rows) return static_cast<Index>(kept_.size());
@@ -180,7 +215,7 @@ class CompactLinear {
     for (Index i = 0; i < out_; ++i)
       for (Index j = 0; j < in_; ++j) {
         Scalar s = 0;
-        for (Index k = 0; k < rank_; ++k) s += u_.at(i, k) * v_.at(k, j);
+        for (Index k = 0; k < rank_; ++k) s += u_at(i, k) * v_at(k, j);
         w(i, j) = s;
       }
     add_sparse_to(w);
@@ -223,12 +258,12 @@ class CompactLinear {
     for (Index n = 0; n < x.rows(); ++n) {
       for (Index k = 0; k < rank_; ++k) {
         double s = 0;
-        for (Index j = 0; j < in_; ++j) s += double(v_.at(k, j)) * double(x(n, j));
+        for (Index j = 0; j < in_; ++j) s += double(v_at(k, j)) * double(x(n, j));
         t[std::size_t(k)] = s;
       }
       for (Index i = 0; i < out_; ++i) {
         double s = has_bias() ? double(bias_[i]) : 0.0;
-        for (Index k = 0; k < rank_; ++k) s += double(u_.at(i, k)) * t[std::size_t(k)];
+        for (Index k = 0; k < rank_; ++k) s += double(u_at(i, k)) * t[std::size_t(k)];
         y(n, i) = Scalar(s);
       }
       if (format_ == SparseFormat::rows) {
@@ -255,6 +290,13 @@ class CompactLinear {
   }
 
  private:
+  Scalar u_at(Index i, Index k) const {
+    return backend_ == LowRankBackend::onednn ? u_rows_[std::size_t(i * rank_ + k)] : u_.at(i, k);
+  }
+  Scalar v_at(Index k, Index j) const {
+    return backend_ == LowRankBackend::onednn ? v_rows_[std::size_t(k * in_ + j)] : v_.at(k, j);
+  }
+
   // Tokens per block: t for the block stays in cache between its two products.
   static constexpr Index kTokenBlock = 120;
 
@@ -310,8 +352,9 @@ class CompactLinear {
 
   // One thread's part of the forward. Every phase splits its output panels (or rows) over the
   // team, so that no two threads write the same output; barriers separate the phases.
+  // With low_rank_done, y already holds t·Uᵀ + b (the oneDNN backend) and only S is added.
   void run_part(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
-                int thread, int threads) const {
+                int thread, int threads, bool low_rank_done = false) const {
     auto barrier = [threads] {
 #ifdef _OPENMP
       if (threads > 1) {
@@ -327,7 +370,9 @@ class CompactLinear {
       const Index m = std::min(kTokenBlock, n - i0);
       const Scalar* xb = x + i0 * ldx;
       Scalar* yb = y + i0 * ldy;
-      if (rank_ > 0) {
+      if (low_rank_done) {
+        // y was written by the backend
+      } else if (rank_ > 0) {
         Scalar* t = ws.t_.data();
         auto pv = share(v_.panels(), thread, threads);
         detail::gemm_panels(m, xb, ldx, v_, pv.first, pv.second,
@@ -367,27 +412,65 @@ class CompactLinear {
     }
   }
 
-  void run(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
-           int threads) const {
-    if (n == 0) return;
-    reserve(ws, n);
+  // y (m, out) = (x·Vᵀ)·Uᵀ + b with oneDNN's sgemm, for one block of tokens.
+  void onednn_low_rank(Index m, const Scalar* x, Index ldx, Scalar* y, Index ldy,
+                       Workspace& ws) const {
+#ifdef LMSHRINK_WITH_ONEDNN
+    if constexpr (std::is_same<Scalar, float>::value) {
+      float beta = 0.f;
+      if (has_bias()) {
+        for (Index i = 0; i < m; ++i)
+          std::copy(bias_.data(), bias_.data() + out_, y + i * ldy);
+        beta = 1.f;
+      }
+      if (rank_ == 0) {
+        if (!has_bias())
+          for (Index i = 0; i < m; ++i) std::fill(y + i * ldy, y + i * ldy + out_, 0.f);
+        return;
+      }
+      float* t = ws.t_.data();
+      dnnl_sgemm('N', 'T', m, rank_, in_, 1.f, x, ldx, v_rows_.data(), in_, 0.f, t, rank_);
+      dnnl_sgemm('N', 'T', m, out_, rank_, 1.f, t, rank_, u_rows_.data(), rank_, beta, y, ldy);
+    }
+#else
+    (void)m, (void)x, (void)ldx, (void)y, (void)ldy, (void)ws;
+#endif
+  }
+
+  void run_parts(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
+                 int threads, bool low_rank_done) const {
 #ifdef _OPENMP
     if (threads > 1) {
 #pragma omp parallel num_threads(threads)
-      {
-        const int team = omp_get_num_threads();
-        run_part(n, x, ldx, y, ldy, ws, omp_get_thread_num(), team);
-      }
+      run_part(n, x, ldx, y, ldy, ws, omp_get_thread_num(), omp_get_num_threads(), low_rank_done);
       return;
     }
 #endif
     (void)threads;
-    run_part(n, x, ldx, y, ldy, ws, 0, 1);
+    run_part(n, x, ldx, y, ldy, ws, 0, 1, low_rank_done);
+  }
+
+  void run(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
+           int threads) const {
+    if (n == 0) return;
+    reserve(ws, n);
+    if (backend_ == LowRankBackend::onednn) {
+      // oneDNN threads itself (OpenMP's settings); the kept rows use `threads`.
+      for (Index i0 = 0; i0 < n; i0 += kTokenBlock) {
+        const Index m = std::min(kTokenBlock, n - i0);
+        onednn_low_rank(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws);
+        run_parts(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws, threads, true);
+      }
+      return;
+    }
+    run_parts(n, x, ldx, y, ldy, ws, threads, false);
   }
 
   Index out_ = 0, in_ = 0, rank_ = 0;
   SparseFormat format_ = SparseFormat::rows;
+  LowRankBackend backend_ = LowRankBackend::builtin;
   detail::PackedPanels<Scalar> v_, u_, s_;
+  detail::AlignedVector<Scalar> u_rows_, v_rows_;  // the oneDNN backend's row-major U and V
   std::vector<std::int32_t> kept_;
   std::vector<std::int32_t> row_ptr_, col_;
   detail::AlignedVector<Scalar> val_;

@@ -13,3 +13,4 @@
 #include "threshold.hpp"
 #include "optim.hpp"
 #include "pruner.hpp"
+#include "compact.hpp"
