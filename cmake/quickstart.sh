@@ -5,7 +5,7 @@
 #   bash cmake/quickstart.sh test   installs what is missing, builds and runs every test
 # and one more, for docs/performance.md:
 #   bash cmake/quickstart.sh perf   builds bench_compact and writes its tables and plots to
-#                                   out/performance (about 40 minutes on one core)
+#                                   out/performance (about 10 minutes on one core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
