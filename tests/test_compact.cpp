@@ -1,7 +1,8 @@
 // CompactLinear: packing every pruner outcome, the fused forward against the training-path
 // forward and the naive reference, changing batch shapes, threads, accounting and bad input.
-// This file is built twice: with the project's portable flags and with -march=native (+ OpenMP
-// when available), so both the portable and the SIMD micro-kernels are checked.
+// This file is built several times: with the project's portable flags, with -march=native
+// (+ OpenMP and oneDNN when available) and with -mavx2 -mfma, so that every micro-kernel, the
+// threads and the oneDNN backend are checked.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <lmshrink/compact.hpp>
