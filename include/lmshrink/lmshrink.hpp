@@ -14,3 +14,4 @@
 #include "optim.hpp"
 #include "pruner.hpp"
 #include "compact.hpp"
+#include "data_cleaning.hpp"
