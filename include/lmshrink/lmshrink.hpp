@@ -15,3 +15,4 @@
 #include "pruner.hpp"
 #include "compact.hpp"
 #include "data_cleaning.hpp"
+#include "truncation.hpp"
