@@ -16,3 +16,4 @@
 #include "compact.hpp"
 #include "data_cleaning.hpp"
 #include "truncation.hpp"
+#include "distillation.hpp"
