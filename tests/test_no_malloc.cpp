@@ -1,8 +1,26 @@
-// Proves that forward and backward (and the compact forward) allocate nothing once the caches
-// and gradients are sized.
+// Proves that forward and backward (and the compact forward, and the distillation losses)
+// allocate nothing once the caches and gradients are sized.
 // Eigen counts every heap allocation it makes under EIGEN_RUNTIME_NO_MALLOC; eigen_assert is
-// made to throw so the check works in Release builds too.
+// made to throw so the check works in Release builds too. Allocations through operator new
+// (standard containers) are counted by the replacement below.
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <stdexcept>
+
+namespace {
+std::atomic<long> g_new_calls{0};
+}
+void* operator new(std::size_t n) {
+  ++g_new_calls;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // malloc/free pair by construction
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 #define EIGEN_RUNTIME_NO_MALLOC
 #define eigen_assert(x) \
@@ -12,6 +30,7 @@
 
 #include <catch2/catch.hpp>
 #include <lmshrink/compact.hpp>
+#include <lmshrink/distillation.hpp>
 #include <lmshrink/low_rank_sparse_linear.hpp>
 
 #include "test_helpers.hpp"
@@ -28,19 +47,21 @@ struct NoMalloc {
 
 template <class F>
 bool allocates(F&& f) {
+  const long before = g_new_calls.load();
   try {
     NoMalloc guard;
     f();
   } catch (const std::logic_error&) {
     return true;
   }
-  return false;
+  return g_new_calls.load() != before;
 }
 
 }  // namespace
 
 TEST_CASE("the no-malloc check itself detects an allocation", "[alloc]") {
   REQUIRE(allocates([] { Eigen::MatrixXf m(64, 64); m.setZero(); }));
+  REQUIRE(allocates([] { std::vector<int> v(3); (void)v; }));
   REQUIRE_FALSE(allocates([] {}));
 }
 
@@ -116,4 +137,32 @@ TEMPLATE_TEST_CASE("the compact forward allocates nothing once its workspace is 
   auto small = compact.make_workspace(0);
   if (rank > 0 || format == lmshrink::SparseFormat::csr)
     REQUIRE(allocates([&] { compact.forward(x, y, small); }));
+}
+
+TEST_CASE("vocabulary-sized losses allocate nothing, even at GPT-2's 50,257 tokens", "[alloc]") {
+  const Index tokens = 4, vocab = 50257, hidden = 64;
+  const Matrix<float> s = test::random_matrix<float>(tokens, vocab, 1);
+  const Matrix<float> t = test::random_matrix<float>(tokens, vocab, 2);
+  const Matrix<float> hs = test::random_matrix<float>(tokens, hidden, 3);
+  const Matrix<float> ht = test::random_matrix<float>(tokens, hidden, 4);
+  Eigen::VectorXi y(tokens);
+  y << 0, 50256, 17, 1234;
+  lmshrink::RowMask mask = lmshrink::RowMask::Ones(tokens);
+  mask[1] = 0;
+  Matrix<float> g(tokens, vocab), gh(tokens, hidden);
+  lmshrink::LossOptions o;
+  o.temperature = 2;
+  o.mask = &mask;
+  double sum = 0;
+  REQUIRE_FALSE(allocates([&] {
+    sum += lmshrink::kl_divergence<float>(s, t, g, o);
+    sum += lmshrink::reverse_kl_divergence<float>(s, t, g, o);
+    sum += lmshrink::jsd_divergence<float>(s, t, g, 0.5, o);
+    sum += lmshrink::cross_entropy<float>(s, y, g, o);
+    sum += lmshrink::soft_hard_loss<float>(s, t, y, g, 0.5, o);
+    sum += lmshrink::mse_loss<float>(s, t, g, o);
+    sum += lmshrink::distilgpt2_loss<float>(s, t, y, hs, ht, g, gh, {}, o).total;
+    sum += lmshrink::annealing_kd_loss<float>({10.0, 100}, 5, s, t, y, g, o);
+  }));
+  REQUIRE(std::isfinite(sum));
 }
