@@ -127,33 +127,47 @@ void write_grad_row(const LossArgs<S>& a, S* g, bool counted, Fill fill) {
   }
 }
 
-/// One tile-by-tile pass: lse of z/T, and (optionally) Σ softmax(z/T)·w(j) via `weighted`.
-template <class S, class W>
-OnlineLse lse_pass(const S* z, Index width, double inv_t, W w) {
+/// One tile-by-tile pass over a row: the log-sum-exp of z/T and, when `wa` is given,
+/// Σ exp(z/T − max)·(wa − wb)/T. Exponentials are taken in double with Eigen's vectorized exp,
+/// one tile at a time through a stack buffer.
+template <class S>
+OnlineLse lse_pass(const S* z, Index width, double inv_t, const S* wa = nullptr,
+                   const S* wb = nullptr) {
+  using Tile = Eigen::Array<S, Eigen::Dynamic, 1>;
+  alignas(64) double buffer[kVocabTile];
   OnlineLse acc;
   for (Index j0 = 0; j0 < width; j0 += kVocabTile) {
-    const Index j1 = std::min(width, j0 + kVocabTile);
-    double m = -std::numeric_limits<double>::infinity();
-    bool finite = true;
-    for (Index j = j0; j < j1; ++j) {
-      finite &= std::isfinite(double(z[j]));
-      m = std::max(m, double(z[j]) * inv_t);
-    }
-    if (!finite) {
+    const Index len = std::min(kVocabTile, width - j0);
+    const Eigen::Map<const Tile> zt(z + j0, len);
+    if (!zt.allFinite()) {
       acc.finite = false;  // reported by the caller
       return acc;
     }
-    acc.rescale_to(m);
-    double s = 0, ws = 0;
-    for (Index j = j0; j < j1; ++j) {
-      const double e = std::exp(double(z[j]) * inv_t - acc.max);
-      s += e;
-      ws += e * w(j);
+    acc.rescale_to(double(zt.maxCoeff()) * inv_t);
+    Eigen::Map<Eigen::ArrayXd> e(buffer, len);
+    e = (zt.template cast<double>() * inv_t - acc.max).exp();
+    acc.sum += e.sum();
+    if (wa != nullptr) {
+      const Eigen::Map<const Tile> a(wa + j0, len), b(wb + j0, len);
+      acc.weighted += (e * (a.template cast<double>() - b.template cast<double>())).sum() * inv_t;
     }
-    acc.sum += s;
-    acc.weighted += ws;
   }
   return acc;
+}
+
+/// Row map helpers for the gradient writers.
+template <class S>
+using RowArray = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
+template <class S>
+using ConstRowArray = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+
+template <class S, class Expr>
+void assign_or_add(S* g, Index width, bool accumulate, const Expr& expr) {
+  RowArray<S> out(g, width);
+  if (accumulate)
+    out += expr.template cast<S>();
+  else
+    out = expr.template cast<S>();
 }
 
 }  // namespace detail
@@ -175,17 +189,16 @@ double kl_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, Matri
       detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
       continue;
     }
-    const auto ls = detail::lse_pass(zs, a.width, inv_t, [](Index) { return 0.0; });
+    const auto ls = detail::lse_pass(zs, a.width, inv_t);
     detail::check_finite_row(a.where, "student", zs, a.width, i, ls.finite);
-    const auto lt = detail::lse_pass(zt, a.width, inv_t,
-                                     [&](Index j) { return (double(zt[j]) - double(zs[j])) * inv_t; });
+    const auto lt = detail::lse_pass(zt, a.width, inv_t, zt, zs);
     detail::check_finite_row(a.where, "teacher", zt, a.width, i, lt.finite);
     const double lse_s = ls.lse(), lse_t = lt.lse();
     total += (lt.weighted / lt.sum - lse_t + lse_s) * T * T;
-    const double gs = a.scale * T;
-    detail::write_grad_row(a, g, true, [&](Index j) {
-      return gs * (std::exp(double(zs[j]) * inv_t - lse_s) - std::exp(double(zt[j]) * inv_t - lse_t));
-    });
+    const detail::ConstRowArray<S> xs(zs, a.width), xt(zt, a.width);
+    detail::assign_or_add(g, a.width, a.accumulate,
+                          (a.scale * T) * ((xs.template cast<double>() * inv_t - lse_s).exp() -
+                                           (xt.template cast<double>() * inv_t - lse_t).exp()));
   }
   return total * a.scale;
 }
@@ -205,20 +218,19 @@ double reverse_kl_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teache
       detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
       continue;
     }
-    const auto ls = detail::lse_pass(zs, a.width, inv_t,
-                                     [&](Index j) { return (double(zs[j]) - double(zt[j])) * inv_t; });
+    const auto ls = detail::lse_pass(zs, a.width, inv_t, zs, zt);
     detail::check_finite_row(a.where, "student", zs, a.width, i, ls.finite);
-    const auto lt = detail::lse_pass(zt, a.width, inv_t, [](Index) { return 0.0; });
+    const auto lt = detail::lse_pass(zt, a.width, inv_t);
     detail::check_finite_row(a.where, "teacher", zt, a.width, i, lt.finite);
     const double lse_s = ls.lse(), lse_t = lt.lse();
     const double kl = ls.weighted / ls.sum - lse_s + lse_t;
     total += kl * T * T;
     // ∂KL/∂z_j = (1/T)·p_j·(log p_j − log q_j − KL); times T².
-    const double gs = a.scale * T;
-    detail::write_grad_row(a, g, true, [&](Index j) {
-      const double log_ratio = (double(zs[j]) - double(zt[j])) * inv_t - lse_s + lse_t;
-      return gs * std::exp(double(zs[j]) * inv_t - lse_s) * (log_ratio - kl);
-    });
+    const detail::ConstRowArray<S> xs(zs, a.width), xt(zt, a.width);
+    const auto ds = xs.template cast<double>() * inv_t;
+    const auto dt = xt.template cast<double>() * inv_t;
+    detail::assign_or_add(g, a.width, a.accumulate,
+                          (a.scale * T) * (ds - lse_s).exp() * ((ds - dt) - (lse_s - lse_t + kl)));
   }
   return total * a.scale;
 }
@@ -241,9 +253,9 @@ double jsd_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, Matr
       detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
       continue;
     }
-    const auto ls = detail::lse_pass(zs, a.width, inv_t, [](Index) { return 0.0; });
+    const auto ls = detail::lse_pass(zs, a.width, inv_t);
     detail::check_finite_row(a.where, "student", zs, a.width, i, ls.finite);
-    const auto lt = detail::lse_pass(zt, a.width, inv_t, [](Index) { return 0.0; });
+    const auto lt = detail::lse_pass(zt, a.width, inv_t);
     detail::check_finite_row(a.where, "teacher", zt, a.width, i, lt.finite);
     const double lse_s = ls.lse(), lse_t = lt.lse();
     // log p, log q, log m for column j, stable for tiny probabilities.
@@ -295,13 +307,14 @@ double cross_entropy(ConstMatrixRef<S> logits, const Eigen::Ref<const Eigen::Vec
     if (y < 0 || y >= a.width)
       detail::fail<value_error>(a.where, "target of token ", i, " is ", y, " but must be in [0, ",
                                 a.width, ")");
-    const auto l = detail::lse_pass(z, a.width, 1.0, [](Index) { return 0.0; });
+    const auto l = detail::lse_pass(z, a.width, 1.0);
     detail::check_finite_row(a.where, "logits", z, a.width, i, l.finite);
     const double lse = l.lse();
     total += lse - double(z[y]);
-    detail::write_grad_row(a, g, true, [&](Index j) {
-      return a.scale * (std::exp(double(z[j]) - lse) - (j == y ? 1.0 : 0.0));
-    });
+    const detail::ConstRowArray<S> x(z, a.width);
+    detail::assign_or_add(g, a.width, a.accumulate,
+                          a.scale * (x.template cast<double>() - lse).exp());
+    g[y] -= S(a.scale);
   }
   return total * a.scale;
 }
