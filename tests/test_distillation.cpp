@@ -100,7 +100,7 @@ TEST_CASE("each loss equals its naive double formula", "[distillation]") {
   const MatD s = test::random_matrix<double>(n, v, 1, 3.0), t = test::random_matrix<double>(n, v, 2, 3.0);
   const auto y = random_targets(n, int(v), 3);
   MatD g(n, v);
-  for (double T : {0.5, 1.0, 2.0, 7.0, 20.0}) {
+  for (double T : {0.05, 0.5, 1.0, 2.0, 7.0, 20.0}) {
     CAPTURE(T);
     LossOptions o;
     o.temperature = T;
