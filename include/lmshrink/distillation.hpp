@@ -112,12 +112,9 @@ void check_finite_row(const char* where, const char* what, const S* row, Index w
                           "); finite values were expected");
 }
 
+/// g[j] = fill(j) (or += when accumulating), tile by tile.
 template <class S, class Fill>
-void write_grad_row(const LossArgs<S>& a, S* g, bool counted, Fill fill) {
-  if (!counted) {
-    if (!a.accumulate) std::fill(g, g + a.width, S(0));
-    return;
-  }
+void write_grad_row(const LossArgs<S>& a, S* g, Fill fill) {
   for (Index j0 = 0; j0 < a.width; j0 += kVocabTile) {
     const Index j1 = std::min(a.width, j0 + kVocabTile);
     if (a.accumulate)
@@ -125,6 +122,23 @@ void write_grad_row(const LossArgs<S>& a, S* g, bool counted, Fill fill) {
     else
       for (Index j = j0; j < j1; ++j) g[j] = S(fill(j));
   }
+}
+
+/// Σ over counted tokens of row_loss(i, student row, other row, grad row), times the scale;
+/// the gradient rows of uncounted tokens are zeroed (or left alone when accumulating).
+template <class S, class A, class B, class G, class RowLoss>
+double sum_rows(const LossArgs<S>& a, const A& student, const B& other, G& grad,
+                RowLoss row_loss) {
+  double total = 0;
+  for (Index i = 0; i < a.tokens; ++i) {
+    S* g = grad.row(i).data();
+    if (!token_counts(a.mask, i)) {
+      if (!a.accumulate) std::fill(g, g + a.width, S(0));
+      continue;
+    }
+    total += row_loss(i, student.row(i).data(), other.row(i).data(), g);
+  }
+  return total * a.scale;
 }
 
 /// One tile-by-tile pass over a row: the log-sum-exp of z/T and, when `wa` is given,
@@ -179,28 +193,18 @@ double kl_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, Matri
                      const LossOptions& opt = {}) {
   const auto a = detail::check_loss_args<S>("kl_divergence", student, teacher, grad, opt, true);
   const double T = opt.temperature, inv_t = 1.0 / T;
-  double total = 0;
-  for (Index i = 0; i < a.tokens; ++i) {
-    const S* zs = student.row(i).data();
-    const S* zt = teacher.row(i).data();
-    S* g = grad.row(i).data();
-    const bool counted = detail::token_counts(a.mask, i);
-    if (!counted) {
-      detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
-      continue;
-    }
+  return detail::sum_rows(a, student, teacher, grad, [&](Index i, const S* zs, const S* zt, S* g) {
     const auto ls = detail::lse_pass(zs, a.width, inv_t);
     detail::check_finite_row(a.where, "student", zs, a.width, i, ls.finite);
     const auto lt = detail::lse_pass(zt, a.width, inv_t, zt, zs);
     detail::check_finite_row(a.where, "teacher", zt, a.width, i, lt.finite);
     const double lse_s = ls.lse(), lse_t = lt.lse();
-    total += (lt.weighted / lt.sum - lse_t + lse_s) * T * T;
     const detail::ConstRowArray<S> xs(zs, a.width), xt(zt, a.width);
     detail::assign_or_add(g, a.width, a.accumulate,
                           (a.scale * T) * ((xs.template cast<double>() * inv_t - lse_s).exp() -
                                            (xt.template cast<double>() * inv_t - lse_t).exp()));
-  }
-  return total * a.scale;
+    return (lt.weighted / lt.sum - lse_t + lse_s) * T * T;
+  });
 }
 
 /// Reverse KL(student ‖ teacher) of softmax(z/T), times T²: mode-seeking, for generation.
@@ -209,30 +213,22 @@ double reverse_kl_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teache
                              MatrixRef<S> grad, const LossOptions& opt = {}) {
   const auto a = detail::check_loss_args<S>("reverse_kl_divergence", student, teacher, grad, opt, true);
   const double T = opt.temperature, inv_t = 1.0 / T;
-  double total = 0;
-  for (Index i = 0; i < a.tokens; ++i) {
-    const S* zs = student.row(i).data();
-    const S* zt = teacher.row(i).data();
-    S* g = grad.row(i).data();
-    if (!detail::token_counts(a.mask, i)) {
-      detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
-      continue;
-    }
+  return detail::sum_rows(a, student, teacher, grad, [&](Index i, const S* zs, const S* zt, S* g) {
     const auto ls = detail::lse_pass(zs, a.width, inv_t, zs, zt);
     detail::check_finite_row(a.where, "student", zs, a.width, i, ls.finite);
     const auto lt = detail::lse_pass(zt, a.width, inv_t);
     detail::check_finite_row(a.where, "teacher", zt, a.width, i, lt.finite);
     const double lse_s = ls.lse(), lse_t = lt.lse();
     const double kl = ls.weighted / ls.sum - lse_s + lse_t;
-    total += kl * T * T;
+    const double row_value = kl * T * T;
     // ∂KL/∂z_j = (1/T)·p_j·(log p_j − log q_j − KL); times T².
     const detail::ConstRowArray<S> xs(zs, a.width), xt(zt, a.width);
     const auto ds = xs.template cast<double>() * inv_t;
     const auto dt = xt.template cast<double>() * inv_t;
     detail::assign_or_add(g, a.width, a.accumulate,
                           (a.scale * T) * (ds - lse_s).exp() * ((ds - dt) - (lse_s - lse_t + kl)));
-  }
-  return total * a.scale;
+    return row_value;
+  });
 }
 
 /// Generalized Jensen–Shannon divergence JSD(β) = β·KL(p_t ‖ m) + (1 − β)·KL(p_s ‖ m) with
@@ -244,15 +240,7 @@ double jsd_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, Matr
   if (!(beta > 0 && beta < 1))
     detail::fail<value_error>(a.where, "beta must be in (0, 1), got ", beta);
   const double T = opt.temperature, inv_t = 1.0 / T;
-  double total = 0;
-  for (Index i = 0; i < a.tokens; ++i) {
-    const S* zs = student.row(i).data();
-    const S* zt = teacher.row(i).data();
-    S* g = grad.row(i).data();
-    if (!detail::token_counts(a.mask, i)) {
-      detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
-      continue;
-    }
+  return detail::sum_rows(a, student, teacher, grad, [&](Index i, const S* zs, const S* zt, S* g) {
     const auto ls = detail::lse_pass(zs, a.width, inv_t);
     detail::check_finite_row(a.where, "student", zs, a.width, i, ls.finite);
     const auto lt = detail::lse_pass(zt, a.width, inv_t);
@@ -274,15 +262,15 @@ double jsd_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, Matr
       loss += beta * q * (lq - lm) + (1 - beta) * p * (lp - lm);
       mean_g += p * (1 - beta) * (lp - lm);
     }
-    total += loss * T * T;
+    const double row_value = loss * T * T;
     const double gs = a.scale * T;
-    detail::write_grad_row(a, g, true, [&](Index j) {
+    detail::write_grad_row(a, g, [&](Index j) {
       double lp, lq, lm;
       logs(j, lp, lq, lm);
       return gs * std::exp(lp) * ((1 - beta) * (lp - lm) - mean_g);
     });
-  }
-  return total * a.scale;
+    return row_value;
+  });
 }
 
 /// Next-token cross-entropy −log softmax(z)[target]; ∂/∂z = softmax(z) − onehot(target).
@@ -295,14 +283,7 @@ double cross_entropy(ConstMatrixRef<S> logits, const Eigen::Ref<const Eigen::Vec
   if (targets.size() != a.tokens)
     detail::fail<shape_error>(a.where, "targets has ", targets.size(), " entries but there are ",
                               a.tokens, " tokens");
-  double total = 0;
-  for (Index i = 0; i < a.tokens; ++i) {
-    const S* z = logits.row(i).data();
-    S* g = grad.row(i).data();
-    if (!detail::token_counts(a.mask, i)) {
-      detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
-      continue;
-    }
+  return detail::sum_rows(a, logits, logits, grad, [&](Index i, const S* z, const S*, S* g) {
     const int y = targets[i];
     if (y < 0 || y >= a.width)
       detail::fail<value_error>(a.where, "target of token ", i, " is ", y, " but must be in [0, ",
@@ -310,13 +291,12 @@ double cross_entropy(ConstMatrixRef<S> logits, const Eigen::Ref<const Eigen::Vec
     const auto l = detail::lse_pass(z, a.width, 1.0);
     detail::check_finite_row(a.where, "logits", z, a.width, i, l.finite);
     const double lse = l.lse();
-    total += lse - double(z[y]);
     const detail::ConstRowArray<S> x(z, a.width);
     detail::assign_or_add(g, a.width, a.accumulate,
                           a.scale * (x.template cast<double>() - lse).exp());
     g[y] -= S(a.scale);
-  }
-  return total * a.scale;
+    return lse - double(z[y]);
+  });
 }
 
 /// Mean squared error over the columns, per token: Σ_j (s − f·t)² / width, f = target_factor
@@ -327,16 +307,8 @@ double mse_loss(ConstMatrixRef<S> student, ConstMatrixRef<S> target, MatrixRef<S
   const auto a = detail::check_loss_args<S>("mse_loss", student, target, grad, opt, false);
   if (!std::isfinite(target_factor))
     detail::fail<value_error>(a.where, "target_factor must be finite, got ", target_factor);
-  double total = 0;
   const double inv_w = 1.0 / double(a.width);
-  for (Index i = 0; i < a.tokens; ++i) {
-    const S* s = student.row(i).data();
-    const S* t = target.row(i).data();
-    S* g = grad.row(i).data();
-    if (!detail::token_counts(a.mask, i)) {
-      detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
-      continue;
-    }
+  return detail::sum_rows(a, student, target, grad, [&](Index i, const S* s, const S* t, S* g) {
     double row = 0;
     for (Index j = 0; j < a.width; ++j) {
       const double d = double(s[j]) - target_factor * double(t[j]);
@@ -346,12 +318,11 @@ double mse_loss(ConstMatrixRef<S> student, ConstMatrixRef<S> target, MatrixRef<S
       detail::check_finite_row(a.where, "student", s, a.width, i, false);
       detail::check_finite_row(a.where, "target", t, a.width, i, false);
     }
-    total += row * inv_w;
-    detail::write_grad_row(a, g, true, [&](Index j) {
+    detail::write_grad_row(a, g, [&](Index j) {
       return a.scale * 2.0 * (double(s[j]) - target_factor * double(t[j])) * inv_w;
     });
-  }
-  return total * a.scale;
+    return row * inv_w;
+  });
 }
 
 /// 1 − cos(s, t) per token, between hidden states (DistilGPT-2's cosine loss); norms below 1e-8
@@ -361,15 +332,7 @@ double cosine_loss(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, MatrixR
                    const LossOptions& opt = {}) {
   const auto a = detail::check_loss_args<S>("cosine_loss", student, teacher, grad, opt, false);
   constexpr double eps = 1e-8;
-  double total = 0;
-  for (Index i = 0; i < a.tokens; ++i) {
-    const S* s = student.row(i).data();
-    const S* t = teacher.row(i).data();
-    S* g = grad.row(i).data();
-    if (!detail::token_counts(a.mask, i)) {
-      detail::write_grad_row(a, g, false, [](Index) { return 0.0; });
-      continue;
-    }
+  return detail::sum_rows(a, student, teacher, grad, [&](Index i, const S* s, const S* t, S* g) {
     double ss = 0, tt = 0, st = 0;
     for (Index j = 0; j < a.width; ++j) {
       ss += double(s[j]) * double(s[j]);
@@ -382,13 +345,13 @@ double cosine_loss(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, MatrixR
     }
     const double ns = std::max(std::sqrt(ss), eps), nt = std::max(std::sqrt(tt), eps);
     const double c = st / (ns * nt);
-    total += 1 - c;
+    const double row_value = 1 - c;
     // ∂(1 − cos)/∂s = −(t/(|s||t|) − cos·s/|s|²)
-    detail::write_grad_row(a, g, true, [&](Index j) {
+    detail::write_grad_row(a, g, [&](Index j) {
       return -a.scale * (double(t[j]) / (ns * nt) - c * double(s[j]) / (ns * ns));
     });
-  }
-  return total * a.scale;
+    return row_value;
+  });
 }
 
 // ---- presets and schedules -------------------------------------------------------------------
