@@ -1,0 +1,50 @@
+// The reference decoder (examples/common/llama_decoder.hpp) against run.c: the greedy sample
+// token for token, and the README's window-1 NLL.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "../examples/common/llama_decoder.hpp"
+
+namespace {
+std::vector<int> read_u16(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in);
+  std::stringstream s;
+  s << in.rdbuf();
+  const std::string b = s.str();
+  std::vector<int> ids(b.size() / 2);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<unsigned char>(b[2 * i]) | static_cast<unsigned char>(b[2 * i + 1]) << 8;
+  return ids;
+}
+}  // namespace
+
+TEST_CASE("greedy generation reproduces run.c's sample token for token", "[decoder]") {
+  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto want = read_u16(LMSHRINK_DATA_DIR "/stories260K_greedy_t0.ids.u16");
+  examples::LlamaKvDecoder dec(model);
+  int token = 1;
+  for (int pos = 0; pos + 1 < int(want.size()); ++pos) {
+    const auto& z = dec.forward(token, pos);
+    Eigen::Index next = 0;
+    z.maxCoeff(&next);
+    CAPTURE(pos);
+    REQUIRE(int(next) == want[std::size_t(pos) + 1]);
+    token = int(next);
+  }
+}
+
+TEST_CASE("the first evaluation window's NLL matches the README", "[decoder]") {
+  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto stream = read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  examples::LlamaKvDecoder dec(model);
+  const auto s = examples::score_window(dec, stream.data(), stream.data() + 1, 512);
+  REQUIRE(s.tokens == 512);
+  const double nll = s.nll_sum / double(s.tokens);
+  CAPTURE(nll);
+  REQUIRE(std::abs(nll - 1.239298) < 1e-4);
+  REQUIRE_THROWS_AS(dec.forward(512, 0), lmshrink::value_error);
+  REQUIRE_THROWS_AS(dec.forward(1, 512), lmshrink::value_error);
+}
