@@ -48,3 +48,20 @@ TEST_CASE("the first evaluation window's NLL matches the README", "[decoder]") {
   REQUIRE_THROWS_AS(dec.forward(512, 0), lmshrink::value_error);
   REQUIRE_THROWS_AS(dec.forward(1, 512), lmshrink::value_error);
 }
+
+TEST_CASE("the full-sequence forward equals the KV-cache forward", "[decoder]") {
+  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto stream = read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  examples::LlamaKvDecoder kv(model);
+  examples::LlamaSequenceDecoder seq(model);
+  const auto& logits = seq.forward(stream.data(), 512);
+  REQUIRE(logits.rows() == 512);
+  double max_diff = 0;
+  for (int pos = 0; pos < 512; ++pos)
+    max_diff = std::max<double>(max_diff, (kv.forward(stream[std::size_t(pos)], pos).transpose() - logits.row(pos)).cwiseAbs().maxCoeff());
+  CAPTURE(max_diff);
+  REQUIRE(max_diff < 1e-3);
+  const auto s = examples::score_logits(logits, stream.data() + 1);
+  REQUIRE(std::abs(s.nll_sum / 512.0 - 1.239298) < 1e-4);
+  REQUIRE_THROWS_AS(seq.forward(stream.data(), 513), lmshrink::value_error);
+}

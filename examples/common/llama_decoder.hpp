@@ -3,10 +3,14 @@
 // write one around lmshrink: RMSNorm (eps 1e-5), RoPE on adjacent pairs, grouped-query
 // attention, SwiGLU feed-forward and a tied or separate classifier, with run.c's semantics.
 //
-// This file holds the token-by-token forward with a KV cache (generation and scoring).
+// Two forms: the token-by-token forward with a KV cache (generation), and the full-sequence
+// forward (scoring and training), where every linear layer is one matrix product over the
+// sequence.
 //
 //   examples::LlamaKvDecoder dec(model);
-//   const float* logits = dec.forward(token, pos);   // pos = 0, 1, … within one sequence
+//   const Vec& logits = dec.forward(token, pos);     // pos = 0, 1, … within one sequence
+//   examples::LlamaSequenceDecoder seq(model);
+//   const RowMat& all = seq.forward(tokens, n);       // (n, vocab) logits
 
 #include <Eigen/Core>
 #include <cmath>
@@ -119,6 +123,100 @@ class LlamaKvDecoder {
   Vec x_, xb_, q_, att_out_, h1_, h3_, logits_, scores_;
   std::vector<float> key_cache_, value_cache_;
 };
+
+/// The full-sequence forward: x (n, dim) through every block, with causal attention over the
+/// sequence; every linear layer is one (n, in)·(in, out) product.
+class LlamaSequenceDecoder {
+ public:
+  explicit LlamaSequenceDecoder(const lmshrink::Llama2cModel& m)
+      : m_(m), c_(m.config), hs_(c_.head_size()), kv_dim_(c_.kv_dim()) {}
+
+  const lmshrink::Llama2cConfig& config() const { return c_; }
+
+  /// Logits (n, vocab) for tokens[0..n), positions 0..n−1.
+  const RowMat& forward(const int* tokens, int n) {
+    static constexpr const char* where = "LlamaSequenceDecoder::forward";
+    if (n < 1 || n > c_.seq_len)
+      lmshrink::detail::fail<lmshrink::value_error>(where, "sequence length ", n,
+                                                    " is outside [1, ", c_.seq_len, "]");
+    const int dim = c_.dim, group = c_.n_heads / c_.n_kv_heads;
+    x_.resize(n, dim);
+    for (int t = 0; t < n; ++t) {
+      if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
+        lmshrink::detail::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
+                                                      " is outside [0, ", c_.vocab_size, ")");
+      x_.row(t) = m_.token_embedding.row(tokens[t]);
+    }
+    const float inv_sqrt_hs = 1.0f / std::sqrt(float(hs_));
+    for (int l = 0; l < c_.n_layers; ++l) {
+      const std::size_t L = std::size_t(l);
+      rmsnorm_rows(x_, m_.rms_att[L]);
+      q_.noalias() = xb_ * m_.wq[L].transpose();
+      k_.noalias() = xb_ * m_.wk[L].transpose();
+      v_.noalias() = xb_ * m_.wv[L].transpose();
+      for (int t = 0; t < n; ++t) {
+        rope(q_.row(t).data(), dim, hs_, t);
+        rope(k_.row(t).data(), kv_dim_, hs_, t);
+      }
+      att_.resize(n, dim);
+      for (int h = 0; h < c_.n_heads; ++h) {
+        const int kvh = h / group;
+        scores_.noalias() = (q_.middleCols(h * hs_, hs_) * k_.middleCols(kvh * hs_, hs_).transpose()) * inv_sqrt_hs;
+        for (int t = 0; t < n; ++t) {
+          auto row = scores_.row(t);
+          const float max = row.head(t + 1).maxCoeff();
+          row.head(t + 1) = (row.head(t + 1).array() - max).exp().matrix();
+          row.head(t + 1) /= row.head(t + 1).sum();
+          row.tail(n - t - 1).setZero();
+        }
+        att_.middleCols(h * hs_, hs_).noalias() = scores_ * v_.middleCols(kvh * hs_, hs_);
+      }
+      x_.noalias() += att_ * m_.wo[L].transpose();
+      rmsnorm_rows(x_, m_.rms_ffn[L]);
+      h1_.noalias() = xb_ * m_.w1[L].transpose();
+      h3_.noalias() = xb_ * m_.w3[L].transpose();
+      h1_.array() = h1_.array() / (1.0f + (-h1_.array()).exp()) * h3_.array();
+      x_.noalias() += h1_ * m_.w2[L].transpose();
+    }
+    rmsnorm_rows(x_, m_.rms_final);
+    const RowMat& cls = c_.shared_classifier ? m_.token_embedding : m_.wcls;
+    logits_.noalias() = xb_ * cls.transpose();
+    return logits_;
+  }
+
+ private:
+  void rmsnorm_rows(const RowMat& x, const Vec& w) {
+    xb_.resize(x.rows(), x.cols());
+    for (Eigen::Index t = 0; t < x.rows(); ++t) {
+      const float ss = x.row(t).squaredNorm() / float(x.cols()) + 1e-5f;
+      xb_.row(t) = x.row(t).cwiseProduct(w.transpose()) * (1.0f / std::sqrt(ss));
+    }
+  }
+
+  const lmshrink::Llama2cModel& m_;
+  lmshrink::Llama2cConfig c_;
+  int hs_, kv_dim_;
+  RowMat x_, xb_, q_, k_, v_, att_, scores_, h1_, h3_, logits_;
+};
+
+/// Mean NLL over rows of (n, vocab) logits against targets, double log-softmax; top-1 hits.
+struct SequenceScore {
+  double nll_sum = 0;
+  long tokens = 0, top1 = 0;
+};
+
+inline SequenceScore score_logits(const RowMat& logits, const int* targets) {
+  SequenceScore s;
+  for (Eigen::Index t = 0; t < logits.rows(); ++t) {
+    Eigen::Index arg = 0;
+    const double max = logits.row(t).maxCoeff(&arg);
+    const double sum = (logits.row(t).template cast<double>().array() - max).exp().sum();
+    s.nll_sum += max + std::log(sum) - double(logits(t, targets[t]));
+    s.top1 += arg == targets[t];
+    ++s.tokens;
+  }
+  return s;
+}
 
 /// Mean natural-log NLL of targets[t] given inputs[0..t], with a double log-softmax over the
 /// float logits; also counts top-1 hits.
