@@ -7,23 +7,11 @@
 
 #include "../examples/common/llama_decoder.hpp"
 
-namespace {
-std::vector<int> read_u16(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  REQUIRE(in);
-  std::stringstream s;
-  s << in.rdbuf();
-  const std::string b = s.str();
-  std::vector<int> ids(b.size() / 2);
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    ids[i] = static_cast<unsigned char>(b[2 * i]) | static_cast<unsigned char>(b[2 * i + 1]) << 8;
-  return ids;
-}
-}  // namespace
+#include "test_helpers.hpp"
 
 TEST_CASE("greedy generation reproduces run.c's sample token for token", "[decoder]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
-  const auto want = read_u16(LMSHRINK_DATA_DIR "/stories260K_greedy_t0.ids.u16");
+  const auto want = test::read_u16(LMSHRINK_DATA_DIR "/stories260K_greedy_t0.ids.u16");
   examples::LlamaKvDecoder dec(model);
   int token = 1;
   for (int pos = 0; pos + 1 < int(want.size()); ++pos) {
@@ -38,7 +26,7 @@ TEST_CASE("greedy generation reproduces run.c's sample token for token", "[decod
 
 TEST_CASE("the first evaluation window's NLL matches the README", "[decoder]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
-  const auto stream = read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   examples::LlamaKvDecoder dec(model);
   const auto s = examples::score_window(dec, stream.data(), stream.data() + 1, 512);
   REQUIRE(s.tokens == 512);
@@ -51,7 +39,7 @@ TEST_CASE("the first evaluation window's NLL matches the README", "[decoder]") {
 
 TEST_CASE("the full-sequence forward equals the KV-cache forward", "[decoder]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
-  const auto stream = read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   examples::LlamaKvDecoder kv(model);
   examples::LlamaSequenceDecoder seq(model);
   const auto& logits = seq.forward(stream.data(), 512);

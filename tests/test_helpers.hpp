@@ -6,7 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
 #include <lmshrink/detail/random.hpp>
 #include <lmshrink/types.hpp>
 
@@ -48,6 +52,18 @@ inline double central_difference(double* p, double h, const std::function<double
   const double down = f();
   *p = saved;
   return (up - down) / (2 * h);
+}
+
+/// The uint16 little-endian token ids of a .u16 file (empty when it cannot be read).
+inline std::vector<int> read_u16(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  const std::string b = s.str();
+  std::vector<int> ids(b.size() / 2);
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<unsigned char>(b[2 * i]) | static_cast<unsigned char>(b[2 * i + 1]) << 8;
+  return ids;
 }
 
 }  // namespace test

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "test_helpers.hpp"
+
 namespace {
 
 std::string read_all(const std::string& path) {
@@ -18,13 +20,6 @@ std::string read_all(const std::string& path) {
   return s.str();
 }
 
-std::vector<int> read_u16(const std::string& path) {
-  const std::string bytes = read_all(path);
-  std::vector<int> ids(bytes.size() / 2);
-  for (std::size_t i = 0; i < ids.size(); ++i)
-    ids[i] = static_cast<unsigned char>(bytes[2 * i]) | static_cast<unsigned char>(bytes[2 * i + 1]) << 8;
-  return ids;
-}
 
 std::string strip(const std::string& s) {
   const char* ws = " \t\n\r\f\v";
@@ -56,7 +51,7 @@ TEST_CASE("encoding the held-out stories with the protocol gives the reference s
           "[tokenizer]") {
   const auto tok = lmshrink::read_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin");
   const std::string text = read_all(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.txt");
-  const std::vector<int> want = read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  const std::vector<int> want = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   REQUIRE(want.size() == 387036);
   std::vector<int> got;
   const std::string sep = "<|endoftext|>";
@@ -84,7 +79,7 @@ TEST_CASE("encoding the held-out stories with the protocol gives the reference s
 
 TEST_CASE("decoding the reference greedy ids gives run.c's text", "[tokenizer]") {
   const auto tok = lmshrink::read_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin");
-  const auto ids = read_u16(LMSHRINK_DATA_DIR "/stories260K_greedy_t0.ids.u16");
+  const auto ids = test::read_u16(LMSHRINK_DATA_DIR "/stories260K_greedy_t0.ids.u16");
   REQUIRE(ids.size() == 257);
   REQUIRE(ids[0] == lmshrink::Tokenizer::kBos);
   const std::string text = read_all(LMSHRINK_DATA_DIR "/stories260K_greedy_t0.txt");

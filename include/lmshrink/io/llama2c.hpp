@@ -22,6 +22,7 @@
 
 #include "../config.hpp"
 #include "../detail/atomic_file.hpp"
+#include "../detail/read_file.hpp"
 #include "../errors.hpp"
 #include "../types.hpp"
 
@@ -165,19 +166,10 @@ inline void check_little_endian() {
 inline Llama2cModel read_llama2c(const std::string& path) {
   static constexpr const char* where = "read_llama2c";
   detail::check_little_endian();
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) detail::fail<io_error>(where, "cannot open '", path, "' for reading");
-  const std::streamoff size = in.tellg();
-  if (size < 0) detail::fail<io_error>(where, "cannot determine the size of '", path, "'");
-  if (size < 28)
-    detail::fail<format_error>(where, "'", path, "' is truncated: a 28-byte header was expected, "
-                               "the file has ", size, " bytes");
-  if (size > (std::int64_t(1) << 40))
-    detail::fail<format_error>(where, "'", path, "' is ", size, " bytes, larger than any supported model");
-  std::vector<char> bytes(static_cast<std::size_t>(size));
-  in.seekg(0);
-  if (!in.read(bytes.data(), size))
-    detail::fail<io_error>(where, "reading '", path, "' failed");
+  std::vector<char> bytes = detail::read_file_bytes(where, path, 28, "a 28-byte header",
+                                                    std::int64_t(1) << 40,
+                                                    "larger than any supported model");
+  const auto size = static_cast<std::int64_t>(bytes.size());
 
   detail::Llama2cReader r(where, path, bytes);
   std::int32_t h[7];

@@ -27,6 +27,7 @@
 
 #include "../config.hpp"
 #include "../detail/atomic_file.hpp"
+#include "../detail/read_file.hpp"
 #include "../errors.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
@@ -161,17 +162,8 @@ class Tokenizer {
 /// Reads a tok*.bin file; `expected_vocab` > 0 also checks the number of tokens.
 inline Tokenizer read_tokenizer(const std::string& path, int expected_vocab = 0) {
   static constexpr const char* where = "read_tokenizer";
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) detail::fail<io_error>(where, "cannot open '", path, "' for reading");
-  const std::streamoff size = in.tellg();
-  if (size < 4)
-    detail::fail<format_error>(where, "'", path, "' is truncated: a 4-byte header was expected, the "
-                                                  "file has ", size, " bytes");
-  if (size > (std::int64_t(1) << 32))
-    detail::fail<format_error>(where, "'", path, "' is ", size, " bytes, too large for a tokenizer");
-  std::vector<char> bytes(static_cast<std::size_t>(size));
-  in.seekg(0);
-  if (!in.read(bytes.data(), size)) detail::fail<io_error>(where, "reading '", path, "' failed");
+  const std::vector<char> bytes = detail::read_file_bytes(
+      where, path, 4, "a 4-byte header", std::int64_t(1) << 32, "too large for a tokenizer");
   std::size_t at = 0;
   const auto take = [&](void* dst, std::size_t n, const char* what) {
     if (bytes.size() - at < n)
