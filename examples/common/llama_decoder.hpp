@@ -161,7 +161,10 @@ class LlamaSequenceDecoder {
       att_.resize(n, dim);
       for (int h = 0; h < c_.n_heads; ++h) {
         const int kvh = h / group;
-        scores_.noalias() = (q_.middleCols(h * hs_, hs_) * k_.middleCols(kvh * hs_, hs_).transpose()) * inv_sqrt_hs;
+        // A plain product (the scale applied after) so that Eigen uses its GEMM, not a
+        // coefficient-wise lazy product.
+        scores_.noalias() = q_.middleCols(h * hs_, hs_) * k_.middleCols(kvh * hs_, hs_).transpose();
+        scores_ *= inv_sqrt_hs;
         for (int t = 0; t < n; ++t) {
           auto row = scores_.row(t);
           const float max = row.head(t + 1).maxCoeff();
