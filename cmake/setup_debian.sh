@@ -12,6 +12,8 @@ packages=(
   libbenchmark-dev          # benchmarks
   libdnnl-dev               # optional: oneDNN, the compact form's low-rank backend and the
                             # fastest dense baseline of bench_compact
+  ocl-icd-opencl-dev        # OpenCL, which Debian's oneDNN CMake config requires (a
+                            # Recommends of libdnnl-dev, so not installed by default)
   "$@"
 )
 

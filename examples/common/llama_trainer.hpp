@@ -1,0 +1,426 @@
+#pragma once
+// The trainable form of a llama2.c decoder, as a C++ trainer composes lmshrink: every linear
+// layer is a lmshrink::LowRankSparseLinear (a dense layer is rank 0 with all of W in S), the
+// rest (embedding, RMSNorm gains) are plain tensors. Full-sequence forward over a batch of
+// sequences, and the backward of all of it; the user owns the loop:
+//
+//   examples::LlamaWeights<float> w = examples::LlamaWeights<float>::from_model(teacher);
+//   examples::LlamaTrainer<float> net(w, batch, n);
+//   const auto& logits = net.forward(tokens);      // (batch·n, vocab)
+//   ... loss, dlogits ...
+//   net.zero_grad();  net.backward(dlogits);       // net.grads() for every parameter
+//
+// Semantics are run.c's (see llama_decoder.hpp); the backward is checked against central
+// differences in double by tests/test_trainer.cpp.
+
+#include <Eigen/Core>
+#include <array>
+#include <cmath>
+#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/low_rank_sparse_linear.hpp>
+#include <lmshrink/optim.hpp>
+#include <lmshrink/pruner.hpp>
+#include <string>
+#include <vector>
+
+namespace examples {
+
+/// The seven linear layers of a block, in llama2.c file order.
+enum LinearKind : int { kWq, kWk, kWv, kWo, kW1, kW2, kW3 };
+constexpr int kLinearKinds = 7;
+
+inline const char* linear_kind_name(int k) {
+  static const char* names[kLinearKinds] = {"attention.wq",    "attention.wk",
+                                            "attention.wv",    "attention.wo",
+                                            "feed_forward.w1", "feed_forward.w2",
+                                            "feed_forward.w3"};
+  return names[k];
+}
+
+template <class Scalar>
+struct LlamaWeights {
+  using Mat = lmshrink::RowMatrix<Scalar>;
+  using Vec = lmshrink::Vector<Scalar>;
+  using Layer = lmshrink::LowRankSparseLinear<Scalar>;
+
+  lmshrink::Llama2cConfig config;
+  Mat embedding;   // (vocab, dim); also the classifier when config.shared_classifier
+  Mat classifier;  // (vocab, dim) when not shared, else empty
+  std::vector<Vec> rms_att, rms_ffn;
+  Vec rms_final;
+  std::vector<std::array<Layer, kLinearKinds>> linear;  // [layer][kind]
+
+  /// Dense layers: rank 0, W in S, every row live.
+  static LlamaWeights from_model(const lmshrink::Llama2cModel& m) {
+    LlamaWeights w;
+    w.config = m.config;
+    w.embedding = m.token_embedding.template cast<Scalar>();
+    if (!m.config.shared_classifier) w.classifier = m.wcls.template cast<Scalar>();
+    w.rms_final = m.rms_final.template cast<Scalar>();
+    for (int l = 0; l < m.config.n_layers; ++l) {
+      const std::size_t L = std::size_t(l);
+      w.rms_att.push_back(m.rms_att[L].template cast<Scalar>());
+      w.rms_ffn.push_back(m.rms_ffn[L].template cast<Scalar>());
+      const lmshrink::RowMatrix<float>* src[kLinearKinds] = {&m.wq[L], &m.wk[L], &m.wv[L], &m.wo[L],
+                                                             &m.w1[L], &m.w2[L], &m.w3[L]};
+      std::array<Layer, kLinearKinds> layers;
+      for (int k = 0; k < kLinearKinds; ++k)
+        layers[std::size_t(k)] = lmshrink::make_dense_layer<Scalar>(src[k]->template cast<Scalar>());
+      w.linear.push_back(std::move(layers));
+    }
+    return w;
+  }
+
+  /// The dense model these weights represent (U·V + S∘M per linear layer), as float.
+  lmshrink::Llama2cModel to_model() const {
+    lmshrink::Llama2cModel m;
+    m.config = config;
+    m.token_embedding = embedding.template cast<float>();
+    if (!config.shared_classifier) m.wcls = classifier.template cast<float>();
+    m.rms_final = rms_final.template cast<float>();
+    std::vector<lmshrink::RowMatrix<float>>* dst[kLinearKinds] = {&m.wq, &m.wk, &m.wv, &m.wo,
+                                                                  &m.w1, &m.w2, &m.w3};
+    for (int l = 0; l < config.n_layers; ++l) {
+      m.rms_att.push_back(rms_att[std::size_t(l)].template cast<float>());
+      m.rms_ffn.push_back(rms_ffn[std::size_t(l)].template cast<float>());
+      for (int k = 0; k < kLinearKinds; ++k)
+        dst[k]->push_back(linear[std::size_t(l)][std::size_t(k)].to_dense().template cast<float>());
+    }
+    const int half = config.head_size() / 2;
+    m.freq_cis_real.resize(config.seq_len, half);
+    m.freq_cis_imag.resize(config.seq_len, half);
+    for (int p = 0; p < config.seq_len; ++p)
+      for (int i = 0; i < half; ++i) {
+        const double angle = p / std::pow(10000.0, 2.0 * i / config.head_size());
+        m.freq_cis_real(p, i) = float(std::cos(angle));
+        m.freq_cis_imag(p, i) = float(std::sin(angle));
+      }
+    return m;
+  }
+
+  /// Parameters that are stored: embedding, classifier, gains and every linear layer's live
+  /// parameters (r·(out+in) + live S entries).
+  std::int64_t parameters() const {
+    std::int64_t n = embedding.size() + classifier.size() + rms_final.size();
+    for (std::size_t l = 0; l < linear.size(); ++l) {
+      n += rms_att[l].size() + rms_ffn[l].size();
+      for (const auto& layer : linear[l]) n += layer.live_parameters();
+    }
+    return n;
+  }
+
+  /// Live parameters of the linear layers and the dense count they replace.
+  std::int64_t linear_parameters() const {
+    std::int64_t n = 0;
+    for (const auto& block : linear)
+      for (const auto& layer : block) n += layer.live_parameters();
+    return n;
+  }
+  std::int64_t linear_dense_parameters() const {
+    std::int64_t n = 0;
+    for (const auto& block : linear)
+      for (const auto& layer : block) n += layer.dense_parameters();
+    return n;
+  }
+};
+
+/// Gradients of every parameter of LlamaWeights, same shapes.
+template <class Scalar>
+struct LlamaGrads {
+  using W = LlamaWeights<Scalar>;
+  typename W::Mat embedding, classifier;
+  std::vector<typename W::Vec> rms_att, rms_ffn;
+  typename W::Vec rms_final;
+  std::vector<std::array<typename W::Layer::Gradients, kLinearKinds>> linear;
+
+  explicit LlamaGrads(const W& w) {
+    embedding.setZero(w.embedding.rows(), w.embedding.cols());
+    classifier.setZero(w.classifier.rows(), w.classifier.cols());
+    rms_final.setZero(w.rms_final.size());
+    for (std::size_t l = 0; l < w.linear.size(); ++l) {
+      rms_att.push_back(W::Vec::Zero(w.rms_att[l].size()));
+      rms_ffn.push_back(W::Vec::Zero(w.rms_ffn[l].size()));
+      std::array<typename W::Layer::Gradients, kLinearKinds> g;
+      for (int k = 0; k < kLinearKinds; ++k) g[std::size_t(k)] = w.linear[l][std::size_t(k)].make_gradients();
+      linear.push_back(std::move(g));
+    }
+  }
+
+  void set_zero() {
+    embedding.setZero();
+    classifier.setZero();
+    rms_final.setZero();
+    for (std::size_t l = 0; l < linear.size(); ++l) {
+      rms_att[l].setZero();
+      rms_ffn[l].setZero();
+      for (auto& g : linear[l]) {
+        g.U.setZero();
+        g.V.setZero();
+        g.S.setZero();
+        g.bias.setZero();
+      }
+    }
+  }
+};
+
+/// Full-sequence forward and backward over `batch` sequences of `n` tokens each (positions
+/// 0..n−1 in every sequence). Buffers are sized once, at construction.
+template <class Scalar>
+class LlamaTrainer {
+ public:
+  using W = LlamaWeights<Scalar>;
+  using Mat = typename W::Mat;
+  using Vec = typename W::Vec;
+
+  LlamaTrainer(W& weights, int batch, int n)
+      : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n) {
+    static constexpr const char* where = "LlamaTrainer";
+    if (batch < 1 || n < 1 || n > c_.seq_len)
+      lmshrink::detail::fail<lmshrink::value_error>(where, "batch must be >= 1 and n in [1, ",
+                                                    c_.seq_len, "], got batch ", batch, ", n ", n);
+    const int N = batch * n, L = c_.n_layers, dim = c_.dim, kv = c_.kv_dim(), hid = c_.hidden_dim;
+    hs_ = c_.head_size();
+    const int half = hs_ / 2;
+    cos_.resize(n, half);
+    sin_.resize(n, half);
+    for (int p = 0; p < n; ++p)
+      for (int i = 0; i < half; ++i) {
+        // As run.c, in float: freq = 1 / 10000^(2i/hs), angle = pos·freq.
+        const float freq = 1.0f / std::pow(10000.0f, float(2 * i) / float(hs_));
+        const float angle = float(p) * freq;
+        cos_(p, i) = Scalar(std::cos(angle));
+        sin_(p, i) = Scalar(std::sin(angle));
+      }
+    act_.resize(std::size_t(L));
+    for (auto& a : act_) {
+      a.x.resize(N, dim);
+      a.xb_att.resize(N, dim);
+      a.r_att.resize(N);
+      a.q.resize(N, dim);
+      a.k.resize(N, kv);
+      a.v.resize(N, kv);
+      a.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      a.att.resize(N, dim);
+      a.x_mid.resize(N, dim);
+      a.xb_ffn.resize(N, dim);
+      a.r_ffn.resize(N);
+      a.h1.resize(N, hid);
+      a.h3.resize(N, hid);
+      a.h.resize(N, hid);
+      for (auto& cache : a.cache) cache = typename W::Layer::Cache();
+    }
+    x_final_.resize(N, dim);
+    xb_final_.resize(N, dim);
+    r_final_.resize(N);
+    logits_.resize(N, c_.vocab_size);
+    dx_.resize(N, dim);
+    dxb_.resize(N, dim);
+    dq_.resize(N, dim);
+    dk_.resize(N, kv);
+    dv_.resize(N, kv);
+    datt_.resize(N, dim);
+    dh_.resize(N, hid);
+    dh1_.resize(N, hid);
+    dh3_.resize(N, hid);
+    dp_.resize(n, n);
+    tokens_.assign(std::size_t(N), 0);
+  }
+
+  int batch() const { return batch_; }
+  int length() const { return n_; }
+  W& weights() { return w_; }
+  LlamaGrads<Scalar>& grads() { return g_; }
+  void zero_grad() { g_.set_zero(); }
+
+  /// Logits (batch·n, vocab) for tokens (batch·n), sequence by sequence.
+  const Mat& forward(const int* tokens) {
+    static constexpr const char* where = "LlamaTrainer::forward";
+    const int N = batch_ * n_;
+    for (int t = 0; t < N; ++t) {
+      if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
+        lmshrink::detail::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
+                                                      " is outside [0, ", c_.vocab_size, ")");
+      tokens_[std::size_t(t)] = tokens[t];
+    }
+    Mat x(N, c_.dim);
+    for (int t = 0; t < N; ++t) x.row(t) = w_.embedding.row(tokens[t]);
+    for (int l = 0; l < c_.n_layers; ++l) {
+      auto& a = act_[std::size_t(l)];
+      auto& lin = w_.linear[std::size_t(l)];
+      a.x = x;
+      rmsnorm_forward(a.x, w_.rms_att[std::size_t(l)], a.xb_att, a.r_att);
+      lin[kWq].forward(a.xb_att, a.q, a.cache[kWq]);
+      lin[kWk].forward(a.xb_att, a.k, a.cache[kWk]);
+      lin[kWv].forward(a.xb_att, a.v, a.cache[kWv]);
+      rope(a.q, +1);
+      rope(a.k, +1);
+      attention_forward(a);
+      a.x_mid = a.x;
+      add_linear(lin[kWo], a.att, a.x_mid, a.cache[kWo]);
+      rmsnorm_forward(a.x_mid, w_.rms_ffn[std::size_t(l)], a.xb_ffn, a.r_ffn);
+      lin[kW1].forward(a.xb_ffn, a.h1, a.cache[kW1]);
+      lin[kW3].forward(a.xb_ffn, a.h3, a.cache[kW3]);
+      a.h.array() = a.h1.array() / (Scalar(1) + (-a.h1.array()).exp()) * a.h3.array();
+      x = a.x_mid;
+      add_linear(lin[kW2], a.h, x, a.cache[kW2]);
+    }
+    x_final_ = x;
+    rmsnorm_forward(x_final_, w_.rms_final, xb_final_, r_final_);
+    logits_.noalias() = xb_final_ * classifier().transpose();
+    return logits_;
+  }
+
+  /// Accumulates the gradients of every parameter for dlogits = ∂loss/∂logits of the last
+  /// forward.
+  void backward(const Mat& dlogits) {
+    lmshrink::detail::check_shape("LlamaTrainer::backward", "dlogits", dlogits, logits_.rows(),
+                                  logits_.cols());
+    Mat& dcls = c_.shared_classifier ? g_.embedding : g_.classifier;
+    dcls.noalias() += dlogits.transpose() * xb_final_;
+    dxb_.noalias() = dlogits * classifier();
+    dx_.setZero();
+    rmsnorm_backward(x_final_, w_.rms_final, r_final_, dxb_, dx_, g_.rms_final);
+    for (int l = c_.n_layers - 1; l >= 0; --l) {
+      auto& a = act_[std::size_t(l)];
+      auto& lin = w_.linear[std::size_t(l)];
+      auto& gl = g_.linear[std::size_t(l)];
+      // x_out = x_mid + W2·h; dx_ holds ∂/∂x_out and becomes ∂/∂x_mid.
+      dh_.setZero();
+      lin[kW2].backward(a.h, dx_, a.cache[kW2], dh_, gl[kW2]);
+      const auto sig = (Scalar(1) / (Scalar(1) + (-a.h1.array()).exp())).eval();
+      dh3_.array() = dh_.array() * a.h1.array() * sig;
+      dh1_.array() = dh_.array() * a.h3.array() * sig * (Scalar(1) + a.h1.array() * (Scalar(1) - sig));
+      dxb_.setZero();
+      lin[kW1].backward(a.xb_ffn, dh1_, a.cache[kW1], dxb_, gl[kW1]);
+      lin[kW3].backward(a.xb_ffn, dh3_, a.cache[kW3], dxb_, gl[kW3]);
+      rmsnorm_backward(a.x_mid, w_.rms_ffn[std::size_t(l)], a.r_ffn, dxb_, dx_, g_.rms_ffn[std::size_t(l)]);
+      // x_mid = x + Wo·att; dx_ becomes ∂/∂x.
+      datt_.setZero();
+      lin[kWo].backward(a.att, dx_, a.cache[kWo], datt_, gl[kWo]);
+      attention_backward(a);
+      rope(dq_, -1);
+      rope(dk_, -1);
+      dxb_.setZero();
+      lin[kWq].backward(a.xb_att, dq_, a.cache[kWq], dxb_, gl[kWq]);
+      lin[kWk].backward(a.xb_att, dk_, a.cache[kWk], dxb_, gl[kWk]);
+      lin[kWv].backward(a.xb_att, dv_, a.cache[kWv], dxb_, gl[kWv]);
+      rmsnorm_backward(a.x, w_.rms_att[std::size_t(l)], a.r_att, dxb_, dx_, g_.rms_att[std::size_t(l)]);
+    }
+    for (int t = 0; t < batch_ * n_; ++t) g_.embedding.row(tokens_[std::size_t(t)]) += dx_.row(t);
+  }
+
+ private:
+  struct Activations {
+    Mat x, xb_att, q, k, v, att, x_mid, xb_ffn, h1, h3, h;
+    Vec r_att, r_ffn;  // 1/rms per token
+    std::vector<Mat> p;  // softmax probabilities per (sequence, head)
+    std::array<typename W::Layer::Cache, kLinearKinds> cache;
+  };
+
+  const Mat& classifier() const {
+    return c_.shared_classifier ? w_.embedding : w_.classifier;
+  }
+
+  static void add_linear(const typename W::Layer& layer, const Mat& in, Mat& acc,
+                         typename W::Layer::Cache& cache) {
+    Mat y(in.rows(), layer.out_features());
+    layer.forward(in, y, cache);
+    acc += y;
+  }
+
+  static void rmsnorm_forward(const Mat& x, const Vec& g, Mat& y, Vec& r) {
+    for (Eigen::Index t = 0; t < x.rows(); ++t) {
+      const Scalar ss = x.row(t).squaredNorm() / Scalar(x.cols()) + Scalar(1e-5);
+      r[t] = Scalar(1) / std::sqrt(ss);
+      y.row(t) = x.row(t).cwiseProduct(g.transpose()) * r[t];
+    }
+  }
+
+  // y = x·r·g with r = (mean(x²) + eps)^(−1/2): dg += Σ dy∘x·r, dx += r·(dy∘g) − r³/d·x·Σ(dy∘g∘x).
+  static void rmsnorm_backward(const Mat& x, const Vec& g, const Vec& r, const Mat& dy, Mat& dx,
+                               Vec& dg) {
+    const Scalar inv_d = Scalar(1) / Scalar(x.cols());
+    for (Eigen::Index t = 0; t < x.rows(); ++t) {
+      const auto dyg = dy.row(t).cwiseProduct(g.transpose()).eval();
+      const Scalar dot = dyg.dot(x.row(t));
+      dg += (dy.row(t).cwiseProduct(x.row(t)) * r[t]).transpose();
+      dx.row(t) += dyg * r[t] - x.row(t) * (r[t] * r[t] * r[t] * inv_d * dot);
+    }
+  }
+
+  // Rotates adjacent pairs of every head by +angle (sign +1) or −angle (sign −1, the transpose).
+  void rope(Mat& m, int sign) const {
+    for (Eigen::Index row = 0; row < m.rows(); ++row) {
+      const int pos = int(row % n_);
+      Scalar* v = m.row(row).data();
+      for (Eigen::Index i = 0; i < m.cols(); i += 2) {
+        const int j = int(i % hs_) / 2;
+        const Scalar c = cos_(pos, j), s = Scalar(sign) * sin_(pos, j);
+        const Scalar a = v[i], b = v[i + 1];
+        v[i] = a * c - b * s;
+        v[i + 1] = a * s + b * c;
+      }
+    }
+  }
+
+  void attention_forward(Activations& a) {
+    const int group = c_.n_heads / c_.n_kv_heads;
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs_));
+    for (int b = 0; b < batch_; ++b)
+      for (int h = 0; h < c_.n_heads; ++h) {
+        Mat& p = a.p[std::size_t(b * c_.n_heads + h)];
+        const int kvh = h / group;
+        const auto q = a.q.block(b * n_, h * hs_, n_, hs_);
+        const auto k = a.k.block(b * n_, kvh * hs_, n_, hs_);
+        p.noalias() = q * k.transpose();
+        p *= scale;
+        for (int t = 0; t < n_; ++t) {
+          auto row = p.row(t);
+          const Scalar max = row.head(t + 1).maxCoeff();
+          row.head(t + 1) = (row.head(t + 1).array() - max).exp().matrix();
+          row.head(t + 1) /= row.head(t + 1).sum();
+          row.tail(n_ - t - 1).setZero();
+        }
+        a.att.block(b * n_, h * hs_, n_, hs_).noalias() = p * a.v.block(b * n_, kvh * hs_, n_, hs_);
+      }
+  }
+
+  // From datt_: dq_ (pre-un-rotation), dk_, dv_.
+  void attention_backward(const Activations& a) {
+    const int group = c_.n_heads / c_.n_kv_heads;
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs_));
+    dk_.setZero();
+    dv_.setZero();
+    for (int b = 0; b < batch_; ++b)
+      for (int h = 0; h < c_.n_heads; ++h) {
+        const Mat& p = a.p[std::size_t(b * c_.n_heads + h)];
+        const int kvh = h / group;
+        const auto dout = datt_.block(b * n_, h * hs_, n_, hs_);
+        dv_.block(b * n_, kvh * hs_, n_, hs_).noalias() += p.transpose() * dout;
+        dp_.noalias() = dout * a.v.block(b * n_, kvh * hs_, n_, hs_).transpose();
+        // Softmax backward per row: ds = p∘(dp − Σ p∘dp), then the scale.
+        for (int t = 0; t < n_; ++t) {
+          auto drow = dp_.row(t).head(t + 1);
+          const Scalar dot = drow.dot(p.row(t).head(t + 1));
+          drow = (p.row(t).head(t + 1).array() * (drow.array() - dot) * scale).matrix();
+          dp_.row(t).tail(n_ - t - 1).setZero();
+        }
+        dq_.block(b * n_, h * hs_, n_, hs_).noalias() = dp_ * a.k.block(b * n_, kvh * hs_, n_, hs_);
+        dk_.block(b * n_, kvh * hs_, n_, hs_).noalias() +=
+            dp_.transpose() * a.q.block(b * n_, h * hs_, n_, hs_);
+      }
+  }
+
+  W& w_;
+  LlamaGrads<Scalar> g_;
+  lmshrink::Llama2cConfig c_;
+  int batch_, n_, hs_ = 0;
+  Mat cos_, sin_;
+  std::vector<Activations> act_;
+  Mat x_final_, xb_final_, logits_;
+  Vec r_final_;
+  Mat dx_, dxb_, dq_, dk_, dv_, datt_, dh_, dh1_, dh3_, dp_;
+  std::vector<int> tokens_;
+};
+
+}  // namespace examples

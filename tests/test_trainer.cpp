@@ -1,0 +1,179 @@
+// The trainable decoder (examples/common/llama_trainer.hpp): its forward equals the reference
+// decoder on the real model, and its backward equals central differences in double on a tiny
+// random model whose linear layers mix dense, low-rank + sparse with pruned rows, and low-rank
+// only.
+#include <catch2/catch.hpp>
+#include <random>
+#include <vector>
+
+#include "../examples/common/llama_decoder.hpp"
+#include "../examples/common/llama_trainer.hpp"
+
+#include "test_helpers.hpp"
+
+namespace {
+
+using W = examples::LlamaWeights<double>;
+
+W tiny_model(bool shared, std::mt19937& rng) {
+  std::normal_distribution<double> normal(0.0, 0.5);
+  auto fill = [&](auto& m) {
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  };
+  W w;
+  w.config.dim = 8;
+  w.config.hidden_dim = 12;
+  w.config.n_layers = 2;
+  w.config.n_heads = 2;
+  w.config.n_kv_heads = 1;
+  w.config.vocab_size = 13;
+  w.config.seq_len = 8;
+  w.config.shared_classifier = shared;
+  const auto& c = w.config;
+  w.embedding.resize(c.vocab_size, c.dim);
+  fill(w.embedding);
+  if (!shared) {
+    w.classifier.resize(c.vocab_size, c.dim);
+    fill(w.classifier);
+  }
+  w.rms_final = W::Vec::Constant(c.dim, 1.0) + 0.2 * W::Vec::Random(c.dim);
+  const int outs[examples::kLinearKinds] = {c.dim, c.kv_dim(), c.kv_dim(), c.dim, c.hidden_dim, c.dim, c.hidden_dim};
+  const int ins[examples::kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
+  for (int l = 0; l < c.n_layers; ++l) {
+    w.rms_att.push_back(W::Vec::Constant(c.dim, 1.0) + 0.2 * W::Vec::Random(c.dim));
+    w.rms_ffn.push_back(W::Vec::Constant(c.dim, 1.0) + 0.2 * W::Vec::Random(c.dim));
+    std::array<W::Layer, examples::kLinearKinds> layers;
+    for (int k = 0; k < examples::kLinearKinds; ++k) {
+      const int kind = (l * examples::kLinearKinds + k) % 3;  // dense, U·V + S with pruned rows, U·V only
+      W::Layer layer(outs[k], ins[k], kind == 0 ? 0 : 2);
+      fill(layer.U());
+      fill(layer.V());
+      fill(layer.S());
+      layer.U() *= 0.5;
+      if (kind == 1) {
+        lmshrink::RowMask mask = lmshrink::RowMask::Ones(outs[k]);
+        mask[0] = 0;
+        mask[outs[k] - 1] = 0;
+        layer.set_row_mask(mask);
+      } else if (kind == 2) {
+        lmshrink::make_low_rank_only(layer);
+      }
+      layer.apply_masks();
+      layers[std::size_t(k)] = std::move(layer);
+    }
+    w.linear.push_back(std::move(layers));
+  }
+  return w;
+}
+
+// loss = Σ logits ∘ R, so ∂loss/∂logits = R.
+double loss(examples::LlamaTrainer<double>& net, const std::vector<int>& tokens,
+            const W::Mat& r) {
+  return net.forward(tokens.data()).cwiseProduct(r).sum();
+}
+
+template <class M, class G>
+void check_tensor(const char* name, M& param, const G& grad, examples::LlamaTrainer<double>& net,
+                  const std::vector<int>& tokens, const W::Mat& r, double* worst) {
+  for (Eigen::Index i = 0; i < param.size(); ++i) {
+    const double saved = param.data()[i], h = 1e-5;
+    param.data()[i] = saved + h;
+    const double up = loss(net, tokens, r);
+    param.data()[i] = saved - h;
+    const double down = loss(net, tokens, r);
+    param.data()[i] = saved;
+    const double fd = (up - down) / (2 * h);
+    const double err = std::abs(fd - grad.data()[i]) / std::max(1.0, std::abs(fd));
+    *worst = std::max(*worst, err);
+    if (err > 1e-6) {
+      CAPTURE(name, i, fd, grad.data()[i]);
+      FAIL_CHECK("gradient mismatch");
+    }
+  }
+}
+
+void check_gradients(bool shared) {
+  std::mt19937 rng(shared ? 7 : 8);
+  W w = tiny_model(shared, rng);
+  const int batch = 2, n = 5;
+  examples::LlamaTrainer<double> net(w, batch, n);
+  std::vector<int> tokens(std::size_t(batch * n));
+  std::uniform_int_distribution<int> tok(0, w.config.vocab_size - 1);
+  for (auto& t : tokens) t = tok(rng);
+  W::Mat r(batch * n, w.config.vocab_size);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (Eigen::Index i = 0; i < r.size(); ++i) r.data()[i] = normal(rng);
+
+  net.forward(tokens.data());
+  net.zero_grad();
+  net.backward(r);
+  const auto g = net.grads();  // a copy: finite differences rerun the forward only
+
+  double worst = 0;
+  check_tensor("embedding", w.embedding, g.embedding, net, tokens, r, &worst);
+  if (!shared) check_tensor("classifier", w.classifier, g.classifier, net, tokens, r, &worst);
+  check_tensor("rms_final", w.rms_final, g.rms_final, net, tokens, r, &worst);
+  for (int l = 0; l < w.config.n_layers; ++l) {
+    const std::size_t L = std::size_t(l);
+    check_tensor("rms_att", w.rms_att[L], g.rms_att[L], net, tokens, r, &worst);
+    check_tensor("rms_ffn", w.rms_ffn[L], g.rms_ffn[L], net, tokens, r, &worst);
+    for (int k = 0; k < examples::kLinearKinds; ++k) {
+      auto& layer = w.linear[L][std::size_t(k)];
+      const auto& gl = g.linear[L][std::size_t(k)];
+      CAPTURE(l, examples::linear_kind_name(k));
+      check_tensor("U", layer.U(), gl.U, net, tokens, r, &worst);
+      check_tensor("V", layer.V(), gl.V, net, tokens, r, &worst);
+      // Pruned entries of S get no gradient by design; check the live ones only.
+      lmshrink::RowMatrix<double> live_grad = gl.S;
+      for (Eigen::Index i = 0; i < layer.S().rows(); ++i) {
+        if (layer.row_mask()[i]) continue;
+        REQUIRE(gl.S.row(i).isZero());
+      }
+      for (Eigen::Index i = 0; i < layer.S().rows(); ++i) {
+        if (!layer.row_mask()[i]) continue;
+        auto row = layer.S().row(i);
+        auto grow = live_grad.row(i);
+        check_tensor("S", row, grow, net, tokens, r, &worst);
+      }
+    }
+  }
+  CAPTURE(worst);
+  REQUIRE(worst < 1e-6);
+  REQUIRE(worst > 0);  // the comparison ran
+}
+
+}  // namespace
+
+TEST_CASE("the decoder's backward equals central differences (tied classifier)", "[trainer]") {
+  check_gradients(true);
+}
+
+TEST_CASE("the decoder's backward equals central differences (separate classifier)", "[trainer]") {
+  check_gradients(false);
+}
+
+TEST_CASE("the trainable decoder's forward equals the reference decoder on stories260K",
+          "[trainer]") {
+  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  auto w = examples::LlamaWeights<float>::from_model(model);
+  REQUIRE(w.parameters() == model.parameter_count());
+  const int n = 128, batch = 2;
+  examples::LlamaTrainer<float> net(w, batch, n);
+  const auto& logits = net.forward(stream.data());
+  examples::LlamaSequenceDecoder seq(model);
+  for (int b = 0; b < batch; ++b) {
+    const auto& want = seq.forward(stream.data() + b * n, n);
+    const double diff = (logits.middleRows(b * n, n) - want).cwiseAbs().maxCoeff();
+    CAPTURE(b, diff);
+    REQUIRE(diff < 1e-4);
+  }
+  // The dense model round-trips.
+  const auto back = w.to_model();
+  REQUIRE(back.wq[3].isApprox(model.wq[3]));
+  REQUIRE(back.freq_cis_real.isApprox(model.freq_cis_real, 1e-5f));
+  REQUIRE_THROWS_AS(examples::LlamaTrainer<float>(w, 1, 513), lmshrink::value_error);
+  std::vector<int> bad(std::size_t(batch * n), 3);
+  bad[7] = 512;
+  REQUIRE_THROWS_AS(net.forward(bad.data()), lmshrink::value_error);
+}
