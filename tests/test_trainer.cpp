@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "../examples/common/llama_decoder.hpp"
+#include "../examples/common/llama_compact.hpp"
 #include "../examples/common/llama_trainer.hpp"
+#include <lmshrink/svd_init.hpp>
 
 #include "test_helpers.hpp"
 
@@ -176,4 +178,43 @@ TEST_CASE("the trainable decoder's forward equals the reference decoder on stori
   std::vector<int> bad(std::size_t(batch * n), 3);
   bad[7] = 512;
   REQUIRE_THROWS_AS(net.forward(bad.data()), lmshrink::value_error);
+}
+
+TEST_CASE("the compact decoder equals the trainable one it was packed from", "[trainer]") {
+  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  auto w = examples::LlamaWeights<float>::from_model(model);
+  // Compress every linear layer: rank from ratio 0.2, a third of S's rows kept, one layer
+  // low-rank only.
+  for (auto& block : w.linear)
+    for (auto& layer : block) {
+      const lmshrink::RowMatrix<float> dense = layer.to_dense();
+      lmshrink::SvdInitOptions opt;
+      opt.ratio = 0.2;
+      lmshrink::svd_init<float>(dense, layer, opt);
+      lmshrink::RowMask keep = lmshrink::RowMask::Zero(layer.out_features());
+      for (Eigen::Index i = 0; i < keep.size(); i += 3) keep[i] = 1;
+      layer.set_row_mask(keep);
+      layer.apply_masks();
+    }
+  lmshrink::make_low_rank_only(w.linear[2][examples::kW2]);
+  REQUIRE(w.parameters() < model.parameter_count());
+  const int n = 96;
+  examples::LlamaTrainer<float> net(w, 1, n);
+  const auto& want = net.forward(stream.data());
+  const auto small = examples::CompactLlama::pack(w);
+  REQUIRE(small.parameters() == w.parameters());
+  examples::SequenceDecoder<examples::CompactView> seq(small);
+  const double diff = (seq.forward(stream.data(), n) - want).cwiseAbs().maxCoeff();
+  CAPTURE(diff);
+  REQUIRE(diff < 1e-4);
+  examples::KvDecoder<examples::CompactView> kv(small);
+  double kv_diff = 0;
+  for (int pos = 0; pos < n; ++pos)
+    kv_diff = std::max<double>(kv_diff, (kv.forward(stream[std::size_t(pos)], pos).transpose() - want.row(pos)).cwiseAbs().maxCoeff());
+  CAPTURE(kv_diff);
+  REQUIRE(kv_diff < 1e-3);
+  // The teacher's logits differ: the comparison above is not vacuous.
+  examples::LlamaSequenceDecoder teacher(model);
+  REQUIRE((teacher.forward(stream.data(), n) - want).cwiseAbs().maxCoeff() > 0.1);
 }

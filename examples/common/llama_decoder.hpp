@@ -7,7 +7,7 @@
 // forward (scoring and training), where every linear layer is one matrix product over the
 // sequence.
 //
-//   examples::LlamaKvDecoder dec(model);
+//   examples::LlamaKvDecoder dec(model);                // KvDecoder<DenseView>
 //   const Vec& logits = dec.forward(token, pos);     // pos = 0, 1, … within one sequence
 //   examples::LlamaSequenceDecoder seq(model);
 //   const RowMat& all = seq.forward(tokens, n);       // (n, vocab) logits
@@ -15,6 +15,7 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <lmshrink/io/llama2c.hpp>
+#include <utility>
 #include <vector>
 
 namespace examples {
@@ -40,14 +41,47 @@ inline void rope(float* v, int width, int head_size, int pos) {
   }
 }
 
-class LlamaKvDecoder {
+/// The decoders read a model through a view: the non-linear parameters, and `linear(l, kind,
+/// x, n, y)`, which overwrites y (n, out) with layer l's linear `kind` (0..6: wq, wk, wv, wo,
+/// w1, w2, w3) applied to x (n, in), both row-major and contiguous. DenseView runs a llama2.c
+/// model's matrices with Eigen; CompactView (llama_compact.hpp) runs lmshrink::CompactLinear.
+class DenseView {
  public:
-  explicit LlamaKvDecoder(const lmshrink::Llama2cModel& m)
-      : m_(m), c_(m.config), hs_(c_.head_size()), kv_dim_(c_.kv_dim()) {
+  DenseView(const lmshrink::Llama2cModel& m) : m_(&m) {}  // NOLINT: implicit, a view
+  const lmshrink::Llama2cConfig& config() const { return m_->config; }
+  const RowMat& embedding() const { return m_->token_embedding; }
+  const RowMat& classifier() const {
+    return m_->config.shared_classifier ? m_->token_embedding : m_->wcls;
+  }
+  const Vec& rms_att(int l) const { return m_->rms_att[std::size_t(l)]; }
+  const Vec& rms_ffn(int l) const { return m_->rms_ffn[std::size_t(l)]; }
+  const Vec& rms_final() const { return m_->rms_final; }
+  void linear(int l, int kind, const float* x, Eigen::Index n, float* y) const {
+    const RowMat* w[7] = {&m_->wq[std::size_t(l)], &m_->wk[std::size_t(l)], &m_->wv[std::size_t(l)],
+                          &m_->wo[std::size_t(l)], &m_->w1[std::size_t(l)], &m_->w2[std::size_t(l)],
+                          &m_->w3[std::size_t(l)]};
+    const RowMat& W = *w[kind];
+    Eigen::Map<const RowMat> xm(x, n, W.cols());
+    Eigen::Map<RowMat> ym(y, n, W.rows());
+    if (n == 1)
+      ym.row(0).transpose().noalias() = W * xm.row(0).transpose();
+    else
+      ym.noalias() = xm * W.transpose();
+  }
+
+ private:
+  const lmshrink::Llama2cModel* m_;
+};
+
+template <class View>
+class KvDecoder {
+ public:
+  explicit KvDecoder(View m) : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()) {
     x_.resize(c_.dim);
     xb_.resize(c_.dim);
     q_.resize(c_.dim);
     att_out_.resize(c_.dim);
+    y_.resize(c_.dim);
     h1_.resize(c_.hidden_dim);
     h3_.resize(c_.hidden_dim);
     logits_.resize(c_.vocab_size);
@@ -62,21 +96,21 @@ class LlamaKvDecoder {
   /// the sequence started (a new sequence simply starts again at pos 0).
   const Vec& forward(int token, int pos) {
     if (token < 0 || token >= c_.vocab_size)
-      lmshrink::detail::fail<lmshrink::value_error>("LlamaKvDecoder::forward", "token ", token,
+      lmshrink::detail::fail<lmshrink::value_error>("KvDecoder::forward", "token ", token,
                                                     " is outside [0, ", c_.vocab_size, ")");
     if (pos < 0 || pos >= c_.seq_len)
-      lmshrink::detail::fail<lmshrink::value_error>("LlamaKvDecoder::forward", "position ", pos,
+      lmshrink::detail::fail<lmshrink::value_error>("KvDecoder::forward", "position ", pos,
                                                     " is outside [0, ", c_.seq_len, ")");
     const int dim = c_.dim, L = c_.n_layers, group = c_.n_heads / c_.n_kv_heads;
-    x_ = m_.token_embedding.row(token).transpose();
+    x_ = m_.embedding().row(token).transpose();
     const float inv_sqrt_hs = 1.0f / std::sqrt(float(hs_));
     for (int l = 0; l < L; ++l) {
-      rmsnorm(xb_, x_, m_.rms_att[std::size_t(l)]);
+      rmsnorm(xb_, x_, m_.rms_att(l));
       float* k = key_cache_.data() + (std::size_t(l) * c_.seq_len + pos) * kv_dim_;
       float* v = value_cache_.data() + (std::size_t(l) * c_.seq_len + pos) * kv_dim_;
-      q_.noalias() = m_.wq[std::size_t(l)] * xb_;
-      Eigen::Map<Vec>(k, kv_dim_).noalias() = m_.wk[std::size_t(l)] * xb_;
-      Eigen::Map<Vec>(v, kv_dim_).noalias() = m_.wv[std::size_t(l)] * xb_;
+      m_.linear(l, 0, xb_.data(), 1, q_.data());
+      m_.linear(l, 1, xb_.data(), 1, k);
+      m_.linear(l, 2, xb_.data(), 1, v);
       rope(q_.data(), dim, hs_, pos);
       rope(k, kv_dim_, hs_, pos);
       for (int h = 0; h < c_.n_heads; ++h) {
@@ -100,42 +134,44 @@ class LlamaKvDecoder {
           for (int i = 0; i < hs_; ++i) out[i] += a * vt[i];
         }
       }
-      x_.noalias() += m_.wo[std::size_t(l)] * att_out_;
-      rmsnorm(xb_, x_, m_.rms_ffn[std::size_t(l)]);
-      h1_.noalias() = m_.w1[std::size_t(l)] * xb_;
-      h3_.noalias() = m_.w3[std::size_t(l)] * xb_;
+      m_.linear(l, 3, att_out_.data(), 1, y_.data());
+      x_ += y_;
+      rmsnorm(xb_, x_, m_.rms_ffn(l));
+      m_.linear(l, 4, xb_.data(), 1, h1_.data());
+      m_.linear(l, 6, xb_.data(), 1, h3_.data());
       for (int i = 0; i < c_.hidden_dim; ++i) {
         const float g = h1_[i];
         h1_[i] = g / (1.0f + std::exp(-g)) * h3_[i];
       }
-      x_.noalias() += m_.w2[std::size_t(l)] * h1_;
+      m_.linear(l, 5, h1_.data(), 1, y_.data());
+      x_ += y_;
     }
-    rmsnorm(xb_, x_, m_.rms_final);
-    const RowMat& cls = m_.config.shared_classifier ? m_.token_embedding : m_.wcls;
-    logits_.noalias() = cls * xb_;
+    rmsnorm(xb_, x_, m_.rms_final());
+    logits_.noalias() = m_.classifier() * xb_;
     return logits_;
   }
 
  private:
-  const lmshrink::Llama2cModel& m_;
+  View m_;
   lmshrink::Llama2cConfig c_;
   int hs_, kv_dim_;
-  Vec x_, xb_, q_, att_out_, h1_, h3_, logits_, scores_;
+  Vec x_, xb_, q_, att_out_, y_, h1_, h3_, logits_, scores_;
   std::vector<float> key_cache_, value_cache_;
 };
 
 /// The full-sequence forward: x (n, dim) through every block, with causal attention over the
 /// sequence; every linear layer is one (n, in)·(in, out) product.
-class LlamaSequenceDecoder {
+template <class View>
+class SequenceDecoder {
  public:
-  explicit LlamaSequenceDecoder(const lmshrink::Llama2cModel& m)
-      : m_(m), c_(m.config), hs_(c_.head_size()), kv_dim_(c_.kv_dim()) {}
+  explicit SequenceDecoder(View m)
+      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()) {}
 
   const lmshrink::Llama2cConfig& config() const { return c_; }
 
   /// Logits (n, vocab) for tokens[0..n), positions 0..n−1.
   const RowMat& forward(const int* tokens, int n) {
-    static constexpr const char* where = "LlamaSequenceDecoder::forward";
+    static constexpr const char* where = "SequenceDecoder::forward";
     if (n < 1 || n > c_.seq_len)
       lmshrink::detail::fail<lmshrink::value_error>(where, "sequence length ", n,
                                                     " is outside [1, ", c_.seq_len, "]");
@@ -145,15 +181,20 @@ class LlamaSequenceDecoder {
       if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
         lmshrink::detail::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
                                                       " is outside [0, ", c_.vocab_size, ")");
-      x_.row(t) = m_.token_embedding.row(tokens[t]);
+      x_.row(t) = m_.embedding().row(tokens[t]);
     }
+    q_.resize(n, dim);
+    k_.resize(n, kv_dim_);
+    v_.resize(n, kv_dim_);
+    y_.resize(n, dim);
+    h1_.resize(n, c_.hidden_dim);
+    h3_.resize(n, c_.hidden_dim);
     const float inv_sqrt_hs = 1.0f / std::sqrt(float(hs_));
     for (int l = 0; l < c_.n_layers; ++l) {
-      const std::size_t L = std::size_t(l);
-      rmsnorm_rows(x_, m_.rms_att[L]);
-      q_.noalias() = xb_ * m_.wq[L].transpose();
-      k_.noalias() = xb_ * m_.wk[L].transpose();
-      v_.noalias() = xb_ * m_.wv[L].transpose();
+      rmsnorm_rows(x_, m_.rms_att(l));
+      m_.linear(l, 0, xb_.data(), n, q_.data());
+      m_.linear(l, 1, xb_.data(), n, k_.data());
+      m_.linear(l, 2, xb_.data(), n, v_.data());
       for (int t = 0; t < n; ++t) {
         rope(q_.row(t).data(), dim, hs_, t);
         rope(k_.row(t).data(), kv_dim_, hs_, t);
@@ -174,16 +215,17 @@ class LlamaSequenceDecoder {
         }
         att_.middleCols(h * hs_, hs_).noalias() = scores_ * v_.middleCols(kvh * hs_, hs_);
       }
-      x_.noalias() += att_ * m_.wo[L].transpose();
-      rmsnorm_rows(x_, m_.rms_ffn[L]);
-      h1_.noalias() = xb_ * m_.w1[L].transpose();
-      h3_.noalias() = xb_ * m_.w3[L].transpose();
+      m_.linear(l, 3, att_.data(), n, y_.data());
+      x_ += y_;
+      rmsnorm_rows(x_, m_.rms_ffn(l));
+      m_.linear(l, 4, xb_.data(), n, h1_.data());
+      m_.linear(l, 6, xb_.data(), n, h3_.data());
       h1_.array() = h1_.array() / (1.0f + (-h1_.array()).exp()) * h3_.array();
-      x_.noalias() += h1_ * m_.w2[L].transpose();
+      m_.linear(l, 5, h1_.data(), n, y_.data());
+      x_ += y_;
     }
-    rmsnorm_rows(x_, m_.rms_final);
-    const RowMat& cls = c_.shared_classifier ? m_.token_embedding : m_.wcls;
-    logits_.noalias() = xb_ * cls.transpose();
+    rmsnorm_rows(x_, m_.rms_final());
+    logits_.noalias() = xb_ * m_.classifier().transpose();
     return logits_;
   }
 
@@ -196,11 +238,14 @@ class LlamaSequenceDecoder {
     }
   }
 
-  const lmshrink::Llama2cModel& m_;
+  View m_;
   lmshrink::Llama2cConfig c_;
   int hs_, kv_dim_;
-  RowMat x_, xb_, q_, k_, v_, att_, scores_, h1_, h3_, logits_;
+  RowMat x_, xb_, q_, k_, v_, y_, att_, scores_, h1_, h3_, logits_;
 };
+
+using LlamaKvDecoder = KvDecoder<DenseView>;
+using LlamaSequenceDecoder = SequenceDecoder<DenseView>;
 
 /// Mean NLL over rows of (n, vocab) logits against targets, double log-softmax; top-1 hits.
 struct SequenceScore {
@@ -228,7 +273,8 @@ struct WindowScore {
   long tokens = 0, top1 = 0;
 };
 
-inline WindowScore score_window(LlamaKvDecoder& dec, const int* inputs, const int* targets, int n) {
+template <class Decoder>
+inline WindowScore score_window(Decoder& dec, const int* inputs, const int* targets, int n) {
   WindowScore s;
   for (int pos = 0; pos < n; ++pos) {
     const Vec& z = dec.forward(inputs[pos], pos);
