@@ -8,6 +8,7 @@
 #include "low_rank_sparse_linear.hpp"
 #include "svd_init.hpp"
 #include "io/llama2c.hpp"
+#include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"
 #include "schedule.hpp"
 #include "importance.hpp"

@@ -1,0 +1,622 @@
+#pragma once
+// safetensors files (https://huggingface.co/docs/safetensors), read and written, and the
+// storage of compressed layers in them.
+//
+// Layout: an 8-byte little-endian header length N, N bytes of JSON
+//   {"__metadata__": {"key": "value", …},
+//    "name": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, …}
+// then the tensor bytes (offsets relative to the end of the header), little-endian, row-major.
+// Reading accepts F64, F32, F16, BF16, I64, I32 and U8 and converts to what is asked for; files
+// are checked before any value is used: header bounds, JSON syntax, duplicate names, shapes
+// against byte ranges, ranges inside the file and not overlapping. Writes are atomic.
+//
+//   lmshrink::SafeTensors st;
+//   st.put("model.norm.weight", gains);
+//   lmshrink::put_compressed_layer(st, "model.layers.0.mlp.up_proj", layer, "losparse");
+//   lmshrink::write_safetensors(st, "small.safetensors");
+//   auto back = lmshrink::read_safetensors("small.safetensors");
+//   auto layer2 = lmshrink::get_compressed_layer<float>(back, "model.layers.0.mlp.up_proj");
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../config.hpp"
+#include "../detail/atomic_file.hpp"
+#include "../detail/read_file.hpp"
+#include "../errors.hpp"
+#include "../low_rank_sparse_linear.hpp"
+#include "../types.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+
+enum class Dtype { f64, f32, f16, bf16, i64, i32, u8 };
+
+inline const char* dtype_name(Dtype d) {
+  switch (d) {
+    case Dtype::f64: return "F64";
+    case Dtype::f32: return "F32";
+    case Dtype::f16: return "F16";
+    case Dtype::bf16: return "BF16";
+    case Dtype::i64: return "I64";
+    case Dtype::i32: return "I32";
+    case Dtype::u8: return "U8";
+  }
+  return "?";
+}
+
+inline std::size_t dtype_size(Dtype d) {
+  switch (d) {
+    case Dtype::f64: case Dtype::i64: return 8;
+    case Dtype::f32: case Dtype::i32: return 4;
+    case Dtype::f16: case Dtype::bf16: return 2;
+    case Dtype::u8: return 1;
+  }
+  return 0;
+}
+
+struct StoredTensor {
+  Dtype dtype = Dtype::f32;
+  std::vector<std::int64_t> shape;
+  std::vector<unsigned char> bytes;  // little-endian values, row-major
+
+  std::int64_t elements() const {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+  }
+};
+
+namespace detail {
+
+inline float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = std::uint32_t(h >> 15) << 31;
+  const int exp = (h >> 10) & 0x1f;
+  const std::uint32_t mant = h & 0x3ffu;
+  float f;
+  if (exp == 0) {
+    f = std::ldexp(float(mant), -24);
+  } else if (exp == 31) {
+    f = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  } else {
+    f = std::ldexp(float(mant | 0x400u), exp - 25);
+  }
+  std::uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits |= sign;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+inline void json_escape(std::string& out, const std::string& s) {
+  out += '"';
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += char(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += char(c);
+    }
+  }
+  out += '"';
+}
+
+/// A strict reader of the small JSON subset safetensors headers use.
+class HeaderParser {
+ public:
+  HeaderParser(const char* where, const std::string& path, const char* p, std::size_t n)
+      : where_(where), path_(path), begin_(p), p_(p), end_(p + n) {}
+
+  void parse(std::map<std::string, StoredTensor>& tensors,
+             std::map<std::string, std::string>& metadata,
+             std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>& ranges) {
+    expect('{');
+    if (peek() == '}') {
+      ++p_;
+      finish();
+      return;
+    }
+    for (;;) {
+      const std::string name = string();
+      expect(':');
+      if (name == "__metadata__") {
+        if (!metadata.empty()) bad("'__metadata__' appears twice");
+        expect('{');
+        if (peek() != '}') {
+          for (;;) {
+            const std::string key = string();
+            expect(':');
+            const std::string value = string();
+            if (!metadata.emplace(key, value).second) bad("metadata key '", key, "' appears twice");
+            if (peek() == ',') { ++p_; continue; }
+            break;
+          }
+        }
+        expect('}');
+      } else {
+        if (tensors.count(name)) bad("tensor '", name, "' appears twice");
+        StoredTensor t;
+        std::pair<std::uint64_t, std::uint64_t> range{0, 0};
+        bool has_dtype = false, has_shape = false, has_offsets = false;
+        expect('{');
+        for (;;) {
+          const std::string key = string();
+          expect(':');
+          if (key == "dtype") {
+            t.dtype = dtype(string(), name);
+            has_dtype = true;
+          } else if (key == "shape") {
+            expect('[');
+            if (peek() != ']') {
+              for (;;) {
+                t.shape.push_back(std::int64_t(integer()));
+                if (peek() == ',') { ++p_; continue; }
+                break;
+              }
+            }
+            expect(']');
+            has_shape = true;
+          } else if (key == "data_offsets") {
+            expect('[');
+            range.first = integer();
+            expect(',');
+            range.second = integer();
+            expect(']');
+            has_offsets = true;
+          } else {
+            bad("tensor '", name, "' has an unknown field '", key, "'");
+          }
+          if (peek() == ',') { ++p_; continue; }
+          break;
+        }
+        expect('}');
+        if (!has_dtype || !has_shape || !has_offsets)
+          bad("tensor '", name, "' lacks dtype, shape or data_offsets");
+        tensors.emplace(name, std::move(t));
+        ranges.emplace(name, range);
+      }
+      if (peek() == ',') { ++p_; continue; }
+      break;
+    }
+    expect('}');
+    finish();
+  }
+
+ private:
+  template <class... Parts>
+  [[noreturn]] void bad(const Parts&... parts) const {
+    fail<format_error>(where_, "'", path_, "': header ", parts...);
+  }
+
+  void skip_space() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  char peek() {
+    skip_space();
+    if (p_ >= end_) bad("ends early");
+    return *p_;
+  }
+  void expect(char c) {
+    if (peek() != c) bad("has '", *p_, "' at byte ", p_ - begin_, " where '", c, "' was expected");
+    ++p_;
+  }
+  void finish() {
+    skip_space();
+    if (p_ != end_) bad("has trailing bytes after the JSON object");
+  }
+
+  std::string string() {
+    expect('"');
+    std::string s;
+    for (;;) {
+      if (p_ >= end_) bad("ends inside a string");
+      const char c = *p_++;
+      if (c == '"') return s;
+      if (static_cast<unsigned char>(c) < 0x20) bad("has a control character inside a string");
+      if (c != '\\') {
+        s += c;
+        continue;
+      }
+      if (p_ >= end_) bad("ends inside a string");
+      const char e = *p_++;
+      switch (e) {
+        case '"': s += '"'; break;
+        case '\\': s += '\\'; break;
+        case '/': s += '/'; break;
+        case 'b': s += '\b'; break;
+        case 'f': s += '\f'; break;
+        case 'n': s += '\n'; break;
+        case 'r': s += '\r'; break;
+        case 't': s += '\t'; break;
+        case 'u': {
+          std::uint32_t cp = hex4();
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            if (end_ - p_ < 6 || p_[0] != '\\' || p_[1] != 'u') bad("has an unpaired surrogate");
+            p_ += 2;
+            const std::uint32_t lo = hex4();
+            if (lo < 0xDC00 || lo >= 0xE000) bad("has an unpaired surrogate");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          }
+          utf8(s, cp);
+          break;
+        }
+        default: bad("has an invalid escape '\\", e, "'");
+      }
+    }
+  }
+
+  std::uint32_t hex4() {
+    if (end_ - p_ < 4) bad("ends inside a \\u escape");
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = *p_++;
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= std::uint32_t(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= std::uint32_t(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= std::uint32_t(c - 'A' + 10);
+      else bad("has an invalid \\u escape");
+    }
+    return v;
+  }
+
+  static void utf8(std::string& s, std::uint32_t cp) {
+    if (cp < 0x80) {
+      s += char(cp);
+    } else if (cp < 0x800) {
+      s += char(0xC0 | (cp >> 6));
+      s += char(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      s += char(0xE0 | (cp >> 12));
+      s += char(0x80 | ((cp >> 6) & 0x3F));
+      s += char(0x80 | (cp & 0x3F));
+    } else {
+      s += char(0xF0 | (cp >> 18));
+      s += char(0x80 | ((cp >> 12) & 0x3F));
+      s += char(0x80 | ((cp >> 6) & 0x3F));
+      s += char(0x80 | (cp & 0x3F));
+    }
+  }
+
+  std::uint64_t integer() {
+    if (peek() < '0' || *p_ > '9') bad("has '", *p_, "' where a non-negative integer was expected");
+    std::uint64_t v = 0;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+      const std::uint64_t d = std::uint64_t(*p_++ - '0');
+      if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10) bad("has an integer that overflows");
+      v = v * 10 + d;
+    }
+    return v;
+  }
+
+  Dtype dtype(const std::string& s, const std::string& name) const {
+    for (Dtype d : {Dtype::f64, Dtype::f32, Dtype::f16, Dtype::bf16, Dtype::i64, Dtype::i32, Dtype::u8})
+      if (s == dtype_name(d)) return d;
+    bad("gives tensor '", name, "' the dtype '", s,
+        "'; F64, F32, F16, BF16, I64, I32 or U8 was expected");
+  }
+
+  const char* where_;
+  const std::string& path_;
+  const char* begin_;
+  const char* p_;
+  const char* end_;
+};
+
+}  // namespace detail
+
+/// Named tensors and string metadata, as stored in one safetensors file.
+class SafeTensors {
+ public:
+  std::map<std::string, StoredTensor> tensors;
+  std::map<std::string, std::string> metadata;
+
+  bool contains(const std::string& name) const { return tensors.count(name) != 0; }
+
+  void put(const std::string& name, Dtype dtype, std::vector<std::int64_t> shape, const void* data) {
+    StoredTensor t;
+    t.dtype = dtype;
+    t.shape = std::move(shape);
+    t.bytes.resize(std::size_t(t.elements()) * dtype_size(dtype));
+    if (!t.bytes.empty()) std::memcpy(t.bytes.data(), data, t.bytes.size());
+    tensors[name] = std::move(t);
+  }
+
+  /// Stores a float or double matrix (rows, cols) row-major, or a vector (size).
+  template <class Derived>
+  void put(const std::string& name, const Eigen::MatrixBase<Derived>& m) {
+    using S = typename Derived::Scalar;
+    static_assert(std::is_same<S, float>::value || std::is_same<S, double>::value,
+                  "SafeTensors::put stores float or double tensors");
+    const Dtype d = std::is_same<S, float>::value ? Dtype::f32 : Dtype::f64;
+    if (Derived::IsVectorAtCompileTime) {
+      const Eigen::Matrix<S, Eigen::Dynamic, 1> v = m;
+      put(name, d, {std::int64_t(v.size())}, v.data());
+    } else {
+      const RowMatrix<S> r = m;
+      put(name, d, {std::int64_t(r.rows()), std::int64_t(r.cols())}, r.data());
+    }
+  }
+
+  void put_int32(const std::string& name, const std::vector<std::int32_t>& v) {
+    put(name, Dtype::i32, {std::int64_t(v.size())}, v.data());
+  }
+
+  /// The tensor `name` as a (rows, cols) matrix of Scalar; format_error when it is missing or
+  /// has another shape; numeric_error when a value is not finite.
+  template <class Scalar>
+  RowMatrix<Scalar> matrix(const std::string& name, Index rows, Index cols) const {
+    const StoredTensor& t = get("SafeTensors::matrix", name, {rows, cols});
+    RowMatrix<Scalar> m(rows, cols);
+    convert("SafeTensors::matrix", name, t, m.data());
+    return m;
+  }
+
+  template <class Scalar>
+  Vector<Scalar> vector(const std::string& name, Index size) const {
+    const StoredTensor& t = get("SafeTensors::vector", name, {size});
+    Vector<Scalar> v(size);
+    convert("SafeTensors::vector", name, t, v.data());
+    return v;
+  }
+
+  std::vector<std::int32_t> int32s(const std::string& name, Index size) const {
+    static constexpr const char* where = "SafeTensors::int32s";
+    const StoredTensor& t = get(where, name, {size});
+    if (t.dtype != Dtype::i32)
+      detail::fail<format_error>(where, "tensor '", name, "' is ", dtype_name(t.dtype),
+                                 "; I32 was expected");
+    std::vector<std::int32_t> v(static_cast<std::size_t>(size));
+    if (size > 0) std::memcpy(v.data(), t.bytes.data(), t.bytes.size());
+    return v;
+  }
+
+  /// Metadata value, or format_error naming the key when absent.
+  const std::string& meta(const std::string& key) const {
+    auto it = metadata.find(key);
+    if (it == metadata.end())
+      detail::fail<format_error>("SafeTensors::meta", "metadata key '", key, "' is missing");
+    return it->second;
+  }
+
+  /// Metadata value as an integer in [lo, hi].
+  std::int64_t meta_int(const std::string& key, std::int64_t lo, std::int64_t hi) const {
+    const std::string& s = meta(key);
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || errno != 0 || v < lo || v > hi)
+      detail::fail<format_error>("SafeTensors::meta_int", "metadata '", key, "' is '", s,
+                                 "'; an integer in [", lo, ", ", hi, "] was expected");
+    return v;
+  }
+
+ private:
+  const StoredTensor& get(const char* where, const std::string& name,
+                          std::vector<std::int64_t> shape) const {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) detail::fail<format_error>(where, "tensor '", name, "' is missing");
+    if (it->second.shape != shape) {
+      std::string want, got;
+      for (auto d : shape) want += (want.empty() ? "" : "x") + std::to_string(d);
+      for (auto d : it->second.shape) got += (got.empty() ? "" : "x") + std::to_string(d);
+      detail::fail<format_error>(where, "tensor '", name, "' has shape [", got, "] but [", want,
+                                 "] was expected");
+    }
+    return it->second;
+  }
+
+  template <class Scalar>
+  static void convert(const char* where, const std::string& name, const StoredTensor& t, Scalar* out) {
+    const std::size_t n = std::size_t(t.elements());
+    const unsigned char* b = t.bytes.data();
+    for (std::size_t i = 0; i < n; ++i) {
+      double v = 0;
+      switch (t.dtype) {
+        case Dtype::f64: { double x; std::memcpy(&x, b + 8 * i, 8); v = x; break; }
+        case Dtype::f32: { float x; std::memcpy(&x, b + 4 * i, 4); v = x; break; }
+        case Dtype::f16: { std::uint16_t h; std::memcpy(&h, b + 2 * i, 2); v = detail::half_to_float(h); break; }
+        case Dtype::bf16: {
+          std::uint16_t h;
+          std::memcpy(&h, b + 2 * i, 2);
+          const std::uint32_t bits = std::uint32_t(h) << 16;
+          float x;
+          std::memcpy(&x, &bits, 4);
+          v = x;
+          break;
+        }
+        default:
+          detail::fail<format_error>(where, "tensor '", name, "' is ", dtype_name(t.dtype),
+                                     "; a floating-point dtype was expected");
+      }
+      if (!std::isfinite(v))
+        detail::fail<numeric_error>(where, "tensor '", name, "' has a non-finite value at entry ", i);
+      out[i] = Scalar(v);
+    }
+  }
+};
+
+/// Reads a whole safetensors file; every check is made before it returns.
+inline SafeTensors read_safetensors(const std::string& path) {
+  static constexpr const char* where = "read_safetensors";
+  const std::vector<char> bytes = detail::read_file_bytes(
+      where, path, 8, "an 8-byte header length", std::int64_t(1) << 40, "too large");
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[std::size_t(i)]);
+  const std::uint64_t rest = bytes.size() - 8;
+  if (header_len > rest || header_len > (std::uint64_t(100) << 20))
+    detail::fail<format_error>(where, "'", path, "' declares a ", header_len,
+                               "-byte header but has ", rest, " bytes after the length (and headers "
+                               "are at most 100 MiB): not a safetensors file, or truncated");
+  SafeTensors st;
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> ranges;
+  detail::HeaderParser(where, path, bytes.data() + 8, std::size_t(header_len)).parse(st.tensors, st.metadata, ranges);
+  const std::uint64_t data_size = rest - header_len;
+  const char* data = bytes.data() + 8 + header_len;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> used;
+  for (auto& [name, t] : st.tensors) {
+    const auto r = ranges.at(name);
+    std::uint64_t n = 1;
+    for (auto d : t.shape) {
+      if (d != 0 && n > std::numeric_limits<std::uint64_t>::max() / 8 / std::uint64_t(d))
+        detail::fail<format_error>(where, "'", path, "': tensor '", name, "' has an impossible shape");
+      n *= std::uint64_t(d);
+    }
+    const std::uint64_t want = n * dtype_size(t.dtype);
+    if (r.first > r.second || r.second > data_size)
+      detail::fail<format_error>(where, "'", path, "': tensor '", name, "' has data_offsets [",
+                                 r.first, ", ", r.second, "] outside the ", data_size,
+                                 " data bytes (truncated file?)");
+    if (r.second - r.first != want)
+      detail::fail<format_error>(where, "'", path, "': tensor '", name, "' has ",
+                                 r.second - r.first, " bytes but its shape and dtype need ", want);
+    used.push_back(r);
+    t.bytes.assign(data + r.first, data + r.second);
+  }
+  std::sort(used.begin(), used.end());
+  for (std::size_t i = 1; i < used.size(); ++i)
+    if (used[i].first < used[i - 1].second)
+      detail::fail<format_error>(where, "'", path, "': two tensors share bytes [", used[i].first,
+                                 ", ", used[i - 1].second, ")");
+  return st;
+}
+
+/// Writes `st` to `path` atomically (a temporary file, flushed, then renamed over `path`).
+inline void write_safetensors(const SafeTensors& st, const std::string& path) {
+  std::string header = "{";
+  if (!st.metadata.empty()) {
+    header += "\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [k, v] : st.metadata) {
+      if (!first) header += ',';
+      first = false;
+      detail::json_escape(header, k);
+      header += ':';
+      detail::json_escape(header, v);
+    }
+    header += '}';
+  }
+  std::uint64_t offset = 0;
+  for (const auto& [name, t] : st.tensors) {
+    if (header.size() > 1) header += ',';
+    detail::json_escape(header, name);
+    header += ":{\"dtype\":\"";
+    header += dtype_name(t.dtype);
+    header += "\",\"shape\":[";
+    for (std::size_t i = 0; i < t.shape.size(); ++i)
+      header += (i ? "," : "") + std::to_string(t.shape[i]);
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," +
+              std::to_string(offset + t.bytes.size()) + "]}";
+    offset += t.bytes.size();
+  }
+  header += '}';
+  while ((8 + header.size()) % 8 != 0) header += ' ';  // aligns the data
+  detail::write_file_atomically("write_safetensors", path, [&](std::FILE* f) {
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(std::uint64_t(header.size()) >> (8 * i));
+    if (std::fwrite(len, 1, 8, f) != 8) return false;
+    if (std::fwrite(header.data(), 1, header.size(), f) != header.size()) return false;
+    for (const auto& [name, t] : st.tensors)
+      if (!t.bytes.empty() && std::fwrite(t.bytes.data(), 1, t.bytes.size(), f) != t.bytes.size())
+        return false;
+    return true;
+  });
+}
+
+/// Stores a layer under `prefix`: "<prefix>.U" (out, r) and ".V" (r, in) when r > 0, the live
+/// rows of S as ".S_rows" (k, in) with their indices ".S_index" (k, I32), ".S_mask" (k, in, U8)
+/// when the layer has an element mask, ".bias" when it has one; metadata "<prefix>.rank",
+/// ".out_features", ".in_features", ".kept_rows" and ".method" (free text, e.g. "losparse").
+template <class Scalar>
+void put_compressed_layer(SafeTensors& st, const std::string& prefix,
+                          const LowRankSparseLinear<Scalar>& layer, const std::string& method) {
+  const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
+  if (r > 0) {
+    st.put(prefix + ".U", layer.U());
+    st.put(prefix + ".V", layer.V());
+  }
+  std::vector<std::int32_t> index;
+  for (const auto& run : layer.live_row_runs())
+    for (Index i = run.first; i < run.first + run.second; ++i) index.push_back(std::int32_t(i));
+  RowMatrix<Scalar> rows(Index(index.size()), in);
+  std::vector<std::uint8_t> mask;
+  for (std::size_t k = 0; k < index.size(); ++k) {
+    rows.row(Index(k)) = layer.S().row(index[k]);
+    if (!layer.has_element_mask()) continue;
+    for (Index j = 0; j < in; ++j) {
+      const bool live = layer.element_mask()(index[k], j) != 0;
+      mask.push_back(live ? 1 : 0);
+      if (!live) rows(Index(k), j) = Scalar(0);
+    }
+  }
+  st.put(prefix + ".S_rows", Dtype(std::is_same<Scalar, float>::value ? Dtype::f32 : Dtype::f64),
+         {std::int64_t(index.size()), std::int64_t(in)}, rows.data());
+  st.put_int32(prefix + ".S_index", index);
+  if (layer.has_element_mask())
+    st.put(prefix + ".S_mask", Dtype::u8, {std::int64_t(index.size()), std::int64_t(in)}, mask.data());
+  if (layer.has_bias()) st.put(prefix + ".bias", layer.bias());
+  st.metadata[prefix + ".rank"] = std::to_string(r);
+  st.metadata[prefix + ".out_features"] = std::to_string(out);
+  st.metadata[prefix + ".in_features"] = std::to_string(in);
+  st.metadata[prefix + ".kept_rows"] = std::to_string(index.size());
+  st.metadata[prefix + ".method"] = method;
+}
+
+/// True when `prefix` names a layer stored by put_compressed_layer.
+inline bool has_compressed_layer(const SafeTensors& st, const std::string& prefix) {
+  return st.metadata.count(prefix + ".rank") != 0;
+}
+
+/// Rebuilds a layer stored by put_compressed_layer; its rank, shape and kept rows come from the
+/// file. Pruned rows of S are zero and masked.
+template <class Scalar>
+LowRankSparseLinear<Scalar> get_compressed_layer(const SafeTensors& st, const std::string& prefix) {
+  static constexpr const char* where = "get_compressed_layer";
+  const Index max_dim = Index(1) << 24;
+  const Index out = st.meta_int(prefix + ".out_features", 1, max_dim);
+  const Index in = st.meta_int(prefix + ".in_features", 1, max_dim);
+  const Index r = st.meta_int(prefix + ".rank", 0, std::min(out, in));
+  const Index k = st.meta_int(prefix + ".kept_rows", 0, out);
+  const bool bias = st.contains(prefix + ".bias");
+  LowRankSparseLinear<Scalar> layer(out, in, r, bias);
+  if (r > 0) layer.set_low_rank(st.matrix<Scalar>(prefix + ".U", out, r), st.matrix<Scalar>(prefix + ".V", r, in));
+  const std::vector<std::int32_t> index = st.int32s(prefix + ".S_index", k);
+  const RowMatrix<Scalar> rows = st.matrix<Scalar>(prefix + ".S_rows", k, in);
+  RowMask live = RowMask::Zero(out);
+  layer.S().setZero();
+  for (Index i = 0; i < k; ++i) {
+    const std::int32_t row = index[std::size_t(i)];
+    if (row < 0 || row >= out || (i > 0 && row <= index[std::size_t(i - 1)]))
+      detail::fail<format_error>(where, "'", prefix, ".S_index' entry ", i, " is ", row,
+                                 "; strictly increasing rows in [0, ", out, ") were expected");
+    layer.S().row(row) = rows.row(i);
+    live[row] = 1;
+  }
+  layer.set_row_mask(live);
+  if (st.contains(prefix + ".S_mask")) {
+    const StoredTensor& m = st.tensors.at(prefix + ".S_mask");
+    if (m.dtype != Dtype::u8 || m.shape != std::vector<std::int64_t>{k, in})
+      detail::fail<format_error>(where, "'", prefix, ".S_mask' must be U8 [", k, "x", in, "]");
+    ElementMask em = ElementMask::Zero(out, in);
+    for (Index i = 0; i < k; ++i)
+      for (Index j = 0; j < in; ++j) em(index[std::size_t(i)], j) = m.bytes[std::size_t(i * in + j)] ? 1 : 0;
+    layer.set_element_mask(em);
+  }
+  layer.apply_masks();
+  if (bias) layer.bias() = st.vector<Scalar>(prefix + ".bias", out);
+  return layer;
+}
+
+LMSHRINK_NAMESPACE_END
