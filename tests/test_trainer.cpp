@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../examples/common/llama_decoder.hpp"
+#include "../examples/common/llama_checkpoint.hpp"
 #include "../examples/common/llama_compact.hpp"
 #include "../examples/common/llama_trainer.hpp"
 #include <lmshrink/svd_init.hpp>
@@ -217,4 +218,58 @@ TEST_CASE("the compact decoder equals the trainable one it was packed from", "[t
   // The teacher's logits differ: the comparison above is not vacuous.
   examples::LlamaSequenceDecoder teacher(model);
   REQUIRE((teacher.forward(stream.data(), n) - want).cwiseAbs().maxCoeff() > 0.1);
+}
+
+TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trainer][checkpoint]") {
+  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  auto w = examples::LlamaWeights<float>::from_model(model);
+  // Layer 1 compressed in three ways; the rest dense.
+  for (int k = 0; k < examples::kLinearKinds; ++k) {
+    auto& layer = w.linear[1][std::size_t(k)];
+    const lmshrink::RowMatrix<float> dense = layer.to_dense();
+    if (k % 3 == 2) {  // ITP-like: rank 0, some rows pruned
+      lmshrink::RowMask keep = lmshrink::RowMask::Ones(layer.out_features());
+      keep[1] = keep[4] = 0;
+      layer.set_row_mask(keep);
+      layer.apply_masks();
+      continue;
+    }
+    lmshrink::SvdInitOptions opt;
+    opt.ratio = 0.3;
+    lmshrink::svd_init<float>(dense, layer, opt);
+    lmshrink::RowMask keep = lmshrink::RowMask::Zero(layer.out_features());
+    if (k % 3 == 0)
+      for (Eigen::Index i = 1; i < keep.size(); i += 4) keep[i] = 1;
+    layer.set_row_mask(keep);
+    layer.apply_masks();
+  }
+  const std::string path = std::string(LMSHRINK_TEST_TMP) + "/trainer_checkpoint.safetensors";
+  examples::save_checkpoint(w, path, "test", {{"ratio", "0.5"}});
+  const auto back = examples::load_checkpoint(path);
+  const auto st = lmshrink::read_safetensors(path);
+  REQUIRE(st.contains("model.layers.0.self_attn.q_proj.weight"));      // dense, HF name
+  REQUIRE(st.contains("model.layers.1.self_attn.q_proj.U"));           // compressed
+  REQUIRE(st.meta("model.layers.1.self_attn.q_proj.rank") == std::to_string(w.linear[1][0].rank()));
+  REQUIRE(st.meta("ratio") == "0.5");
+  // HF's rotate-half layout: q_proj row 1 (head 0, second pair's first element, hs = 8) is
+  // llama2.c row 2.
+  REQUIRE(st.matrix<float>("model.layers.0.self_attn.q_proj.weight", 64, 64).row(1) == model.wq[0].row(2));
+  REQUIRE(back.parameters() == w.parameters());
+  for (int l = 0; l < 5; ++l)
+    for (int k = 0; k < examples::kLinearKinds; ++k) {
+      CAPTURE(l, k);
+      REQUIRE(back.linear[std::size_t(l)][std::size_t(k)].to_dense() == w.linear[std::size_t(l)][std::size_t(k)].to_dense());
+      REQUIRE(back.linear[std::size_t(l)][std::size_t(k)].rank() == w.linear[std::size_t(l)][std::size_t(k)].rank());
+    }
+  const auto a = examples::CompactLlama::pack(w), b = examples::CompactLlama::pack(back);
+  examples::SequenceDecoder<examples::CompactView> sa(a), sb(b);
+  const auto nll_a = examples::score_logits(sa.forward(stream.data(), 512), stream.data() + 1).nll_sum;
+  const auto nll_b = examples::score_logits(sb.forward(stream.data(), 512), stream.data() + 1).nll_sum;
+  REQUIRE(nll_a == nll_b);  // identical, not just close
+  // A foreign safetensors file is refused with a clear error.
+  lmshrink::SafeTensors foreign;
+  foreign.put("x", Eigen::VectorXf::Ones(2).eval());
+  lmshrink::write_safetensors(foreign, path + ".foreign");
+  REQUIRE_THROWS_WITH(examples::load_checkpoint(path + ".foreign"), Catch::Contains("was not written by save_checkpoint"));
 }

@@ -1,0 +1,168 @@
+#pragma once
+// Llama checkpoints as safetensors with Hugging Face names, dense or compressed:
+//
+//   model.embed_tokens.weight, lm_head.weight (only when not tied), model.norm.weight,
+//   model.layers.{l}.input_layernorm.weight, .post_attention_layernorm.weight,
+//   model.layers.{l}.self_attn.{q,k,v,o}_proj, model.layers.{l}.mlp.{gate,down,up}_proj
+//
+// A dense linear layer is stored as "<name>.weight" (out, in). A compressed one is stored by
+// lmshrink::put_compressed_layer under "<name>" (U, V, kept rows of S and their indices, rank
+// and method in the metadata), so the file loads without knowing ρ. The rows of q_proj and
+// k_proj are permuted to Hugging Face's rotate-half RoPE layout, as its llama2.c converter
+// does; loading undoes it. The metadata also holds the llama2.c config.
+
+#include <lmshrink/io/safetensors.hpp>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "llama_trainer.hpp"
+
+namespace examples {
+
+inline std::string hf_linear_name(int layer, int kind) {
+  static const char* names[kLinearKinds] = {"self_attn.q_proj", "self_attn.k_proj",
+                                            "self_attn.v_proj", "self_attn.o_proj",
+                                            "mlp.gate_proj",    "mlp.down_proj",
+                                            "mlp.up_proj"};
+  return "model.layers." + std::to_string(layer) + "." + names[kind];
+}
+
+/// Row r of the Hugging Face layout holds row hf_rope_source(r) of llama2.c's (adjacent-pair)
+/// layout: within each head, HF row j·hs/2 + i is llama2.c row 2i + j.
+inline Eigen::Index hf_rope_source(Eigen::Index r, int head_size) {
+  const Eigen::Index h = r / head_size, w = r % head_size, half = head_size / 2;
+  return h * head_size + 2 * (w % half) + w / half;
+}
+
+/// Permutes the output rows of a layer (U, S, the row mask, the element mask and the bias):
+/// new row r = old row source(r), or the inverse when `inverse`.
+template <class Scalar, class Source>
+void permute_output_rows(lmshrink::LowRankSparseLinear<Scalar>& layer, Source source, bool inverse) {
+  const Eigen::Index out = layer.out_features();
+  std::vector<Eigen::Index> from(static_cast<std::size_t>(out));
+  for (Eigen::Index r = 0; r < out; ++r) {
+    if (inverse)
+      from[std::size_t(source(r))] = r;
+    else
+      from[std::size_t(r)] = source(r);
+  }
+  auto U = layer.U();
+  auto S = layer.S();
+  const lmshrink::RowMask rows = layer.row_mask();
+  const lmshrink::ElementMask elements = layer.element_mask();
+  const auto bias = layer.bias();
+  lmshrink::RowMask new_rows(out);
+  lmshrink::ElementMask new_elements(elements.rows(), elements.cols());
+  for (Eigen::Index r = 0; r < out; ++r) {
+    const Eigen::Index f = from[std::size_t(r)];
+    layer.U().row(r) = U.row(f);
+    layer.S().row(r) = S.row(f);
+    new_rows[r] = rows[f];
+    if (elements.size()) new_elements.row(r) = elements.row(f);
+    if (bias.size()) layer.bias()[r] = bias[f];
+  }
+  layer.set_row_mask(new_rows);
+  if (elements.size()) layer.set_element_mask(new_elements);
+}
+
+template <class Scalar>
+bool is_dense_layer(const lmshrink::LowRankSparseLinear<Scalar>& layer) {
+  return layer.rank() == 0 && layer.live_rows() == layer.out_features() && !layer.has_element_mask();
+}
+
+/// Writes the weights atomically; `method` names how the compressed layers were made, `extra`
+/// is added to the metadata.
+inline void save_checkpoint(const LlamaWeights<float>& w, const std::string& path,
+                            const std::string& method,
+                            const std::map<std::string, std::string>& extra = {}) {
+  lmshrink::SafeTensors st;
+  const auto& c = w.config;
+  st.metadata = extra;
+  st.metadata["format"] = "pt";
+  st.metadata["lmshrink.checkpoint"] = "llama/1";
+  st.metadata["lmshrink.rope_layout"] = "hf";
+  st.metadata["dim"] = std::to_string(c.dim);
+  st.metadata["hidden_dim"] = std::to_string(c.hidden_dim);
+  st.metadata["n_layers"] = std::to_string(c.n_layers);
+  st.metadata["n_heads"] = std::to_string(c.n_heads);
+  st.metadata["n_kv_heads"] = std::to_string(c.n_kv_heads);
+  st.metadata["vocab_size"] = std::to_string(c.vocab_size);
+  st.metadata["seq_len"] = std::to_string(c.seq_len);
+  st.metadata["tie_word_embeddings"] = c.shared_classifier ? "true" : "false";
+  st.put("model.embed_tokens.weight", w.embedding);
+  if (!c.shared_classifier) st.put("lm_head.weight", w.classifier);
+  st.put("model.norm.weight", w.rms_final);
+  const int hs = c.head_size();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    st.put(p + "input_layernorm.weight", w.rms_att[std::size_t(l)]);
+    st.put(p + "post_attention_layernorm.weight", w.rms_ffn[std::size_t(l)]);
+    for (int k = 0; k < kLinearKinds; ++k) {
+      lmshrink::LowRankSparseLinear<float> layer = w.linear[std::size_t(l)][std::size_t(k)];
+      if (k == kWq || k == kWk)
+        permute_output_rows(layer, [hs](Eigen::Index r) { return hf_rope_source(r, hs); }, false);
+      const std::string name = hf_linear_name(l, k);
+      if (is_dense_layer(layer))
+        st.put(name + ".weight", layer.S());
+      else
+        lmshrink::put_compressed_layer(st, name, layer, method);
+    }
+  }
+  lmshrink::write_safetensors(st, path);
+}
+
+/// Reads a checkpoint written by save_checkpoint: every layer as stored, dense or compressed.
+inline LlamaWeights<float> load_checkpoint(const std::string& path) {
+  const lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
+  if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "llama/1")
+    lmshrink::detail::fail<lmshrink::format_error>(
+        "load_checkpoint", "'", path, "' has no 'lmshrink.checkpoint: llama/1' metadata; it was "
+        "not written by save_checkpoint");
+  LlamaWeights<float> w;
+  auto& c = w.config;
+  const int big = 1 << 20;
+  c.dim = int(st.meta_int("dim", 2, big));
+  c.hidden_dim = int(st.meta_int("hidden_dim", 1, big));
+  c.n_layers = int(st.meta_int("n_layers", 1, 4096));
+  c.n_heads = int(st.meta_int("n_heads", 1, c.dim));
+  c.n_kv_heads = int(st.meta_int("n_kv_heads", 1, c.n_heads));
+  c.vocab_size = int(st.meta_int("vocab_size", 1, big));
+  c.seq_len = int(st.meta_int("seq_len", 1, big));
+  c.shared_classifier = st.meta("tie_word_embeddings") == "true";
+  if (c.dim % c.n_heads != 0 || c.head_size() % 2 != 0 || c.n_heads % c.n_kv_heads != 0)
+    lmshrink::detail::fail<lmshrink::format_error>(
+        "load_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",
+        c.n_kv_heads, " kv heads do not give an even head size shared by whole groups");
+  w.embedding = st.matrix<float>("model.embed_tokens.weight", c.vocab_size, c.dim);
+  if (!c.shared_classifier) w.classifier = st.matrix<float>("lm_head.weight", c.vocab_size, c.dim);
+  w.rms_final = st.vector<float>("model.norm.weight", c.dim);
+  const int outs[kLinearKinds] = {c.dim, c.kv_dim(), c.kv_dim(), c.dim, c.hidden_dim, c.dim, c.hidden_dim};
+  const int ins[kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
+  const int hs = c.head_size();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    w.rms_att.push_back(st.vector<float>(p + "input_layernorm.weight", c.dim));
+    w.rms_ffn.push_back(st.vector<float>(p + "post_attention_layernorm.weight", c.dim));
+    std::array<lmshrink::LowRankSparseLinear<float>, kLinearKinds> layers;
+    for (int k = 0; k < kLinearKinds; ++k) {
+      const std::string name = hf_linear_name(l, k);
+      auto& layer = layers[std::size_t(k)];
+      if (lmshrink::has_compressed_layer(st, name)) {
+        layer = lmshrink::get_compressed_layer<float>(st, name);
+        if (layer.out_features() != outs[k] || layer.in_features() != ins[k])
+          lmshrink::detail::fail<lmshrink::format_error>(
+              "load_checkpoint", "'", path, "': layer '", name, "' is ", layer.out_features(), "x",
+              layer.in_features(), " but the config needs ", outs[k], "x", ins[k]);
+      } else {
+        layer = lmshrink::make_dense_layer<float>(st.matrix<float>(name + ".weight", outs[k], ins[k]));
+      }
+      if (k == kWq || k == kWk)
+        permute_output_rows(layer, [hs](Eigen::Index r) { return hf_rope_source(r, hs); }, true);
+    }
+    w.linear.push_back(std::move(layers));
+  }
+  return w;
+}
+
+}  // namespace examples
