@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The two Quick start commands of README.md:
 #   bash cmake/quickstart.sh main   installs what is missing, builds, runs the main job on the
-#                                   bundled real model (output in out/)
+#                                   bundled real model (output in out/compress; extra
+#                                   arguments go to lmshrink_compress, e.g. --steps 1000)
 #   bash cmake/quickstart.sh test   installs what is missing, builds and runs every test
 # and one more, for docs/performance.md:
 #   bash cmake/quickstart.sh perf   builds bench_compact and writes its tables and plots to
@@ -29,6 +30,6 @@ elif [ "$what" = perf ]; then
     --benchmark_out=out/performance/bench_compact.json --report=out/performance
 else
   cmake --preset default >/dev/null
-  cmake --build --preset default --target lmshrink_spectrum
-  ./build/default/examples/lmshrink_spectrum --out out/spectrum
+  cmake --build --preset default --target lmshrink_compress
+  ./build/default/examples/lmshrink_compress --out out/compress "${@:2}"
 fi

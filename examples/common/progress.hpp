@@ -52,8 +52,8 @@ class Progress {
   void finish(const std::string& text) {
     std::lock_guard<std::mutex> lock(mutex_);
     done_ = total_;
-    if (tty_) draw(text, '\r');
-    std::printf("\n");
+    draw(text, tty_ ? '\r' : '\n');
+    if (tty_) std::printf("\n");
     std::fflush(stdout);
   }
 
