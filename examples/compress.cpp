@@ -837,8 +837,7 @@ int main(int argc, char** argv) {
     t.y = {teacher_score.ppl};
     plot.series.push_back(t);
     plot.log_y = true;
-    if (!plot.write(o.out + "/perplexity_vs_parameters.svg"))
-      fail<lmshrink::io_error>("lmshrink_compress", "cannot write '", o.out, "/perplexity_vs_parameters.svg'");
+    write_text(o.out + "/perplexity_vs_parameters.svg", plot.svg());
 
     std::printf("\n%s\n", md.str().c_str());
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
