@@ -549,7 +549,12 @@ Result run_job(const Job& job, Shared& sh, int worker) {
     }
   res.parameters = w.parameters();
   res.linear_live = w.linear_parameters();
-  res.linear_dense = examples::LlamaWeights<float>::from_model(*sh.teacher).linear_dense_parameters();
+  for (int l = 0; l < sh.teacher->config.n_layers; ++l) {  // the teacher's linear weights
+    const auto& t = *sh.teacher;
+    const std::size_t L = std::size_t(l);
+    res.linear_dense += t.wq[L].size() + t.wk[L].size() + t.wv[L].size() + t.wo[L].size() +
+                        t.w1[L].size() + t.w2[L].size() + t.w3[L].size();
+  }
 
   // Save, then score what was saved: the table describes the checkpoints on disk.
   const std::string ckpt = o.out + "/checkpoints/" + file_stem(job) + ".safetensors";
