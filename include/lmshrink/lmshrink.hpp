@@ -6,6 +6,7 @@
 #include "errors.hpp"
 #include "types.hpp"
 #include "low_rank_sparse_linear.hpp"
+#include "calibration.hpp"
 #include "svd_init.hpp"
 #include "io/llama2c.hpp"
 #include "io/safetensors.hpp"

@@ -13,6 +13,7 @@
 // seeded and deterministic.
 
 #include <Eigen/Core>
+#include <Eigen/Cholesky>
 #include <Eigen/Eigenvalues>
 #include <Eigen/QR>
 #include <Eigen/SVD>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "calibration.hpp"
 #include "config.hpp"
 #include "detail/random.hpp"
 #include "errors.hpp"
@@ -51,7 +53,13 @@ struct SvdInitOptions {
   Index oversampling = 10;
   Index power_iterations = 4;
   std::uint64_t seed = 0x6c6d736872696e6bull;
+  /// Whitened path (svd_init with calibration statistics): λ = damping · mean(diag Ḡ) is added
+  /// to Ḡ before its Cholesky factorisation. Must be >= 0.
+  double damping = 1e-3;
 };
+
+/// How the whitened path factored Ḡ + λI.
+enum class Whitening { none, cholesky, eigen_fallback };
 
 /// What svd_init produced; a status for the caller to judge, not an error.
 struct SvdInitResult {
@@ -61,8 +69,11 @@ struct SvdInitResult {
   /// Σ_{i≤r} σ_i² / ‖W‖_F².
   double energy_kept = 0.0;
   /// Singular values in decreasing order: all min(out, in) on the exact path, the r + oversampling
-  /// estimated ones on the randomized path.
+  /// estimated ones on the randomized path. On the whitened path: those of W·L.
   Eigen::VectorXd singular_values;
+  /// With calibration statistics: ‖X(W − U·V)ᵀ‖_F / ‖X·Wᵀ‖_F under the undamped Ḡ (NaN without).
+  double relative_output_error = std::numeric_limits<double>::quiet_NaN();
+  Whitening whitening = Whitening::none;
 };
 
 /// r = ceil(ρ·out·in/(out + in)), at least 1. Throws value_error unless ρ ∈ (0, 1].
@@ -156,21 +167,16 @@ void randomized_svd(const ColMatrix<T>& a_in, Index rank, const SvdInitOptions& 
   }
 }
 
-template <class T, class Scalar>
-SvdInitResult svd_init_in(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>& layer,
-                          const SvdInitOptions& opt) {
-  const Index out = w.rows(), in = w.cols();
-  const ColMatrix<T> a = w.template cast<T>();
+/// The rank-r factors of a (out, in): u (out, r) and vt (r, in) carry √σ each.
+template <class T>
+void truncated_factors(const ColMatrix<T>& a, Index& rank, const SvdInitOptions& opt,
+                       ColMatrix<T>& u, ColMatrix<T>& vt, Eigen::VectorXd& sigma_out) {
   ColMatrix<T> left, right;
   Eigen::Matrix<T, Eigen::Dynamic, 1> sigma;
-  Index rank = 0;
-  if (opt.ratio > 0) rank = rank_from_ratio(opt.ratio, out, in);
-  else if (opt.rank > 0) rank = opt.rank;
-
   if (opt.method == SvdMethod::exact) {
     Eigen::BDCSVD<ColMatrix<T>> svd(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
     if (svd.info() != Eigen::Success)
-      fail<numeric_error>("svd_init", "the SVD did not converge for a ", out, "x", in,
+      fail<numeric_error>("svd_init", "the SVD did not converge for a ", a.rows(), "x", a.cols(),
                           " matrix");
     left = svd.matrixU();
     sigma = svd.singularValues();
@@ -179,17 +185,26 @@ SvdInitResult svd_init_in(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>&
   } else {
     randomized_svd<T>(a, rank, opt, left, sigma, right);
   }
-
-  ColMatrix<T> u = left.leftCols(rank);
-  ColMatrix<T> vt = right.leftCols(rank).transpose();
+  u = left.leftCols(rank);
+  vt = right.leftCols(rank).transpose();
   for (Index k = 0; k < rank; ++k) {
     const T s = std::sqrt(std::max<T>(sigma[k], T(0)));
     u.col(k) *= s;
     vt.row(k) *= s;
   }
-  ColMatrix<T> tail = a;
-  tail.noalias() -= u * vt;
+  sigma_out = sigma.template cast<double>();
+}
 
+inline Index requested_rank(const SvdInitOptions& opt, Index out, Index in) {
+  if (opt.ratio > 0) return rank_from_ratio(opt.ratio, out, in);
+  return opt.rank;  // 0 with an energy target: set by truncated_factors
+}
+
+/// Writes U, V and S = W − U·V into the layer, keeping its bias.
+template <class T, class Scalar>
+void store_factors(LowRankSparseLinear<Scalar>& layer, Index rank, const ColMatrix<T>& u,
+                   const ColMatrix<T>& vt, const ColMatrix<T>& tail) {
+  const Index out = tail.rows(), in = tail.cols();
   const bool bias = layer.has_bias() && layer.out_features() == out;
   Vector<Scalar> saved_bias;
   if (bias) saved_bias = layer.bias();
@@ -198,15 +213,113 @@ SvdInitResult svd_init_in(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>&
   layer.U() = u.template cast<Scalar>();
   layer.V() = vt.template cast<Scalar>();
   layer.S() = tail.template cast<Scalar>();
+}
 
+template <class T, class Scalar>
+SvdInitResult svd_init_in(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>& layer,
+                          const SvdInitOptions& opt) {
+  const ColMatrix<T> a = w.template cast<T>();
+  Index rank = requested_rank(opt, w.rows(), w.cols());
+  ColMatrix<T> u, vt;
   SvdInitResult result;
+  truncated_factors<T>(a, rank, opt, u, vt, result.singular_values);
+  ColMatrix<T> tail = a;
+  tail.noalias() -= u * vt;
+  store_factors<T, Scalar>(layer, rank, u, vt, tail);
+
   result.rank = rank;
   const double total = a.template cast<double>().squaredNorm();
   result.relative_error = total > 0 ? std::sqrt(tail.template cast<double>().squaredNorm() / total) : 0.0;
-  result.singular_values = sigma.template cast<double>();
   result.energy_kept =
       total > 0 ? result.singular_values.head(rank).squaredNorm() / total : 1.0;
   return result;
+}
+
+/// Whitened path, in double: L·Lᵀ = Ḡ + λI, factor W·L, map back with L⁻¹.
+template <class Scalar>
+SvdInitResult svd_init_whitened(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>& layer,
+                                const SvdInitOptions& opt, const Eigen::MatrixXd& g) {
+  static constexpr const char* where = "svd_init";
+  const Index in = w.cols();
+  const double mean_diag = g.diagonal().mean();
+  if (!(mean_diag > 0))
+    fail<value_error>(where, "the calibration inputs are all zero (mean diagonal of the Gram "
+                             "matrix is ", mean_diag, "); they cannot weight the output error");
+  const double lambda = opt.damping * mean_diag;
+  Eigen::MatrixXd damped = g;
+  damped.diagonal().array() += lambda;
+  SvdInitResult result;
+  Eigen::MatrixXd l, l_inv;  // L·Lᵀ = Ḡ + λI; L⁻¹
+  Eigen::LLT<Eigen::MatrixXd> llt(damped);
+  if (llt.info() == Eigen::Success) {
+    l = llt.matrixL();
+    l_inv = llt.matrixL().solve(Eigen::MatrixXd::Identity(in, in));
+    result.whitening = Whitening::cholesky;
+  } else {
+    // Not positive definite in floating point (singular Ḡ with λ = 0, or rounding): a symmetric
+    // square root with eigenvalues raised to max(λ, 1e-10·mean diag) is still a valid weight.
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(damped);
+    if (eig.info() != Eigen::Success)
+      fail<numeric_error>(where, "the eigen-decomposition of the ", in, "x", in,
+                          " calibration Gram matrix did not converge");
+    const double floor = std::max(lambda, 1e-10 * mean_diag);
+    const Eigen::VectorXd d = eig.eigenvalues().cwiseMax(floor).cwiseSqrt();
+    l = eig.eigenvectors() * d.asDiagonal();
+    l_inv = d.cwiseInverse().asDiagonal() * eig.eigenvectors().transpose();
+    result.whitening = Whitening::eigen_fallback;
+  }
+  const ColMatrix<double> wd = w.template cast<double>();
+  const ColMatrix<double> a = wd * l;
+  Index rank = requested_rank(opt, w.rows(), in);
+  ColMatrix<double> u, vt;
+  truncated_factors<double>(a, rank, opt, u, vt, result.singular_values);
+  vt = (vt * l_inv).eval();
+  ColMatrix<double> tail = wd;
+  tail.noalias() -= u * vt;
+  store_factors<double, Scalar>(layer, rank, u, vt, tail);
+
+  result.rank = rank;
+  const double total = wd.squaredNorm();
+  result.relative_error = total > 0 ? std::sqrt(tail.squaredNorm() / total) : 0.0;
+  const double sigma_total = result.singular_values.squaredNorm();
+  result.energy_kept =
+      sigma_total > 0 ? result.singular_values.head(rank).squaredNorm() / sigma_total : 1.0;
+  const double out_total = ((wd * g).array() * wd.array()).sum();
+  const double out_tail = ((tail * g).array() * tail.array()).sum();
+  result.relative_output_error =
+      out_total > 0 ? std::sqrt(std::max(0.0, out_tail) / out_total) : 0.0;
+  return result;
+}
+
+}  // namespace detail
+
+namespace detail {
+
+inline void check_svd_options(const char* where, const SvdInitOptions& options, Index rows,
+                              Index cols) {
+  if (rows <= 0 || cols <= 0)
+    fail<shape_error>(where, "W is ", rows, "x", cols, "; a non-empty matrix was expected");
+  const int rules = (options.ratio != 0) + (options.rank != 0) + (options.energy != 0);
+  if (rules != 1)
+    fail<value_error>(where, "exactly one of ratio, rank and energy must be set, got ", rules,
+                      " (ratio=", options.ratio, ", rank=", options.rank,
+                      ", energy=", options.energy, ")");
+  const Index max_rank = std::min(rows, cols);
+  if (options.ratio != 0 && !(options.ratio > 0 && options.ratio <= 1))
+    fail<value_error>(where, "ratio must be in (0, 1], got ", options.ratio);
+  if (options.rank != 0 && (options.rank < 1 || options.rank > max_rank))
+    fail<value_error>(where, "rank must be in [1, min(out, in)] = [1, ", max_rank, "], got ",
+                      options.rank);
+  if (options.energy != 0 && !(options.energy > 0 && options.energy <= 1))
+    fail<value_error>(where, "energy must be in (0, 1], got ", options.energy);
+  if (options.energy != 0 && options.method == SvdMethod::randomized)
+    fail<value_error>(where, "an energy target needs the whole spectrum: use "
+                             "SvdMethod::exact, or give a rank or ratio");
+  if (options.oversampling < 0 || options.power_iterations < 0)
+    fail<value_error>(where, "oversampling and power_iterations must be >= 0, got ",
+                      options.oversampling, " and ", options.power_iterations);
+  if (!(options.damping >= 0) || !std::isfinite(options.damping))
+    fail<value_error>(where, "damping must be a finite value >= 0, got ", options.damping);
 }
 
 }  // namespace detail
@@ -217,34 +330,29 @@ template <class Scalar>
 SvdInitResult svd_init(detail::non_deduced_t<ConstMatrixRef<Scalar>> w,
                        LowRankSparseLinear<Scalar>& layer, const SvdInitOptions& options = {}) {
   static constexpr const char* where = "svd_init";
-  if (w.rows() <= 0 || w.cols() <= 0)
-    detail::fail<shape_error>(where, "W is ", w.rows(), "x", w.cols(),
-                              "; a non-empty matrix was expected");
-  const int rules = (options.ratio != 0) + (options.rank != 0) + (options.energy != 0);
-  if (rules != 1)
-    detail::fail<value_error>(where, "exactly one of ratio, rank and energy must be set, got ",
-                              rules, " (ratio=", options.ratio, ", rank=", options.rank,
-                              ", energy=", options.energy, ")");
-  const Index max_rank = std::min(w.rows(), w.cols());
-  if (options.ratio != 0 && !(options.ratio > 0 && options.ratio <= 1))
-    detail::fail<value_error>(where, "ratio must be in (0, 1], got ", options.ratio);
-  if (options.rank != 0 && (options.rank < 1 || options.rank > max_rank))
-    detail::fail<value_error>(where, "rank must be in [1, min(out, in)] = [1, ", max_rank,
-                              "], got ", options.rank);
-  if (options.energy != 0 && !(options.energy > 0 && options.energy <= 1))
-    detail::fail<value_error>(where, "energy must be in (0, 1], got ", options.energy);
-  if (options.energy != 0 && options.method == SvdMethod::randomized)
-    detail::fail<value_error>(where, "an energy target needs the whole spectrum: use "
-                                     "SvdMethod::exact, or give a rank or ratio");
-  if (options.oversampling < 0 || options.power_iterations < 0)
-    detail::fail<value_error>(where, "oversampling and power_iterations must be >= 0, got ",
-                              options.oversampling, " and ", options.power_iterations);
+  detail::check_svd_options(where, options, w.rows(), w.cols());
   detail::check_finite(where, "W", w);
   const bool in_double = options.method == SvdMethod::exact ? options.exact_in_double
                                                              : options.randomized_in_double;
   if (in_double || std::is_same<Scalar, double>::value)
     return detail::svd_init_in<double, Scalar>(w, layer, options);
   return detail::svd_init_in<Scalar, Scalar>(w, layer, options);
+}
+
+/// Data-aware initialisation: U·V minimises the output error ‖X(W − U·V)ᵀ‖_F over the
+/// calibration inputs X summarised by `stats` (the whitened truncated SVD of SVD-LLM), and
+/// S = W − U·V. Computed in double. Ḡ + λI is factored by Cholesky; if that fails, by a clamped
+/// eigen-decomposition (result.whitening says which). A ratio or rank is taken as given; an
+/// energy target applies to the spectrum of W·L. Reports both the weight and the output error.
+template <class Scalar>
+SvdInitResult svd_init(detail::non_deduced_t<ConstMatrixRef<Scalar>> w,
+                       LowRankSparseLinear<Scalar>& layer, const SvdInitOptions& options,
+                       const GramAccumulator& stats) {
+  static constexpr const char* where = "svd_init";
+  detail::check_svd_options(where, options, w.rows(), w.cols());
+  detail::check_finite(where, "W", w);
+  const Eigen::MatrixXd g = detail::checked_mean_gram(where, stats, w.cols());
+  return detail::svd_init_whitened<Scalar>(w, layer, options, g);
 }
 
 /// Raw pointer overload: W is (out, in) row-major with leading dimension ld.
