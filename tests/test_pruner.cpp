@@ -400,3 +400,153 @@ TEST_CASE("AdamW: one hand-computed step, and masked moments", "[optim]") {
   wrong.S.resize(3, 3);
   REQUIRE_THROWS_AS(adam.step(layer, wrong), lmshrink::shape_error);
 }
+
+namespace {
+
+/// A pruner over two rank-0 layers whose S rows have the given magnitudes; importance from
+/// gradients `grad_scale`·S (Taylor |S∘∇S| = grad_scale·S²), one step past the warm-up.
+struct Scored {
+  std::vector<Layer> layers;
+  std::vector<Layer::Gradients> grads;
+  Scored(const std::vector<std::vector<double>>& row_values, double grad_scale) {
+    for (const auto& rows : row_values) {
+      Layer layer(Index(rows.size()), 4, 0);
+      for (std::size_t i = 0; i < rows.size(); ++i) layer.S().row(Index(i)).setConstant(rows[i]);
+      layers.push_back(layer);
+    }
+    for (auto& l : layers) {
+      grads.push_back(l.make_gradients());
+      grads.back().S = grad_scale * l.S();
+    }
+  }
+  lmshrink::Pruner<double> pruner(lmshrink::PrunerOptions o) {
+    o.importance.window = 1;
+    o.importance.beta1 = 0;  // score = this step's sensitivity
+    lmshrink::Pruner<double> p(o);
+    for (std::size_t l = 0; l < layers.size(); ++l)
+      p.add("l" + std::to_string(l), layers[l], grads[l]);
+    return p;
+  }
+};
+
+// No schedule mask before step 4; tests call steps 0 and 1 (the moving average holds step 0's
+// sensitivity from step 1 on), then mask() by hand.
+lmshrink::PrunerOptions one_shot(double keep) {
+  lmshrink::PrunerOptions o;
+  o.schedule = {10, 3, 2, keep, 1};
+  return o;
+}
+
+void two_steps(lmshrink::Pruner<double>& p) {
+  p.after_optimizer_step(0);
+  p.after_optimizer_step(1);
+}
+
+std::vector<int> rows_of(const lmshrink::Pruner<double>& p, Index layer) {
+  std::vector<int> r;
+  for (Index i = 0; i < p.row_mask(layer).size(); ++i) r.push_back(p.row_mask(layer)[i]);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("scores that cannot rank the rows: an error without priors, the priors with them",
+          "[pruner][prior]") {
+  Scored s({{1, 2, 3, 4}, {5, 6}}, 0.0);  // zero gradients: every Taylor score is 0
+  {
+    auto p = s.pruner(one_shot(0.5));
+    two_steps(p);
+    REQUIRE_THROWS_WITH(p.mask(0.5), Contains("cannot rank the groups") && Contains("no prior"));
+  }
+  auto p = s.pruner(one_shot(0.5));
+  p.set_prior(0, (Eigen::VectorXd(4) << 4, 1, 3, 2).finished());
+  p.set_prior(1, (Eigen::VectorXd(2) << 0.5, 9).finished());
+  const auto step = p.mask(0.5);  // before any step: one-shot pruning on the priors
+  REQUIRE(step.source == lmshrink::ScoreSource::prior);
+  // 24 entries, k = 12: τ = the prior 2 (the third row of 4 entries from the bottom); rows
+  // strictly below it go (0.5 and 1) and the boundary row survives, as the reference rule does.
+  REQUIRE(rows_of(p, 0) == std::vector<int>{1, 0, 1, 1});
+  REQUIRE(rows_of(p, 1) == std::vector<int>{0, 1});
+  REQUIRE(step.live_entries == 16);
+  // Keeping everything needs no ranking: no error and no fallback.
+  auto q = s.pruner(one_shot(0.5));
+  two_steps(q);
+  REQUIRE_NOTHROW(q.mask(1.0));
+}
+
+TEST_CASE("priors break ties of the importance scores only", "[pruner][prior]") {
+  Scored s({{1, 1, 1, 2}}, 1.0);  // Taylor scores 1, 1, 1, 4
+  auto p = s.pruner(one_shot(0.5));
+  p.set_prior(0, (Eigen::VectorXd(4) << 3, 1, 2, 0).finished());
+  two_steps(p);
+  // k = 8: τ = (1, prior 2); below it lexicographically is only the tied row with prior 1.
+  const auto step = p.mask(0.5);
+  REQUIRE(step.source == lmshrink::ScoreSource::importance);
+  REQUIRE(rows_of(p, 0) == std::vector<int>{1, 0, 1, 1});  // row 3 has prior 0 but score 4
+  // Without a prior the reference rule keeps every tied row (strictly below τ is pruned).
+  Scored t({{1, 1, 1, 2}}, 1.0);
+  auto r = t.pruner(one_shot(0.5));
+  two_steps(r);
+  r.mask(0.5);
+  REQUIRE(rows_of(r, 0) == std::vector<int>{1, 1, 1, 1});
+}
+
+TEST_CASE("normalised global threshold and a per-layer minimum keep small layers alive",
+          "[pruner][allocation]") {
+  // Layer 1's rows are 10x smaller: one global threshold over raw scores empties it.
+  const std::vector<std::vector<double>> rows = {{4, 5, 6, 7, 8, 9}, {0.4, 0.5, 0.6, 0.7, 0.8, 0.9}};
+  {
+    Scored s(rows, 1.0);
+    auto p = s.pruner(one_shot(0.5));
+    two_steps(p);
+    p.mask(0.5);  // k = 24 of 48: τ is layer 1's best row, the only one left
+    REQUIRE(rows_of(p, 1) == std::vector<int>{0, 0, 0, 0, 0, 1});
+    REQUIRE(rows_of(p, 0) == std::vector<int>{1, 1, 1, 1, 1, 1});
+  }
+  {
+    Scored s(rows, 1.0);
+    auto o = one_shot(0.5);
+    o.scope = lmshrink::ThresholdScope::global_normalized;
+    auto p = s.pruner(o);
+    two_steps(p);
+    // Normalised, the layers tie row for row (up to rounding); τ sits at the rows 2, so both
+    // layers lose rows 0 and 1 and keep rows 3 to 5, and at least one row 2 survives.
+    const auto step = p.mask(0.5);
+    for (Index l = 0; l < 2; ++l) {
+      const auto r = rows_of(p, l);
+      REQUIRE(r[0] == 0);
+      REQUIRE(r[1] == 0);
+      REQUIRE((r[3] && r[4] && r[5]));
+    }
+    REQUIRE(rows_of(p, 0)[2] + rows_of(p, 1)[2] >= 1);
+    REQUIRE((step.live_entries == 28 || step.live_entries == 32));
+  }
+  {
+    Scored s(rows, 1.0);
+    auto o = one_shot(0.5);
+    o.min_layer_keep = 0.3;  // ceil(0.3·24) = 8 entries: the two best rows of layer 1
+    auto p = s.pruner(o);
+    two_steps(p);
+    // k = 24 stays counted over all 48 entries; the threshold runs over the unreserved rows.
+    const auto step = p.mask(0.5);
+    REQUIRE(rows_of(p, 1) == std::vector<int>{0, 0, 0, 0, 1, 1});
+    REQUIRE(rows_of(p, 0) == std::vector<int>{0, 1, 1, 1, 1, 1});
+    REQUIRE(step.live_entries == 28);
+  }
+}
+
+TEST_CASE("priors and allocation options are checked", "[pruner][errors]") {
+  Scored s({{1, 2, 3}}, 1.0);
+  auto p = s.pruner(one_shot(0.5));
+  REQUIRE_THROWS_WITH(p.set_prior(0, Eigen::VectorXd::Ones(4)),
+                      Contains("layer 'l0' has 3 groups but the prior has 4 values"));
+  REQUIRE_THROWS_WITH(p.set_prior(0, (Eigen::VectorXd(3) << 1, -1, 2).finished()),
+                      Contains("prior value 1 of layer 'l0' is -1"));
+  REQUIRE_THROWS_AS(p.set_prior(0, (Eigen::VectorXd(3) << 1, std::nan(""), 2).finished()),
+                    lmshrink::value_error);
+  REQUIRE_THROWS_AS(p.set_prior(3, Eigen::VectorXd::Ones(3)), lmshrink::value_error);
+  REQUIRE_THROWS_WITH(p.mask(1.5), Contains("keep must be in [0, 1], got 1.5"));
+  auto o = one_shot(0.5);
+  o.min_layer_keep = 1.2;
+  REQUIRE_THROWS_WITH(lmshrink::Pruner<double>(o), Contains("min_layer_keep must be in [0, 1]"));
+}

@@ -16,6 +16,7 @@
 // layer (S = W, see make_dense_layer), low-rank only is a layer whose rows of S are all pruned.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -38,7 +39,12 @@
 LMSHRINK_NAMESPACE_BEGIN
 
 enum class Granularity { rows, columns, elements };
-enum class ThresholdScope { global, per_layer };
+/// global: one threshold over every layer's raw scores (the reference). per_layer: each layer
+/// keeps the schedule's share. global_normalized: one threshold over scores divided by their
+/// layer's weighted mean, so a layer's budget follows its relative, not absolute, importance.
+enum class ThresholdScope { global, per_layer, global_normalized };
+/// Which scores ranked the groups at a mask step.
+enum class ScoreSource { importance, prior };
 /// reference: masks zero S on mask steps only; pruned entries get gradients and may regrow in
 /// between, as the LoSparse code does. persistent: masks are set on the layers, so gradients and
 /// (with lmshrink's optimizers or LowRankSparseLinear::zero_masked) moments of pruned entries are
@@ -51,6 +57,9 @@ struct PrunerOptions {
   Granularity granularity = Granularity::rows;
   ThresholdScope scope = ThresholdScope::global;
   MaskMode mode = MaskMode::reference;
+  /// Every layer keeps at least this share of its S entries (its best groups), in [0, 1]; the
+  /// rest of the budget is thresholded as usual, so the total kept is unchanged.
+  double min_layer_keep = 0.0;
 };
 
 /// What one call to after_optimizer_step did.
@@ -61,6 +70,9 @@ struct PruneStep {
   double threshold = -std::numeric_limits<double>::infinity();  // global scope only
   Index live_entries = 0;  // live S entries over all layers after this step
   Index entries = 0;       // all S entries
+  /// prior when the importance scores could not rank the groups (all equal, e.g. all zero
+  /// while a student still equals its teacher) and the layers' priors decided instead.
+  ScoreSource source = ScoreSource::importance;
 };
 
 struct LayerAccount {
@@ -92,6 +104,9 @@ class Pruner {
   explicit Pruner(const PrunerOptions& options) : options_(options) {
     validate(options_.schedule);
     validate(options_.importance);
+    if (!(options_.min_layer_keep >= 0.0 && options_.min_layer_keep <= 1.0))
+      detail::fail<value_error>("Pruner", "min_layer_keep must be in [0, 1], got ",
+                                options_.min_layer_keep);
   }
 
   const PrunerOptions& options() const { return options_; }
@@ -118,6 +133,40 @@ class Pruner {
                      ? layer.element_mask()
                      : ElementMask::Ones(layer.out_features(), layer.in_features());
     entries_.push_back(std::move(e));
+  }
+
+  /// A secondary score per group of layer i (rows: out values; columns: in; elements: out·in,
+  /// row-major), finite and >= 0, e.g. row_output_energy(S, stats). It breaks ties of the
+  /// importance scores, and ranks the groups alone when the importance scores are all equal
+  /// (before any gradient, or with a zero gradient). Without priors such a tie throws.
+  void set_prior(Index i, const Eigen::VectorXd& scores) {
+    static constexpr const char* where = "Pruner::set_prior";
+    Entry& e = entry_mut(i);
+    const Index groups = group_count(e);
+    if (scores.size() != groups)
+      detail::fail<shape_error>(where, "layer '", e.name, "' has ", groups,
+                                " groups but the prior has ", scores.size(), " values");
+    for (Index g = 0; g < groups; ++g)
+      if (!std::isfinite(scores[g]) || scores[g] < 0)
+        detail::fail<value_error>(where, "prior value ", g, " of layer '", e.name, "' is ",
+                                  scores[g], "; finite values >= 0 were expected");
+    e.prior = scores;
+  }
+
+  /// Computes masks now for keeping a share `keep` of the S entries, from the current scores
+  /// (or the priors, see set_prior): one-shot pruning before training, or a manual step.
+  PruneStep mask(double keep) {
+    static constexpr const char* where = "Pruner::mask";
+    if (entries_.empty()) detail::fail<state_error>(where, "no layer was added");
+    if (!(keep >= 0.0 && keep <= 1.0))
+      detail::fail<value_error>(where, "keep must be in [0, 1], got ", keep);
+    PruneStep report;
+    report.step = last_step_;
+    report.keep = keep;
+    report.masked = true;
+    compute_masks(keep, report);
+    count(report);
+    return report;
   }
 
   Index layers() const { return static_cast<Index>(entries_.size()); }
@@ -151,25 +200,8 @@ class Pruner {
     report.step = step;
     report.keep = s.keep;
     report.masked = s.mask;
-    if (s.mask) {
-      if (options_.scope == ThresholdScope::global) {
-        std::vector<WeightedScore> pooled;
-        for (auto& e : entries_) pool(e, pooled);
-        const Threshold t = select_threshold(std::move(pooled), s.keep);
-        report.threshold = t.value;
-        for (auto& e : entries_) apply(e, t.value);
-      } else {
-        for (auto& e : entries_) {
-          std::vector<WeightedScore> pooled;
-          pool(e, pooled);
-          apply(e, select_threshold(std::move(pooled), s.keep).value);
-        }
-      }
-    }
-    for (const auto& e : entries_) {
-      report.live_entries += e.live_entries();
-      report.entries += e.tracker.rows() * e.tracker.cols();
-    }
+    if (s.mask) compute_masks(s.keep, report);
+    count(report);
     return report;
   }
 
@@ -329,6 +361,8 @@ class Pruner {
     ElementMask elements;
     Matrix score;  // ema ∘ uncertainty, when uncertainty is on
     std::vector<WeightedScore> group_scores;  // from the last mask step
+    std::vector<char> reserved;  // groups kept by min_layer_keep at the last mask step
+    Eigen::VectorXd prior;       // set_prior's scores, or empty
     bool element_masks = false;  // false: rows granularity, every element of a live row is live
     Index live_entries() const {
       if (!element_masks) return (rows.array() != 0).count() * elements.cols();
@@ -344,6 +378,128 @@ class Pruner {
       detail::fail<value_error>("Pruner", "layer index ", i, " is outside [0, ", layers(), ")");
     return entries_[static_cast<std::size_t>(i)];
   }
+  Entry& entry_mut(Index i) { return const_cast<Entry&>(entry(i)); }
+
+  Index group_count(const Entry& e) const {
+    switch (options_.granularity) {
+      case Granularity::rows: return e.tracker.rows();
+      case Granularity::columns: return e.tracker.cols();
+      case Granularity::elements: return e.tracker.rows() * e.tracker.cols();
+    }
+    return 0;
+  }
+
+  void count(PruneStep& report) const {
+    for (const auto& e : entries_) {
+      report.live_entries += e.live_entries();
+      report.entries += e.tracker.rows() * e.tracker.cols();
+    }
+  }
+
+  /// One threshold per pool (all layers, or each layer), with the fallback to priors, the
+  /// per-layer normalisation and the per-layer minimum.
+  void compute_masks(double keep, PruneStep& report) {
+    std::vector<std::vector<Entry*>> pools;
+    if (options_.scope == ThresholdScope::per_layer) {
+      for (auto& e : entries_) pools.push_back({&e});
+    } else {
+      pools.emplace_back();
+      for (auto& e : entries_) pools.back().push_back(&e);
+    }
+    for (auto& members : pools) {
+      for (Entry* e : members) pool_groups(*e);
+      if (all_tied(members)) {
+        const Index entries = pool_entries(members);
+        const auto k = static_cast<Index>(std::floor(static_cast<double>(entries) * (1.0 - keep)));
+        if (k > 0) use_priors(members, report);
+      }
+      if (options_.scope == ThresholdScope::global_normalized)
+        for (Entry* e : members) normalise(*e);
+      Index entries = 0;
+      std::vector<WeightedScore> candidates;
+      for (Entry* e : members) {
+        reserve(*e);
+        entries += e->tracker.rows() * e->tracker.cols();
+        for (std::size_t g = 0; g < e->group_scores.size(); ++g)
+          if (!e->reserved[g]) candidates.push_back(e->group_scores[g]);
+      }
+      const auto k = static_cast<Index>(std::floor(static_cast<double>(entries) * (1.0 - keep)));
+      const Threshold t = select_threshold_count(std::move(candidates), k);
+      if (options_.scope != ThresholdScope::per_layer) report.threshold = t.value;
+      for (Entry* e : members) apply(*e, t);
+    }
+  }
+
+  static Index pool_entries(const std::vector<Entry*>& members) {
+    Index n = 0;
+    for (const Entry* e : members) n += e->tracker.rows() * e->tracker.cols();
+    return n;
+  }
+
+  static bool all_tied(const std::vector<Entry*>& members) {
+    bool first = true;
+    double value = 0;
+    for (const Entry* e : members)
+      for (const auto& g : e->group_scores) {
+        if (first) value = g.score, first = false;
+        else if (g.score != value) return false;
+      }
+    return true;
+  }
+
+  void use_priors(const std::vector<Entry*>& members, PruneStep& report) {
+    for (const Entry* e : members)
+      if (e->prior.size() == 0)
+        detail::fail<state_error>(
+            "Pruner", "the importance scores cannot rank the groups (all are equal, e.g. zero "
+            "gradients while a student still equals its teacher) and layer '", e->name,
+            "' has no prior; call set_prior (e.g. row_output_energy of S) or train with a loss "
+            "whose gradient is not zero before pruning");
+    for (Entry* e : members)
+      for (std::size_t g = 0; g < e->group_scores.size(); ++g) {
+        e->group_scores[g].score = e->prior[static_cast<Index>(g)];
+        e->group_scores[g].secondary = 0;
+      }
+    report.source = ScoreSource::prior;
+  }
+
+  /// Divides the layer's scores by their weighted mean (when positive).
+  static void normalise(Entry& e) {
+    double sum = 0, sec = 0;
+    Index weight = 0;
+    for (const auto& g : e.group_scores) {
+      sum += g.score * static_cast<double>(g.weight);
+      sec += g.secondary * static_cast<double>(g.weight);
+      weight += g.weight;
+    }
+    if (weight == 0) return;
+    const double mean = sum / static_cast<double>(weight), mean_sec = sec / static_cast<double>(weight);
+    for (auto& g : e.group_scores) {
+      if (mean > 0) g.score /= mean;
+      if (mean_sec > 0) g.secondary /= mean_sec;
+    }
+  }
+
+  /// Marks the best groups holding at least min_layer_keep of the layer's entries.
+  void reserve(Entry& e) const {
+    e.reserved.assign(e.group_scores.size(), 0);
+    if (options_.min_layer_keep <= 0) return;
+    const auto need = static_cast<Index>(std::ceil(options_.min_layer_keep *
+                                                   static_cast<double>(e.tracker.rows() * e.tracker.cols())));
+    std::vector<std::size_t> order(e.group_scores.size());
+    for (std::size_t g = 0; g < order.size(); ++g) order[g] = g;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      const auto& x = e.group_scores[a];
+      const auto& y = e.group_scores[b];
+      return x.score > y.score || (x.score == y.score && x.secondary > y.secondary);
+    });
+    Index kept = 0;
+    for (std::size_t g : order) {
+      if (kept >= need) break;
+      e.reserved[g] = 1;
+      kept += e.group_scores[g].weight;
+    }
+  }
 
   /// The entry's score matrix: the ema itself, or ema ∘ uncertainty in scratch.
   const Matrix& scores(Entry& e) {
@@ -353,23 +509,28 @@ class Pruner {
     return e.score;
   }
 
-  /// Appends the entry's group scores (rows, columns or elements) and keeps them for apply().
-  void pool(Entry& e, std::vector<WeightedScore>& pooled) {
+  /// The entry's group scores (rows, columns or elements), with its prior as the tie-breaker.
+  void pool_groups(Entry& e) {
     const Matrix& sc = scores(e);
-    const std::size_t first = pooled.size();
+    e.group_scores.clear();
     switch (options_.granularity) {
-      case Granularity::rows: row_means<Scalar>(sc, pooled); break;
-      case Granularity::columns: column_means<Scalar>(sc, pooled); break;
-      case Granularity::elements: element_scores<Scalar>(sc, pooled); break;
+      case Granularity::rows: row_means<Scalar>(sc, e.group_scores); break;
+      case Granularity::columns: column_means<Scalar>(sc, e.group_scores); break;
+      case Granularity::elements: element_scores<Scalar>(sc, e.group_scores); break;
     }
-    e.group_scores.assign(pooled.begin() + static_cast<std::ptrdiff_t>(first), pooled.end());
+    if (e.prior.size() != 0)
+      for (std::size_t g = 0; g < e.group_scores.size(); ++g)
+        e.group_scores[g].secondary = e.prior[static_cast<Index>(g)];
   }
 
-  /// Masks what scores strictly below tau (group scores were computed by pool()).
-  void apply(Entry& e, double tau) {
+  /// Masks the groups the threshold prunes, except reserved ones (scores from pool_groups()).
+  void apply(Entry& e, const Threshold& t) {
     const bool keep_old = options_.mode == MaskMode::persistent;
     const Index rows = e.tracker.rows(), cols = e.tracker.cols();
-    const auto live = [&](Index group) { return !(e.group_scores[static_cast<std::size_t>(group)].score < tau); };
+    const auto live = [&](Index group) {
+      const auto g = static_cast<std::size_t>(group);
+      return e.reserved[g] || !t.prunes(e.group_scores[g]);
+    };
     switch (options_.granularity) {
       case Granularity::rows:
         for (Index i = 0; i < rows; ++i) e.rows[i] = (live(i) && (!keep_old || e.rows[i])) ? 1 : 0;
