@@ -69,21 +69,36 @@ W tiny_model(bool shared, std::mt19937& rng) {
   return w;
 }
 
-// loss = Σ logits ∘ R, so ∂loss/∂logits = R.
+// Optional layer-wise distillation term: targets per student block, its kind and weight.
+struct Hidden {
+  std::vector<W::Mat> targets;
+  examples::HiddenLoss kind = examples::HiddenLoss::mse;
+  double weight = 0.7;
+  std::vector<W::Mat> dblock;
+  double value(const examples::LlamaTrainer<double>& net) {
+    std::vector<const W::Mat*> t;
+    for (const auto& m : targets) t.push_back(&m);
+    return examples::layerwise_distillation<double>(net, t, kind, weight, dblock);
+  }
+};
+
+// loss = Σ logits ∘ R (+ the layer-wise term), so ∂loss/∂logits = R.
 double loss(examples::LlamaTrainer<double>& net, const std::vector<int>& tokens,
-            const W::Mat& r) {
-  return net.forward(tokens.data()).cwiseProduct(r).sum();
+            const W::Mat& r, Hidden* hidden = nullptr) {
+  const double v = net.forward(tokens.data()).cwiseProduct(r).sum();
+  return hidden ? v + hidden->value(net) : v;
 }
 
 template <class M, class G>
 void check_tensor(const char* name, M& param, const G& grad, examples::LlamaTrainer<double>& net,
-                  const std::vector<int>& tokens, const W::Mat& r, double* worst) {
+                  const std::vector<int>& tokens, const W::Mat& r, double* worst,
+                  Hidden* hidden) {
   for (Eigen::Index i = 0; i < param.size(); ++i) {
     const double saved = param.data()[i], h = 1e-5;
     param.data()[i] = saved + h;
-    const double up = loss(net, tokens, r);
+    const double up = loss(net, tokens, r, hidden);
     param.data()[i] = saved - h;
-    const double down = loss(net, tokens, r);
+    const double down = loss(net, tokens, r, hidden);
     param.data()[i] = saved;
     const double fd = (up - down) / (2 * h);
     const double err = std::abs(fd - grad.data()[i]) / std::max(1.0, std::abs(fd));
@@ -95,7 +110,7 @@ void check_tensor(const char* name, M& param, const G& grad, examples::LlamaTrai
   }
 }
 
-void check_gradients(bool shared) {
+void check_gradients(bool shared, Hidden* hidden = nullptr) {
   std::mt19937 rng(shared ? 7 : 8);
   W w = tiny_model(shared, rng);
   const int batch = 2, n = 5;
@@ -107,25 +122,30 @@ void check_gradients(bool shared) {
   std::normal_distribution<double> normal(0.0, 1.0);
   for (Eigen::Index i = 0; i < r.size(); ++i) r.data()[i] = normal(rng);
 
-  net.forward(tokens.data());
+  if (hidden)  // targets near the blocks' outputs, as a teacher's would be
+    for (int l = 0; l < w.config.n_layers; ++l) {
+      net.forward(tokens.data());
+      hidden->targets.push_back(net.block_output(l) + 0.3 * W::Mat::Random(batch * n, w.config.dim));
+    }
+  loss(net, tokens, r, hidden);
   net.zero_grad();
-  net.backward(r);
+  net.backward(r, hidden ? &hidden->dblock : nullptr);
   const auto g = net.grads();  // a copy: finite differences rerun the forward only
 
   double worst = 0;
-  check_tensor("embedding", w.embedding, g.embedding, net, tokens, r, &worst);
-  if (!shared) check_tensor("classifier", w.classifier, g.classifier, net, tokens, r, &worst);
-  check_tensor("rms_final", w.rms_final, g.rms_final, net, tokens, r, &worst);
+  check_tensor("embedding", w.embedding, g.embedding, net, tokens, r, &worst, hidden);
+  if (!shared) check_tensor("classifier", w.classifier, g.classifier, net, tokens, r, &worst, hidden);
+  check_tensor("rms_final", w.rms_final, g.rms_final, net, tokens, r, &worst, hidden);
   for (int l = 0; l < w.config.n_layers; ++l) {
     const std::size_t L = std::size_t(l);
-    check_tensor("rms_att", w.rms_att[L], g.rms_att[L], net, tokens, r, &worst);
-    check_tensor("rms_ffn", w.rms_ffn[L], g.rms_ffn[L], net, tokens, r, &worst);
+    check_tensor("rms_att", w.rms_att[L], g.rms_att[L], net, tokens, r, &worst, hidden);
+    check_tensor("rms_ffn", w.rms_ffn[L], g.rms_ffn[L], net, tokens, r, &worst, hidden);
     for (int k = 0; k < examples::kLinearKinds; ++k) {
       auto& layer = w.linear[L][std::size_t(k)];
       const auto& gl = g.linear[L][std::size_t(k)];
       CAPTURE(l, examples::linear_kind_name(k));
-      check_tensor("U", layer.U(), gl.U, net, tokens, r, &worst);
-      check_tensor("V", layer.V(), gl.V, net, tokens, r, &worst);
+      check_tensor("U", layer.U(), gl.U, net, tokens, r, &worst, hidden);
+      check_tensor("V", layer.V(), gl.V, net, tokens, r, &worst, hidden);
       // Pruned entries of S get no gradient by design; check the live ones only.
       lmshrink::RowMatrix<double> live_grad = gl.S;
       for (Eigen::Index i = 0; i < layer.S().rows(); ++i) {
@@ -136,7 +156,7 @@ void check_gradients(bool shared) {
         if (!layer.row_mask()[i]) continue;
         auto row = layer.S().row(i);
         auto grow = live_grad.row(i);
-        check_tensor("S", row, grow, net, tokens, r, &worst);
+        check_tensor("S", row, grow, net, tokens, r, &worst, hidden);
       }
     }
   }
@@ -153,6 +173,38 @@ TEST_CASE("the decoder's backward equals central differences (tied classifier)",
 
 TEST_CASE("the decoder's backward equals central differences (separate classifier)", "[trainer]") {
   check_gradients(false);
+}
+
+TEST_CASE("layer-wise distillation gradients equal central differences (MSE and cosine)",
+          "[trainer][layerwise]") {
+  Hidden mse;
+  check_gradients(true, &mse);
+  Hidden cosine;
+  cosine.kind = examples::HiddenLoss::cosine;
+  cosine.weight = 2.0;
+  check_gradients(false, &cosine);
+}
+
+TEST_CASE("layer-wise distillation refuses mismatched inputs", "[trainer][layerwise][errors]") {
+  std::mt19937 rng(3);
+  W w = tiny_model(true, rng);
+  examples::LlamaTrainer<double> net(w, 1, 4);
+  const std::vector<int> tokens = {1, 2, 3, 4};
+  net.forward(tokens.data());
+  std::vector<W::Mat> d;
+  const W::Mat t = net.block_output(0);
+  REQUIRE_THROWS_WITH(examples::layerwise_distillation<double>(net, {&t}, examples::HiddenLoss::mse, 1.0, d),
+                      Catch::Matchers::Contains("got 1 teacher blocks for 2 student blocks"));
+  REQUIRE_THROWS_WITH(examples::layerwise_distillation<double>(net, {&t, &t}, examples::HiddenLoss::mse, -1.0, d),
+                      Catch::Matchers::Contains("weight must be finite and >= 0"));
+  const W::Mat narrow(4, 3);
+  REQUIRE_THROWS_AS(examples::layerwise_distillation<double>(net, {&t, &narrow}, examples::HiddenLoss::mse, 1.0, d),
+                    lmshrink::shape_error);
+  std::vector<W::Mat> wrong(1);
+  REQUIRE_THROWS_WITH(net.backward(W::Mat::Zero(4, 13), &wrong),
+                      Catch::Matchers::Contains("dblock has 1 matrices but the model has 2 blocks"));
+  REQUIRE_THROWS_AS(net.block_output(2), lmshrink::value_error);
+  REQUIRE_THROWS_AS(net.linear_input(0, 7), lmshrink::value_error);
 }
 
 TEST_CASE("the trainable decoder's forward equals the reference decoder on stories260K",

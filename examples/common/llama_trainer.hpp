@@ -16,6 +16,7 @@
 #include <Eigen/Core>
 #include <array>
 #include <cmath>
+#include <lmshrink/distillation.hpp>
 #include <lmshrink/io/llama2c.hpp>
 #include <lmshrink/low_rank_sparse_linear.hpp>
 #include <lmshrink/optim.hpp>
@@ -229,6 +230,7 @@ class LlamaTrainer {
   int batch() const { return batch_; }
   int length() const { return n_; }
   W& weights() { return w_; }
+  const W& weights() const { return w_; }
   LlamaGrads<Scalar>& grads() { return g_; }
   void zero_grad() { g_.set_zero(); }
 
@@ -270,11 +272,45 @@ class LlamaTrainer {
     return logits_;
   }
 
+  /// The output of block l (the residual stream after it, before any norm) from the last
+  /// forward: (batch·n, dim). Layer-wise distillation matches these between student and teacher.
+  const Mat& block_output(int l) const {
+    check_block("LlamaTrainer::block_output", l);
+    return l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_;
+  }
+
+  /// The input of linear layer `kind` of block l in the last forward (what calibration
+  /// statistics accumulate): xb_att for wq/wk/wv, the attention output for wo, xb_ffn for
+  /// w1/w3, silu(w1·x)∘(w3·x) for w2.
+  const Mat& linear_input(int l, int kind) const {
+    check_block("LlamaTrainer::linear_input", l);
+    const auto& a = act_[std::size_t(l)];
+    switch (kind) {
+      case kWq: case kWk: case kWv: return a.xb_att;
+      case kWo: return a.att;
+      case kW1: case kW3: return a.xb_ffn;
+      case kW2: return a.h;
+      default:
+        lmshrink::detail::fail<lmshrink::value_error>("LlamaTrainer::linear_input", "kind ", kind,
+                                                      " is outside [0, ", kLinearKinds, ")");
+    }
+  }
+
   /// Accumulates the gradients of every parameter for dlogits = ∂loss/∂logits of the last
-  /// forward.
-  void backward(const Mat& dlogits) {
+  /// forward, plus, when given, dblock[l] = ∂loss/∂block_output(l) for every block (a
+  /// layer-wise distillation loss; empty matrices are skipped).
+  void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr) {
     lmshrink::detail::check_shape("LlamaTrainer::backward", "dlogits", dlogits, logits_.rows(),
                                   logits_.cols());
+    if (dblock) {
+      if (int(dblock->size()) != c_.n_layers)
+        lmshrink::detail::fail<lmshrink::shape_error>("LlamaTrainer::backward", "dblock has ",
+                                                      dblock->size(), " matrices but the model has ",
+                                                      c_.n_layers, " blocks");
+      for (const auto& d : *dblock)
+        if (d.size() != 0)
+          lmshrink::detail::check_shape("LlamaTrainer::backward", "dblock[l]", d, logits_.rows(), c_.dim);
+    }
     Mat& dcls = c_.shared_classifier ? g_.embedding : g_.classifier;
     dcls.noalias() += dlogits.transpose() * xb_final_;
     dxb_.noalias() = dlogits * classifier();
@@ -284,6 +320,7 @@ class LlamaTrainer {
       auto& a = act_[std::size_t(l)];
       auto& lin = w_.linear[std::size_t(l)];
       auto& gl = g_.linear[std::size_t(l)];
+      if (dblock && (*dblock)[std::size_t(l)].size() != 0) dx_ += (*dblock)[std::size_t(l)];
       // x_out = x_mid + W2·h; dx_ holds ∂/∂x_out and becomes ∂/∂x_mid.
       dh_.setZero();
       lin[kW2].backward(a.h, dx_, a.cache[kW2], dh_, gl[kW2]);
@@ -319,6 +356,12 @@ class LlamaTrainer {
 
   const Mat& classifier() const {
     return c_.shared_classifier ? w_.embedding : w_.classifier;
+  }
+
+  void check_block(const char* where, int l) const {
+    if (l < 0 || l >= c_.n_layers)
+      lmshrink::detail::fail<lmshrink::value_error>(where, "block ", l, " is outside [0, ",
+                                                    c_.n_layers, ")");
   }
 
   static void add_linear(const typename W::Layer& layer, const Mat& in, Mat& acc,
@@ -422,5 +465,45 @@ class LlamaTrainer {
   Mat dx_, dxb_, dq_, dk_, dv_, datt_, dh_, dh1_, dh3_, dp_;
   std::vector<int> tokens_;
 };
+
+/// Layer-wise distillation: each student block's output against a teacher block's output.
+enum class HiddenLoss { mse, cosine };
+
+/// Σ_l weight·loss_l / n_blocks over the student's blocks, where loss_l compares
+/// student.block_output(l) with *teacher[l] (the teacher block that student block l stands
+/// for: block keep[l] of a truncated student). mse is divided by the teacher block's mean
+/// square, so every block counts alike whatever its scale; cosine is 1 − cos per token. Both
+/// are means over tokens. Writes dblock[l] = ∂/∂block_output(l) for LlamaTrainer::backward.
+template <class Scalar>
+double layerwise_distillation(const LlamaTrainer<Scalar>& student,
+                              const std::vector<const lmshrink::RowMatrix<Scalar>*>& teacher,
+                              HiddenLoss kind, double weight,
+                              std::vector<lmshrink::RowMatrix<Scalar>>& dblock) {
+  static constexpr const char* where = "layerwise_distillation";
+  const int blocks = student.weights().config.n_layers;
+  if (int(teacher.size()) != blocks)
+    lmshrink::detail::fail<lmshrink::shape_error>(where, "got ", teacher.size(),
+                                                  " teacher blocks for ", blocks, " student blocks");
+  if (!(weight >= 0) || !std::isfinite(weight))
+    lmshrink::detail::fail<lmshrink::value_error>(where, "weight must be finite and >= 0, got ", weight);
+  dblock.resize(std::size_t(blocks));
+  double total = 0;
+  for (int l = 0; l < blocks; ++l) {
+    const auto& s = student.block_output(l);
+    const auto& t = *teacher[std::size_t(l)];
+    auto& g = dblock[std::size_t(l)];
+    g.resize(s.rows(), s.cols());
+    lmshrink::LossOptions o;
+    o.weight = weight / blocks;
+    if (kind == HiddenLoss::mse) {
+      const double mean_square = t.template cast<double>().squaredNorm() / double(t.size());
+      o.weight /= std::max(mean_square, 1e-12);
+      total += lmshrink::mse_loss<Scalar>(s, t, g, o);
+    } else {
+      total += lmshrink::cosine_loss<Scalar>(s, t, g, o);
+    }
+  }
+  return total;
+}
 
 }  // namespace examples
