@@ -49,6 +49,7 @@
 #include "common/llama_trainer.hpp"
 #include "common/progress.hpp"
 #include "common/svg_plot.hpp"
+#include "common/teacher_text.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -69,15 +70,29 @@ struct Options {
   std::vector<std::string> methods = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm"};
   std::vector<double> ratios = {0.7, 0.5, 0.3};
   std::vector<int> keep = {0, 2, 4};
+  // The budget per student: --steps, or --tokens (steps = tokens / (batch·length), rounded up).
   int steps = 100;
+  std::int64_t tokens = 0;
   int batch = 4;
   int length = 0;          // training sequence length; 0 = the model's seq_len
   int data_windows = 0;    // distinct generated training windows; 0 = steps·batch/2 (two epochs)
   int eval_windows = 0;    // 0 = all
+  bool heldout = true;     // score the held-out stories (off for recipe studies)
+  int val_windows = 64;    // validation windows (teacher text from val_seed), scored for every student
+  std::uint64_t val_seed = 7;
   double lr = 5e-3;
+  double embed_lr_scale = 1.0;  // learning rate of the embedding and the norm gains, relative
   double lowrank_share = 0.5;  // LoSparse: fraction of the budget in U·V
   double temperature = 1.0;
   double kd_alpha = 0.5;  // distillation loss: α·KL + (1 − α)·CE on the generated tokens
+  double hidden_weight = 0.0;  // layer-wise distillation weight (0 = off)
+  examples::HiddenLoss hidden_loss = examples::HiddenLoss::mse;
+  bool whitened = false;  // data-aware init: whitened SVD and output-energy priors
+  int calib_windows = 16;
+  double prune_start = 0.1, prune_end = 0.7;  // pruning phase, fractions of the steps
+  lmshrink::MaskMode mask_mode = lmshrink::MaskMode::reference;
+  lmshrink::ThresholdScope allocation = lmshrink::ThresholdScope::global;
+  double min_layer_keep = 0.0;
   int threads = 0;  // 0 = all cores
   int speed_tokens = 256;
   int sample_tokens = 40;
@@ -94,14 +109,37 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --ratios LIST         remaining ratios of the linear weights (default: 0.7,0.5,0.3)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
   --steps N             optimizer steps per student (default: 100)
+  --tokens N            or the budget in training tokens per student; steps =
+                        ceil(N / (batch * length))
   --batch N             sequences per step (default: 4)
   --length N            training sequence length (default: the model's seq_len)
   --data-windows N      distinct generated training windows (default: steps*batch/2)
   --eval-windows N      held-out windows scored (default: all)
+  --no-heldout          score only the validation stream (for recipe studies)
+  --val-windows N       validation windows of teacher text, scored for every student
+                        (default: 64)
+  --val-seed N          seed of the validation text; must differ from --seed (default: 7)
   --lr X                peak AdamW learning rate (default: 0.005)
+  --embed-lr-scale X    learning rate of the embedding and norm gains relative to --lr;
+                        0 freezes them (default: 1)
   --lowrank-share X     LoSparse: share of the budget in U*V, in (0, 1) (default: 0.5)
   --temperature X       distillation temperature (default: 1)
   --kd-alpha X          distillation loss a*KL + (1-a)*CE, a in [0, 1] (default: 0.5)
+  --hidden-weight X     layer-wise distillation: weight of the block-output loss (default: 0)
+  --hidden-loss KIND    mse (normalised per block) or cosine (default: mse)
+  --init KIND           plain (SVD of W) or whitened (SVD of W weighted by calibration
+                        inputs, and rows ranked by output energy before any gradient)
+                        (default: plain)
+  --calib-windows N     training windows whose activations calibrate --init whitened
+                        (default: 16)
+  --prune-start X       pruning begins after this fraction of the steps (default: 0.1)
+  --prune-end X         and reaches its final ratio here; the rest is recovery at the final
+                        masks. 0 prunes once, before training (default: 0.7)
+  --mask-mode KIND      reference (pruned rows may regrow between mask steps) or
+                        persistent (default: reference)
+  --allocation KIND     global (one threshold over raw scores), normalized (over scores
+                        divided by their layer's mean) or per-layer (default: global)
+  --min-layer-keep X    every layer keeps at least this share of its S (default: 0)
   --threads N           students trained at once (default: all cores)
   --seed N              generation seed (default: 20231)
   --speed-tokens N      tokens generated per speed measurement; 0 skips it, and
@@ -136,11 +174,16 @@ long parse_int(const char* flag, const std::string& s, long lo, long hi) {
 
 Options parse(int argc, char** argv) {
   Options o;
+  bool steps_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::printf("%s", kUsage);
       std::exit(0);
+    }
+    if (a == "--no-heldout") {
+      o.heldout = false;
+      continue;
     }
     if (i + 1 >= argc) fail<lmshrink::value_error>("lmshrink_compress", "unknown option or missing value: '", a, "'\n", kUsage);
     const std::string v = argv[++i];
@@ -155,12 +198,40 @@ Options parse(int argc, char** argv) {
     } else if (a == "--keep") {
       o.keep.clear();
       for (const auto& k : split(v)) o.keep.push_back(int(parse_int("--keep", k, 0, 1 << 20)));
-    } else if (a == "--steps") o.steps = int(parse_int("--steps", v, 1, 1 << 24));
+    } else if (a == "--steps") {
+      o.steps = int(parse_int("--steps", v, 1, 1 << 24));
+      steps_given = true;
+    } else if (a == "--tokens") o.tokens = parse_int("--tokens", v, 1, 1L << 40);
     else if (a == "--batch") o.batch = int(parse_int("--batch", v, 1, 4096));
     else if (a == "--length") o.length = int(parse_int("--length", v, 2, 1 << 20));
     else if (a == "--data-windows") o.data_windows = int(parse_int("--data-windows", v, 1, 1 << 24));
     else if (a == "--eval-windows") o.eval_windows = int(parse_int("--eval-windows", v, 1, 1 << 24));
+    else if (a == "--val-windows") o.val_windows = int(parse_int("--val-windows", v, 1, 1 << 24));
+    else if (a == "--val-seed") o.val_seed = std::uint64_t(parse_int("--val-seed", v, 0, (1L << 62)));
     else if (a == "--lr") o.lr = parse_double("--lr", v);
+    else if (a == "--embed-lr-scale") o.embed_lr_scale = parse_double("--embed-lr-scale", v);
+    else if (a == "--hidden-weight") o.hidden_weight = parse_double("--hidden-weight", v);
+    else if (a == "--hidden-loss") {
+      if (v == "mse") o.hidden_loss = examples::HiddenLoss::mse;
+      else if (v == "cosine") o.hidden_loss = examples::HiddenLoss::cosine;
+      else fail<lmshrink::value_error>("lmshrink_compress", "--hidden-loss must be mse or cosine, got '", v, "'");
+    } else if (a == "--init") {
+      if (v == "plain") o.whitened = false;
+      else if (v == "whitened") o.whitened = true;
+      else fail<lmshrink::value_error>("lmshrink_compress", "--init must be plain or whitened, got '", v, "'");
+    } else if (a == "--calib-windows") o.calib_windows = int(parse_int("--calib-windows", v, 1, 1 << 20));
+    else if (a == "--prune-start") o.prune_start = parse_double("--prune-start", v);
+    else if (a == "--prune-end") o.prune_end = parse_double("--prune-end", v);
+    else if (a == "--mask-mode") {
+      if (v == "reference") o.mask_mode = lmshrink::MaskMode::reference;
+      else if (v == "persistent") o.mask_mode = lmshrink::MaskMode::persistent;
+      else fail<lmshrink::value_error>("lmshrink_compress", "--mask-mode must be reference or persistent, got '", v, "'");
+    } else if (a == "--allocation") {
+      if (v == "global") o.allocation = lmshrink::ThresholdScope::global;
+      else if (v == "normalized") o.allocation = lmshrink::ThresholdScope::global_normalized;
+      else if (v == "per-layer") o.allocation = lmshrink::ThresholdScope::per_layer;
+      else fail<lmshrink::value_error>("lmshrink_compress", "--allocation must be global, normalized or per-layer, got '", v, "'");
+    } else if (a == "--min-layer-keep") o.min_layer_keep = parse_double("--min-layer-keep", v);
     else if (a == "--lowrank-share") o.lowrank_share = parse_double("--lowrank-share", v);
     else if (a == "--temperature") o.temperature = parse_double("--temperature", v);
     else if (a == "--kd-alpha") o.kd_alpha = parse_double("--kd-alpha", v);
@@ -186,6 +257,21 @@ Options parse(int argc, char** argv) {
     fail<lmshrink::value_error>("lmshrink_compress", "--kd-alpha must be in [0, 1], got ", o.kd_alpha);
   if (!(o.temperature > 0))
     fail<lmshrink::value_error>("lmshrink_compress", "--temperature must be > 0, got ", o.temperature);
+  if (steps_given && o.tokens > 0)
+    fail<lmshrink::value_error>("lmshrink_compress", "give the budget as --steps or as --tokens, not both");
+  if (!(o.embed_lr_scale >= 0 && o.embed_lr_scale <= 10))
+    fail<lmshrink::value_error>("lmshrink_compress", "--embed-lr-scale must be in [0, 10], got ", o.embed_lr_scale);
+  if (!(o.hidden_weight >= 0 && o.hidden_weight <= 1e3))
+    fail<lmshrink::value_error>("lmshrink_compress", "--hidden-weight must be in [0, 1000], got ", o.hidden_weight);
+  const bool one_shot = o.prune_start == 0 && o.prune_end == 0;
+  if (!one_shot && !(o.prune_start >= 0 && o.prune_start < o.prune_end && o.prune_end <= 1))
+    fail<lmshrink::value_error>("lmshrink_compress", "the pruning phase needs 0 <= --prune-start < --prune-end <= 1 "
+                                "(or both 0: prune once before training), got ", o.prune_start, " and ", o.prune_end);
+  if (!(o.min_layer_keep >= 0 && o.min_layer_keep < 1))
+    fail<lmshrink::value_error>("lmshrink_compress", "--min-layer-keep must be in [0, 1), got ", o.min_layer_keep);
+  if (o.val_seed == o.seed)
+    fail<lmshrink::value_error>("lmshrink_compress", "--val-seed ", o.val_seed, " equals --seed: the validation text "
+                                "would repeat the training text; give it its own seed");
   return o;
 }
 
@@ -224,54 +310,6 @@ std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::Token
     start = end + sep.size();
   }
   return tokens;
-}
-
-// Stories sampled from the teacher at temperature 1, each from BOS until it emits BOS again (the
-// next story) or fills the context; story i uses its own seeded stream, so the text does not
-// depend on the number of threads.
-std::vector<int> generate_stream(const lmshrink::Llama2cModel& teacher, std::size_t tokens_needed,
-                                 std::uint64_t seed, int threads, examples::Progress& bar) {
-  const int bos = 1, ctx = teacher.config.seq_len;
-  std::vector<std::vector<int>> stories;
-  std::size_t have = 0;
-  const int round = 16;
-  while (have < tokens_needed) {
-    const std::size_t first = stories.size();
-    stories.resize(first + round);
-#pragma omp parallel for schedule(dynamic) num_threads(threads)
-    for (int s = 0; s < round; ++s) {
-      examples::LlamaKvDecoder dec(teacher);
-      lmshrink::detail::SplitMix64 rng(seed * 0x9E3779B97F4A7C15ull + first + std::size_t(s));
-      std::vector<int>& story = stories[first + std::size_t(s)];
-      int token = bos;
-      story.push_back(bos);
-      for (int pos = 0; pos + 1 < ctx; ++pos) {
-        const auto& z = dec.forward(token, pos);
-        const double max = z.maxCoeff();
-        double sum = 0;
-        for (int j = 0; j < z.size(); ++j) sum += std::exp(double(z[j]) - max);
-        double u = double(rng.next() >> 11) * 0x1.0p-53 * sum;
-        int next = int(z.size()) - 1;
-        for (int j = 0; j < z.size(); ++j) {
-          u -= std::exp(double(z[j]) - max);
-          if (u < 0) {
-            next = j;
-            break;
-          }
-        }
-        if (next == bos) break;
-        story.push_back(next);
-        token = next;
-      }
-    }
-    for (std::size_t s = first; s < stories.size(); ++s) have += stories[s].size();
-    char text[96];
-    std::snprintf(text, sizeof text, "%zu stories, %zu/%zu tokens", stories.size(), std::min(have, tokens_needed), tokens_needed);
-    bar.update(double(std::min(have, tokens_needed)), text);
-  }
-  std::vector<int> stream;
-  for (const auto& s : stories) stream.insert(stream.end(), s.begin(), s.end());
-  return stream;
 }
 
 // ---- evaluation --------------------------------------------------------------------------------
@@ -366,7 +404,7 @@ struct Job {
 struct Result {
   Job job;
   std::int64_t parameters = 0, linear_live = 0, linear_dense = 0, bytes = 0;
-  Score score, init_score;
+  Score score, val_score, val_init_score;
   double final_loss = 0, train_seconds = 0, tokens_per_s = 0, speedup = 0;
   int rank_min = 0, rank_max = 0;
   std::string sample, checkpoint;
@@ -374,13 +412,19 @@ struct Result {
   examples::CompactLlama compact;
 };
 
+// Calibration statistics of the teacher's linear-layer inputs, [block][kind].
+using Calibration = std::vector<std::array<lmshrink::GramAccumulator, examples::kLinearKinds>>;
+
 struct Shared {
   const Options* opt;
   const lmshrink::Llama2cModel* teacher;
   const std::vector<int>* train;  // generated stream
-  int windows = 0, length = 0;
+  int windows = 0, length = 0, steps = 0;
   const std::vector<int>* eval;
   int eval_windows = 0, eval_len = 0;
+  const std::vector<int>* val;
+  int val_windows = 0;
+  const Calibration* calib = nullptr;
   const lmshrink::Tokenizer* tok;
   examples::Progress* bar;
   std::atomic<long> steps_done{0};
@@ -403,31 +447,83 @@ std::string file_stem(const Job& j) {
   return buf;
 }
 
+// Ranks whose low-rank parameters Σ r·(out + in) come closest to ρ·Σ out·in from below: the
+// floor of each layer's ρ·out·in/(out + in), then one more rank for the layers with the largest
+// remainders while the budget allows. (The per-layer ceil of the reference overshoots a 35-layer
+// model's budget by 2 %.)
+std::vector<int> ranks_for_budget(const examples::LlamaWeights<float>& w, double rho) {
+  std::vector<int> ranks;
+  std::vector<std::pair<double, std::size_t>> remainder;
+  double budget = 0, used = 0;
+  for (const auto& block : w.linear)
+    for (const auto& layer : block) {
+      const double out = double(layer.out_features()), in = double(layer.in_features());
+      const double exact = rho * out * in / (out + in);
+      const int r = std::max(1, int(std::floor(exact)));
+      ranks.push_back(r);
+      remainder.push_back({exact - r, ranks.size() - 1});
+      budget += rho * out * in;
+      used += r * (out + in);
+    }
+  std::stable_sort(remainder.begin(), remainder.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [rest, i] : remainder) {
+    const auto& layer = w.linear[i / examples::kLinearKinds][i % examples::kLinearKinds];
+    const double cost = double(layer.out_features() + layer.in_features());
+    if (rest > 0 && used + cost <= budget && ranks[i] < std::min(layer.out_features(), layer.in_features())) {
+      ++ranks[i];
+      used += cost;
+    }
+  }
+  return ranks;
+}
+
+void set_lr(std::vector<std::array<lmshrink::AdamW<float>, examples::kLinearKinds>>& opt, double lr) {
+  for (auto& block : opt)
+    for (auto& o : block) o.set_lr(lr);
+}
+
 Result run_job(const Job& job, Shared& sh, int worker) {
   const Options& o = *sh.opt;
   const bool truncation = job.method == "trunc-kd" || job.method == "trunc-lm";
   const bool kd = job.method != "trunc-lm";
+  const int steps = sh.steps;
   Result res;
   res.job = job;
 
   // The student.
   lmshrink::Llama2cModel base = truncation ? lmshrink::truncate_layers(*sh.teacher, o.keep) : *sh.teacher;
   auto w = examples::LlamaWeights<float>::from_model(base);
+  const bool one_shot = o.prune_end == 0;
   lmshrink::PrunerOptions popt;
-  popt.schedule.total_steps = o.steps;
-  popt.schedule.initial_warmup = o.steps / 10;
-  popt.schedule.final_warmup = o.steps * 3 / 10;
-  popt.schedule.mask_interval = std::max(1, std::min(10, o.steps / 10));
-  popt.importance.window = popt.schedule.mask_interval;
+  popt.mode = one_shot ? lmshrink::MaskMode::persistent : o.mask_mode;
+  popt.scope = o.allocation;
+  popt.min_layer_keep = o.min_layer_keep;
+  if (!one_shot) {
+    const int start = int(std::lround(o.prune_start * steps));
+    const int end = std::max(start + 1, int(std::lround(o.prune_end * steps)));
+    if (end > steps)
+      fail<lmshrink::value_error>("lmshrink_compress", "the pruning phase needs more steps than ", steps);
+    popt.schedule.total_steps = steps;
+    popt.schedule.initial_warmup = start;
+    popt.schedule.final_warmup = steps - end;
+    popt.schedule.mask_interval = std::max(1, std::min(10, steps / 10));
+    popt.importance.window = popt.schedule.mask_interval;
+  } else {
+    popt.schedule.total_steps = 2;  // unused: one mask before training
+  }
   bool prune = false;
   if (job.method == "losparse" || job.method == "lowrank") {
     const double rho = job.method == "lowrank" ? job.ratio : job.ratio * o.lowrank_share;
-    for (auto& block : w.linear)
-      for (auto& layer : block) {
+    const std::vector<int> ranks = ranks_for_budget(w, rho);
+    for (std::size_t l = 0; l < w.linear.size(); ++l)
+      for (int k = 0; k < examples::kLinearKinds; ++k) {
+        auto& layer = w.linear[l][std::size_t(k)];
         const lmshrink::RowMatrix<float> dense = layer.to_dense();
         lmshrink::SvdInitOptions so;
-        so.ratio = rho;
-        lmshrink::svd_init<float>(dense, layer, so);
+        so.rank = ranks[l * examples::kLinearKinds + std::size_t(k)];
+        if (o.whitened) lmshrink::svd_init<float>(dense, layer, so, (*sh.calib)[l][std::size_t(k)]);
+        else lmshrink::svd_init<float>(dense, layer, so);
         if (job.method == "lowrank") lmshrink::make_low_rank_only(layer);
       }
     if (job.method == "losparse") {
@@ -448,13 +544,26 @@ Result run_job(const Job& job, Shared& sh, int worker) {
     prune = true;
   }
   lmshrink::Pruner<float> pruner(popt);
+  examples::LlamaTrainer<float> net(w, o.batch, sh.length);
+  auto& g = net.grads();
+  if (prune) {
+    for (int l = 0; l < w.config.n_layers; ++l)
+      for (int k = 0; k < examples::kLinearKinds; ++k) {
+        auto& layer = w.linear[std::size_t(l)][std::size_t(k)];
+        pruner.add("layers." + std::to_string(l) + "." + examples::linear_kind_name(k), layer,
+                   g.linear[std::size_t(l)][std::size_t(k)]);
+        // Data-aware: rows ranked by their output energy until gradients can rank them.
+        if (o.whitened)
+          pruner.set_prior(l * examples::kLinearKinds + k,
+                           lmshrink::row_output_energy<float>(layer.S(), (*sh.calib)[std::size_t(l)][std::size_t(k)]));
+      }
+    if (one_shot) pruner.mask(popt.schedule.final_keep);
+  }
 
   {
     const auto start = examples::CompactLlama::pack(w);
-    res.init_score = evaluate<examples::CompactView>(start, *sh.eval, sh.eval_windows, sh.eval_len, 1);
+    res.val_init_score = evaluate<examples::CompactView>(start, *sh.val, sh.val_windows, sh.eval_len, 1);
   }
-  examples::LlamaTrainer<float> net(w, o.batch, sh.length);
-  auto& g = net.grads();
   std::vector<std::array<lmshrink::AdamW<float>, examples::kLinearKinds>> opt;
   lmshrink::AdamWOptions ao;
   ao.lr = o.lr;
@@ -465,32 +574,38 @@ Result run_job(const Job& job, Shared& sh, int worker) {
                    lmshrink::AdamW<float>(block[4], ao), lmshrink::AdamW<float>(block[5], ao),
                    lmshrink::AdamW<float>(block[6], ao)});
   std::vector<TensorAdam> plain(3 + 2 * w.linear.size());
-  if (prune)
-    for (int l = 0; l < w.config.n_layers; ++l)
-      for (int k = 0; k < examples::kLinearKinds; ++k)
-        pruner.add("layers." + std::to_string(l) + "." + examples::linear_kind_name(k),
-                   w.linear[std::size_t(l)][std::size_t(k)], g.linear[std::size_t(l)][std::size_t(k)]);
 
-  examples::LlamaSequenceDecoder teacher(*sh.teacher);
+  // The teacher runs the same full-sequence forward, for its logits and block outputs.
+  auto teacher_w = examples::LlamaWeights<float>::from_model(*sh.teacher);
+  examples::LlamaTrainer<float> teacher(teacher_w, o.batch, sh.length);
+  const bool layerwise = kd && o.hidden_weight > 0;
+  std::vector<const RowMat*> teacher_blocks;
+  std::vector<RowMat> dblock;
+  if (layerwise)
+    for (int l = 0; l < w.config.n_layers; ++l)
+      teacher_blocks.push_back(&teacher.block_output(truncation ? o.keep[std::size_t(l)] : l));
+
   const int n = sh.length, B = o.batch, V = w.config.vocab_size;
-  RowMat teacher_logits(B * n, V), dlogits(B * n, V);
+  RowMat dlogits(B * n, V);
   std::vector<int> inputs(std::size_t(B * n));
   Eigen::VectorXi targets(B * n);
   const auto t0 = std::chrono::steady_clock::now();
-  for (int step = 0; step < o.steps; ++step) {
+  for (int step = 0; step < steps; ++step) {
     for (int b = 0; b < B; ++b) {
       const int win = int((std::int64_t(step) * B + b) % sh.windows);
       const int* src = sh.train->data() + std::size_t(win) * n;
       std::copy(src, src + n, inputs.begin() + b * n);
       for (int t = 0; t < n; ++t) targets[b * n + t] = src[t + 1];
-      if (kd) teacher_logits.middleRows(b * n, n) = teacher.forward(src, n);
     }
     const RowMat& logits = net.forward(inputs.data());
     double loss;
     if (kd) {
+      const RowMat& teacher_logits = teacher.forward(inputs.data());
       lmshrink::LossOptions lo;
       lo.temperature = o.temperature;
       loss = lmshrink::soft_hard_loss<float>(logits, teacher_logits, targets, dlogits, o.kd_alpha, lo);
+      if (layerwise)
+        loss += examples::layerwise_distillation<float>(net, teacher_blocks, o.hidden_loss, o.hidden_weight, dblock);
     } else {
       loss = lmshrink::cross_entropy<float>(logits, targets, dlogits);
     }
@@ -499,35 +614,37 @@ Result run_job(const Job& job, Shared& sh, int worker) {
                                     " at step ", step, "; lower --lr");
     res.losses.push_back(float(loss));
     net.zero_grad();
-    net.backward(dlogits);
-    const double lr = learning_rate(o.lr, step, o.steps);
+    net.backward(dlogits, layerwise ? &dblock : nullptr);
+    const double lr = learning_rate(o.lr, step, steps);
+    set_lr(opt, lr);
     for (std::size_t l = 0; l < w.linear.size(); ++l)
-      for (int k = 0; k < examples::kLinearKinds; ++k) {
-        opt[l][std::size_t(k)].set_lr(lr);
+      for (int k = 0; k < examples::kLinearKinds; ++k)
         opt[l][std::size_t(k)].step(w.linear[l][std::size_t(k)], g.linear[l][std::size_t(k)]);
-      }
     const long t = step + 1;
-    plain[0].step(w.embedding.data(), g.embedding.data(), w.embedding.size(), lr, t);
-    plain[1].step(w.rms_final.data(), g.rms_final.data(), w.rms_final.size(), lr, t);
-    if (!w.config.shared_classifier)
-      plain[2].step(w.classifier.data(), g.classifier.data(), w.classifier.size(), lr, t);
-    for (std::size_t l = 0; l < w.linear.size(); ++l) {
-      plain[3 + 2 * l].step(w.rms_att[l].data(), g.rms_att[l].data(), w.rms_att[l].size(), lr, t);
-      plain[4 + 2 * l].step(w.rms_ffn[l].data(), g.rms_ffn[l].data(), w.rms_ffn[l].size(), lr, t);
+    const double lr_plain = lr * o.embed_lr_scale;
+    if (lr_plain > 0) {
+      plain[0].step(w.embedding.data(), g.embedding.data(), w.embedding.size(), lr_plain, t);
+      plain[1].step(w.rms_final.data(), g.rms_final.data(), w.rms_final.size(), lr_plain, t);
+      if (!w.config.shared_classifier)
+        plain[2].step(w.classifier.data(), g.classifier.data(), w.classifier.size(), lr_plain, t);
+      for (std::size_t l = 0; l < w.linear.size(); ++l) {
+        plain[3 + 2 * l].step(w.rms_att[l].data(), g.rms_att[l].data(), w.rms_att[l].size(), lr_plain, t);
+        plain[4 + 2 * l].step(w.rms_ffn[l].data(), g.rms_ffn[l].data(), w.rms_ffn[l].size(), lr_plain, t);
+      }
     }
-    if (prune) pruner.after_optimizer_step(step);
+    if (prune && !one_shot) pruner.after_optimizer_step(step);
 
     const long done = ++sh.steps_done;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     char text[160];
     std::snprintf(text, sizeof text, "%s step %d/%d loss %.4f %.1fk tok/s", job_name(job).c_str(),
-                  step + 1, o.steps, loss, (step + 1) * double(B * n) / secs / 1e3);
+                  step + 1, steps, loss, (step + 1) * double(B * n) / secs / 1e3);
     std::string line;
     {
       std::lock_guard<std::mutex> lock(sh.status_mutex);
       sh.status[std::size_t(worker)] = text;
-      for (const auto& s : sh.status)
-        if (!s.empty()) line += (line.empty() ? "" : " | ") + s;
+      for (const auto& st : sh.status)
+        if (!st.empty()) line += (line.empty() ? "" : " | ") + st;
     }
     sh.bar->update(double(done), line);
   }
@@ -555,11 +672,18 @@ Result run_job(const Job& job, Shared& sh, int worker) {
     res.linear_dense += t.wq[L].size() + t.wk[L].size() + t.wv[L].size() + t.wo[L].size() +
                         t.w1[L].size() + t.w2[L].size() + t.w3[L].size();
   }
+  // No row of the table may claim a ratio the model does not have.
+  const double nominal = truncation ? double(w.linear_dense_parameters()) / double(res.linear_dense) : job.ratio;
+  const double kept = double(res.linear_live) / double(res.linear_dense);
+  if (std::abs(kept - nominal) > 0.01 * nominal)
+    fail<lmshrink::state_error>("lmshrink_compress", job_name(job), " keeps ", kept,
+                                " of the teacher's linear weights but its nominal ratio is ", nominal,
+                                "; more than 1 % apart, so it is not reported");
 
   // Save, then score what was saved: the table describes the checkpoints on disk.
   const std::string ckpt = o.out + "/checkpoints/" + file_stem(job) + ".safetensors";
   char ratio_text[32];
-  std::snprintf(ratio_text, sizeof ratio_text, "%.4f", double(res.linear_live) / double(res.linear_dense));
+  std::snprintf(ratio_text, sizeof ratio_text, "%.4f", kept);
   examples::save_checkpoint(w, ckpt, job.method, {{"lmshrink.method", job.method},
                                                   {"lmshrink.linear_ratio", ratio_text}});
   if (truncation) lmshrink::write_llama2c(w.to_model(), o.out + "/checkpoints/" + file_stem(job) + ".bin");
@@ -567,7 +691,9 @@ Result run_job(const Job& job, Shared& sh, int worker) {
   const auto loaded = examples::load_checkpoint(ckpt);
   res.compact = examples::CompactLlama::pack(loaded);
   res.bytes = res.compact.bytes();
-  res.score = evaluate<examples::CompactView>(res.compact, *sh.eval, sh.eval_windows, sh.eval_len, 1);
+  res.val_score = evaluate<examples::CompactView>(res.compact, *sh.val, sh.val_windows, sh.eval_len, 1);
+  if (o.heldout)
+    res.score = evaluate<examples::CompactView>(res.compact, *sh.eval, sh.eval_windows, sh.eval_len, 1);
   res.sample = sample_text(*sh.tok, greedy<examples::CompactView>(res.compact, o.sample_tokens));
   return res;
 }
@@ -656,13 +782,16 @@ int main(int argc, char** argv) {
     std::printf("lmshrink_compress: %s (dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
                 o.model.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
                 static_cast<long long>(teacher.parameter_count()));
-    std::printf("%zu students x %d steps x %d x %d tokens, %d threads, seed %llu, output %s\n\n",
-                jobs.size(), o.steps, o.batch, length, threads,
+    const int steps = o.tokens > 0 ? int((o.tokens + std::int64_t(o.batch) * length - 1) / (std::int64_t(o.batch) * length))
+                                    : o.steps;
+    std::printf("%zu students x %d steps x %d x %d tokens (%lld tokens each), %d threads, seed %llu, output %s\n\n",
+                jobs.size(), steps, o.batch, length,
+                static_cast<long long>(std::int64_t(steps) * o.batch * length), threads,
                 static_cast<unsigned long long>(o.seed), o.out.c_str());
 
     // 1. The teacher.
     Score teacher_score;
-    {
+    if (o.heldout) {
       examples::Progress bar("teacher  ", 1);
       bar.update(0, "scoring " + std::to_string(eval_windows) + " windows");
       teacher_score = evaluate<examples::DenseView>(teacher, eval, eval_windows, eval_len, threads);
@@ -672,16 +801,45 @@ int main(int argc, char** argv) {
       bar.finish(text);
     }
 
-    // 2. Training text from the teacher.
-    const int data_windows = o.data_windows > 0 ? o.data_windows : std::max(1, o.steps * o.batch / 2);
+    // 2. Training and validation text from the teacher, each from its own seed, disjoint.
+    const int data_windows = o.data_windows > 0 ? o.data_windows : std::max(1, steps * o.batch / 2);
     const std::size_t need = std::size_t(data_windows) * std::size_t(length) + 1;
-    std::vector<int> train;
+    const std::size_t val_need = std::size_t(o.val_windows) * std::size_t(eval_len) + 1;
+    std::vector<int> train, val;
     {
-      examples::Progress bar("generate ", double(need));
-      train = generate_stream(teacher, need, o.seed, threads, bar);
-      char text[128];
-      std::snprintf(text, sizeof text, "%zu tokens (%d windows of %d)", train.size(), data_windows, length);
+      examples::Progress bar("generate ", double(need + val_need));
+      const auto train_stories = examples::sample_stories(teacher, need, o.seed, threads, [&](std::size_t have, std::size_t n) {
+        bar.update(double(std::min(have, need)), std::to_string(n) + " training stories");
+      });
+      const auto val_stories = examples::sample_stories(teacher, val_need, o.val_seed, threads, [&](std::size_t have, std::size_t n) {
+        bar.update(double(need + std::min(have, val_need)), std::to_string(n) + " validation stories");
+      });
+      examples::check_disjoint(train_stories, val_stories);
+      train = examples::concatenate(train_stories);
+      val = examples::concatenate(val_stories);
+      char text[160];
+      std::snprintf(text, sizeof text, "training %zu tokens (%d windows of %d), validation %zu tokens (%d windows of %d)",
+                    train.size(), data_windows, length, val.size(), o.val_windows, eval_len);
       bar.finish(text);
+    }
+    const Score teacher_val = evaluate<examples::DenseView>(teacher, val, o.val_windows, eval_len, threads);
+    std::printf("teacher on validation text: NLL %.4f\n", teacher_val.nll);
+
+    // Calibration statistics of every linear layer's inputs, from the teacher on training text.
+    Calibration calib;
+    if (o.whitened) {
+      auto tw = examples::LlamaWeights<float>::from_model(teacher);
+      examples::LlamaTrainer<float> tnet(tw, 1, length);
+      calib.resize(std::size_t(c.n_layers));
+      for (auto& block : calib)
+        for (int k = 0; k < examples::kLinearKinds; ++k)
+          block[std::size_t(k)].reset(tw.linear[0][std::size_t(k)].in_features());
+      for (int win = 0; win < std::min(o.calib_windows, data_windows); ++win) {
+        tnet.forward(train.data() + std::size_t(win) * std::size_t(length));
+        for (int l = 0; l < c.n_layers; ++l)
+          for (int k = 0; k < examples::kLinearKinds; ++k)
+            calib[std::size_t(l)][std::size_t(k)].add<float>(tnet.linear_input(l, k));
+      }
     }
 
     // 3. Students, several at once (each on one thread: results do not depend on scheduling).
@@ -694,8 +852,12 @@ int main(int argc, char** argv) {
     sh.eval = &eval;
     sh.eval_windows = eval_windows;
     sh.eval_len = eval_len;
+    sh.val = &val;
+    sh.val_windows = o.val_windows;
+    sh.calib = &calib;
+    sh.steps = steps;
     sh.tok = &tok;
-    sh.steps_total = long(jobs.size()) * o.steps;
+    sh.steps_total = long(jobs.size()) * steps;
     sh.status.assign(std::size_t(threads), "");
     std::vector<Result> results(jobs.size());
     {
@@ -721,10 +883,10 @@ int main(int argc, char** argv) {
             const Result& r = results[j];
             char line[256];
             std::snprintf(line, sizeof line,
-                          "  %-14s %8lld params  linear %.3f  NLL %.4f (%.4f before fine-tuning)  ppl %7.3f  top-1 %.4f  (%.0f s)",
+                          "  %-14s %8lld params  linear %.3f  validation NLL %.4f (%.4f before fine-tuning)  held-out NLL %.4f  ppl %7.3f  (%.0f s)",
                           job_name(r.job).c_str(), static_cast<long long>(r.parameters),
-                          double(r.linear_live) / double(r.linear_dense), r.score.nll, r.init_score.nll, r.score.ppl,
-                          r.score.top1, r.train_seconds);
+                          double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll,
+                          r.score.nll, r.score.ppl, r.train_seconds);
             bar.print(line);
           } catch (const std::exception& e) {
             std::lock_guard<std::mutex> lock(error_mutex);
@@ -767,37 +929,47 @@ int main(int argc, char** argv) {
     const std::string teacher_sample = sample_text(tok, greedy<examples::DenseView>(teacher, o.sample_tokens));
 
     // 5. Results.
+    const auto heldout = [&](double v, const char* fmt) {
+      if (!o.heldout) return std::string();
+      char b[32];
+      std::snprintf(b, sizeof b, fmt, v);
+      return std::string(b);
+    };
     std::ostringstream md, csv, training;
-    csv << "method,ratio,parameters,linear_ratio,bytes,nll,perplexity,top1,nll_before_finetuning,"
+    csv << "method,ratio,parameters,linear_ratio,bytes,val_nll,val_nll_before_finetuning,nll,perplexity,top1,"
            "tokens_per_s,speedup_vs_teacher,final_train_loss,rank_min,rank_max,checkpoint,sample\n";
     char buf[1024];
-    std::snprintf(buf, sizeof buf, "teacher,1,%lld,1,%lld,%.6f,%.6f,%.6f,,%s,%s,,,,%s,%s\n",
+    std::snprintf(buf, sizeof buf, "teacher,1,%lld,1,%lld,%.6f,,%s,%s,%s,%s,%s,,,,%s,%s\n",
                   static_cast<long long>(teacher.parameter_count()),
-                  static_cast<long long>(4 * teacher.parameter_count()), teacher_score.nll,
-                  teacher_score.ppl, teacher_score.top1, speed(teacher_tps, "%.0f").c_str(),
+                  static_cast<long long>(4 * teacher.parameter_count()), teacher_val.nll,
+                  heldout(teacher_score.nll, "%.6f").c_str(), heldout(teacher_score.ppl, "%.6f").c_str(),
+                  heldout(teacher_score.top1, "%.6f").c_str(), speed(teacher_tps, "%.0f").c_str(),
                   speed(1, "%.0f").c_str(), csv_cell(o.model).c_str(), csv_cell(teacher_sample).c_str());
     csv << buf;
-    md << "| method | ratio | parameters | linear kept | NLL | perplexity | top-1 | NLL before fine-tuning | tokens/s | vs teacher | greedy sample |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|\n";
-    std::snprintf(buf, sizeof buf, "| teacher | 1 | %lld | 1.000 | %.4f | %.3f | %.4f | | %s | %s | %s |\n",
-                  static_cast<long long>(teacher.parameter_count()), teacher_score.nll,
-                  teacher_score.ppl, teacher_score.top1, speed(teacher_tps, "%.0f").c_str(),
+    md << "| method | ratio | parameters | linear kept | validation NLL | before fine-tuning | held-out NLL | perplexity | top-1 | tokens/s | vs teacher | greedy sample |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    std::snprintf(buf, sizeof buf, "| teacher | 1 | %lld | 1.000 | %.4f | | %s | %s | %s | %s | %s | %s |\n",
+                  static_cast<long long>(teacher.parameter_count()), teacher_val.nll,
+                  heldout(teacher_score.nll, "%.4f").c_str(), heldout(teacher_score.ppl, "%.3f").c_str(),
+                  heldout(teacher_score.top1, "%.4f").c_str(), speed(teacher_tps, "%.0f").c_str(),
                   speed(1, "%.2fx").c_str(), md_cell(teacher_sample).c_str());
     md << buf;
     training << "method,ratio,step,loss\n";
     for (const auto& r : results) {
       const double kept = double(r.linear_live) / double(r.linear_dense);
       const std::string ratio = r.job.ratio > 0 ? std::to_string(r.job.ratio).substr(0, 4) : "-";
-      std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.4f,%lld,%.6f,%.6f,%.6f,%.6f,%s,%s,%.6f,%d,%d,%s,%s\n",
+      std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.4f,%lld,%.6f,%.6f,%s,%s,%s,%s,%s,%.6f,%d,%d,%s,%s\n",
                     r.job.method.c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
-                    static_cast<long long>(r.bytes), r.score.nll, r.score.ppl, r.score.top1,
-                    r.init_score.nll, speed(r.tokens_per_s, "%.0f").c_str(),
+                    static_cast<long long>(r.bytes), r.val_score.nll, r.val_init_score.nll,
+                    heldout(r.score.nll, "%.6f").c_str(), heldout(r.score.ppl, "%.6f").c_str(),
+                    heldout(r.score.top1, "%.6f").c_str(), speed(r.tokens_per_s, "%.0f").c_str(),
                     speed(r.speedup, "%.3f").c_str(), r.final_loss, r.rank_min, r.rank_max,
                     csv_cell(r.checkpoint).c_str(), csv_cell(r.sample).c_str());
       csv << buf;
-      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %.4f | %.3f | %.4f | %.4f | %s | %s | %s |\n",
+      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %.4f | %.4f | %s | %s | %s | %s | %s | %s |\n",
                     r.job.method.c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
-                    r.score.nll, r.score.ppl, r.score.top1, r.init_score.nll,
+                    r.val_score.nll, r.val_init_score.nll, heldout(r.score.nll, "%.4f").c_str(),
+                    heldout(r.score.ppl, "%.3f").c_str(), heldout(r.score.top1, "%.4f").c_str(),
                     speed(r.tokens_per_s, "%.0f").c_str(), speed(r.speedup, "%.2fx").c_str(),
                     md_cell(r.sample).c_str());
       md << buf;
@@ -807,7 +979,8 @@ int main(int argc, char** argv) {
     std::ostringstream doc;
     doc << "# lmshrink_compress results\n\nModel `" << o.model << "`; held-out `" << o.eval << "`, "
         << eval_windows << " windows of " << eval_len << " tokens (" << teacher_score.tokens
-        << " scored). Each student: " << o.steps << " steps x " << o.batch << " x " << length
+        << " scored); validation: " << o.val_windows << " windows of teacher text (seed " << o.val_seed
+        << "). Each student: " << steps << " steps x " << o.batch << " x " << length
         << " tokens of teacher-generated text (seed " << o.seed << "), peak lr " << o.lr
         << ". *linear kept*: live parameters of the linear layers over the teacher's. tokens/s: "
            "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
@@ -817,7 +990,7 @@ int main(int argc, char** argv) {
     write_text(o.out + "/training.csv", training.str());
 
     examples::Plot plot;
-    plot.title = "Held-out perplexity vs parameters";
+    plot.title = o.heldout ? "Held-out perplexity vs parameters" : "Validation perplexity vs parameters";
     plot.x_label = "parameters";
     plot.y_label = "perplexity";
     const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"};
@@ -830,7 +1003,7 @@ int main(int argc, char** argv) {
       for (const auto& r : results)
         if (r.job.method == names[m]) {
           s.x.push_back(double(r.parameters));
-          s.y.push_back(r.score.ppl);
+          s.y.push_back(o.heldout ? r.score.ppl : std::exp(r.val_score.nll));
         }
       if (!s.x.empty()) plot.series.push_back(s);
     }
@@ -839,7 +1012,7 @@ int main(int argc, char** argv) {
     t.color = "#000000";
     t.markers = true;
     t.x = {double(teacher.parameter_count())};
-    t.y = {teacher_score.ppl};
+    t.y = {o.heldout ? teacher_score.ppl : std::exp(teacher_val.nll)};
     plot.series.push_back(t);
     plot.log_y = true;
     write_text(o.out + "/perplexity_vs_parameters.svg", plot.svg());

@@ -1,0 +1,100 @@
+#pragma once
+// Text sampled from a teacher model: the training stream and the validation stream of the main
+// job, each from its own seed, and a check that the two share no story.
+//
+//   auto train = examples::sample_stories(teacher, 100000, /*seed=*/20231, threads, on_progress);
+//   auto val = examples::sample_stories(teacher, 30000, /*seed=*/7, threads, on_progress);
+//   examples::check_disjoint(train, val);                 // lmshrink::value_error on overlap
+//   std::vector<int> stream = examples::concatenate(train);
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <lmshrink/detail/random.hpp>
+#include <lmshrink/errors.hpp>
+#include <lmshrink/io/llama2c.hpp>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "llama_decoder.hpp"
+
+namespace examples {
+
+using Story = std::vector<int>;
+
+/// Stories sampled at temperature 1, each from BOS until the model emits BOS again (the next
+/// story) or fills its context, until `tokens_needed` tokens are there. Story i draws from its own
+/// stream seeded by (seed, i), so the text does not depend on the number of threads.
+/// `progress(tokens, stories)` is called after each round.
+inline std::vector<Story> sample_stories(
+    const lmshrink::Llama2cModel& teacher, std::size_t tokens_needed, std::uint64_t seed,
+    int threads, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+  const int bos = 1, ctx = teacher.config.seq_len;
+  std::vector<Story> stories;
+  std::size_t have = 0;
+  const int round = 16;
+  while (have < tokens_needed) {
+    const std::size_t first = stories.size();
+    stories.resize(first + round);
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+    for (int s = 0; s < round; ++s) {
+      LlamaKvDecoder dec(teacher);
+      lmshrink::detail::SplitMix64 rng(seed * 0x9E3779B97F4A7C15ull + first + std::size_t(s));
+      Story& story = stories[first + std::size_t(s)];
+      int token = bos;
+      story.push_back(bos);
+      for (int pos = 0; pos + 1 < ctx; ++pos) {
+        const auto& z = dec.forward(token, pos);
+        const double max = z.maxCoeff();
+        double sum = 0;
+        for (int j = 0; j < z.size(); ++j) sum += std::exp(double(z[j]) - max);
+        double u = double(rng.next() >> 11) * 0x1.0p-53 * sum;
+        int next = int(z.size()) - 1;
+        for (int j = 0; j < z.size(); ++j) {
+          u -= std::exp(double(z[j]) - max);
+          if (u < 0) {
+            next = j;
+            break;
+          }
+        }
+        if (next == bos) break;
+        story.push_back(next);
+        token = next;
+      }
+    }
+    for (std::size_t s = first; s < stories.size(); ++s) have += stories[s].size();
+    if (progress) progress(have, stories.size());
+  }
+  return stories;
+}
+
+inline std::vector<int> concatenate(const std::vector<Story>& stories) {
+  std::vector<int> stream;
+  for (const auto& s : stories) stream.insert(stream.end(), s.begin(), s.end());
+  return stream;
+}
+
+/// Throws lmshrink::value_error if a story of at least `min_tokens` tokens is in both sets: a
+/// validation stream must never repeat training text (short stories can coincide by chance and
+/// say nothing about overlap).
+inline void check_disjoint(const std::vector<Story>& train, const std::vector<Story>& validation,
+                           std::size_t min_tokens = 16) {
+  std::unordered_set<std::string> seen;
+  const auto key = [](const Story& s) {
+    return std::string(reinterpret_cast<const char*>(s.data()), s.size() * sizeof(int));
+  };
+  for (const auto& s : train)
+    if (s.size() >= min_tokens) seen.insert(key(s));
+  std::size_t shared = 0, first = 0;
+  for (std::size_t i = 0; i < validation.size(); ++i)
+    if (validation[i].size() >= min_tokens && seen.count(key(validation[i])) && shared++ == 0)
+      first = i;
+  if (shared > 0)
+    lmshrink::detail::fail<lmshrink::value_error>(
+        "check_disjoint", shared, " validation stories (the first is story ", first, ", ",
+        validation[first].size(), " tokens) also appear in the training stream; the validation "
+        "stream must be disjoint from it (use another validation seed)");
+}
+
+}  // namespace examples
