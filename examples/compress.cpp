@@ -674,11 +674,7 @@ Result run_job(const Job& job, Shared& sh, int worker) {
   }
   // No row of the table may claim a ratio the model does not have.
   const double nominal = truncation ? double(w.linear_dense_parameters()) / double(res.linear_dense) : job.ratio;
-  const double kept = double(res.linear_live) / double(res.linear_dense);
-  if (std::abs(kept - nominal) > 0.01 * nominal)
-    fail<lmshrink::state_error>("lmshrink_compress", job_name(job), " keeps ", kept,
-                                " of the teacher's linear weights but its nominal ratio is ", nominal,
-                                "; more than 1 % apart, so it is not reported");
+  const double kept = examples::checked_linear_ratio(job_name(job), res.linear_live, res.linear_dense, nominal);
 
   // Save, then score what was saved: the table describes the checkpoints on disk.
   const std::string ckpt = o.out + "/checkpoints/" + file_stem(job) + ".safetensors";

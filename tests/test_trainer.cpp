@@ -10,6 +10,7 @@
 #include "../examples/common/llama_checkpoint.hpp"
 #include "../examples/common/llama_compact.hpp"
 #include "../examples/common/llama_trainer.hpp"
+#include "../examples/common/teacher_text.hpp"
 #include <lmshrink/svd_init.hpp>
 
 #include "test_helpers.hpp"
@@ -324,4 +325,32 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
   foreign.put("x", Eigen::VectorXf::Ones(2).eval());
   lmshrink::write_safetensors(foreign, path + ".foreign");
   REQUIRE_THROWS_WITH(examples::load_checkpoint(path + ".foreign"), Catch::Contains("was not written by save_checkpoint"));
+}
+
+TEST_CASE("a student's kept share must match its nominal ratio within 1 %", "[trainer][report]") {
+  REQUIRE(examples::checked_linear_ratio("a", 1000, 2000, 0.5) == 0.5);
+  REQUIRE(examples::checked_linear_ratio("a", 1004, 2000, 0.5) == Approx(0.502));
+  REQUIRE_THROWS_WITH(examples::checked_linear_ratio("itp 0.5", 2000, 2000, 0.5),
+                      Catch::Matchers::Contains("itp 0.5 keeps 1 of the teacher's linear weights but its nominal ratio is 0.5"));
+  REQUIRE_THROWS_AS(examples::checked_linear_ratio("a", 1012, 2000, 0.5), lmshrink::state_error);
+  REQUIRE_THROWS_AS(examples::checked_linear_ratio("a", 1, 0, 0.5), lmshrink::value_error);
+  // A real case: ITP "at 0.5" that pruned nothing (every Taylor score 0) is refused.
+  const auto w = examples::LlamaWeights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin"));
+  REQUIRE_THROWS_AS(examples::checked_linear_ratio("itp", w.linear_parameters(), w.linear_dense_parameters(), 0.5),
+                    lmshrink::state_error);
+}
+
+TEST_CASE("validation text must not repeat training text", "[trainer][data]") {
+  const examples::Story a(20, 5), b(20, 6), c(20, 7), short_story(3, 5);
+  REQUIRE_NOTHROW(examples::check_disjoint({a, b}, {c, examples::Story(3, 9)}));
+  REQUIRE_NOTHROW(examples::check_disjoint({a, short_story}, {short_story}));  // too short to count
+  REQUIRE_THROWS_WITH(examples::check_disjoint({a, b}, {c, b}),
+                      Catch::Matchers::Contains("1 validation stories (the first is story 1, 20 tokens) also appear in the training stream"));
+  // Sampled stories: two seeds give disjoint streams; one seed twice is caught.
+  const auto teacher = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto s1 = examples::sample_stories(teacher, 600, 1, 1);
+  const auto s2 = examples::sample_stories(teacher, 600, 2, 1);
+  REQUIRE(examples::concatenate(s1).size() >= 600);
+  REQUIRE_NOTHROW(examples::check_disjoint(s1, s2));
+  REQUIRE_THROWS_AS(examples::check_disjoint(s1, examples::sample_stories(teacher, 300, 1, 1)), lmshrink::value_error);
 }

@@ -466,6 +466,24 @@ class LlamaTrainer {
   std::vector<int> tokens_;
 };
 
+/// The share of the teacher's linear weights a student keeps, live / teacher_linear, checked
+/// against its nominal ratio: a state_error when they are more than `tolerance` (relative) apart,
+/// so no report can state a ratio the model does not have.
+inline double checked_linear_ratio(const std::string& name, std::int64_t live,
+                                   std::int64_t teacher_linear, double nominal,
+                                   double tolerance = 0.01) {
+  static constexpr const char* where = "checked_linear_ratio";
+  if (teacher_linear <= 0 || live < 0 || !(nominal > 0))
+    lmshrink::detail::fail<lmshrink::value_error>(where, name, ": counts must be positive, got ", live,
+                                                  " of ", teacher_linear, " at nominal ", nominal);
+  const double kept = double(live) / double(teacher_linear);
+  if (!(std::abs(kept - nominal) <= tolerance * nominal))
+    lmshrink::detail::fail<lmshrink::state_error>(
+        where, name, " keeps ", kept, " of the teacher's linear weights but its nominal ratio is ",
+        nominal, ": more than ", tolerance * 100, " % apart, so it is not reported");
+  return kept;
+}
+
 /// Layer-wise distillation: each student block's output against a teacher block's output.
 enum class HiddenLoss { mse, cosine };
 

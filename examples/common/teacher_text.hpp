@@ -31,13 +31,16 @@ inline std::vector<Story> sample_stories(
     const lmshrink::Llama2cModel& teacher, std::size_t tokens_needed, std::uint64_t seed,
     int threads, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
   const int bos = 1, ctx = teacher.config.seq_len;
+  (void)threads;  // without OpenMP, one thread
   std::vector<Story> stories;
   std::size_t have = 0;
   const int round = 16;
   while (have < tokens_needed) {
     const std::size_t first = stories.size();
     stories.resize(first + round);
+#ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
+#endif
     for (int s = 0; s < round; ++s) {
       LlamaKvDecoder dec(teacher);
       lmshrink::detail::SplitMix64 rng(seed * 0x9E3779B97F4A7C15ull + first + std::size_t(s));
