@@ -4,7 +4,8 @@
 #     checkpoints, a llama2.c export of each truncated student, and a plot.
 #   cmake -DEXE=... -DMODE=bad -DOUT=dir -DEXPECT=regex -DARGS="--opt value" -P check_compress.cmake
 #     requires a non-zero exit, a message matching EXPECT, and no output folder.
-set(small --steps 6 --batch 2 --length 64 --data-windows 6 --eval-windows 3 --speed-tokens 0)
+set(small --steps 6 --batch 2 --length 64 --data-windows 6 --val-windows 2 --eval-windows 3 --speed-tokens 0
+          --methods losparse,lowrank,itp,trunc-kd,trunc-lm --ratios 0.7,0.5,0.3)
 if(MODE STREQUAL "reproducible")
   file(REMOVE_RECURSE ${OUT}/a ${OUT}/b)
   execute_process(COMMAND ${EXE} ${small} --threads 2 --out ${OUT}/a RESULT_VARIABLE rc_a OUTPUT_VARIABLE log_a ERROR_VARIABLE err_a)

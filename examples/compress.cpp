@@ -68,11 +68,11 @@ struct Options {
   std::string eval = LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16";
   std::string out = "out/compress";
   std::vector<std::string> methods = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm"};
-  std::vector<double> ratios = {0.7, 0.5, 0.3};
+  std::vector<double> ratios = {0.5};
   std::vector<int> keep = {0, 2, 4};
-  // The budget per student: --steps, or --tokens (steps = tokens / (batch·length), rounded up).
-  int steps = 100;
-  std::int64_t tokens = 0;
+  // The budget per student: --tokens (steps = tokens / (batch·length), rounded up), or --steps.
+  int steps = 0;
+  std::int64_t tokens = 160 * 4 * 512;
   int batch = 4;
   int length = 0;          // training sequence length; 0 = the model's seq_len
   int data_windows = 0;    // distinct generated training windows; 0 = steps·batch/2 (two epochs)
@@ -81,13 +81,15 @@ struct Options {
   int val_windows = 64;    // validation windows (teacher text from val_seed), scored for every student
   std::uint64_t val_seed = 7;
   double lr = 5e-3;
+  // Per-method overrides of lr (each method at its own tuned rate, docs/recipe.md).
+  std::vector<std::pair<std::string, double>> method_lr = {{"losparse", 5e-3}, {"lowrank", 1e-2}, {"itp", 1e-2}};
   double embed_lr_scale = 1.0;  // learning rate of the embedding and the norm gains, relative
   double lowrank_share = 0.5;  // LoSparse: fraction of the budget in U·V
   double temperature = 1.0;
   double kd_alpha = 0.5;  // distillation loss: α·KL + (1 − α)·CE on the generated tokens
-  double hidden_weight = 0.0;  // layer-wise distillation weight (0 = off)
+  double hidden_weight = 1.0;  // layer-wise distillation weight (0 = off)
   examples::HiddenLoss hidden_loss = examples::HiddenLoss::mse;
-  bool whitened = false;  // data-aware init: whitened SVD and output-energy priors
+  bool whitened = true;  // data-aware init: whitened SVD and output-energy priors
   int calib_windows = 16;
   double prune_start = 0.1, prune_end = 0.7;  // pruning phase, fractions of the steps
   lmshrink::MaskMode mask_mode = lmshrink::MaskMode::reference;
@@ -106,11 +108,11 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
                         <|endoftext|>, encoded with the README protocol)
   --out DIR             output folder (default: out/compress)
   --methods LIST        losparse,lowrank,itp,trunc-kd,trunc-lm (default: all)
-  --ratios LIST         remaining ratios of the linear weights (default: 0.7,0.5,0.3)
+  --ratios LIST         remaining ratios of the linear weights (default: 0.5)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
-  --steps N             optimizer steps per student (default: 100)
-  --tokens N            or the budget in training tokens per student; steps =
-                        ceil(N / (batch * length))
+  --tokens N            training tokens per student; steps = ceil(N / (batch * length))
+                        (default: 327680, 160 steps of 4 x 512)
+  --steps N             or the budget in optimizer steps
   --batch N             sequences per step (default: 4)
   --length N            training sequence length (default: the model's seq_len)
   --data-windows N      distinct generated training windows (default: steps*batch/2)
@@ -119,17 +121,22 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --val-windows N       validation windows of teacher text, scored for every student
                         (default: 64)
   --val-seed N          seed of the validation text; must differ from --seed (default: 7)
-  --lr X                peak AdamW learning rate (default: 0.005)
+  --lr X                peak AdamW learning rate; alone, it sets every method's rate
+                        (default: 0.005, and --method-lr's rates)
+  --method-lr LIST      per-method peak learning rates overriding --lr
+                        (default: losparse=0.005,lowrank=0.01,itp=0.01)
   --embed-lr-scale X    learning rate of the embedding and norm gains relative to --lr;
                         0 freezes them (default: 1)
   --lowrank-share X     LoSparse: share of the budget in U*V, in (0, 1) (default: 0.5)
   --temperature X       distillation temperature (default: 1)
-  --kd-alpha X          distillation loss a*KL + (1-a)*CE, a in [0, 1] (default: 0.5)
-  --hidden-weight X     layer-wise distillation: weight of the block-output loss (default: 0)
+  --kd-alpha X          distillation loss a*KL + (1-a)*CE, a in [0, 1]; below 1 the CE
+                        part gives Taylor importance a signal near the teacher (default: 0.5)
+  --hidden-weight X     layer-wise distillation: weight of the block-output loss; 0 turns
+                        it off (default: 1)
   --hidden-loss KIND    mse (normalised per block) or cosine (default: mse)
   --init KIND           plain (SVD of W) or whitened (SVD of W weighted by calibration
                         inputs, and rows ranked by output energy before any gradient)
-                        (default: plain)
+                        (default: whitened)
   --calib-windows N     training windows whose activations calibrate --init whitened
                         (default: 16)
   --prune-start X       pruning begins after this fraction of the steps (default: 0.1)
@@ -174,7 +181,7 @@ long parse_int(const char* flag, const std::string& s, long lo, long hi) {
 
 Options parse(int argc, char** argv) {
   Options o;
-  bool steps_given = false;
+  bool steps_given = false, tokens_given = false, lr_given = false, method_lr_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -201,15 +208,30 @@ Options parse(int argc, char** argv) {
     } else if (a == "--steps") {
       o.steps = int(parse_int("--steps", v, 1, 1 << 24));
       steps_given = true;
-    } else if (a == "--tokens") o.tokens = parse_int("--tokens", v, 1, 1L << 40);
+    } else if (a == "--tokens") {
+      o.tokens = parse_int("--tokens", v, 1, 1L << 40);
+      tokens_given = true;
+    }
     else if (a == "--batch") o.batch = int(parse_int("--batch", v, 1, 4096));
     else if (a == "--length") o.length = int(parse_int("--length", v, 2, 1 << 20));
     else if (a == "--data-windows") o.data_windows = int(parse_int("--data-windows", v, 1, 1 << 24));
     else if (a == "--eval-windows") o.eval_windows = int(parse_int("--eval-windows", v, 1, 1 << 24));
     else if (a == "--val-windows") o.val_windows = int(parse_int("--val-windows", v, 1, 1 << 24));
     else if (a == "--val-seed") o.val_seed = std::uint64_t(parse_int("--val-seed", v, 0, (1L << 62)));
-    else if (a == "--lr") o.lr = parse_double("--lr", v);
-    else if (a == "--embed-lr-scale") o.embed_lr_scale = parse_double("--embed-lr-scale", v);
+    else if (a == "--lr") {
+      o.lr = parse_double("--lr", v);
+      lr_given = true;
+    }
+    else if (a == "--method-lr") {
+      method_lr_given = true;
+      o.method_lr.clear();
+      for (const auto& item : split(v)) {
+        const auto eq = item.find('=');
+        if (eq == std::string::npos)
+          fail<lmshrink::value_error>("lmshrink_compress", "--method-lr expects method=rate items, got '", item, "'");
+        o.method_lr.push_back({item.substr(0, eq), parse_double("--method-lr", item.substr(eq + 1))});
+      }
+    } else if (a == "--embed-lr-scale") o.embed_lr_scale = parse_double("--embed-lr-scale", v);
     else if (a == "--hidden-weight") o.hidden_weight = parse_double("--hidden-weight", v);
     else if (a == "--hidden-loss") {
       if (v == "mse") o.hidden_loss = examples::HiddenLoss::mse;
@@ -251,14 +273,22 @@ Options parse(int argc, char** argv) {
                                   " is impossible: remaining ratios must be in (0, 1)");
   if (!(o.lr > 0 && o.lr < 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--lr must be in (0, 1), got ", o.lr);
+  for (const auto& [m, lr] : o.method_lr) {
+    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm")
+      fail<lmshrink::value_error>("lmshrink_compress", "--method-lr names unknown method '", m, "'");
+    if (!(lr > 0 && lr < 1))
+      fail<lmshrink::value_error>("lmshrink_compress", "--method-lr rate for ", m, " must be in (0, 1), got ", lr);
+  }
   if (!(o.lowrank_share > 0 && o.lowrank_share < 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--lowrank-share must be in (0, 1), got ", o.lowrank_share);
   if (!(o.kd_alpha >= 0 && o.kd_alpha <= 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--kd-alpha must be in [0, 1], got ", o.kd_alpha);
   if (!(o.temperature > 0))
     fail<lmshrink::value_error>("lmshrink_compress", "--temperature must be > 0, got ", o.temperature);
-  if (steps_given && o.tokens > 0)
+  if (steps_given && tokens_given)
     fail<lmshrink::value_error>("lmshrink_compress", "give the budget as --steps or as --tokens, not both");
+  if (steps_given) o.tokens = 0;
+  if (lr_given && !method_lr_given) o.method_lr.clear();  // --lr alone: one rate for every method
   if (!(o.embed_lr_scale >= 0 && o.embed_lr_scale <= 10))
     fail<lmshrink::value_error>("lmshrink_compress", "--embed-lr-scale must be in [0, 10], got ", o.embed_lr_scale);
   if (!(o.hidden_weight >= 0 && o.hidden_weight <= 1e3))
@@ -478,6 +508,12 @@ std::vector<int> ranks_for_budget(const examples::LlamaWeights<float>& w, double
   return ranks;
 }
 
+double peak_lr(const Options& o, const std::string& method) {
+  for (const auto& [m, lr] : o.method_lr)
+    if (m == method) return lr;
+  return o.lr;
+}
+
 void set_lr(std::vector<std::array<lmshrink::AdamW<float>, examples::kLinearKinds>>& opt, double lr) {
   for (auto& block : opt)
     for (auto& o : block) o.set_lr(lr);
@@ -566,7 +602,8 @@ Result run_job(const Job& job, Shared& sh, int worker) {
   }
   std::vector<std::array<lmshrink::AdamW<float>, examples::kLinearKinds>> opt;
   lmshrink::AdamWOptions ao;
-  ao.lr = o.lr;
+  const double peak = peak_lr(o, job.method);
+  ao.lr = peak;
   ao.weight_decay = 0;
   for (auto& block : w.linear)
     opt.push_back({lmshrink::AdamW<float>(block[0], ao), lmshrink::AdamW<float>(block[1], ao),
@@ -615,7 +652,7 @@ Result run_job(const Job& job, Shared& sh, int worker) {
     res.losses.push_back(float(loss));
     net.zero_grad();
     net.backward(dlogits, layerwise ? &dblock : nullptr);
-    const double lr = learning_rate(o.lr, step, steps);
+    const double lr = learning_rate(peak, step, steps);
     set_lr(opt, lr);
     for (std::size_t l = 0; l < w.linear.size(); ++l)
       for (int k = 0; k < examples::kLinearKinds; ++k)
@@ -977,7 +1014,9 @@ int main(int argc, char** argv) {
         << eval_windows << " windows of " << eval_len << " tokens (" << teacher_score.tokens
         << " scored); validation: " << o.val_windows << " windows of teacher text (seed " << o.val_seed
         << "). Each student: " << steps << " steps x " << o.batch << " x " << length
-        << " tokens of teacher-generated text (seed " << o.seed << "), peak lr " << o.lr
+        << " tokens of teacher-generated text (seed " << o.seed << "), peak lr " << o.lr;
+    for (const auto& [m, lr] : o.method_lr) doc << " (" << m << " " << lr << ")";
+    doc
         << ". *linear kept*: live parameters of the linear layers over the teacher's. tokens/s: "
            "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
         << md.str();

@@ -549,4 +549,9 @@ TEST_CASE("priors and allocation options are checked", "[pruner][errors]") {
   auto o = one_shot(0.5);
   o.min_layer_keep = 1.2;
   REQUIRE_THROWS_WITH(lmshrink::Pruner<double>(o), Contains("min_layer_keep must be in [0, 1]"));
+  o.min_layer_keep = 0.6;  // more than the final share of 0.5: the budget cannot be met
+  REQUIRE_THROWS_WITH(lmshrink::Pruner<double>(o), Contains("min_layer_keep 0.6 exceeds the final share to keep 0.5"));
+  o.min_layer_keep = 0.2;
+  auto q = s.pruner(o);
+  REQUIRE_THROWS_WITH(q.mask(0.1), Contains("min_layer_keep 0.2 exceeds the share to keep 0.1"));
 }

@@ -107,6 +107,10 @@ class Pruner {
     if (!(options_.min_layer_keep >= 0.0 && options_.min_layer_keep <= 1.0))
       detail::fail<value_error>("Pruner", "min_layer_keep must be in [0, 1], got ",
                                 options_.min_layer_keep);
+    if (options_.min_layer_keep > options_.schedule.final_keep)
+      detail::fail<value_error>("Pruner", "min_layer_keep ", options_.min_layer_keep,
+                                " exceeds the final share to keep ", options_.schedule.final_keep,
+                                ": every layer cannot keep more than the whole budget");
   }
 
   const PrunerOptions& options() const { return options_; }
@@ -160,6 +164,9 @@ class Pruner {
     if (entries_.empty()) detail::fail<state_error>(where, "no layer was added");
     if (!(keep >= 0.0 && keep <= 1.0))
       detail::fail<value_error>(where, "keep must be in [0, 1], got ", keep);
+    if (options_.min_layer_keep > keep)
+      detail::fail<value_error>(where, "min_layer_keep ", options_.min_layer_keep,
+                                " exceeds the share to keep ", keep, "; the budget cannot be met");
     PruneStep report;
     report.step = last_step_;
     report.keep = keep;
