@@ -107,7 +107,9 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --eval PATH           held-out tokens (.u16 stream) or text (stories separated by
                         <|endoftext|>, encoded with the README protocol)
   --out DIR             output folder (default: out/compress)
-  --methods LIST        losparse,lowrank,itp,trunc-kd,trunc-lm (default: all)
+  --methods LIST        losparse,lowrank,itp,trunc-kd,trunc-lm (default: all five), and
+                        dense: the teacher fine-tuned with the same recipe and nothing
+                        removed (what fine-tuning alone costs)
   --ratios LIST         remaining ratios of the linear weights (default: 0.5)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
   --tokens N            training tokens per student; steps = ceil(N / (batch * length))
@@ -264,9 +266,9 @@ Options parse(int argc, char** argv) {
     else fail<lmshrink::value_error>("lmshrink_compress", "unknown option '", a, "'\n", kUsage);
   }
   for (const auto& m : o.methods)
-    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm")
+    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm" && m != "dense")
       fail<lmshrink::value_error>("lmshrink_compress", "unknown method '", m,
-                                  "'; losparse, lowrank, itp, trunc-kd or trunc-lm was expected");
+                                  "'; losparse, lowrank, itp, trunc-kd, trunc-lm or dense was expected");
   for (double r : o.ratios)
     if (!(r > 0 && r < 1))
       fail<lmshrink::value_error>("lmshrink_compress", "ratio ", r,
@@ -274,7 +276,7 @@ Options parse(int argc, char** argv) {
   if (!(o.lr > 0 && o.lr < 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--lr must be in (0, 1), got ", o.lr);
   for (const auto& [m, lr] : o.method_lr) {
-    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm")
+    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm" && m != "dense")
       fail<lmshrink::value_error>("lmshrink_compress", "--method-lr names unknown method '", m, "'");
     if (!(lr > 0 && lr < 1))
       fail<lmshrink::value_error>("lmshrink_compress", "--method-lr rate for ", m, " must be in (0, 1), got ", lr);
@@ -463,15 +465,20 @@ struct Shared {
   std::vector<std::string> status;  // per worker
 };
 
+// Methods without a ratio: truncation, and the uncompressed control.
+bool ratio_free(const std::string& method) {
+  return method == "trunc-kd" || method == "trunc-lm" || method == "dense";
+}
+
 std::string job_name(const Job& j) {
-  if (j.method == "trunc-kd" || j.method == "trunc-lm") return j.method;
+  if (ratio_free(j.method)) return j.method;
   char buf[64];
   std::snprintf(buf, sizeof buf, "%s %.2g", j.method.c_str(), j.ratio);
   return buf;
 }
 
 std::string file_stem(const Job& j) {
-  if (j.method == "trunc-kd" || j.method == "trunc-lm") return j.method;
+  if (ratio_free(j.method)) return j.method;
   char buf[64];
   std::snprintf(buf, sizeof buf, "%s_%.2f", j.method.c_str(), j.ratio);
   return buf;
@@ -710,7 +717,7 @@ Result run_job(const Job& job, Shared& sh, int worker) {
                         t.w1[L].size() + t.w2[L].size() + t.w3[L].size();
   }
   // No row of the table may claim a ratio the model does not have.
-  const double nominal = truncation ? double(w.linear_dense_parameters()) / double(res.linear_dense) : job.ratio;
+  const double nominal = ratio_free(job.method) ? double(w.linear_dense_parameters()) / double(res.linear_dense) : job.ratio;
   const double kept = examples::checked_linear_ratio(job_name(job), res.linear_live, res.linear_dense, nominal);
 
   // Save, then score what was saved: the table describes the checkpoints on disk.
@@ -805,7 +812,7 @@ int main(int argc, char** argv) {
 
     std::vector<Job> jobs;
     for (const auto& m : o.methods) {
-      if (m == "trunc-kd" || m == "trunc-lm") {
+      if (ratio_free(m)) {
         jobs.push_back({m, 0});
         continue;
       }
@@ -1028,9 +1035,9 @@ int main(int argc, char** argv) {
     plot.title = o.heldout ? "Held-out perplexity vs parameters" : "Validation perplexity vs parameters";
     plot.x_label = "parameters";
     plot.y_label = "perplexity";
-    const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"};
-    const char* names[] = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm"};
-    for (int m = 0; m < 5; ++m) {
+    const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#7f7f7f"};
+    const char* names[] = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm", "dense"};
+    for (int m = 0; m < 6; ++m) {
       examples::Series s;
       s.label = names[m];
       s.color = colors[m];
