@@ -4,23 +4,59 @@
 #                                   bundled real model (output in out/compress; extra
 #                                   arguments go to lmshrink_compress, e.g. --steps 1000)
 #   bash cmake/quickstart.sh test   installs what is missing, builds and runs every test
-# and one more, for docs/performance.md:
+# and two more:
 #   bash cmake/quickstart.sh perf   builds bench_compact and writes its tables and plots to
-#                                   out/performance (about 10 minutes on one core)
+#                                   out/performance (about 10 minutes on one core), for
+#                                   docs/performance.md
+#   bash cmake/quickstart.sh fuzz [seconds]
+#                                   installs clang, builds the libFuzzer targets and runs each
+#                                   for the given time (default 60), as many at once as there
+#                                   are cores; logs, new inputs and any crash in out/fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what="${1:-}"
 case "$what" in
-  main|test|perf) ;;
-  *) echo "usage: bash cmake/quickstart.sh main|test|perf" >&2; exit 2 ;;
+  main|test|perf|fuzz) ;;
+  *) echo "usage: bash cmake/quickstart.sh main|test|perf|fuzz [seconds]" >&2; exit 2 ;;
 esac
 
-bash cmake/setup_debian.sh
+if [ "$what" = fuzz ]; then
+  bash cmake/setup_debian.sh clang libclang-rt-14-dev
+else
+  bash cmake/setup_debian.sh
+fi
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
 if [ "$what" = test ]; then
   cmake --workflow --preset default
+elif [ "$what" = fuzz ]; then
+  seconds="${2:-60}"
+  targets=(safetensors llama2c tokenizer pruner_state)
+  cmake --preset fuzz >/dev/null
+  cmake --build --preset fuzz --target fuzz_make_corpus "${targets[@]/#/fuzz_}"
+  bin=build/fuzz/tests/fuzz
+  mkdir -p out/fuzz
+  "$bin/fuzz_make_corpus" out/fuzz/corpus >/dev/null
+  cp examples/data/tok512.bin out/fuzz/corpus/tokenizer/
+  jobs_at_once=$(nproc)
+  for t in "${targets[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_at_once" ]; do sleep 1; done
+    echo "fuzz_$t: ${seconds} s (log out/fuzz/$t.log)"
+    # New inputs go to the first corpus folder; the regressions are read only.
+    "$bin/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+      -artifact_prefix="out/fuzz/$t-" out/fuzz/corpus/$t "tests/fuzz/regressions/$t" \
+      >"out/fuzz/$t.log" 2>&1 &
+  done
+  status=0
+  wait || status=$?
+  for t in "${targets[@]}"; do
+    runs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "out/fuzz/$t.log" | tail -1)
+    crash=$(ls out/fuzz/$t-crash-* out/fuzz/$t-leak-* out/fuzz/$t-timeout-* out/fuzz/$t-oom-* 2>/dev/null | wc -l)
+    echo "fuzz_$t: ${runs:-no summary (see the log)}; findings: $crash"
+    [ "$crash" -eq 0 ] && [ -n "$runs" ] || status=1
+  done
+  exit $status
 elif [ "$what" = perf ]; then
   cmake --preset default >/dev/null
   cmake --build --preset default --target bench_compact

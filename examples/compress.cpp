@@ -47,6 +47,7 @@
 #include "common/llama_compact.hpp"
 #include "common/llama_decoder.hpp"
 #include "common/llama_trainer.hpp"
+#include "common/output_dir.hpp"
 #include "common/progress.hpp"
 #include "common/svg_plot.hpp"
 #include "common/teacher_text.hpp"
@@ -806,9 +807,7 @@ int main(int argc, char** argv) {
     bool any_trunc = false;
     for (const auto& m : o.methods) any_trunc |= m == "trunc-kd" || m == "trunc-lm";
     if (any_trunc) lmshrink::validate_selection(o.keep, c.n_layers);
-    std::filesystem::create_directories(o.out + "/checkpoints");
-    write_text(o.out + "/.write_test", "ok");
-    std::filesystem::remove(o.out + "/.write_test");
+    examples::prepare_output_directory("lmshrink_compress", o.out + "/checkpoints");
 
     std::vector<Job> jobs;
     for (const auto& m : o.methods) {

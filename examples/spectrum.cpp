@@ -14,6 +14,7 @@
 #include <map>
 #include <string>
 
+#include "common/output_dir.hpp"
 #include "common/svg_plot.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
@@ -48,7 +49,7 @@ int main(int argc, char** argv) {
     std::printf("%s: dim %d, hidden %d, %d layers, %d heads (%d kv), vocab %d, %lld parameters\n\n",
                 model_path.c_str(), c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
                 c.vocab_size, static_cast<long long>(model.parameter_count()));
-    std::filesystem::create_directories(out_dir);
+    examples::prepare_output_directory("lmshrink_spectrum", out_dir);
     std::ofstream spectra(out_dir + "/spectra.csv"), summary(out_dir + "/summary.csv");
     spectra << "matrix,index,sigma,sigma_over_max,cumulative_energy\n";
     summary << "matrix,out,in,sigma_max,sigma_min,stable_rank,rank_90pct_energy";

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <lmshrink/lmshrink.hpp>
+
+#include "common/output_dir.hpp"
 #include <sstream>
 #include <string>
 #include <vector>
@@ -94,7 +96,7 @@ int main(int argc, char** argv) {
     const auto teacher = lmshrink::read_llama2c(model_path);
     const auto keep = parse_list(keep_arg);
     const auto student = lmshrink::truncate_layers(teacher, keep);
-    std::filesystem::create_directories(out_dir);
+    examples::prepare_output_directory("lmshrink_truncate_and_clean", out_dir);
     std::string name = "stories260K_blocks";
     for (int b : keep) name += "_" + std::to_string(b);
     const std::string path = out_dir + "/" + name + ".bin";

@@ -134,6 +134,15 @@ inline LlamaWeights<float> load_checkpoint(const std::string& path) {
     lmshrink::detail::fail<lmshrink::format_error>(
         "load_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",
         c.n_kv_heads, " kv heads do not give an even head size shared by whole groups");
+  // A compressed layer's dense S is not justified by the file's bytes (see ReadLimits): bound the
+  // whole model's before any layer is built.
+  const std::int64_t dense_entries =
+      std::int64_t(c.n_layers) * (2 * std::int64_t(c.dim) * c.dim + 2 * std::int64_t(c.kv_dim()) * c.dim +
+                                  3 * std::int64_t(c.hidden_dim) * c.dim);
+  if (dense_entries > (std::int64_t(1) << 31))
+    lmshrink::detail::fail<lmshrink::format_error>(
+        "load_checkpoint", "'", path, "' describes ", dense_entries, " linear weights; at most 2^31 "
+        "are supported by the examples' model layer");
   w.embedding = st.matrix<float>("model.embed_tokens.weight", c.vocab_size, c.dim);
   if (!c.shared_classifier) w.classifier = st.matrix<float>("lm_head.weight", c.vocab_size, c.dim);
   w.rms_final = st.vector<float>("model.norm.weight", c.dim);

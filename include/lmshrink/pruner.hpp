@@ -20,7 +20,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 #include <limits>
 #include <memory>
@@ -29,6 +28,7 @@
 
 #include "config.hpp"
 #include "detail/atomic_file.hpp"
+#include "detail/read_file.hpp"
 #include "errors.hpp"
 #include "importance.hpp"
 #include "low_rank_sparse_linear.hpp"
@@ -52,8 +52,11 @@ enum class ScoreSource { importance, prior };
 enum class MaskMode { reference, persistent };
 
 struct PrunerOptions {
+  /// schedule.mask_interval is the reference's ΔT: the mask interval and the importance window.
   CubicSchedule schedule;
-  ImportanceOptions importance;
+  /// importance.window must be 0 (the default here: take ΔT from the schedule) or equal to
+  /// schedule.mask_interval; the pruner refuses two different ΔT.
+  ImportanceOptions importance = {ImportanceKind::taylor, 0.85, 1.0, 0};
   Granularity granularity = Granularity::rows;
   ThresholdScope scope = ThresholdScope::global;
   MaskMode mode = MaskMode::reference;
@@ -79,7 +82,11 @@ struct LayerAccount {
   std::string name;
   Index dense = 0;        // out·in
   Index low_rank = 0;     // r·(out + in)
-  Index live_sparse = 0;  // live S entries
+  Index live_sparse = 0;  // S entries the masks keep
+  /// Non-zero S entries now. In reference mode pruned entries get gradients and regrow between
+  /// mask steps, so S can hold more than the masks keep until the next mask step zeroes them;
+  /// right after a mask step (and always in persistent mode) held_sparse <= live_sparse.
+  Index held_sparse = 0;
   Index live() const { return low_rank + live_sparse; }
 };
 
@@ -88,6 +95,7 @@ struct LayerAccount {
 struct Accounting {
   std::vector<LayerAccount> layers;
   Index dense = 0, live = 0;
+  Index held = 0;              // low-rank + non-zero S entries now (see LayerAccount::held_sparse)
   double achieved_ratio = 0;   // live / dense
   double low_rank_ratio = 0;   // Σ r·(out+in) / dense (≈ ρ; above it by the rank's ceil)
   double nominal_ratio = 0;    // ρ + p_final (ρ as given, or low_rank_ratio)
@@ -101,8 +109,21 @@ class Pruner {
   using Gradients = typename Layer::Gradients;
   using Matrix = RowMatrix<Scalar>;
 
+  /// The largest optimizer step the pruner accepts (2^62): steps and their successors stay far
+  /// from integer overflow.
+  static constexpr Index kMaxStep = Index(1) << 62;
+
   explicit Pruner(const PrunerOptions& options) : options_(options) {
     validate(options_.schedule);
+    if (options_.importance.window == 0) {
+      options_.importance.window = options_.schedule.mask_interval;
+    } else if (options_.importance.window != options_.schedule.mask_interval) {
+      detail::fail<value_error>(
+          "Pruner", "importance.window (", options_.importance.window,
+          ") and schedule.mask_interval (", options_.schedule.mask_interval,
+          ") are both the reference's ΔT and must agree; set importance.window = 0 to take it "
+          "from the schedule");
+    }
     validate(options_.importance);
     if (!(options_.min_layer_keep >= 0.0 && options_.min_layer_keep <= 1.0))
       detail::fail<value_error>("Pruner", "min_layer_keep must be in [0, 1], got ",
@@ -189,6 +210,8 @@ class Pruner {
   PruneStep after_optimizer_step(Index step) {
     static constexpr const char* where = "Pruner::after_optimizer_step";
     if (entries_.empty()) detail::fail<state_error>(where, "no layer was added");
+    if (step < 0 || step > kMaxStep)
+      detail::fail<value_error>(where, "step must be in [0, 2^62], got ", step);
     if (last_step_ >= 0 && step != last_step_ + 1)
       detail::fail<state_error>(where, "step ", step, " follows step ", last_step_,
                                 "; call once per optimizer step with consecutive steps");
@@ -223,8 +246,10 @@ class Pruner {
       l.dense = e.layer->out_features() * e.layer->in_features();
       l.low_rank = e.layer->rank() * (e.layer->out_features() + e.layer->in_features());
       l.live_sparse = e.live_entries();
+      l.held_sparse = (e.layer->S().array() != Scalar(0)).count();
       a.dense += l.dense;
       a.live += l.live();
+      a.held += l.low_rank + l.held_sparse;
       low += l.low_rank;
       a.layers.push_back(l);
     }
@@ -268,18 +293,25 @@ class Pruner {
   }
 
   /// Restores a state saved by save() into a pruner with the same layers (names and shapes) and
-  /// options; in persistent mode the masks are set on the layers again.
+  /// options; in persistent mode the masks are set on the layers again. The file may be no larger
+  /// than the state of these layers; every field is checked before anything changes.
   void load(const std::string& path) {
+    const std::vector<char> bytes = detail::read_file_bytes(
+        "Pruner::load", path, 8, "an 8-byte magic", state_size_bound(),
+        "larger than the state of the layers added");
+    parse_state(bytes.data(), bytes.size(), path);
+  }
+
+  /// load() from a state held in memory; `source` names it in messages.
+  void parse_state(const char* data, std::size_t size, const std::string& source = "<memory>") {
     static constexpr const char* where = "Pruner::load";
-    std::ifstream in(path, std::ios::binary);
-    if (!in) detail::fail<io_error>(where, "cannot open '", path, "' for reading");
-    const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), {});
+    const std::string& path = source;
     std::size_t pos = 0;
     const auto get = [&](void* p, std::size_t n, const char* what) {
-      if (pos + n > bytes.size())
+      if (n > size - pos)
         detail::fail<format_error>(where, "'", path, "' is truncated in ", what, ": needed ", n,
-                                   " bytes at offset ", pos, ", file has ", bytes.size());
-      if (n) std::memcpy(p, bytes.data() + pos, n);
+                                   " bytes at offset ", pos, ", file has ", size);
+      if (n) std::memcpy(p, data + pos, n);
       pos += n;
     };
     const auto get_i64 = [&](const char* what) {
@@ -296,6 +328,9 @@ class Pruner {
       detail::fail<format_error>(where, "'", path, "' holds ", scalar_size,
                                  "-byte scalars but this pruner uses ", sizeof(Scalar));
     const std::int64_t step = get_i64("the header");
+    if (step < -1 || step > kMaxStep)
+      detail::fail<format_error>(where, "'", path, "' has step ", step,
+                                 "; -1 (no step yet) or a step in [0, 2^62] was expected");
     const std::int64_t count = get_i64("the header");
     if (count != static_cast<std::int64_t>(entries_.size()))
       detail::fail<format_error>(where, "'", path, "' holds ", count, " layers but ",
@@ -335,16 +370,31 @@ class Pruner {
       get_m(l.ema, "ema");
       get_m(l.wm, "window mean");
       if (unc) get_m(l.unc, "uncertainty");
+      // Taylor and magnitude sensitivities are >= 0, and so are their averages; movement may
+      // be negative. Uncertainty is a mean of absolute values. Before any step all are zero.
+      const bool signed_scores = options_.importance.kind == ImportanceKind::movement;
+      if (!signed_scores && ((l.ema.array() < 0).any() || (l.wm.array() < 0).any()))
+        detail::fail<format_error>(where, "'", path, "' has negative importance in layer '", name,
+                                   "', which Taylor and magnitude scores cannot produce");
+      if (unc && (l.unc.array() < 0).any())
+        detail::fail<format_error>(where, "'", path, "' has negative uncertainty in layer '", name, "'");
+      if (step < 0 && ((l.ema.array() != 0).any() || (l.wm.array() != 0).any() ||
+                       (unc && (l.unc.array() != 0).any())))
+        detail::fail<format_error>(where, "'", path, "' has step -1 (no step yet) but non-zero "
+                                   "importance in layer '", name, "'");
       l.rows.resize(rows);
       get(l.rows.data(), static_cast<std::size_t>(rows), "a row mask");
       l.elements.resize(rows, cols);
       get(l.elements.data(), static_cast<std::size_t>(rows * cols), "an element mask");
       if ((l.rows.array() > 1).any() || (l.elements.array() > 1).any())
         detail::fail<format_error>(where, "'", path, "' has mask values other than 0 and 1");
+      if (!e.element_masks && (l.elements.array() != 1).any())
+        detail::fail<format_error>(where, "'", path, "' has element masks in layer '", name,
+                                   "', which a rows-granularity pruner without element masks "
+                                   "never makes");
     }
-    if (pos != bytes.size())
-      detail::fail<format_error>(where, "'", path, "' has ", bytes.size() - pos,
-                                 " trailing bytes");
+    if (pos != size)
+      detail::fail<format_error>(where, "'", path, "' has ", size - pos, " trailing bytes");
     // Everything checked: now change state.
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       auto& e = entries_[i];
@@ -358,6 +408,17 @@ class Pruner {
 
  private:
   static constexpr char kMagic[8] = {'L', 'M', 'S', 'P', 'R', 'U', 'N', '1'};
+
+  /// The size of a state of the layers added (the largest any valid file can be).
+  std::int64_t state_size_bound() const {
+    std::int64_t n = 8 + 3 * 8;
+    for (const auto& e : entries_) {
+      const std::int64_t entries = e.tracker.rows() * e.tracker.cols();
+      n += 8 + std::int64_t(e.name.size()) + 3 * 8 + entries * std::int64_t(sizeof(Scalar)) * 3 +
+           e.tracker.rows() + entries;
+    }
+    return n;
+  }
 
   struct Entry {
     std::string name;

@@ -124,13 +124,13 @@ inline void validate_llama2c_config(const char* where, const Llama2cConfig& c) {
 
 class Llama2cReader {
  public:
-  Llama2cReader(const char* where, const std::string& path, const std::vector<char>& bytes)
-      : where_(where), path_(path), bytes_(bytes) {}
+  Llama2cReader(const char* where, const std::string& path, const char* data, std::size_t size)
+      : where_(where), path_(path), data_(data), size_(size) {}
   void read(void* dst, std::size_t n, const char* what) {
-    if (pos_ + n > bytes_.size())
+    if (n > size_ - pos_)
       fail<format_error>(where_, "'", path_, "' is truncated in ", what, ": needed ", n,
-                         " bytes at offset ", pos_, ", file has ", bytes_.size());
-    std::memcpy(dst, bytes_.data() + pos_, n);
+                         " bytes at offset ", pos_, ", file has ", size_);
+    if (n > 0) std::memcpy(dst, data_ + pos_, n);
     pos_ += n;
   }
   template <class M>
@@ -147,7 +147,8 @@ class Llama2cReader {
  private:
   const char* where_;
   const std::string& path_;
-  const std::vector<char>& bytes_;
+  const char* data_;
+  std::size_t size_;
   std::size_t pos_ = 0;
 };
 
@@ -161,17 +162,20 @@ inline void check_little_endian() {
 
 }  // namespace detail
 
-/// Reads a whole checkpoint, checking that the file size matches its header exactly and that
-/// every value is finite.
-inline Llama2cModel read_llama2c(const std::string& path) {
+/// Parses a checkpoint held in memory (`source` names it in messages), checking that its size
+/// matches its header exactly and that every value is finite. Nothing is allocated before the
+/// header's sizes are checked against `size`.
+inline Llama2cModel parse_llama2c(const char* data, std::size_t size_bytes,
+                                  const std::string& source = "<memory>") {
   static constexpr const char* where = "read_llama2c";
+  const std::string& path = source;
   detail::check_little_endian();
-  std::vector<char> bytes = detail::read_file_bytes(where, path, 28, "a 28-byte header",
-                                                    std::int64_t(1) << 40,
-                                                    "larger than any supported model");
-  const auto size = static_cast<std::int64_t>(bytes.size());
+  if (size_bytes < 28)
+    detail::fail<format_error>(where, "'", path, "' is truncated: a 28-byte header was expected, "
+                               "the file has ", size_bytes, " bytes");
+  const auto size = static_cast<std::int64_t>(size_bytes);
 
-  detail::Llama2cReader r(where, path, bytes);
+  detail::Llama2cReader r(where, path, data, size_bytes);
   std::int32_t h[7];
   r.read(h, sizeof h, "the header");
   Llama2cModel m;
@@ -182,7 +186,10 @@ inline Llama2cModel read_llama2c(const std::string& path) {
   c.n_heads = h[3];
   c.n_kv_heads = h[4];
   c.shared_classifier = h[5] > 0;
-  c.vocab_size = h[5] == std::numeric_limits<std::int32_t>::min() ? 0 : (h[5] < 0 ? -h[5] : h[5]);
+  if (h[5] == 0 || h[5] < -(1 << 20) || h[5] > (1 << 20))
+    detail::fail<format_error>(where, "'", path, "': header field vocab_size must be in [1, ",
+                               1 << 20, "] (negative: a separate classifier follows), got ", h[5]);
+  c.vocab_size = h[5] < 0 ? -h[5] : h[5];
   c.seq_len = h[6];
   detail::validate_llama2c_config(where, c);
   const std::int64_t expected = detail::llama2c_file_bytes(c);
@@ -221,6 +228,15 @@ inline Llama2cModel read_llama2c(const std::string& path) {
   r.tensor(m.freq_cis_imag, c.seq_len, c.head_size() / 2, "freq_cis_imag");
   if (!c.shared_classifier) r.tensor(m.wcls, v, d, "output");
   return m;
+}
+
+/// Reads a whole checkpoint, checking that the file size matches its header exactly and that
+/// every value is finite.
+inline Llama2cModel read_llama2c(const std::string& path) {
+  const std::vector<char> bytes = detail::read_file_bytes(
+      "read_llama2c", path, 28, "a 28-byte header", std::int64_t(1) << 40,
+      "larger than any supported model");
+  return parse_llama2c(bytes.data(), bytes.size(), path);
 }
 
 /// Writes a checkpoint atomically (temporary file, then rename). Shapes are checked against

@@ -64,16 +64,50 @@ inline std::size_t dtype_size(Dtype d) {
   return 0;
 }
 
+/// Bounds on what a file may make lmshrink allocate. Sizes of tensors are justified by the file's
+/// own bytes; a compressed layer's dense S (out × in) is not (a rank-0 layer with no kept rows is
+/// a few bytes on disk), so it is bounded here. Raise the bound for layers larger than any
+/// current model's (2^28 entries: 1 GiB of floats, e.g. 8192 × 32768).
+struct ReadLimits {
+  std::int64_t max_layer_elements = std::int64_t(1) << 28;
+};
+
+/// The largest dimension a stored tensor may have (2^40), checked on each dimension alone.
+inline constexpr std::int64_t kMaxTensorDimension = std::int64_t(1) << 40;
+
+namespace detail {
+/// The number of elements of `shape`, or -1 when a dimension is negative or above
+/// kMaxTensorDimension, or when the product of the non-zero dimensions times 8 bytes would
+/// overflow (checked whatever the order and even when another dimension is 0).
+inline std::int64_t checked_elements(const std::vector<std::int64_t>& shape) {
+  std::uint64_t product = 1;
+  bool zero = false;
+  for (std::int64_t d : shape) {
+    if (d < 0 || d > kMaxTensorDimension) return -1;
+    if (d == 0) {
+      zero = true;
+      continue;
+    }
+    if (product > (std::uint64_t(1) << 60) / std::uint64_t(d)) return -1;
+    product *= std::uint64_t(d);
+  }
+  return zero ? 0 : std::int64_t(product);
+}
+
+inline std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string s;
+  for (auto d : shape) s += (s.empty() ? "" : "x") + std::to_string(d);
+  return "[" + s + "]";
+}
+}  // namespace detail
+
 struct StoredTensor {
   Dtype dtype = Dtype::f32;
   std::vector<std::int64_t> shape;
   std::vector<unsigned char> bytes;  // little-endian values, row-major
 
-  std::int64_t elements() const {
-    std::int64_t n = 1;
-    for (auto d : shape) n *= d;
-    return n;
-  }
+  /// Elements of the shape; -1 for an impossible shape (see detail::checked_elements).
+  std::int64_t elements() const { return detail::checked_elements(shape); }
 };
 
 namespace detail {
@@ -162,7 +196,11 @@ class HeaderParser {
             expect('[');
             if (peek() != ']') {
               for (;;) {
-                t.shape.push_back(std::int64_t(integer()));
+                const std::uint64_t d = integer();
+                if (d > std::uint64_t(kMaxTensorDimension))
+                  bad("gives tensor '", name, "' the dimension ", d, "; at most 2^40 is supported");
+                if (t.shape.size() >= 16) bad("gives tensor '", name, "' more than 16 dimensions");
+                t.shape.push_back(std::int64_t(d));
                 if (peek() == ',') { ++p_; continue; }
                 break;
               }
@@ -326,10 +364,15 @@ class SafeTensors {
   bool contains(const std::string& name) const { return tensors.count(name) != 0; }
 
   void put(const std::string& name, Dtype dtype, std::vector<std::int64_t> shape, const void* data) {
+    const std::int64_t n = detail::checked_elements(shape);
+    if (n < 0 || shape.size() > 16)
+      detail::fail<value_error>("SafeTensors::put", "tensor '", name, "' has the shape ",
+                                detail::shape_text(shape), "; at most 16 dimensions, each in "
+                                "[0, 2^40], with fewer than 2^57 elements were expected");
     StoredTensor t;
     t.dtype = dtype;
     t.shape = std::move(shape);
-    t.bytes.resize(std::size_t(t.elements()) * dtype_size(dtype));
+    t.bytes.resize(std::size_t(n) * dtype_size(dtype));
     if (!t.bytes.empty()) std::memcpy(t.bytes.data(), data, t.bytes.size());
     tensors[name] = std::move(t);
   }
@@ -358,6 +401,9 @@ class SafeTensors {
   /// has another shape; numeric_error when a value is not finite.
   template <class Scalar>
   RowMatrix<Scalar> matrix(const std::string& name, Index rows, Index cols) const {
+    if (rows < 0 || cols < 0)
+      detail::fail<value_error>("SafeTensors::matrix", "tensor '", name, "' was asked as ", rows,
+                                "x", cols, "; dimensions >= 0 were expected");
     const StoredTensor& t = get("SafeTensors::matrix", name, {rows, cols});
     RowMatrix<Scalar> m(rows, cols);
     convert("SafeTensors::matrix", name, t, m.data());
@@ -366,6 +412,9 @@ class SafeTensors {
 
   template <class Scalar>
   Vector<Scalar> vector(const std::string& name, Index size) const {
+    if (size < 0)
+      detail::fail<value_error>("SafeTensors::vector", "tensor '", name, "' was asked with size ",
+                                size, "; a size >= 0 was expected");
     const StoredTensor& t = get("SafeTensors::vector", name, {size});
     Vector<Scalar> v(size);
     convert("SafeTensors::vector", name, t, v.data());
@@ -374,6 +423,9 @@ class SafeTensors {
 
   std::vector<std::int32_t> int32s(const std::string& name, Index size) const {
     static constexpr const char* where = "SafeTensors::int32s";
+    if (size < 0)
+      detail::fail<value_error>(where, "tensor '", name, "' was asked with size ", size,
+                                "; a size >= 0 was expected");
     const StoredTensor& t = get(where, name, {size});
     if (t.dtype != Dtype::i32)
       detail::fail<format_error>(where, "tensor '", name, "' is ", dtype_name(t.dtype),
@@ -408,13 +460,14 @@ class SafeTensors {
                           std::vector<std::int64_t> shape) const {
     auto it = tensors.find(name);
     if (it == tensors.end()) detail::fail<format_error>(where, "tensor '", name, "' is missing");
-    if (it->second.shape != shape) {
-      std::string want, got;
-      for (auto d : shape) want += (want.empty() ? "" : "x") + std::to_string(d);
-      for (auto d : it->second.shape) got += (got.empty() ? "" : "x") + std::to_string(d);
-      detail::fail<format_error>(where, "tensor '", name, "' has shape [", got, "] but [", want,
-                                 "] was expected");
-    }
+    if (it->second.shape != shape)
+      detail::fail<format_error>(where, "tensor '", name, "' has shape ",
+                                 detail::shape_text(it->second.shape), " but ",
+                                 detail::shape_text(shape), " was expected");
+    if (it->second.bytes.size() != std::size_t(it->second.elements()) * dtype_size(it->second.dtype))
+      detail::fail<format_error>(where, "tensor '", name, "' holds ", it->second.bytes.size(),
+                                 " bytes; its shape and dtype need ",
+                                 std::size_t(it->second.elements()) * dtype_size(it->second.dtype));
     return it->second;
   }
 
@@ -448,33 +501,35 @@ class SafeTensors {
   }
 };
 
-/// Reads a whole safetensors file; every check is made before it returns.
-inline SafeTensors read_safetensors(const std::string& path) {
+/// Parses a safetensors file held in memory (`source` names it in messages); every check is made
+/// before it returns. The allocations are the tensors' bytes, at most `size` in all.
+inline SafeTensors parse_safetensors(const char* data_begin, std::size_t size,
+                                     const std::string& source = "<memory>") {
   static constexpr const char* where = "read_safetensors";
-  const std::vector<char> bytes = detail::read_file_bytes(
-      where, path, 8, "an 8-byte header length", std::int64_t(1) << 40, "too large");
+  const std::string& path = source;
+  if (size < 8)
+    detail::fail<format_error>(where, "'", path, "' is truncated: an 8-byte header length was "
+                               "expected, the file has ", size, " bytes");
   std::uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[std::size_t(i)]);
-  const std::uint64_t rest = bytes.size() - 8;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(data_begin[i]);
+  const std::uint64_t rest = size - 8;
   if (header_len > rest || header_len > (std::uint64_t(100) << 20))
     detail::fail<format_error>(where, "'", path, "' declares a ", header_len,
                                "-byte header but has ", rest, " bytes after the length (and headers "
                                "are at most 100 MiB): not a safetensors file, or truncated");
   SafeTensors st;
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> ranges;
-  detail::HeaderParser(where, path, bytes.data() + 8, std::size_t(header_len)).parse(st.tensors, st.metadata, ranges);
+  detail::HeaderParser(where, path, data_begin + 8, std::size_t(header_len)).parse(st.tensors, st.metadata, ranges);
   const std::uint64_t data_size = rest - header_len;
-  const char* data = bytes.data() + 8 + header_len;
+  const char* data = data_begin + 8 + header_len;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> used;
   for (auto& [name, t] : st.tensors) {
     const auto r = ranges.at(name);
-    std::uint64_t n = 1;
-    for (auto d : t.shape) {
-      if (d != 0 && n > std::numeric_limits<std::uint64_t>::max() / 8 / std::uint64_t(d))
-        detail::fail<format_error>(where, "'", path, "': tensor '", name, "' has an impossible shape");
-      n *= std::uint64_t(d);
-    }
-    const std::uint64_t want = n * dtype_size(t.dtype);
+    const std::int64_t n = t.elements();
+    if (n < 0)
+      detail::fail<format_error>(where, "'", path, "': tensor '", name, "' has the impossible shape ",
+                                 detail::shape_text(t.shape));
+    const std::uint64_t want = std::uint64_t(n) * dtype_size(t.dtype);
     if (r.first > r.second || r.second > data_size)
       detail::fail<format_error>(where, "'", path, "': tensor '", name, "' has data_offsets [",
                                  r.first, ", ", r.second, "] outside the ", data_size,
@@ -483,18 +538,31 @@ inline SafeTensors read_safetensors(const std::string& path) {
       detail::fail<format_error>(where, "'", path, "': tensor '", name, "' has ",
                                  r.second - r.first, " bytes but its shape and dtype need ", want);
     used.push_back(r);
-    t.bytes.assign(data + r.first, data + r.second);
   }
+  // Disjoint ranges before any copy, so the copies add up to at most the file's data bytes.
   std::sort(used.begin(), used.end());
   for (std::size_t i = 1; i < used.size(); ++i)
     if (used[i].first < used[i - 1].second)
       detail::fail<format_error>(where, "'", path, "': two tensors share bytes [", used[i].first,
                                  ", ", used[i - 1].second, ")");
+  for (auto& [name, t] : st.tensors) {
+    const auto r = ranges.at(name);
+    t.bytes.assign(data + r.first, data + r.second);
+  }
   return st;
 }
 
-/// Writes `st` to `path` atomically (a temporary file, flushed, then renamed over `path`).
-inline void write_safetensors(const SafeTensors& st, const std::string& path) {
+/// Reads a whole safetensors file; every check is made before it returns.
+inline SafeTensors read_safetensors(const std::string& path) {
+  const std::vector<char> bytes = detail::read_file_bytes(
+      "read_safetensors", path, 8, "an 8-byte header length", std::int64_t(1) << 40, "too large");
+  return parse_safetensors(bytes.data(), bytes.size(), path);
+}
+
+namespace detail {
+/// The JSON header write_safetensors puts after the length (padded to 8-byte alignment); the
+/// tensors follow in name order.
+inline std::string safetensors_header(const SafeTensors& st) {
   std::string header = "{";
   if (!st.metadata.empty()) {
     header += "\"__metadata__\":{";
@@ -523,6 +591,14 @@ inline void write_safetensors(const SafeTensors& st, const std::string& path) {
   }
   header += '}';
   while ((8 + header.size()) % 8 != 0) header += ' ';  // aligns the data
+  return header;
+}
+}  // namespace detail
+
+/// Writes `st` to `path` atomically (see detail/atomic_file.hpp: the destination is the old or
+/// the new file whatever happens, and no temporary file is left behind).
+inline void write_safetensors(const SafeTensors& st, const std::string& path) {
+  const std::string header = detail::safetensors_header(st);
   detail::write_file_atomically("write_safetensors", path, [&](std::FILE* f) {
     unsigned char len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(std::uint64_t(header.size()) >> (8 * i));
@@ -580,42 +656,68 @@ inline bool has_compressed_layer(const SafeTensors& st, const std::string& prefi
 }
 
 /// Rebuilds a layer stored by put_compressed_layer; its rank, shape and kept rows come from the
-/// file. Pruned rows of S are zero and masked.
+/// file. Pruned rows of S are zero and masked. Every tensor is checked before the layer is built;
+/// the layer's dense S (out × in) must fit `limits.max_layer_elements`.
 template <class Scalar>
-LowRankSparseLinear<Scalar> get_compressed_layer(const SafeTensors& st, const std::string& prefix) {
+LowRankSparseLinear<Scalar> get_compressed_layer(const SafeTensors& st, const std::string& prefix,
+                                                 const ReadLimits& limits = {}) {
   static constexpr const char* where = "get_compressed_layer";
   const Index max_dim = Index(1) << 24;
   const Index out = st.meta_int(prefix + ".out_features", 1, max_dim);
   const Index in = st.meta_int(prefix + ".in_features", 1, max_dim);
   const Index r = st.meta_int(prefix + ".rank", 0, std::min(out, in));
   const Index k = st.meta_int(prefix + ".kept_rows", 0, out);
-  const bool bias = st.contains(prefix + ".bias");
-  LowRankSparseLinear<Scalar> layer(out, in, r, bias);
-  if (r > 0) layer.set_low_rank(st.matrix<Scalar>(prefix + ".U", out, r), st.matrix<Scalar>(prefix + ".V", r, in));
+  if (out * in > limits.max_layer_elements)  // out, in <= 2^24: no overflow
+    detail::fail<format_error>(where, "layer '", prefix, "' is ", out, "x", in, " (", out * in,
+                               " entries of S) but at most ", limits.max_layer_elements,
+                               " are allowed (ReadLimits::max_layer_elements; raise it for a "
+                               "layer this large)");
+  // The stored tensors first: their sizes are justified by the file's bytes.
+  RowMatrix<Scalar> U, V;
+  if (r > 0) {
+    U = st.matrix<Scalar>(prefix + ".U", out, r);
+    V = st.matrix<Scalar>(prefix + ".V", r, in);
+  }
   const std::vector<std::int32_t> index = st.int32s(prefix + ".S_index", k);
-  const RowMatrix<Scalar> rows = st.matrix<Scalar>(prefix + ".S_rows", k, in);
-  RowMask live = RowMask::Zero(out);
-  layer.S().setZero();
   for (Index i = 0; i < k; ++i) {
     const std::int32_t row = index[std::size_t(i)];
     if (row < 0 || row >= out || (i > 0 && row <= index[std::size_t(i - 1)]))
       detail::fail<format_error>(where, "'", prefix, ".S_index' entry ", i, " is ", row,
                                  "; strictly increasing rows in [0, ", out, ") were expected");
+  }
+  const RowMatrix<Scalar> rows = st.matrix<Scalar>(prefix + ".S_rows", k, in);
+  const StoredTensor* stored_mask = nullptr;
+  if (st.contains(prefix + ".S_mask")) {
+    stored_mask = &st.tensors.at(prefix + ".S_mask");
+    if (stored_mask->dtype != Dtype::u8 || stored_mask->shape != std::vector<std::int64_t>{k, in} ||
+        stored_mask->bytes.size() != std::size_t(k * in))
+      detail::fail<format_error>(where, "'", prefix, ".S_mask' is ", dtype_name(stored_mask->dtype),
+                                 " ", detail::shape_text(stored_mask->shape), "; U8 [", k, "x", in,
+                                 "] was expected");
+  }
+  const bool bias = st.contains(prefix + ".bias");
+  Vector<Scalar> b;
+  if (bias) b = st.vector<Scalar>(prefix + ".bias", out);
+
+  LowRankSparseLinear<Scalar> layer(out, in, r, bias);
+  if (r > 0) layer.set_low_rank(U, V);
+  RowMask live = RowMask::Zero(out);
+  layer.S().setZero();
+  for (Index i = 0; i < k; ++i) {
+    const std::int32_t row = index[std::size_t(i)];
     layer.S().row(row) = rows.row(i);
     live[row] = 1;
   }
   layer.set_row_mask(live);
-  if (st.contains(prefix + ".S_mask")) {
-    const StoredTensor& m = st.tensors.at(prefix + ".S_mask");
-    if (m.dtype != Dtype::u8 || m.shape != std::vector<std::int64_t>{k, in})
-      detail::fail<format_error>(where, "'", prefix, ".S_mask' must be U8 [", k, "x", in, "]");
+  if (stored_mask != nullptr) {
     ElementMask em = ElementMask::Zero(out, in);
     for (Index i = 0; i < k; ++i)
-      for (Index j = 0; j < in; ++j) em(index[std::size_t(i)], j) = m.bytes[std::size_t(i * in + j)] ? 1 : 0;
+      for (Index j = 0; j < in; ++j)
+        em(index[std::size_t(i)], j) = stored_mask->bytes[std::size_t(i * in + j)] ? 1 : 0;
     layer.set_element_mask(em);
   }
   layer.apply_masks();
-  if (bias) layer.bias() = st.vector<Scalar>(prefix + ".bias", out);
+  if (bias) layer.bias() = b;
   return layer;
 }
 

@@ -159,17 +159,25 @@ class Tokenizer {
   int max_token_length_ = 0;
 };
 
-/// Reads a tok*.bin file; `expected_vocab` > 0 also checks the number of tokens.
-inline Tokenizer read_tokenizer(const std::string& path, int expected_vocab = 0) {
+/// The most tokens a tokenizer file may hold: 2^20, the largest vocab_size a llama2.c checkpoint
+/// header can give.
+inline constexpr std::size_t kMaxTokenizerVocab = std::size_t(1) << 20;
+
+/// Parses a tok*.bin file held in memory (`source` names it in messages); `expected_vocab` > 0
+/// also checks the number of tokens. Every record is at least 8 bytes, so the vocabulary's
+/// memory is bounded by a small multiple of `size`.
+inline Tokenizer parse_tokenizer(const char* data, std::size_t size, const std::string& source = "<memory>",
+                                 int expected_vocab = 0) {
   static constexpr const char* where = "read_tokenizer";
-  const std::vector<char> bytes = detail::read_file_bytes(
-      where, path, 4, "a 4-byte header", std::int64_t(1) << 32, "too large for a tokenizer");
+  const std::string& path = source;
+  if (size > (std::size_t(1) << 32))
+    detail::fail<format_error>(where, "'", path, "' is ", size, " bytes, too large for a tokenizer");
   std::size_t at = 0;
   const auto take = [&](void* dst, std::size_t n, const char* what) {
-    if (bytes.size() - at < n)
+    if (size - at < n)
       detail::fail<format_error>(where, "'", path, "' is truncated in ", what, " at byte ", at,
-                                 ": ", n, " bytes were expected, ", bytes.size() - at, " remain");
-    std::memcpy(dst, bytes.data() + at, n);
+                                 ": ", n, " bytes were expected, ", size - at, " remain");
+    if (n > 0) std::memcpy(dst, data + at, n);
     at += n;
   };
   std::int32_t max_len = 0;
@@ -179,7 +187,10 @@ inline Tokenizer read_tokenizer(const std::string& path, int expected_vocab = 0)
                                "; a value in [1, 1024] was expected (is this a tokenizer file?)");
   std::vector<std::string> pieces;
   std::vector<float> scores;
-  while (at < bytes.size()) {
+  while (at < size) {
+    if (pieces.size() >= kMaxTokenizerVocab)
+      detail::fail<format_error>(where, "'", path, "' holds more than ", kMaxTokenizerVocab,
+                                 " tokens (the largest vocabulary a llama2.c header can name)");
     float score = 0;
     std::int32_t len = 0;
     take(&score, 4, "a token's score");
@@ -196,6 +207,13 @@ inline Tokenizer read_tokenizer(const std::string& path, int expected_vocab = 0)
     detail::fail<format_error>(where, "'", path, "' has ", pieces.size(), " tokens but the model's "
                                "vocabulary has ", expected_vocab);
   return Tokenizer(std::move(pieces), std::move(scores), max_len);
+}
+
+/// Reads a tok*.bin file; `expected_vocab` > 0 also checks the number of tokens.
+inline Tokenizer read_tokenizer(const std::string& path, int expected_vocab = 0) {
+  const std::vector<char> bytes = detail::read_file_bytes(
+      "read_tokenizer", path, 4, "a 4-byte header", std::int64_t(1) << 32, "too large for a tokenizer");
+  return parse_tokenizer(bytes.data(), bytes.size(), path, expected_vocab);
 }
 
 /// Writes a tok*.bin file atomically (a temporary file renamed into place).

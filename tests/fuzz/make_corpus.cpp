@@ -1,0 +1,148 @@
+// Writes the fuzz targets' seed corpora with the library's own writers:
+//   fuzz_make_corpus DIR   →  DIR/{safetensors,llama2c,tokenizer,pruner_state}/*
+// The bundled model and tokenizer are added by the callers (ctest and cmake/quickstart.sh fuzz).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/io/safetensors.hpp>
+#include <lmshrink/io/tokenizer.hpp>
+#include <string>
+#include <vector>
+
+#include "pruner_variants.hpp"
+
+namespace fs = std::filesystem;
+using lmshrink::Index;
+
+namespace {
+
+lmshrink::RowMatrix<float> ramp(Index rows, Index cols, float scale) {
+  lmshrink::RowMatrix<float> m(rows, cols);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = scale * float((i * 7) % 11) - 0.5f;
+  return m;
+}
+
+void safetensors(const fs::path& dir) {
+  {
+    lmshrink::SafeTensors st;
+    lmshrink::write_safetensors(st, (dir / "empty.safetensors").string());
+  }
+  {
+    lmshrink::SafeTensors st;
+    st.metadata["format"] = "pt";
+    st.put("w", ramp(3, 2, 0.5f));
+    st.put("v", lmshrink::Vector<double>::LinSpaced(4, -1, 1));
+    st.put_int32("i", {0, 2, 5});
+    const std::uint16_t halves[3] = {0x3c00, 0xc000, 0x0001};
+    st.put("h", lmshrink::Dtype::f16, {3}, halves);
+    st.put("b", lmshrink::Dtype::bf16, {1, 3}, halves);
+    const std::uint8_t bytes[2] = {1, 0};
+    st.put("u", lmshrink::Dtype::u8, {2}, bytes);
+    st.put("z", lmshrink::Dtype::f32, {0, 5}, nullptr);
+    lmshrink::write_safetensors(st, (dir / "dtypes.safetensors").string());
+  }
+  // Compressed layers: rank and rows, rank only, rows only with an element mask and a bias.
+  for (int variant = 0; variant < 3; ++variant) {
+    lmshrink::LowRankSparseLinear<float> layer(4, 3, variant == 2 ? 0 : 1, variant == 2);
+    if (layer.rank() > 0) layer.set_low_rank(ramp(4, 1, 0.25f), ramp(1, 3, 0.5f));
+    layer.S() = ramp(4, 3, 0.125f);
+    lmshrink::RowMask rows = lmshrink::RowMask::Ones(4);
+    rows[1] = 0;
+    if (variant == 1) rows.setZero();
+    layer.set_row_mask(rows);
+    if (variant == 2) {
+      lmshrink::ElementMask em = lmshrink::ElementMask::Ones(4, 3);
+      em(0, 1) = 0;
+      layer.set_element_mask(em);
+      layer.bias().setConstant(0.5f);
+    }
+    layer.apply_masks();
+    lmshrink::SafeTensors st;
+    lmshrink::put_compressed_layer(st, "layers.0.wq", layer, "losparse");
+    lmshrink::write_safetensors(st, (dir / ("layer" + std::to_string(variant) + ".safetensors")).string());
+  }
+}
+
+void llama2c(const fs::path& dir) {
+  for (int shared = 0; shared < 2; ++shared) {
+    lmshrink::Llama2cModel m;
+    auto& c = m.config;
+    c = {4, 6, 1, 2, 1, 8, 3, shared == 1};
+    const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
+    m.token_embedding = ramp(v, d, 0.1f);
+    m.rms_att = {lmshrink::Vector<float>::Ones(d)};
+    m.rms_ffn = {lmshrink::Vector<float>::Ones(d)};
+    m.wq = {ramp(d, d, 0.2f)};
+    m.wk = {ramp(kv, d, 0.2f)};
+    m.wv = {ramp(kv, d, 0.3f)};
+    m.wo = {ramp(d, d, 0.1f)};
+    m.w1 = {ramp(hd, d, 0.1f)};
+    m.w2 = {ramp(d, hd, 0.1f)};
+    m.w3 = {ramp(hd, d, 0.2f)};
+    m.rms_final = lmshrink::Vector<float>::Ones(d);
+    m.freq_cis_real = ramp(c.seq_len, c.head_size() / 2, 0.1f);
+    m.freq_cis_imag = ramp(c.seq_len, c.head_size() / 2, 0.1f);
+    if (!c.shared_classifier) m.wcls = ramp(v, d, 0.05f);
+    lmshrink::write_llama2c(m, (dir / (shared ? "tiny_shared.bin" : "tiny_wcls.bin")).string());
+  }
+}
+
+void tokenizer(const fs::path& dir) {
+  std::vector<std::string> pieces = {"<unk>", "<s>", "</s>"};
+  std::vector<float> scores = {0, 0, 0};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    pieces.push_back(name);
+    scores.push_back(0);
+  }
+  for (const char* p : {" ", "a", "b", "ab", " a", "ba", "\xc3\xa9"}) {
+    pieces.push_back(p);
+    scores.push_back(-float(pieces.size()));
+  }
+  lmshrink::write_tokenizer(lmshrink::Tokenizer(pieces, scores), (dir / "small.bin").string());
+}
+
+void pruner_states(const fs::path& dir) {
+  for (int variant = 0; variant < fuzz::kPrunerVariants; ++variant) {
+    for (int steps : {0, 5}) {
+      fuzz::PrunerRig rig(variant);
+      for (int g = 0; g < steps; ++g) rig.pruner.after_optimizer_step(g);
+      const fs::path tmp = dir / "state.tmp";
+      rig.pruner.save(tmp.string());
+      std::ifstream in(tmp, std::ios::binary);
+      std::vector<char> bytes((std::istreambuf_iterator<char>(in)), {});
+      in.close();
+      fs::remove(tmp);
+      bytes.insert(bytes.begin(), char(variant));
+      std::ofstream out(dir / ("variant" + std::to_string(variant) + "_step" + std::to_string(steps)),
+                        std::ios::binary);
+      out.write(bytes.data(), std::streamsize(bytes.size()));
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: fuzz_make_corpus DIR\n");
+    return 2;
+  }
+  try {
+    const fs::path root = argv[1];
+    for (const char* t : {"safetensors", "llama2c", "tokenizer", "pruner_state"})
+      fs::create_directories(root / t);
+    safetensors(root / "safetensors");
+    llama2c(root / "llama2c");
+    tokenizer(root / "tokenizer");
+    pruner_states(root / "pruner_state");
+    std::printf("wrote the seed corpora to %s\n", argv[1]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,267 @@
+// Regression tests from hostile files and states (SPEC §17): each of these once crashed,
+// allocated without bound, overflowed or was reported badly.
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/io/safetensors.hpp>
+#include <lmshrink/io/tokenizer.hpp>
+#include <lmshrink/pruner.hpp>
+#include <string>
+#include <vector>
+
+using Catch::Matchers::Contains;
+using lmshrink::Index;
+
+namespace {
+
+std::string temp_path(const std::string& name) { return std::string(LMSHRINK_TEST_TMP) + "/hardening_" + name; }
+
+/// A safetensors file: the 8-byte length, the header as given, then the data bytes.
+std::vector<char> safetensors_bytes(const std::string& header, std::size_t data_bytes = 0) {
+  std::string b(8, '\0');
+  for (int i = 0; i < 8; ++i) b[std::size_t(i)] = char(std::uint64_t(header.size()) >> (8 * i));
+  b += header;
+  b.append(data_bytes, '\0');
+  return {b.begin(), b.end()};
+}
+
+lmshrink::SafeTensors parse(const std::vector<char>& b) {
+  return lmshrink::parse_safetensors(b.data(), b.size(), "hostile");
+}
+
+/// A compressed layer's metadata with rank 0 and no kept rows: a few bytes that describe a dense
+/// S of out × in.
+std::string empty_layer_header(long long out, long long in) {
+  return "{\"__metadata__\":{\"l.rank\":\"0\",\"l.out_features\":\"" + std::to_string(out) +
+         "\",\"l.in_features\":\"" + std::to_string(in) +
+         "\",\"l.kept_rows\":\"0\",\"l.method\":\"x\"},"
+         "\"l.S_index\":{\"dtype\":\"I32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+         "\"l.S_rows\":{\"dtype\":\"F32\",\"shape\":[0," + std::to_string(in) +
+         "],\"data_offsets\":[0,0]}}";
+}
+
+std::vector<char> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+}  // namespace
+
+TEST_CASE("1. a tiny file cannot make get_compressed_layer allocate a huge dense S",
+          "[hardening][safetensors]") {
+  // 2^24 x 2^24 asked for 2^48 floats (std::bad_alloc escaped); 65536 x 65536 for 16 GiB.
+  for (long long dim : {1LL << 24, 65536LL}) {
+    const auto bytes = safetensors_bytes(empty_layer_header(dim, dim));
+    CAPTURE(dim, bytes.size());
+    REQUIRE(bytes.size() < 300);
+    const auto st = parse(bytes);
+    REQUIRE_THROWS_WITH(lmshrink::get_compressed_layer<float>(st, "l"),
+                        Contains("[lmshrink.format] get_compressed_layer: layer 'l' is") &&
+                            Contains("but at most 268435456 are allowed") &&
+                            Contains("ReadLimits::max_layer_elements"));
+  }
+  // The limit is the documented default and can be raised or lowered.
+  const auto st = parse(safetensors_bytes(empty_layer_header(300, 200)));
+  const auto layer = lmshrink::get_compressed_layer<float>(st, "l");
+  REQUIRE(layer.out_features() == 300);
+  REQUIRE(layer.S().isZero());
+  lmshrink::ReadLimits small;
+  small.max_layer_elements = 300 * 200 - 1;
+  REQUIRE_THROWS_AS(lmshrink::get_compressed_layer<float>(st, "l", small), lmshrink::format_error);
+  // Tensors are checked before the layer is built: a wrong S_rows shape is reported first.
+  auto bad = empty_layer_header(300, 200);
+  bad.replace(bad.find("[0,200]"), 7, "[0,199]");
+  REQUIRE_THROWS_WITH(lmshrink::get_compressed_layer<float>(parse(safetensors_bytes(bad)), "l"),
+                      Contains("tensor 'l.S_rows' has shape [0x199] but [0x200] was expected"));
+}
+
+TEST_CASE("1. overlapping tensors are refused before any copy", "[hardening][safetensors]") {
+  // Many names for one range would copy the same bytes many times over.
+  std::string header = "{";
+  for (int i = 0; i < 50; ++i)
+    header += std::string(i ? "," : "") + "\"t" + std::to_string(i) +
+              "\":{\"dtype\":\"U8\",\"shape\":[64],\"data_offsets\":[0,64]}";
+  header += "}";
+  REQUIRE_THROWS_WITH(parse(safetensors_bytes(header, 64)), Contains("two tensors share bytes [0, 64)"));
+}
+
+TEST_CASE("2. every dimension is range-checked alone, products even when a factor is 0",
+          "[hardening][safetensors]") {
+  // 2^63 next to a 0 was stored as int64 -1 and hit Eigen's resize assertion.
+  for (const char* shape : {"[9223372036854775808,0]", "[0,9223372036854775808]",
+                            "[18446744073709551615,0]", "[1099511627777,0]"}) {
+    CAPTURE(shape);
+    const std::string h = std::string("{\"t\":{\"dtype\":\"F32\",\"shape\":") + shape +
+                          ",\"data_offsets\":[0,0]}}";
+    REQUIRE_THROWS_WITH(parse(safetensors_bytes(h)), Contains("at most 2^40 is supported"));
+  }
+  // Each dimension allowed, the product of the non-zero ones not: refused whatever the order.
+  for (const char* shape : {"[1099511627776,1099511627776,0]", "[0,1099511627776,1099511627776]"}) {
+    CAPTURE(shape);
+    const std::string h = std::string("{\"t\":{\"dtype\":\"F32\",\"shape\":") + shape +
+                          ",\"data_offsets\":[0,0]}}";
+    REQUIRE_THROWS_WITH(parse(safetensors_bytes(h)), Contains("impossible shape"));
+  }
+  // A large dimension beside a 0 is a legitimate empty tensor: it reads, writes and reads back.
+  const auto st = parse(safetensors_bytes(
+      "{\"t\":{\"dtype\":\"F32\",\"shape\":[1099511627776,0],\"data_offsets\":[0,0]}}"));
+  REQUIRE(st.tensors.at("t").elements() == 0);
+  const std::string path = temp_path("empty_big.safetensors");
+  lmshrink::write_safetensors(st, path);
+  REQUIRE(lmshrink::read_safetensors(path).tensors.at("t").shape ==
+          std::vector<std::int64_t>{std::int64_t(1) << 40, 0});
+  std::filesystem::remove(path);
+  // The writer refuses what the reader would refuse, and the accessors refuse negative sizes.
+  lmshrink::SafeTensors w;
+  REQUIRE_THROWS_WITH(w.put("n", lmshrink::Dtype::f32, {-1, 0}, nullptr),
+                      Contains("[lmshrink.value] SafeTensors::put: tensor 'n' has the shape [-1x0]"));
+  REQUIRE_THROWS_AS(w.put("n", lmshrink::Dtype::f32, {std::int64_t(1) << 41, 0}, nullptr),
+                    lmshrink::value_error);
+  REQUIRE_THROWS_WITH(st.matrix<float>("t", -1, 0), Contains("dimensions >= 0 were expected"));
+  REQUIRE_THROWS_AS(st.vector<float>("t", -3), lmshrink::value_error);
+}
+
+namespace {
+
+struct SmallPruner {
+  lmshrink::LowRankSparseLinear<double> layer{4, 3, 1};
+  lmshrink::LowRankSparseLinear<double>::Gradients grads = layer.make_gradients();
+  lmshrink::Pruner<double> pruner;
+  explicit SmallPruner(lmshrink::PrunerOptions o = options()) : pruner(o) {
+    layer.S().setConstant(0.5);
+    grads.S.setConstant(0.25);
+    pruner.add("l", layer, grads);
+  }
+  static lmshrink::PrunerOptions options() {
+    lmshrink::PrunerOptions o;
+    o.schedule = {20, 2, 4, 0.5, 2};
+    return o;
+  }
+};
+
+/// A saved state with its step field (bytes 16..23) replaced.
+std::vector<char> state_with_step(std::int64_t step) {
+  SmallPruner p;
+  for (int g = 0; g < 3; ++g) p.pruner.after_optimizer_step(g);
+  const std::string path = temp_path("state.bin");
+  p.pruner.save(path);
+  auto bytes = read_all(path);
+  std::filesystem::remove(path);
+  std::memcpy(bytes.data() + 16, &step, 8);
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("3. a pruner state's step and values are range-checked", "[hardening][pruner]") {
+  // Step 2^63-1 loaded, then the next step overflowed; step -1000 loaded and re-opened add().
+  for (std::int64_t step : {std::numeric_limits<std::int64_t>::max(), std::int64_t(-1000),
+                            (std::int64_t(1) << 62) + 1}) {
+    CAPTURE(step);
+    const auto bytes = state_with_step(step);
+    SmallPruner p;
+    REQUIRE_THROWS_WITH(p.pruner.parse_state(bytes.data(), bytes.size(), "state"),
+                        Contains("has step " + std::to_string(step)) &&
+                            Contains("-1 (no step yet) or a step in [0, 2^62] was expected"));
+    REQUIRE(p.pruner.last_step() == -1);  // nothing changed
+  }
+  // A valid state at step 2 resumes at step 3.
+  const auto good = state_with_step(2);
+  SmallPruner ok;
+  ok.pruner.parse_state(good.data(), good.size(), "state");
+  REQUIRE(ok.pruner.last_step() == 2);
+  REQUIRE_NOTHROW(ok.pruner.after_optimizer_step(3));
+  // Step -1 (no step yet) with importance already accumulated cannot come from save().
+  const auto early = state_with_step(-1);
+  SmallPruner fresh;
+  REQUIRE_THROWS_WITH(fresh.pruner.parse_state(early.data(), early.size(), "state"),
+                      Contains("step -1 (no step yet) but non-zero importance"));
+  // Negative Taylor importance cannot come from save() either.
+  auto negative = good;
+  const double minus = -1.0;
+  const std::size_t ema_at = 8 + 3 * 8 + 8 + 1 + 3 * 8;  // magic, header, name, shape and flag
+  std::memcpy(negative.data() + ema_at, &minus, 8);
+  REQUIRE_THROWS_WITH(fresh.pruner.parse_state(negative.data(), negative.size(), "state"),
+                      Contains("negative importance in layer 'l'"));
+  // A file larger than any state of these layers is refused before it is read.
+  const std::string big = temp_path("big_state.bin");
+  {
+    std::ofstream out(big, std::ios::binary);
+    out.write(good.data(), std::streamsize(good.size()));
+    out << std::string(4096, 'x');
+  }
+  REQUIRE_THROWS_WITH(fresh.pruner.load(big), Contains("larger than the state of the layers added"));
+  std::filesystem::remove(big);
+  // Steps outside [0, 2^62] are refused by after_optimizer_step itself.
+  SmallPruner q;
+  REQUIRE_THROWS_WITH(q.pruner.after_optimizer_step(-5), Contains("step must be in [0, 2^62], got -5"));
+  REQUIRE_THROWS_AS(q.pruner.after_optimizer_step(std::numeric_limits<Index>::max()),
+                    lmshrink::value_error);
+}
+
+TEST_CASE("5. directories and devices are named as such, not as huge files", "[hardening][io]") {
+  const std::string dir = LMSHRINK_DATA_DIR;
+  REQUIRE_THROWS_WITH(lmshrink::read_safetensors(dir),
+                      Contains("[lmshrink.io] read_safetensors: '") && Contains("is a directory; a file was expected"));
+  REQUIRE_THROWS_WITH(lmshrink::read_tokenizer(dir), Contains("is a directory; a file was expected"));
+  REQUIRE_THROWS_WITH(lmshrink::read_tokenizer("/dev/zero"), Contains("is not a regular file"));
+  SmallPruner p;
+  REQUIRE_THROWS_WITH(p.pruner.load(dir), Contains("[lmshrink.io] Pruner::load") && Contains("is a directory"));
+  // Writing over a directory, or into a missing one, is an io_error naming the path.
+  lmshrink::SafeTensors st;
+  REQUIRE_THROWS_WITH(lmshrink::write_safetensors(st, dir),
+                      Contains("[lmshrink.io] write_safetensors: '") && Contains("is a directory; a file path was expected"));
+  REQUIRE_THROWS_WITH(lmshrink::write_safetensors(st, temp_path("missing/dir/x.safetensors")),
+                      Contains("the directory '") && Contains("missing/dir' does not exist"));
+}
+
+TEST_CASE("6. the reference's ΔT has one source of truth", "[hardening][pruner]") {
+  lmshrink::PrunerOptions o;
+  o.schedule = {100, 10, 10, 0.5, 5};
+  // Setting only the schedule's interval is enough: the importance window follows it.
+  lmshrink::Pruner<double> follows(o);
+  REQUIRE(follows.options().importance.window == 5);
+  o.importance.window = 5;
+  REQUIRE_NOTHROW(lmshrink::Pruner<double>(o));
+  // Two different ΔT used to depart silently from the reference.
+  o.importance.window = 10;
+  REQUIRE_THROWS_WITH(lmshrink::Pruner<double>(o),
+                      Contains("importance.window (10) and schedule.mask_interval (5)") &&
+                          Contains("must agree"));
+}
+
+TEST_CASE("6. accounting says what S holds when pruned rows regrow (reference mode)",
+          "[hardening][pruner]") {
+  lmshrink::PrunerOptions o;
+  o.schedule = {4, 0, 3, 0.5, 1};  // step 1 masks to keep 0.5
+  SmallPruner p(o);
+  p.layer.S() << 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4;
+  p.grads.S.setOnes();
+  p.pruner.after_optimizer_step(0);
+  p.pruner.after_optimizer_step(1);  // a mask step
+  auto a = p.pruner.accounting();
+  const Index live = a.layers[0].live_sparse;
+  REQUIRE(live < 12);
+  REQUIRE(a.layers[0].held_sparse == live);
+  // An optimizer step regrows the pruned rows (they receive gradients in reference mode).
+  p.layer.S().array() += 0.1;
+  a = p.pruner.accounting();
+  REQUIRE(a.layers[0].live_sparse == live);  // the masks did not change
+  REQUIRE(a.layers[0].held_sparse == 12);    // but S holds every entry until the next mask step
+  REQUIRE(a.held == a.layers[0].low_rank + 12);
+}
+
+TEST_CASE("the tokenizer's vocabulary is bounded by the largest a header can name",
+          "[hardening][tokenizer]") {
+  // 2^20 + 1 empty records of 8 bytes each.
+  std::vector<char> bytes(4 + 8 * ((std::size_t(1) << 20) + 1), '\0');
+  const std::int32_t max_len = 1;
+  std::memcpy(bytes.data(), &max_len, 4);
+  REQUIRE_THROWS_WITH(lmshrink::parse_tokenizer(bytes.data(), bytes.size(), "many"),
+                      Contains("holds more than 1048576 tokens"));
+}
