@@ -193,7 +193,7 @@ TEST_CASE("3. a pruner state's step and values are range-checked", "[hardening][
   {
     std::ofstream out(big, std::ios::binary);
     out.write(good.data(), std::streamsize(good.size()));
-    out << std::string(4096, 'x');
+    out << std::string(8192, 'x');
   }
   REQUIRE_THROWS_WITH(fresh.pruner.load(big), Contains("larger than the state of the layers added"));
   std::filesystem::remove(big);

@@ -409,12 +409,13 @@ class Pruner {
  private:
   static constexpr char kMagic[8] = {'L', 'M', 'S', 'P', 'R', 'U', 'N', '1'};
 
-  /// The size of a state of the layers added (the largest any valid file can be).
+  /// The largest state of the layers added, with names of any length load() reads (4096), so a
+  /// state whose names differ is still read and reported by name.
   std::int64_t state_size_bound() const {
     std::int64_t n = 8 + 3 * 8;
     for (const auto& e : entries_) {
       const std::int64_t entries = e.tracker.rows() * e.tracker.cols();
-      n += 8 + std::int64_t(e.name.size()) + 3 * 8 + entries * std::int64_t(sizeof(Scalar)) * 3 +
+      n += 8 + 4096 + 3 * 8 + entries * std::int64_t(sizeof(Scalar)) * 3 +
            e.tracker.rows() + entries;
     }
     return n;

@@ -54,6 +54,7 @@ struct PackedPanels {
     p.rows = count;
     p.depth = depth;
     p.data.assign(static_cast<std::size_t>(p.panels() * depth * kPanelWidth), Scalar(0));
+    if (depth == 0) return p;  // nothing to copy (and data() may be null)
     for (Index j = 0; j < count; ++j) {
       const Scalar* src = w + row_of(j) * ldw;
       Scalar* dst = p.data.data() + (j / kPanelWidth) * depth * kPanelWidth + j % kPanelWidth;
