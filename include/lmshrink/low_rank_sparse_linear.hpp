@@ -237,14 +237,15 @@ class LowRankSparseLinear {
     const Index n = x.rows();
     prepare_cache(cache, n);
     auto xv = cache_map(cache.xv_, n);
+    cache.tokens_ = n;
+    cache.rank_ = rank();
+    if (n == 0) return;  // y is empty (and its data may be null: no blocks of it)
     xv.noalias() = x * V_.transpose();
     y.noalias() = xv * U_.transpose();
     for (const auto& run : live_runs_)
       y.middleCols(run.first, run.second).noalias() +=
           x * S_.middleRows(run.first, run.second).transpose();
     if (has_bias()) y.rowwise() += bias_.transpose();
-    cache.tokens_ = n;
-    cache.rank_ = rank();
   }
 
   /// Given dy = ∂L/∂y (N, out) for the x of the last forward with this cache, accumulates
@@ -315,6 +316,7 @@ class LowRankSparseLinear {
       detail::fail<shape_error>(where, "grads.bias has ", grads.bias.size(), " entries but ",
                                 bias_.size(), " were expected");
     const Index n = x.rows();
+    if (n == 0) return;  // no tokens: nothing to add
     auto xv = cache_map(cache.xv_, n);
     auto dxv = cache_map(cache.dxv_, n);
     grads.U.noalias() += dy.transpose() * xv;
