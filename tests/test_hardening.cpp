@@ -210,6 +210,9 @@ TEST_CASE("5. directories and devices are named as such, not as huge files", "[h
                       Contains("[lmshrink.io] read_safetensors: '") && Contains("is a directory; a file was expected"));
   REQUIRE_THROWS_WITH(lmshrink::read_tokenizer(dir), Contains("is a directory; a file was expected"));
   REQUIRE_THROWS_WITH(lmshrink::read_tokenizer("/dev/zero"), Contains("is not a regular file"));
+  // A path that cannot be resolved gives the system's reason, not always "no such file".
+  REQUIRE_THROWS_WITH(lmshrink::read_tokenizer(dir + "/tok512.bin/x"),
+                      Contains("cannot open '") && Contains("(Not a directory)"));
   SmallPruner p;
   REQUIRE_THROWS_WITH(p.pruner.load(dir), Contains("[lmshrink.io] Pruner::load") && Contains("is a directory"));
   // Writing over a directory, or into a missing one, is an io_error naming the path.

@@ -22,8 +22,9 @@ inline std::vector<char> read_file_bytes(const char* where, const std::string& p
                                          std::int64_t max_size, const char* max_what) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
-  if (ec || !std::filesystem::exists(status))
-    fail<io_error>(where, "cannot open '", path, "' for reading (no such file)");
+  if (ec || !std::filesystem::exists(status))  // the system's reason: missing, no permission, …
+    fail<io_error>(where, "cannot open '", path, "' for reading (",
+                   ec ? ec.message() : std::string("No such file or directory"), ")");
   if (std::filesystem::is_directory(status))
     fail<io_error>(where, "'", path, "' is a directory; a file was expected");
   if (!std::filesystem::is_regular_file(status))
