@@ -29,7 +29,7 @@ fi
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
 if [ "$what" = test ]; then
-  cmake --workflow --preset default
+  cmake --workflow --preset test
 elif [ "$what" = fuzz ]; then
   seconds="${2:-60}"
   targets=(safetensors llama2c tokenizer pruner_state)

@@ -228,25 +228,7 @@ class LowRankSparseLinear {
   // ---- forward / backward --------------------------------------------------------------------
 
   /// y (N, out) = (x·Vᵀ)·Uᵀ + x·(S∘M)ᵀ + b for x (N, in). Overwrites y; keeps x·Vᵀ in cache.
-  void forward(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y, Cache& cache) const {
-    static constexpr const char* where = "LowRankSparseLinear::forward";
-    if (x.cols() != in_features())
-      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
-                                in_features());
-    detail::check_shape(where, "y", y, x.rows(), out_features());
-    const Index n = x.rows();
-    prepare_cache(cache, n);
-    auto xv = cache_map(cache.xv_, n);
-    cache.tokens_ = n;
-    cache.rank_ = rank();
-    if (n == 0) return;  // y is empty (and its data may be null: no blocks of it)
-    xv.noalias() = x * V_.transpose();
-    y.noalias() = xv * U_.transpose();
-    for (const auto& run : live_runs_)
-      y.middleCols(run.first, run.second).noalias() +=
-          x * S_.middleRows(run.first, run.second).transpose();
-    if (has_bias()) y.rowwise() += bias_.transpose();
-  }
+  void forward(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y, Cache& cache) const;
 
   /// Given dy = ∂L/∂y (N, out) for the x of the last forward with this cache, accumulates
   /// dx (N, in) += ∂L/∂x and grads += ∂L/∂(U, V, S, b). Pruned entries of S get no gradient.
@@ -299,41 +281,7 @@ class LowRankSparseLinear {
   }
 
   void backward_impl(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
-                     MatrixRef<Scalar>* dx, Gradients& grads) const {
-    static constexpr const char* where = "LowRankSparseLinear::backward";
-    if (x.cols() != in_features())
-      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
-                                in_features());
-    detail::check_shape(where, "dy", dy, x.rows(), out_features());
-    if (cache.tokens_ != x.rows() || cache.rank_ != rank())
-      detail::fail<state_error>(where, "the cache holds a forward of ", cache.tokens_,
-                                " tokens at rank ", cache.rank_, " but x has ", x.rows(),
-                                " tokens at rank ", rank(), "; call forward with this cache first");
-    detail::check_shape(where, "grads.U", grads.U, U_.rows(), U_.cols());
-    detail::check_shape(where, "grads.V", grads.V, V_.rows(), V_.cols());
-    detail::check_shape(where, "grads.S", grads.S, S_.rows(), S_.cols());
-    if (grads.bias.size() != bias_.size())
-      detail::fail<shape_error>(where, "grads.bias has ", grads.bias.size(), " entries but ",
-                                bias_.size(), " were expected");
-    const Index n = x.rows();
-    if (n == 0) return;  // no tokens: nothing to add
-    auto xv = cache_map(cache.xv_, n);
-    auto dxv = cache_map(cache.dxv_, n);
-    grads.U.noalias() += dy.transpose() * xv;
-    dxv.noalias() = dy * U_;
-    grads.V.noalias() += dxv.transpose() * x;
-    for (const auto& run : live_runs_)
-      grads.S.middleRows(run.first, run.second).noalias() +=
-          dy.middleCols(run.first, run.second).transpose() * x;
-    if (has_element_mask()) grads.S.array() *= element_mask_.array().template cast<Scalar>();
-    if (has_bias()) grads.bias.noalias() += dy.colwise().sum().transpose();
-    if (dx != nullptr) {
-      dx->noalias() += dxv * V_;
-      for (const auto& run : live_runs_)
-        dx->noalias() +=
-            dy.middleCols(run.first, run.second) * S_.middleRows(run.first, run.second);
-    }
-  }
+                     MatrixRef<Scalar>* dx, Gradients& grads) const;
 
   void rebuild_live_runs() {
     live_runs_.clear();
@@ -358,5 +306,78 @@ class LowRankSparseLinear {
   std::vector<std::pair<Index, Index>> live_runs_;
   Index live_rows_ = 0;
 };
+
+// The products, out of the class so that an explicit instantiation declaration covers them
+// (members defined in the class are inline, and compilers instantiate those anyway).
+template <class Scalar_>
+void LowRankSparseLinear<Scalar_>::forward(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y,
+                                          Cache& cache) const {
+  static constexpr const char* where = "LowRankSparseLinear::forward";
+  if (x.cols() != in_features())
+    detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
+                              in_features());
+  detail::check_shape(where, "y", y, x.rows(), out_features());
+  const Index n = x.rows();
+  prepare_cache(cache, n);
+  auto xv = cache_map(cache.xv_, n);
+  cache.tokens_ = n;
+  cache.rank_ = rank();
+  if (n == 0) return;  // y is empty (and its data may be null: no blocks of it)
+  xv.noalias() = x * V_.transpose();
+  y.noalias() = xv * U_.transpose();
+  for (const auto& run : live_runs_)
+    y.middleCols(run.first, run.second).noalias() +=
+        x * S_.middleRows(run.first, run.second).transpose();
+  if (has_bias()) y.rowwise() += bias_.transpose();
+}
+
+template <class Scalar_>
+void LowRankSparseLinear<Scalar_>::backward_impl(ConstMatrixRef<Scalar> x,
+                                                 ConstMatrixRef<Scalar> dy, Cache& cache,
+                                                 MatrixRef<Scalar>* dx,
+                                                 Gradients& grads) const {
+  static constexpr const char* where = "LowRankSparseLinear::backward";
+  if (x.cols() != in_features())
+    detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
+                              in_features());
+  detail::check_shape(where, "dy", dy, x.rows(), out_features());
+  if (cache.tokens_ != x.rows() || cache.rank_ != rank())
+    detail::fail<state_error>(where, "the cache holds a forward of ", cache.tokens_,
+                              " tokens at rank ", cache.rank_, " but x has ", x.rows(),
+                              " tokens at rank ", rank(), "; call forward with this cache first");
+  detail::check_shape(where, "grads.U", grads.U, U_.rows(), U_.cols());
+  detail::check_shape(where, "grads.V", grads.V, V_.rows(), V_.cols());
+  detail::check_shape(where, "grads.S", grads.S, S_.rows(), S_.cols());
+  if (grads.bias.size() != bias_.size())
+    detail::fail<shape_error>(where, "grads.bias has ", grads.bias.size(), " entries but ",
+                              bias_.size(), " were expected");
+  const Index n = x.rows();
+  if (n == 0) return;  // no tokens: nothing to add
+  auto xv = cache_map(cache.xv_, n);
+  auto dxv = cache_map(cache.dxv_, n);
+  grads.U.noalias() += dy.transpose() * xv;
+  dxv.noalias() = dy * U_;
+  grads.V.noalias() += dxv.transpose() * x;
+  for (const auto& run : live_runs_)
+    grads.S.middleRows(run.first, run.second).noalias() +=
+        dy.middleCols(run.first, run.second).transpose() * x;
+  if (has_element_mask()) grads.S.array() *= element_mask_.array().template cast<Scalar>();
+  if (has_bias()) grads.bias.noalias() += dy.colwise().sum().transpose();
+  if (dx != nullptr) {
+    dx->noalias() += dxv * V_;
+    for (const auto& run : live_runs_)
+      dx->noalias() +=
+          dy.middleCols(run.first, run.second) * S_.middleRows(run.first, run.second);
+  }
+}
+
+// Explicit instantiation (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES defined, the float and
+// double layers are compiled once, by src/instances/ (the target lmshrink::instances).
+#define LMSHRINK_LOW_RANK_SPARSE_LINEAR_INSTANCES(prefix) \
+  prefix template class LowRankSparseLinear<float>;      \
+  prefix template class LowRankSparseLinear<double>;
+#ifdef LMSHRINK_EXTERN_TEMPLATES
+LMSHRINK_LOW_RANK_SPARSE_LINEAR_INSTANCES(extern)
+#endif
 
 LMSHRINK_NAMESPACE_END

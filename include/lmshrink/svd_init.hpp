@@ -167,6 +167,19 @@ void randomized_svd(const ColMatrix<T>& a_in, Index rank, const SvdInitOptions& 
   }
 }
 
+/// Every singular triplet of a (m, n), thin: left (m, k), sigma (k), right (n, k), k = min(m, n).
+template <class T>
+void exact_svd(const ColMatrix<T>& a, ColMatrix<T>& left, Eigen::Matrix<T, Eigen::Dynamic, 1>& sigma,
+               ColMatrix<T>& right) {
+  Eigen::BDCSVD<ColMatrix<T>> svd(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  if (svd.info() != Eigen::Success)
+    fail<numeric_error>("svd_init", "the SVD did not converge for a ", a.rows(), "x", a.cols(),
+                        " matrix");
+  left = svd.matrixU();
+  sigma = svd.singularValues();
+  right = svd.matrixV();
+}
+
 /// The rank-r factors of a (out, in): u (out, r) and vt (r, in) carry √σ each.
 template <class T>
 void truncated_factors(const ColMatrix<T>& a, Index& rank, const SvdInitOptions& opt,
@@ -174,13 +187,7 @@ void truncated_factors(const ColMatrix<T>& a, Index& rank, const SvdInitOptions&
   ColMatrix<T> left, right;
   Eigen::Matrix<T, Eigen::Dynamic, 1> sigma;
   if (opt.method == SvdMethod::exact) {
-    Eigen::BDCSVD<ColMatrix<T>> svd(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    if (svd.info() != Eigen::Success)
-      fail<numeric_error>("svd_init", "the SVD did not converge for a ", a.rows(), "x", a.cols(),
-                          " matrix");
-    left = svd.matrixU();
-    sigma = svd.singularValues();
-    right = svd.matrixV();
+    exact_svd<T>(a, left, sigma, right);
     if (opt.energy > 0) rank = rank_from_energy(sigma.template cast<double>(), opt.energy);
   } else {
     randomized_svd<T>(a, rank, opt, left, sigma, right);
@@ -362,5 +369,41 @@ SvdInitResult svd_init(const Scalar* w, Index out_features, Index in_features, I
   return svd_init<Scalar>(detail::map_rows("svd_init", "W", w, out_features, in_features, ld),
                           layer, options);
 }
+
+// Explicit instantiation (docs/build.md). With LMSHRINK_EXTERN_TEMPLATES defined, the float and
+// double instances of the SVD's heavy parts are not compiled in every file that calls svd_init:
+// each is compiled once, by its own file of src/instances/ (the target lmshrink::instances).
+#define LMSHRINK_SVD_EXACT_INSTANCE(prefix, T)                                         \
+  prefix template void detail::exact_svd<T>(const detail::ColMatrix<T>&,               \
+                                            detail::ColMatrix<T>&,                      \
+                                            Eigen::Matrix<T, Eigen::Dynamic, 1>&,       \
+                                            detail::ColMatrix<T>&);
+#define LMSHRINK_SVD_RANDOMIZED_INSTANCE(prefix, T)                                    \
+  prefix template void detail::randomized_svd<T>(const detail::ColMatrix<T>&, Index,   \
+                                                 const SvdInitOptions&,                 \
+                                                 detail::ColMatrix<T>&,                 \
+                                                 Eigen::Matrix<T, Eigen::Dynamic, 1>&,  \
+                                                 detail::ColMatrix<T>&);
+#define LMSHRINK_SVD_INIT_INSTANCE(prefix, T, Scalar)                                        \
+  prefix template SvdInitResult detail::svd_init_in<T, Scalar>(ConstMatrixRef<Scalar>,       \
+                                                               LowRankSparseLinear<Scalar>&, \
+                                                               const SvdInitOptions&);
+#define LMSHRINK_SVD_WHITENED_INSTANCE(prefix, Scalar)                                  \
+  prefix template SvdInitResult detail::svd_init_whitened<Scalar>(                      \
+      ConstMatrixRef<Scalar>, LowRankSparseLinear<Scalar>&, const SvdInitOptions&,      \
+      const Eigen::MatrixXd&);
+#define LMSHRINK_SVD_INSTANCES(prefix)              \
+  LMSHRINK_SVD_EXACT_INSTANCE(prefix, float)        \
+  LMSHRINK_SVD_EXACT_INSTANCE(prefix, double)       \
+  LMSHRINK_SVD_RANDOMIZED_INSTANCE(prefix, float)   \
+  LMSHRINK_SVD_RANDOMIZED_INSTANCE(prefix, double)  \
+  LMSHRINK_SVD_INIT_INSTANCE(prefix, float, float)  \
+  LMSHRINK_SVD_INIT_INSTANCE(prefix, double, float) \
+  LMSHRINK_SVD_INIT_INSTANCE(prefix, double, double) \
+  LMSHRINK_SVD_WHITENED_INSTANCE(prefix, float)     \
+  LMSHRINK_SVD_WHITENED_INSTANCE(prefix, double)
+#ifdef LMSHRINK_EXTERN_TEMPLATES
+LMSHRINK_SVD_INSTANCES(extern)
+#endif
 
 LMSHRINK_NAMESPACE_END

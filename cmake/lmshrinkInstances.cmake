@@ -1,0 +1,19 @@
+# lmshrink_add_instances(<name> [options for the instance files...])
+#
+# A static library holding lmshrink's float and double instances of its heavy templates
+# (svd_init's SVDs, LowRankSparseLinear's products), each compiled once, in its own file, so
+# that they build in parallel. Targets linking it get LMSHRINK_EXTERN_TEMPLATES, so none of their
+# files compiles those instances again (docs/build.md). Give the library the same code-generation
+# flags (e.g. -march) as the targets that link it: Eigen's memory alignment depends on them.
+# The folder of the instance files is the global property LMSHRINK_INSTANCES_DIR, set by
+# lmshrink's CMakeLists.txt (add_subdirectory) or by its installed package (find_package).
+function(lmshrink_add_instances name)
+  get_property(dir GLOBAL PROPERTY LMSHRINK_INSTANCES_DIR)
+  file(GLOB sources "${dir}/*.cpp")
+  if(NOT sources)
+    message(FATAL_ERROR "lmshrink_add_instances: no instance files in '${dir}'")
+  endif()
+  add_library(${name} STATIC ${sources})
+  target_link_libraries(${name} PUBLIC lmshrink::lmshrink ${ARGN})
+  target_compile_definitions(${name} PUBLIC LMSHRINK_EXTERN_TEMPLATES)
+endfunction()
