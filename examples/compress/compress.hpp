@@ -1,0 +1,137 @@
+#pragma once
+// lmshrink_compress, the main job: what its files share (options, jobs, results, and the
+// functions each file provides). See main.cpp for what the job does.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <lmshrink/lmshrink.hpp>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../common/llama_compact.hpp"
+#include "../common/llama_decoder.hpp"
+#include "../common/progress.hpp"
+
+#ifndef LMSHRINK_DATA_DIR
+#define LMSHRINK_DATA_DIR "examples/data"
+#endif
+
+namespace compress {
+
+using examples::RowMat;
+using lmshrink::detail::fail;
+
+struct Options {
+  std::string model = LMSHRINK_DATA_DIR "/stories260K.bin";
+  std::string tokenizer = LMSHRINK_DATA_DIR "/tok512.bin";
+  std::string eval = LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16";
+  std::string out = "out/compress";
+  std::vector<std::string> methods = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm"};
+  std::vector<double> ratios = {0.5};
+  std::vector<int> keep = {0, 2, 4};
+  // The budget per student: --tokens (steps = tokens / (batch·length), rounded up), or --steps.
+  int steps = 0;
+  std::int64_t tokens = 160 * 4 * 512;
+  int batch = 4;
+  int length = 0;          // training sequence length; 0 = the model's seq_len
+  int data_windows = 0;    // distinct generated training windows; 0 = steps·batch/2 (two epochs)
+  int eval_windows = 0;    // 0 = all
+  bool heldout = true;     // score the held-out stories (off for recipe studies)
+  int val_windows = 64;    // validation windows (teacher text from val_seed), scored for every student
+  std::uint64_t val_seed = 7;
+  double lr = 5e-3;
+  // Per-method overrides of lr (each method at its own tuned rate, docs/recipe.md).
+  std::vector<std::pair<std::string, double>> method_lr = {{"losparse", 5e-3}, {"lowrank", 1e-2}, {"itp", 1e-2}};
+  double embed_lr_scale = 1.0;  // learning rate of the embedding and the norm gains, relative
+  double lowrank_share = 0.5;  // LoSparse: fraction of the budget in U·V
+  double temperature = 1.0;
+  double kd_alpha = 0.5;  // distillation loss: α·KL + (1 − α)·CE on the generated tokens
+  double hidden_weight = 1.0;  // layer-wise distillation weight (0 = off)
+  examples::HiddenLoss hidden_loss = examples::HiddenLoss::mse;
+  bool whitened = true;  // data-aware init: whitened SVD and output-energy priors
+  int calib_windows = 16;
+  double prune_start = 0.1, prune_end = 0.7;  // pruning phase, fractions of the steps
+  lmshrink::MaskMode mask_mode = lmshrink::MaskMode::reference;
+  lmshrink::ThresholdScope allocation = lmshrink::ThresholdScope::global;
+  double min_layer_keep = 0.0;
+  int threads = 0;  // 0 = all cores
+  int shards = 2;   // per batch, capped at batch
+  std::string schedule = "auto";
+  int speed_tokens = 256;
+  int sample_tokens = 40;
+  std::uint64_t seed = 20231;
+};
+
+// ---- options.cpp ----
+
+Options parse(int argc, char** argv);
+
+// ---- evaluate.cpp: scoring and generation, for examples::DenseView and examples::CompactView ----
+
+struct Score {
+  double nll = 0, ppl = 0, top1 = 0;
+  long tokens = 0;
+};
+
+std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::Tokenizer& tok);
+template <class View>
+Score evaluate(View view, const std::vector<int>& stream, int windows, int window_len, int threads);
+template <class View>
+std::vector<int> greedy(View view, int n);
+std::string sample_text(const lmshrink::Tokenizer& tok, std::vector<int> ids);
+template <class View>
+double generation_seconds(View view, int n);
+
+// ---- train.cpp: one student per job ----
+
+struct Job {
+  std::string method;
+  double ratio = 0;  // nominal remaining ratio of the linear weights
+};
+
+struct Result {
+  Job job;
+  std::int64_t parameters = 0, linear_live = 0, linear_dense = 0, bytes = 0;
+  Score score, val_score, val_init_score;
+  double final_loss = 0, train_seconds = 0, tokens_per_s = 0, speedup = 0;
+  int rank_min = 0, rank_max = 0;
+  std::string sample, checkpoint;
+  std::vector<float> losses;
+  examples::CompactLlama compact;
+};
+
+// Calibration statistics of the teacher's linear-layer inputs, [block][kind].
+using Calibration = std::vector<std::array<lmshrink::GramAccumulator, examples::kLinearKinds>>;
+
+struct Shared {
+  const Options* opt;
+  const lmshrink::Llama2cModel* teacher;
+  const std::vector<int>* train;  // generated stream
+  int windows = 0, length = 0, steps = 0;
+  const std::vector<int>* eval;
+  int eval_windows = 0, eval_len = 0;
+  const std::vector<int>* val;
+  int val_windows = 0;
+  const Calibration* calib = nullptr;
+  const lmshrink::Tokenizer* tok;
+  examples::Progress* bar;
+  std::atomic<long> steps_done{0};
+  long steps_total = 0;
+  std::mutex status_mutex;
+  std::vector<std::string> status;  // per worker
+};
+
+bool ratio_free(const std::string& method);
+std::string job_name(const Job& j);
+Calibration collect_calibration(const lmshrink::Llama2cModel& teacher, const std::vector<int>& train,
+                                int length, int windows);
+/// One student, its batch in `Options::shards` shards run on `job_threads` threads (the same
+/// result for any thread count).
+Result run_job(const Job& job, Shared& sh, int worker, int job_threads);
+
+}  // namespace compress

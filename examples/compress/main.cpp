@@ -1,0 +1,369 @@
+// The main job: compress a real pretrained llama2.c model end to end and show what each method
+// keeps.
+//
+//   lmshrink_compress [options]          (defaults: the bundled stories260K, about 5 minutes)
+//
+// 1. Loads the teacher, its tokenizer and the held-out token stream; scores the teacher with
+//    the README protocol (non-overlapping windows of seq_len inputs, next tokens as targets).
+// 2. Generates training text with the teacher (seeded sampling at temperature 1; never the
+//    held-out stories).
+// 3. For every method and ratio, builds a student from the teacher and fine-tunes it with the
+//    same budget (steps × batch × length tokens, AdamW):
+//      losparse  U·V from a truncated SVD + S = W − U·V pruned by rows (LoSparse's pruner:
+//                Taylor importance with moving averages, cubic schedule, global threshold)
+//      lowrank   U·V only (the low-rank baseline)
+//      itp       the same pruner on the dense weights (the ITP baseline)
+//      trunc-kd  blocks --keep of the teacher, distilled     } layer truncation
+//      trunc-lm  the same blocks, language-model loss only   }
+//    Students learn from the teacher's logits and the generated tokens (α·KL_T + (1 − α)·CE;
+//    the cross-entropy part also gives the pruner's Taylor importance a signal while a student
+//    still equals its teacher) except trunc-lm, which learns from the generated tokens alone.
+// 4. Packs every student (lmshrink::CompactLinear), scores it, times generation against the
+//    teacher, saves it (safetensors; truncated students also as llama2.c) and writes
+//    results.md, results.csv, training.csv and perplexity_vs_parameters.svg.
+//
+// Everything except the measured speeds is reproducible: the same options give the same table.
+//
+// The job's files: options.cpp (command line), evaluate.cpp (scoring and generation), train.cpp
+// (one student per job) and this one (the whole run and its reports); they compile in parallel.
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "../common/output_dir.hpp"
+#include "../common/svg_plot.hpp"
+#include "../common/teacher_text.hpp"
+#include "compress.hpp"
+
+using namespace compress;
+
+namespace {
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  const auto first = s.find_first_not_of(' ');
+  return first == std::string::npos ? "" : s.substr(first);
+}
+
+std::string md_cell(const std::string& s) {
+  std::string out;
+  for (char c : one_line(s)) {
+    if (c == '|') out += "\\|";
+    else out += c;
+  }
+  return out;
+}
+
+std::string csv_cell(const std::string& s) {
+  std::string out = "\"";
+  for (char c : one_line(s)) {
+    if (c == '"') out += "\"\"";
+    else out += c;
+  }
+  return out + "\"";
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  lmshrink::detail::write_file_atomically("lmshrink_compress", path, [&](std::FILE* f) {
+    return std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const auto wall0 = std::chrono::steady_clock::now();
+    const Options o = parse(argc, argv);
+#ifdef _OPENMP
+    const int threads = o.threads > 0 ? o.threads : omp_get_num_procs();
+#else
+    const int threads = 1;
+#endif
+    Eigen::setNbThreads(1);  // parallel over windows, stories and students instead
+
+    // Every input is read and checked before any work starts.
+    const lmshrink::Llama2cModel teacher = lmshrink::read_llama2c(o.model);
+    const auto& c = teacher.config;
+    const lmshrink::Tokenizer tok = lmshrink::read_tokenizer(o.tokenizer, c.vocab_size);
+    const std::vector<int> eval = read_eval_tokens(o.eval, tok);
+    for (std::size_t i = 0; i < eval.size(); ++i)
+      if (eval[i] < 0 || eval[i] >= c.vocab_size)
+        fail<lmshrink::format_error>("lmshrink_compress", "'", o.eval, "' token ", i, " is ",
+                                     eval[i], "; the model's vocabulary is [0, ", c.vocab_size, ")");
+    const int eval_len = c.seq_len;
+    const int available = int((eval.size() - 1) / std::size_t(eval_len));
+    if (available < 1)
+      fail<lmshrink::value_error>("lmshrink_compress", "'", o.eval, "' has ", eval.size(),
+                                  " tokens; one window needs ", eval_len + 1);
+    const int eval_windows = o.eval_windows > 0 ? std::min(o.eval_windows, available) : available;
+    const int length = o.length > 0 ? o.length : c.seq_len;
+    if (length > c.seq_len)
+      fail<lmshrink::value_error>("lmshrink_compress", "--length ", length,
+                                  " exceeds the model's seq_len ", c.seq_len);
+    bool any_trunc = false;
+    for (const auto& m : o.methods) any_trunc |= m == "trunc-kd" || m == "trunc-lm";
+    if (any_trunc) lmshrink::validate_selection(o.keep, c.n_layers);
+    examples::prepare_output_directory("lmshrink_compress", o.out + "/checkpoints");
+
+    std::vector<Job> jobs;
+    for (const auto& m : o.methods) {
+      if (ratio_free(m)) {
+        jobs.push_back({m, 0});
+        continue;
+      }
+      for (double r : o.ratios) jobs.push_back({m, r});
+    }
+
+    std::printf("lmshrink_compress: %s (dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
+                o.model.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
+                static_cast<long long>(teacher.parameter_count()));
+    const int steps = o.tokens > 0 ? int((o.tokens + std::int64_t(o.batch) * length - 1) / (std::int64_t(o.batch) * length))
+                                    : o.steps;
+    std::printf("%zu students x %d steps x %d x %d tokens (%lld tokens each), %d threads, %d shards per batch, seed %llu, output %s\n\n",
+                jobs.size(), steps, o.batch, length,
+                static_cast<long long>(std::int64_t(steps) * o.batch * length), threads, std::min(o.shards, o.batch),
+                static_cast<unsigned long long>(o.seed), o.out.c_str());
+
+    // 1. The teacher.
+    Score teacher_score;
+    if (o.heldout) {
+      examples::Progress bar("teacher  ", 1);
+      bar.update(0, "scoring " + std::to_string(eval_windows) + " windows");
+      teacher_score = evaluate<examples::DenseView>(teacher, eval, eval_windows, eval_len, threads);
+      char text[160];
+      std::snprintf(text, sizeof text, "NLL %.4f, perplexity %.4f, top-1 %.4f over %ld tokens",
+                    teacher_score.nll, teacher_score.ppl, teacher_score.top1, teacher_score.tokens);
+      bar.finish(text);
+    }
+
+    // 2. Training and validation text from the teacher, each from its own seed, disjoint.
+    const int data_windows = o.data_windows > 0 ? o.data_windows : std::max(1, steps * o.batch / 2);
+    const std::size_t need = std::size_t(data_windows) * std::size_t(length) + 1;
+    const std::size_t val_need = std::size_t(o.val_windows) * std::size_t(eval_len) + 1;
+    std::vector<int> train, val;
+    {
+      examples::Progress bar("generate ", double(need + val_need));
+      const auto train_stories = examples::sample_stories(teacher, need, o.seed, threads, [&](std::size_t have, std::size_t n) {
+        bar.update(double(std::min(have, need)), std::to_string(n) + " training stories");
+      });
+      const auto val_stories = examples::sample_stories(teacher, val_need, o.val_seed, threads, [&](std::size_t have, std::size_t n) {
+        bar.update(double(need + std::min(have, val_need)), std::to_string(n) + " validation stories");
+      });
+      examples::check_disjoint(train_stories, val_stories);
+      train = examples::concatenate(train_stories);
+      val = examples::concatenate(val_stories);
+      char text[160];
+      std::snprintf(text, sizeof text, "training %zu tokens (%d windows of %d), validation %zu tokens (%d windows of %d)",
+                    train.size(), data_windows, length, val.size(), o.val_windows, eval_len);
+      bar.finish(text);
+    }
+    const Score teacher_val = evaluate<examples::DenseView>(teacher, val, o.val_windows, eval_len, threads);
+    std::printf("teacher on validation text: NLL %.4f\n", teacher_val.nll);
+
+    // Calibration statistics of every linear layer's inputs, from the teacher on training text.
+    const Calibration calib =
+        o.whitened ? collect_calibration(teacher, train, length, std::min(o.calib_windows, data_windows))
+                   : Calibration{};
+
+    // 3. Students. Side by side, one core each, while at least `threads` remain (no
+    // synchronisation: the fastest use of the cores); the rest one at a time, each on all cores
+    // (its shards in parallel). Results do not depend on the schedule: shards are fixed.
+    const std::size_t side_by_side =
+        o.schedule == "students" ? jobs.size()
+        : o.schedule == "shards" ? 0
+                                 : jobs.size() - jobs.size() % std::size_t(threads);
+    Shared sh;
+    sh.opt = &o;
+    sh.teacher = &teacher;
+    sh.train = &train;
+    sh.windows = data_windows;
+    sh.length = length;
+    sh.eval = &eval;
+    sh.eval_windows = eval_windows;
+    sh.eval_len = eval_len;
+    sh.val = &val;
+    sh.val_windows = o.val_windows;
+    sh.calib = &calib;
+    sh.steps = steps;
+    sh.tok = &tok;
+    sh.steps_total = long(jobs.size()) * steps;
+    sh.status.assign(std::size_t(threads), "");
+    std::vector<Result> results(jobs.size());
+    {
+      examples::Progress bar("train    ", double(sh.steps_total));
+      sh.bar = &bar;
+      std::atomic<std::size_t> next{0};
+      std::string error;
+      std::mutex error_mutex;
+      const auto run = [&](std::size_t j, int worker, int job_threads) {
+        try {
+          {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            if (!error.empty()) return;
+          }
+          results[j] = run_job(jobs[j], sh, worker, job_threads);
+          const Result& r = results[j];
+          char line[256];
+          std::snprintf(line, sizeof line,
+                        "  %-14s %8lld params  linear %.3f  validation NLL %.4f (%.4f before fine-tuning)  held-out NLL %.4f  ppl %7.3f  (%.0f s)",
+                        job_name(r.job).c_str(), static_cast<long long>(r.parameters),
+                        double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll,
+                        r.score.nll, r.score.ppl, r.train_seconds);
+          bar.print(line);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (error.empty()) error = e.what();
+        }
+      };
+#pragma omp parallel num_threads(threads)
+      {
+#ifdef _OPENMP
+        const int worker = omp_get_thread_num();
+#else
+        const int worker = 0;
+#endif
+        for (std::size_t j; (j = next++) < side_by_side;) run(j, worker, 1);
+      }
+      for (std::size_t j = side_by_side; j < jobs.size(); ++j) run(j, 0, threads);
+      if (!error.empty()) throw std::runtime_error(error);
+      bar.finish("done");
+    }
+
+    // 4. Generation speed, one model at a time, teacher and student alternating; medians.
+    std::vector<double> teacher_times;
+    if (o.speed_tokens > 0) {
+      examples::Progress bar("speed    ", double(results.size()));
+      const int reps = 7;
+      for (std::size_t i = 0; i < results.size(); ++i) {
+        std::vector<double> t_teacher, t_student;
+        for (int r = 0; r < reps; ++r) {
+          t_teacher.push_back(generation_seconds<examples::DenseView>(teacher, o.speed_tokens));
+          t_student.push_back(generation_seconds<examples::CompactView>(results[i].compact, o.speed_tokens));
+        }
+        std::sort(t_teacher.begin(), t_teacher.end());
+        std::sort(t_student.begin(), t_student.end());
+        results[i].tokens_per_s = o.speed_tokens / t_student[reps / 2];
+        results[i].speedup = t_teacher[reps / 2] / t_student[reps / 2];
+        teacher_times.insert(teacher_times.end(), t_teacher.begin(), t_teacher.end());
+        bar.update(double(i + 1), job_name(results[i].job));
+      }
+      bar.finish("greedy generation of " + std::to_string(o.speed_tokens) + " tokens, medians of 7");
+    }
+    std::sort(teacher_times.begin(), teacher_times.end());
+    const double teacher_tps = teacher_times.empty() ? 0 : o.speed_tokens / teacher_times[teacher_times.size() / 2];
+    const auto speed = [&](double v, const char* fmt) {
+      if (o.speed_tokens == 0) return std::string();
+      char b[32];
+      std::snprintf(b, sizeof b, fmt, v);
+      return std::string(b);
+    };
+    const std::string teacher_sample = sample_text(tok, greedy<examples::DenseView>(teacher, o.sample_tokens));
+
+    // 5. Results.
+    const auto heldout = [&](double v, const char* fmt) {
+      if (!o.heldout) return std::string();
+      char b[32];
+      std::snprintf(b, sizeof b, fmt, v);
+      return std::string(b);
+    };
+    std::ostringstream md, csv, training;
+    csv << "method,ratio,parameters,linear_ratio,bytes,val_nll,val_nll_before_finetuning,nll,perplexity,top1,"
+           "tokens_per_s,speedup_vs_teacher,final_train_loss,rank_min,rank_max,checkpoint,sample\n";
+    char buf[1024];
+    std::snprintf(buf, sizeof buf, "teacher,1,%lld,1,%lld,%.6f,,%s,%s,%s,%s,%s,,,,%s,%s\n",
+                  static_cast<long long>(teacher.parameter_count()),
+                  static_cast<long long>(4 * teacher.parameter_count()), teacher_val.nll,
+                  heldout(teacher_score.nll, "%.6f").c_str(), heldout(teacher_score.ppl, "%.6f").c_str(),
+                  heldout(teacher_score.top1, "%.6f").c_str(), speed(teacher_tps, "%.0f").c_str(),
+                  speed(1, "%.0f").c_str(), csv_cell(o.model).c_str(), csv_cell(teacher_sample).c_str());
+    csv << buf;
+    md << "| method | ratio | parameters | linear kept | validation NLL | before fine-tuning | held-out NLL | perplexity | top-1 | tokens/s | vs teacher | greedy sample |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    std::snprintf(buf, sizeof buf, "| teacher | 1 | %lld | 1.000 | %.4f | | %s | %s | %s | %s | %s | %s |\n",
+                  static_cast<long long>(teacher.parameter_count()), teacher_val.nll,
+                  heldout(teacher_score.nll, "%.4f").c_str(), heldout(teacher_score.ppl, "%.3f").c_str(),
+                  heldout(teacher_score.top1, "%.4f").c_str(), speed(teacher_tps, "%.0f").c_str(),
+                  speed(1, "%.2fx").c_str(), md_cell(teacher_sample).c_str());
+    md << buf;
+    training << "method,ratio,step,loss\n";
+    for (const auto& r : results) {
+      const double kept = double(r.linear_live) / double(r.linear_dense);
+      const std::string ratio = r.job.ratio > 0 ? std::to_string(r.job.ratio).substr(0, 4) : "-";
+      std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.4f,%lld,%.6f,%.6f,%s,%s,%s,%s,%s,%.6f,%d,%d,%s,%s\n",
+                    r.job.method.c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
+                    static_cast<long long>(r.bytes), r.val_score.nll, r.val_init_score.nll,
+                    heldout(r.score.nll, "%.6f").c_str(), heldout(r.score.ppl, "%.6f").c_str(),
+                    heldout(r.score.top1, "%.6f").c_str(), speed(r.tokens_per_s, "%.0f").c_str(),
+                    speed(r.speedup, "%.3f").c_str(), r.final_loss, r.rank_min, r.rank_max,
+                    csv_cell(r.checkpoint).c_str(), csv_cell(r.sample).c_str());
+      csv << buf;
+      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %.4f | %.4f | %s | %s | %s | %s | %s | %s |\n",
+                    r.job.method.c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
+                    r.val_score.nll, r.val_init_score.nll, heldout(r.score.nll, "%.4f").c_str(),
+                    heldout(r.score.ppl, "%.3f").c_str(), heldout(r.score.top1, "%.4f").c_str(),
+                    speed(r.tokens_per_s, "%.0f").c_str(), speed(r.speedup, "%.2fx").c_str(),
+                    md_cell(r.sample).c_str());
+      md << buf;
+      for (std::size_t s = 0; s < r.losses.size(); ++s)
+        training << r.job.method << ',' << ratio << ',' << s << ',' << r.losses[s] << '\n';
+    }
+    std::ostringstream doc;
+    doc << "# lmshrink_compress results\n\nModel `" << o.model << "`; held-out `" << o.eval << "`, "
+        << eval_windows << " windows of " << eval_len << " tokens (" << teacher_score.tokens
+        << " scored); validation: " << o.val_windows << " windows of teacher text (seed " << o.val_seed
+        << "). Each student: " << steps << " steps x " << o.batch << " x " << length
+        << " tokens of teacher-generated text (seed " << o.seed << "), peak lr " << o.lr;
+    for (const auto& [m, lr] : o.method_lr) doc << " (" << m << " " << lr << ")";
+    doc
+        << ". *linear kept*: live parameters of the linear layers over the teacher's. tokens/s: "
+           "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
+        << md.str();
+    write_text(o.out + "/results.md", doc.str());
+    write_text(o.out + "/results.csv", csv.str());
+    write_text(o.out + "/training.csv", training.str());
+
+    examples::Plot plot;
+    plot.title = o.heldout ? "Held-out perplexity vs parameters" : "Validation perplexity vs parameters";
+    plot.x_label = "parameters";
+    plot.y_label = "perplexity";
+    const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#7f7f7f"};
+    const char* names[] = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm", "dense"};
+    for (int m = 0; m < 6; ++m) {
+      examples::Series s;
+      s.label = names[m];
+      s.color = colors[m];
+      s.markers = true;
+      for (const auto& r : results)
+        if (r.job.method == names[m]) {
+          s.x.push_back(double(r.parameters));
+          s.y.push_back(o.heldout ? r.score.ppl : std::exp(r.val_score.nll));
+        }
+      if (!s.x.empty()) plot.series.push_back(s);
+    }
+    examples::Series t;
+    t.label = "teacher";
+    t.color = "#000000";
+    t.markers = true;
+    t.x = {double(teacher.parameter_count())};
+    t.y = {o.heldout ? teacher_score.ppl : std::exp(teacher_val.nll)};
+    plot.series.push_back(t);
+    plot.log_y = true;
+    write_text(o.out + "/perplexity_vs_parameters.svg", plot.svg());
+
+    std::printf("\n%s\n", md.str().c_str());
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    std::printf("wrote %s/results.md, results.csv, training.csv, perplexity_vs_parameters.svg and "
+                "checkpoints/ in %s\n", o.out.c_str(), examples::format_duration(wall).c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lmshrink_compress: %s\n", e.what());
+    return 1;
+  }
+}

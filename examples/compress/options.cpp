@@ -1,0 +1,230 @@
+// lmshrink_compress: command-line options.
+#include <sstream>
+#include <stdexcept>
+
+#include "compress.hpp"
+
+namespace compress {
+namespace {
+
+const char* kUsage = R"(usage: lmshrink_compress [options]
+  --model PATH          llama2.c checkpoint (default: bundled stories260K.bin)
+  --tokenizer PATH      llama2.c tokenizer (default: bundled tok512.bin)
+  --eval PATH           held-out tokens (.u16 stream) or text (stories separated by
+                        <|endoftext|>, encoded with the README protocol)
+  --out DIR             output folder (default: out/compress)
+  --methods LIST        losparse,lowrank,itp,trunc-kd,trunc-lm (default: all five), and
+                        dense: the teacher fine-tuned with the same recipe and nothing
+                        removed (what fine-tuning alone costs)
+  --ratios LIST         remaining ratios of the linear weights (default: 0.5)
+  --keep LIST           blocks kept by truncation (default: 0,2,4)
+  --tokens N            training tokens per student; steps = ceil(N / (batch * length))
+                        (default: 327680, 160 steps of 4 x 512)
+  --steps N             or the budget in optimizer steps
+  --batch N             sequences per step (default: 4)
+  --length N            training sequence length (default: the model's seq_len)
+  --data-windows N      distinct generated training windows (default: steps*batch/2)
+  --eval-windows N      held-out windows scored (default: all)
+  --no-heldout          score only the validation stream (for recipe studies)
+  --val-windows N       validation windows of teacher text, scored for every student
+                        (default: 64)
+  --val-seed N          seed of the validation text; must differ from --seed (default: 7)
+  --lr X                peak AdamW learning rate; alone, it sets every method's rate
+                        (default: 0.005, and --method-lr's rates)
+  --method-lr LIST      per-method peak learning rates overriding --lr
+                        (default: losparse=0.005,lowrank=0.01,itp=0.01)
+  --embed-lr-scale X    learning rate of the embedding and norm gains relative to --lr;
+                        0 freezes them (default: 1)
+  --lowrank-share X     LoSparse: share of the budget in U*V, in (0, 1) (default: 0.5)
+  --temperature X       distillation temperature (default: 1)
+  --kd-alpha X          distillation loss a*KL + (1-a)*CE, a in [0, 1]; below 1 the CE
+                        part gives Taylor importance a signal near the teacher (default: 0.5)
+  --hidden-weight X     layer-wise distillation: weight of the block-output loss; 0 turns
+                        it off (default: 1)
+  --hidden-loss KIND    mse (normalised per block) or cosine (default: mse)
+  --init KIND           plain (SVD of W) or whitened (SVD of W weighted by calibration
+                        inputs, and rows ranked by output energy before any gradient)
+                        (default: whitened)
+  --calib-windows N     training windows whose activations calibrate --init whitened
+                        (default: 16)
+  --prune-start X       pruning begins after this fraction of the steps (default: 0.1)
+  --prune-end X         and reaches its final ratio here; the rest is recovery at the final
+                        masks. 0 prunes once, before training (default: 0.7)
+  --mask-mode KIND      reference (pruned rows may regrow between mask steps) or
+                        persistent (default: reference)
+  --allocation KIND     global (one threshold over raw scores), normalized (over scores
+                        divided by their layer's mean) or per-layer (default: global)
+  --min-layer-keep X    every layer keeps at least this share of its S (default: 0)
+  --threads N           cores to use (default: all)
+  --shards N            each batch is split into N shards, trained in parallel when a
+                        student has several threads; results depend on N, never on
+                        --threads (default: 2, at most --batch)
+  --schedule KIND       auto (students side by side, one core each, while at least
+                        --threads remain; the rest one at a time on all cores), students
+                        (always side by side) or shards (always one at a time) (default: auto)
+  --seed N              generation seed (default: 20231)
+  --speed-tokens N      tokens generated per speed measurement; 0 skips it, and
+                        then results.csv is byte-identical between runs (default: 256)
+  --sample-tokens N     length of the greedy sample in the table (default: 40)
+)";
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(item);
+  return out;
+}
+
+double parse_double(const char* flag, const std::string& s) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !std::isfinite(v))
+    fail<lmshrink::value_error>("lmshrink_compress", flag, " expects a number, got '", s, "'");
+  return v;
+}
+
+long parse_int(const char* flag, const std::string& s, long lo, long hi) {
+  char* end = nullptr;
+  const long v = std::strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || v < lo || v > hi)
+    fail<lmshrink::value_error>("lmshrink_compress", flag, " must be an integer in [", lo, ", ",
+                                hi, "], got '", s, "'");
+  return v;
+}
+
+}  // namespace
+
+Options parse(int argc, char** argv) {
+  Options o;
+  bool steps_given = false, tokens_given = false, lr_given = false, method_lr_given = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf("%s", kUsage);
+      std::exit(0);
+    }
+    if (a == "--no-heldout") {
+      o.heldout = false;
+      continue;
+    }
+    if (i + 1 >= argc) fail<lmshrink::value_error>("lmshrink_compress", "unknown option or missing value: '", a, "'\n", kUsage);
+    const std::string v = argv[++i];
+    if (a == "--model") o.model = v;
+    else if (a == "--tokenizer") o.tokenizer = v;
+    else if (a == "--eval") o.eval = v;
+    else if (a == "--out") o.out = v;
+    else if (a == "--methods") o.methods = split(v);
+    else if (a == "--ratios") {
+      o.ratios.clear();
+      for (const auto& r : split(v)) o.ratios.push_back(parse_double("--ratios", r));
+    } else if (a == "--keep") {
+      o.keep.clear();
+      for (const auto& k : split(v)) o.keep.push_back(int(parse_int("--keep", k, 0, 1 << 20)));
+    } else if (a == "--steps") {
+      o.steps = int(parse_int("--steps", v, 1, 1 << 24));
+      steps_given = true;
+    } else if (a == "--tokens") {
+      o.tokens = parse_int("--tokens", v, 1, 1L << 40);
+      tokens_given = true;
+    }
+    else if (a == "--batch") o.batch = int(parse_int("--batch", v, 1, 4096));
+    else if (a == "--length") o.length = int(parse_int("--length", v, 2, 1 << 20));
+    else if (a == "--data-windows") o.data_windows = int(parse_int("--data-windows", v, 1, 1 << 24));
+    else if (a == "--eval-windows") o.eval_windows = int(parse_int("--eval-windows", v, 1, 1 << 24));
+    else if (a == "--val-windows") o.val_windows = int(parse_int("--val-windows", v, 1, 1 << 24));
+    else if (a == "--val-seed") o.val_seed = std::uint64_t(parse_int("--val-seed", v, 0, (1L << 62)));
+    else if (a == "--lr") {
+      o.lr = parse_double("--lr", v);
+      lr_given = true;
+    }
+    else if (a == "--method-lr") {
+      method_lr_given = true;
+      o.method_lr.clear();
+      for (const auto& item : split(v)) {
+        const auto eq = item.find('=');
+        if (eq == std::string::npos)
+          fail<lmshrink::value_error>("lmshrink_compress", "--method-lr expects method=rate items, got '", item, "'");
+        o.method_lr.push_back({item.substr(0, eq), parse_double("--method-lr", item.substr(eq + 1))});
+      }
+    } else if (a == "--embed-lr-scale") o.embed_lr_scale = parse_double("--embed-lr-scale", v);
+    else if (a == "--hidden-weight") o.hidden_weight = parse_double("--hidden-weight", v);
+    else if (a == "--hidden-loss") {
+      if (v == "mse") o.hidden_loss = examples::HiddenLoss::mse;
+      else if (v == "cosine") o.hidden_loss = examples::HiddenLoss::cosine;
+      else fail<lmshrink::value_error>("lmshrink_compress", "--hidden-loss must be mse or cosine, got '", v, "'");
+    } else if (a == "--init") {
+      if (v == "plain") o.whitened = false;
+      else if (v == "whitened") o.whitened = true;
+      else fail<lmshrink::value_error>("lmshrink_compress", "--init must be plain or whitened, got '", v, "'");
+    } else if (a == "--calib-windows") o.calib_windows = int(parse_int("--calib-windows", v, 1, 1 << 20));
+    else if (a == "--prune-start") o.prune_start = parse_double("--prune-start", v);
+    else if (a == "--prune-end") o.prune_end = parse_double("--prune-end", v);
+    else if (a == "--mask-mode") {
+      if (v == "reference") o.mask_mode = lmshrink::MaskMode::reference;
+      else if (v == "persistent") o.mask_mode = lmshrink::MaskMode::persistent;
+      else fail<lmshrink::value_error>("lmshrink_compress", "--mask-mode must be reference or persistent, got '", v, "'");
+    } else if (a == "--allocation") {
+      if (v == "global") o.allocation = lmshrink::ThresholdScope::global;
+      else if (v == "normalized") o.allocation = lmshrink::ThresholdScope::global_normalized;
+      else if (v == "per-layer") o.allocation = lmshrink::ThresholdScope::per_layer;
+      else fail<lmshrink::value_error>("lmshrink_compress", "--allocation must be global, normalized or per-layer, got '", v, "'");
+    } else if (a == "--min-layer-keep") o.min_layer_keep = parse_double("--min-layer-keep", v);
+    else if (a == "--lowrank-share") o.lowrank_share = parse_double("--lowrank-share", v);
+    else if (a == "--temperature") o.temperature = parse_double("--temperature", v);
+    else if (a == "--kd-alpha") o.kd_alpha = parse_double("--kd-alpha", v);
+    else if (a == "--threads") o.threads = int(parse_int("--threads", v, 0, 1024));
+    else if (a == "--shards") o.shards = int(parse_int("--shards", v, 1, 4096));
+    else if (a == "--schedule") {
+      if (v != "auto" && v != "students" && v != "shards")
+        fail<lmshrink::value_error>("lmshrink_compress", "--schedule must be auto, students or shards, got '", v, "'");
+      o.schedule = v;
+    }
+    else if (a == "--speed-tokens") o.speed_tokens = int(parse_int("--speed-tokens", v, 0, 1 << 20));
+    else if (a == "--sample-tokens") o.sample_tokens = int(parse_int("--sample-tokens", v, 1, 1 << 20));
+    else if (a == "--seed") o.seed = std::uint64_t(parse_int("--seed", v, 0, (1L << 62)));
+    else fail<lmshrink::value_error>("lmshrink_compress", "unknown option '", a, "'\n", kUsage);
+  }
+  for (const auto& m : o.methods)
+    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm" && m != "dense")
+      fail<lmshrink::value_error>("lmshrink_compress", "unknown method '", m,
+                                  "'; losparse, lowrank, itp, trunc-kd, trunc-lm or dense was expected");
+  for (double r : o.ratios)
+    if (!(r > 0 && r < 1))
+      fail<lmshrink::value_error>("lmshrink_compress", "ratio ", r,
+                                  " is impossible: remaining ratios must be in (0, 1)");
+  if (!(o.lr > 0 && o.lr < 1))
+    fail<lmshrink::value_error>("lmshrink_compress", "--lr must be in (0, 1), got ", o.lr);
+  for (const auto& [m, lr] : o.method_lr) {
+    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm" && m != "dense")
+      fail<lmshrink::value_error>("lmshrink_compress", "--method-lr names unknown method '", m, "'");
+    if (!(lr > 0 && lr < 1))
+      fail<lmshrink::value_error>("lmshrink_compress", "--method-lr rate for ", m, " must be in (0, 1), got ", lr);
+  }
+  if (!(o.lowrank_share > 0 && o.lowrank_share < 1))
+    fail<lmshrink::value_error>("lmshrink_compress", "--lowrank-share must be in (0, 1), got ", o.lowrank_share);
+  if (!(o.kd_alpha >= 0 && o.kd_alpha <= 1))
+    fail<lmshrink::value_error>("lmshrink_compress", "--kd-alpha must be in [0, 1], got ", o.kd_alpha);
+  if (!(o.temperature > 0))
+    fail<lmshrink::value_error>("lmshrink_compress", "--temperature must be > 0, got ", o.temperature);
+  if (steps_given && tokens_given)
+    fail<lmshrink::value_error>("lmshrink_compress", "give the budget as --steps or as --tokens, not both");
+  if (steps_given) o.tokens = 0;
+  if (lr_given && !method_lr_given) o.method_lr.clear();  // --lr alone: one rate for every method
+  if (!(o.embed_lr_scale >= 0 && o.embed_lr_scale <= 10))
+    fail<lmshrink::value_error>("lmshrink_compress", "--embed-lr-scale must be in [0, 10], got ", o.embed_lr_scale);
+  if (!(o.hidden_weight >= 0 && o.hidden_weight <= 1e3))
+    fail<lmshrink::value_error>("lmshrink_compress", "--hidden-weight must be in [0, 1000], got ", o.hidden_weight);
+  const bool one_shot = o.prune_start == 0 && o.prune_end == 0;
+  if (!one_shot && !(o.prune_start >= 0 && o.prune_start < o.prune_end && o.prune_end <= 1))
+    fail<lmshrink::value_error>("lmshrink_compress", "the pruning phase needs 0 <= --prune-start < --prune-end <= 1 "
+                                "(or both 0: prune once before training), got ", o.prune_start, " and ", o.prune_end);
+  if (!(o.min_layer_keep >= 0 && o.min_layer_keep < 1))
+    fail<lmshrink::value_error>("lmshrink_compress", "--min-layer-keep must be in [0, 1), got ", o.min_layer_keep);
+  if (o.val_seed == o.seed)
+    fail<lmshrink::value_error>("lmshrink_compress", "--val-seed ", o.val_seed, " equals --seed: the validation text "
+                                "would repeat the training text; give it its own seed");
+  return o;
+}
+
+}  // namespace compress
