@@ -6,9 +6,14 @@
 //   examples::CompactLlama small = examples::CompactLlama::pack(trained_weights);
 //   examples::KvDecoder<examples::CompactView> gen(small);        // token by token
 //   examples::SequenceDecoder<examples::CompactView> score(small);
+//
+// The teacher itself packs the same way (CompactLlama::pack_dense: rank 0, every row kept), so
+// that a speed ratio between teacher and student compares weights, not code paths. The
+// classifier is packed too (dense, or low-rank + sparse for a speed study), for generation.
 
 #include <array>
 #include <lmshrink/compact.hpp>
+#include <lmshrink/pruner.hpp>
 #include <vector>
 
 #include "llama_decoder.hpp"
@@ -22,6 +27,10 @@ struct CompactLlama {
   std::vector<Vec> rms_att, rms_ffn;
   Vec rms_final;
   std::vector<std::array<lmshrink::CompactLinear<float>, kLinearKinds>> linear;
+  /// The classifier (vocab, dim) packed for generation; a copy of the embedding when shared, so
+  /// not counted by parameters() and bytes() unless it was compressed (classifier_compressed).
+  lmshrink::CompactLinear<float> packed_classifier;
+  bool classifier_compressed = false;
 
   static CompactLlama pack(const LlamaWeights<float>& w) {
     CompactLlama m;
@@ -37,12 +46,44 @@ struct CompactLlama {
         packed[std::size_t(k)] = lmshrink::CompactLinear<float>::pack(block[std::size_t(k)]);
       m.linear.push_back(std::move(packed));
     }
+    m.pack_classifier();
     return m;
+  }
+
+  /// A dense model in the same form: every matrix packed as rank 0 with every row kept.
+  static CompactLlama pack_dense(const lmshrink::Llama2cModel& model) {
+    CompactLlama m;
+    m.config = model.config;
+    m.embedding = model.token_embedding;
+    if (!model.config.shared_classifier) m.classifier = model.wcls;
+    m.rms_att = model.rms_att;
+    m.rms_ffn = model.rms_ffn;
+    m.rms_final = model.rms_final;
+    for (int l = 0; l < model.config.n_layers; ++l) {
+      const std::size_t L = std::size_t(l);
+      const RowMat* src[kLinearKinds] = {&model.wq[L], &model.wk[L], &model.wv[L], &model.wo[L],
+                                         &model.w1[L], &model.w2[L], &model.w3[L]};
+      std::array<lmshrink::CompactLinear<float>, kLinearKinds> packed;
+      for (int k = 0; k < kLinearKinds; ++k)
+        packed[std::size_t(k)] =
+            lmshrink::CompactLinear<float>::pack(lmshrink::make_dense_layer<float>(*src[k]));
+      m.linear.push_back(std::move(packed));
+    }
+    m.pack_classifier();
+    return m;
+  }
+
+  /// Packs the classifier densely from `embedding` or `classifier`.
+  void pack_classifier() {
+    const RowMat& w = config.shared_classifier ? embedding : classifier;
+    packed_classifier = lmshrink::CompactLinear<float>::pack(lmshrink::make_dense_layer<float>(w));
+    classifier_compressed = false;
   }
 
   /// Stored parameters: embedding, classifier, gains and the packed layers.
   std::int64_t parameters() const {
-    std::int64_t n = embedding.size() + classifier.size() + rms_final.size();
+    std::int64_t n = embedding.size() + rms_final.size() +
+                     (classifier_compressed ? packed_classifier.parameters() : classifier.size());
     for (std::size_t l = 0; l < linear.size(); ++l) {
       n += rms_att[l].size() + rms_ffn[l].size();
       for (const auto& layer : linear[l]) n += layer.parameters();
@@ -52,7 +93,9 @@ struct CompactLlama {
 
   /// Bytes of every tensor, float32 values and int32 indices of the packed layers.
   std::int64_t bytes() const {
-    std::int64_t n = 4 * (embedding.size() + classifier.size() + rms_final.size());
+    std::int64_t n = 4 * (embedding.size() + rms_final.size()) +
+                     (classifier_compressed ? packed_classifier.weight_bytes()
+                                            : 4 * classifier.size());
     for (std::size_t l = 0; l < linear.size(); ++l) {
       n += 4 * (rms_att[l].size() + rms_ffn[l].size());
       for (const auto& layer : linear[l]) n += layer.weight_bytes();
@@ -61,10 +104,13 @@ struct CompactLlama {
   }
 };
 
-/// A decoder view of a CompactLlama; owns the one workspace its forwards share.
+/// A decoder view of a CompactLlama; owns the one workspace its forwards share. `threads` > 1
+/// runs every product on that many threads (OpenMP; the same result for any count).
 class CompactView {
  public:
-  CompactView(const CompactLlama& m) : m_(&m) {}  // NOLINT: implicit, a view
+  CompactView(const CompactLlama& m, int threads = 1) : m_(&m) {  // NOLINT: implicit, a view
+    options_.threads = threads;
+  }
   const lmshrink::Llama2cConfig& config() const { return m_->config; }
   const RowMat& embedding() const { return m_->embedding; }
   const RowMat& classifier() const {
@@ -75,11 +121,17 @@ class CompactView {
   const Vec& rms_final() const { return m_->rms_final; }
   void linear(int l, int kind, const float* x, Eigen::Index n, float* y) {
     const auto& layer = m_->linear[std::size_t(l)][std::size_t(kind)];
-    layer.forward(x, n, layer.in_features(), y, layer.out_features(), ws_);
+    layer.forward(x, n, layer.in_features(), y, layer.out_features(), ws_, options_);
+  }
+  /// logits (vocab) = classifier · x (dim), for one token.
+  void classify(const float* x, float* logits) {
+    const auto& c = m_->packed_classifier;
+    c.forward(x, 1, c.in_features(), logits, c.out_features(), ws_, options_);
   }
 
  private:
   const CompactLlama* m_;
+  lmshrink::CompactForwardOptions options_;
   lmshrink::CompactLinear<float>::Workspace ws_;
 };
 

@@ -28,23 +28,11 @@ inline void rmsnorm(Eigen::Ref<Vec> out, const Eigen::Ref<const Vec>& x, const E
   out = x.cwiseProduct(w) * (1.0f / std::sqrt(ss));
 }
 
-/// RoPE on adjacent pairs (2i, 2i+1) of each head: angle pos·10000^(−(2i mod hs)/hs).
-inline void rope(float* v, int width, int head_size, int pos) {
-  for (int i = 0; i < width; i += 2) {
-    const int j = i % head_size;
-    const float freq = 1.0f / std::pow(10000.0f, float(j) / float(head_size));
-    const float angle = float(pos) * freq;
-    const float c = std::cos(angle), s = std::sin(angle);
-    const float a = v[i], b = v[i + 1];
-    v[i] = a * c - b * s;
-    v[i + 1] = a * s + b * c;
-  }
-}
-
-/// The decoders read a model through a view: the non-linear parameters, and `linear(l, kind,
-/// x, n, y)`, which overwrites y (n, out) with layer l's linear `kind` (0..6: wq, wk, wv, wo,
-/// w1, w2, w3) applied to x (n, in), both row-major and contiguous. DenseView runs a llama2.c
-/// model's matrices with Eigen; CompactView (llama_compact.hpp) runs lmshrink::CompactLinear.
+/// The decoders read a model through a view: the non-linear parameters, `linear(l, kind, x, n,
+/// y)`, which overwrites y (n, out) with layer l's linear `kind` (0..6: wq, wk, wv, wo, w1, w2,
+/// w3) applied to x (n, in), both row-major and contiguous, and `classify(x, logits)` for one
+/// token. DenseView runs a llama2.c model's matrices with Eigen; CompactView (llama_compact.hpp)
+/// runs lmshrink::CompactLinear.
 class DenseView {
  public:
   DenseView(const lmshrink::Llama2cModel& m) : m_(&m) {}  // NOLINT: implicit, a view
@@ -68,18 +56,61 @@ class DenseView {
     else
       ym.noalias() = xm * W.transpose();
   }
+  /// logits (vocab) = classifier · x (dim), for one token.
+  void classify(const float* x, float* logits) const {
+    const RowMat& W = classifier();
+    Eigen::Map<Vec>(logits, W.rows()).noalias() = W * Eigen::Map<const Vec>(x, W.cols());
+  }
 
  private:
   const lmshrink::Llama2cModel* m_;
 };
 
+/// RoPE angles of every (position, pair) as run.c computes them (float pow, cos and sin), once.
+class RopeTable {
+ public:
+  RopeTable(int seq_len, int head_size) : half_(head_size / 2) {
+    cos_.resize(std::size_t(seq_len) * half_);
+    sin_.resize(cos_.size());
+    for (int pos = 0; pos < seq_len; ++pos)
+      for (int j = 0; j < half_; ++j) {
+        const float freq = 1.0f / std::pow(10000.0f, float(2 * j) / float(head_size));
+        const float angle = float(pos) * freq;
+        cos_[std::size_t(pos) * half_ + j] = std::cos(angle);
+        sin_[std::size_t(pos) * half_ + j] = std::sin(angle);
+      }
+  }
+  /// Rotates the pairs (2j, 2j+1) of each head of v (width floats) to position pos.
+  void apply(float* v, int width, int pos) const {
+    const float* c = cos_.data() + std::size_t(pos) * half_;
+    const float* s = sin_.data() + std::size_t(pos) * half_;
+    for (int h = 0; h < width; h += 2 * half_)
+      for (int j = 0; j < half_; ++j) {
+        const float a = v[h + 2 * j], b = v[h + 2 * j + 1];
+        v[h + 2 * j] = a * c[j] - b * s[j];
+        v[h + 2 * j + 1] = a * s[j] + b * c[j];
+      }
+  }
+
+ private:
+  int half_;
+  std::vector<float> cos_, sin_;
+};
+
+/// Token-by-token generation with a KV cache. Per token: RoPE from a table, attention with keys
+/// and values stored transposed (head_size rows of seq_len positions, so that both products run
+/// along contiguous positions), a vectorised softmax, and the classifier through the view.
 template <class View>
 class KvDecoder {
  public:
-  explicit KvDecoder(View m) : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()) {
+  explicit KvDecoder(View m)
+      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()),
+        rope_(c_.seq_len, hs_) {
     x_.resize(c_.dim);
     xb_.resize(c_.dim);
     q_.resize(c_.dim);
+    k_.resize(kv_dim_);
+    v_.resize(kv_dim_);
     att_out_.resize(c_.dim);
     y_.resize(c_.dim);
     h1_.resize(c_.hidden_dim);
@@ -101,61 +132,63 @@ class KvDecoder {
     if (pos < 0 || pos >= c_.seq_len)
       lmshrink::detail::fail<lmshrink::value_error>("KvDecoder::forward", "position ", pos,
                                                     " is outside [0, ", c_.seq_len, ")");
-    const int dim = c_.dim, L = c_.n_layers, group = c_.n_heads / c_.n_kv_heads;
+    const int dim = c_.dim, L = c_.n_layers, T = c_.seq_len;
     x_ = m_.embedding().row(token).transpose();
-    const float inv_sqrt_hs = 1.0f / std::sqrt(float(hs_));
     for (int l = 0; l < L; ++l) {
       rmsnorm(xb_, x_, m_.rms_att(l));
-      float* k = key_cache_.data() + (std::size_t(l) * c_.seq_len + pos) * kv_dim_;
-      float* v = value_cache_.data() + (std::size_t(l) * c_.seq_len + pos) * kv_dim_;
+      // Layer l's keys and values, transposed: [kv head][i][position].
+      float* keys = key_cache_.data() + std::size_t(l) * T * kv_dim_;
+      float* values = value_cache_.data() + std::size_t(l) * T * kv_dim_;
       m_.linear(l, 0, xb_.data(), 1, q_.data());
-      m_.linear(l, 1, xb_.data(), 1, k);
-      m_.linear(l, 2, xb_.data(), 1, v);
-      rope(q_.data(), dim, hs_, pos);
-      rope(k, kv_dim_, hs_, pos);
-      for (int h = 0; h < c_.n_heads; ++h) {
-        const float* qh = q_.data() + h * hs_;
-        const int kvh = h / group;
-        float max = -INFINITY;
-        for (int t = 0; t <= pos; ++t) {
-          const float* kt = key_cache_.data() + (std::size_t(l) * c_.seq_len + t) * kv_dim_ + kvh * hs_;
-          float s = 0;
-          for (int i = 0; i < hs_; ++i) s += qh[i] * kt[i];
-          scores_[t] = s * inv_sqrt_hs;
-          max = std::max(max, scores_[t]);
-        }
-        float sum = 0;
-        for (int t = 0; t <= pos; ++t) sum += (scores_[t] = std::exp(scores_[t] - max));
-        float* out = att_out_.data() + h * hs_;
-        for (int i = 0; i < hs_; ++i) out[i] = 0;
-        for (int t = 0; t <= pos; ++t) {
-          const float a = scores_[t] / sum;
-          const float* vt = value_cache_.data() + (std::size_t(l) * c_.seq_len + t) * kv_dim_ + kvh * hs_;
-          for (int i = 0; i < hs_; ++i) out[i] += a * vt[i];
-        }
+      m_.linear(l, 1, xb_.data(), 1, k_.data());
+      m_.linear(l, 2, xb_.data(), 1, v_.data());
+      rope_.apply(q_.data(), dim, pos);
+      rope_.apply(k_.data(), kv_dim_, pos);
+      for (int i = 0; i < kv_dim_; ++i) {
+        keys[std::size_t(i) * T + pos] = k_[i];
+        values[std::size_t(i) * T + pos] = v_[i];
       }
+      attention(keys, values, pos);
       m_.linear(l, 3, att_out_.data(), 1, y_.data());
       x_ += y_;
       rmsnorm(xb_, x_, m_.rms_ffn(l));
       m_.linear(l, 4, xb_.data(), 1, h1_.data());
       m_.linear(l, 6, xb_.data(), 1, h3_.data());
-      for (int i = 0; i < c_.hidden_dim; ++i) {
-        const float g = h1_[i];
-        h1_[i] = g / (1.0f + std::exp(-g)) * h3_[i];
-      }
+      h1_.array() = h1_.array() / (1.0f + (-h1_.array()).exp()) * h3_.array();
       m_.linear(l, 5, h1_.data(), 1, y_.data());
       x_ += y_;
     }
     rmsnorm(xb_, x_, m_.rms_final());
-    logits_.noalias() = m_.classifier() * xb_;
+    m_.classify(xb_.data(), logits_.data());
     return logits_;
   }
 
  private:
+  // Per head: scores = Kᵀq over the positions so far (K: head_size rows of seq_len), softmax,
+  // out = V·a (V: head_size rows of seq_len). Both are Eigen matrix-vector products over
+  // contiguous rows of positions.
+  void attention(const float* keys, const float* values, int pos) {
+    using Rows = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
+    const int T = c_.seq_len, n = pos + 1, group = c_.n_heads / c_.n_kv_heads;
+    const float inv_sqrt_hs = 1.0f / std::sqrt(float(hs_));
+    auto s = scores_.head(n);
+    for (int h = 0; h < c_.n_heads; ++h) {
+      const std::size_t kv_offset = std::size_t(h / group) * hs_ * T;
+      const Rows K(keys + kv_offset, hs_, n, Eigen::OuterStride<>(T));
+      const Rows V(values + kv_offset, hs_, n, Eigen::OuterStride<>(T));
+      s.noalias() = K.transpose() * q_.segment(h * hs_, hs_);
+      s *= inv_sqrt_hs;
+      s = (s.array() - s.maxCoeff()).exp().matrix();
+      s /= s.sum();
+      att_out_.segment(h * hs_, hs_).noalias() = V * s;
+    }
+  }
+
   View m_;
   lmshrink::Llama2cConfig c_;
   int hs_, kv_dim_;
-  Vec x_, xb_, q_, att_out_, y_, h1_, h3_, logits_, scores_;
+  RopeTable rope_;
+  Vec x_, xb_, q_, k_, v_, att_out_, y_, h1_, h3_, logits_, scores_;
   std::vector<float> key_cache_, value_cache_;
 };
 
@@ -165,7 +198,8 @@ template <class View>
 class SequenceDecoder {
  public:
   explicit SequenceDecoder(View m)
-      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()) {}
+      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()),
+        rope_(c_.seq_len, hs_) {}
 
   const lmshrink::Llama2cConfig& config() const { return c_; }
 
@@ -196,8 +230,8 @@ class SequenceDecoder {
       m_.linear(l, 1, xb_.data(), n, k_.data());
       m_.linear(l, 2, xb_.data(), n, v_.data());
       for (int t = 0; t < n; ++t) {
-        rope(q_.row(t).data(), dim, hs_, t);
-        rope(k_.row(t).data(), kv_dim_, hs_, t);
+        rope_.apply(q_.row(t).data(), dim, t);
+        rope_.apply(k_.row(t).data(), kv_dim_, t);
       }
       att_.resize(n, dim);
       for (int h = 0; h < c_.n_heads; ++h) {
@@ -241,6 +275,7 @@ class SequenceDecoder {
   View m_;
   lmshrink::Llama2cConfig c_;
   int hs_, kv_dim_;
+  RopeTable rope_;
   RowMat x_, xb_, q_, k_, v_, y_, att_, scores_, h1_, h3_, logits_;
 };
 

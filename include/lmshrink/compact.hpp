@@ -10,10 +10,13 @@
 // method of the pruner has a form here: LoSparse (rank > 0, kept rows), low-rank only (no kept
 // rows), ITP (rank 0, kept rows or CSR) and an unpruned dense layer (rank 0, all rows).
 //
-// The fused forward computes, per block of tokens, t = x·Vᵀ, then y = t·Uᵀ + b written straight
-// into y, then adds each kept row's x·sᵀ straight into its output column from the micro-kernel's
-// registers: no zero buffer, no scatter pass, no dense S, and no allocation once the workspace
-// is large enough. Weights are packed once into the panels the micro-kernel streams.
+// The fused forward computes, per block of tokens, one product of x with V and the kept rows of
+// S packed together ([t, s] = x·[V; S_kept]ᵀ: small ranks and few kept rows share panels instead
+// of padding two), then y = t·Uᵀ + b written straight into y, then adds each kept row's s into
+// its output column: no zero buffer, no dense S, and no allocation once the workspace is large
+// enough. Without a low-rank part (rank 0, or the oneDNN backend) the kept rows' products go
+// straight from the micro-kernel's registers into their columns. Weights are packed once into
+// the panels the micro-kernel streams.
 // forward_reference() is the naive loop the fast path is tested against.
 
 #include <algorithm>
@@ -143,8 +146,8 @@ class CompactLinear {
       c.u_rows_.assign(U.data(), U.data() + U.size());
       c.v_rows_.assign(V.data(), V.data() + V.size());
     } else {
-      c.v_ = detail::PackedPanels<Scalar>::pack(V.data(), in, r, in, [](Index j) { return j; });
       c.u_ = detail::PackedPanels<Scalar>::pack(U.data(), r, out, r, [](Index j) { return j; });
+      c.v_rows_in_x_panels_ = r;
     }
 
     const auto& rm = layer.row_mask();
@@ -156,9 +159,13 @@ class CompactLinear {
         if (em && (layer.element_mask().row(i).array() == 0).all()) continue;
         c.kept_.push_back(static_cast<std::int32_t>(i));
       }
-      c.s_ = detail::PackedPanels<Scalar>::pack(S.data(), in, static_cast<Index>(c.kept_.size()),
-                                                in, [&](Index j) { return Index(c.kept_[j]); });
-    } else {
+    }
+    // V's rows (builtin backend) then the kept rows of S: one product with x for both.
+    const Index vr = c.v_rows_in_x_panels_, kept = static_cast<Index>(c.kept_.size());
+    c.x_panels_ = detail::PackedPanels<Scalar>::pack_rows(vr + kept, in, [&](Index j) {
+      return j < vr ? V.data() + j * in : S.data() + Index(c.kept_[std::size_t(j - vr)]) * in;
+    });
+    if (c.format_ == SparseFormat::csr) {
       c.row_ptr_.assign(static_cast<std::size_t>(out + 1), 0);
       for (Index i = 0; i < out; ++i) {
         if (rm[i]) {
@@ -194,7 +201,8 @@ class CompactLinear {
   }
   /// Stored values of the sparse part (rows format: kept rows × in; CSR: live entries).
   Index sparse_values() const {
-    return format_ == SparseFormat::rows ? s_.stored_values() : static_cast<Index>(val_.size());
+    return format_ == SparseFormat::rows ? static_cast<Index>(kept_.size()) * in_
+                                         : static_cast<Index>(val_.size());
   }
   /// r·(out + in) + sparse values + bias.
   Index parameters() const { return rank_ * (out_ + in_) + sparse_values() + bias_.size(); }
@@ -269,7 +277,7 @@ class CompactLinear {
       if (format_ == SparseFormat::rows) {
         for (Index j = 0; j < Index(kept_.size()); ++j) {
           double s = 0;
-          for (Index k = 0; k < in_; ++k) s += double(s_.at(j, k)) * double(x(n, k));
+          for (Index k = 0; k < in_; ++k) s += double(s_at(j, k)) * double(x(n, k));
           y(n, kept_[std::size_t(j)]) = Scalar(double(y(n, kept_[std::size_t(j)])) + s);
         }
       } else {
@@ -294,17 +302,28 @@ class CompactLinear {
     return backend_ == LowRankBackend::onednn ? u_rows_[std::size_t(i * rank_ + k)] : u_.at(i, k);
   }
   Scalar v_at(Index k, Index j) const {
-    return backend_ == LowRankBackend::onednn ? v_rows_[std::size_t(k * in_ + j)] : v_.at(k, j);
+    return backend_ == LowRankBackend::onednn ? v_rows_[std::size_t(k * in_ + j)]
+                                              : x_panels_.at(k, j);
   }
+  // Kept row j of S (rows format), column k.
+  Scalar s_at(Index j, Index k) const { return x_panels_.at(v_rows_in_x_panels_ + j, k); }
 
   // Tokens per block: the block's x, t and y stay in cache between the three steps. 48 was the
   // fastest of 24..120 at batch 512 on GPT-2 shapes (a multiple of every micro-tile height).
   static constexpr Index kTokenBlock = 48;
 
+  // Columns of the workspace's t per token: [x·Vᵀ, x·S_keptᵀ] (builtin backend with a rank), or
+  // x·Vᵀ (oneDNN backend).
+  Index t_width() const {
+    if (backend_ == LowRankBackend::onednn) return rank_;
+    return rank_ > 0 ? x_panels_.rows : 0;
+  }
+
   void reserve(Workspace& ws, Index tokens) const {
     const Index block = std::min(std::max<Index>(tokens, 1), kTokenBlock);
-    if (rank_ > 0 && ws.t_.size() < std::size_t(block * rank_))
-      ws.t_.resize(std::size_t(block * rank_));
+    const Index width = t_width();
+    if (width > 0 && ws.t_.size() < std::size_t(block * width))
+      ws.t_.resize(std::size_t(block * width));
     if (format_ == SparseFormat::csr && tokens > 1 &&
         ws.xt_.size() < std::size_t(in_ * detail::kCsrTokenBlock))
       ws.xt_.resize(std::size_t(in_ * detail::kCsrTokenBlock));
@@ -336,7 +355,7 @@ class CompactLinear {
   void add_sparse_to(Matrix& w) const {
     if (format_ == SparseFormat::rows) {
       for (Index j = 0; j < Index(kept_.size()); ++j)
-        for (Index k = 0; k < in_; ++k) w(kept_[std::size_t(j)], k) += s_.at(j, k);
+        for (Index k = 0; k < in_; ++k) w(kept_[std::size_t(j)], k) += s_at(j, k);
     } else {
       for (Index i = 0; i < out_; ++i)
         for (auto e = row_ptr_[std::size_t(i)]; e < row_ptr_[std::size_t(i + 1)]; ++e)
@@ -367,20 +386,22 @@ class CompactLinear {
     };
     const Scalar* bias = has_bias() ? bias_.data() : nullptr;
     detail::CsrView<Scalar> csr{row_ptr_.data(), col_.data(), val_.data()};
+    const Index vr = v_rows_in_x_panels_, width = t_width();
+    const bool fused = vr > 0 && !low_rank_done;  // [t, s] = x·[V; S_kept]ᵀ in one product
     for (Index i0 = 0; i0 < n; i0 += kTokenBlock) {
       const Index m = std::min(kTokenBlock, n - i0);
       const Scalar* xb = x + i0 * ldx;
       Scalar* yb = y + i0 * ldy;
       if (low_rank_done) {
         // y was written by the backend
-      } else if (rank_ > 0) {
+      } else if (fused) {
         Scalar* t = ws.t_.data();
-        auto pv = share(v_.panels(), thread, threads);
-        detail::gemm_panels(m, xb, ldx, v_, pv.first, pv.second,
-                            detail::TileOutput<Scalar>{t, rank_, nullptr, nullptr});
+        auto px = share(x_panels_.panels(), thread, threads);
+        detail::gemm_panels(m, xb, ldx, x_panels_, px.first, px.second,
+                            detail::TileOutput<Scalar>{t, width, nullptr, nullptr});
         barrier();
         auto pu = share(u_.panels(), thread, threads);
-        detail::gemm_panels(m, static_cast<const Scalar*>(t), rank_, u_, pu.first, pu.second,
+        detail::gemm_panels(m, static_cast<const Scalar*>(t), width, u_, pu.first, pu.second,
                             detail::TileOutput<Scalar>{yb, ldy, bias, nullptr});
       } else {
         auto cols = share(out_, thread, threads);
@@ -389,9 +410,16 @@ class CompactLinear {
             yb[i * ldy + j] = bias != nullptr ? bias[j] : Scalar(0);
       }
       barrier();
-      if (format_ == SparseFormat::rows) {
-        auto ps = share(s_.panels(), thread, threads);
-        detail::gemm_panels(m, xb, ldx, s_, ps.first, ps.second,
+      if (format_ == SparseFormat::rows && fused) {
+        // Each kept row's products, computed with t, into its column.
+        auto rows = share(static_cast<Index>(kept_.size()), thread, threads);
+        const Scalar* t = ws.t_.data();
+        for (Index i = 0; i < m; ++i)
+          for (Index j = rows.first; j < rows.second; ++j)
+            yb[i * ldy + kept_[std::size_t(j)]] += t[i * width + vr + j];
+      } else if (format_ == SparseFormat::rows) {
+        auto ps = share(x_panels_.panels(), thread, threads);
+        detail::gemm_panels(m, xb, ldx, x_panels_, ps.first, ps.second,
                             detail::TileOutput<Scalar>{yb, ldy, nullptr, kept_.data()});
       } else {
         auto rows = share(out_, thread, threads);
@@ -470,7 +498,10 @@ class CompactLinear {
   Index out_ = 0, in_ = 0, rank_ = 0;
   SparseFormat format_ = SparseFormat::rows;
   LowRankBackend backend_ = LowRankBackend::builtin;
-  detail::PackedPanels<Scalar> v_, u_, s_;
+  // x_panels_: V's rows (builtin backend: v_rows_in_x_panels_ = rank) then the kept rows of S
+  // (rows format); u_: U's rows (builtin backend).
+  detail::PackedPanels<Scalar> x_panels_, u_;
+  Index v_rows_in_x_panels_ = 0;
   detail::AlignedVector<Scalar> u_rows_, v_rows_;  // the oneDNN backend's row-major U and V
   std::vector<std::int32_t> kept_;
   std::vector<std::int32_t> row_ptr_, col_;

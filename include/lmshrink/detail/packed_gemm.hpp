@@ -50,13 +50,19 @@ struct PackedPanels {
   /// Packs `count` rows of `w`; row j of the packing is row `row_of(j)` of w.
   template <class RowOf>
   static PackedPanels pack(const Scalar* w, Index ldw, Index count, Index depth, RowOf row_of) {
+    return pack_rows(count, depth, [&](Index j) { return w + row_of(j) * ldw; });
+  }
+
+  /// Packs `count` rows of `depth` values; row j starts at `row_ptr(j)`.
+  template <class RowPtr>
+  static PackedPanels pack_rows(Index count, Index depth, RowPtr row_ptr) {
     PackedPanels p;
     p.rows = count;
     p.depth = depth;
     p.data.assign(static_cast<std::size_t>(p.panels() * depth * kPanelWidth), Scalar(0));
     if (depth == 0) return p;  // nothing to copy (and data() may be null)
     for (Index j = 0; j < count; ++j) {
-      const Scalar* src = w + row_of(j) * ldw;
+      const Scalar* src = row_ptr(j);
       Scalar* dst = p.data.data() + (j / kPanelWidth) * depth * kPanelWidth + j % kPanelWidth;
       for (Index k = 0; k < depth; ++k) dst[k * kPanelWidth] = src[k];
     }
@@ -201,14 +207,26 @@ inline void panels_one_token_avx512(Index K, const float* x, const float* b, Ind
   }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-// 8 floats per register, four per panel row; 16 registers allow 3 token rows.
+// 8 floats per register, four per panel row; 16 registers allow 3 token rows. One token splits
+// K into two accumulator chains (FMA latency), and full tiles are stored from the registers.
 template <int MR, int NV>
 inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index valid,
                       Index col0, float* c, const TileOutput<float>& out) {
-  __m256 acc[MR][NV];
+  __m256 acc[MR][NV], acc2[MR][NV];  // acc2: the second chain of one token
   for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
-  for (Index k = 0; k < K; ++k) {
+    for (int v = 0; v < NV; ++v) acc[i][v] = acc2[i][v] = _mm256_setzero_ps();
+  Index k = 0;
+  if (MR == 1) {
+    for (; k + 2 <= K; k += 2) {
+      const float* bk = b + k * kPanelWidth;
+      const __m256 a0 = _mm256_broadcast_ss(a + k), a1 = _mm256_broadcast_ss(a + k + 1);
+      for (int v = 0; v < NV; ++v) {
+        acc[0][v] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(bk + 8 * v), acc[0][v]);
+        acc2[0][v] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(bk + kPanelWidth + 8 * v), acc2[0][v]);
+      }
+    }
+  }
+  for (; k < K; ++k) {
     const float* bk = b + k * kPanelWidth;
     __m256 bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + 8 * v);
@@ -216,6 +234,19 @@ inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index 
       const __m256 ai = _mm256_broadcast_ss(a + i * lda + k);
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
     }
+  }
+  if (MR == 1)
+    for (int v = 0; v < NV; ++v) acc[0][v] = _mm256_add_ps(acc[0][v], acc2[0][v]);
+  if (out.scatter == nullptr && valid == 8 * NV) {
+    __m256 bias[NV];
+    for (int v = 0; v < NV; ++v)
+      bias[v] = out.bias != nullptr ? _mm256_loadu_ps(out.bias + col0 + 8 * v)
+                                    : _mm256_setzero_ps();
+    for (int i = 0; i < MR; ++i) {
+      float* ci = c + i * out.ldc + col0;
+      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(ci + 8 * v, _mm256_add_ps(acc[i][v], bias[v]));
+    }
+    return;
   }
   alignas(32) float row[8 * NV];
   for (int i = 0; i < MR; ++i) {

@@ -1,0 +1,208 @@
+// End-to-end generation speed of whole models: tokens per second of greedy decoding from
+// position 0 (examples::KvDecoder), dense against compact at remaining ratios q = 0.5 and 0.3, on
+// one thread and on two.
+//
+// Models:
+//   stories260K   the bundled real model (teacher) with compact students of its exact shapes
+//   stories15M    288 wide, 6 blocks, 768 hidden, vocab 32,000        } synthetic weights:
+//   gpt2-small    768 wide, 12 blocks, 3072 hidden, vocab 50,257      } speed only
+// Compact students have random low-rank factors and evenly spread kept rows at the budget of
+// examples::split_budget (a fifth of each layer's budget in kept rows); their outputs mean
+// nothing, only their speed does. "cls" variants compress the classifier too.
+//
+// Dense baselines: the model's matrices with Eigen (dense_eigen, one thread: Eigen does not
+// thread matrix-vector products) and the same matrices packed as rank-0 compact layers
+// (dense_packed: the teacher's path in lmshrink_compress, threads like the students).
+//
+//   bench_decode [--report=DIR] [benchmark options]
+// `--report=DIR` writes DIR/decode_tables.md: medians and speedups over the faster dense
+// baseline at the same thread count.
+
+#include <algorithm>
+#include <benchmark/benchmark.h>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench_context.hpp"
+#include "common/llama_compact.hpp"
+#include "common/llama_decoder.hpp"
+#include "common/synthetic_llama.hpp"
+
+#ifndef LMSHRINK_DATA_DIR
+#define LMSHRINK_DATA_DIR "examples/data"
+#endif
+
+namespace {
+
+struct ModelSet {
+  std::string name;
+  int tokens = 0;  // generated per iteration, from position 0
+  lmshrink::Llama2cModel dense;
+  examples::CompactLlama packed;
+  std::map<std::string, examples::CompactLlama> students;  // "q:50", "q:50/cls", ...
+};
+
+std::map<std::string, std::unique_ptr<ModelSet>>& models() {
+  static std::map<std::string, std::unique_ptr<ModelSet>> m;
+  return m;
+}
+
+// Built on first use, so that a --benchmark_filter run builds only what it times.
+ModelSet& model_set(const std::string& name) {
+  auto& all = models();
+  auto it = all.find(name);
+  if (it != all.end()) return *it->second;
+  auto set = std::make_unique<ModelSet>();
+  set->name = name;
+  if (name == "stories260K") {
+    set->dense = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+    set->tokens = 256;
+  } else if (name == "stories15M") {
+    set->dense = examples::synthetic_model(examples::stories15m_shape(), 1);
+    set->tokens = 128;
+  } else {
+    set->dense = examples::synthetic_model(examples::gpt2_small_shape(), 1);
+    set->tokens = 64;
+  }
+  set->packed = examples::CompactLlama::pack_dense(set->dense);
+  for (int pct : {50, 30})
+    for (bool cls : {false, true}) {
+      examples::SyntheticCompactOptions o;
+      o.q = pct / 100.0;
+      o.compress_classifier = cls;
+      set->students["q:" + std::to_string(pct) + (cls ? "/cls" : "")] =
+          examples::synthetic_compact(set->dense, o);
+    }
+  return *all.emplace(name, std::move(set)).first->second;
+}
+
+template <class View>
+void generate(benchmark::State& state, View view, int tokens) {
+  examples::KvDecoder<View> dec(view);
+  for (auto _ : state) {
+    int token = 1;
+    for (int pos = 0; pos < tokens; ++pos) {
+      Eigen::Index next = 0;
+      dec.forward(token, pos).maxCoeff(&next);
+      token = int(next);
+    }
+    benchmark::DoNotOptimize(token);
+  }
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(double(tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bench_dense_eigen(benchmark::State& state, std::string model) {
+  ModelSet& m = model_set(model);
+  generate<examples::DenseView>(state, m.dense, m.tokens);
+}
+
+void bench_compact(benchmark::State& state, std::string model, std::string variant, int threads) {
+  ModelSet& m = model_set(model);
+  const examples::CompactLlama& c = variant == "dense_packed" ? m.packed : m.students.at(variant);
+  if (threads > 1 && !lmshrink::compact_threads_available()) {
+    state.SkipWithError("built without OpenMP");
+    return;
+  }
+  generate<examples::CompactView>(state, examples::CompactView(c, threads), m.tokens);
+}
+
+void register_all() {
+  for (const std::string model : {"stories260K", "stories15M", "gpt2-small"}) {
+    benchmark::RegisterBenchmark((model + "/dense_eigen/threads:1").c_str(), bench_dense_eigen,
+                                 model);
+    for (int threads : {1, 2})
+      for (const std::string variant :
+           {"dense_packed", "q:50", "q:50/cls", "q:30", "q:30/cls"})
+        benchmark::RegisterBenchmark(
+            (model + "/" + variant + "/threads:" + std::to_string(threads)).c_str(),
+            bench_compact, model, variant, threads);
+  }
+}
+
+// Keeps the median (or the only) tokens/s of every benchmark.
+class MedianCollector : public benchmark::ConsoleReporter {
+ public:
+  std::map<std::string, double> tokens_per_s;
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      if (run.run_type == Run::RT_Aggregate && run.aggregate_name != "median") continue;
+      if (run.error_occurred) continue;
+      auto c = run.counters.find("tokens_per_s");
+      if (c == run.counters.end()) continue;
+      const std::string name = run.run_name.str();
+      if (run.run_type == Run::RT_Aggregate || !tokens_per_s.count(name))
+        tokens_per_s[name] = c->second.value;
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+};
+
+void write_report(const std::string& dir, const std::map<std::string, double>& tps) {
+  std::string md =
+      "| model | threads | dense (Eigen) | dense (packed) | q=0.5 | q=0.5, cls | q=0.3 | "
+      "q=0.3, cls |\n|---|---|---|---|---|---|---|---|\n";
+  int rows = 0;
+  for (const std::string model : {"stories260K", "stories15M", "gpt2-small"}) {
+    for (int threads : {1, 2}) {
+      const std::string t = "/threads:" + std::to_string(threads);
+      const auto get = [&](const std::string& v) {
+        auto it = tps.find(model + "/" + v + t);
+        return it == tps.end() ? 0.0 : it->second;
+      };
+      const double eigen = threads == 1 ? get("dense_eigen") : 0.0;
+      const double packed = get("dense_packed");
+      const double base = std::max(eigen, packed);
+      if (base == 0) continue;
+      char cell[96];
+      std::string line = "| " + model + (model == "stories260K" ? "" : " (synthetic weights)") +
+                         " | " + std::to_string(threads) + " | ";
+      line += eigen > 0 ? (std::snprintf(cell, sizeof cell, "%.0f", eigen), cell) : "";
+      std::snprintf(cell, sizeof cell, " | %.0f", packed);
+      line += cell;
+      for (const std::string v : {"q:50", "q:50/cls", "q:30", "q:30/cls"}) {
+        const double s = get(v);
+        if (s > 0) std::snprintf(cell, sizeof cell, " | %.0f (%.2fx)", s, s / base);
+        else std::snprintf(cell, sizeof cell, " | ");
+        line += cell;
+      }
+      md += line + " |\n";
+      ++rows;
+    }
+  }
+  md += "\nTokens per second (medians) of greedy generation from position 0; in brackets the "
+        "speedup over the faster dense baseline at the same thread count. Students have the "
+        "model's shapes and random weights at q (speed only); \"cls\": classifier compressed "
+        "too.\n";
+  const std::string path = dir + "/decode_tables.md";
+  std::ofstream(path) << md;
+  std::printf("%sdecode report: %d row%s; wrote %s\n", md.c_str(), rows, rows == 1 ? "" : "s",
+              path.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string report_dir;
+  int kept_args = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--report=", 9) == 0) report_dir = argv[i] + 9;
+    else argv[kept_args++] = argv[i];
+  }
+  argc = kept_args;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  bench::add_build_context();
+  benchmark::AddCustomContext("compact_kernel", lmshrink::CompactLinear<float>::kernel_name());
+  register_all();
+  MedianCollector reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  if (!report_dir.empty()) write_report(report_dir, reporter.tokens_per_s);
+  return 0;
+}
