@@ -3,10 +3,11 @@
 #   bash cmake/quickstart.sh main   installs what is missing, builds, runs the main job on the
 #                                   bundled real model (output in out/compress; extra
 #                                   arguments go to lmshrink_compress, e.g. --steps 1000)
-#   bash cmake/quickstart.sh test   installs what is missing, builds and runs every test
+#   bash cmake/quickstart.sh test   installs what is missing, builds and runs every test (the
+#                                   "test" preset: portable code at -O1, in build/test)
 # and two more:
-#   bash cmake/quickstart.sh perf   builds bench_compact and writes its tables and plots to
-#                                   out/performance (about 10 minutes on one core), for
+#   bash cmake/quickstart.sh perf   builds bench_compact and bench_decode and writes their
+#                                   tables and plots to out/performance (about 15 minutes), for
 #                                   docs/performance.md
 #   bash cmake/quickstart.sh fuzz [seconds]
 #                                   installs clang, builds the libFuzzer targets and runs each
@@ -59,11 +60,14 @@ elif [ "$what" = fuzz ]; then
   exit $status
 elif [ "$what" = perf ]; then
   cmake --preset default >/dev/null
-  cmake --build --preset default --target bench_compact
+  cmake --build --preset default --target bench_compact bench_decode
   mkdir -p out/performance
   ./build/default/bench/bench_compact --benchmark_repetitions=5 \
     --benchmark_report_aggregates_only=true --benchmark_min_time=0.05 \
     --benchmark_out=out/performance/bench_compact.json --report=out/performance
+  ./build/default/bench/bench_decode --benchmark_repetitions=5 \
+    --benchmark_report_aggregates_only=true --benchmark_min_time=0.1 \
+    --benchmark_out=out/performance/bench_decode.json --report=out/performance
 else
   cmake --preset default >/dev/null
   cmake --build --preset default --target lmshrink_compress

@@ -235,42 +235,7 @@ class LlamaTrainer {
   void zero_grad() { g_.set_zero(); }
 
   /// Logits (batch·n, vocab) for tokens (batch·n), sequence by sequence.
-  const Mat& forward(const int* tokens) {
-    static constexpr const char* where = "LlamaTrainer::forward";
-    const int N = batch_ * n_;
-    for (int t = 0; t < N; ++t) {
-      if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
-        lmshrink::detail::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
-                                                      " is outside [0, ", c_.vocab_size, ")");
-      tokens_[std::size_t(t)] = tokens[t];
-    }
-    Mat x(N, c_.dim);
-    for (int t = 0; t < N; ++t) x.row(t) = w_.embedding.row(tokens[t]);
-    for (int l = 0; l < c_.n_layers; ++l) {
-      auto& a = act_[std::size_t(l)];
-      auto& lin = w_.linear[std::size_t(l)];
-      a.x = x;
-      rmsnorm_forward(a.x, w_.rms_att[std::size_t(l)], a.xb_att, a.r_att);
-      lin[kWq].forward(a.xb_att, a.q, a.cache[kWq]);
-      lin[kWk].forward(a.xb_att, a.k, a.cache[kWk]);
-      lin[kWv].forward(a.xb_att, a.v, a.cache[kWv]);
-      rope(a.q, +1);
-      rope(a.k, +1);
-      attention_forward(a);
-      a.x_mid = a.x;
-      add_linear(lin[kWo], a.att, a.x_mid, a.cache[kWo]);
-      rmsnorm_forward(a.x_mid, w_.rms_ffn[std::size_t(l)], a.xb_ffn, a.r_ffn);
-      lin[kW1].forward(a.xb_ffn, a.h1, a.cache[kW1]);
-      lin[kW3].forward(a.xb_ffn, a.h3, a.cache[kW3]);
-      a.h.array() = a.h1.array() / (Scalar(1) + (-a.h1.array()).exp()) * a.h3.array();
-      x = a.x_mid;
-      add_linear(lin[kW2], a.h, x, a.cache[kW2]);
-    }
-    x_final_ = x;
-    rmsnorm_forward(x_final_, w_.rms_final, xb_final_, r_final_);
-    logits_.noalias() = xb_final_ * classifier().transpose();
-    return logits_;
-  }
+  const Mat& forward(const int* tokens);
 
   /// The output of block l (the residual stream after it, before any norm) from the last
   /// forward: (batch·n, dim). Layer-wise distillation matches these between student and teacher.
@@ -299,52 +264,7 @@ class LlamaTrainer {
   /// Accumulates the gradients of every parameter for dlogits = ∂loss/∂logits of the last
   /// forward, plus, when given, dblock[l] = ∂loss/∂block_output(l) for every block (a
   /// layer-wise distillation loss; empty matrices are skipped).
-  void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr) {
-    lmshrink::detail::check_shape("LlamaTrainer::backward", "dlogits", dlogits, logits_.rows(),
-                                  logits_.cols());
-    if (dblock) {
-      if (int(dblock->size()) != c_.n_layers)
-        lmshrink::detail::fail<lmshrink::shape_error>("LlamaTrainer::backward", "dblock has ",
-                                                      dblock->size(), " matrices but the model has ",
-                                                      c_.n_layers, " blocks");
-      for (const auto& d : *dblock)
-        if (d.size() != 0)
-          lmshrink::detail::check_shape("LlamaTrainer::backward", "dblock[l]", d, logits_.rows(), c_.dim);
-    }
-    Mat& dcls = c_.shared_classifier ? g_.embedding : g_.classifier;
-    dcls.noalias() += dlogits.transpose() * xb_final_;
-    dxb_.noalias() = dlogits * classifier();
-    dx_.setZero();
-    rmsnorm_backward(x_final_, w_.rms_final, r_final_, dxb_, dx_, g_.rms_final);
-    for (int l = c_.n_layers - 1; l >= 0; --l) {
-      auto& a = act_[std::size_t(l)];
-      auto& lin = w_.linear[std::size_t(l)];
-      auto& gl = g_.linear[std::size_t(l)];
-      if (dblock && (*dblock)[std::size_t(l)].size() != 0) dx_ += (*dblock)[std::size_t(l)];
-      // x_out = x_mid + W2·h; dx_ holds ∂/∂x_out and becomes ∂/∂x_mid.
-      dh_.setZero();
-      lin[kW2].backward(a.h, dx_, a.cache[kW2], dh_, gl[kW2]);
-      const auto sig = (Scalar(1) / (Scalar(1) + (-a.h1.array()).exp())).eval();
-      dh3_.array() = dh_.array() * a.h1.array() * sig;
-      dh1_.array() = dh_.array() * a.h3.array() * sig * (Scalar(1) + a.h1.array() * (Scalar(1) - sig));
-      dxb_.setZero();
-      lin[kW1].backward(a.xb_ffn, dh1_, a.cache[kW1], dxb_, gl[kW1]);
-      lin[kW3].backward(a.xb_ffn, dh3_, a.cache[kW3], dxb_, gl[kW3]);
-      rmsnorm_backward(a.x_mid, w_.rms_ffn[std::size_t(l)], a.r_ffn, dxb_, dx_, g_.rms_ffn[std::size_t(l)]);
-      // x_mid = x + Wo·att; dx_ becomes ∂/∂x.
-      datt_.setZero();
-      lin[kWo].backward(a.att, dx_, a.cache[kWo], datt_, gl[kWo]);
-      attention_backward(a);
-      rope(dq_, -1);
-      rope(dk_, -1);
-      dxb_.setZero();
-      lin[kWq].backward(a.xb_att, dq_, a.cache[kWq], dxb_, gl[kWq]);
-      lin[kWk].backward(a.xb_att, dk_, a.cache[kWk], dxb_, gl[kWk]);
-      lin[kWv].backward(a.xb_att, dv_, a.cache[kWv], dxb_, gl[kWv]);
-      rmsnorm_backward(a.x, w_.rms_att[std::size_t(l)], a.r_att, dxb_, dx_, g_.rms_att[std::size_t(l)]);
-    }
-    for (int t = 0; t < batch_ * n_; ++t) g_.embedding.row(tokens_[std::size_t(t)]) += dx_.row(t);
-  }
+  void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr);
 
  private:
   struct Activations {
@@ -483,6 +403,100 @@ inline double checked_linear_ratio(const std::string& name, std::int64_t live,
         nominal, ": more than ", tolerance * 100, " % apart, so it is not reported");
   return kept;
 }
+
+// forward and backward, out of the class so that an explicit instantiation declaration covers
+// them (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES, float and double are compiled once, by
+// examples/common/instances/.
+template <class Scalar>
+const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const int* tokens) {
+  static constexpr const char* where = "LlamaTrainer::forward";
+  const int N = batch_ * n_;
+  for (int t = 0; t < N; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
+      lmshrink::detail::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
+                                                    " is outside [0, ", c_.vocab_size, ")");
+    tokens_[std::size_t(t)] = tokens[t];
+  }
+  Mat x(N, c_.dim);
+  for (int t = 0; t < N; ++t) x.row(t) = w_.embedding.row(tokens[t]);
+  for (int l = 0; l < c_.n_layers; ++l) {
+    auto& a = act_[std::size_t(l)];
+    auto& lin = w_.linear[std::size_t(l)];
+    a.x = x;
+    rmsnorm_forward(a.x, w_.rms_att[std::size_t(l)], a.xb_att, a.r_att);
+    lin[kWq].forward(a.xb_att, a.q, a.cache[kWq]);
+    lin[kWk].forward(a.xb_att, a.k, a.cache[kWk]);
+    lin[kWv].forward(a.xb_att, a.v, a.cache[kWv]);
+    rope(a.q, +1);
+    rope(a.k, +1);
+    attention_forward(a);
+    a.x_mid = a.x;
+    add_linear(lin[kWo], a.att, a.x_mid, a.cache[kWo]);
+    rmsnorm_forward(a.x_mid, w_.rms_ffn[std::size_t(l)], a.xb_ffn, a.r_ffn);
+    lin[kW1].forward(a.xb_ffn, a.h1, a.cache[kW1]);
+    lin[kW3].forward(a.xb_ffn, a.h3, a.cache[kW3]);
+    a.h.array() = a.h1.array() / (Scalar(1) + (-a.h1.array()).exp()) * a.h3.array();
+    x = a.x_mid;
+    add_linear(lin[kW2], a.h, x, a.cache[kW2]);
+  }
+  x_final_ = x;
+  rmsnorm_forward(x_final_, w_.rms_final, xb_final_, r_final_);
+  logits_.noalias() = xb_final_ * classifier().transpose();
+  return logits_;
+}
+
+template <class Scalar>
+void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dblock) {
+  lmshrink::detail::check_shape("LlamaTrainer::backward", "dlogits", dlogits, logits_.rows(),
+                                logits_.cols());
+  if (dblock) {
+    if (int(dblock->size()) != c_.n_layers)
+      lmshrink::detail::fail<lmshrink::shape_error>("LlamaTrainer::backward", "dblock has ",
+                                                    dblock->size(), " matrices but the model has ",
+                                                    c_.n_layers, " blocks");
+    for (const auto& d : *dblock)
+      if (d.size() != 0)
+        lmshrink::detail::check_shape("LlamaTrainer::backward", "dblock[l]", d, logits_.rows(), c_.dim);
+  }
+  Mat& dcls = c_.shared_classifier ? g_.embedding : g_.classifier;
+  dcls.noalias() += dlogits.transpose() * xb_final_;
+  dxb_.noalias() = dlogits * classifier();
+  dx_.setZero();
+  rmsnorm_backward(x_final_, w_.rms_final, r_final_, dxb_, dx_, g_.rms_final);
+  for (int l = c_.n_layers - 1; l >= 0; --l) {
+    auto& a = act_[std::size_t(l)];
+    auto& lin = w_.linear[std::size_t(l)];
+    auto& gl = g_.linear[std::size_t(l)];
+    if (dblock && (*dblock)[std::size_t(l)].size() != 0) dx_ += (*dblock)[std::size_t(l)];
+    // x_out = x_mid + W2·h; dx_ holds ∂/∂x_out and becomes ∂/∂x_mid.
+    dh_.setZero();
+    lin[kW2].backward(a.h, dx_, a.cache[kW2], dh_, gl[kW2]);
+    const auto sig = (Scalar(1) / (Scalar(1) + (-a.h1.array()).exp())).eval();
+    dh3_.array() = dh_.array() * a.h1.array() * sig;
+    dh1_.array() = dh_.array() * a.h3.array() * sig * (Scalar(1) + a.h1.array() * (Scalar(1) - sig));
+    dxb_.setZero();
+    lin[kW1].backward(a.xb_ffn, dh1_, a.cache[kW1], dxb_, gl[kW1]);
+    lin[kW3].backward(a.xb_ffn, dh3_, a.cache[kW3], dxb_, gl[kW3]);
+    rmsnorm_backward(a.x_mid, w_.rms_ffn[std::size_t(l)], a.r_ffn, dxb_, dx_, g_.rms_ffn[std::size_t(l)]);
+    // x_mid = x + Wo·att; dx_ becomes ∂/∂x.
+    datt_.setZero();
+    lin[kWo].backward(a.att, dx_, a.cache[kWo], datt_, gl[kWo]);
+    attention_backward(a);
+    rope(dq_, -1);
+    rope(dk_, -1);
+    dxb_.setZero();
+    lin[kWq].backward(a.xb_att, dq_, a.cache[kWq], dxb_, gl[kWq]);
+    lin[kWk].backward(a.xb_att, dk_, a.cache[kWk], dxb_, gl[kWk]);
+    lin[kWv].backward(a.xb_att, dv_, a.cache[kWv], dxb_, gl[kWv]);
+    rmsnorm_backward(a.x, w_.rms_att[std::size_t(l)], a.r_att, dxb_, dx_, g_.rms_att[std::size_t(l)]);
+  }
+  for (int t = 0; t < batch_ * n_; ++t) g_.embedding.row(tokens_[std::size_t(t)]) += dx_.row(t);
+}
+
+#ifdef LMSHRINK_EXTERN_TEMPLATES
+extern template class LlamaTrainer<float>;
+extern template class LlamaTrainer<double>;
+#endif
 
 /// Layer-wise distillation: each student block's output against a teacher block's output.
 enum class HiddenLoss { mse, cosine };
