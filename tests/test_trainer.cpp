@@ -10,6 +10,8 @@
 #include "../examples/common/llama_checkpoint.hpp"
 #include "../examples/common/llama_compact.hpp"
 #include "../examples/common/llama_trainer.hpp"
+#include "../examples/common/sharded_trainer.hpp"
+#include "../examples/common/synthetic_llama.hpp"
 #include "../examples/common/teacher_text.hpp"
 #include <lmshrink/svd_init.hpp>
 
@@ -353,4 +355,106 @@ TEST_CASE("validation text must not repeat training text", "[trainer][data]") {
   REQUIRE(examples::concatenate(s1).size() >= 600);
   REQUIRE_NOTHROW(examples::check_disjoint(s1, s2));
   REQUIRE_THROWS_AS(examples::check_disjoint(s1, examples::sample_stories(teacher, 300, 1, 1)), lmshrink::value_error);
+}
+
+TEST_CASE("sharded training gives the batch's loss and gradients, the same for any thread count",
+          "[trainer][shards]") {
+  std::mt19937 rng(5);
+  W w = tiny_model(true, rng);
+  const int batch = 5, n = 6;
+  std::vector<int> tokens(std::size_t(batch * n));
+  for (auto& t : tokens) t = int(rng() % 13);
+  Eigen::VectorXi targets(batch * n);
+  for (int i = 0; i < batch * n; ++i) targets[i] = int(rng() % 13);
+  // The whole batch at once: mean cross-entropy over every row.
+  examples::LlamaTrainer<double> whole(w, batch, n);
+  W::Mat dlogits(batch * n, 13);
+  const double full = lmshrink::cross_entropy<double>(whole.forward(tokens.data()), targets, dlogits);
+  whole.zero_grad();
+  whole.backward(dlogits);
+  const auto sharded_loss = [&](examples::ShardedTrainer<double>& net, int threads) {
+    return net.step(tokens.data(), threads, [&](int s, examples::LlamaTrainer<double>& shard,
+                                               const int*, const W::Mat& logits, W::Mat& d,
+                                               std::vector<W::Mat>&) {
+      return lmshrink::cross_entropy<double>(
+          logits, targets.segment(net.first_sequence(s) * n, shard.batch() * n), d);
+    });
+  };
+  for (int shards : {1, 2, 3}) {
+    CAPTURE(shards);
+    examples::ShardedTrainer<double> one(w, batch, n, shards), two(w, batch, n, shards);
+    const double l1 = sharded_loss(one, 1), l2 = sharded_loss(two, 2);
+    REQUIRE(l1 == l2);  // bit for bit: the thread count changes nothing
+    REQUIRE(l1 == Approx(full).epsilon(1e-12));
+    const auto& g1 = one.grads();
+    const auto& g2 = two.grads();
+    const auto& g = whole.grads();
+    // Largest difference; 0 for empty tensors (U and V of a dense layer have rank 0).
+    const auto diff = [](const auto& a, const auto& b) {
+      REQUIRE(a.rows() == b.rows());
+      REQUIRE(a.cols() == b.cols());
+      return a.size() == 0 ? 0.0 : double((a - b).cwiseAbs().maxCoeff());
+    };
+    REQUIRE(diff(g1.embedding, g2.embedding) == 0.0);
+    REQUIRE(diff(g1.embedding, g.embedding) <= 1e-12);
+    for (std::size_t l = 0; l < g.linear.size(); ++l)
+      for (std::size_t k = 0; k < g.linear[l].size(); ++k) {
+        REQUIRE(diff(g1.linear[l][k].U, g2.linear[l][k].U) == 0.0);
+        REQUIRE(diff(g1.linear[l][k].S, g2.linear[l][k].S) == 0.0);
+        REQUIRE(diff(g1.linear[l][k].S, g.linear[l][k].S) <= 1e-12);
+        REQUIRE(diff(g1.linear[l][k].U, g.linear[l][k].U) <= 1e-12);
+        REQUIRE(diff(g1.linear[l][k].V, g.linear[l][k].V) <= 1e-12);
+      }
+    REQUIRE(diff(g1.rms_final, g.rms_final) <= 1e-12);
+    if (shards == 1) REQUIRE(diff(g1.embedding, g.embedding) == 0.0);
+  }
+  REQUIRE_THROWS_AS(examples::ShardedTrainer<double>(w, batch, n, 6), lmshrink::value_error);
+  REQUIRE_THROWS_AS(examples::ShardedTrainer<double>(w, batch, n, 0), lmshrink::value_error);
+}
+
+TEST_CASE("the teacher packed like the students generates what the dense decoder does",
+          "[trainer][decode]") {
+  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto packed = examples::CompactLlama::pack_dense(model);
+  REQUIRE(packed.parameters() == model.parameter_count());
+  examples::LlamaKvDecoder dense(model);
+  examples::KvDecoder<examples::CompactView> compact(packed);
+  int token = 1;
+  for (int pos = 0; pos < 64; ++pos) {
+    const examples::Vec a = dense.forward(token, pos);
+    const examples::Vec& b = compact.forward(token, pos);
+    REQUIRE((a - b).cwiseAbs().maxCoeff() <= 1e-3f * (1 + a.cwiseAbs().maxCoeff()));
+    Eigen::Index next = 0;
+    a.maxCoeff(&next);
+    token = int(next);
+  }
+}
+
+TEST_CASE("synthetic students spend each layer's budget as asked", "[trainer][synthetic]") {
+  for (auto shape : {std::make_pair(768, 768), std::make_pair(3072, 768), std::make_pair(64, 172)})
+    for (double q : {0.5, 0.3}) {
+      const auto b = examples::split_budget(shape.first, shape.second, q, 0.2);
+      const double budget = q * shape.first * shape.second;
+      CAPTURE(shape.first, shape.second, q, b.rank, b.kept_rows);
+      REQUIRE(double(b.parameters(shape.first, shape.second)) <= budget);
+      // Within one rank of the budget, and about a fifth of it in kept rows.
+      REQUIRE(double(b.parameters(shape.first, shape.second)) > budget - (shape.first + shape.second));
+      REQUIRE(double(b.kept_rows * shape.second) <= 0.2 * budget);
+      REQUIRE(double(b.kept_rows * shape.second) > 0.2 * budget - shape.second);
+    }
+  auto model = examples::synthetic_model(examples::stories15m_shape(), 3);
+  model.config.n_layers = 1;  // one block is enough to count
+  model.wq.resize(1), model.wk.resize(1), model.wv.resize(1), model.wo.resize(1);
+  model.w1.resize(1), model.w2.resize(1), model.w3.resize(1);
+  model.rms_att.resize(1), model.rms_ffn.resize(1);
+  examples::SyntheticCompactOptions o;
+  o.q = 0.5;
+  const auto half = examples::synthetic_compact(model, o);
+  std::int64_t dense = 0, kept = 0;
+  for (const auto& layer : half.linear[0]) {
+    dense += layer.out_features() * layer.in_features();
+    kept += layer.parameters();
+  }
+  REQUIRE(double(kept) / double(dense) == Approx(0.5).margin(0.01));
+  REQUIRE_THROWS_AS(examples::split_budget(10, 10, 1.5, 0.2), lmshrink::value_error);
 }
