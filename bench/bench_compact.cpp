@@ -523,13 +523,7 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string report_dir;
-  int kept_args = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--report=", 9) == 0) report_dir = argv[i] + 9;
-    else argv[kept_args++] = argv[i];
-  }
-  argc = kept_args;
+  const std::string report_dir = bench::take_report_dir(argc, argv);
 #ifdef _OPENMP
   omp_set_num_threads(1);  // oneDNN and the compact kernels on one core unless a benchmark asks
 #endif

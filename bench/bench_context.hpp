@@ -24,6 +24,19 @@ inline void add_build_context() {
   benchmark::AddCustomContext("lmshrink", LMSHRINK_VERSION_STRING);
 }
 
+/// Removes `--report=DIR` from the arguments (Google Benchmark would refuse it); returns DIR, or
+/// an empty string.
+inline std::string take_report_dir(int& argc, char** argv) {
+  std::string dir;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]).rfind("--report=", 0) == 0) dir = argv[i] + 9;
+    else argv[kept++] = argv[i];
+  }
+  argc = kept;
+  return dir;
+}
+
 }  // namespace bench
 
 #define LMSHRINK_BENCHMARK_MAIN()                         \

@@ -21,7 +21,9 @@
 #include <algorithm>
 #include <benchmark/benchmark.h>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -180,7 +182,14 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
         "model's shapes and random weights at q (speed only); \"cls\": classifier compressed "
         "too.\n";
   const std::string path = dir + "/decode_tables.md";
-  std::ofstream(path) << md;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::ofstream file(path);
+  file << md;
+  if (!file.flush()) {
+    std::fprintf(stderr, "bench_decode: cannot write %s\n", path.c_str());
+    std::exit(1);
+  }
   std::printf("%sdecode report: %d row%s; wrote %s\n", md.c_str(), rows, rows == 1 ? "" : "s",
               path.c_str());
 }
@@ -188,13 +197,7 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string report_dir;
-  int kept_args = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--report=", 9) == 0) report_dir = argv[i] + 9;
-    else argv[kept_args++] = argv[i];
-  }
-  argc = kept_args;
+  const std::string report_dir = bench::take_report_dir(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   bench::add_build_context();
