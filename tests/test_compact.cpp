@@ -123,7 +123,7 @@ TEMPLATE_TEST_CASE("compact forward equals the training forward for every rank, 
   // One workspace across growing and shrinking batches, as in generation after a prompt.
   auto ws = compact.make_workspace(4);
   auto cache = layer.make_cache(1);
-  for (Index tokens : {1, 3, 13, 2, 121, 1, 250, 12, 0}) {
+  for (Index tokens : {1, 3, 13, 2, 121, 1, 250, 12, 5, 11, 0}) {  // every tile height 1..6
     CAPTURE(tokens);
     const Matrix<S> x = test::random_matrix<S>(tokens, in, 100 + tokens);
     Matrix<S> y_fused(tokens, out), y_train(tokens, out), y_naive(tokens, out);

@@ -308,9 +308,13 @@ class CompactLinear {
   // Kept row j of S (rows format), column k.
   Scalar s_at(Index j, Index k) const { return x_panels_.at(v_rows_in_x_panels_ + j, k); }
 
-  // Tokens per block: the block's x, t and y stay in cache between the three steps. 48 was the
-  // fastest of 24..120 at batch 512 on GPT-2 shapes (a multiple of every micro-tile height).
-  static constexpr Index kTokenBlock = 48;
+  // Tokens per block. x·[V; S_kept]ᵀ runs over kTokenBlock tokens, so that each weight panel
+  // read from L3 serves more tokens; t·Uᵀ and the kept rows then run over output_block() tokens
+  // at a time, whose rows of y (about kOutputBytes) stay in L2 next to U. Chosen by A/B runs at
+  // batch 512 on GPT-2 shapes (docs/performance.md).
+  static constexpr Index kTokenBlock = 192;
+  static constexpr Index kOutputBlock = 48;
+  static constexpr Index kOutputBytes = 96 * 1024;
 
   // Columns of the workspace's t per token: [x·Vᵀ, x·S_keptᵀ] (builtin backend with a rank), or
   // x·Vᵀ (oneDNN backend).
@@ -388,36 +392,47 @@ class CompactLinear {
     detail::CsrView<Scalar> csr{row_ptr_.data(), col_.data(), val_.data()};
     const Index vr = v_rows_in_x_panels_, width = t_width();
     const bool fused = vr > 0 && !low_rank_done;  // [t, s] = x·[V; S_kept]ᵀ in one product
-    for (Index i0 = 0; i0 < n; i0 += kTokenBlock) {
-      const Index m = std::min(kTokenBlock, n - i0);
+    const Index block = fused || low_rank_done ? kTokenBlock : kOutputBlock;
+    for (Index i0 = 0; i0 < n; i0 += block) {
+      const Index m = std::min(block, n - i0);
       const Scalar* xb = x + i0 * ldx;
       Scalar* yb = y + i0 * ldy;
-      if (low_rank_done) {
-        // y was written by the backend
-      } else if (fused) {
+      if (fused) {
         Scalar* t = ws.t_.data();
         auto px = share(x_panels_.panels(), thread, threads);
         detail::gemm_panels(m, xb, ldx, x_panels_, px.first, px.second,
                             detail::TileOutput<Scalar>{t, width, nullptr, nullptr});
         barrier();
+        // This thread's output panels, and the kept rows whose outputs lie in them (kept_ is
+        // ascending), so that no other thread writes those columns and no barrier is needed.
         auto pu = share(u_.panels(), thread, threads);
-        detail::gemm_panels(m, static_cast<const Scalar*>(t), width, u_, pu.first, pu.second,
-                            detail::TileOutput<Scalar>{yb, ldy, bias, nullptr});
-      } else {
+        const bool rows = format_ == SparseFormat::rows;
+        const Index k0 = rows ? first_kept_at_or_after(pu.first * detail::kPanelWidth) : 0;
+        const Index k1 = rows ? first_kept_at_or_after(pu.second * detail::kPanelWidth) : 0;
+        const Index out_block = output_block();
+        for (Index s0 = 0; s0 < m; s0 += out_block) {
+          const Index ms = std::min(out_block, m - s0);
+          const Scalar* ts = t + s0 * width;
+          Scalar* ys = yb + s0 * ldy;
+          detail::gemm_panels(ms, ts, width, u_, pu.first, pu.second,
+                              detail::TileOutput<Scalar>{ys, ldy, bias, nullptr});
+          for (Index i = 0; i < ms; ++i)
+            for (Index j = k0; j < k1; ++j)
+              ys[i * ldy + kept_[std::size_t(j)]] += ts[i * width + vr + j];
+        }
+      } else if (!low_rank_done) {
+        // y was not written by a backend: start from the bias
         auto cols = share(out_, thread, threads);
         for (Index i = 0; i < m; ++i)
           for (Index j = cols.first; j < cols.second; ++j)
             yb[i * ldy + j] = bias != nullptr ? bias[j] : Scalar(0);
       }
-      barrier();
       if (format_ == SparseFormat::rows && fused) {
-        // Each kept row's products, computed with t, into its column.
-        auto rows = share(static_cast<Index>(kept_.size()), thread, threads);
-        const Scalar* t = ws.t_.data();
-        for (Index i = 0; i < m; ++i)
-          for (Index j = rows.first; j < rows.second; ++j)
-            yb[i * ldy + kept_[std::size_t(j)]] += t[i * width + vr + j];
-      } else if (format_ == SparseFormat::rows) {
+        barrier();  // the next block rewrites t
+        continue;
+      }
+      barrier();
+      if (format_ == SparseFormat::rows) {
         auto ps = share(x_panels_.panels(), thread, threads);
         detail::gemm_panels(m, xb, ldx, x_panels_, ps.first, ps.second,
                             detail::TileOutput<Scalar>{yb, ldy, nullptr, kept_.data()});
@@ -439,6 +454,19 @@ class CompactLinear {
       }
       barrier();  // the next block reuses t
     }
+  }
+
+  // Tokens per t·Uᵀ step: at most kOutputBlock, fewer for wide layers so that their rows of y
+  // (kOutputBytes) stay in L2 next to U; a multiple of the micro-tile height.
+  Index output_block() const {
+    constexpr Index tile = detail::kMaxTileRows;
+    const Index fit = kOutputBytes / std::max<Index>(1, out_ * Index(sizeof(Scalar)));
+    return std::max<Index>(tile, std::min<Index>(kOutputBlock, fit / tile * tile));
+  }
+
+  // Index of the first kept row whose output row is at least `row` (kept_.size() if none).
+  Index first_kept_at_or_after(Index row) const {
+    return static_cast<Index>(std::lower_bound(kept_.begin(), kept_.end(), row) - kept_.begin());
   }
 
   // y (m, out) = (x·Vᵀ)·Uᵀ + b with oneDNN's sgemm, for one block of tokens.

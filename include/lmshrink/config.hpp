@@ -18,3 +18,11 @@
 #ifndef LMSHRINK_ASSERT
 #define LMSHRINK_ASSERT(cond) assert(cond)
 #endif
+
+// Fully unrolls a short fixed-count loop. Kernels index arrays of SIMD accumulators in such
+// loops; unrolled, GCC keeps them in registers instead of storing them to the stack every step.
+#if defined(__clang__) || defined(__GNUC__)
+#define LMSHRINK_UNROLL _Pragma("GCC unroll 32")
+#else
+#define LMSHRINK_UNROLL
+#endif

@@ -127,39 +127,39 @@ inline void tile_avx512(Index K, const float* a, Index lda, const float* b, Inde
                         Index col0, float* c, const TileOutput<float>& out) {
   constexpr int KU = MR == 1 ? 4 : (MR == 2 ? 2 : 1);
   __m512 acc[KU][MR][NV];
-  for (int u = 0; u < KU; ++u)
-    for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v) acc[u][i][v] = _mm512_setzero_ps();
+  LMSHRINK_UNROLL for (int u = 0; u < KU; ++u)
+    LMSHRINK_UNROLL for (int i = 0; i < MR; ++i)
+      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[u][i][v] = _mm512_setzero_ps();
   const auto step = [&](int u, Index k) {
     const float* bk = b + k * kPanelWidth;
     __m512 bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
-    for (int i = 0; i < MR; ++i) {
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
+    LMSHRINK_UNROLL for (int i = 0; i < MR; ++i) {
       const __m512 ai = _mm512_set1_ps(a[i * lda + k]);
-      for (int v = 0; v < NV; ++v) acc[u][i][v] = _mm512_fmadd_ps(ai, bv[v], acc[u][i][v]);
+      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[u][i][v] = _mm512_fmadd_ps(ai, bv[v], acc[u][i][v]);
     }
   };
   Index k = 0;
   for (; k + KU <= K; k += KU)
-    for (int u = 0; u < KU; ++u) step(u, k + u);
+    LMSHRINK_UNROLL for (int u = 0; u < KU; ++u) step(u, k + u);
   for (; k < K; ++k) step(0, k);
-  for (int u = 1; u < KU; ++u)
-    for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v) acc[0][i][v] = _mm512_add_ps(acc[0][i][v], acc[u][i][v]);
+  LMSHRINK_UNROLL for (int u = 1; u < KU; ++u)
+    LMSHRINK_UNROLL for (int i = 0; i < MR; ++i)
+      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[0][i][v] = _mm512_add_ps(acc[0][i][v], acc[u][i][v]);
   if (out.scatter == nullptr && valid == 16 * NV) {
     __m512 bias[NV];
-    for (int v = 0; v < NV; ++v)
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v)
       bias[v] = out.bias != nullptr ? _mm512_loadu_ps(out.bias + col0 + 16 * v)
                                     : _mm512_setzero_ps();
-    for (int i = 0; i < MR; ++i) {
+    LMSHRINK_UNROLL for (int i = 0; i < MR; ++i) {
       float* ci = c + i * out.ldc + col0;
-      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(ci + 16 * v, _mm512_add_ps(acc[0][i][v], bias[v]));
+      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) _mm512_storeu_ps(ci + 16 * v, _mm512_add_ps(acc[0][i][v], bias[v]));
     }
     return;
   }
   alignas(64) float row[16 * NV];
-  for (int i = 0; i < MR; ++i) {
-    for (int v = 0; v < NV; ++v) _mm512_store_ps(row + 16 * v, acc[0][i][v]);
+  LMSHRINK_UNROLL for (int i = 0; i < MR; ++i) {
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) _mm512_store_ps(row + 16 * v, acc[0][i][v]);
     finish_row(row, valid, col0, c + i * out.ldc, out);
   }
 }
@@ -174,14 +174,14 @@ inline void panels_one_token_avx512(Index K, const float* x, const float* b, Ind
                                     Index col0, Index valid_last, float* y,
                                     const TileOutput<float>& out) {
   __m512 acc[NP][KS][2];
-  for (int p = 0; p < NP; ++p)
-    for (int s = 0; s < KS; ++s) acc[p][s][0] = acc[p][s][1] = _mm512_setzero_ps();
+  LMSHRINK_UNROLL for (int p = 0; p < NP; ++p)
+    LMSHRINK_UNROLL for (int s = 0; s < KS; ++s) acc[p][s][0] = acc[p][s][1] = _mm512_setzero_ps();
   const Index seg = K / KS;
   for (Index k = 0; k < seg; ++k)
-    for (int s = 0; s < KS; ++s) {
+    LMSHRINK_UNROLL for (int s = 0; s < KS; ++s) {
       const Index ks = s * seg + k;
       const __m512 xk = _mm512_set1_ps(x[ks]);
-      for (int p = 0; p < NP; ++p) {
+      LMSHRINK_UNROLL for (int p = 0; p < NP; ++p) {
         const float* bk = b + p * stride + ks * kPanelWidth;
         acc[p][s][0] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(bk), acc[p][s][0]);
         acc[p][s][1] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(bk + 16), acc[p][s][1]);
@@ -189,15 +189,15 @@ inline void panels_one_token_avx512(Index K, const float* x, const float* b, Ind
     }
   for (Index k = KS * seg; k < K; ++k) {
     const __m512 xk = _mm512_set1_ps(x[k]);
-    for (int p = 0; p < NP; ++p) {
+    LMSHRINK_UNROLL for (int p = 0; p < NP; ++p) {
       const float* bk = b + p * stride + k * kPanelWidth;
       acc[p][0][0] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(bk), acc[p][0][0]);
       acc[p][0][1] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(bk + 16), acc[p][0][1]);
     }
   }
   alignas(64) float row[kPanelWidth];
-  for (int p = 0; p < NP; ++p) {
-    for (int s = 1; s < KS; ++s) {
+  LMSHRINK_UNROLL for (int p = 0; p < NP; ++p) {
+    LMSHRINK_UNROLL for (int s = 1; s < KS; ++s) {
       acc[p][0][0] = _mm512_add_ps(acc[p][0][0], acc[p][s][0]);
       acc[p][0][1] = _mm512_add_ps(acc[p][0][1], acc[p][s][1]);
     }
@@ -207,54 +207,73 @@ inline void panels_one_token_avx512(Index K, const float* x, const float* b, Ind
   }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-// 8 floats per register, four per panel row; 16 registers allow 3 token rows. One token splits
-// K into two accumulator chains (FMA latency), and full tiles are stored from the registers.
+// 8 floats per register and 16 registers. Batches use tiles of up to 6 tokens × 16 outputs
+// (half a panel): 12 accumulators, 2 weight vectors and a broadcast, so FMAs and not loads
+// bound it. One token keeps 32 outputs and splits K into two accumulator chains (FMA latency).
 template <int MR, int NV>
 inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index valid,
                       Index col0, float* c, const TileOutput<float>& out) {
-  __m256 acc[MR][NV], acc2[MR][NV];  // acc2: the second chain of one token
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = acc2[i][v] = _mm256_setzero_ps();
+  static_assert(MR * NV <= 12, "tile_avx2: accumulators must fit the 16 registers");
+  __m256 acc[MR][NV];
+  LMSHRINK_UNROLL for (int i = 0; i < MR; ++i)
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
   Index k = 0;
-  if (MR == 1) {
+  if constexpr (MR == 1) {
+    __m256 acc2[NV];  // the second chain
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc2[v] = _mm256_setzero_ps();
     for (; k + 2 <= K; k += 2) {
       const float* bk = b + k * kPanelWidth;
       const __m256 a0 = _mm256_broadcast_ss(a + k), a1 = _mm256_broadcast_ss(a + k + 1);
-      for (int v = 0; v < NV; ++v) {
+      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) {
         acc[0][v] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(bk + 8 * v), acc[0][v]);
-        acc2[0][v] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(bk + kPanelWidth + 8 * v), acc2[0][v]);
+        acc2[v] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(bk + kPanelWidth + 8 * v), acc2[v]);
+      }
+    }
+    if (k < K) {
+      const __m256 a0 = _mm256_broadcast_ss(a + k);
+      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v)
+        acc[0][v] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + k * kPanelWidth + 8 * v), acc[0][v]);
+    }
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[0][v] = _mm256_add_ps(acc[0][v], acc2[v]);
+  } else {
+    for (; k < K; ++k) {
+      const float* bk = b + k * kPanelWidth;
+      __m256 bv[NV];
+      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + 8 * v);
+      LMSHRINK_UNROLL for (int i = 0; i < MR; ++i) {
+        const __m256 ai = _mm256_broadcast_ss(a + i * lda + k);
+        LMSHRINK_UNROLL for (int v = 0; v < NV; ++v)
+          acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
       }
     }
   }
-  for (; k < K; ++k) {
-    const float* bk = b + k * kPanelWidth;
-    __m256 bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + 8 * v);
-    for (int i = 0; i < MR; ++i) {
-      const __m256 ai = _mm256_broadcast_ss(a + i * lda + k);
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
-    }
-  }
-  if (MR == 1)
-    for (int v = 0; v < NV; ++v) acc[0][v] = _mm256_add_ps(acc[0][v], acc2[0][v]);
   if (out.scatter == nullptr && valid == 8 * NV) {
     __m256 bias[NV];
-    for (int v = 0; v < NV; ++v)
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v)
       bias[v] = out.bias != nullptr ? _mm256_loadu_ps(out.bias + col0 + 8 * v)
                                     : _mm256_setzero_ps();
-    for (int i = 0; i < MR; ++i) {
+    LMSHRINK_UNROLL for (int i = 0; i < MR; ++i) {
       float* ci = c + i * out.ldc + col0;
-      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(ci + 8 * v, _mm256_add_ps(acc[i][v], bias[v]));
+      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v)
+        _mm256_storeu_ps(ci + 8 * v, _mm256_add_ps(acc[i][v], bias[v]));
     }
     return;
   }
   alignas(32) float row[8 * NV];
-  for (int i = 0; i < MR; ++i) {
-    for (int v = 0; v < NV; ++v) _mm256_store_ps(row + 8 * v, acc[i][v]);
+  LMSHRINK_UNROLL for (int i = 0; i < MR; ++i) {
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) _mm256_store_ps(row + 8 * v, acc[i][v]);
     finish_row(row, valid, col0, c + i * out.ldc, out);
   }
 }
-constexpr int kMaxTileRows = 3;
+
+// Several tokens of one panel as 16-wide halves (the second only when it has valid outputs).
+template <int MR>
+inline void tile_avx2_halves(Index K, const float* a, Index lda, const float* b, Index valid,
+                             Index col0, float* c, const TileOutput<float>& out) {
+  tile_avx2<MR, 2>(K, a, lda, b, std::min<Index>(valid, 16), col0, c, out);
+  if (valid > 16) tile_avx2<MR, 2>(K, a, lda, b + 16, valid - 16, col0 + 16, c, out);
+}
+constexpr int kMaxTileRows = 6;
 #else
 constexpr int kMaxTileRows = 4;
 #endif
@@ -280,8 +299,11 @@ inline void tile(Index K, const Scalar* a, Index lda, const Scalar* b, Index val
     return;
   }
 #elif defined(__AVX2__) && defined(__FMA__)
-  if constexpr (std::is_same<Scalar, float>::value && MR <= 3) {
-    tile_avx2<MR, HALF ? 2 : 4>(K, a, lda, b, valid, col0, c, out);
+  if constexpr (std::is_same<Scalar, float>::value) {
+    if constexpr (MR == 1)
+      tile_avx2<1, HALF ? 2 : 4>(K, a, lda, b, valid, col0, c, out);
+    else
+      tile_avx2_halves<MR>(K, a, lda, b, valid, col0, c, out);
     return;
   }
 #endif
