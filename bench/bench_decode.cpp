@@ -15,8 +15,8 @@
 // (dense_packed: the teacher's path in lmshrink_compress, threads like the students).
 //
 //   bench_decode [--report=DIR] [benchmark options]
-// `--report=DIR` writes DIR/decode_tables.md: medians and speedups over the faster dense
-// baseline at the same thread count.
+// `--report=DIR` writes DIR/decode_tables.md (medians and speedups over the faster dense
+// baseline at the same thread count) and DIR/decode_speedup.svg (one thread's speedups against q).
 
 #include <algorithm>
 #include <benchmark/benchmark.h>
@@ -33,6 +33,7 @@
 #include "bench_context.hpp"
 #include "common/llama_compact.hpp"
 #include "common/llama_decoder.hpp"
+#include "common/svg_plot.hpp"
 #include "common/synthetic_llama.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
@@ -181,17 +182,52 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
         "speedup over the faster dense baseline at the same thread count. Students have the "
         "model's shapes and random weights at q (speed only); \"cls\": classifier compressed "
         "too.\n";
-  const std::string path = dir + "/decode_tables.md";
+  // The plot: speedup over the faster dense baseline against q, one thread; q = 1 is dense.
+  examples::Plot plot;
+  plot.title = "Greedy generation, compact against dense, one thread";
+  plot.x_label = "remaining ratio q of the compressed matrices";
+  plot.y_label = "speedup over the faster dense baseline (x)";
+  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c"};
+  int ci = 0;
+  for (const std::string model : {"stories260K", "stories15M", "gpt2-small"}) {
+    const auto get = [&](const std::string& v) {
+      auto it = tps.find(model + "/" + v + "/threads:1");
+      return it == tps.end() ? 0.0 : it->second;
+    };
+    const double base = std::max(get("dense_eigen"), get("dense_packed"));
+    const std::string color = colors[ci++];
+    if (base == 0) continue;
+    const std::string label = model + (model == "stories260K" ? "" : " (synthetic)");
+    examples::Series blocks{label + ", blocks", color, {1.0}, {1.0}};
+    examples::Series all{label + ", blocks + classifier", color, {1.0}, {1.0}};
+    blocks.markers = all.markers = true;
+    all.dashed = true;
+    for (const auto& [q, name] : {std::pair<double, std::string>{0.5, "q:50"}, {0.3, "q:30"}}) {
+      if (get(name) > 0) blocks.x.push_back(q), blocks.y.push_back(get(name) / base);
+      if (get(name + "/cls") > 0) all.x.push_back(q), all.y.push_back(get(name + "/cls") / base);
+    }
+    plot.series.push_back(blocks);
+    plot.series.push_back(all);
+  }
+  examples::Series ideal{"1/q", "black", {1.0, 0.5, 0.3}, {1.0, 2.0, 1 / 0.3}};
+  ideal.dashed = true;
+  ideal.width = 1;
+  plot.series.push_back(ideal);
+
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  std::ofstream file(path);
-  file << md;
-  if (!file.flush()) {
-    std::fprintf(stderr, "bench_decode: cannot write %s\n", path.c_str());
-    std::exit(1);
+  const std::string path = dir + "/decode_tables.md", svg = dir + "/decode_speedup.svg";
+  for (const auto& [file_path, text] : {std::pair<std::string, std::string>{path, md},
+                                        {svg, plot.svg()}}) {
+    std::ofstream file(file_path);
+    file << text;
+    if (!file.flush()) {
+      std::fprintf(stderr, "bench_decode: cannot write %s\n", file_path.c_str());
+      std::exit(1);
+    }
   }
-  std::printf("%sdecode report: %d row%s; wrote %s\n", md.c_str(), rows, rows == 1 ? "" : "s",
-              path.c_str());
+  std::printf("%sdecode report: %d row%s; wrote %s and %s\n", md.c_str(), rows,
+              rows == 1 ? "" : "s", path.c_str(), svg.c_str());
 }
 
 }  // namespace

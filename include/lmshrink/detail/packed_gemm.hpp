@@ -266,6 +266,31 @@ inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index 
   }
 }
 
+// One token against NP panels at once (NP ≤ 3: 4·NP accumulators): NP weight streams in flight,
+// as for AVX-512 above. One accumulator chain per output for every NP, so that an output's
+// summation order does not depend on how panels are grouped (or split over threads).
+template <int NP>
+inline void panels_one_token_avx2(Index K, const float* x, const float* b, Index stride,
+                                  Index col0, Index valid_last, float* y,
+                                  const TileOutput<float>& out) {
+  __m256 acc[NP][4];
+  LMSHRINK_UNROLL for (int p = 0; p < NP; ++p)
+    LMSHRINK_UNROLL for (int v = 0; v < 4; ++v) acc[p][v] = _mm256_setzero_ps();
+  for (Index k = 0; k < K; ++k) {
+    const __m256 xk = _mm256_broadcast_ss(x + k);
+    LMSHRINK_UNROLL for (int p = 0; p < NP; ++p) {
+      const float* bk = b + p * stride + k * kPanelWidth;
+      LMSHRINK_UNROLL for (int v = 0; v < 4; ++v)
+        acc[p][v] = _mm256_fmadd_ps(xk, _mm256_loadu_ps(bk + 8 * v), acc[p][v]);
+    }
+  }
+  alignas(32) float row[kPanelWidth];
+  LMSHRINK_UNROLL for (int p = 0; p < NP; ++p) {
+    LMSHRINK_UNROLL for (int v = 0; v < 4; ++v) _mm256_store_ps(row + 8 * v, acc[p][v]);
+    finish_row(row, p + 1 == NP ? valid_last : kPanelWidth, col0 + p * kPanelWidth, y, out);
+  }
+}
+
 // Several tokens of one panel as 16-wide halves (the second only when it has valid outputs).
 template <int MR>
 inline void tile_avx2_halves(Index K, const float* a, Index lda, const float* b, Index valid,
@@ -365,6 +390,25 @@ inline void gemm_panels(Index m, const Scalar* a, Index lda, const PackedPanels<
         default:
           break;
       }
+      return;
+    }
+  }
+#elif defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same<Scalar, float>::value) {
+    if (m == 1) {
+      const Index stride = K * kPanelWidth;
+      const auto valid_last = [&](Index last) {
+        return std::min(kPanelWidth, b.rows - last * kPanelWidth);
+      };
+      for (; p0 + 3 <= p1; p0 += 3)
+        panels_one_token_avx2<3>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
+                                 valid_last(p0 + 2), out.c, out);
+      if (p1 - p0 == 2)
+        panels_one_token_avx2<2>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
+                                 valid_last(p0 + 1), out.c, out);
+      else if (p1 - p0 == 1)
+        panels_one_token_avx2<1>(K, a, b.panel(p0), stride, p0 * kPanelWidth, valid_last(p0),
+                                 out.c, out);
       return;
     }
   }
