@@ -364,13 +364,14 @@ template <class Scalar>
 inline void gemm_panels(Index m, const Scalar* a, Index lda, const PackedPanels<Scalar>& b,
                         Index p0, Index p1, const TileOutput<Scalar>& out) {
   const Index K = b.depth;
+  // One token: panels side by side, valid_last(p) being the last one's valid rows.
+  [[maybe_unused]] const Index stride = K * kPanelWidth;
+  [[maybe_unused]] const auto valid_last = [&](Index last) {
+    return std::min(kPanelWidth, b.rows - last * kPanelWidth);
+  };
 #if defined(__AVX512F__)
   if constexpr (std::is_same<Scalar, float>::value) {
     if (m == 1) {
-      const Index stride = K * kPanelWidth;
-      const auto valid_last = [&](Index last) {
-        return std::min(kPanelWidth, b.rows - last * kPanelWidth);
-      };
       for (; p0 + 4 <= p1; p0 += 4)
         panels_one_token_avx512<4, 2>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
                                       valid_last(p0 + 3), out.c, out);
@@ -396,10 +397,6 @@ inline void gemm_panels(Index m, const Scalar* a, Index lda, const PackedPanels<
 #elif defined(__AVX2__) && defined(__FMA__)
   if constexpr (std::is_same<Scalar, float>::value) {
     if (m == 1) {
-      const Index stride = K * kPanelWidth;
-      const auto valid_last = [&](Index last) {
-        return std::min(kPanelWidth, b.rows - last * kPanelWidth);
-      };
       for (; p0 + 3 <= p1; p0 += 3)
         panels_one_token_avx2<3>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
                                  valid_last(p0 + 2), out.c, out);
