@@ -324,22 +324,6 @@ void register_all() {
 
 // ---- report ----------------------------------------------------------------------------------
 
-// Keeps the median (or the only) real time per iteration, in seconds, of every benchmark.
-class MedianCollector : public benchmark::ConsoleReporter {
- public:
-  std::map<std::string, double> seconds;
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.run_type == Run::RT_Aggregate && run.aggregate_name != "median") continue;
-      const double t = run.GetAdjustedRealTime() /
-                       benchmark::GetTimeUnitMultiplier(run.time_unit);
-      std::string name = run.run_name.str();
-      if (run.run_type == Run::RT_Aggregate || !seconds.count(name)) seconds[name] = t;
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-};
-
 std::string fmt(const char* f, double v) {
   char b[64];
   std::snprintf(b, sizeof b, f, v);
@@ -537,9 +521,13 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("onednn", "not built (Debian libdnnl-dev)");
 #endif
   register_all();
-  MedianCollector reporter;
+  // The median (or the only) real time per iteration, in seconds, of every benchmark.
+  bench::MedianCollector reporter([](const benchmark::BenchmarkReporter::Run& run, double& t) {
+    t = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit);
+    return true;
+  });
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
-  if (!report_dir.empty()) write_report(report_dir, reporter.seconds);
+  if (!report_dir.empty()) write_report(report_dir, reporter.values);
   return 0;
 }

@@ -3,8 +3,11 @@
 
 #include <Eigen/Core>
 #include <benchmark/benchmark.h>
+#include <functional>
 #include <lmshrink/version.hpp>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace bench {
 
@@ -36,6 +39,31 @@ inline std::string take_report_dir(int& argc, char** argv) {
   argc = kept;
   return dir;
 }
+
+/// Prints like the console reporter and keeps, for every benchmark, the value `value_of` reads
+/// from its median run (or from its only run without repetitions). Runs without a value (an
+/// error, a missing counter) are skipped: `value_of` returns false for them.
+class MedianCollector : public benchmark::ConsoleReporter {
+ public:
+  using ValueOf = std::function<bool(const Run&, double&)>;
+  explicit MedianCollector(ValueOf value_of) : value_of_(std::move(value_of)) {}
+
+  std::map<std::string, double> values;
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      if (run.run_type == Run::RT_Aggregate && run.aggregate_name != "median") continue;
+      double v = 0;
+      if (!value_of_(run, v)) continue;
+      const std::string name = run.run_name.str();
+      if (run.run_type == Run::RT_Aggregate || !values.count(name)) values[name] = v;
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+
+ private:
+  ValueOf value_of_;
+};
 
 }  // namespace bench
 

@@ -128,24 +128,6 @@ void register_all() {
   }
 }
 
-// Keeps the median (or the only) tokens/s of every benchmark.
-class MedianCollector : public benchmark::ConsoleReporter {
- public:
-  std::map<std::string, double> tokens_per_s;
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.run_type == Run::RT_Aggregate && run.aggregate_name != "median") continue;
-      if (run.error_occurred) continue;
-      auto c = run.counters.find("tokens_per_s");
-      if (c == run.counters.end()) continue;
-      const std::string name = run.run_name.str();
-      if (run.run_type == Run::RT_Aggregate || !tokens_per_s.count(name))
-        tokens_per_s[name] = c->second.value;
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-};
-
 void write_report(const std::string& dir, const std::map<std::string, double>& tps) {
   std::string md =
       "| model | threads | dense (Eigen) | dense (packed) | q=0.5 | q=0.5, cls | q=0.3 | "
@@ -239,9 +221,15 @@ int main(int argc, char** argv) {
   bench::add_build_context();
   benchmark::AddCustomContext("compact_kernel", lmshrink::CompactLinear<float>::kernel_name());
   register_all();
-  MedianCollector reporter;
+  // The median (or the only) tokens/s of every benchmark that ran without error.
+  bench::MedianCollector reporter([](const benchmark::BenchmarkReporter::Run& run, double& v) {
+    auto c = run.counters.find("tokens_per_s");
+    if (run.error_occurred || c == run.counters.end()) return false;
+    v = c->second.value;
+    return true;
+  });
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
-  if (!report_dir.empty()) write_report(report_dir, reporter.tokens_per_s);
+  if (!report_dir.empty()) write_report(report_dir, reporter.values);
   return 0;
 }
