@@ -1,5 +1,7 @@
 // lmshrink_compress: command-line options.
+#include <initializer_list>
 #include <sstream>
+#include <utility>
 #include <stdexcept>
 
 #include "compress.hpp"
@@ -93,6 +95,20 @@ long parse_int(const char* flag, const std::string& s, long lo, long hi) {
   return v;
 }
 
+// The value of the choice named `s`; the message lists every name ("a, b or c").
+template <class T>
+T parse_choice(const char* flag, const std::string& s,
+               std::initializer_list<std::pair<const char*, T>> choices) {
+  std::string names;
+  std::size_t i = 0;
+  for (const auto& [name, value] : choices) {
+    if (s == name) return value;
+    names += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + std::string(name);
+    ++i;
+  }
+  fail<lmshrink::value_error>("lmshrink_compress", flag, " must be ", names, ", got '", s, "'");
+}
+
 }  // namespace
 
 Options parse(int argc, char** argv) {
@@ -149,37 +165,32 @@ Options parse(int argc, char** argv) {
       }
     } else if (a == "--embed-lr-scale") o.embed_lr_scale = parse_double("--embed-lr-scale", v);
     else if (a == "--hidden-weight") o.hidden_weight = parse_double("--hidden-weight", v);
-    else if (a == "--hidden-loss") {
-      if (v == "mse") o.hidden_loss = examples::HiddenLoss::mse;
-      else if (v == "cosine") o.hidden_loss = examples::HiddenLoss::cosine;
-      else fail<lmshrink::value_error>("lmshrink_compress", "--hidden-loss must be mse or cosine, got '", v, "'");
-    } else if (a == "--init") {
-      if (v == "plain") o.whitened = false;
-      else if (v == "whitened") o.whitened = true;
-      else fail<lmshrink::value_error>("lmshrink_compress", "--init must be plain or whitened, got '", v, "'");
-    } else if (a == "--calib-windows") o.calib_windows = int(parse_int("--calib-windows", v, 1, 1 << 20));
+    else if (a == "--hidden-loss")
+      o.hidden_loss = parse_choice<examples::HiddenLoss>(
+          "--hidden-loss", v, {{"mse", examples::HiddenLoss::mse}, {"cosine", examples::HiddenLoss::cosine}});
+    else if (a == "--init")
+      o.whitened = parse_choice<bool>("--init", v, {{"plain", false}, {"whitened", true}});
+    else if (a == "--calib-windows") o.calib_windows = int(parse_int("--calib-windows", v, 1, 1 << 20));
     else if (a == "--prune-start") o.prune_start = parse_double("--prune-start", v);
     else if (a == "--prune-end") o.prune_end = parse_double("--prune-end", v);
-    else if (a == "--mask-mode") {
-      if (v == "reference") o.mask_mode = lmshrink::MaskMode::reference;
-      else if (v == "persistent") o.mask_mode = lmshrink::MaskMode::persistent;
-      else fail<lmshrink::value_error>("lmshrink_compress", "--mask-mode must be reference or persistent, got '", v, "'");
-    } else if (a == "--allocation") {
-      if (v == "global") o.allocation = lmshrink::ThresholdScope::global;
-      else if (v == "normalized") o.allocation = lmshrink::ThresholdScope::global_normalized;
-      else if (v == "per-layer") o.allocation = lmshrink::ThresholdScope::per_layer;
-      else fail<lmshrink::value_error>("lmshrink_compress", "--allocation must be global, normalized or per-layer, got '", v, "'");
-    } else if (a == "--min-layer-keep") o.min_layer_keep = parse_double("--min-layer-keep", v);
+    else if (a == "--mask-mode")
+      o.mask_mode = parse_choice<lmshrink::MaskMode>(
+          "--mask-mode", v, {{"reference", lmshrink::MaskMode::reference},
+                             {"persistent", lmshrink::MaskMode::persistent}});
+    else if (a == "--allocation")
+      o.allocation = parse_choice<lmshrink::ThresholdScope>(
+          "--allocation", v, {{"global", lmshrink::ThresholdScope::global},
+                              {"normalized", lmshrink::ThresholdScope::global_normalized},
+                              {"per-layer", lmshrink::ThresholdScope::per_layer}});
+    else if (a == "--min-layer-keep") o.min_layer_keep = parse_double("--min-layer-keep", v);
     else if (a == "--lowrank-share") o.lowrank_share = parse_double("--lowrank-share", v);
     else if (a == "--temperature") o.temperature = parse_double("--temperature", v);
     else if (a == "--kd-alpha") o.kd_alpha = parse_double("--kd-alpha", v);
     else if (a == "--threads") o.threads = int(parse_int("--threads", v, 0, 1024));
     else if (a == "--shards") o.shards = int(parse_int("--shards", v, 1, 4096));
-    else if (a == "--schedule") {
-      if (v != "auto" && v != "students" && v != "shards")
-        fail<lmshrink::value_error>("lmshrink_compress", "--schedule must be auto, students or shards, got '", v, "'");
-      o.schedule = v;
-    }
+    else if (a == "--schedule")
+      o.schedule = parse_choice<std::string>(
+          "--schedule", v, {{"auto", "auto"}, {"students", "students"}, {"shards", "shards"}});
     else if (a == "--speed-tokens") o.speed_tokens = int(parse_int("--speed-tokens", v, 0, 1 << 20));
     else if (a == "--sample-tokens") o.sample_tokens = int(parse_int("--sample-tokens", v, 1, 1 << 20));
     else if (a == "--seed") o.seed = std::uint64_t(parse_int("--seed", v, 0, (1L << 62)));
