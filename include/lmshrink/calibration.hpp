@@ -40,9 +40,7 @@ class GramAccumulator {
     static constexpr const char* where = "GramAccumulator::add";
     if (gram_.size() == 0)
       detail::fail<state_error>(where, "the accumulator has no size; construct it with in_features");
-    if (x.cols() != gram_.cols())
-      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
-                                gram_.cols());
+    detail::check_input_width(where, x, gram_.cols());
     detail::check_finite(where, "x", x);
     if (x.rows() == 0) return;
     const Eigen::MatrixXd xd = x.template cast<double>();

@@ -259,8 +259,7 @@ class CompactLinear {
   /// The naive loop the fused kernel is checked against: same result, accumulated in double.
   void forward_reference(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y) const {
     static constexpr const char* where = "CompactLinear::forward_reference";
-    if (x.cols() != in_)
-      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ", in_);
+    detail::check_input_width(where, x, in_);
     detail::check_shape(where, "y", y, x.rows(), out_);
     std::vector<double> t(static_cast<std::size_t>(rank_));
     for (Index n = 0; n < x.rows(); ++n) {
@@ -337,8 +336,7 @@ class CompactLinear {
   template <class X, class Y>
   void check_forward_args(const char* where, const X& x, const Y& y,
                           const CompactForwardOptions& options) const {
-    if (x.cols() != in_)
-      detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ", in_);
+    detail::check_input_width(where, x, in_);
     detail::check_shape(where, "y", y, x.rows(), out_);
     if (options.threads < 1)
       detail::fail<value_error>(where, "threads must be at least 1, got ", options.threads);

@@ -313,9 +313,7 @@ template <class Scalar_>
 void LowRankSparseLinear<Scalar_>::forward(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y,
                                           Cache& cache) const {
   static constexpr const char* where = "LowRankSparseLinear::forward";
-  if (x.cols() != in_features())
-    detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
-                              in_features());
+  detail::check_input_width(where, x, in_features());
   detail::check_shape(where, "y", y, x.rows(), out_features());
   const Index n = x.rows();
   prepare_cache(cache, n);
@@ -337,9 +335,7 @@ void LowRankSparseLinear<Scalar_>::backward_impl(ConstMatrixRef<Scalar> x,
                                                  MatrixRef<Scalar>* dx,
                                                  Gradients& grads) const {
   static constexpr const char* where = "LowRankSparseLinear::backward";
-  if (x.cols() != in_features())
-    detail::fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ",
-                              in_features());
+  detail::check_input_width(where, x, in_features());
   detail::check_shape(where, "dy", dy, x.rows(), out_features());
   if (cache.tokens_ != x.rows() || cache.rank_ != rank())
     detail::fail<state_error>(where, "the cache holds a forward of ", cache.tokens_,

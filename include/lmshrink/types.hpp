@@ -57,6 +57,13 @@ void check_shape(const char* where, const char* what, const Eigen::DenseBase<Der
                       " was expected");
 }
 
+/// Throws shape_error unless the input x has `in_features` columns (one row per token).
+template <class Derived>
+void check_input_width(const char* where, const Eigen::DenseBase<Derived>& x, Index in_features) {
+  if (x.cols() != in_features)
+    fail<shape_error>(where, "x has ", x.cols(), " columns but in_features is ", in_features);
+}
+
 /// Throws numeric_error if m holds NaN or Inf.
 template <class Derived>
 void check_finite(const char* where, const char* what, const Eigen::DenseBase<Derived>& m) {
