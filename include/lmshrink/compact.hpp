@@ -391,6 +391,14 @@ class CompactLinear {
     const Index vr = v_rows_in_x_panels_, width = t_width();
     const bool fused = vr > 0 && !low_rank_done;  // [t, s] = x·[V; S_kept]ᵀ in one product
     const Index block = fused || low_rank_done ? kTokenBlock : kOutputBlock;
+    // This thread's output panels of t·Uᵀ, and the kept rows whose outputs lie in them (kept_ is
+    // ascending): the thread adds those, so no other thread writes its columns and no barrier is
+    // needed between the product and the adds.
+    const auto pu = share(u_.panels(), thread, threads);
+    const bool row_format = format_ == SparseFormat::rows;
+    const Index k0 = row_format ? first_kept_at_or_after(pu.first * detail::kPanelWidth) : 0;
+    const Index k1 = row_format ? first_kept_at_or_after(pu.second * detail::kPanelWidth) : 0;
+    const Index out_block = output_block();
     for (Index i0 = 0; i0 < n; i0 += block) {
       const Index m = std::min(block, n - i0);
       const Scalar* xb = x + i0 * ldx;
@@ -401,13 +409,6 @@ class CompactLinear {
         detail::gemm_panels(m, xb, ldx, x_panels_, px.first, px.second,
                             detail::TileOutput<Scalar>{t, width, nullptr, nullptr});
         barrier();
-        // This thread's output panels, and the kept rows whose outputs lie in them (kept_ is
-        // ascending), so that no other thread writes those columns and no barrier is needed.
-        auto pu = share(u_.panels(), thread, threads);
-        const bool rows = format_ == SparseFormat::rows;
-        const Index k0 = rows ? first_kept_at_or_after(pu.first * detail::kPanelWidth) : 0;
-        const Index k1 = rows ? first_kept_at_or_after(pu.second * detail::kPanelWidth) : 0;
-        const Index out_block = output_block();
         for (Index s0 = 0; s0 < m; s0 += out_block) {
           const Index ms = std::min(out_block, m - s0);
           const Scalar* ts = t + s0 * width;
@@ -425,12 +426,12 @@ class CompactLinear {
           for (Index j = cols.first; j < cols.second; ++j)
             yb[i * ldy + j] = bias != nullptr ? bias[j] : Scalar(0);
       }
-      if (format_ == SparseFormat::rows && fused) {
+      if (row_format && fused) {
         barrier();  // the next block rewrites t
         continue;
       }
       barrier();
-      if (format_ == SparseFormat::rows) {
+      if (row_format) {
         auto ps = share(x_panels_.panels(), thread, threads);
         detail::gemm_panels(m, xb, ldx, x_panels_, ps.first, ps.second,
                             detail::TileOutput<Scalar>{yb, ldy, nullptr, kept_.data()});
