@@ -2,7 +2,6 @@
 // Helpers shared by the tests: seeded random matrices and finite differences.
 
 #include <Eigen/Core>
-#include <Eigen/QR>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -26,21 +25,6 @@ Matrix<S> random_matrix(Index rows, Index cols, std::uint64_t seed, double scale
   Matrix<S> m(rows, cols);
   for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<S>(scale * rng.normal());
   return m;
-}
-
-/// A (rows, cols) matrix with singular values decay^k, random orthogonal factors.
-inline Eigen::MatrixXd decaying_spectrum(Index rows, Index cols, double decay,
-                                         std::uint64_t seed) {
-  const Index k = std::min(rows, cols);
-  const Eigen::MatrixXd a = random_matrix<double>(rows, k, seed);
-  const Eigen::MatrixXd b = random_matrix<double>(cols, k, seed + 1);
-  const Eigen::MatrixXd qa = Eigen::HouseholderQR<Eigen::MatrixXd>(a).householderQ() *
-                             Eigen::MatrixXd::Identity(rows, k);
-  const Eigen::MatrixXd qb = Eigen::HouseholderQR<Eigen::MatrixXd>(b).householderQ() *
-                             Eigen::MatrixXd::Identity(cols, k);
-  Eigen::VectorXd s(k);
-  for (Index i = 0; i < k; ++i) s[i] = std::pow(decay, static_cast<double>(i));
-  return qa * s.asDiagonal() * qb.transpose();
 }
 
 /// Central difference of f with respect to *p.

@@ -1,3 +1,4 @@
+#include <Eigen/QR>
 #include <Eigen/SVD>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -20,6 +21,20 @@ namespace {
 // ‖X·mᵀ‖_F² computed directly, in double.
 double direct_output_energy(const Eigen::MatrixXd& x, const Eigen::MatrixXd& m) {
   return (x * m.transpose()).squaredNorm();
+}
+
+// A (rows, cols) matrix with singular values decay^k, random orthogonal factors.
+Eigen::MatrixXd decaying_spectrum(Index rows, Index cols, double decay, std::uint64_t seed) {
+  const Index k = std::min(rows, cols);
+  const Eigen::MatrixXd a = test::random_matrix<double>(rows, k, seed);
+  const Eigen::MatrixXd b = test::random_matrix<double>(cols, k, seed + 1);
+  const Eigen::MatrixXd qa = Eigen::HouseholderQR<Eigen::MatrixXd>(a).householderQ() *
+                             Eigen::MatrixXd::Identity(rows, k);
+  const Eigen::MatrixXd qb = Eigen::HouseholderQR<Eigen::MatrixXd>(b).householderQ() *
+                             Eigen::MatrixXd::Identity(cols, k);
+  Eigen::VectorXd s(k);
+  for (Index i = 0; i < k; ++i) s[i] = std::pow(decay, static_cast<double>(i));
+  return qa * s.asDiagonal() * qb.transpose();
 }
 
 }  // namespace
@@ -126,7 +141,7 @@ TEST_CASE("init keeps an existing bias and resets masks", "[svd]") {
 TEST_CASE("randomized SVD is within 1% of the exact truncated error on a decaying spectrum",
           "[svd][randomized]") {
   // 768x3072 with σ_k = 0.995^k: the GPT-2 MLP shape, cut to rank 256.
-  const Matrix<float> w = test::decaying_spectrum(768, 3072, 0.995, 17).cast<float>();
+  const Matrix<float> w = decaying_spectrum(768, 3072, 0.995, 17).cast<float>();
   lmshrink::LowRankSparseLinear<float> exact_layer, rand_layer, again;
   SvdInitOptions exact;
   exact.rank = 256;
