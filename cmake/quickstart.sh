@@ -4,7 +4,7 @@
 #                                   bundled real model (output in out/compress; extra
 #                                   arguments go to lmshrink_compress, e.g. --steps 1000)
 #   bash cmake/quickstart.sh test   installs what is missing, builds and runs every test (the
-#                                   "test" preset: portable code at -O1, in build/test)
+#                                   "test" preset: clang, portable code at -O1, in build/test)
 # and two more:
 #   bash cmake/quickstart.sh perf   builds bench_compact and bench_decode and writes their
 #                                   tables and plots to out/performance (about 15 minutes), for
@@ -22,7 +22,7 @@ case "$what" in
   *) echo "usage: bash cmake/quickstart.sh main|test|perf|fuzz [seconds]" >&2; exit 2 ;;
 esac
 
-if [ "$what" = fuzz ]; then
+if [ "$what" = fuzz ] || [ "$what" = test ]; then
   bash cmake/setup_debian.sh clang libclang-rt-14-dev
 else
   bash cmake/setup_debian.sh

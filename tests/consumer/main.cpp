@@ -1,4 +1,6 @@
-// Builds a layer, runs one forward and checks it against the dense weight it represents.
+// Builds a layer, runs one forward and checks it against the dense weight it represents; then
+// packs it (some rows of S removed) and checks the compact forward the same way, for one token
+// and for a batch (the two kernel paths).
 #include <cstdio>
 #include <lmshrink/lmshrink.hpp>
 
@@ -8,13 +10,26 @@ int main() {
   layer.U().setRandom();
   layer.V().setRandom();
   layer.S().setRandom();
-  const Matrix x = Matrix::Random(5, 16);
-  Matrix y(5, 24);
-  auto cache = layer.make_cache(5);
+  const Matrix x = Matrix::Random(7, 16);
+  Matrix y(7, 24);
+  auto cache = layer.make_cache(7);
   layer.forward(x, y, cache);
-  const float err = (y - x * layer.to_dense().transpose()).cwiseAbs().maxCoeff();
-  std::printf("lmshrink %s: %ld of %ld parameters live, forward error %.2e\n",
-              LMSHRINK_VERSION_STRING, static_cast<long>(layer.live_parameters()),
-              static_cast<long>(layer.dense_parameters()), static_cast<double>(err));
+  float err = (y - x * layer.to_dense().transpose()).cwiseAbs().maxCoeff();
+
+  lmshrink::RowMask keep = lmshrink::RowMask::Ones(24);
+  for (int i = 0; i < 24; i += 3) keep[i] = 0;
+  layer.set_row_mask(keep);
+  const auto compact = lmshrink::CompactLinear<float>::pack(layer);
+  auto workspace = compact.make_workspace(7);
+  const Matrix dense = layer.to_dense();
+  for (int tokens : {1, 7}) {
+    compact.forward(x.topRows(tokens), y.topRows(tokens), workspace);
+    const Matrix want = x.topRows(tokens) * dense.transpose();
+    err = std::max(err, (y.topRows(tokens) - want).cwiseAbs().maxCoeff());
+  }
+  std::printf("lmshrink %s (compiler %s): %ld of %ld parameters live, forward error %.2e (%s)\n",
+              LMSHRINK_VERSION_STRING, __VERSION__, static_cast<long>(layer.live_parameters()),
+              static_cast<long>(layer.dense_parameters()), static_cast<double>(err),
+              lmshrink::CompactLinear<float>::kernel_name());
   return err < 1e-4f ? 0 : 1;
 }
