@@ -64,8 +64,11 @@ class ShardedTrainer {
   double step(const int* tokens, int threads, Loss&& loss) {
     const int S = shards();
     std::vector<std::string> errors(static_cast<std::size_t>(S));
-    static_cast<void>(threads);  // read only by the OpenMP pragma
+#ifdef _OPENMP
 #pragma omp parallel for schedule(static, 1) num_threads(std::max(1, std::min(threads, S))) if (threads > 1)
+#else
+    static_cast<void>(threads);  // one thread without OpenMP
+#endif
     for (int s = 0; s < S; ++s) {
       try {
         auto& net = *shard_[std::size_t(s)];

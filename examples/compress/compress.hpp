@@ -62,6 +62,7 @@ struct Options {
   int threads = 0;  // 0 = all cores
   int shards = 2;   // per batch, capped at batch
   std::string schedule = "auto";
+  int curve_points = 0;  // validation NLL this many times during training (0 = none)
   int speed_tokens = 256;
   int sample_tokens = 40;
   std::uint64_t seed = 20231;
@@ -89,9 +90,21 @@ double generation_seconds(View view, int n);
 
 // ---- train.cpp: one student per job ----
 
+// The training losses (docs/study.md): "recipe" is the main job's α·KL + (1 − α)·CE plus the
+// layer-wise hidden-state loss; the others are the distillation study's arms.
+extern const std::vector<std::string> kLosses;
+void check_loss(const std::string& loss);
+
 struct Job {
   std::string method;
-  double ratio = 0;  // nominal remaining ratio of the linear weights
+  double ratio = 0;       // nominal remaining ratio of the linear weights
+  std::vector<int> keep;  // truncation: the teacher blocks kept (empty = Options::keep)
+  std::string loss;       // one of kLosses; empty = "lm" for trunc-lm, else "recipe"
+  std::string tag;        // names the checkpoint files when several jobs share a method
+  // Overrides of Shared::train and Shared::calib (same number of windows), for studies that
+  // train on several streams in one run.
+  const std::vector<int>* train = nullptr;
+  const std::vector<std::array<lmshrink::GramAccumulator, examples::kLinearKinds>>* calib = nullptr;
 };
 
 struct Result {
@@ -102,6 +115,8 @@ struct Result {
   int rank_min = 0, rank_max = 0;
   std::string sample, checkpoint;
   std::vector<float> losses;
+  // Validation NLL during training (Options::curve_points): (training tokens so far, NLL).
+  std::vector<std::pair<std::int64_t, double>> curve;
   examples::CompactLlama compact;
 };
 

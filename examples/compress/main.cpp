@@ -113,13 +113,13 @@ int main(int argc, char** argv) {
     examples::prepare_output_directory("lmshrink_compress", o.out + "/checkpoints");
 
     std::vector<Job> jobs;
-    for (const auto& m : o.methods) {
-      if (ratio_free(m)) {
-        jobs.push_back({m, 0});
-        continue;
+    for (const auto& m : o.methods)
+      for (double r : ratio_free(m) ? std::vector<double>{0.0} : o.ratios) {
+        Job j;
+        j.method = m;
+        j.ratio = r;
+        jobs.push_back(j);
       }
-      for (double r : o.ratios) jobs.push_back({m, r});
-    }
 
     std::printf("lmshrink_compress: %s (dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
                 o.model.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,

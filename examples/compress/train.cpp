@@ -34,6 +34,17 @@ double learning_rate(double peak, int step, int steps) {
 
 }  // namespace
 
+const std::vector<std::string> kLosses = {"recipe", "lm",         "kl",        "kl-ce", "triple",
+                                          "layerwise", "annealing", "reverse-kl", "jsd"};
+
+void check_loss(const std::string& loss) {
+  if (std::find(kLosses.begin(), kLosses.end(), loss) == kLosses.end()) {
+    std::string all;
+    for (const auto& l : kLosses) all += (all.empty() ? "" : ", ") + l;
+    fail<lmshrink::value_error>("lmshrink_compress", "unknown loss '", loss, "' (one of ", all, ")");
+  }
+}
+
 // Methods without a ratio: truncation, and the uncompressed control.
 bool ratio_free(const std::string& method) {
   return method == "trunc-kd" || method == "trunc-lm" || method == "dense";
@@ -47,6 +58,7 @@ std::string job_name(const Job& j) {
 }
 
 std::string file_stem(const Job& j) {
+  if (!j.tag.empty()) return j.tag;
   if (ratio_free(j.method)) return j.method;
   char buf[64];
   std::snprintf(buf, sizeof buf, "%s_%.2f", j.method.c_str(), j.ratio);
@@ -121,13 +133,18 @@ Calibration collect_calibration(const lmshrink::Llama2cModel& teacher, const std
 Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const Options& o = *sh.opt;
   const bool truncation = job.method == "trunc-kd" || job.method == "trunc-lm";
-  const bool kd = job.method != "trunc-lm";
+  const std::vector<int>& keep = job.keep.empty() ? o.keep : job.keep;
+  const std::string loss_kind = !job.loss.empty() ? job.loss : job.method == "trunc-lm" ? "lm" : "recipe";
+  check_loss(loss_kind);
+  const bool kd = loss_kind != "lm";
+  const std::vector<int>& train = job.train ? *job.train : *sh.train;
+  const Calibration* calib = job.calib ? job.calib : sh.calib;
   const int steps = sh.steps;
   Result res;
   res.job = job;
 
   // The student.
-  lmshrink::Llama2cModel base = truncation ? lmshrink::truncate_layers(*sh.teacher, o.keep) : *sh.teacher;
+  lmshrink::Llama2cModel base = truncation ? lmshrink::truncate_layers(*sh.teacher, keep) : *sh.teacher;
   auto w = examples::LlamaWeights<float>::from_model(base);
   const bool one_shot = o.prune_end == 0;
   lmshrink::PrunerOptions popt;
@@ -157,7 +174,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
         const lmshrink::RowMatrix<float> dense = layer.to_dense();
         lmshrink::SvdInitOptions so;
         so.rank = ranks[l * examples::kLinearKinds + std::size_t(k)];
-        if (o.whitened) lmshrink::svd_init<float>(dense, layer, so, (*sh.calib)[l][std::size_t(k)]);
+        if (o.whitened) lmshrink::svd_init<float>(dense, layer, so, (*calib)[l][std::size_t(k)]);
         else lmshrink::svd_init<float>(dense, layer, so);
         if (job.method == "lowrank") lmshrink::make_low_rank_only(layer);
       }
@@ -165,13 +182,13 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       std::int64_t low = 0;
       for (const auto& block : w.linear)
         for (const auto& layer : block) low += layer.rank() * (layer.out_features() + layer.in_features());
-      const double keep = job.ratio - double(low) / double(w.linear_dense_parameters());
-      if (!(keep > 0))
+      const double sparse_share = job.ratio - double(low) / double(w.linear_dense_parameters());
+      if (!(sparse_share > 0))
         fail<lmshrink::value_error>("lmshrink_compress", "LoSparse at ratio ", job.ratio,
                                     " leaves no budget for S after the low-rank part (",
                                     double(low) / double(w.linear_dense_parameters()),
                                     "); lower --lowrank-share");
-      popt.schedule.final_keep = keep;
+      popt.schedule.final_keep = sparse_share;
       prune = true;
     }
   } else if (job.method == "itp") {
@@ -190,7 +207,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
         // Data-aware: rows ranked by their output energy until gradients can rank them.
         if (o.whitened)
           pruner.set_prior(l * examples::kLinearKinds + k,
-                           lmshrink::row_output_energy<float>(layer.S(), (*sh.calib)[std::size_t(l)][std::size_t(k)]));
+                           lmshrink::row_output_energy<float>(layer.S(), (*calib)[std::size_t(l)][std::size_t(k)]));
       }
     if (one_shot) pruner.mask(popt.schedule.final_keep);
   }
@@ -215,14 +232,20 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   // outputs.
   auto teacher_w = examples::LlamaWeights<float>::from_model(*sh.teacher);
   std::vector<std::unique_ptr<examples::LlamaTrainer<float>>> teacher;
-  const bool layerwise = kd && o.hidden_weight > 0;
+  const bool layerwise = (loss_kind == "recipe" && o.hidden_weight > 0) || loss_kind == "layerwise";
+  const bool last_hidden = loss_kind == "triple";
   std::vector<std::vector<const RowMat*>> teacher_blocks(std::size_t(net.shards()));
   for (int s = 0; s < net.shards(); ++s) {
     teacher.push_back(std::make_unique<examples::LlamaTrainer<float>>(teacher_w, net.shard(s).batch(), sh.length));
-    if (layerwise)
+    if (layerwise || last_hidden)
       for (int l = 0; l < w.config.n_layers; ++l)
-        teacher_blocks[std::size_t(s)].push_back(&teacher.back()->block_output(truncation ? o.keep[std::size_t(l)] : l));
+        teacher_blocks[std::size_t(s)].push_back(&teacher.back()->block_output(truncation ? keep[std::size_t(l)] : l));
   }
+  // Annealing-KD: phase 1 (MSE to the teacher's logits scaled by temp/τ_max, temp rising 1 → 10)
+  // over the first half of the steps, hard labels after.
+  lmshrink::AnnealingKdSchedule annealing;
+  annealing.phase1_steps = std::max(1, steps / 2);
+  const int curve_every = o.curve_points > 0 ? std::max(1, steps / o.curve_points) : 0;
 
   const int n = sh.length, B = o.batch;
   std::vector<int> inputs(std::size_t(B * n));
@@ -231,7 +254,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   for (int step = 0; step < steps; ++step) {
     for (int b = 0; b < B; ++b) {
       const int win = int((std::int64_t(step) * B + b) % sh.windows);
-      const int* src = sh.train->data() + std::size_t(win) * n;
+      const int* src = train.data() + std::size_t(win) * n;
       std::copy(src, src + n, inputs.begin() + b * n);
       for (int t = 0; t < n; ++t) targets[b * n + t] = src[t + 1];
     }
@@ -242,8 +265,29 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       if (!kd) return lmshrink::cross_entropy<float>(logits, own_targets, dlogits);
       const RowMat& teacher_logits = teacher[std::size_t(s)]->forward(own);
       lmshrink::LossOptions lo;
-      lo.temperature = o.temperature;
-      double l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits, o.kd_alpha, lo);
+      double l = 0;
+      if (loss_kind == "recipe") {
+        lo.temperature = o.temperature;
+        l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits, o.kd_alpha, lo);
+      } else if (loss_kind == "kl" || loss_kind == "layerwise") {
+        l = lmshrink::kl_divergence<float>(logits, teacher_logits, dlogits, lo);
+      } else if (loss_kind == "kl-ce") {  // the classic mix: T = 2, α = 0.5
+        lo.temperature = 2;
+        l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits, 0.5, lo);
+      } else if (loss_kind == "reverse-kl") {
+        l = lmshrink::reverse_kl_divergence<float>(logits, teacher_logits, dlogits, lo);
+      } else if (loss_kind == "jsd") {
+        l = lmshrink::jsd_divergence<float>(logits, teacher_logits, dlogits, 0.5, lo);
+      } else if (loss_kind == "annealing") {
+        l = lmshrink::annealing_kd_loss<float>(annealing, step, logits, teacher_logits, own_targets, dlogits, lo);
+      } else if (loss_kind == "triple") {  // DistilGPT-2: 5·KL(T = 2) + 2·CE + 1·(1 − cos), last block
+        const int last = w.config.n_layers - 1;
+        dblock.assign(std::size_t(w.config.n_layers), RowMat());
+        dblock[std::size_t(last)].resize(logits.rows(), w.config.dim);
+        l = lmshrink::distilgpt2_loss<float>(logits, teacher_logits, own_targets, shard.block_output(last),
+                                             *teacher_blocks[std::size_t(s)][std::size_t(last)], dlogits,
+                                             dblock[std::size_t(last)]).total;
+      }
       if (layerwise)
         l += examples::layerwise_distillation<float>(shard, teacher_blocks[std::size_t(s)], o.hidden_loss,
                                                      o.hidden_weight, dblock);
@@ -271,6 +315,11 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       }
     }
     if (prune && !one_shot) pruner.after_optimizer_step(step);
+    if (curve_every > 0 && ((step + 1) % curve_every == 0 || step + 1 == steps)) {
+      const auto now = examples::CompactLlama::pack(w);
+      const double nll = evaluate<examples::CompactView>(now, *sh.val, sh.val_windows, sh.eval_len, 1).nll;
+      res.curve.push_back({std::int64_t(step + 1) * B * n, nll});
+    }
 
     const long done = ++sh.steps_done;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -1,0 +1,450 @@
+// lmshrink_study: the seed study ("A Short Study on Compressing Decoder-Based Language Models")
+// on a real model, at equal budgets over several seeds (docs/study.md).
+//
+//   lmshrink_study [--studies blocks,losses,cleaning] [--seeds 3] [lmshrink_compress options]
+//
+// 1. blocks:   every 3-of-5 subset of the teacher's blocks, plus first-k / last-k / spread for
+//              5 → 4 and 5 → 2, each initialised from the teacher's blocks and distilled with
+//              the main job's recipe (α·KL + (1 − α)·CE + layer-wise hidden MSE).
+// 2. losses:   the best 3-block subset (by validation NLL) and LoSparse at 0.5, trained with each
+//              loss of lmshrink/distillation.hpp (compress::kLosses).
+// 3. cleaning: the best 3-block subset on clean teacher text, on the same text polluted like
+//              web text (pollution.hpp), and on the polluted text after lmshrink::DocumentFilter,
+//              with the same number of training tokens.
+// A seed is an independent training stream sampled from the teacher; the validation stream
+// (its own seed) chooses the best subset, and the held-out stories are scored for the tables.
+// Writes study.md, study.csv (one row per run) and one SVG plot per table to --out.
+//
+// Every option of lmshrink_compress that sets the model, data or budget applies (--tokens or
+// --steps, --batch, --length, --lr, --val-windows, --eval-windows, --curve-points, --threads,
+// --seed, --val-seed, --out). --curve-points N: validation NLL N times per student (default 8).
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "../common/output_dir.hpp"
+#include "../common/svg_plot.hpp"
+#include "../common/teacher_text.hpp"
+#include "../compress/compress.hpp"
+#include "pollution.hpp"
+
+using namespace compress;
+
+namespace {
+
+constexpr const char* kWhere = "lmshrink_study";
+
+struct StudyOptions {
+  std::vector<std::string> studies = {"blocks", "losses", "cleaning"};
+  int seeds = 3;
+  int curve_points = 8;  // validation NLL this many times per student
+};
+
+long parse_count(const std::string& flag, const std::string& v, long lo, long hi) {
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || n < lo || n > hi)
+    fail<lmshrink::value_error>(kWhere, flag, " must be an integer in [", lo, ", ", hi, "], got '", v, "'");
+  return n;
+}
+
+// Takes the study's own options out of argv; the rest are lmshrink_compress's.
+StudyOptions take_study_options(int& argc, char** argv) {
+  StudyOptions s;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--studies" || a == "--seeds" || a == "--curve-points") && i + 1 >= argc)
+      fail<lmshrink::value_error>(kWhere, a, " needs a value");
+    if (a == "--studies") {
+      s.studies.clear();
+      std::stringstream list(argv[++i]);
+      for (std::string item; std::getline(list, item, ',');) {
+        if (item != "blocks" && item != "losses" && item != "cleaning")
+          fail<lmshrink::value_error>(kWhere, "--studies takes blocks, losses and cleaning, got '", item, "'");
+        s.studies.push_back(item);
+      }
+    } else if (a == "--seeds") {
+      s.seeds = int(parse_count(a, argv[++i], 1, 100));
+    } else if (a == "--curve-points") {
+      s.curve_points = int(parse_count(a, argv[++i], 0, 1000));
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  return s;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::string keep_text(const std::vector<int>& keep) {
+  std::string s = "{";
+  for (std::size_t i = 0; i < keep.size(); ++i) s += (i ? "," : "") + std::to_string(keep[i]);
+  return s + "}";
+}
+
+// k of n blocks, evenly spaced from the first to the last (every other block at 3 of 5).
+std::vector<int> spread_layers(int n, int k) {
+  std::vector<int> keep;
+  for (int i = 0; i < k; ++i) keep.push_back(k == 1 ? 0 : int(std::lround(double(i) * (n - 1) / (k - 1))));
+  return keep;
+}
+
+struct Run {
+  std::string table, arm, note;
+  int seed = 0;
+  Job job;
+  Result result;
+};
+
+struct Stats {
+  double mean = 0, sd = 0;
+};
+
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  for (double x : v) s.mean += x;
+  s.mean /= double(v.size());
+  for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+  s.sd = v.size() > 1 ? std::sqrt(s.sd / double(v.size() - 1)) : 0.0;
+  return s;
+}
+
+std::string pm(const Stats& s, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, s.mean, digits, s.sd);
+  return buf;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  lmshrink::detail::write_file_atomically(kWhere, path, [&](std::FILE* f) {
+    return std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  });
+}
+
+// Runs every run[i] for i in [first, runs.size()), one student per thread.
+void run_all(std::vector<Run>& runs, std::size_t first, Shared& sh, int threads, const std::string& label) {
+  sh.steps_done = 0;
+  sh.steps_total = long(runs.size() - first) * sh.steps;
+  sh.status.assign(std::size_t(threads), "");
+  examples::Progress bar(label, double(sh.steps_total));
+  sh.bar = &bar;
+  std::atomic<std::size_t> next{first};
+  std::string error;
+  std::mutex error_mutex;
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int worker = omp_get_thread_num();
+#else
+    const int worker = 0;
+#endif
+    for (std::size_t j; (j = next++) < runs.size();) {
+      try {
+        {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!error.empty()) break;
+        }
+        Run& r = runs[j];
+        r.result = run_job(r.job, sh, worker, 1);
+        char line[256];
+        std::snprintf(line, sizeof line, "  %-9s %-28s seed %d  validation NLL %.4f  held-out ppl %.3f  (%.0f s)",
+                      r.table.c_str(), r.arm.c_str(), r.seed, r.result.val_score.nll, r.result.score.ppl,
+                      r.result.train_seconds);
+        bar.print(line);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (error.empty()) error = e.what();
+      }
+    }
+  }
+  if (!error.empty()) throw std::runtime_error(error);
+  bar.finish("done");
+}
+
+// The runs of one table, grouped by arm in first-seen order.
+std::vector<std::pair<std::string, std::vector<const Run*>>> arms_of(const std::vector<Run>& runs,
+                                                                     const std::string& table) {
+  std::vector<std::pair<std::string, std::vector<const Run*>>> arms;
+  for (const auto& r : runs) {
+    if (r.table != table) continue;
+    auto it = std::find_if(arms.begin(), arms.end(), [&](const auto& a) { return a.first == r.arm; });
+    if (it == arms.end()) arms.push_back({r.arm, {&r}});
+    else it->second.push_back(&r);
+  }
+  return arms;
+}
+
+const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                         "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8"};
+
+// Validation NLL against training tokens, the mean over seeds, one line per arm.
+std::string curves_svg(const std::vector<Run>& runs, const std::string& table, const std::string& title) {
+  examples::Plot plot;
+  plot.title = title;
+  plot.x_label = "training tokens";
+  plot.y_label = "validation NLL (mean over seeds)";
+  int color = 0;
+  for (const auto& [arm, rs] : arms_of(runs, table)) {
+    examples::Series s;
+    s.label = arm;
+    s.color = kColors[color++ % 12];
+    const auto& first = rs.front()->result.curve;
+    for (std::size_t i = 0; i < first.size(); ++i) {
+      double sum = 0;
+      for (const Run* r : rs) sum += r->result.curve[i].second;
+      s.x.push_back(double(first[i].first));
+      s.y.push_back(sum / double(rs.size()));
+    }
+    if (!s.x.empty()) plot.series.push_back(s);
+  }
+  return plot.svg();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const auto wall0 = std::chrono::steady_clock::now();
+    const StudyOptions so = take_study_options(argc, argv);
+    Options o = parse(argc, argv);
+    if (o.out == "out/compress") o.out = "out/study";
+    o.curve_points = so.curve_points;
+#ifdef _OPENMP
+    const int threads = o.threads > 0 ? o.threads : omp_get_num_procs();
+#else
+    const int threads = 1;
+#endif
+    Eigen::setNbThreads(1);
+
+    const lmshrink::Llama2cModel teacher = lmshrink::read_llama2c(o.model);
+    const auto& c = teacher.config;
+    if (c.n_layers != 5)
+      fail<lmshrink::value_error>(kWhere, "the study's subsets are of 5 blocks; '", o.model, "' has ", c.n_layers);
+    const lmshrink::Tokenizer tok = lmshrink::read_tokenizer(o.tokenizer, c.vocab_size);
+    const std::vector<int> eval = read_eval_tokens(o.eval, tok);
+    const int eval_len = c.seq_len;
+    const int available = int((eval.size() - 1) / std::size_t(eval_len));
+    if (available < 1)
+      fail<lmshrink::value_error>(kWhere, "'", o.eval, "' has ", eval.size(), " tokens; one window needs ", eval_len + 1);
+    const int eval_windows = o.eval_windows > 0 ? std::min(o.eval_windows, available) : available;
+    const int length = o.length > 0 ? o.length : c.seq_len;
+    const int steps = o.tokens > 0 ? int((o.tokens + std::int64_t(o.batch) * length - 1) / (std::int64_t(o.batch) * length))
+                                   : o.steps;
+    const int data_windows = o.data_windows > 0 ? o.data_windows : std::max(1, steps * o.batch / 2);
+    const std::size_t need = std::size_t(data_windows) * std::size_t(length) + 1;
+    examples::prepare_output_directory(kWhere, o.out + "/checkpoints");
+    std::printf("lmshrink_study: %s, %d seeds, %d steps x %d x %d tokens (%lld tokens per student), %d threads, output %s\n\n",
+                o.model.c_str(), so.seeds, steps, o.batch, length,
+                static_cast<long long>(std::int64_t(steps) * o.batch * length), threads, o.out.c_str());
+
+    // Text: per seed a training stream (and, for the cleaning study, its polluted and cleaned
+    // versions); one validation stream.
+    const bool cleaning = has(so.studies, "cleaning");
+    const std::size_t val_need = std::size_t(o.val_windows) * std::size_t(eval_len) + 1;
+    std::vector<std::vector<int>> train(std::size_t(so.seeds)), polluted(train.size()), cleaned(train.size());
+    std::vector<Calibration> calib(train.size());
+    std::vector<std::string> cleaning_notes(train.size());
+    std::vector<int> val;
+    {
+      examples::Progress bar("generate ", double(so.seeds) * double(cleaning ? 2 * need : need) + double(val_need));
+      const auto val_stories = examples::sample_stories(teacher, val_need, o.val_seed, threads);
+      val = examples::concatenate(val_stories);
+      double done = double(val_need);
+      for (int s = 0; s < so.seeds; ++s) {
+        const std::uint64_t seed = o.seed + 1000u * std::uint64_t(s);
+        // Extra stories for the cleaning arms, which drop documents; the first stories are the
+        // same in every call (story i draws from its own seeded stream).
+        const std::size_t want = cleaning ? 2 * need : need;
+        const auto stories = examples::sample_stories(teacher, want, seed, threads, [&](std::size_t have, std::size_t n) {
+          bar.update(done + double(std::min(have, want)), "seed " + std::to_string(s) + ": " + std::to_string(n) + " stories");
+        });
+        done += double(want);
+        examples::check_disjoint(stories, val_stories);
+        if (!cleaning) {
+          train[std::size_t(s)] = examples::concatenate(stories);
+        } else {
+          // All three arms from text, encoded the same way, cut to the same number of tokens.
+          std::vector<std::string> texts;
+          for (const auto& st : stories) texts.push_back(tok.decode(st));
+          study::PollutionCounts pc;
+          const auto docs = study::pollute(texts, seed, &pc);
+          const auto fill = [&](const std::vector<std::string>& d, std::vector<int>& stream,
+                                lmshrink::DocumentFilter* filter) {
+            for (const auto& doc : d) {
+              if (stream.size() >= need) break;
+              if (filter && filter->add(doc) != lmshrink::Verdict::keep) continue;
+              const auto ids = tok.encode(doc, true, false);
+              stream.insert(stream.end(), ids.begin(), ids.end());
+            }
+            if (stream.size() < need)
+              fail<lmshrink::value_error>(kWhere, "the cleaning arms ran out of text (", stream.size(), " of ", need, " tokens)");
+            stream.resize(need);
+          };
+          fill(texts, train[std::size_t(s)], nullptr);
+          fill(docs, polluted[std::size_t(s)], nullptr);
+          lmshrink::DocumentFilter filter;
+          fill(docs, cleaned[std::size_t(s)], &filter);
+          const auto& fc = filter.counts();
+          char note[256];
+          std::snprintf(note, sizeof note,
+                        "polluted: %zu near-duplicates, %zu markup, %zu boilerplate, %zu unchanged of %zu documents; "
+                        "the filter saw %llu, kept %llu, dropped %llu duplicates and %llu markup",
+                        pc.near_duplicates, pc.markup, pc.boilerplate, pc.unchanged, docs.size(),
+                        static_cast<unsigned long long>(fc.seen), static_cast<unsigned long long>(fc.kept),
+                        static_cast<unsigned long long>(fc.duplicates), static_cast<unsigned long long>(fc.markup));
+          cleaning_notes[std::size_t(s)] = note;
+        }
+        if (o.whitened && has(so.studies, "losses"))
+          calib[std::size_t(s)] = collect_calibration(teacher, train[std::size_t(s)], length,
+                                                      std::min(o.calib_windows, data_windows));
+      }
+      bar.finish(std::to_string(so.seeds) + " training streams of " + std::to_string(need) +
+                 " tokens, validation " + std::to_string(val.size()) + " tokens");
+    }
+    const Score teacher_val = evaluate<examples::DenseView>(teacher, val, o.val_windows, eval_len, threads);
+    const Score teacher_score = o.heldout ? evaluate<examples::DenseView>(teacher, eval, eval_windows, eval_len, threads) : Score{};
+    std::printf("teacher: validation NLL %.4f, held-out perplexity %.4f\n", teacher_val.nll, teacher_score.ppl);
+
+    Shared sh;
+    sh.opt = &o;
+    sh.teacher = &teacher;
+    sh.train = &train[0];
+    sh.windows = data_windows;
+    sh.length = length;
+    sh.eval = &eval;
+    sh.eval_windows = eval_windows;
+    sh.eval_len = eval_len;
+    sh.val = &val;
+    sh.val_windows = o.val_windows;
+    sh.calib = &calib[0];
+    sh.steps = steps;
+    sh.tok = &tok;
+
+    std::vector<Run> runs;
+    const auto add = [&](const std::string& table, const std::string& arm, int s, Job job) {
+      job.train = &train[std::size_t(s)];
+      job.calib = &calib[std::size_t(s)];
+      job.tag = table + "_" + std::to_string(runs.size());
+      runs.push_back({table, arm, "", s, job, {}});
+    };
+    const auto trunc_job = [](const std::vector<int>& keep, const std::string& loss) {
+      Job j;
+      j.method = "trunc-kd";
+      j.keep = keep;
+      j.loss = loss;
+      return j;
+    };
+
+    // 1. Which blocks to keep.
+    std::vector<int> best = {0, 2, 4};
+    if (has(so.studies, "blocks")) {
+      const std::map<std::string, std::string> named = {
+          {keep_text(lmshrink::first_layers(5, 3)), "first-k"},
+          {keep_text(lmshrink::last_layers(5, 3)), "last-k"},
+          {keep_text(lmshrink::every_other_layer(5)), "every other"}};
+      std::vector<std::vector<int>> subsets;
+      for (int a = 0; a < 5; ++a)
+        for (int b = a + 1; b < 5; ++b)
+          for (int d = b + 1; d < 5; ++d) subsets.push_back({a, b, d});
+      for (int k : {4, 2})
+        for (const auto& keep : {lmshrink::first_layers(5, k), lmshrink::last_layers(5, k), spread_layers(5, k)})
+          subsets.push_back(keep);
+      for (const auto& keep : subsets) {
+        std::string arm = keep_text(keep);
+        const auto it = named.find(arm);
+        if (it != named.end()) arm += " " + it->second;
+        else if (keep.size() != 3)
+          arm += keep == lmshrink::first_layers(5, int(keep.size())) ? " first-k"
+                 : keep == lmshrink::last_layers(5, int(keep.size())) ? " last-k" : " spread";
+        for (int s = 0; s < so.seeds; ++s) add("blocks", arm, s, trunc_job(keep, "recipe"));
+      }
+      run_all(runs, 0, sh, threads, "blocks   ");
+      // The best 3-block subset by mean validation NLL (never by held-out text).
+      double best_nll = 1e300;
+      for (const auto& [arm, rs] : arms_of(runs, "blocks")) {
+        if (rs.front()->job.keep.size() != 3) continue;
+        std::vector<double> v;
+        for (const Run* r : rs) v.push_back(r->result.val_score.nll);
+        const double m = stats(v).mean;
+        if (m < best_nll) best_nll = m, best = rs.front()->job.keep;
+      }
+      std::printf("best 3-block subset by validation NLL: %s\n", keep_text(best).c_str());
+    }
+
+    // 2. Which distillation loss; 3. what cleaning buys.
+    const std::size_t later = runs.size();
+    if (has(so.studies, "losses"))
+      for (const auto& loss : kLosses)
+        for (int s = 0; s < so.seeds; ++s) {
+          add("losses", "trunc " + keep_text(best) + " " + loss, s, trunc_job(best, loss));
+          Job j;
+          j.method = "losparse";
+          j.ratio = 0.5;
+          j.loss = loss;
+          add("losses", "losparse 0.5 " + loss, s, j);
+        }
+    if (cleaning)
+      for (int s = 0; s < so.seeds; ++s) {
+        add("cleaning", "clean", s, trunc_job(best, "recipe"));
+        add("cleaning", "polluted", s, trunc_job(best, "recipe"));
+        runs.back().job.train = &polluted[std::size_t(s)];
+        add("cleaning", "polluted, then filtered", s, trunc_job(best, "recipe"));
+        runs.back().job.train = &cleaned[std::size_t(s)];
+      }
+    if (runs.size() > later) run_all(runs, later, sh, threads, "studies  ");
+
+    // Reports.
+    std::ostringstream md, csv;
+    csv << "table,arm,seed,keep,loss,parameters,linear_ratio,val_nll,heldout_nll,heldout_ppl,train_seconds\n";
+    for (const auto& r : runs) {
+      char line[512];
+      std::snprintf(line, sizeof line, "%s,\"%s\",%d,\"%s\",%s,%lld,%.4f,%.5f,%.5f,%.5f,%.1f\n", r.table.c_str(),
+                    r.arm.c_str(), r.seed, keep_text(r.job.keep).c_str(), r.job.loss.c_str(),
+                    static_cast<long long>(r.result.parameters),
+                    double(r.result.linear_live) / double(r.result.linear_dense), r.result.val_score.nll,
+                    r.result.score.nll, r.result.score.ppl, r.result.train_seconds);
+      csv << line;
+    }
+    md << "# lmshrink_study results\n\nModel `" << o.model << "`, " << so.seeds << " seeds, " << steps
+       << " steps of " << o.batch << " x " << length << " tokens per student. Teacher: validation NLL "
+       << teacher_val.nll << ", held-out perplexity " << teacher_score.ppl
+       << ". Mean ± sample standard deviation over seeds.\n";
+    for (const std::string table : {"blocks", "losses", "cleaning"}) {
+      const auto arms = arms_of(runs, table);
+      if (arms.empty()) continue;
+      md << "\n## " << table << "\n\n| arm | parameters | validation NLL | held-out NLL | held-out perplexity |\n"
+         << "| --- | --- | --- | --- | --- |\n";
+      for (const auto& [arm, rs] : arms) {
+        std::vector<double> val_nll, nll, ppl;
+        for (const Run* r : rs) {
+          val_nll.push_back(r->result.val_score.nll);
+          nll.push_back(r->result.score.nll);
+          ppl.push_back(r->result.score.ppl);
+        }
+        md << "| " << arm << " | " << rs.front()->result.parameters << " | " << pm(stats(val_nll), 4) << " | "
+           << pm(stats(nll), 4) << " | " << pm(stats(ppl), 3) << " |\n";
+      }
+      if (table == "cleaning")
+        for (int s = 0; s < so.seeds; ++s) md << "\nSeed " << s << ": " << cleaning_notes[std::size_t(s)] << ".\n";
+      write_text(o.out + "/curves_" + table + ".svg", curves_svg(runs, table, "lmshrink_study: " + table));
+    }
+    write_text(o.out + "/study.md", md.str());
+    write_text(o.out + "/study.csv", csv.str());
+    std::printf("\n%s\nwrote %s/study.md, study.csv and the curves (%.0f s)\n", md.str().c_str(), o.out.c_str(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lmshrink_study: %s\n", e.what());
+    return 1;
+  }
+}
