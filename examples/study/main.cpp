@@ -13,11 +13,13 @@
 //              with the same number of training tokens.
 // A seed is an independent training stream sampled from the teacher; the validation stream
 // (its own seed) chooses the best subset, and the held-out stories are scored for the tables.
-// Writes study.md, study.csv (one row per run) and one SVG plot per table to --out.
+// Writes study.md, study.csv (one row per run) and per table two SVG plots to --out: the
+// validation curves and the held-out perplexity per arm.
 //
 // Every option of lmshrink_compress that sets the model, data or budget applies (--tokens or
 // --steps, --batch, --length, --lr, --val-windows, --eval-windows, --curve-points, --threads,
-// --seed, --val-seed, --out). --curve-points N: validation NLL N times per student (default 8).
+// --seed, --val-seed, --out; --keep names the 3-block student when the blocks study does not
+// run). --curve-points N: validation NLL N times per student (default 8).
 
 #include <filesystem>
 #include <fstream>
@@ -210,6 +212,47 @@ std::string curves_svg(const std::vector<Run>& runs, const std::string& table, c
   return plot.svg();
 }
 
+// Held-out perplexity per arm as horizontal bars (mean over seeds, whisker ± one standard
+// deviation), the teacher's as a dashed line.
+std::string perplexity_bars_svg(const std::vector<Run>& runs, const std::string& table,
+                                const std::string& title, double teacher_ppl) {
+  const auto arms = arms_of(runs, table);
+  const double left = 190, right = 40, top = 50, bar = 22, gap = 6;
+  const double width = 900, pw = width - left - right;
+  const double height = top + double(arms.size()) * (bar + gap) + 50;
+  std::vector<Stats> st;
+  double x1 = teacher_ppl;
+  for (const auto& [arm, rs] : arms) {
+    std::vector<double> ppl;
+    for (const Run* r : rs) ppl.push_back(r->result.score.ppl);
+    st.push_back(stats(ppl));
+    x1 = std::max(x1, st.back().mean + st.back().sd);
+  }
+  x1 *= 1.05;
+  const auto px = [&](double v) { return left + v / x1 * pw; };
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << width << "' height='" << height
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n"
+    << "<text x='" << left + pw / 2 << "' y='28' text-anchor='middle' font-size='16'>" << title << "</text>\n";
+  for (std::size_t i = 0; i < arms.size(); ++i) {
+    const double y = top + double(i) * (bar + gap);
+    const double m = st[i].mean, sd = st[i].sd;
+    o << "<text x='" << left - 8 << "' y='" << y + bar * 0.7 << "' text-anchor='end'>" << arms[i].first << "</text>\n"
+      << "<rect x='" << left << "' y='" << y << "' width='" << px(m) - left << "' height='" << bar
+      << "' fill='" << kColors[0] << "'/>\n"
+      << "<line x1='" << px(m - sd) << "' y1='" << y + bar / 2 << "' x2='" << px(m + sd) << "' y2='" << y + bar / 2
+      << "' stroke='black'/>\n"
+      << "<text x='" << px(m + sd) + 6 << "' y='" << y + bar * 0.7 << "'>" << pm(st[i], 2) << "</text>\n";
+  }
+  const double bottom = top + double(arms.size()) * (bar + gap);
+  o << "<line x1='" << px(teacher_ppl) << "' y1='" << top - 6 << "' x2='" << px(teacher_ppl) << "' y2='" << bottom
+    << "' stroke='#d62728' stroke-dasharray='5,4'/>\n<text x='" << px(teacher_ppl) + 4 << "' y='" << bottom + 16
+    << "' fill='#d62728'>teacher " << teacher_ppl << "</text>\n"
+    << "<text x='" << left + pw / 2 << "' y='" << height - 8
+    << "' text-anchor='middle'>held-out perplexity (mean ± sd over seeds)</text>\n</svg>\n";
+  return o.str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -263,34 +306,33 @@ int main(int argc, char** argv) {
       for (int s = 0; s < so.seeds; ++s) {
         const std::uint64_t seed = o.seed + 1000u * std::uint64_t(s);
         // Extra stories for the cleaning arms, which drop documents; the first stories are the
-        // same in every call (story i draws from its own seeded stream).
-        const std::size_t want = cleaning ? 2 * need : need;
+        // same in every call (story i draws from its own seeded stream), so the clean stream does
+        // not depend on which studies run.
+        const std::size_t want = cleaning ? 2 * need : need + need / 4;
         const auto stories = examples::sample_stories(teacher, want, seed, threads, [&](std::size_t have, std::size_t n) {
           bar.update(done + double(std::min(have, want)), "seed " + std::to_string(s) + ": " + std::to_string(n) + " stories");
         });
         done += double(want);
         examples::check_disjoint(stories, val_stories);
-        if (!cleaning) {
-          train[std::size_t(s)] = examples::concatenate(stories);
-        } else {
-          // All three arms from text, encoded the same way, cut to the same number of tokens.
-          std::vector<std::string> texts;
-          for (const auto& st : stories) texts.push_back(tok.decode(st));
+        // Every stream from text, encoded the same way and cut to the same number of tokens.
+        std::vector<std::string> texts;
+        for (const auto& st : stories) texts.push_back(tok.decode(st));
+        const auto fill = [&](const std::vector<std::string>& d, std::vector<int>& stream,
+                              lmshrink::DocumentFilter* filter) {
+          for (const auto& doc : d) {
+            if (stream.size() >= need) break;
+            if (filter && filter->add(doc) != lmshrink::Verdict::keep) continue;
+            const auto ids = tok.encode(doc, true, false);
+            stream.insert(stream.end(), ids.begin(), ids.end());
+          }
+          if (stream.size() < need)
+            fail<lmshrink::value_error>(kWhere, "the training text ran out (", stream.size(), " of ", need, " tokens)");
+          stream.resize(need);
+        };
+        fill(texts, train[std::size_t(s)], nullptr);
+        if (cleaning) {
           study::PollutionCounts pc;
           const auto docs = study::pollute(texts, seed, &pc);
-          const auto fill = [&](const std::vector<std::string>& d, std::vector<int>& stream,
-                                lmshrink::DocumentFilter* filter) {
-            for (const auto& doc : d) {
-              if (stream.size() >= need) break;
-              if (filter && filter->add(doc) != lmshrink::Verdict::keep) continue;
-              const auto ids = tok.encode(doc, true, false);
-              stream.insert(stream.end(), ids.begin(), ids.end());
-            }
-            if (stream.size() < need)
-              fail<lmshrink::value_error>(kWhere, "the cleaning arms ran out of text (", stream.size(), " of ", need, " tokens)");
-            stream.resize(need);
-          };
-          fill(texts, train[std::size_t(s)], nullptr);
           fill(docs, polluted[std::size_t(s)], nullptr);
           lmshrink::DocumentFilter filter;
           fill(docs, cleaned[std::size_t(s)], &filter);
@@ -346,7 +388,7 @@ int main(int argc, char** argv) {
     };
 
     // 1. Which blocks to keep.
-    std::vector<int> best = {0, 2, 4};
+    std::vector<int> best = o.keep;  // --keep when the blocks study does not run
     if (has(so.studies, "blocks")) {
       const std::map<std::string, std::string> named = {
           {keep_text(lmshrink::first_layers(5, 3)), "first-k"},
@@ -437,10 +479,13 @@ int main(int argc, char** argv) {
       if (table == "cleaning")
         for (int s = 0; s < so.seeds; ++s) md << "\nSeed " << s << ": " << cleaning_notes[std::size_t(s)] << ".\n";
       write_text(o.out + "/curves_" + table + ".svg", curves_svg(runs, table, "lmshrink_study: " + table));
+      if (o.heldout)
+        write_text(o.out + "/perplexity_" + table + ".svg",
+                   perplexity_bars_svg(runs, table, "lmshrink_study: " + table, teacher_score.ppl));
     }
     write_text(o.out + "/study.md", md.str());
     write_text(o.out + "/study.csv", csv.str());
-    std::printf("\n%s\nwrote %s/study.md, study.csv and the curves (%.0f s)\n", md.str().c_str(), o.out.c_str(),
+    std::printf("\n%s\nwrote %s/study.md, study.csv and the plots (%.0f s)\n", md.str().c_str(), o.out.c_str(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count());
     return 0;
   } catch (const std::exception& e) {
