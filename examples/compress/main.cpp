@@ -37,6 +37,7 @@
 
 #include "../common/output_dir.hpp"
 #include "../common/svg_plot.hpp"
+#include "../common/thread_index.hpp"
 #include "../common/teacher_text.hpp"
 #include "compress.hpp"
 
@@ -224,11 +225,7 @@ int main(int argc, char** argv) {
       };
 #pragma omp parallel num_threads(threads)
       {
-#ifdef _OPENMP
-        const int worker = omp_get_thread_num();
-#else
-        const int worker = 0;
-#endif
+        const int worker = examples::thread_index();
         for (std::size_t j; (j = next++) < side_by_side;) run(j, worker, 1);
       }
       for (std::size_t j = side_by_side; j < jobs.size(); ++j) run(j, 0, threads);

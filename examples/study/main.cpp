@@ -32,6 +32,7 @@
 
 #include "../common/output_dir.hpp"
 #include "../common/svg_plot.hpp"
+#include "../common/thread_index.hpp"
 #include "../common/teacher_text.hpp"
 #include "../compress/compress.hpp"
 #include "pollution.hpp"
@@ -145,11 +146,7 @@ void run_all(std::vector<Run>& runs, std::size_t first, Shared& sh, int threads,
   std::mutex error_mutex;
 #pragma omp parallel num_threads(threads)
   {
-#ifdef _OPENMP
-    const int worker = omp_get_thread_num();
-#else
-    const int worker = 0;
-#endif
+    const int worker = examples::thread_index();
     for (std::size_t j; (j = next++) < runs.size();) {
       try {
         {
