@@ -101,11 +101,15 @@ struct Job {
   std::vector<int> keep;  // truncation: the teacher blocks kept (empty = Options::keep)
   std::string loss;       // one of kLosses; empty = "lm" for trunc-lm, else "recipe"
   std::string tag;        // names the checkpoint files when several jobs share a method
+  double lr = 0;          // peak learning rate; 0 = Options' rate for the method
   // Overrides of Shared::train and Shared::calib (same number of windows), for studies that
   // train on several streams in one run.
   const std::vector<int>* train = nullptr;
   const std::vector<std::array<lmshrink::GramAccumulator, examples::kLinearKinds>>* calib = nullptr;
 };
+
+// The job's peak learning rate: Job::lr, else --method-lr's rate for its method, else --lr.
+double peak_lr(const Options& o, const Job& job);
 
 struct Result {
   Job job;

@@ -98,18 +98,19 @@ std::vector<int> ranks_for_budget(const examples::LlamaWeights<float>& w, double
   return ranks;
 }
 
-double peak_lr(const Options& o, const std::string& method) {
-  for (const auto& [m, lr] : o.method_lr)
-    if (m == method) return lr;
-  return o.lr;
-}
-
 void set_lr(std::vector<std::array<lmshrink::AdamW<float>, examples::kLinearKinds>>& opt, double lr) {
   for (auto& block : opt)
     for (auto& o : block) o.set_lr(lr);
 }
 
 }  // namespace
+
+double peak_lr(const Options& o, const Job& job) {
+  if (job.lr > 0) return job.lr;
+  for (const auto& [m, lr] : o.method_lr)
+    if (m == job.method) return lr;
+  return o.lr;
+}
 
 Calibration collect_calibration(const lmshrink::Llama2cModel& teacher, const std::vector<int>& train,
                                 int length, int windows) {
@@ -218,7 +219,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   }
   std::vector<std::array<lmshrink::AdamW<float>, examples::kLinearKinds>> opt;
   lmshrink::AdamWOptions ao;
-  const double peak = peak_lr(o, job.method);
+  const double peak = peak_lr(o, job);
   ao.lr = peak;
   ao.weight_decay = 0;
   for (auto& block : w.linear)

@@ -19,7 +19,10 @@
 // Every option of lmshrink_compress that sets the model, data or budget applies (--tokens or
 // --steps, --batch, --length, --lr, --val-windows, --eval-windows, --curve-points, --threads,
 // --seed, --val-seed, --out; --keep names the 3-block student when the blocks study does not
-// run). --curve-points N: validation NLL N times per student (default 8).
+// run). --curve-points N: validation NLL N times per student (default 8). --lr-grid A,B,...:
+// each arm first trains on seed 0 at every rate of the grid, and all its seeds then train at the
+// rate with the lowest validation NLL (without it, every arm trains at --lr / --method-lr).
+// Runs that would repeat an earlier run (same method, blocks, loss, stream and rate) reuse it.
 
 #include <filesystem>
 #include <fstream>
@@ -47,7 +50,13 @@ struct StudyOptions {
   std::vector<std::string> studies = {"blocks", "losses", "cleaning"};
   int seeds = 3;
   int curve_points = 8;  // validation NLL this many times per student
+  std::vector<double> lr_grid;  // per-arm learning-rate tuning on seed 0; empty = no tuning
 };
+
+template <class T>
+bool has(const std::vector<T>& v, const T& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
 
 long parse_count(const std::string& flag, const std::string& v, long lo, long hi) {
   char* end = nullptr;
@@ -63,7 +72,7 @@ StudyOptions take_study_options(int& argc, char** argv) {
   int out = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if ((a == "--studies" || a == "--seeds" || a == "--curve-points") && i + 1 >= argc)
+    if ((a == "--studies" || a == "--seeds" || a == "--curve-points" || a == "--lr-grid") && i + 1 >= argc)
       fail<lmshrink::value_error>(kWhere, a, " needs a value");
     if (a == "--studies") {
       s.studies.clear();
@@ -77,16 +86,23 @@ StudyOptions take_study_options(int& argc, char** argv) {
       s.seeds = int(parse_count(a, argv[++i], 1, 100));
     } else if (a == "--curve-points") {
       s.curve_points = int(parse_count(a, argv[++i], 0, 1000));
+    } else if (a == "--lr-grid") {
+      std::stringstream list(argv[++i]);
+      for (std::string item; std::getline(list, item, ',');) {
+        char* end = nullptr;
+        const double lr = std::strtod(item.c_str(), &end);
+        if (item.empty() || *end != '\0' || !(lr > 0 && lr < 1))
+          fail<lmshrink::value_error>(kWhere, "--lr-grid takes learning rates in (0, 1), got '", item, "'");
+        if (has(s.lr_grid, lr)) fail<lmshrink::value_error>(kWhere, "--lr-grid names ", item, " twice");
+        s.lr_grid.push_back(lr);
+      }
+      if (s.lr_grid.empty()) fail<lmshrink::value_error>(kWhere, "--lr-grid needs at least one learning rate");
     } else {
       argv[out++] = argv[i];
     }
   }
   argc = out;
   return s;
-}
-
-bool has(const std::vector<std::string>& v, const std::string& x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
 }
 
 std::string keep_text(const std::vector<int>& keep) {
@@ -103,11 +119,19 @@ std::vector<int> spread_layers(int n, int k) {
 }
 
 struct Run {
-  std::string table, arm, note;
+  std::string table, arm;
   int seed = 0;
+  bool tuning = false;  // a learning-rate tuning run (seed 0), not a table row
   Job job;
   Result result;
+  std::size_t same_as = SIZE_MAX;  // an earlier run this one repeats exactly
 };
+
+// What makes two runs identical (every run is reproducible from its job).
+bool same_job(const Job& a, const Job& b) {
+  return a.method == b.method && a.ratio == b.ratio && a.keep == b.keep && a.loss == b.loss && a.train == b.train &&
+         a.calib == b.calib && a.lr == b.lr;
+}
 
 struct Stats {
   double mean = 0, sd = 0;
@@ -134,31 +158,39 @@ void write_text(const std::string& path, const std::string& text) {
   });
 }
 
-// Runs every run[i] for i in [first, runs.size()), one student per thread.
+// Runs every run[i] for i in [first, runs.size()), one student per thread; a run that repeats
+// an earlier one takes its result.
 void run_all(std::vector<Run>& runs, std::size_t first, Shared& sh, int threads, const std::string& label) {
+  std::vector<std::size_t> todo;
+  for (std::size_t j = first; j < runs.size(); ++j) {
+    for (std::size_t i = 0; i < j && runs[j].same_as == SIZE_MAX; ++i)
+      if (runs[i].same_as == SIZE_MAX && same_job(runs[i].job, runs[j].job)) runs[j].same_as = i;
+    if (runs[j].same_as == SIZE_MAX) todo.push_back(j);
+  }
   sh.steps_done = 0;
-  sh.steps_total = long(runs.size() - first) * sh.steps;
+  sh.steps_total = long(todo.size()) * sh.steps;
   sh.status.assign(std::size_t(threads), "");
   examples::Progress bar(label, double(sh.steps_total));
   sh.bar = &bar;
-  std::atomic<std::size_t> next{first};
+  std::atomic<std::size_t> next{0};
   std::string error;
   std::mutex error_mutex;
 #pragma omp parallel num_threads(threads)
   {
     const int worker = examples::thread_index();
-    for (std::size_t j; (j = next++) < runs.size();) {
+    for (std::size_t t; (t = next++) < todo.size();) {
       try {
         {
           std::lock_guard<std::mutex> lock(error_mutex);
           if (!error.empty()) break;
         }
-        Run& r = runs[j];
+        Run& r = runs[todo[t]];
         r.result = run_job(r.job, sh, worker, 1);
-        char line[256];
-        std::snprintf(line, sizeof line, "  %-9s %-28s seed %d  validation NLL %.4f  held-out ppl %.3f  (%.0f s)",
-                      r.table.c_str(), r.arm.c_str(), r.seed, r.result.val_score.nll, r.result.score.ppl,
-                      r.result.train_seconds);
+        char line[320];
+        std::snprintf(line, sizeof line,
+                      "  %-9s %-28s seed %d  lr %-7g  validation NLL %.4f  held-out ppl %.3f  (%.0f s)%s",
+                      r.table.c_str(), r.arm.c_str(), r.seed, peak_lr(*sh.opt, r.job), r.result.val_score.nll,
+                      r.result.score.ppl, r.result.train_seconds, r.tuning ? "  [lr tuning]" : "");
         bar.print(line);
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(error_mutex);
@@ -167,15 +199,18 @@ void run_all(std::vector<Run>& runs, std::size_t first, Shared& sh, int threads,
     }
   }
   if (!error.empty()) throw std::runtime_error(error);
-  bar.finish("done");
+  for (std::size_t j = first; j < runs.size(); ++j)
+    if (runs[j].same_as != SIZE_MAX) runs[j].result = runs[runs[j].same_as].result;
+  bar.finish(std::to_string(todo.size()) + " runs, " + std::to_string(runs.size() - first - todo.size()) +
+             " repeated earlier ones");
 }
 
-// The runs of one table, grouped by arm in first-seen order.
+// The runs of one table (its rows, or its tuning runs), grouped by arm in first-seen order.
 std::vector<std::pair<std::string, std::vector<const Run*>>> arms_of(const std::vector<Run>& runs,
-                                                                     const std::string& table) {
+                                                                     const std::string& table, bool tuning = false) {
   std::vector<std::pair<std::string, std::vector<const Run*>>> arms;
   for (const auto& r : runs) {
-    if (r.table != table) continue;
+    if (r.table != table || r.tuning != tuning) continue;
     auto it = std::find_if(arms.begin(), arms.end(), [&](const auto& a) { return a.first == r.arm; });
     if (it == arms.end()) arms.push_back({r.arm, {&r}});
     else it->second.push_back(&r);
@@ -289,7 +324,7 @@ int main(int argc, char** argv) {
 
     // Text: per seed a training stream (and, for the cleaning study, its polluted and cleaned
     // versions); one validation stream.
-    const bool cleaning = has(so.studies, "cleaning");
+    const bool cleaning = has(so.studies, std::string("cleaning"));
     const std::size_t val_need = std::size_t(o.val_windows) * std::size_t(eval_len) + 1;
     std::vector<std::vector<int>> train(std::size_t(so.seeds)), polluted(train.size()), cleaned(train.size());
     std::vector<Calibration> calib(train.size());
@@ -343,7 +378,7 @@ int main(int argc, char** argv) {
                         static_cast<unsigned long long>(fc.duplicates), static_cast<unsigned long long>(fc.markup));
           cleaning_notes[std::size_t(s)] = note;
         }
-        if (o.whitened && has(so.studies, "losses"))
+        if (o.whitened && has(so.studies, std::string("losses")))
           calib[std::size_t(s)] = collect_calibration(teacher, train[std::size_t(s)], length,
                                                       std::min(o.calib_windows, data_windows));
       }
@@ -369,24 +404,54 @@ int main(int argc, char** argv) {
     sh.steps = steps;
     sh.tok = &tok;
 
-    std::vector<Run> runs;
-    const auto add = [&](const std::string& table, const std::string& arm, int s, Job job) {
-      job.train = &train[std::size_t(s)];
-      job.calib = &calib[std::size_t(s)];
-      job.tag = table + "_" + std::to_string(runs.size());
-      runs.push_back({table, arm, "", s, job, {}});
+    // An arm is one row of a table: a job trained on every seed's stream (streams[s]).
+    struct Arm {
+      std::string table, name;
+      Job job;
+      const std::vector<std::vector<int>>* streams;
     };
-    const auto trunc_job = [](const std::vector<int>& keep, const std::string& loss) {
-      Job j;
-      j.method = "trunc-kd";
-      j.keep = keep;
-      j.loss = loss;
-      return j;
+    std::vector<Run> runs;
+    const auto make_run = [&](const Arm& arm, int s, double lr, bool tuning) {
+      Run r{arm.table, arm.name, s, tuning, arm.job, {}};
+      r.job.train = &(*arm.streams)[std::size_t(s)];
+      r.job.calib = &calib[std::size_t(s)];
+      r.job.lr = lr;
+      r.job.tag = arm.table + "_" + std::to_string(runs.size());
+      return r;
+    };
+    // Trains every arm on every seed, each at its tuned rate when there is a grid.
+    const auto run_arms = [&](const std::vector<Arm>& arms, const std::string& label) {
+      std::vector<double> lr(arms.size(), 0.0);
+      if (!so.lr_grid.empty()) {
+        const std::size_t first = runs.size();
+        for (const auto& arm : arms)
+          for (double g : so.lr_grid) runs.push_back(make_run(arm, 0, g, true));
+        run_all(runs, first, sh, threads, "lr grid  ");
+        for (std::size_t a = 0; a < arms.size(); ++a) {
+          double best_nll = 1e300;
+          for (std::size_t g = 0; g < so.lr_grid.size(); ++g) {
+            const double nll = runs[first + a * so.lr_grid.size() + g].result.val_score.nll;
+            if (nll < best_nll) best_nll = nll, lr[a] = so.lr_grid[g];
+          }
+        }
+      }
+      const std::size_t first = runs.size();
+      for (std::size_t a = 0; a < arms.size(); ++a)
+        for (int s = 0; s < so.seeds; ++s) runs.push_back(make_run(arms[a], s, lr[a], false));
+      run_all(runs, first, sh, threads, label);
+    };
+    const auto trunc_arm = [&](const std::string& table, const std::string& name, const std::vector<int>& keep,
+                               const std::string& loss) {
+      Arm arm{table, name, {}, &train};
+      arm.job.method = "trunc-kd";
+      arm.job.keep = keep;
+      arm.job.loss = loss;
+      return arm;
     };
 
     // 1. Which blocks to keep.
     std::vector<int> best = o.keep;  // --keep when the blocks study does not run
-    if (has(so.studies, "blocks")) {
+    if (has(so.studies, std::string("blocks"))) {
       const std::map<std::string, std::string> named = {
           {keep_text(lmshrink::first_layers(5, 3)), "first-k"},
           {keep_text(lmshrink::last_layers(5, 3)), "last-k"},
@@ -398,16 +463,17 @@ int main(int argc, char** argv) {
       for (int k : {4, 2})
         for (const auto& keep : {lmshrink::first_layers(5, k), lmshrink::last_layers(5, k), spread_layers(5, k)})
           subsets.push_back(keep);
+      std::vector<Arm> arms;
       for (const auto& keep : subsets) {
-        std::string arm = keep_text(keep);
-        const auto it = named.find(arm);
-        if (it != named.end()) arm += " " + it->second;
+        std::string name = keep_text(keep);
+        const auto it = named.find(name);
+        if (it != named.end()) name += " " + it->second;
         else if (keep.size() != 3)
-          arm += keep == lmshrink::first_layers(5, int(keep.size())) ? " first-k"
-                 : keep == lmshrink::last_layers(5, int(keep.size())) ? " last-k" : " spread";
-        for (int s = 0; s < so.seeds; ++s) add("blocks", arm, s, trunc_job(keep, "recipe"));
+          name += keep == lmshrink::first_layers(5, int(keep.size())) ? " first-k"
+                  : keep == lmshrink::last_layers(5, int(keep.size())) ? " last-k" : " spread";
+        arms.push_back(trunc_arm("blocks", name, keep, "recipe"));
       }
-      run_all(runs, 0, sh, threads, "blocks   ");
+      run_arms(arms, "blocks   ");
       // The best 3-block subset by mean validation NLL (never by held-out text).
       double best_nll = 1e300;
       for (const auto& [arm, rs] : arms_of(runs, "blocks")) {
@@ -421,34 +487,34 @@ int main(int argc, char** argv) {
     }
 
     // 2. Which distillation loss; 3. what cleaning buys.
-    const std::size_t later = runs.size();
-    if (has(so.studies, "losses"))
-      for (const auto& loss : kLosses)
-        for (int s = 0; s < so.seeds; ++s) {
-          add("losses", "trunc " + keep_text(best) + " " + loss, s, trunc_job(best, loss));
-          Job j;
-          j.method = "losparse";
-          j.ratio = 0.5;
-          j.loss = loss;
-          add("losses", "losparse 0.5 " + loss, s, j);
-        }
-    if (cleaning)
-      for (int s = 0; s < so.seeds; ++s) {
-        add("cleaning", "clean", s, trunc_job(best, "recipe"));
-        add("cleaning", "polluted", s, trunc_job(best, "recipe"));
-        runs.back().job.train = &polluted[std::size_t(s)];
-        add("cleaning", "polluted, then filtered", s, trunc_job(best, "recipe"));
-        runs.back().job.train = &cleaned[std::size_t(s)];
+    std::vector<Arm> later;
+    if (has(so.studies, std::string("losses")))
+      for (const auto& loss : kLosses) {
+        later.push_back(trunc_arm("losses", "trunc " + keep_text(best) + " " + loss, best, loss));
+        Arm lp{"losses", "losparse 0.5 " + loss, {}, &train};
+        lp.job.method = "losparse";
+        lp.job.ratio = 0.5;
+        lp.job.loss = loss;
+        later.push_back(lp);
       }
-    if (runs.size() > later) run_all(runs, later, sh, threads, "studies  ");
+    if (cleaning) {
+      later.push_back(trunc_arm("cleaning", "clean", best, "recipe"));
+      later.push_back(trunc_arm("cleaning", "polluted", best, "recipe"));
+      later.back().streams = &polluted;
+      later.push_back(trunc_arm("cleaning", "polluted, then filtered", best, "recipe"));
+      later.back().streams = &cleaned;
+    }
+    if (!later.empty()) run_arms(later, "studies  ");
 
     // Reports.
     std::ostringstream md, csv;
-    csv << "table,arm,seed,keep,loss,parameters,linear_ratio,val_nll,heldout_nll,heldout_ppl,train_seconds\n";
+    csv << "table,arm,purpose,seed,keep,loss,lr,parameters,linear_ratio,val_nll,heldout_nll,heldout_ppl,"
+           "train_seconds\n";
     for (const auto& r : runs) {
       char line[512];
-      std::snprintf(line, sizeof line, "%s,\"%s\",%d,\"%s\",%s,%lld,%.4f,%.5f,%.5f,%.5f,%.1f\n", r.table.c_str(),
-                    r.arm.c_str(), r.seed, keep_text(r.job.keep).c_str(), r.job.loss.c_str(),
+      std::snprintf(line, sizeof line, "%s,\"%s\",%s,%d,\"%s\",%s,%g,%lld,%.4f,%.5f,%.5f,%.5f,%.1f\n",
+                    r.table.c_str(), r.arm.c_str(), r.tuning ? "lr tuning" : "table", r.seed,
+                    keep_text(r.job.keep).c_str(), r.job.loss.c_str(), peak_lr(o, r.job),
                     static_cast<long long>(r.result.parameters),
                     double(r.result.linear_live) / double(r.result.linear_dense), r.result.val_score.nll,
                     r.result.score.nll, r.result.score.ppl, r.result.train_seconds);
@@ -457,12 +523,18 @@ int main(int argc, char** argv) {
     md << "# lmshrink_study results\n\nModel `" << o.model << "`, " << so.seeds << " seeds, " << steps
        << " steps of " << o.batch << " x " << length << " tokens per student. Teacher: validation NLL "
        << teacher_val.nll << ", held-out perplexity " << teacher_score.ppl
-       << ". Mean ± sample standard deviation over seeds.\n";
+       << ". Mean ± sample standard deviation over seeds.";
+    if (!so.lr_grid.empty()) {
+      md << " Each arm's learning rate (lr) was chosen from the grid";
+      for (double g : so.lr_grid) md << " " << g;
+      md << " by seed 0's validation NLL.";
+    }
+    md << "\n";
     for (const std::string table : {"blocks", "losses", "cleaning"}) {
       const auto arms = arms_of(runs, table);
       if (arms.empty()) continue;
-      md << "\n## " << table << "\n\n| arm | parameters | validation NLL | held-out NLL | held-out perplexity |\n"
-         << "| --- | --- | --- | --- | --- |\n";
+      md << "\n## " << table << "\n\n| arm | lr | parameters | validation NLL | held-out NLL | held-out perplexity |\n"
+         << "| --- | --- | --- | --- | --- | --- |\n";
       for (const auto& [arm, rs] : arms) {
         std::vector<double> val_nll, nll, ppl;
         for (const Run* r : rs) {
@@ -470,11 +542,32 @@ int main(int argc, char** argv) {
           nll.push_back(r->result.score.nll);
           ppl.push_back(r->result.score.ppl);
         }
-        md << "| " << arm << " | " << rs.front()->result.parameters << " | " << pm(stats(val_nll), 4) << " | "
+        md << "| " << arm << " | " << peak_lr(o, rs.front()->job) << " | " << rs.front()->result.parameters << " | "
+           << pm(stats(val_nll), 4) << " | "
            << pm(stats(nll), 4) << " | " << pm(stats(ppl), 3) << " |\n";
       }
       if (table == "cleaning")
         for (int s = 0; s < so.seeds; ++s) md << "\nSeed " << s << ": " << cleaning_notes[std::size_t(s)] << ".\n";
+      const auto tuned = arms_of(runs, table, true);
+      if (!tuned.empty()) {
+        md << "\nLearning-rate tuning, validation NLL of seed 0 (the chosen rate in bold):\n\n| arm |";
+        for (double g : so.lr_grid) md << " " << g << " |";
+        md << "\n| --- |";
+        for (std::size_t g = 0; g < so.lr_grid.size(); ++g) md << " --- |";
+        md << "\n";
+        for (const auto& [arm, rs] : tuned) {
+          const Run* chosen = *std::min_element(rs.begin(), rs.end(), [](const Run* x, const Run* y) {
+            return x->result.val_score.nll < y->result.val_score.nll;
+          });
+          md << "| " << arm << " |";
+          for (const Run* r : rs) {
+            char cell[32];
+            std::snprintf(cell, sizeof cell, r == chosen ? " **%.4f** |" : " %.4f |", r->result.val_score.nll);
+            md << cell;
+          }
+          md << "\n";
+        }
+      }
       write_text(o.out + "/curves_" + table + ".svg", curves_svg(runs, table, "lmshrink_study: " + table));
       if (o.heldout)
         write_text(o.out + "/perplexity_" + table + ".svg",
