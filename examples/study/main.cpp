@@ -7,7 +7,9 @@
 //              5 → 4 and 5 → 2, each initialised from the teacher's blocks and distilled with
 //              the main job's recipe (α·KL + (1 − α)·CE + layer-wise hidden MSE).
 // 2. losses:   the best 3-block subset (by validation NLL) and LoSparse at 0.5, trained with each
-//              loss of lmshrink/distillation.hpp (compress::kLosses).
+//              loss of lmshrink/distillation.hpp (compress::kLosses); and, as the table
+//              "distilgpt2", DistilGPT-2's recipe (every other block, triple loss) against the
+//              first blocks trained on the LM loss alone.
 // 3. cleaning: the best 3-block subset on clean teacher text, on the same text polluted like
 //              web text (pollution.hpp), and on the polluted text after lmshrink::DocumentFilter,
 //              with the same number of training tokens.
@@ -497,6 +499,15 @@ int main(int argc, char** argv) {
         lp.job.loss = loss;
         later.push_back(lp);
       }
+    // The seed paper's headline comparison in miniature: DistilGPT-2's recipe (every other
+    // block, triple loss) against a layer-truncated model (the first blocks) trained on the LM
+    // loss alone.
+    if (has(so.studies, std::string("losses"))) {
+      later.push_back(trunc_arm("distilgpt2", keep_text(lmshrink::every_other_layer(5)) + " triple (DistilGPT-2's recipe)",
+                                lmshrink::every_other_layer(5), "triple"));
+      later.push_back(trunc_arm("distilgpt2", keep_text(lmshrink::first_layers(5, 3)) + " lm (truncation, LM loss)",
+                                lmshrink::first_layers(5, 3), "lm"));
+    }
     if (cleaning) {
       later.push_back(trunc_arm("cleaning", "clean", best, "recipe"));
       later.push_back(trunc_arm("cleaning", "polluted", best, "recipe"));
@@ -530,7 +541,7 @@ int main(int argc, char** argv) {
       md << " by seed 0's validation NLL.";
     }
     md << "\n";
-    for (const std::string table : {"blocks", "losses", "cleaning"}) {
+    for (const std::string table : {"blocks", "losses", "distilgpt2", "cleaning"}) {
       const auto arms = arms_of(runs, table);
       if (arms.empty()) continue;
       md << "\n## " << table << "\n\n| arm | lr | parameters | validation NLL | held-out NLL | held-out perplexity |\n"
