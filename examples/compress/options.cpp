@@ -4,6 +4,7 @@
 #include <utility>
 #include <stdexcept>
 
+#include "../common/option_parsing.hpp"
 #include "compress.hpp"
 
 namespace compress {
@@ -70,13 +71,6 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --sample-tokens N     length of the greedy sample in the table (default: 40)
 )";
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) out.push_back(item);
-  return out;
-}
 
 double parse_double(const char* flag, const std::string& s) {
   char* end = nullptr;
@@ -87,12 +81,7 @@ double parse_double(const char* flag, const std::string& s) {
 }
 
 long parse_int(const char* flag, const std::string& s, long lo, long hi) {
-  char* end = nullptr;
-  const long v = std::strtol(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || v < lo || v > hi)
-    fail<lmshrink::value_error>("lmshrink_compress", flag, " must be an integer in [", lo, ", ",
-                                hi, "], got '", s, "'");
-  return v;
+  return examples::parse_int("lmshrink_compress", flag, s, lo, hi);
 }
 
 // The value of the choice named `s`; the message lists every name ("a, b or c").
@@ -130,13 +119,13 @@ Options parse(int argc, char** argv) {
     else if (a == "--tokenizer") o.tokenizer = v;
     else if (a == "--eval") o.eval = v;
     else if (a == "--out") o.out = v;
-    else if (a == "--methods") o.methods = split(v);
+    else if (a == "--methods") o.methods = examples::split_list(v);
     else if (a == "--ratios") {
       o.ratios.clear();
-      for (const auto& r : split(v)) o.ratios.push_back(parse_double("--ratios", r));
+      for (const auto& r : examples::split_list(v)) o.ratios.push_back(parse_double("--ratios", r));
     } else if (a == "--keep") {
       o.keep.clear();
-      for (const auto& k : split(v)) o.keep.push_back(int(parse_int("--keep", k, 0, 1 << 20)));
+      for (const auto& k : examples::split_list(v)) o.keep.push_back(int(parse_int("--keep", k, 0, 1 << 20)));
     } else if (a == "--steps") {
       o.steps = int(parse_int("--steps", v, 1, 1 << 24));
       steps_given = true;
@@ -157,7 +146,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--method-lr") {
       method_lr_given = true;
       o.method_lr.clear();
-      for (const auto& item : split(v)) {
+      for (const auto& item : examples::split_list(v)) {
         const auto eq = item.find('=');
         if (eq == std::string::npos)
           fail<lmshrink::value_error>("lmshrink_compress", "--method-lr expects method=rate items, got '", item, "'");

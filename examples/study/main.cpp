@@ -35,6 +35,7 @@
 #include <omp.h>
 #endif
 
+#include "../common/option_parsing.hpp"
 #include "../common/output_dir.hpp"
 #include "../common/svg_plot.hpp"
 #include "../common/thread_index.hpp"
@@ -60,14 +61,6 @@ bool has(const std::vector<T>& v, const T& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-long parse_count(const std::string& flag, const std::string& v, long lo, long hi) {
-  char* end = nullptr;
-  const long n = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || n < lo || n > hi)
-    fail<lmshrink::value_error>(kWhere, flag, " must be an integer in [", lo, ", ", hi, "], got '", v, "'");
-  return n;
-}
-
 // Takes the study's own options out of argv; the rest are lmshrink_compress's.
 StudyOptions take_study_options(int& argc, char** argv) {
   StudyOptions s;
@@ -78,19 +71,17 @@ StudyOptions take_study_options(int& argc, char** argv) {
       fail<lmshrink::value_error>(kWhere, a, " needs a value");
     if (a == "--studies") {
       s.studies.clear();
-      std::stringstream list(argv[++i]);
-      for (std::string item; std::getline(list, item, ',');) {
+      for (const auto& item : examples::split_list(argv[++i])) {
         if (item != "blocks" && item != "losses" && item != "cleaning")
           fail<lmshrink::value_error>(kWhere, "--studies takes blocks, losses and cleaning, got '", item, "'");
         s.studies.push_back(item);
       }
     } else if (a == "--seeds") {
-      s.seeds = int(parse_count(a, argv[++i], 1, 100));
+      s.seeds = int(examples::parse_int(kWhere, a, argv[++i], 1, 100));
     } else if (a == "--curve-points") {
-      s.curve_points = int(parse_count(a, argv[++i], 0, 1000));
+      s.curve_points = int(examples::parse_int(kWhere, a, argv[++i], 0, 1000));
     } else if (a == "--lr-grid") {
-      std::stringstream list(argv[++i]);
-      for (std::string item; std::getline(list, item, ',');) {
+      for (const auto& item : examples::split_list(argv[++i])) {
         char* end = nullptr;
         const double lr = std::strtod(item.c_str(), &end);
         if (item.empty() || *end != '\0' || !(lr > 0 && lr < 1))
