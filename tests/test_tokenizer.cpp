@@ -1,9 +1,15 @@
 // The llama2.c tokenizer: the bundled tok512.bin, the held-out token stream reproduced exactly,
-// decoding the reference greedy sample, atomic round trip and bad files.
+// decoding the reference greedy sample, atomic round trip and bad files. GPT-2's byte-level BPE:
+// published ids, pre-tokenisation against an independent regex engine's output, merges against
+// a naive reference, round trips of arbitrary bytes, bad files. The strict JSON reader.
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <lmshrink/detail/json.hpp>
+#include <lmshrink/detail/random.hpp>
+#include <lmshrink/io/gpt2_tokenizer.hpp>
 #include <lmshrink/io/tokenizer.hpp>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -116,4 +122,269 @@ TEST_CASE("missing, truncated and foreign tokenizer files are clear errors", "[t
   std::remove(path.c_str());
   const auto tok = lmshrink::read_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin");
   REQUIRE_THROWS_AS(tok.decode(1, 512), lmshrink::value_error);
+}
+
+// ---- GPT-2 ----------------------------------------------------------------------------------
+
+namespace {
+
+const lmshrink::Gpt2Tokenizer& gpt2() {
+  static const lmshrink::Gpt2Tokenizer tok = lmshrink::read_gpt2_tokenizer(
+      LMSHRINK_DATA_DIR "/gpt2_encoder.json", LMSHRINK_DATA_DIR "/gpt2_vocab.bpe");
+  return tok;
+}
+
+using Merges = std::vector<std::pair<std::string, std::string>>;
+
+/// GPT-2's encoder.py merge loop on strings, written for clarity: the reference for encode().
+std::vector<int> naive_bpe(const lmshrink::Gpt2Tokenizer& tok, const Merges& merges,
+                           const std::map<std::pair<std::string, std::string>, std::size_t>& rank,
+                           const std::map<std::string, int>& id, std::string_view text) {
+  std::vector<int> out;
+  for (std::string_view piece : lmshrink::Gpt2Tokenizer::pre_tokenize(text)) {
+    std::vector<std::string> word;
+    for (char c : piece) word.emplace_back(1, c);
+    for (;;) {
+      std::size_t best = merges.size();
+      for (std::size_t i = 0; i + 1 < word.size(); ++i) {
+        const auto it = rank.find({word[i], word[i + 1]});
+        if (it != rank.end()) best = std::min(best, it->second);
+      }
+      if (best == merges.size()) break;
+      std::vector<std::string> next;
+      for (std::size_t i = 0; i < word.size();) {
+        if (i + 1 < word.size() && word[i] == merges[best].first &&
+            word[i + 1] == merges[best].second) {
+          next.push_back(word[i] + word[i + 1]);
+          i += 2;
+        } else {
+          next.push_back(word[i++]);
+        }
+      }
+      word = next;
+    }
+    for (const auto& w : word) out.push_back(id.at(w));
+  }
+  (void)tok;
+  return out;
+}
+
+Merges gpt2_merges_as_bytes() {
+  const std::string text = read_all(LMSHRINK_DATA_DIR "/gpt2_vocab.bpe");
+  Merges merges;
+  std::istringstream in(text);
+  std::string line;
+  std::getline(in, line);  // #version
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const auto sp = line.find(' ');
+    merges.emplace_back(
+        lmshrink::detail::gpt2_file_token_bytes("test", "vocab.bpe", line.substr(0, sp), "part"),
+        lmshrink::detail::gpt2_file_token_bytes("test", "vocab.bpe", line.substr(sp + 1), "part"));
+  }
+  return merges;
+}
+
+std::string utf8(std::uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += char(cp);
+  } else if (cp < 0x800) {
+    s += char(0xC0 | (cp >> 6));
+    s += char(0x80 | (cp & 0x3F));
+  } else {
+    s += char(0xE0 | (cp >> 12));
+    s += char(0x80 | ((cp >> 6) & 0x3F));
+    s += char(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("GPT-2's tokenizer gives the published ids", "[gpt2_tokenizer]") {
+  const auto& tok = gpt2();
+  REQUIRE(tok.vocab_size() == 50257);
+  REQUIRE(tok.merge_count() == 50000);
+  REQUIRE(tok.end_of_text() == 50256);
+  REQUIRE(tok.token_bytes(50256) == "<|endoftext|>");
+  REQUIRE(tok.token_bytes(220) == " ");
+  // The ids of gpt-3-encoder's own tests (Encoder.test.js), and "Hello world".
+  const std::vector<std::pair<std::string, std::vector<int>>> cases = {
+      {"", {}},
+      {" ", {220}},
+      {"\t", {197}},
+      {"This is some text", {1212, 318, 617, 2420}},
+      {"indivisible", {521, 452, 12843}},
+      {"hello \xF0\x9F\x91\x8B world \xF0\x9F\x8C\x8D", {31373, 50169, 233, 995, 12520, 234, 235}},
+      {"toString constructor hasOwnProperty valueOf",
+       {1462, 10100, 23772, 468, 23858, 21746, 1988, 5189}},
+      {"Hello world", {15496, 995}},
+  };
+  for (const auto& [text, ids] : cases) {
+    INFO(text);
+    REQUIRE(tok.encode(text) == ids);
+    REQUIRE(tok.decode(ids) == text);
+  }
+}
+
+TEST_CASE("GPT-2 pre-tokenisation matches a regex engine with Unicode classes", "[gpt2_tokenizer]") {
+  // Expected pieces from Python's re with the pattern's classes spelled out as code point ranges
+  // from unicodedata (Unicode 14.0.0) and White_Space for \s.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"I'm here  now\n\nok 123abc",
+       {"I", "'m", " here", " ", " now", "\n", "\n", "ok", " 123", "abc"}},
+      {"I'M DON'T we'll they're you've 'd",
+       {"I", "'", "M", " DON", "'", "T", " we", "'ll", " they", "'re", " you", "'ve", " '", "d"}},
+      {"  \t x\n y   ", {"  \t", " x", "\n", " y", "   "}},
+      {u8"na\u00efve caf\u00e9 \u2014 3\u00bd \u0663\u0664 \u00b2",
+       {u8"na\u00efve", u8" caf\u00e9", u8" \u2014", u8" 3\u00bd", u8" \u0663\u0664", u8" \u00b2"}},
+      {u8"\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8\u3001\u3067\u3059\u3002",
+       {u8"\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8", u8"\u3001", u8"\u3067\u3059", u8"\u3002"}},
+      {u8"a\u00a0b\u3000c\u2028d", {"a", u8"\u00a0", "b", u8"\u3000", "c", u8"\u2028", "d"}},
+      {"x  ", {"x", "  "}},
+      {u8"e\u0301 combining", {"e", u8"\u0301", " combining"}},
+      {u8"emoji \U0001F44B\U0001F3FD!!  ?", {"emoji", u8" \U0001F44B\U0001F3FD!!", " ", " ?"}},
+      {"'''s", {"'''", "s"}},
+      {"1,000.50$", {"1", ",", "000", ".", "50", "$"}},
+      {u8" \u0085 z", {u8" \u0085", " z"}},
+  };
+  for (const auto& [text, pieces] : cases) {
+    INFO(text);
+    const auto got = lmshrink::Gpt2Tokenizer::pre_tokenize(text);
+    REQUIRE(std::vector<std::string>(got.begin(), got.end()) == pieces);
+  }
+  // Bytes that are not UTF-8 are "other" characters, one byte each.
+  const auto bad = lmshrink::Gpt2Tokenizer::pre_tokenize("a\xff\xfe b \xC3 \xE2\x82");
+  REQUIRE(std::vector<std::string>(bad.begin(), bad.end()) ==
+          std::vector<std::string>{"a", "\xff\xfe", " b", " \xC3", " \xE2\x82"});
+}
+
+TEST_CASE("GPT-2 encoding equals the naive merge loop and round-trips any bytes",
+          "[gpt2_tokenizer]") {
+  const auto& tok = gpt2();
+  const Merges merges = gpt2_merges_as_bytes();
+  REQUIRE(merges.size() == 50000);
+  std::map<std::pair<std::string, std::string>, std::size_t> rank;
+  for (std::size_t r = merges.size(); r-- > 0;) rank[merges[r]] = r;
+  std::map<std::string, int> id;
+  for (int i = 0; i < tok.vocab_size(); ++i) id.emplace(tok.token_bytes(i), i);
+
+  const std::string stories = read_all(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.txt");
+  const std::string text = stories.substr(0, 6000) +
+                           u8" \u00c9t\u00e9 na\u00efve \u65e5\u672c\u8a9e aaaaaaaa 1234567 'll"
+                           u8" \U0001F44B\U0001F3FD \t\n\n  x";
+  const std::vector<int> ids = tok.encode(text);
+  REQUIRE(ids == naive_bpe(tok, merges, rank, id, text));
+  REQUIRE(tok.decode(ids) == text);
+  REQUIRE(ids.size() < text.size() / 3);  // English text: about 4 bytes per token
+  // Random byte strings (mostly not UTF-8) and random code points of the first planes.
+  lmshrink::detail::SplitMix64 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    std::string s;
+    const int n = int(rng.next() % 40);
+    for (int i = 0; i < n; ++i) {
+      if (trial % 2 == 0) {
+        s += char(rng.next() % 256);
+      } else {
+        std::uint32_t cp = std::uint32_t(rng.next() % 0x3400);
+        if (rng.next() % 2) cp = std::uint32_t(rng.next() % 0x80);
+        s += utf8(cp);
+      }
+    }
+    INFO("trial " << trial);
+    const auto e = tok.encode(s);
+    REQUIRE(tok.decode(e) == s);
+    REQUIRE(e == naive_bpe(tok, merges, rank, id, s));
+  }
+}
+
+TEST_CASE("bad GPT-2 vocabularies and merges are clear errors", "[gpt2_tokenizer][errors]") {
+  using Catch::Contains;
+  REQUIRE_THROWS_AS(lmshrink::read_gpt2_tokenizer(LMSHRINK_TEST_TMP "/missing.json",
+                                                  LMSHRINK_DATA_DIR "/gpt2_vocab.bpe"),
+                    lmshrink::io_error);
+  // A llama2.c tokenizer is not a GPT-2 vocabulary.
+  REQUIRE_THROWS_WITH(lmshrink::read_gpt2_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin",
+                                                    LMSHRINK_DATA_DIR "/gpt2_vocab.bpe"),
+                      Contains("[lmshrink.format] parse_gpt2_tokenizer") &&
+                          Contains("not valid JSON"));
+  // The vocabulary of the 256 byte characters (ids 0..255).
+  std::string bytes_json = "{";
+  for (int b = 0; b < 256; ++b) {
+    std::string key;
+    lmshrink::detail::json_escape(key, utf8(lmshrink::detail::gpt2_byte_char((unsigned char)b)));
+    bytes_json += (b ? ", " : "") + key + ": " + std::to_string(b);
+  }
+  const auto parse = [](const std::string& vocab, const std::string& merges) {
+    return lmshrink::parse_gpt2_tokenizer(vocab, "vocab.json", merges, "merges.txt");
+  };
+  const auto small = parse(bytes_json + ", \"ab\": 256}", "#version: 0.2\r\na b\r\n");
+  REQUIRE(small.vocab_size() == 257);
+  REQUIRE(small.encode("xabab") == std::vector<int>{int('x'), 256, 256});
+  REQUIRE(small.end_of_text() == -1);
+  REQUIRE_THROWS_WITH(parse("[1, 2]", ""), Contains("is an array; an object of token"));
+  REQUIRE_THROWS_WITH(parse(bytes_json + ", \"ab\": 300}", ""),
+                      Contains("token 'ab' has the id 300; an integer in [0, 257)"));
+  REQUIRE_THROWS_WITH(parse(bytes_json + ", \"ab\": 1.5}", ""), Contains("has the id 1.5"));
+  REQUIRE_THROWS_WITH(parse(bytes_json + ", \"ab\": 3}", ""), Contains("the id 3 is given to two tokens"));
+  REQUIRE_THROWS_WITH(parse(bytes_json + u8", \"a\u4e00\": 256}", ""),
+                      Contains("not one of GPT-2's 256 byte characters"));
+  REQUIRE_THROWS_WITH(parse("{\"a\": 0}", ""), Contains("byte 0 has no token"));
+  REQUIRE_THROWS_WITH(parse(bytes_json + "}", "#version: 0.2\na b c\n"),
+                      Contains("merges.txt' line 2 is 'a b c'; two tokens separated by one space"));
+  REQUIRE_THROWS_WITH(parse(bytes_json + "}", "ab\n"), Contains("line 1 is 'ab'"));
+  REQUIRE_THROWS_WITH(parse(bytes_json + "}", "a b\n"),
+                      Contains("merge 1 joins parts that are not both tokens"));
+  REQUIRE_THROWS_WITH(small.decode({257}), Contains("token id 257 is outside [0, 257)"));
+  REQUIRE_THROWS_AS(lmshrink::Gpt2Tokenizer().encode("x"), lmshrink::state_error);
+}
+
+TEST_CASE("the JSON reader is strict", "[json][errors]") {
+  using Kind = lmshrink::detail::JsonValue::Kind;
+  const auto parse = [](const std::string& text, lmshrink::detail::JsonLimits limits = {}) {
+    return lmshrink::detail::parse_json("test", "x.json", text, limits);
+  };
+  const auto v =
+      parse(R"( {"a": [1, -2.5e3, true, null, "\u00e9\ud83d\ude00\n"], "b": {}, "c": -0} )");
+  REQUIRE(v.kind == Kind::object);
+  const auto& a = v.find("a")->items;
+  REQUIRE(a.size() == 5);
+  REQUIRE((a[0].is_integer && a[0].integer == 1));
+  REQUIRE((!a[1].is_integer && a[1].number == -2500.0));
+  REQUIRE((a[2].kind == Kind::boolean && a[2].boolean));
+  REQUIRE(a[3].kind == Kind::null);
+  REQUIRE(a[4].text == u8"\u00e9\U0001F600\n");
+  REQUIRE(v.find("b")->members.empty());
+  REQUIRE(v.find("missing") == nullptr);
+  REQUIRE(!parse("123456789012345678901234567890").is_integer);  // beyond int64: a double
+  using Catch::Contains;
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"{\"a\": 1, \"a\": 2}", "has the key 'a' twice"},
+      {"[1, 2,]", "where a value was expected"},
+      {"{\"a\" 1}", "where ':' was expected"},
+      {"01", "leading zero"},
+      {"1.", "malformed number"},
+      {"1e999", "out of the range of a double"},
+      {"\"\\ud800\"", "unpaired surrogate"},
+      {"\"\\udc00\"", "unpaired surrogate"},
+      {"\"\xff\"", "invalid UTF-8"},
+      {"\"\xed\xa0\x80\"", "invalid UTF-8"},  // an encoded surrogate
+      {"\"a\tb\"", "control character"},
+      {"\"\\x\"", "invalid escape"},
+      {"[1] 2", "trailing bytes"},
+      {"[1", "ends early"},
+      {"tru", "unknown word"},
+      {"\xEF\xBB\xBF{}", "byte order mark"},
+      {"", "ends early"},
+  };
+  for (const auto& [text, message] : bad) {
+    INFO(text);
+    REQUIRE_THROWS_WITH(parse(text), Contains("[lmshrink.format] test") &&
+                                         Contains("'x.json' is not valid JSON") &&
+                                         Contains(message));
+  }
+  REQUIRE_THROWS_WITH(parse(std::string(100, '[') + std::string(100, ']')),
+                      Contains("nests deeper than 64"));
+  REQUIRE_THROWS_WITH(parse("[1, 2, 3, 4]", {64, 4}), Contains("more than 4 values"));
 }

@@ -32,6 +32,7 @@
 
 #include "../config.hpp"
 #include "../detail/atomic_file.hpp"
+#include "../detail/json.hpp"
 #include "../detail/read_file.hpp"
 #include "../errors.hpp"
 #include "../low_rank_sparse_linear.hpp"
@@ -129,23 +130,6 @@ inline float half_to_float(std::uint16_t h) {
   bits |= sign;
   std::memcpy(&f, &bits, 4);
   return f;
-}
-
-inline void json_escape(std::string& out, const std::string& s) {
-  out += '"';
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += char(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += char(c);
-    }
-  }
-  out += '"';
 }
 
 /// A strict reader of the small JSON subset safetensors headers use.
