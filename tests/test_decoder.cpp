@@ -1,7 +1,9 @@
 // The reference decoder (examples/common/llama_decoder.hpp) against run.c: the greedy sample
-// token for token, and the README's window-1 NLL.
+// token for token, and the README's window-1 NLL, also through a Hugging Face checkpoint.
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
+#include <lmshrink/io/hf_checkpoint.hpp>
 #include <sstream>
 #include <vector>
 
@@ -52,4 +54,28 @@ TEST_CASE("the full-sequence forward equals the KV-cache forward", "[decoder]") 
   const auto s = examples::score_logits(logits, stream.data() + 1);
   REQUIRE(std::abs(s.nll_sum / 512.0 - 1.239298) < 1e-4);
   REQUIRE_THROWS_AS(seq.forward(stream.data(), 513), lmshrink::value_error);
+}
+
+TEST_CASE("stories260K converted to Hugging Face layout gives the same logits and NLL", "[decoder][hf]") {
+  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
+  const std::string dir = LMSHRINK_TEST_TMP "/stories260K_hf";
+  std::filesystem::remove_all(dir);
+  lmshrink::write_hf_llama(model, dir);
+  const auto hf = lmshrink::read_hf_llama(dir);  // no lmshrink metadata: config.json only
+  examples::LlamaSequenceDecoder a(model), b(hf);
+  const auto& la = a.forward(stream.data(), 512);
+  const auto& lb = b.forward(stream.data(), 512);
+  REQUIRE(la == lb);  // the q/k row permutation round trip is exact
+  const auto s = examples::score_logits(lb, stream.data() + 1);
+  REQUIRE(std::abs(s.nll_sum / 512.0 - 1.239298) < 1e-4);
+  // BF16 weights: close, not identical.
+  std::filesystem::remove_all(dir);
+  lmshrink::write_hf_llama(model, dir, lmshrink::Dtype::bf16);
+  const auto bf16 = lmshrink::read_hf_llama(dir);
+  examples::LlamaSequenceDecoder c(bf16);
+  const auto sc = examples::score_logits(c.forward(stream.data(), 512), stream.data() + 1);
+  CAPTURE(sc.nll_sum / 512.0);
+  REQUIRE(std::abs(sc.nll_sum / 512.0 - 1.239298) < 0.02);
+  std::filesystem::remove_all(dir);
 }

@@ -1,8 +1,14 @@
-// safetensors: round trips of every dtype and of compressed layers, and hostile files.
+// safetensors: round trips of every dtype and of compressed layers, and hostile files. Hugging
+// Face checkpoint directories: Llama and GPT-2, F32/F16/BF16, shards, and bad configs and files.
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
 #include <lmshrink/compact.hpp>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <lmshrink/detail/random.hpp>
+#include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/io/safetensors.hpp>
 #include <lmshrink/pruner.hpp>
 #include <lmshrink/svd_init.hpp>
@@ -199,4 +205,332 @@ TEST_CASE("a failed safetensors write leaves the previous file intact", "[safete
   const std::string before = slurp(path);
   REQUIRE_THROWS_AS(lmshrink::write_safetensors(st, tmp("no_such_dir/x.safetensors")), lmshrink::io_error);
   REQUIRE(slurp(path) == before);
+}
+
+// ---- Hugging Face checkpoint directories (io/hf_checkpoint.hpp) -----------------------------
+
+namespace {
+
+namespace fs = std::filesystem;
+
+lmshrink::RowMatrix<float> rand_matrix(lmshrink::Index r, lmshrink::Index c, std::uint64_t seed) {
+  lmshrink::detail::SplitMix64 rng(seed);
+  lmshrink::RowMatrix<float> m(r, c);
+  for (lmshrink::Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal());
+  return m;
+}
+lmshrink::Vector<float> rand_vector(lmshrink::Index n, std::uint64_t seed) {
+  return rand_matrix(n, 1, seed).col(0);
+}
+
+lmshrink::Llama2cModel tiny_llama(bool tied) {
+  lmshrink::Llama2cModel m;
+  auto& c = m.config;
+  c = {8, 12, 2, 2, 1, 16, 8, tied};
+  c.norm_eps = 1e-6;
+  c.rope_theta = 500000;
+  std::uint64_t seed = 100;
+  m.token_embedding = rand_matrix(16, 8, ++seed);
+  if (!tied) m.wcls = rand_matrix(16, 8, ++seed);
+  m.rms_final = rand_vector(8, ++seed);
+  for (int l = 0; l < 2; ++l) {
+    m.rms_att.push_back(rand_vector(8, ++seed));
+    m.rms_ffn.push_back(rand_vector(8, ++seed));
+    m.wq.push_back(rand_matrix(8, 8, ++seed));
+    m.wk.push_back(rand_matrix(4, 8, ++seed));
+    m.wv.push_back(rand_matrix(4, 8, ++seed));
+    m.wo.push_back(rand_matrix(8, 8, ++seed));
+    m.w1.push_back(rand_matrix(12, 8, ++seed));
+    m.w2.push_back(rand_matrix(8, 12, ++seed));
+    m.w3.push_back(rand_matrix(12, 8, ++seed));
+  }
+  return m;
+}
+
+lmshrink::Gpt2Model tiny_gpt2() {
+  lmshrink::Gpt2Model m;
+  auto& c = m.config;
+  c.vocab_size = 20, c.dim = 8, c.hidden_dim = 32, c.n_layers = 2, c.n_heads = 2, c.n_positions = 6;
+  std::uint64_t seed = 200;
+  m.wte = rand_matrix(20, 8, ++seed);
+  m.wpe = rand_matrix(6, 8, ++seed);
+  for (int l = 0; l < 2; ++l) {
+    m.ln1_w.push_back(rand_vector(8, ++seed));
+    m.ln1_b.push_back(rand_vector(8, ++seed));
+    m.attn_w.push_back(rand_matrix(24, 8, ++seed));
+    m.attn_b.push_back(rand_vector(24, ++seed));
+    m.proj_w.push_back(rand_matrix(8, 8, ++seed));
+    m.proj_b.push_back(rand_vector(8, ++seed));
+    m.ln2_w.push_back(rand_vector(8, ++seed));
+    m.ln2_b.push_back(rand_vector(8, ++seed));
+    m.fc_w.push_back(rand_matrix(32, 8, ++seed));
+    m.fc_b.push_back(rand_vector(32, ++seed));
+    m.fc_proj_w.push_back(rand_matrix(8, 32, ++seed));
+    m.fc_proj_b.push_back(rand_vector(8, ++seed));
+  }
+  m.lnf_w = rand_vector(8, ++seed);
+  m.lnf_b = rand_vector(8, ++seed);
+  return m;
+}
+
+bool same_llama(const lmshrink::Llama2cModel& a, const lmshrink::Llama2cModel& b) {
+  const auto& x = a.config;
+  const auto& y = b.config;
+  bool same = x.dim == y.dim && x.hidden_dim == y.hidden_dim && x.n_layers == y.n_layers &&
+              x.n_heads == y.n_heads && x.n_kv_heads == y.n_kv_heads && x.vocab_size == y.vocab_size &&
+              x.seq_len == y.seq_len && x.shared_classifier == y.shared_classifier &&
+              x.norm_eps == y.norm_eps && x.rope_theta == y.rope_theta &&
+              a.token_embedding == b.token_embedding && a.wcls == b.wcls && a.rms_final == b.rms_final;
+  for (int l = 0; l < x.n_layers; ++l) {
+    const std::size_t L = std::size_t(l);
+    same = same && a.rms_att[L] == b.rms_att[L] && a.rms_ffn[L] == b.rms_ffn[L] && a.wq[L] == b.wq[L] &&
+           a.wk[L] == b.wk[L] && a.wv[L] == b.wv[L] && a.wo[L] == b.wo[L] && a.w1[L] == b.w1[L] &&
+           a.w2[L] == b.w2[L] && a.w3[L] == b.w3[L];
+  }
+  return same;
+}
+
+bool same_gpt2(const lmshrink::Gpt2Model& a, const lmshrink::Gpt2Model& b) {
+  bool same = a.wte == b.wte && a.wpe == b.wpe && a.lnf_w == b.lnf_w && a.lnf_b == b.lnf_b &&
+              a.config.norm_eps == b.config.norm_eps && a.attn_w.size() == b.attn_w.size();
+  for (std::size_t l = 0; same && l < a.attn_w.size(); ++l)
+    same = a.ln1_w[l] == b.ln1_w[l] && a.ln1_b[l] == b.ln1_b[l] && a.attn_w[l] == b.attn_w[l] &&
+           a.attn_b[l] == b.attn_b[l] && a.proj_w[l] == b.proj_w[l] && a.proj_b[l] == b.proj_b[l] &&
+           a.ln2_w[l] == b.ln2_w[l] && a.ln2_b[l] == b.ln2_b[l] && a.fc_w[l] == b.fc_w[l] &&
+           a.fc_b[l] == b.fc_b[l] && a.fc_proj_w[l] == b.fc_proj_w[l] && a.fc_proj_b[l] == b.fc_proj_b[l];
+  return same;
+}
+
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = tmp(name);
+  fs::remove_all(dir);
+  return dir;
+}
+
+template <class E, class F>
+void require_throw(F f, const std::string& fragment) {
+  try {
+    f();
+    FAIL("no error for: " << fragment);
+  } catch (const E& e) {
+    CAPTURE(e.what());
+    REQUIRE(std::string(e.what()).find(fragment) != std::string::npos);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("F16 and BF16 conversions round to nearest even and invert the readers", "[hf]") {
+  using lmshrink::detail::float_to_bf16;
+  using lmshrink::detail::float_to_half;
+  using lmshrink::detail::half_to_float;
+  for (std::uint32_t h = 0; h < 0x10000; ++h) {
+    const float f = half_to_float(std::uint16_t(h));
+    if (std::isnan(f)) continue;
+    REQUIRE(float_to_half(f) == h);
+    std::uint32_t bits = h << 16;
+    float b;
+    std::memcpy(&b, &bits, 4);
+    if (!std::isnan(b)) REQUIRE(float_to_bf16(b) == h);
+  }
+  REQUIRE(float_to_half(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);      // tie: to even (1.0)
+  REQUIRE(float_to_half(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3c02);  // tie: to even (up)
+  REQUIRE(float_to_half(1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20)) == 0x3c01);
+  REQUIRE(float_to_half(65519.0f) == 0x7bff);
+  REQUIRE(float_to_half(65520.0f) == 0x7c00);
+  REQUIRE(float_to_half(-1e9f) == 0xfc00);
+  REQUIRE(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);             // tie: to even (zero)
+  REQUIRE(float_to_half(1.5f * std::ldexp(1.0f, -25)) == 0x0001);
+  REQUIRE(float_to_half(std::ldexp(1.0f, -14) - std::ldexp(1.0f, -26)) == 0x0400);  // up to the smallest normal
+  REQUIRE(float_to_bf16(1.0f + std::ldexp(1.0f, -8)) == 0x3f80);       // tie: to even
+  REQUIRE(float_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)) == 0x3f82);
+  REQUIRE(std::isnan(half_to_float(float_to_half(std::nanf("")))));
+}
+
+TEST_CASE("Llama checkpoints in Hugging Face layout round-trip, with rotate-half q/k rows",
+          "[hf]") {
+  for (const bool tied : {false, true}) {
+    const auto model = tiny_llama(tied);
+    const std::string dir = fresh_dir(tied ? "llama_tied" : "llama");
+    lmshrink::write_hf_llama(model, dir);
+    const auto config = lmshrink::read_hf_config(dir + "/config.json");
+    REQUIRE(config.model_type == "llama");
+    REQUIRE(config.num_kv_heads == 1);
+    REQUIRE(config.norm_eps == 1e-6);
+    REQUIRE(config.rope_theta == 500000);
+    REQUIRE(config.tie_word_embeddings == tied);
+    const auto st = lmshrink::read_safetensors(dir + "/model.safetensors");
+    REQUIRE(st.contains("lm_head.weight") == !tied);
+    REQUIRE(st.metadata.size() == 1);  // {"format": "pt"}: nothing lmshrink-specific
+    // Head size 4: HF row j·2 + i is llama2.c row 2i + j, so HF rows (0, 1, 2, 3) are (0, 2, 1, 3).
+    const auto q = st.matrix<float>("model.layers.1.self_attn.q_proj.weight", 8, 8);
+    REQUIRE(q.row(1) == model.wq[1].row(2));
+    REQUIRE(q.row(2) == model.wq[1].row(1));
+    REQUIRE(q.row(5) == model.wq[1].row(6));
+    const auto k = st.matrix<float>("model.layers.0.self_attn.k_proj.weight", 4, 8);
+    REQUIRE(k.row(1) == model.wk[0].row(2));
+    REQUIRE(same_llama(lmshrink::read_hf_llama(dir), model));
+  }
+  // F16 and BF16 files read back as the rounded values; shards read back whole.
+  const auto model = tiny_llama(false);
+  for (const auto dtype : {lmshrink::Dtype::f16, lmshrink::Dtype::bf16}) {
+    const std::string dir = fresh_dir("llama_half");
+    lmshrink::write_hf_llama(model, dir, dtype);
+    REQUIRE(lmshrink::read_safetensors(dir + "/model.safetensors").tensors.at("model.norm.weight").dtype == dtype);
+    const auto back = lmshrink::read_hf_llama(dir);
+    const auto rounded = [&](float x) {
+      return dtype == lmshrink::Dtype::f16
+                 ? lmshrink::detail::half_to_float(lmshrink::detail::float_to_half(x))
+                 : [](std::uint16_t h) { std::uint32_t b = std::uint32_t(h) << 16; float f; std::memcpy(&f, &b, 4); return f; }(lmshrink::detail::float_to_bf16(x));
+    };
+    REQUIRE(back.w2[1](3, 7) == rounded(model.w2[1](3, 7)));
+    REQUIRE(back.wq[0](5, 2) == rounded(model.wq[0](5, 2)));
+    REQUIRE(back.token_embedding.isApprox(model.token_embedding, dtype == lmshrink::Dtype::f16 ? 1e-3f : 1e-2f));
+  }
+  const std::string dir = fresh_dir("llama_sharded");
+  lmshrink::write_hf_llama(model, dir, lmshrink::Dtype::f32, 1000);
+  REQUIRE(!fs::exists(dir + "/model.safetensors"));
+  REQUIRE(fs::exists(dir + "/model.safetensors.index.json"));
+  int shards = 0;
+  for (const auto& e : fs::directory_iterator(dir)) shards += e.path().filename().string().rfind("model-", 0) == 0;
+  REQUIRE(shards > 5);
+  REQUIRE(same_llama(lmshrink::read_hf_llama(dir), model));
+}
+
+TEST_CASE("GPT-2 checkpoints: Conv1D (in, out) weights, with or without the transformer prefix",
+          "[hf]") {
+  const auto model = tiny_gpt2();
+  const std::string dir = fresh_dir("gpt2");
+  lmshrink::write_hf_gpt2(model, dir);
+  auto st = lmshrink::read_safetensors(dir + "/model.safetensors");
+  REQUIRE(st.tensors.at("transformer.h.1.attn.c_attn.weight").shape == std::vector<std::int64_t>{8, 24});
+  REQUIRE(st.tensors.at("transformer.h.0.mlp.c_proj.weight").shape == std::vector<std::int64_t>{32, 8});
+  REQUIRE(st.matrix<float>("transformer.h.0.mlp.c_fc.weight", 8, 32)(3, 17) == model.fc_w[0](17, 3));
+  REQUIRE(lmshrink::read_hf_config(dir + "/config.json").activation == "gelu_new");
+  REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
+  // The hub's gpt2 file: names without "transformer.", with the causal-mask buffers.
+  lmshrink::SafeTensors hub;
+  for (auto& [name, t] : st.tensors) hub.tensors[name.substr(std::string("transformer.").size())] = t;
+  const float mask[36] = {};
+  hub.put("h.0.attn.bias", lmshrink::Dtype::f32, {1, 1, 6, 6}, mask);
+  lmshrink::write_safetensors(hub, dir + "/model.safetensors");
+  REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
+  // A tied lm_head copy is accepted when it is the copy.
+  hub.put("lm_head.weight", model.wte);
+  lmshrink::write_safetensors(hub, dir + "/model.safetensors");
+  REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
+  auto other = model.wte;
+  other(0, 0) += 1;
+  hub.put("lm_head.weight", other);
+  lmshrink::write_safetensors(hub, dir + "/model.safetensors");
+  require_throw<lmshrink::format_error>([&] { lmshrink::read_hf_gpt2(dir); }, "lm_head.weight differs from wte");
+}
+
+TEST_CASE("config.json and checkpoint directories that disagree or are unsupported are clear errors",
+          "[hf][errors]") {
+  using lmshrink::format_error;
+  const auto config = [](const std::string& json) { return lmshrink::parse_hf_config(json, "config.json"); };
+  const std::string llama = R"("model_type": "llama", "vocab_size": 16, "hidden_size": 8,
+      "intermediate_size": 12, "num_hidden_layers": 2, "num_attention_heads": 2,
+      "max_position_embeddings": 8)";
+  const auto minimal = config("{" + llama + "}");
+  REQUIRE(minimal.norm_eps == 1e-6);  // Hugging Face's LlamaConfig defaults
+  REQUIRE(minimal.rope_theta == 10000);
+  REQUIRE(minimal.num_kv_heads == 2);
+  REQUIRE(!minimal.tie_word_embeddings);
+  const std::string gpt2 = R"("model_type": "gpt2", "vocab_size": 20, "n_embd": 8, "n_layer": 2,
+      "n_head": 2, "n_positions": 6)";
+  const auto g = config("{" + gpt2 + ", \"n_inner\": null}");
+  REQUIRE(g.intermediate_size == 32);
+  REQUIRE(g.norm_eps == 1e-5);
+  REQUIRE(g.tie_word_embeddings);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"[1]", "is an array; an object was expected"},
+      {"{\"vocab_size\": 3}", "the key 'model_type' is missing"},
+      {"{\"model_type\": \"mistral\"}", "model_type 'mistral' is not supported"},
+      {"{\"model_type\": \"llama\"}", "the key 'vocab_size' is missing"},
+      {"{" + llama + ", \"vocab_size\": 16}", "has the key 'vocab_size' twice"},
+      {R"({"model_type": "llama", "vocab_size": -1})", "'vocab_size' is -1; an integer in [1, "},
+      {R"({"model_type": "llama", "vocab_size": 16.5})", "'vocab_size' is 16.5"},
+      {R"({"model_type": "llama", "vocab_size": "16"})", "'vocab_size' is a string"},
+      {"{" + llama + ", \"hidden_act\": \"gelu\"}", "'hidden_act' is 'gelu'"},
+      {"{" + llama + ", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2}}", "'rope_scaling' is set"},
+      {"{" + llama + ", \"attention_bias\": true}", "'attention_bias' is set"},
+      {"{" + llama + ", \"num_key_value_heads\": 3}", "not a multiple of 3 key/value heads"},
+      {"{" + llama + ", \"head_dim\": 8}", "'head_dim' is 8"},
+      {"{" + llama + ", \"rms_norm_eps\": 0}", "'rms_norm_eps' is 0"},
+      {"{" + gpt2 + ", \"activation_function\": \"relu\"}", "'activation_function' is 'relu'"},
+      {"{" + gpt2 + ", \"tie_word_embeddings\": false}", "'tie_word_embeddings' is false"},
+      {"{" + gpt2 + ", \"scale_attn_by_inverse_layer_idx\": true}", "attention scaled by layer index"},
+      {"{" + gpt2 + ", \"add_cross_attention\": true}", "cross-attention"},
+      {R"({"model_type": "gpt2", "vocab_size": 20, "n_embd": 8, "n_layer": 2, "n_head": 3, "n_positions": 6})",
+       "n_embd 8 is not a multiple of n_head 3"},
+  };
+  for (const auto& entry : bad) {
+    const std::string& json = entry.first;
+    INFO(json);
+    require_throw<format_error>([&] { config(json); }, entry.second);
+    require_throw<format_error>([&] { config(json); }, "[lmshrink.format] read_hf_config: 'config.json'");
+  }
+
+  // Directories: the config and the tensors disagree.
+  const auto model = tiny_llama(false);
+  const std::string dir = fresh_dir("llama_bad");
+  lmshrink::write_hf_llama(model, dir);
+  const auto config_text = slurp(dir + "/config.json");
+  const auto with_config = [&](const std::string& from, const std::string& to) {
+    std::string t = config_text;
+    const auto at = t.find(from);
+    REQUIRE(at != std::string::npos);
+    spit(dir + "/config.json", t.replace(at, from.size(), to));
+  };
+  with_config("\"hidden_size\": 8", "\"hidden_size\": 16");
+  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); },
+                              "disagrees with config.json: [lmshrink.format] SafeTensors::matrix: tensor "
+                              "'model.embed_tokens.weight' has shape [16x8] but [16x16] was expected");
+  with_config("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); },
+                              "holds the tensor 'model.layers.1.input_layernorm.weight', which config.json's model does not have");
+  with_config("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); },
+                              "tensor 'model.layers.2.input_layernorm.weight' is missing");
+  with_config("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
+  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); }, "lm_head.weight differs");
+  spit(dir + "/config.json", config_text);
+  require_throw<format_error>([&] { lmshrink::read_hf_gpt2(dir); }, "is a 'llama' model; \"gpt2\" was expected");
+  // A weight in a dtype that is not a float, and one with a non-finite value.
+  auto st = lmshrink::read_safetensors(dir + "/model.safetensors");
+  const auto good = st;
+  const std::vector<std::int32_t> ints(8, 1);
+  st.put("model.norm.weight", lmshrink::Dtype::i32, {8}, ints.data());
+  lmshrink::write_safetensors(st, dir + "/model.safetensors");
+  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); },
+                              "tensor 'model.norm.weight' is I32; a floating-point dtype was expected");
+  st = good;
+  lmshrink::Vector<float> nan = model.rms_final;
+  nan[3] = std::nanf("");
+  st.put("model.norm.weight", nan);
+  lmshrink::write_safetensors(st, dir + "/model.safetensors");
+  require_throw<lmshrink::numeric_error>([&] { lmshrink::read_hf_llama(dir); }, "non-finite value at entry 3");
+  // No weights at all; a config.json that is not there.
+  fs::remove(dir + "/model.safetensors");
+  require_throw<lmshrink::io_error>([&] { lmshrink::read_hf_llama(dir); }, "model.safetensors");
+  require_throw<lmshrink::io_error>([&] { lmshrink::read_hf_llama(tmp("no_such_dir")); }, "config.json");
+
+  // Shard indexes that point outside the directory, at missing tensors, or miss some.
+  const std::string sharded = fresh_dir("llama_bad_index");
+  lmshrink::write_hf_llama(model, sharded, lmshrink::Dtype::f32, 1000);
+  const std::string index_text = slurp(sharded + "/model.safetensors.index.json");
+  const auto with_index = [&](const std::string& from, const std::string& to) {
+    std::string t = index_text;
+    const auto at = t.find(from);
+    REQUIRE(at != std::string::npos);
+    spit(sharded + "/model.safetensors.index.json", t.replace(at, from.size(), to));
+  };
+  with_index("\"model-00001-of-", "\"../model-00001-of-");
+  require_throw<format_error>([&] { lmshrink::read_hf_llama(sharded); }, "a file name in the same directory was expected");
+  with_index("\"weight_map\"", "\"weights\"");
+  require_throw<format_error>([&] { lmshrink::read_hf_llama(sharded); }, "has no \"weight_map\" object");
+  with_index("\"model.norm.weight\"", "\"model.norm.weight2\"");
+  require_throw<format_error>([&] { lmshrink::read_hf_llama(sharded); }, "lacks 'model.norm.weight2'");
 }

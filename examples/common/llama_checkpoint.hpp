@@ -11,7 +11,10 @@
 // k_proj are permuted to Hugging Face's rotate-half RoPE layout, as its llama2.c converter
 // does; loading undoes it. The metadata also holds the llama2.c config.
 
+#include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/io/safetensors.hpp>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,12 +31,7 @@ inline std::string hf_linear_name(int layer, int kind) {
   return "model.layers." + std::to_string(layer) + "." + names[kind];
 }
 
-/// Row r of the Hugging Face layout holds row hf_rope_source(r) of llama2.c's (adjacent-pair)
-/// layout: within each head, HF row j·hs/2 + i is llama2.c row 2i + j.
-inline Eigen::Index hf_rope_source(Eigen::Index r, int head_size) {
-  const Eigen::Index h = r / head_size, w = r % head_size, half = head_size / 2;
-  return h * head_size + 2 * (w % half) + w / half;
-}
+using lmshrink::hf_rope_source;
 
 /// Permutes the output rows of a layer (U, S, the row mask, the element mask and the bias):
 /// new row r = old row source(r), or the inverse when `inverse`.
@@ -90,6 +88,11 @@ inline void save_checkpoint(const LlamaWeights<float>& w, const std::string& pat
   st.metadata["vocab_size"] = std::to_string(c.vocab_size);
   st.metadata["seq_len"] = std::to_string(c.seq_len);
   st.metadata["tie_word_embeddings"] = c.shared_classifier ? "true" : "false";
+  char number[32];
+  std::snprintf(number, sizeof number, "%.17g", c.norm_eps);
+  st.metadata["norm_eps"] = number;
+  std::snprintf(number, sizeof number, "%.17g", c.rope_theta);
+  st.metadata["rope_theta"] = number;
   st.put("model.embed_tokens.weight", w.embedding);
   if (!c.shared_classifier) st.put("lm_head.weight", w.classifier);
   st.put("model.norm.weight", w.rms_final);
@@ -130,6 +133,20 @@ inline LlamaWeights<float> load_checkpoint(const std::string& path) {
   c.vocab_size = int(st.meta_int("vocab_size", 1, big));
   c.seq_len = int(st.meta_int("seq_len", 1, big));
   c.shared_classifier = st.meta("tie_word_embeddings") == "true";
+  // Absent from checkpoints written before they were recorded: llama2.c's values.
+  const auto real = [&](const char* key, double fallback, double lo, double hi) {
+    if (!st.metadata.count(key)) return fallback;
+    const std::string& s = st.meta(key);
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || !(v >= lo && v <= hi))
+      lmshrink::detail::fail<lmshrink::format_error>("load_checkpoint", "'", path, "': metadata '", key,
+                                                     "' is '", s, "'; a number in [", lo, ", ", hi,
+                                                     "] was expected");
+    return v;
+  };
+  c.norm_eps = real("norm_eps", 1e-5, 1e-12, 1.0);
+  c.rope_theta = real("rope_theta", 10000.0, 1.0, 1e12);
   if (c.dim % c.n_heads != 0 || c.head_size() % 2 != 0 || c.n_heads % c.n_kv_heads != 0)
     lmshrink::detail::fail<lmshrink::format_error>(
         "load_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",

@@ -1,7 +1,8 @@
 #pragma once
 // A reference Llama decoder for llama2.c models (stories260K and kin), as a C++ trainer would
-// write one around lmshrink: RMSNorm (eps 1e-5), RoPE on adjacent pairs, grouped-query
-// attention, SwiGLU feed-forward and a tied or separate classifier, with run.c's semantics.
+// write one around lmshrink: RMSNorm (eps config.norm_eps: 1e-5 in llama2.c), RoPE on adjacent
+// pairs (base config.rope_theta: 10000 in llama2.c), grouped-query attention, SwiGLU
+// feed-forward and a tied or separate classifier, with run.c's semantics.
 //
 // Two forms: the token-by-token forward with a KV cache (generation), and the full-sequence
 // forward (scoring and training), where every linear layer is one matrix product over the
@@ -23,8 +24,9 @@ namespace examples {
 using Vec = Eigen::VectorXf;
 using RowMat = lmshrink::RowMatrix<float>;
 
-inline void rmsnorm(Eigen::Ref<Vec> out, const Eigen::Ref<const Vec>& x, const Eigen::Ref<const Vec>& w) {
-  const float ss = x.squaredNorm() / float(x.size()) + 1e-5f;
+inline void rmsnorm(Eigen::Ref<Vec> out, const Eigen::Ref<const Vec>& x, const Eigen::Ref<const Vec>& w,
+                    float eps) {
+  const float ss = x.squaredNorm() / float(x.size()) + eps;
   out = x.cwiseProduct(w) * (1.0f / std::sqrt(ss));
 }
 
@@ -36,6 +38,7 @@ inline void rmsnorm(Eigen::Ref<Vec> out, const Eigen::Ref<const Vec>& x, const E
 class DenseView {
  public:
   DenseView(const lmshrink::Llama2cModel& m) : m_(&m) {}  // NOLINT: implicit, a view
+  DenseView(lmshrink::Llama2cModel&&) = delete;            // a view of a temporary would dangle
   const lmshrink::Llama2cConfig& config() const { return m_->config; }
   const RowMat& embedding() const { return m_->token_embedding; }
   const RowMat& classifier() const {
@@ -69,12 +72,12 @@ class DenseView {
 /// RoPE angles of every (position, pair) as run.c computes them (float pow, cos and sin), once.
 class RopeTable {
  public:
-  RopeTable(int seq_len, int head_size) : half_(head_size / 2) {
+  RopeTable(int seq_len, int head_size, double theta) : half_(head_size / 2) {
     cos_.resize(std::size_t(seq_len) * half_);
     sin_.resize(cos_.size());
     for (int pos = 0; pos < seq_len; ++pos)
       for (int j = 0; j < half_; ++j) {
-        const float freq = 1.0f / std::pow(10000.0f, float(2 * j) / float(head_size));
+        const float freq = 1.0f / std::pow(float(theta), float(2 * j) / float(head_size));
         const float angle = float(pos) * freq;
         cos_[std::size_t(pos) * half_ + j] = std::cos(angle);
         sin_[std::size_t(pos) * half_ + j] = std::sin(angle);
@@ -105,7 +108,7 @@ class KvDecoder {
  public:
   explicit KvDecoder(View m)
       : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()),
-        rope_(c_.seq_len, hs_) {
+        rope_(c_.seq_len, hs_, c_.rope_theta) {
     x_.resize(c_.dim);
     xb_.resize(c_.dim);
     q_.resize(c_.dim);
@@ -135,7 +138,7 @@ class KvDecoder {
     const int dim = c_.dim, L = c_.n_layers, T = c_.seq_len;
     x_ = m_.embedding().row(token).transpose();
     for (int l = 0; l < L; ++l) {
-      rmsnorm(xb_, x_, m_.rms_att(l));
+      rmsnorm(xb_, x_, m_.rms_att(l), float(c_.norm_eps));
       // Layer l's keys and values, transposed: [kv head][i][position].
       float* keys = key_cache_.data() + std::size_t(l) * T * kv_dim_;
       float* values = value_cache_.data() + std::size_t(l) * T * kv_dim_;
@@ -151,14 +154,14 @@ class KvDecoder {
       attention(keys, values, pos);
       m_.linear(l, 3, att_out_.data(), 1, y_.data());
       x_ += y_;
-      rmsnorm(xb_, x_, m_.rms_ffn(l));
+      rmsnorm(xb_, x_, m_.rms_ffn(l), float(c_.norm_eps));
       m_.linear(l, 4, xb_.data(), 1, h1_.data());
       m_.linear(l, 6, xb_.data(), 1, h3_.data());
       h1_.array() = h1_.array() / (1.0f + (-h1_.array()).exp()) * h3_.array();
       m_.linear(l, 5, h1_.data(), 1, y_.data());
       x_ += y_;
     }
-    rmsnorm(xb_, x_, m_.rms_final());
+    rmsnorm(xb_, x_, m_.rms_final(), float(c_.norm_eps));
     m_.classify(xb_.data(), logits_.data());
     return logits_;
   }
@@ -199,7 +202,7 @@ class SequenceDecoder {
  public:
   explicit SequenceDecoder(View m)
       : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()),
-        rope_(c_.seq_len, hs_) {}
+        rope_(c_.seq_len, hs_, c_.rope_theta) {}
 
   const lmshrink::Llama2cConfig& config() const { return c_; }
 
@@ -267,7 +270,7 @@ class SequenceDecoder {
   void rmsnorm_rows(const RowMat& x, const Vec& w) {
     xb_.resize(x.rows(), x.cols());
     for (Eigen::Index t = 0; t < x.rows(); ++t) {
-      const float ss = x.row(t).squaredNorm() / float(x.cols()) + 1e-5f;
+      const float ss = x.row(t).squaredNorm() / float(x.cols()) + float(c_.norm_eps);
       xb_.row(t) = x.row(t).cwiseProduct(w.transpose()) * (1.0f / std::sqrt(ss));
     }
   }

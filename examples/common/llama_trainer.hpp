@@ -92,7 +92,7 @@ struct LlamaWeights {
     m.freq_cis_imag.resize(config.seq_len, half);
     for (int p = 0; p < config.seq_len; ++p)
       for (int i = 0; i < half; ++i) {
-        const double angle = p / std::pow(10000.0, 2.0 * i / config.head_size());
+        const double angle = p / std::pow(config.rope_theta, 2.0 * i / config.head_size());
         m.freq_cis_real(p, i) = float(std::cos(angle));
         m.freq_cis_imag(p, i) = float(std::sin(angle));
       }
@@ -186,8 +186,8 @@ class LlamaTrainer {
     sin_.resize(n, half);
     for (int p = 0; p < n; ++p)
       for (int i = 0; i < half; ++i) {
-        // As run.c, in float: freq = 1 / 10000^(2i/hs), angle = pos·freq.
-        const float freq = 1.0f / std::pow(10000.0f, float(2 * i) / float(hs_));
+        // As run.c, in float: freq = 1 / theta^(2i/hs) (theta = 10000), angle = pos·freq.
+        const float freq = 1.0f / std::pow(float(c_.rope_theta), float(2 * i) / float(hs_));
         const float angle = float(p) * freq;
         cos_(p, i) = Scalar(std::cos(angle));
         sin_(p, i) = Scalar(std::sin(angle));
@@ -291,9 +291,9 @@ class LlamaTrainer {
     acc += y;
   }
 
-  static void rmsnorm_forward(const Mat& x, const Vec& g, Mat& y, Vec& r) {
+  void rmsnorm_forward(const Mat& x, const Vec& g, Mat& y, Vec& r) const {
     for (Eigen::Index t = 0; t < x.rows(); ++t) {
-      const Scalar ss = x.row(t).squaredNorm() / Scalar(x.cols()) + Scalar(1e-5);
+      const Scalar ss = x.row(t).squaredNorm() / Scalar(x.cols()) + Scalar(c_.norm_eps);
       r[t] = Scalar(1) / std::sqrt(ss);
       y.row(t) = x.row(t).cwiseProduct(g.transpose()) * r[t];
     }

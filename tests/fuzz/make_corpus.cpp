@@ -1,10 +1,12 @@
 // Writes the fuzz targets' seed corpora with the library's own writers:
-//   fuzz_make_corpus DIR   →  DIR/{safetensors,llama2c,tokenizer,pruner_state}/*
+//   fuzz_make_corpus DIR   →  DIR/{safetensors,llama2c,tokenizer,pruner_state,hf_text}/*
 // The bundled model and tokenizer are added by the callers (ctest and cmake/quickstart.sh fuzz).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <lmshrink/io/gpt2_tokenizer.hpp>
+#include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/io/llama2c.hpp>
 #include <lmshrink/io/safetensors.hpp>
 #include <lmshrink/io/tokenizer.hpp>
@@ -105,6 +107,46 @@ void tokenizer(const fs::path& dir) {
   lmshrink::write_tokenizer(lmshrink::Tokenizer(pieces, scores), (dir / "small.bin").string());
 }
 
+void write_text(const fs::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// Selector byte 0: config.json files as lmshrink writes them and as Hugging Face ships them;
+// selector 1: a byte-level vocabulary with two merges.
+void hf_text(const fs::path& dir) {
+  lmshrink::Llama2cConfig llama{8, 12, 2, 2, 1, 16, 8, false};
+  lmshrink::Gpt2Config gpt2;
+  gpt2.vocab_size = 20, gpt2.dim = 8, gpt2.hidden_dim = 32, gpt2.n_layers = 2, gpt2.n_heads = 2,
+  gpt2.n_positions = 6;
+  write_text(dir / "llama_config", std::string(1, '\0') + lmshrink::hf_config_json(lmshrink::hf_config_of(llama)));
+  write_text(dir / "gpt2_config", std::string(1, '\0') + lmshrink::hf_config_json(lmshrink::hf_config_of(gpt2)));
+  write_text(dir / "gpt2_hub_config", std::string(1, '\0') + R"({
+  "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+  "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+  "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+  "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": null,
+  "summary_first_dropout": 0.1, "summary_proj_to_labels": true, "summary_type": "cls_index",
+  "summary_use_proj": true, "task_specific_params": {"text-generation": {"do_sample": true,
+  "max_length": 50}}, "vocab_size": 50257})");
+  std::string vocab = "{";
+  for (int b = 0; b < 256; ++b) {
+    const std::uint32_t cp = lmshrink::detail::gpt2_byte_char(static_cast<unsigned char>(b));
+    std::string c;
+    if (cp < 0x80) {
+      c += char(cp);
+    } else {
+      c += char(0xC0 | (cp >> 6));
+      c += char(0x80 | (cp & 0x3F));
+    }
+    std::string key;
+    lmshrink::detail::json_escape(key, c);
+    vocab += key + ": " + std::to_string(b) + ", ";
+  }
+  vocab += "\"ab\": 256, \"\u0120ab\": 257, \"<|endoftext|>\": 258}";
+  write_text(dir / "gpt2_vocab", std::string(1, '\1') + vocab + std::string(1, '\0') +
+                                     "#version: 0.2\na b\n\u0120 ab\n");
+}
+
 void pruner_states(const fs::path& dir) {
   for (int variant = 0; variant < fuzz::kPrunerVariants; ++variant) {
     for (int steps : {0, 5}) {
@@ -133,12 +175,13 @@ int main(int argc, char** argv) {
   }
   try {
     const fs::path root = argv[1];
-    for (const char* t : {"safetensors", "llama2c", "tokenizer", "pruner_state"})
+    for (const char* t : {"safetensors", "llama2c", "tokenizer", "pruner_state", "hf_text"})
       fs::create_directories(root / t);
     safetensors(root / "safetensors");
     llama2c(root / "llama2c");
     tokenizer(root / "tokenizer");
     pruner_states(root / "pruner_state");
+    hf_text(root / "hf_text");
     std::printf("wrote the seed corpora to %s\n", argv[1]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

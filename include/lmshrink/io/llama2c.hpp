@@ -37,6 +37,9 @@ struct Llama2cConfig {
   int vocab_size = 0;  // always positive here; the sign of the file's field is shared_classifier
   int seq_len = 0;
   bool shared_classifier = true;
+  // Not in llama2.c files, which always mean these (run.c's constants); other sources set them.
+  double norm_eps = 1e-5;      // RMSNorm epsilon
+  double rope_theta = 10000;   // RoPE base
 
   int head_size() const { return dim / n_heads; }
   int kv_dim() const { return dim * n_kv_heads / n_heads; }
@@ -246,6 +249,9 @@ inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
   detail::check_little_endian();
   const Llama2cConfig& c = m.config;
   detail::validate_llama2c_config(where, c);
+  if (c.norm_eps != 1e-5 || c.rope_theta != 10000)
+    detail::fail<value_error>(where, "the model has norm_eps ", c.norm_eps, " and rope_theta ",
+                              c.rope_theta, "; a llama2.c file can only mean 1e-5 and 10000");
   const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
               L = c.n_layers;
   detail::check_shape(where, "token_embedding", m.token_embedding, v, d);

@@ -1,0 +1,424 @@
+#pragma once
+// The trainable form of GPT-2, as a C++ trainer composes lmshrink: token + learned position
+// embeddings, pre-LayerNorm blocks (weight and bias, eps from the config), causal softmax
+// attention, GELU (tanh approximation), biases on every linear layer, final LayerNorm, and the
+// head tied to the token embedding. Every linear layer is a lmshrink::LowRankSparseLinear with
+// a bias (a dense layer is rank 0 with all of W in S).
+//
+//   auto w = examples::Gpt2Weights<float>::from_model(lmshrink::read_hf_gpt2("gpt2"));
+//   examples::Gpt2Trainer<float> net(w, batch, n);
+//   const auto& logits = net.forward(tokens);     // (batch·n, vocab)
+//   net.zero_grad();  net.backward(dlogits);      // net.grads() for every parameter
+//
+// The fused QKV projection (c_attn, (3·dim, dim)) is split into three layers q, k and v of
+// (dim, dim) with their thirds of the bias. Each then gets its own rank, its own pruning
+// allocation and its own calibration, as Llama's q/k/v do: the three have different spectra
+// (q and k are typically of lower effective rank than v), and one shared factorisation would
+// force one rank and one shared input basis V on all three. to_model() fuses them back.
+//
+// The backward is checked against central differences in double by tests/test_gpt2.cpp.
+
+#include <Eigen/Core>
+#include <array>
+#include <cmath>
+#include <lmshrink/io/hf_checkpoint.hpp>
+#include <lmshrink/low_rank_sparse_linear.hpp>
+#include <lmshrink/pruner.hpp>
+#include <string>
+#include <vector>
+
+namespace examples {
+
+/// The six linear layers of a GPT-2 block.
+enum Gpt2LinearKind : int { kGq, kGk, kGv, kGproj, kGfc, kGfcProj };
+constexpr int kGpt2LinearKinds = 6;
+
+inline const char* gpt2_linear_kind_name(int k) {
+  static const char* names[kGpt2LinearKinds] = {"attn.q", "attn.k", "attn.v",
+                                                "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+  return names[k];
+}
+
+/// GELU with the tanh approximation ("gelu_new"), and its derivative.
+template <class Scalar>
+Scalar gelu_tanh(Scalar x) {
+  const Scalar c = Scalar(0.7978845608028654);  // sqrt(2/π)
+  return Scalar(0.5) * x * (Scalar(1) + std::tanh(c * (x + Scalar(0.044715) * x * x * x)));
+}
+template <class Scalar>
+Scalar gelu_tanh_derivative(Scalar x) {
+  const Scalar c = Scalar(0.7978845608028654);
+  const Scalar t = std::tanh(c * (x + Scalar(0.044715) * x * x * x));
+  return Scalar(0.5) * (Scalar(1) + t) +
+         Scalar(0.5) * x * (Scalar(1) - t * t) * c * (Scalar(1) + Scalar(3 * 0.044715) * x * x);
+}
+
+template <class Scalar>
+struct Gpt2Weights {
+  using Mat = lmshrink::RowMatrix<Scalar>;
+  using Vec = lmshrink::Vector<Scalar>;
+  using Layer = lmshrink::LowRankSparseLinear<Scalar>;
+
+  lmshrink::Gpt2Config config;
+  Mat wte;  // (vocab, dim); also the head
+  Mat wpe;  // (n_positions, dim)
+  std::vector<Vec> ln1_w, ln1_b, ln2_w, ln2_b;
+  Vec lnf_w, lnf_b;
+  std::vector<std::array<Layer, kGpt2LinearKinds>> linear;  // [layer][kind], each with a bias
+
+  /// Dense layers: rank 0, W in S, every row live; c_attn split into q, k, v.
+  static Gpt2Weights from_model(const lmshrink::Gpt2Model& m) {
+    Gpt2Weights w;
+    w.config = m.config;
+    const int d = m.config.dim;
+    w.wte = m.wte.template cast<Scalar>();
+    w.wpe = m.wpe.template cast<Scalar>();
+    w.lnf_w = m.lnf_w.template cast<Scalar>();
+    w.lnf_b = m.lnf_b.template cast<Scalar>();
+    const auto dense = [](const lmshrink::RowMatrix<float>& W, const lmshrink::Vector<float>& b) {
+      Layer layer = lmshrink::make_dense_layer<Scalar>(W.template cast<Scalar>(), true);
+      layer.bias() = b.template cast<Scalar>();
+      return layer;
+    };
+    for (std::size_t l = 0; l < m.attn_w.size(); ++l) {
+      w.ln1_w.push_back(m.ln1_w[l].template cast<Scalar>());
+      w.ln1_b.push_back(m.ln1_b[l].template cast<Scalar>());
+      w.ln2_w.push_back(m.ln2_w[l].template cast<Scalar>());
+      w.ln2_b.push_back(m.ln2_b[l].template cast<Scalar>());
+      std::array<Layer, kGpt2LinearKinds> layers;
+      for (int part = 0; part < 3; ++part)
+        layers[std::size_t(part)] = dense(m.attn_w[l].middleRows(part * d, d), m.attn_b[l].segment(part * d, d));
+      layers[kGproj] = dense(m.proj_w[l], m.proj_b[l]);
+      layers[kGfc] = dense(m.fc_w[l], m.fc_b[l]);
+      layers[kGfcProj] = dense(m.fc_proj_w[l], m.fc_proj_b[l]);
+      w.linear.push_back(std::move(layers));
+    }
+    return w;
+  }
+
+  /// The dense model these weights represent (U·V + S∘M and the bias per linear layer).
+  lmshrink::Gpt2Model to_model() const {
+    lmshrink::Gpt2Model m;
+    m.config = config;
+    const int d = config.dim;
+    m.wte = wte.template cast<float>();
+    m.wpe = wpe.template cast<float>();
+    m.lnf_w = lnf_w.template cast<float>();
+    m.lnf_b = lnf_b.template cast<float>();
+    for (std::size_t l = 0; l < linear.size(); ++l) {
+      const auto& lin = linear[l];
+      m.ln1_w.push_back(ln1_w[l].template cast<float>());
+      m.ln1_b.push_back(ln1_b[l].template cast<float>());
+      m.ln2_w.push_back(ln2_w[l].template cast<float>());
+      m.ln2_b.push_back(ln2_b[l].template cast<float>());
+      lmshrink::RowMatrix<float> qkv(3 * d, d);
+      lmshrink::Vector<float> qkv_b(3 * d);
+      for (int part = 0; part < 3; ++part) {
+        qkv.middleRows(part * d, d) = lin[std::size_t(part)].to_dense().template cast<float>();
+        qkv_b.segment(part * d, d) = lin[std::size_t(part)].bias().template cast<float>();
+      }
+      m.attn_w.push_back(qkv);
+      m.attn_b.push_back(qkv_b);
+      m.proj_w.push_back(lin[kGproj].to_dense().template cast<float>());
+      m.proj_b.push_back(lin[kGproj].bias().template cast<float>());
+      m.fc_w.push_back(lin[kGfc].to_dense().template cast<float>());
+      m.fc_b.push_back(lin[kGfc].bias().template cast<float>());
+      m.fc_proj_w.push_back(lin[kGfcProj].to_dense().template cast<float>());
+      m.fc_proj_b.push_back(lin[kGfcProj].bias().template cast<float>());
+    }
+    return m;
+  }
+
+  /// Stored parameters: embeddings, norms and every linear layer's live parameters.
+  std::int64_t parameters() const {
+    std::int64_t n = wte.size() + wpe.size() + lnf_w.size() + lnf_b.size();
+    for (std::size_t l = 0; l < linear.size(); ++l)
+      n += ln1_w[l].size() + ln1_b[l].size() + ln2_w[l].size() + ln2_b[l].size();
+    return n + linear_parameters();
+  }
+  std::int64_t linear_parameters() const {
+    std::int64_t n = 0;
+    for (const auto& block : linear)
+      for (const auto& layer : block) n += layer.live_parameters();
+    return n;
+  }
+  std::int64_t linear_dense_parameters() const {
+    std::int64_t n = 0;
+    for (const auto& block : linear)
+      for (const auto& layer : block) n += layer.dense_parameters();
+    return n;
+  }
+};
+
+/// Gradients of every parameter of Gpt2Weights, same shapes.
+template <class Scalar>
+struct Gpt2Grads {
+  using W = Gpt2Weights<Scalar>;
+  typename W::Mat wte, wpe;
+  std::vector<typename W::Vec> ln1_w, ln1_b, ln2_w, ln2_b;
+  typename W::Vec lnf_w, lnf_b;
+  std::vector<std::array<typename W::Layer::Gradients, kGpt2LinearKinds>> linear;
+
+  explicit Gpt2Grads(const W& w) {
+    wte.setZero(w.wte.rows(), w.wte.cols());
+    wpe.setZero(w.wpe.rows(), w.wpe.cols());
+    lnf_w.setZero(w.lnf_w.size());
+    lnf_b.setZero(w.lnf_b.size());
+    for (std::size_t l = 0; l < w.linear.size(); ++l) {
+      for (auto* v : {&ln1_w, &ln1_b, &ln2_w, &ln2_b}) v->push_back(W::Vec::Zero(w.config.dim));
+      std::array<typename W::Layer::Gradients, kGpt2LinearKinds> g;
+      for (int k = 0; k < kGpt2LinearKinds; ++k) g[std::size_t(k)] = w.linear[l][std::size_t(k)].make_gradients();
+      linear.push_back(std::move(g));
+    }
+  }
+
+  void set_zero() {
+    wte.setZero();
+    wpe.setZero();
+    lnf_w.setZero();
+    lnf_b.setZero();
+    for (std::size_t l = 0; l < linear.size(); ++l) {
+      for (auto* v : {&ln1_w, &ln1_b, &ln2_w, &ln2_b}) (*v)[l].setZero();
+      for (auto& g : linear[l]) {
+        g.U.setZero();
+        g.V.setZero();
+        g.S.setZero();
+        g.bias.setZero();
+      }
+    }
+  }
+};
+
+/// Full-sequence forward and backward over `batch` sequences of `n` tokens (positions 0..n−1 in
+/// every sequence). Buffers are sized once, at construction.
+template <class Scalar>
+class Gpt2Trainer {
+ public:
+  using W = Gpt2Weights<Scalar>;
+  using Mat = typename W::Mat;
+  using Vec = typename W::Vec;
+
+  Gpt2Trainer(W& weights, int batch, int n) : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n) {
+    if (batch < 1 || n < 1 || n > c_.n_positions)
+      lmshrink::detail::fail<lmshrink::value_error>("Gpt2Trainer", "batch must be >= 1 and n in [1, ",
+                                                    c_.n_positions, "], got batch ", batch, ", n ", n);
+    const int N = batch * n, d = c_.dim, hid = c_.hidden_dim;
+    hs_ = c_.head_size();
+    act_.resize(std::size_t(c_.n_layers));
+    for (auto& a : act_) {
+      for (Mat* m : {&a.x, &a.xhat1, &a.a1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.xhat2, &a.a2}) m->resize(N, d);
+      a.h.resize(N, hid);
+      a.g.resize(N, hid);
+      a.rstd1.resize(N);
+      a.rstd2.resize(N);
+      a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
+    }
+    for (Mat* m : {&x_final_, &xhat_f_, &xf_, &dx_, &dxa_, &dq_, &dk_, &dv_, &datt_, &tmp_}) m->resize(N, d);
+    rstd_f_.resize(N);
+    dh_.resize(N, hid);
+    dg_.resize(N, hid);
+    dp_.resize(n, n);
+    logits_.resize(N, c_.vocab_size);
+    tokens_.assign(std::size_t(N), 0);
+  }
+
+  int batch() const { return batch_; }
+  int length() const { return n_; }
+  W& weights() { return w_; }
+  const W& weights() const { return w_; }
+  Gpt2Grads<Scalar>& grads() { return g_; }
+  void zero_grad() { g_.set_zero(); }
+
+  /// Logits (batch·n, vocab) for tokens (batch·n).
+  const Mat& forward(const int* tokens) {
+    const int N = batch_ * n_;
+    for (int t = 0; t < N; ++t) {
+      if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
+        lmshrink::detail::fail<lmshrink::value_error>("Gpt2Trainer::forward", "token ", tokens[t], " at ", t,
+                                                      " is outside [0, ", c_.vocab_size, ")");
+      tokens_[std::size_t(t)] = tokens[t];
+    }
+    Mat x(N, c_.dim);
+    for (int t = 0; t < N; ++t) x.row(t) = w_.wte.row(tokens[t]) + w_.wpe.row(t % n_);
+    for (int l = 0; l < c_.n_layers; ++l) {
+      auto& a = act_[std::size_t(l)];
+      auto& lin = w_.linear[std::size_t(l)];
+      const std::size_t L = std::size_t(l);
+      a.x = x;
+      layernorm_forward(a.x, w_.ln1_w[L], w_.ln1_b[L], a.xhat1, a.rstd1, a.a1);
+      lin[kGq].forward(a.a1, a.q, a.cache[kGq]);
+      lin[kGk].forward(a.a1, a.k, a.cache[kGk]);
+      lin[kGv].forward(a.a1, a.v, a.cache[kGv]);
+      attention_forward(a);
+      lin[kGproj].forward(a.att, tmp_, a.cache[kGproj]);
+      a.x_mid = a.x + tmp_;
+      layernorm_forward(a.x_mid, w_.ln2_w[L], w_.ln2_b[L], a.xhat2, a.rstd2, a.a2);
+      lin[kGfc].forward(a.a2, a.h, a.cache[kGfc]);
+      a.g = a.h.unaryExpr([](Scalar v) { return gelu_tanh(v); });
+      lin[kGfcProj].forward(a.g, tmp_, a.cache[kGfcProj]);
+      x = a.x_mid + tmp_;
+    }
+    x_final_ = x;
+    layernorm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
+    logits_.noalias() = xf_ * w_.wte.transpose();
+    return logits_;
+  }
+
+  /// The residual stream after block l (before any norm) from the last forward: (batch·n, dim).
+  const Mat& block_output(int l) const {
+    check_block("Gpt2Trainer::block_output", l);
+    return l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_;
+  }
+
+  /// The input of linear layer `kind` of block l in the last forward: ln_1's output for q, k
+  /// and v, the attention output for c_proj, ln_2's output for c_fc, GELU's output for the
+  /// MLP's c_proj.
+  const Mat& linear_input(int l, int kind) const {
+    check_block("Gpt2Trainer::linear_input", l);
+    const auto& a = act_[std::size_t(l)];
+    switch (kind) {
+      case kGq: case kGk: case kGv: return a.a1;
+      case kGproj: return a.att;
+      case kGfc: return a.a2;
+      case kGfcProj: return a.g;
+      default:
+        lmshrink::detail::fail<lmshrink::value_error>("Gpt2Trainer::linear_input", "kind ", kind,
+                                                      " is outside [0, ", kGpt2LinearKinds, ")");
+    }
+  }
+
+  /// Accumulates the gradients of every parameter for dlogits = ∂loss/∂logits of the last
+  /// forward, plus, when given, dblock[l] = ∂loss/∂block_output(l) (empty matrices skipped).
+  void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr) {
+    static constexpr const char* where = "Gpt2Trainer::backward";
+    lmshrink::detail::check_shape(where, "dlogits", dlogits, logits_.rows(), logits_.cols());
+    if (dblock) {
+      if (int(dblock->size()) != c_.n_layers)
+        lmshrink::detail::fail<lmshrink::shape_error>(where, "dblock has ", dblock->size(),
+                                                      " matrices but the model has ", c_.n_layers, " blocks");
+      for (const auto& m : *dblock)
+        if (m.size() != 0) lmshrink::detail::check_shape(where, "dblock[l]", m, logits_.rows(), c_.dim);
+    }
+    g_.wte.noalias() += dlogits.transpose() * xf_;
+    dxa_.noalias() = dlogits * w_.wte;
+    dx_.setZero();
+    layernorm_backward(xhat_f_, rstd_f_, w_.lnf_w, dxa_, dx_, g_.lnf_w, g_.lnf_b);
+    for (int l = c_.n_layers - 1; l >= 0; --l) {
+      auto& a = act_[std::size_t(l)];
+      auto& lin = w_.linear[std::size_t(l)];
+      auto& gl = g_.linear[std::size_t(l)];
+      const std::size_t L = std::size_t(l);
+      if (dblock && (*dblock)[L].size() != 0) dx_ += (*dblock)[L];
+      // x_out = x_mid + fc_proj(gelu(fc(ln_2(x_mid)))); dx_ becomes ∂/∂x_mid.
+      dg_.setZero();
+      lin[kGfcProj].backward(a.g, dx_, a.cache[kGfcProj], dg_, gl[kGfcProj]);
+      dh_ = dg_.cwiseProduct(a.h.unaryExpr([](Scalar v) { return gelu_tanh_derivative(v); }));
+      dxa_.setZero();
+      lin[kGfc].backward(a.a2, dh_, a.cache[kGfc], dxa_, gl[kGfc]);
+      layernorm_backward(a.xhat2, a.rstd2, w_.ln2_w[L], dxa_, dx_, g_.ln2_w[L], g_.ln2_b[L]);
+      // x_mid = x + c_proj(attention(q, k, v)); dx_ becomes ∂/∂x.
+      datt_.setZero();
+      lin[kGproj].backward(a.att, dx_, a.cache[kGproj], datt_, gl[kGproj]);
+      attention_backward(a);
+      dxa_.setZero();
+      lin[kGq].backward(a.a1, dq_, a.cache[kGq], dxa_, gl[kGq]);
+      lin[kGk].backward(a.a1, dk_, a.cache[kGk], dxa_, gl[kGk]);
+      lin[kGv].backward(a.a1, dv_, a.cache[kGv], dxa_, gl[kGv]);
+      layernorm_backward(a.xhat1, a.rstd1, w_.ln1_w[L], dxa_, dx_, g_.ln1_w[L], g_.ln1_b[L]);
+    }
+    for (int t = 0; t < batch_ * n_; ++t) {
+      g_.wte.row(tokens_[std::size_t(t)]) += dx_.row(t);
+      g_.wpe.row(t % n_) += dx_.row(t);
+    }
+  }
+
+ private:
+  struct Activations {
+    Mat x, xhat1, a1, q, k, v, att, x_mid, xhat2, a2, h, g;
+    Vec rstd1, rstd2;
+    std::vector<Mat> p;  // softmax probabilities per (sequence, head)
+    std::array<typename W::Layer::Cache, kGpt2LinearKinds> cache;
+  };
+
+  void check_block(const char* where, int l) const {
+    if (l < 0 || l >= c_.n_layers)
+      lmshrink::detail::fail<lmshrink::value_error>(where, "block ", l, " is outside [0, ", c_.n_layers, ")");
+  }
+
+  // y = x̂∘w + b with x̂ = (x − mean)·rstd, rstd = (var + eps)^(−1/2).
+  void layernorm_forward(const Mat& x, const Vec& w, const Vec& b, Mat& xhat, Vec& rstd, Mat& y) const {
+    const Scalar inv_d = Scalar(1) / Scalar(x.cols());
+    for (Eigen::Index t = 0; t < x.rows(); ++t) {
+      const Scalar mean = x.row(t).sum() * inv_d;
+      xhat.row(t) = x.row(t).array() - mean;
+      const Scalar var = xhat.row(t).squaredNorm() * inv_d;
+      rstd[t] = Scalar(1) / std::sqrt(var + Scalar(c_.norm_eps));
+      xhat.row(t) *= rstd[t];
+      y.row(t) = xhat.row(t).cwiseProduct(w.transpose()) + b.transpose();
+    }
+  }
+
+  // dw += Σ dy∘x̂, db += Σ dy, dx += rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂∘x̂)) with dx̂ = dy∘w.
+  static void layernorm_backward(const Mat& xhat, const Vec& rstd, const Vec& w, const Mat& dy,
+                                 Mat& dx, Vec& dw, Vec& db) {
+    const Scalar inv_d = Scalar(1) / Scalar(xhat.cols());
+    for (Eigen::Index t = 0; t < xhat.rows(); ++t) {
+      dw += dy.row(t).cwiseProduct(xhat.row(t)).transpose();
+      db += dy.row(t).transpose();
+      const auto dxhat = dy.row(t).cwiseProduct(w.transpose()).eval();
+      const Scalar mean_dxhat = dxhat.sum() * inv_d;
+      const Scalar mean_dot = dxhat.dot(xhat.row(t)) * inv_d;
+      dx.row(t) += rstd[t] * (dxhat.array() - mean_dxhat - xhat.row(t).array() * mean_dot).matrix();
+    }
+  }
+
+  void attention_forward(Activations& a) {
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs_));
+    for (int b = 0; b < batch_; ++b)
+      for (int h = 0; h < c_.n_heads; ++h) {
+        Mat& p = a.p[std::size_t(b * c_.n_heads + h)];
+        p.noalias() = a.q.block(b * n_, h * hs_, n_, hs_) * a.k.block(b * n_, h * hs_, n_, hs_).transpose();
+        p *= scale;
+        for (int t = 0; t < n_; ++t) {
+          auto row = p.row(t);
+          const Scalar max = row.head(t + 1).maxCoeff();
+          row.head(t + 1) = (row.head(t + 1).array() - max).exp().matrix();
+          row.head(t + 1) /= row.head(t + 1).sum();
+          row.tail(n_ - t - 1).setZero();
+        }
+        a.att.block(b * n_, h * hs_, n_, hs_).noalias() = p * a.v.block(b * n_, h * hs_, n_, hs_);
+      }
+  }
+
+  // From datt_: dq_, dk_, dv_.
+  void attention_backward(const Activations& a) {
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs_));
+    for (int b = 0; b < batch_; ++b)
+      for (int h = 0; h < c_.n_heads; ++h) {
+        const Mat& p = a.p[std::size_t(b * c_.n_heads + h)];
+        const auto dout = datt_.block(b * n_, h * hs_, n_, hs_);
+        dv_.block(b * n_, h * hs_, n_, hs_).noalias() = p.transpose() * dout;
+        dp_.noalias() = dout * a.v.block(b * n_, h * hs_, n_, hs_).transpose();
+        for (int t = 0; t < n_; ++t) {  // softmax backward, then the scale
+          auto drow = dp_.row(t).head(t + 1);
+          const Scalar dot = drow.dot(p.row(t).head(t + 1));
+          drow = (p.row(t).head(t + 1).array() * (drow.array() - dot) * scale).matrix();
+          dp_.row(t).tail(n_ - t - 1).setZero();
+        }
+        dq_.block(b * n_, h * hs_, n_, hs_).noalias() = dp_ * a.k.block(b * n_, h * hs_, n_, hs_);
+        dk_.block(b * n_, h * hs_, n_, hs_).noalias() = dp_.transpose() * a.q.block(b * n_, h * hs_, n_, hs_);
+      }
+  }
+
+  W& w_;
+  Gpt2Grads<Scalar> g_;
+  lmshrink::Gpt2Config c_;
+  int batch_, n_, hs_ = 0;
+  std::vector<Activations> act_;
+  Mat x_final_, xhat_f_, xf_, logits_;
+  Vec rstd_f_;
+  Mat dx_, dxa_, dq_, dk_, dv_, datt_, dh_, dg_, dp_, tmp_;
+  std::vector<int> tokens_;
+};
+
+}  // namespace examples

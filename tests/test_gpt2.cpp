@@ -1,0 +1,247 @@
+// GPT-2 (examples/models/gpt2): the backward equals central differences in double on a tiny
+// random model with biases, whose linear layers mix dense, low-rank + sparse with pruned rows,
+// and low-rank only; the trainer's forward equals an independent straightforward implementation
+// written here; the packed decoder (KV cache and full sequence) equals the trainer; a model
+// written as a Hugging Face checkpoint and read back gives identical logits.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "../examples/models/gpt2/gpt2_decoder.hpp"
+#include "../examples/models/gpt2/gpt2_trainer.hpp"
+
+#include "test_helpers.hpp"
+
+namespace {
+
+template <class S>
+examples::Gpt2Weights<S> tiny_gpt2(std::mt19937& rng, bool compressed) {
+  using W = examples::Gpt2Weights<S>;
+  std::normal_distribution<double> normal(0.0, 0.5);
+  auto fill = [&](auto& m) {
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = S(normal(rng));
+  };
+  W w;
+  auto& c = w.config;
+  c.vocab_size = 11, c.dim = 8, c.hidden_dim = 16, c.n_layers = 2, c.n_heads = 2, c.n_positions = 6;
+  w.wte.resize(c.vocab_size, c.dim);
+  w.wpe.resize(c.n_positions, c.dim);
+  fill(w.wte);
+  fill(w.wpe);
+  w.lnf_w = W::Vec::Constant(c.dim, S(1)) + S(0.2) * W::Vec::Random(c.dim);
+  w.lnf_b = S(0.1) * W::Vec::Random(c.dim);
+  const int outs[examples::kGpt2LinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
+  const int ins[examples::kGpt2LinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim};
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (auto* v : {&w.ln1_w, &w.ln2_w}) v->push_back(W::Vec::Constant(c.dim, S(1)) + S(0.2) * W::Vec::Random(c.dim));
+    for (auto* v : {&w.ln1_b, &w.ln2_b}) v->push_back(S(0.1) * W::Vec::Random(c.dim));
+    std::array<typename W::Layer, examples::kGpt2LinearKinds> layers;
+    for (int k = 0; k < examples::kGpt2LinearKinds; ++k) {
+      // dense, U·V + S with pruned rows, U·V only
+      const int kind = compressed ? (l * examples::kGpt2LinearKinds + k) % 3 : 0;
+      typename W::Layer layer(outs[k], ins[k], kind == 0 ? 0 : 2, true);
+      fill(layer.U());
+      fill(layer.V());
+      fill(layer.S());
+      fill(layer.bias());
+      layer.U() *= S(0.5);
+      if (kind == 1) {
+        lmshrink::RowMask mask = lmshrink::RowMask::Ones(outs[k]);
+        mask[0] = 0;
+        mask[outs[k] - 1] = 0;
+        layer.set_row_mask(mask);
+      } else if (kind == 2) {
+        lmshrink::make_low_rank_only(layer);
+      }
+      layer.apply_masks();
+      layers[std::size_t(k)] = std::move(layer);
+    }
+    w.linear.push_back(std::move(layers));
+  }
+  return w;
+}
+
+using Wd = examples::Gpt2Weights<double>;
+using Net = examples::Gpt2Trainer<double>;
+
+// loss = Σ logits ∘ R + Σ_l block_output(l) ∘ B_l, so ∂loss/∂logits = R and ∂/∂block = B_l.
+double loss(Net& net, const std::vector<int>& tokens, const Wd::Mat& r, const std::vector<Wd::Mat>& b) {
+  double v = net.forward(tokens.data()).cwiseProduct(r).sum();
+  for (std::size_t l = 0; l < b.size(); ++l) v += net.block_output(int(l)).cwiseProduct(b[l]).sum();
+  return v;
+}
+
+template <class M, class G>
+void check_tensor(const char* name, M& param, const G& grad, Net& net, const std::vector<int>& tokens,
+                  const Wd::Mat& r, const std::vector<Wd::Mat>& b, double* worst) {
+  for (Eigen::Index i = 0; i < param.size(); ++i) {
+    const double saved = param.data()[i], h = 1e-5;
+    param.data()[i] = saved + h;
+    const double up = loss(net, tokens, r, b);
+    param.data()[i] = saved - h;
+    const double down = loss(net, tokens, r, b);
+    param.data()[i] = saved;
+    const double fd = (up - down) / (2 * h);
+    const double err = std::abs(fd - grad.data()[i]) / std::max(1.0, std::abs(fd));
+    *worst = std::max(*worst, err);
+    if (err > 1e-6) {
+      CAPTURE(name, i, fd, grad.data()[i]);
+      FAIL_CHECK("gradient mismatch");
+    }
+  }
+}
+
+// An independent forward, written for clarity from the architecture's definition: one token
+// at a time, attention over explicit loops, the fused c_attn of the model file.
+lmshrink::RowMatrix<double> reference_forward(const lmshrink::Gpt2Model& m, const std::vector<int>& tokens) {
+  const auto& c = m.config;
+  const int n = int(tokens.size()), d = c.dim, hs = c.head_size();
+  using Vd = Eigen::VectorXd;
+  const auto ln = [&](const Vd& x, const lmshrink::Vector<float>& w, const lmshrink::Vector<float>& b) {
+    const double mean = x.mean();
+    const double var = (x.array() - mean).square().mean();
+    Vd y(x.size());
+    for (Eigen::Index i = 0; i < x.size(); ++i) y[i] = (x[i] - mean) / std::sqrt(var + c.norm_eps) * w[i] + b[i];
+    return y;
+  };
+  const auto gelu = [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); };
+  const std::size_t count = tokens.size();
+  std::vector<Vd> x(count);
+  for (int t = 0; t < n; ++t) x[std::size_t(t)] = (m.wte.row(tokens[std::size_t(t)]) + m.wpe.row(t)).transpose().cast<double>();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::size_t L = std::size_t(l);
+    std::vector<Vd> q(count), k(count), v(count);
+    for (int t = 0; t < n; ++t) {
+      const Vd qkv = m.attn_w[L].cast<double>() * ln(x[std::size_t(t)], m.ln1_w[L], m.ln1_b[L]) + m.attn_b[L].cast<double>();
+      q[std::size_t(t)] = qkv.segment(0, d);
+      k[std::size_t(t)] = qkv.segment(d, d);
+      v[std::size_t(t)] = qkv.segment(2 * d, d);
+    }
+    std::vector<Vd> next = x;
+    for (int t = 0; t < n; ++t) {
+      Vd att = Vd::Zero(d);
+      for (int h = 0; h < c.n_heads; ++h) {
+        std::vector<double> s;
+        double max = -1e300, sum = 0;
+        for (int u = 0; u <= t; ++u) {
+          s.push_back(q[std::size_t(t)].segment(h * hs, hs).dot(k[std::size_t(u)].segment(h * hs, hs)) / std::sqrt(double(hs)));
+          max = std::max(max, s.back());
+        }
+        for (double& e : s) sum += (e = std::exp(e - max));
+        for (int u = 0; u <= t; ++u) att.segment(h * hs, hs) += s[std::size_t(u)] / sum * v[std::size_t(u)].segment(h * hs, hs);
+      }
+      Vd mid = x[std::size_t(t)] + m.proj_w[L].cast<double>() * att + m.proj_b[L].cast<double>();
+      Vd hidden = m.fc_w[L].cast<double>() * ln(mid, m.ln2_w[L], m.ln2_b[L]) + m.fc_b[L].cast<double>();
+      for (Eigen::Index i = 0; i < hidden.size(); ++i) hidden[i] = gelu(hidden[i]);
+      next[std::size_t(t)] = mid + m.fc_proj_w[L].cast<double>() * hidden + m.fc_proj_b[L].cast<double>();
+    }
+    x = next;
+  }
+  lmshrink::RowMatrix<double> logits(n, c.vocab_size);
+  for (int t = 0; t < n; ++t)
+    logits.row(t) = (m.wte.cast<double>() * ln(x[std::size_t(t)], m.lnf_w, m.lnf_b)).transpose();
+  return logits;
+}
+
+}  // namespace
+
+TEST_CASE("GPT-2's backward equals central differences, every parameter, with biases", "[gpt2]") {
+  std::mt19937 rng(11);
+  Wd w = tiny_gpt2<double>(rng, true);
+  const int batch = 2, n = 5;
+  Net net(w, batch, n);
+  std::vector<int> tokens(std::size_t(batch * n));
+  std::uniform_int_distribution<int> tok(0, w.config.vocab_size - 1);
+  for (auto& t : tokens) t = tok(rng);
+  Wd::Mat r(batch * n, w.config.vocab_size);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (Eigen::Index i = 0; i < r.size(); ++i) r.data()[i] = normal(rng);
+  std::vector<Wd::Mat> b(std::size_t(w.config.n_layers), Wd::Mat(batch * n, w.config.dim));
+  for (auto& m : b)
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = 0.3 * normal(rng);
+  b[0].resize(0, 0);  // an empty dblock entry is skipped
+  std::vector<Wd::Mat> b_used = b;
+  b_used[0].setZero(batch * n, w.config.dim);
+
+  loss(net, tokens, r, b_used);
+  net.zero_grad();
+  net.backward(r, &b);
+  const auto g = net.grads();
+
+  double worst = 0;
+  check_tensor("wte", w.wte, g.wte, net, tokens, r, b_used, &worst);
+  check_tensor("wpe", w.wpe, g.wpe, net, tokens, r, b_used, &worst);
+  check_tensor("lnf_w", w.lnf_w, g.lnf_w, net, tokens, r, b_used, &worst);
+  check_tensor("lnf_b", w.lnf_b, g.lnf_b, net, tokens, r, b_used, &worst);
+  for (int l = 0; l < w.config.n_layers; ++l) {
+    const std::size_t L = std::size_t(l);
+    check_tensor("ln1_w", w.ln1_w[L], g.ln1_w[L], net, tokens, r, b_used, &worst);
+    check_tensor("ln1_b", w.ln1_b[L], g.ln1_b[L], net, tokens, r, b_used, &worst);
+    check_tensor("ln2_w", w.ln2_w[L], g.ln2_w[L], net, tokens, r, b_used, &worst);
+    check_tensor("ln2_b", w.ln2_b[L], g.ln2_b[L], net, tokens, r, b_used, &worst);
+    for (int k = 0; k < examples::kGpt2LinearKinds; ++k) {
+      auto& layer = w.linear[L][std::size_t(k)];
+      const auto& gl = g.linear[L][std::size_t(k)];
+      CAPTURE(l, examples::gpt2_linear_kind_name(k));
+      check_tensor("U", layer.U(), gl.U, net, tokens, r, b_used, &worst);
+      check_tensor("V", layer.V(), gl.V, net, tokens, r, b_used, &worst);
+      check_tensor("bias", layer.bias(), gl.bias, net, tokens, r, b_used, &worst);
+      for (Eigen::Index i = 0; i < layer.S().rows(); ++i) {
+        if (!layer.row_mask()[i]) {
+          REQUIRE(gl.S.row(i).isZero());  // pruned rows get no gradient by design
+          continue;
+        }
+        auto row = layer.S().row(i);
+        lmshrink::RowMatrix<double> grow = gl.S.row(i);
+        check_tensor("S", row, grow, net, tokens, r, b_used, &worst);
+      }
+    }
+  }
+  CAPTURE(worst);
+  REQUIRE(worst < 1e-6);
+  REQUIRE(worst > 0);  // the comparison ran
+  REQUIRE_THROWS_AS(net.block_output(2), lmshrink::value_error);
+  REQUIRE_THROWS_AS(net.linear_input(0, 6), lmshrink::value_error);
+  tokens[3] = 11;
+  REQUIRE_THROWS_AS(net.forward(tokens.data()), lmshrink::value_error);
+  REQUIRE_THROWS_AS(Net(w, 1, 7), lmshrink::value_error);
+}
+
+TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders equal it", "[gpt2]") {
+  std::mt19937 rng(12);
+  const auto dense = tiny_gpt2<float>(rng, false);
+  const lmshrink::Gpt2Model model = dense.to_model();
+  REQUIRE(model.attn_w[1].rows() == 24);
+  const std::vector<int> tokens = {3, 0, 10, 7, 7, 1};
+  const auto want = reference_forward(model, tokens);
+  auto w = examples::Gpt2Weights<float>::from_model(model);
+  examples::Gpt2Trainer<float> net(w, 1, 6);
+  const auto& logits = net.forward(tokens.data());
+  CAPTURE((logits.cast<double>() - want).cwiseAbs().maxCoeff());
+  REQUIRE((logits.cast<double>() - want).cwiseAbs().maxCoeff() < 1e-4);
+
+  // The packed decoder, token by token (KV cache) and whole, on a compressed model.
+  auto small = tiny_gpt2<float>(rng, true);
+  examples::Gpt2Trainer<float> snet(small, 1, 6);
+  const lmshrink::RowMatrix<float> slogits = snet.forward(tokens.data());
+  const auto packed = examples::CompactGpt2::pack(small);
+  examples::Gpt2Decoder dec(packed);
+  const auto& whole = dec.forward_sequence(tokens.data(), 6);
+  REQUIRE((whole - slogits).cwiseAbs().maxCoeff() < 1e-4);
+  for (int pos = 0; pos < 6; ++pos)
+    REQUIRE((dec.forward(tokens[std::size_t(pos)], pos).transpose() - slogits.row(pos)).cwiseAbs().maxCoeff() < 1e-4);
+  REQUIRE(packed.parameters() == small.parameters());
+  REQUIRE_THROWS_AS(dec.forward(11, 0), lmshrink::value_error);
+  REQUIRE_THROWS_AS(dec.forward(1, 6), lmshrink::value_error);
+
+  // A Hugging Face checkpoint of the (dense) model reads back to identical logits.
+  const std::string dir = LMSHRINK_TEST_TMP "/gpt2_hf";
+  std::filesystem::remove_all(dir);
+  lmshrink::write_hf_gpt2(small.to_model(), dir);
+  const auto back = examples::CompactGpt2::pack_dense(lmshrink::read_hf_gpt2(dir));
+  examples::Gpt2Decoder dec2(back);
+  REQUIRE((dec2.forward_sequence(tokens.data(), 6) - whole).cwiseAbs().maxCoeff() < 1e-5);
+  std::filesystem::remove_all(dir);
+}
