@@ -15,6 +15,7 @@
 #include <lmshrink/io/safetensors.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -113,6 +114,29 @@ inline void save_checkpoint(const LlamaWeights<float>& w, const std::string& pat
     }
   }
   lmshrink::write_safetensors(st, path);
+}
+
+/// A Llama teacher: a llama2.c file, or a Hugging Face checkpoint directory (config.json with
+/// model_type "llama", model.safetensors or shards).
+inline lmshrink::Llama2cModel read_llama_model(const std::string& path) {
+  static constexpr const char* where = "read_llama_model";
+  if (!std::filesystem::is_directory(path)) return lmshrink::read_llama2c(path);
+  const std::string config = path + "/config.json";
+  if (!std::filesystem::exists(config))
+    lmshrink::detail::fail<lmshrink::io_error>(where, "'", path, "' is a directory without config.json; "
+                                               "a llama2.c file or a Hugging Face checkpoint directory "
+                                               "was expected");
+  const lmshrink::HfConfig c = lmshrink::read_hf_config(config);
+  if (c.model_type != "llama")
+    lmshrink::detail::fail<lmshrink::value_error>(where, "'", path, "' is a '", c.model_type, "' model; "
+                                                  "the Llama jobs read llama2.c files and Hugging Face "
+                                                  "\"llama\" directories");
+  return lmshrink::read_hf_llama(path);
+}
+
+/// Whether a llama2.c file can hold the model (it implies RMSNorm eps 1e-5 and RoPE base 10000).
+inline bool fits_llama2c(const lmshrink::Llama2cConfig& c) {
+  return c.norm_eps == 1e-5 && c.rope_theta == 10000;
 }
 
 /// Reads a checkpoint written by save_checkpoint: every layer as stored, dense or compressed.

@@ -39,6 +39,7 @@
 #include "../common/svg_plot.hpp"
 #include "../common/thread_index.hpp"
 #include "../common/teacher_text.hpp"
+#include "../common/llama_checkpoint.hpp"
 #include "compress.hpp"
 
 using namespace compress;
@@ -90,7 +91,7 @@ int main(int argc, char** argv) {
     Eigen::setNbThreads(1);  // parallel over windows, stories and students instead
 
     // Every input is read and checked before any work starts.
-    const lmshrink::Llama2cModel teacher = lmshrink::read_llama2c(o.model);
+    const lmshrink::Llama2cModel teacher = examples::read_llama_model(o.model);
     const auto& c = teacher.config;
     const lmshrink::Tokenizer tok = lmshrink::read_tokenizer(o.tokenizer, c.vocab_size);
     const std::vector<int> eval = read_eval_tokens(o.eval, tok);

@@ -11,7 +11,8 @@ namespace compress {
 namespace {
 
 const char* kUsage = R"(usage: lmshrink_compress [options]
-  --model PATH          llama2.c checkpoint (default: bundled stories260K.bin)
+  --model PATH          llama2.c checkpoint, or Hugging Face "llama" directory (config.json +
+                        model.safetensors or shards; default: bundled stories260K.bin)
   --tokenizer PATH      llama2.c tokenizer (default: bundled tok512.bin)
   --eval PATH           held-out tokens (.u16 stream) or text (stories separated by
                         <|endoftext|>, encoded with the README protocol)

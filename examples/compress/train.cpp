@@ -370,7 +370,15 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   std::snprintf(ratio_text, sizeof ratio_text, "%.4f", kept);
   examples::save_checkpoint(w, ckpt, job.method, {{"lmshrink.method", job.method},
                                                   {"lmshrink.linear_ratio", ratio_text}});
-  if (truncation) lmshrink::write_llama2c(w.to_model(), o.out + "/checkpoints/" + file_stem(job) + ".bin");
+  // The truncated student is a plain dense model: also written for other programs, as a
+  // llama2.c file when that format can hold it, else as a Hugging Face directory.
+  if (truncation) {
+    const lmshrink::Llama2cModel dense = w.to_model();
+    if (examples::fits_llama2c(dense.config))
+      lmshrink::write_llama2c(dense, o.out + "/checkpoints/" + file_stem(job) + ".bin");
+    else
+      lmshrink::write_hf_llama(dense, o.out + "/checkpoints/" + file_stem(job) + "_hf");
+  }
   res.checkpoint = "checkpoints/" + file_stem(job) + ".safetensors";
   const auto loaded = examples::load_checkpoint(ckpt);
   res.compact = examples::CompactLlama::pack(loaded);

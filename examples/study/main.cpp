@@ -35,6 +35,7 @@
 #include <omp.h>
 #endif
 
+#include "../common/llama_checkpoint.hpp"
 #include "../common/option_parsing.hpp"
 #include "../common/output_dir.hpp"
 #include "../common/svg_plot.hpp"
@@ -294,7 +295,7 @@ int main(int argc, char** argv) {
 #endif
     Eigen::setNbThreads(1);
 
-    const lmshrink::Llama2cModel teacher = lmshrink::read_llama2c(o.model);
+    const lmshrink::Llama2cModel teacher = examples::read_llama_model(o.model);
     const auto& c = teacher.config;
     if (c.n_layers != 5)
       fail<lmshrink::value_error>(kWhere, "the study's subsets are of 5 blocks; '", o.model, "' has ", c.n_layers);
