@@ -31,10 +31,10 @@
 #include <vector>
 
 #include "bench_context.hpp"
-#include "common/llama_compact.hpp"
-#include "common/llama_decoder.hpp"
+#include "models/llama/llama_compact.hpp"
+#include "models/llama/llama_decoder.hpp"
 #include "common/svg_plot.hpp"
-#include "common/synthetic_llama.hpp"
+#include "models/llama/synthetic_llama.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"

@@ -1,4 +1,4 @@
-// The reference decoder (examples/common/llama_decoder.hpp) against run.c: the greedy sample
+// The reference decoder (examples/models/llama/llama_decoder.hpp) against run.c: the greedy sample
 // token for token, and the README's window-1 NLL, also through a Hugging Face checkpoint.
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -7,7 +7,7 @@
 #include <sstream>
 #include <vector>
 
-#include "../examples/common/llama_decoder.hpp"
+#include "../examples/models/llama/llama_decoder.hpp"
 
 #include "test_helpers.hpp"
 

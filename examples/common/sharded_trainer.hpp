@@ -1,18 +1,18 @@
 #pragma once
 // One student on several threads. The batch is split into a fixed number of shards of
-// contiguous sequences; each shard has its own LlamaTrainer (activations, caches, gradients)
-// over the same weights. step() runs forward, the caller's loss and backward of every shard on
-// up to `threads` threads (OpenMP), then sums the shards' gradients in shard order. The result
+// contiguous sequences; each shard has its own examples::Net (activations, caches, gradients)
+// over the same model. step() runs forward, the caller's loss and backward of every shard on up
+// to `threads` threads (OpenMP), then sums the shards' gradients in shard order. The result
 // depends on the shard count and never on the thread count: one thread runs the same shards one
-// after the other. One shard is exactly LlamaTrainer.
+// after the other. One shard is exactly the model's Net.
 //
-//   examples::ShardedTrainer<float> net(w, batch, n, /*shards=*/2);
-//   double loss = net.step(tokens, threads, [&](int s, examples::LlamaTrainer<float>& shard,
+//   examples::ShardedTrainer net(model, batch, n, /*shards=*/2);
+//   double loss = net.step(tokens, threads, [&](int s, examples::Net& shard,
 //                                               const int* shard_tokens, const Mat& logits,
 //                                               Mat& dlogits, std::vector<Mat>& dblock) {
 //     ... the shard's mean loss; dlogits = ∂/∂logits, dblock left empty or ∂/∂block outputs
 //   });
-//   net.grads();   // ∂(mean loss over the batch)/∂ every parameter, for the optimizer
+//   net.linear_grad(l, k), net.plain_grads()   // ∂(mean loss over the batch)/∂ every parameter
 
 #include <memory>
 #include <stdexcept>
@@ -23,27 +23,28 @@
 #include <omp.h>
 #endif
 
-#include "llama_trainer.hpp"
+#include "../models/model.hpp"
 
 namespace examples {
 
-template <class Scalar>
 class ShardedTrainer {
  public:
-  using W = LlamaWeights<Scalar>;
-  using Mat = typename W::Mat;
-
-  ShardedTrainer(W& weights, int batch, int n, int shards) : total_(weights), n_(n) {
+  ShardedTrainer(Model& model, int batch, int n, int shards) : n_(n) {
     if (shards < 1 || shards > batch)
       lmshrink::detail::fail<lmshrink::value_error>("ShardedTrainer", "shards must be in [1, batch = ",
                                                     batch, "], got ", shards);
     for (int s = 0, first = 0; s < shards; ++s) {
       const int size = batch / shards + (s < batch % shards ? 1 : 0);
       first_.push_back(first);
-      shard_.push_back(std::make_unique<LlamaTrainer<Scalar>>(weights, size, n));
+      shard_.push_back(model.net(size, n));
       first += size;
     }
     batch_ = batch;
+    const ModelShape shape = model.shape();
+    linear_.resize(std::size_t(shape.n_layers));
+    for (int l = 0; l < shape.n_layers; ++l)
+      for (int k = 0; k < model.linear_kinds(); ++k) linear_[std::size_t(l)].push_back(model.linear(l, k).make_gradients());
+    for (const TensorRef& t : model.plain_params()) plain_.push_back(Eigen::VectorXf::Zero(t.size));
     dlogits_.resize(std::size_t(shards));
     dblock_.resize(std::size_t(shards));
     loss_.resize(std::size_t(shards));
@@ -52,9 +53,11 @@ class ShardedTrainer {
   int shards() const { return int(shard_.size()); }
   /// First sequence of shard s in the batch.
   int first_sequence(int s) const { return first_[std::size_t(s)]; }
-  LlamaTrainer<Scalar>& shard(int s) { return *shard_[std::size_t(s)]; }
+  Net& shard(int s) { return *shard_[std::size_t(s)]; }
   /// The gradients of the last step: Σ over shards, each weighted by its share of the batch.
-  LlamaGrads<Scalar>& grads() { return total_; }
+  Layer::Gradients& linear_grad(int l, int kind) { return linear_[std::size_t(l)][std::size_t(kind)]; }
+  /// In Model::plain_params() order.
+  std::vector<Eigen::VectorXf>& plain_grads() { return plain_; }
 
   /// Forward, loss and backward of every shard over tokens (batch·n), on up to `threads`
   /// threads; returns the batch's mean loss Σ_s (rows_s/rows)·loss_s. `loss(s, shard,
@@ -82,8 +85,8 @@ class ShardedTrainer {
         loss_[std::size_t(s)] = share * loss(s, net, own, logits, dlogits, dblock);
         // The batch loss is the share-weighted sum, so is its gradient.
         if (S > 1) {
-          dlogits *= Scalar(share);
-          for (auto& d : dblock) d *= Scalar(share);
+          dlogits *= float(share);
+          for (auto& d : dblock) d *= float(share);
         }
         net.zero_grad();
         net.backward(dlogits, dblock.empty() ? nullptr : &dblock);
@@ -100,34 +103,33 @@ class ShardedTrainer {
   }
 
  private:
-  // total_ = Σ_s g_s, in shard order (one shard: a copy, so that 1 shard is LlamaTrainer exactly).
+  // totals = Σ_s g_s, in shard order (one shard: a copy, so that 1 shard is the Net exactly).
   void reduce() {
     for (int s = 0; s < shards(); ++s) {
-      const auto& g = shard_[std::size_t(s)]->grads();
+      Net& net = *shard_[std::size_t(s)];
       const auto add = [s](auto& to, const auto& from) {
         if (s == 0) to = from;
         else to += from;
       };
-      add(total_.embedding, g.embedding);
-      add(total_.classifier, g.classifier);
-      add(total_.rms_final, g.rms_final);
-      for (std::size_t l = 0; l < g.linear.size(); ++l) {
-        add(total_.rms_att[l], g.rms_att[l]);
-        add(total_.rms_ffn[l], g.rms_ffn[l]);
-        for (std::size_t k = 0; k < g.linear[l].size(); ++k) {
-          add(total_.linear[l][k].U, g.linear[l][k].U);
-          add(total_.linear[l][k].V, g.linear[l][k].V);
-          add(total_.linear[l][k].S, g.linear[l][k].S);
-          add(total_.linear[l][k].bias, g.linear[l][k].bias);
+      const std::vector<TensorRef> plain = net.plain_grads();
+      for (std::size_t i = 0; i < plain.size(); ++i)
+        add(plain_[i], Eigen::Map<const Eigen::VectorXf>(plain[i].data, plain[i].size));
+      for (std::size_t l = 0; l < linear_.size(); ++l)
+        for (std::size_t k = 0; k < linear_[l].size(); ++k) {
+          const auto& g = net.linear_grad(int(l), int(k));
+          add(linear_[l][k].U, g.U);
+          add(linear_[l][k].V, g.V);
+          add(linear_[l][k].S, g.S);
+          add(linear_[l][k].bias, g.bias);
         }
-      }
     }
   }
 
-  LlamaGrads<Scalar> total_;
   int n_ = 0, batch_ = 0;
   std::vector<int> first_;
-  std::vector<std::unique_ptr<LlamaTrainer<Scalar>>> shard_;
+  std::vector<std::unique_ptr<Net>> shard_;
+  std::vector<std::vector<Layer::Gradients>> linear_;
+  std::vector<Eigen::VectorXf> plain_;
   std::vector<Mat> dlogits_;
   std::vector<std::vector<Mat>> dblock_;
   std::vector<double> loss_;

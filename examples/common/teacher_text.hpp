@@ -2,8 +2,8 @@
 // Text sampled from a teacher model: the training stream and the validation stream of the main
 // job, each from its own seed, and a check that the two share no story.
 //
-//   auto train = examples::sample_stories(teacher, 100000, /*seed=*/20231, threads, on_progress);
-//   auto val = examples::sample_stories(teacher, 30000, /*seed=*/7, threads, on_progress);
+//   auto train = examples::sample_stories(*teacher, codec, 100000, /*seed=*/20231, threads, on_progress);
+//   auto val = examples::sample_stories(*teacher, codec, 30000, /*seed=*/7, threads, on_progress);
 //   examples::check_disjoint(train, val);                 // lmshrink::value_error on overlap
 //   std::vector<int> stream = examples::concatenate(train);
 
@@ -12,25 +12,26 @@
 #include <functional>
 #include <lmshrink/detail/random.hpp>
 #include <lmshrink/errors.hpp>
-#include <lmshrink/io/llama2c.hpp>
+#include <memory>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
-#include "llama_decoder.hpp"
+#include "../models/model.hpp"
 
 namespace examples {
 
 using Story = std::vector<int>;
 
-/// Stories sampled at temperature 1, each from BOS until the model emits BOS again (the next
-/// story) or fills its context, until `tokens_needed` tokens are there. Story i draws from its own
+/// Stories sampled at temperature 1 by the teacher's reference decoder, each from the codec's
+/// story start until the model emits the story end (BOS for llama2.c models, <|endoftext|> for
+/// GPT-2) or fills its context, until `tokens_needed` tokens are there. Story i draws from its own
 /// stream seeded by (seed, i), so the text does not depend on the number of threads.
 /// `progress(tokens, stories)` is called after each round.
 inline std::vector<Story> sample_stories(
-    const lmshrink::Llama2cModel& teacher, std::size_t tokens_needed, std::uint64_t seed,
+    const Model& teacher, const TextCodec& codec, std::size_t tokens_needed, std::uint64_t seed,
     int threads, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
-  const int bos = 1, ctx = teacher.config.seq_len;
+  const int start = codec.story_start(), end = codec.story_end(), ctx = teacher.shape().seq_len;
   (void)threads;  // without OpenMP, one thread
   std::vector<Story> stories;
   std::size_t have = 0;
@@ -42,13 +43,13 @@ inline std::vector<Story> sample_stories(
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
 #endif
     for (int s = 0; s < round; ++s) {
-      LlamaKvDecoder dec(teacher);
+      const std::unique_ptr<Decoder> dec = teacher.reference_decoder();
       lmshrink::detail::SplitMix64 rng(seed * 0x9E3779B97F4A7C15ull + first + std::size_t(s));
       Story& story = stories[first + std::size_t(s)];
-      int token = bos;
-      story.push_back(bos);
+      int token = start;
+      story.push_back(start);
       for (int pos = 0; pos + 1 < ctx; ++pos) {
-        const auto& z = dec.forward(token, pos);
+        const auto& z = dec->forward_token(token, pos);
         const double max = z.maxCoeff();
         double sum = 0;
         for (int j = 0; j < z.size(); ++j) sum += std::exp(double(z[j]) - max);
@@ -61,7 +62,7 @@ inline std::vector<Story> sample_stories(
             break;
           }
         }
-        if (next == bos) break;
+        if (next == end) break;
         story.push_back(next);
         token = next;
       }

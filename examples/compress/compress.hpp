@@ -8,14 +8,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <lmshrink/lmshrink.hpp>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "../common/llama_compact.hpp"
-#include "../common/llama_decoder.hpp"
+#include "../common/layerwise.hpp"
 #include "../common/progress.hpp"
+#include "../common/scoring.hpp"
+#include "../models/model.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -23,17 +26,18 @@
 
 namespace compress {
 
-using examples::RowMat;
+using RowMat = examples::Mat;
 using lmshrink::detail::fail;
 
 struct Options {
   std::string model = LMSHRINK_DATA_DIR "/stories260K.bin";
-  std::string tokenizer = LMSHRINK_DATA_DIR "/tok512.bin";
-  std::string eval = LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16";
+  std::string tokenizer;  // empty: the model directory's tokenizer files, else the family's bundled one
+  std::string eval;  // empty: default_eval()
   std::string out = "out/compress";
   std::vector<std::string> methods = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm"};
   std::vector<double> ratios = {0.5};
   std::vector<int> keep = {0, 2, 4};
+  std::string trunc_loss = "recipe";  // trunc-kd's loss (one of kLosses)
   // The budget per student: --tokens (steps = tokens / (batch·length), rounded up), or --steps.
   int steps = 0;
   std::int64_t tokens = 160 * 4 * 512;
@@ -72,21 +76,34 @@ struct Options {
 
 Options parse(int argc, char** argv);
 
-// ---- evaluate.cpp: scoring and generation, for examples::DenseView and examples::CompactView ----
+// ---- evaluate.cpp: scoring and generation, of a teacher (its reference decoder) or a packed
+// student ----
 
 struct Score {
   double nll = 0, ppl = 0, top1 = 0;
   long tokens = 0;
 };
 
-std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::Tokenizer& tok);
-template <class View>
-Score evaluate(View view, const std::vector<int>& stream, int windows, int window_len, int threads);
-template <class View>
-std::vector<int> greedy(View view, int n);
-std::string sample_text(const lmshrink::Tokenizer& tok, std::vector<int> ids);
-template <class View>
-double generation_seconds(View view, int n);
+/// Makes one decoder (each scoring thread and each generation has its own).
+using DecoderFactory = std::function<std::unique_ptr<examples::Decoder>()>;
+inline DecoderFactory decoders_of(const examples::Model& teacher) {
+  return [&teacher] { return teacher.reference_decoder(); };
+}
+inline DecoderFactory decoders_of(const examples::Packed& packed) {
+  return [&packed] { return packed.decoder(); };
+}
+
+std::vector<int> read_eval_tokens(const std::string& path, const examples::TextCodec& codec);
+/// The bundled held-out stories: as the reference token stream (tok512) for a model with
+/// tok512's 512-token vocabulary, else as text, encoded with the model's tokenizer.
+std::string default_eval(const examples::TextCodec& codec);
+Score evaluate(const DecoderFactory& decoders, const std::vector<int>& stream, int windows, int window_len,
+               int threads);
+/// `n` greedy tokens after the codec's story start.
+std::vector<int> greedy(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context);
+/// The greedy story up to the first story end after the start.
+std::string sample_text(const examples::TextCodec& codec, std::vector<int> ids);
+double generation_seconds(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context);
 
 // ---- train.cpp: one student per job ----
 
@@ -105,7 +122,7 @@ struct Job {
   // Overrides of Shared::train and Shared::calib (same number of windows), for studies that
   // train on several streams in one run.
   const std::vector<int>* train = nullptr;
-  const std::vector<std::array<lmshrink::GramAccumulator, examples::kLinearKinds>>* calib = nullptr;
+  const std::vector<std::vector<lmshrink::GramAccumulator>>* calib = nullptr;
 };
 
 // The job's peak learning rate: Job::lr, else --method-lr's rate for its method, else --lr.
@@ -121,15 +138,15 @@ struct Result {
   std::vector<float> losses;
   // Validation NLL during training (Options::curve_points): (training tokens so far, NLL).
   std::vector<std::pair<std::int64_t, double>> curve;
-  examples::CompactLlama compact;
+  std::shared_ptr<const examples::Packed> compact;
 };
 
 // Calibration statistics of the teacher's linear-layer inputs, [block][kind].
-using Calibration = std::vector<std::array<lmshrink::GramAccumulator, examples::kLinearKinds>>;
+using Calibration = std::vector<std::vector<lmshrink::GramAccumulator>>;
 
 struct Shared {
   const Options* opt;
-  const lmshrink::Llama2cModel* teacher;
+  examples::Model* teacher;  // its nets read it; nothing changes it
   const std::vector<int>* train;  // generated stream
   int windows = 0, length = 0, steps = 0;
   const std::vector<int>* eval;
@@ -137,7 +154,7 @@ struct Shared {
   const std::vector<int>* val;
   int val_windows = 0;
   const Calibration* calib = nullptr;
-  const lmshrink::Tokenizer* tok;
+  const examples::TextCodec* codec;
   examples::Progress* bar;
   std::atomic<long> steps_done{0};
   long steps_total = 0;
@@ -147,7 +164,7 @@ struct Shared {
 
 bool ratio_free(const std::string& method);
 std::string job_name(const Job& j);
-Calibration collect_calibration(const lmshrink::Llama2cModel& teacher, const std::vector<int>& train,
+Calibration collect_calibration(examples::Model& teacher, const std::vector<int>& train,
                                 int length, int windows);
 /// One student, its batch in `Options::shards` shards run on `job_threads` threads (the same
 /// result for any thread count).

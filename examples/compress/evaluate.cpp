@@ -6,7 +6,7 @@
 
 namespace compress {
 
-std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::Tokenizer& tok) {
+std::vector<int> read_eval_tokens(const std::string& path, const examples::TextCodec& codec) {
   std::vector<int> tokens;
   if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".u16") == 0) {
     const auto bytes = lmshrink::detail::read_file_bytes("lmshrink_compress", path, 2,
@@ -18,7 +18,8 @@ std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::Token
       tokens.push_back(int(static_cast<unsigned char>(bytes[i])) | (int(static_cast<unsigned char>(bytes[i + 1])) << 8));
     return tokens;
   }
-  // Text: stories separated by <|endoftext|>, each stripped, "\n\n" → "\n", BOS + dummy prefix.
+  // Text: stories separated by <|endoftext|>, each stripped, "\n\n" → "\n", then encoded as the
+  // model's stories are (llama2.c: BOS + dummy prefix; GPT-2: <|endoftext|> first).
   const auto bytes = lmshrink::detail::read_file_bytes("lmshrink_compress", path, 1, "some text",
                                                        std::int64_t(1) << 32, "too large");
   const std::string text(bytes.begin(), bytes.end());
@@ -33,7 +34,7 @@ std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::Token
     story = first == std::string::npos ? "" : story.substr(first, last - first + 1);
     for (std::size_t p; (p = story.find("\n\n")) != std::string::npos;) story.replace(p, 2, "\n");
     if (!story.empty()) {
-      const auto ids = tok.encode(story, true, false);
+      const auto ids = codec.encode_story(story);
       tokens.insert(tokens.end(), ids.begin(), ids.end());
     }
     start = end + sep.size();
@@ -41,18 +42,24 @@ std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::Token
   return tokens;
 }
 
+std::string default_eval(const examples::TextCodec& codec) {
+  return codec.vocab_size() == 512 && codec.story_start() == 1
+             ? LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16"
+             : LMSHRINK_DATA_DIR "/tinystories_valid_first1000.txt";
+}
+
 // ---- evaluation --------------------------------------------------------------------------------
 
-template <class View>
-Score evaluate(View view, const std::vector<int>& stream, int windows, int window_len, int threads) {
+Score evaluate(const DecoderFactory& decoders, const std::vector<int>& stream, int windows, int window_len,
+               int threads) {
   std::vector<examples::SequenceScore> per(static_cast<std::size_t>(windows));
 #pragma omp parallel num_threads(threads)
   {
-    examples::SequenceDecoder<View> dec(view);
+    const std::unique_ptr<examples::Decoder> dec = decoders();
 #pragma omp for schedule(dynamic)
     for (int w = 0; w < windows; ++w) {
       const int* in = stream.data() + std::size_t(w) * window_len;
-      per[std::size_t(w)] = examples::score_logits(dec.forward(in, window_len), in + 1);
+      per[std::size_t(w)] = examples::score_logits(dec->forward_sequence(in, window_len), in + 1);
     }
   }
   Score s;
@@ -69,38 +76,28 @@ Score evaluate(View view, const std::vector<int>& stream, int windows, int windo
   return s;
 }
 
-template <class View>
-std::vector<int> greedy(View view, int n) {
-  examples::KvDecoder<View> dec(view);
-  std::vector<int> out{1};
-  for (int pos = 0; pos < n && pos + 1 < dec.config().seq_len; ++pos) {
+std::vector<int> greedy(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context) {
+  const std::unique_ptr<examples::Decoder> dec = decoders();
+  std::vector<int> out{codec.story_start()};
+  for (int pos = 0; pos < n && pos + 1 < context; ++pos) {
     Eigen::Index next = 0;
-    dec.forward(out.back(), pos).maxCoeff(&next);
+    dec->forward_token(out.back(), pos).maxCoeff(&next);
     out.push_back(int(next));
   }
   return out;
 }
 
-// The greedy story up to the first BOS after the start (the model's end of story).
-std::string sample_text(const lmshrink::Tokenizer& tok, std::vector<int> ids) {
-  const auto end = std::find(ids.begin() + 1, ids.end(), 1);
+std::string sample_text(const examples::TextCodec& codec, std::vector<int> ids) {
+  const auto end = std::find(ids.begin() + 1, ids.end(), codec.story_end());
   ids.erase(end, ids.end());
-  return tok.decode(ids);
+  return codec.decode(ids);
 }
 
-template <class View>
-double generation_seconds(View view, int n) {
+double generation_seconds(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context) {
   const auto t0 = std::chrono::steady_clock::now();
-  const auto ids = greedy(view, n);
+  const auto ids = greedy(decoders, codec, n, context);
   const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return ids.empty() ? 0 : t;
 }
-
-template Score evaluate<examples::DenseView>(examples::DenseView, const std::vector<int>&, int, int, int);
-template Score evaluate<examples::CompactView>(examples::CompactView, const std::vector<int>&, int, int, int);
-template std::vector<int> greedy<examples::DenseView>(examples::DenseView, int);
-template std::vector<int> greedy<examples::CompactView>(examples::CompactView, int);
-template double generation_seconds<examples::DenseView>(examples::DenseView, int);
-template double generation_seconds<examples::CompactView>(examples::CompactView, int);
 
 }  // namespace compress

@@ -39,7 +39,6 @@
 #include "../common/svg_plot.hpp"
 #include "../common/thread_index.hpp"
 #include "../common/teacher_text.hpp"
-#include "../common/llama_checkpoint.hpp"
 #include "compress.hpp"
 
 using namespace compress;
@@ -82,7 +81,7 @@ void write_text(const std::string& path, const std::string& text) {
 int main(int argc, char** argv) {
   try {
     const auto wall0 = std::chrono::steady_clock::now();
-    const Options o = parse(argc, argv);
+    Options o = parse(argc, argv);
 #ifdef _OPENMP
     const int threads = o.threads > 0 ? o.threads : omp_get_num_procs();
 #else
@@ -91,10 +90,12 @@ int main(int argc, char** argv) {
     Eigen::setNbThreads(1);  // parallel over windows, stories and students instead
 
     // Every input is read and checked before any work starts.
-    const lmshrink::Llama2cModel teacher = examples::read_llama_model(o.model);
-    const auto& c = teacher.config;
-    const lmshrink::Tokenizer tok = lmshrink::read_tokenizer(o.tokenizer, c.vocab_size);
-    const std::vector<int> eval = read_eval_tokens(o.eval, tok);
+    const std::unique_ptr<examples::Model> teacher_model = examples::load_model(o.model);
+    examples::Model& teacher = *teacher_model;
+    const examples::ModelShape c = teacher.shape();
+    const std::unique_ptr<examples::TextCodec> codec = examples::load_codec(teacher, o.model, o.tokenizer);
+    if (o.eval.empty()) o.eval = default_eval(*codec);
+    const std::vector<int> eval = read_eval_tokens(o.eval, *codec);
     for (std::size_t i = 0; i < eval.size(); ++i)
       if (eval[i] < 0 || eval[i] >= c.vocab_size)
         fail<lmshrink::format_error>("lmshrink_compress", "'", o.eval, "' token ", i, " is ",
@@ -120,12 +121,13 @@ int main(int argc, char** argv) {
         Job j;
         j.method = m;
         j.ratio = r;
+        if (m == "trunc-kd") j.loss = o.trunc_loss;
         jobs.push_back(j);
       }
 
-    std::printf("lmshrink_compress: %s (dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
-                o.model.c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
-                static_cast<long long>(teacher.parameter_count()));
+    std::printf("lmshrink_compress: %s (%s, dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
+                o.model.c_str(), teacher.family().c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads,
+                c.vocab_size, static_cast<long long>(teacher.parameters()));
     const int steps = o.tokens > 0 ? int((o.tokens + std::int64_t(o.batch) * length - 1) / (std::int64_t(o.batch) * length))
                                     : o.steps;
     std::printf("%zu students x %d steps x %d x %d tokens (%lld tokens each), %d threads, %d shards per batch, seed %llu, output %s\n\n",
@@ -138,7 +140,7 @@ int main(int argc, char** argv) {
     if (o.heldout) {
       examples::Progress bar("teacher  ", 1);
       bar.update(0, "scoring " + std::to_string(eval_windows) + " windows");
-      teacher_score = evaluate<examples::DenseView>(teacher, eval, eval_windows, eval_len, threads);
+      teacher_score = evaluate(decoders_of(teacher), eval, eval_windows, eval_len, threads);
       char text[160];
       std::snprintf(text, sizeof text, "NLL %.4f, perplexity %.4f, top-1 %.4f over %ld tokens",
                     teacher_score.nll, teacher_score.ppl, teacher_score.top1, teacher_score.tokens);
@@ -152,10 +154,10 @@ int main(int argc, char** argv) {
     std::vector<int> train, val;
     {
       examples::Progress bar("generate ", double(need + val_need));
-      const auto train_stories = examples::sample_stories(teacher, need, o.seed, threads, [&](std::size_t have, std::size_t n) {
+      const auto train_stories = examples::sample_stories(teacher, *codec, need, o.seed, threads, [&](std::size_t have, std::size_t n) {
         bar.update(double(std::min(have, need)), std::to_string(n) + " training stories");
       });
-      const auto val_stories = examples::sample_stories(teacher, val_need, o.val_seed, threads, [&](std::size_t have, std::size_t n) {
+      const auto val_stories = examples::sample_stories(teacher, *codec, val_need, o.val_seed, threads, [&](std::size_t have, std::size_t n) {
         bar.update(double(need + std::min(have, val_need)), std::to_string(n) + " validation stories");
       });
       examples::check_disjoint(train_stories, val_stories);
@@ -166,7 +168,7 @@ int main(int argc, char** argv) {
                     train.size(), data_windows, length, val.size(), o.val_windows, eval_len);
       bar.finish(text);
     }
-    const Score teacher_val = evaluate<examples::DenseView>(teacher, val, o.val_windows, eval_len, threads);
+    const Score teacher_val = evaluate(decoders_of(teacher), val, o.val_windows, eval_len, threads);
     std::printf("teacher on validation text: NLL %.4f\n", teacher_val.nll);
 
     // Calibration statistics of every linear layer's inputs, from the teacher on training text.
@@ -194,7 +196,7 @@ int main(int argc, char** argv) {
     sh.val_windows = o.val_windows;
     sh.calib = &calib;
     sh.steps = steps;
-    sh.tok = &tok;
+    sh.codec = codec.get();
     sh.steps_total = long(jobs.size()) * steps;
     sh.status.assign(std::size_t(threads), "");
     std::vector<Result> results(jobs.size());
@@ -242,8 +244,8 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < results.size(); ++i) {
         std::vector<double> t_teacher, t_student;
         for (int r = 0; r < reps; ++r) {
-          t_teacher.push_back(generation_seconds<examples::DenseView>(teacher, o.speed_tokens));
-          t_student.push_back(generation_seconds<examples::CompactView>(results[i].compact, o.speed_tokens));
+          t_teacher.push_back(generation_seconds(decoders_of(teacher), *codec, o.speed_tokens, c.seq_len));
+          t_student.push_back(generation_seconds(decoders_of(*results[i].compact), *codec, o.speed_tokens, c.seq_len));
         }
         std::sort(t_teacher.begin(), t_teacher.end());
         std::sort(t_student.begin(), t_student.end());
@@ -262,7 +264,7 @@ int main(int argc, char** argv) {
       std::snprintf(b, sizeof b, fmt, v);
       return std::string(b);
     };
-    const std::string teacher_sample = sample_text(tok, greedy<examples::DenseView>(teacher, o.sample_tokens));
+    const std::string teacher_sample = sample_text(*codec, greedy(decoders_of(teacher), *codec, o.sample_tokens, c.seq_len));
 
     // 5. Results.
     const auto heldout = [&](double v, const char* fmt) {
@@ -276,8 +278,8 @@ int main(int argc, char** argv) {
            "tokens_per_s,speedup_vs_teacher,final_train_loss,rank_min,rank_max,checkpoint,sample\n";
     char buf[1024];
     std::snprintf(buf, sizeof buf, "teacher,1,%lld,1,%lld,%.6f,,%s,%s,%s,%s,%s,,,,%s,%s\n",
-                  static_cast<long long>(teacher.parameter_count()),
-                  static_cast<long long>(4 * teacher.parameter_count()), teacher_val.nll,
+                  static_cast<long long>(teacher.parameters()),
+                  static_cast<long long>(4 * teacher.parameters()), teacher_val.nll,
                   heldout(teacher_score.nll, "%.6f").c_str(), heldout(teacher_score.ppl, "%.6f").c_str(),
                   heldout(teacher_score.top1, "%.6f").c_str(), speed(teacher_tps, "%.0f").c_str(),
                   speed(1, "%.0f").c_str(), csv_cell(o.model).c_str(), csv_cell(teacher_sample).c_str());
@@ -285,7 +287,7 @@ int main(int argc, char** argv) {
     md << "| method | ratio | parameters | linear kept | validation NLL | before fine-tuning | held-out NLL | perplexity | top-1 | tokens/s | vs teacher | greedy sample |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     std::snprintf(buf, sizeof buf, "| teacher | 1 | %lld | 1.000 | %.4f | | %s | %s | %s | %s | %s | %s |\n",
-                  static_cast<long long>(teacher.parameter_count()), teacher_val.nll,
+                  static_cast<long long>(teacher.parameters()), teacher_val.nll,
                   heldout(teacher_score.nll, "%.4f").c_str(), heldout(teacher_score.ppl, "%.3f").c_str(),
                   heldout(teacher_score.top1, "%.4f").c_str(), speed(teacher_tps, "%.0f").c_str(),
                   speed(1, "%.2fx").c_str(), md_cell(teacher_sample).c_str());
@@ -349,7 +351,7 @@ int main(int argc, char** argv) {
     t.label = "teacher";
     t.color = "#000000";
     t.markers = true;
-    t.x = {double(teacher.parameter_count())};
+    t.x = {double(teacher.parameters())};
     t.y = {o.heldout ? teacher_score.ppl : std::exp(teacher_val.nll)};
     plot.series.push_back(t);
     plot.log_y = true;

@@ -11,17 +11,28 @@ namespace compress {
 namespace {
 
 const char* kUsage = R"(usage: lmshrink_compress [options]
-  --model PATH          llama2.c checkpoint, or Hugging Face "llama" directory (config.json +
-                        model.safetensors or shards; default: bundled stories260K.bin)
-  --tokenizer PATH      llama2.c tokenizer (default: bundled tok512.bin)
+  --model PATH          llama2.c checkpoint, or Hugging Face directory of a "llama" or "gpt2"
+                        model (config.json + model.safetensors or shards; default: bundled
+                        stories260K.bin)
+  --tokenizer PATH      llama2.c tokenizer file, or a directory with GPT-2's vocab.json +
+                        merges.txt (or encoder.json + vocab.bpe) (default: those in the model's
+                        directory, else the bundled tok512.bin or GPT-2 files)
   --eval PATH           held-out tokens (.u16 stream) or text (stories separated by
-                        <|endoftext|>, encoded with the README protocol)
+                        <|endoftext|>, encoded with the README protocol) (default: the
+                        bundled stories, as tok512's reference stream when the model uses
+                        tok512, else as text)
   --out DIR             output folder (default: out/compress)
   --methods LIST        losparse,lowrank,itp,trunc-kd,trunc-lm (default: all five), and
                         dense: the teacher fine-tuned with the same recipe and nothing
                         removed (what fine-tuning alone costs)
   --ratios LIST         remaining ratios of the linear weights (default: 0.5)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
+  --trunc-loss NAME     trunc-kd's loss: recipe, lm, kl, kl-ce, triple, layerwise,
+                        annealing, reverse-kl or jsd (docs/study.md) (default: recipe)
+  --preset NAME         distilgpt2: trunc-kd of a 12-block GPT-2 to blocks 0,2,4,7,9,11
+                        with the triple loss (DistilGPT-2's recipe); distilgpt2-alternate:
+                        the same with blocks 0,2,4,6,8,10. --methods, --keep and
+                        --trunc-loss given too override it
   --tokens N            training tokens per student; steps = ceil(N / (batch * length))
                         (default: 327680, 160 steps of 4 x 512)
   --steps N             or the budget in optimizer steps
@@ -104,6 +115,8 @@ T parse_choice(const char* flag, const std::string& s,
 Options parse(int argc, char** argv) {
   Options o;
   bool steps_given = false, tokens_given = false, lr_given = false, method_lr_given = false;
+  bool methods_given = false, keep_given = false, trunc_loss_given = false;
+  std::string preset;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -120,11 +133,23 @@ Options parse(int argc, char** argv) {
     else if (a == "--tokenizer") o.tokenizer = v;
     else if (a == "--eval") o.eval = v;
     else if (a == "--out") o.out = v;
-    else if (a == "--methods") o.methods = examples::split_list(v);
+    else if (a == "--methods") {
+      o.methods = examples::split_list(v);
+      methods_given = true;
+    } else if (a == "--trunc-loss") {
+      check_loss(v);
+      o.trunc_loss = v;
+      trunc_loss_given = true;
+    } else if (a == "--preset") {
+      if (v != "distilgpt2" && v != "distilgpt2-alternate")
+        fail<lmshrink::value_error>("lmshrink_compress", "--preset must be distilgpt2 or distilgpt2-alternate, got '", v, "'");
+      preset = v;
+    }
     else if (a == "--ratios") {
       o.ratios.clear();
       for (const auto& r : examples::split_list(v)) o.ratios.push_back(parse_double("--ratios", r));
     } else if (a == "--keep") {
+      keep_given = true;
       o.keep.clear();
       for (const auto& k : examples::split_list(v)) o.keep.push_back(int(parse_int("--keep", k, 0, 1 << 20)));
     } else if (a == "--steps") {
@@ -208,6 +233,12 @@ Options parse(int argc, char** argv) {
     fail<lmshrink::value_error>("lmshrink_compress", "--kd-alpha must be in [0, 1], got ", o.kd_alpha);
   if (!(o.temperature > 0))
     fail<lmshrink::value_error>("lmshrink_compress", "--temperature must be > 0, got ", o.temperature);
+  if (!preset.empty()) {  // DistilGPT-2 (Sanh et al.): every other block of GPT-2, triple loss
+    if (!methods_given) o.methods = {"trunc-kd"};
+    if (!keep_given)
+      o.keep = preset == "distilgpt2" ? lmshrink::distilgpt2_layers() : lmshrink::every_other_layer(12);
+    if (!trunc_loss_given) o.trunc_loss = "triple";
+  }
   if (steps_given && tokens_given)
     fail<lmshrink::value_error>("lmshrink_compress", "give the budget as --steps or as --tokens, not both");
   if (steps_given) o.tokens = 0;

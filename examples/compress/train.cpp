@@ -2,8 +2,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "../common/llama_checkpoint.hpp"
-#include "../common/llama_trainer.hpp"
 #include "../common/sharded_trainer.hpp"
 #include "compress.hpp"
 
@@ -71,12 +69,14 @@ namespace {
 // floor of each layer's ρ·out·in/(out + in), then one more rank for the layers with the largest
 // remainders while the budget allows. (The per-layer ceil of the reference overshoots a 35-layer
 // model's budget by 2 %.)
-std::vector<int> ranks_for_budget(const examples::LlamaWeights<float>& w, double rho) {
+std::vector<int> ranks_for_budget(const examples::Model& w, double rho) {
   std::vector<int> ranks;
   std::vector<std::pair<double, std::size_t>> remainder;
   double budget = 0, used = 0;
-  for (const auto& block : w.linear)
-    for (const auto& layer : block) {
+  const int K = w.linear_kinds();
+  for (int l = 0; l < w.shape().n_layers; ++l)
+    for (int k = 0; k < K; ++k) {
+      const auto& layer = w.linear(l, k);
       const double out = double(layer.out_features()), in = double(layer.in_features());
       const double exact = rho * out * in / (out + in);
       const int r = std::max(1, int(std::floor(exact)));
@@ -88,7 +88,7 @@ std::vector<int> ranks_for_budget(const examples::LlamaWeights<float>& w, double
   std::stable_sort(remainder.begin(), remainder.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
   for (const auto& [rest, i] : remainder) {
-    const auto& layer = w.linear[i / examples::kLinearKinds][i % examples::kLinearKinds];
+    const auto& layer = w.linear(int(i) / K, int(i) % K);
     const double cost = double(layer.out_features() + layer.in_features());
     if (rest > 0 && used + cost <= budget && ranks[i] < std::min(layer.out_features(), layer.in_features())) {
       ++ranks[i];
@@ -98,7 +98,7 @@ std::vector<int> ranks_for_budget(const examples::LlamaWeights<float>& w, double
   return ranks;
 }
 
-void set_lr(std::vector<std::array<lmshrink::AdamW<float>, examples::kLinearKinds>>& opt, double lr) {
+void set_lr(std::vector<std::vector<lmshrink::AdamW<float>>>& opt, double lr) {
   for (auto& block : opt)
     for (auto& o : block) o.set_lr(lr);
 }
@@ -112,21 +112,17 @@ double peak_lr(const Options& o, const Job& job) {
   return o.lr;
 }
 
-Calibration collect_calibration(const lmshrink::Llama2cModel& teacher, const std::vector<int>& train,
+Calibration collect_calibration(examples::Model& teacher, const std::vector<int>& train,
                                 int length, int windows) {
-  const auto& c = teacher.config;
-  Calibration calib;
-  auto tw = examples::LlamaWeights<float>::from_model(teacher);
-  examples::LlamaTrainer<float> tnet(tw, 1, length);
-  calib.resize(std::size_t(c.n_layers));
-  for (auto& block : calib)
-    for (int k = 0; k < examples::kLinearKinds; ++k)
-      block[std::size_t(k)].reset(tw.linear[0][std::size_t(k)].in_features());
+  const int L = teacher.shape().n_layers, K = teacher.linear_kinds();
+  Calibration calib(static_cast<std::size_t>(L), std::vector<lmshrink::GramAccumulator>(static_cast<std::size_t>(K)));
+  const auto tnet = teacher.net(1, length);
+  for (int l = 0; l < L; ++l)
+    for (int k = 0; k < K; ++k) calib[std::size_t(l)][std::size_t(k)].reset(teacher.linear(l, k).in_features());
   for (int win = 0; win < windows; ++win) {
-    tnet.forward(train.data() + std::size_t(win) * std::size_t(length));
-    for (int l = 0; l < c.n_layers; ++l)
-      for (int k = 0; k < examples::kLinearKinds; ++k)
-        calib[std::size_t(l)][std::size_t(k)].add<float>(tnet.linear_input(l, k));
+    tnet->forward(train.data() + std::size_t(win) * std::size_t(length));
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k) calib[std::size_t(l)][std::size_t(k)].add<float>(tnet->linear_input(l, k));
   }
   return calib;
 }
@@ -145,8 +141,9 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   res.job = job;
 
   // The student.
-  lmshrink::Llama2cModel base = truncation ? lmshrink::truncate_layers(*sh.teacher, keep) : *sh.teacher;
-  auto w = examples::LlamaWeights<float>::from_model(base);
+  const std::unique_ptr<examples::Model> student = truncation ? sh.teacher->truncated(keep) : sh.teacher->clone();
+  examples::Model& w = *student;
+  const int L = w.shape().n_layers, K = w.linear_kinds();
   const bool one_shot = o.prune_end == 0;
   lmshrink::PrunerOptions popt;
   popt.mode = one_shot ? lmshrink::MaskMode::persistent : o.mask_mode;
@@ -166,80 +163,86 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     popt.schedule.total_steps = 2;  // unused: one mask before training
   }
   bool prune = false;
+  // Biases (GPT-2) are always kept: the weights' share is what makes the whole linear part,
+  // biases included, keep job.ratio. Without biases it is job.ratio.
+  double weights = 0, biases = 0;
+  for (int l = 0; l < L; ++l)
+    for (int k = 0; k < K; ++k) {
+      weights += double(w.linear(l, k).out_features()) * double(w.linear(l, k).in_features());
+      biases += double(w.linear(l, k).bias().size());
+    }
+  const double weight_ratio = biases == 0 ? job.ratio : (job.ratio * (weights + biases) - biases) / weights;
+  if (!ratio_free(job.method) && !(weight_ratio > 0))
+    fail<lmshrink::value_error>("lmshrink_compress", job_name(job), ": the biases alone are more than ratio ",
+                                job.ratio, " of the linear layers");
   if (job.method == "losparse" || job.method == "lowrank") {
-    const double rho = job.method == "lowrank" ? job.ratio : job.ratio * o.lowrank_share;
+    const double rho = job.method == "lowrank" ? weight_ratio : weight_ratio * o.lowrank_share;
     const std::vector<int> ranks = ranks_for_budget(w, rho);
-    for (std::size_t l = 0; l < w.linear.size(); ++l)
-      for (int k = 0; k < examples::kLinearKinds; ++k) {
-        auto& layer = w.linear[l][std::size_t(k)];
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k) {
+        auto& layer = w.linear(l, k);
         const lmshrink::RowMatrix<float> dense = layer.to_dense();
         lmshrink::SvdInitOptions so;
-        so.rank = ranks[l * examples::kLinearKinds + std::size_t(k)];
-        if (o.whitened) lmshrink::svd_init<float>(dense, layer, so, (*calib)[l][std::size_t(k)]);
+        so.rank = ranks[std::size_t(l * K + k)];
+        if (o.whitened) lmshrink::svd_init<float>(dense, layer, so, (*calib)[std::size_t(l)][std::size_t(k)]);
         else lmshrink::svd_init<float>(dense, layer, so);
         if (job.method == "lowrank") lmshrink::make_low_rank_only(layer);
       }
     if (job.method == "losparse") {
       std::int64_t low = 0;
-      for (const auto& block : w.linear)
-        for (const auto& layer : block) low += layer.rank() * (layer.out_features() + layer.in_features());
-      const double sparse_share = job.ratio - double(low) / double(w.linear_dense_parameters());
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < K; ++k) low += w.linear(l, k).rank() * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
+      const double sparse_share = weight_ratio - double(low) / weights;
       if (!(sparse_share > 0))
         fail<lmshrink::value_error>("lmshrink_compress", "LoSparse at ratio ", job.ratio,
                                     " leaves no budget for S after the low-rank part (",
-                                    double(low) / double(w.linear_dense_parameters()),
-                                    "); lower --lowrank-share");
+                                    double(low) / weights, "); lower --lowrank-share");
       popt.schedule.final_keep = sparse_share;
       prune = true;
     }
   } else if (job.method == "itp") {
-    popt.schedule.final_keep = job.ratio;
+    popt.schedule.final_keep = weight_ratio;
     prune = true;
   }
   lmshrink::Pruner<float> pruner(popt);
-  examples::ShardedTrainer<float> net(w, o.batch, sh.length, std::min(o.shards, o.batch));
-  auto& g = net.grads();
+  examples::ShardedTrainer net(w, o.batch, sh.length, std::min(o.shards, o.batch));
   if (prune) {
-    for (int l = 0; l < w.config.n_layers; ++l)
-      for (int k = 0; k < examples::kLinearKinds; ++k) {
-        auto& layer = w.linear[std::size_t(l)][std::size_t(k)];
-        pruner.add("layers." + std::to_string(l) + "." + examples::linear_kind_name(k), layer,
-                   g.linear[std::size_t(l)][std::size_t(k)]);
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k) {
+        auto& layer = w.linear(l, k);
+        pruner.add(w.linear_name(l, k), layer, net.linear_grad(l, k));
         // Data-aware: rows ranked by their output energy until gradients can rank them.
         if (o.whitened)
-          pruner.set_prior(l * examples::kLinearKinds + k,
+          pruner.set_prior(l * K + k,
                            lmshrink::row_output_energy<float>(layer.S(), (*calib)[std::size_t(l)][std::size_t(k)]));
       }
     if (one_shot) pruner.mask(popt.schedule.final_keep);
   }
 
   {
-    const auto start = examples::CompactLlama::pack(w);
-    res.val_init_score = evaluate<examples::CompactView>(start, *sh.val, sh.val_windows, sh.eval_len, 1);
+    const auto start = w.pack();
+    res.val_init_score = evaluate(decoders_of(*start), *sh.val, sh.val_windows, sh.eval_len, 1);
   }
-  std::vector<std::array<lmshrink::AdamW<float>, examples::kLinearKinds>> opt;
+  std::vector<std::vector<lmshrink::AdamW<float>>> opt(static_cast<std::size_t>(L));
   lmshrink::AdamWOptions ao;
   const double peak = peak_lr(o, job);
   ao.lr = peak;
   ao.weight_decay = 0;
-  for (auto& block : w.linear)
-    opt.push_back({lmshrink::AdamW<float>(block[0], ao), lmshrink::AdamW<float>(block[1], ao),
-                   lmshrink::AdamW<float>(block[2], ao), lmshrink::AdamW<float>(block[3], ao),
-                   lmshrink::AdamW<float>(block[4], ao), lmshrink::AdamW<float>(block[5], ao),
-                   lmshrink::AdamW<float>(block[6], ao)});
-  std::vector<TensorAdam> plain(3 + 2 * w.linear.size());
+  for (int l = 0; l < L; ++l)
+    for (int k = 0; k < K; ++k) opt[std::size_t(l)].emplace_back(w.linear(l, k), ao);
+  const std::vector<examples::TensorRef> params = w.plain_params();
+  std::vector<TensorAdam> plain(params.size());
 
   // The teacher runs the same full-sequence forward, shard by shard, for its logits and block
   // outputs.
-  auto teacher_w = examples::LlamaWeights<float>::from_model(*sh.teacher);
-  std::vector<std::unique_ptr<examples::LlamaTrainer<float>>> teacher;
+  std::vector<std::unique_ptr<examples::Net>> teacher;
   const bool layerwise = (loss_kind == "recipe" && o.hidden_weight > 0) || loss_kind == "layerwise";
   const bool last_hidden = loss_kind == "triple";
   std::vector<std::vector<const RowMat*>> teacher_blocks(std::size_t(net.shards()));
   for (int s = 0; s < net.shards(); ++s) {
-    teacher.push_back(std::make_unique<examples::LlamaTrainer<float>>(teacher_w, net.shard(s).batch(), sh.length));
+    teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length));
     if (layerwise || last_hidden)
-      for (int l = 0; l < w.config.n_layers; ++l)
+      for (int l = 0; l < L; ++l)
         teacher_blocks[std::size_t(s)].push_back(&teacher.back()->block_output(truncation ? keep[std::size_t(l)] : l));
   }
   // Annealing-KD: phase 1 (MSE to the teacher's logits scaled by temp/τ_max, temp rising 1 → 10)
@@ -259,7 +262,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       std::copy(src, src + n, inputs.begin() + b * n);
       for (int t = 0; t < n; ++t) targets[b * n + t] = src[t + 1];
     }
-    const double loss = net.step(inputs.data(), job_threads, [&](int s, examples::LlamaTrainer<float>& shard,
+    const double loss = net.step(inputs.data(), job_threads, [&](int s, examples::Net& shard,
                                                                  const int* own, const RowMat& logits,
                                                                  RowMat& dlogits, std::vector<RowMat>& dblock) {
       const auto own_targets = targets.segment(net.first_sequence(s) * n, shard.batch() * n);
@@ -282,16 +285,16 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       } else if (loss_kind == "annealing") {
         l = lmshrink::annealing_kd_loss<float>(annealing, step, logits, teacher_logits, own_targets, dlogits, lo);
       } else if (loss_kind == "triple") {  // DistilGPT-2: 5·KL(T = 2) + 2·CE + 1·(1 − cos), last block
-        const int last = w.config.n_layers - 1;
-        dblock.assign(std::size_t(w.config.n_layers), RowMat());
-        dblock[std::size_t(last)].resize(logits.rows(), w.config.dim);
+        const int last = L - 1;
+        dblock.assign(std::size_t(L), RowMat());
+        dblock[std::size_t(last)].resize(logits.rows(), w.shape().dim);
         l = lmshrink::distilgpt2_loss<float>(logits, teacher_logits, own_targets, shard.block_output(last),
                                              *teacher_blocks[std::size_t(s)][std::size_t(last)], dlogits,
                                              dblock[std::size_t(last)]).total;
       }
       if (layerwise)
-        l += examples::layerwise_distillation<float>(shard, teacher_blocks[std::size_t(s)], o.hidden_loss,
-                                                     o.hidden_weight, dblock);
+        l += examples::layerwise_distillation(shard, L, teacher_blocks[std::size_t(s)], o.hidden_loss,
+                                              o.hidden_weight, dblock);
       return l;
     });
     if (!std::isfinite(loss))
@@ -300,25 +303,17 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     res.losses.push_back(float(loss));
     const double lr = learning_rate(peak, step, steps);
     set_lr(opt, lr);
-    for (std::size_t l = 0; l < w.linear.size(); ++l)
-      for (int k = 0; k < examples::kLinearKinds; ++k)
-        opt[l][std::size_t(k)].step(w.linear[l][std::size_t(k)], g.linear[l][std::size_t(k)]);
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k) opt[std::size_t(l)][std::size_t(k)].step(w.linear(l, k), net.linear_grad(l, k));
     const long t = step + 1;
     const double lr_plain = lr * o.embed_lr_scale;
-    if (lr_plain > 0) {
-      plain[0].step(w.embedding.data(), g.embedding.data(), w.embedding.size(), lr_plain, t);
-      plain[1].step(w.rms_final.data(), g.rms_final.data(), w.rms_final.size(), lr_plain, t);
-      if (!w.config.shared_classifier)
-        plain[2].step(w.classifier.data(), g.classifier.data(), w.classifier.size(), lr_plain, t);
-      for (std::size_t l = 0; l < w.linear.size(); ++l) {
-        plain[3 + 2 * l].step(w.rms_att[l].data(), g.rms_att[l].data(), w.rms_att[l].size(), lr_plain, t);
-        plain[4 + 2 * l].step(w.rms_ffn[l].data(), g.rms_ffn[l].data(), w.rms_ffn[l].size(), lr_plain, t);
-      }
-    }
+    if (lr_plain > 0)
+      for (std::size_t i = 0; i < params.size(); ++i)
+        plain[i].step(params[i].data, net.plain_grads()[i].data(), params[i].size, lr_plain, t);
     if (prune && !one_shot) pruner.after_optimizer_step(step);
     if (curve_every > 0 && ((step + 1) % curve_every == 0 || step + 1 == steps)) {
-      const auto now = examples::CompactLlama::pack(w);
-      const double nll = evaluate<examples::CompactView>(now, *sh.val, sh.val_windows, sh.eval_len, 1).nll;
+      const auto now = w.pack();
+      const double nll = evaluate(decoders_of(*now), *sh.val, sh.val_windows, sh.eval_len, 1).nll;
       res.curve.push_back({std::int64_t(step + 1) * B * n, nll});
     }
 
@@ -342,24 +337,19 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   // Final masks onto the layers (the reference pruning mode leaves them on the pruner).
   if (prune)
     for (lmshrink::Index i = 0; i < pruner.layers(); ++i) {
-      auto& layer = w.linear[std::size_t(i / examples::kLinearKinds)][std::size_t(i % examples::kLinearKinds)];
+      auto& layer = w.linear(int(i) / K, int(i) % K);
       layer.set_row_mask(pruner.row_mask(i));
       layer.apply_masks();
     }
   res.rank_min = 1 << 30;
-  for (const auto& block : w.linear)
-    for (const auto& layer : block) {
-      res.rank_min = std::min<int>(res.rank_min, int(layer.rank()));
-      res.rank_max = std::max<int>(res.rank_max, int(layer.rank()));
+  for (int l = 0; l < L; ++l)
+    for (int k = 0; k < K; ++k) {
+      res.rank_min = std::min<int>(res.rank_min, int(w.linear(l, k).rank()));
+      res.rank_max = std::max<int>(res.rank_max, int(w.linear(l, k).rank()));
     }
   res.parameters = w.parameters();
   res.linear_live = w.linear_parameters();
-  for (int l = 0; l < sh.teacher->config.n_layers; ++l) {  // the teacher's linear weights
-    const auto& t = *sh.teacher;
-    const std::size_t L = std::size_t(l);
-    res.linear_dense += t.wq[L].size() + t.wk[L].size() + t.wv[L].size() + t.wo[L].size() +
-                        t.w1[L].size() + t.w2[L].size() + t.w3[L].size();
-  }
+  res.linear_dense = sh.teacher->linear_dense_parameters();  // the teacher's linear weights
   // No row of the table may claim a ratio the model does not have.
   const double nominal = ratio_free(job.method) ? double(w.linear_dense_parameters()) / double(res.linear_dense) : job.ratio;
   const double kept = examples::checked_linear_ratio(job_name(job), res.linear_live, res.linear_dense, nominal);
@@ -368,25 +358,18 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const std::string ckpt = o.out + "/checkpoints/" + file_stem(job) + ".safetensors";
   char ratio_text[32];
   std::snprintf(ratio_text, sizeof ratio_text, "%.4f", kept);
-  examples::save_checkpoint(w, ckpt, job.method, {{"lmshrink.method", job.method},
-                                                  {"lmshrink.linear_ratio", ratio_text}});
-  // The truncated student is a plain dense model: also written for other programs, as a
-  // llama2.c file when that format can hold it, else as a Hugging Face directory.
-  if (truncation) {
-    const lmshrink::Llama2cModel dense = w.to_model();
-    if (examples::fits_llama2c(dense.config))
-      lmshrink::write_llama2c(dense, o.out + "/checkpoints/" + file_stem(job) + ".bin");
-    else
-      lmshrink::write_hf_llama(dense, o.out + "/checkpoints/" + file_stem(job) + "_hf");
-  }
+  w.save(ckpt, job.method, {{"lmshrink.method", job.method}, {"lmshrink.linear_ratio", ratio_text}});
+  // A truncated student is a plain dense model: also exported for other programs (a llama2.c
+  // file when that format can hold it, else a Hugging Face directory).
+  if (truncation) w.export_dense(o.out + "/checkpoints/" + file_stem(job));
   res.checkpoint = "checkpoints/" + file_stem(job) + ".safetensors";
   const auto loaded = examples::load_checkpoint(ckpt);
-  res.compact = examples::CompactLlama::pack(loaded);
-  res.bytes = res.compact.bytes();
-  res.val_score = evaluate<examples::CompactView>(res.compact, *sh.val, sh.val_windows, sh.eval_len, 1);
-  if (o.heldout)
-    res.score = evaluate<examples::CompactView>(res.compact, *sh.eval, sh.eval_windows, sh.eval_len, 1);
-  res.sample = sample_text(*sh.tok, greedy<examples::CompactView>(res.compact, o.sample_tokens));
+  res.compact = loaded->pack();
+  res.bytes = res.compact->bytes();
+  const DecoderFactory decoders = decoders_of(*res.compact);
+  res.val_score = evaluate(decoders, *sh.val, sh.val_windows, sh.eval_len, 1);
+  if (o.heldout) res.score = evaluate(decoders, *sh.eval, sh.eval_windows, sh.eval_len, 1);
+  res.sample = sample_text(*sh.codec, greedy(decoders, *sh.codec, o.sample_tokens, w.shape().seq_len));
   return res;
 }
 

@@ -35,7 +35,6 @@
 #include <omp.h>
 #endif
 
-#include "../common/llama_checkpoint.hpp"
 #include "../common/option_parsing.hpp"
 #include "../common/output_dir.hpp"
 #include "../common/svg_plot.hpp"
@@ -295,12 +294,14 @@ int main(int argc, char** argv) {
 #endif
     Eigen::setNbThreads(1);
 
-    const lmshrink::Llama2cModel teacher = examples::read_llama_model(o.model);
-    const auto& c = teacher.config;
+    const std::unique_ptr<examples::Model> teacher_model = examples::load_model(o.model);
+    examples::Model& teacher = *teacher_model;
+    const examples::ModelShape c = teacher.shape();
     if (c.n_layers != 5)
       fail<lmshrink::value_error>(kWhere, "the study's subsets are of 5 blocks; '", o.model, "' has ", c.n_layers);
-    const lmshrink::Tokenizer tok = lmshrink::read_tokenizer(o.tokenizer, c.vocab_size);
-    const std::vector<int> eval = read_eval_tokens(o.eval, tok);
+    const std::unique_ptr<examples::TextCodec> codec = examples::load_codec(teacher, o.model, o.tokenizer);
+    if (o.eval.empty()) o.eval = default_eval(*codec);
+    const std::vector<int> eval = read_eval_tokens(o.eval, *codec);
     const int eval_len = c.seq_len;
     const int available = int((eval.size() - 1) / std::size_t(eval_len));
     if (available < 1)
@@ -326,7 +327,7 @@ int main(int argc, char** argv) {
     std::vector<int> val;
     {
       examples::Progress bar("generate ", double(so.seeds) * double(cleaning ? 2 * need : need) + double(val_need));
-      const auto val_stories = examples::sample_stories(teacher, val_need, o.val_seed, threads);
+      const auto val_stories = examples::sample_stories(teacher, *codec, val_need, o.val_seed, threads);
       val = examples::concatenate(val_stories);
       double done = double(val_need);
       for (int s = 0; s < so.seeds; ++s) {
@@ -335,20 +336,20 @@ int main(int argc, char** argv) {
         // same in every call (story i draws from its own seeded stream), so the clean stream does
         // not depend on which studies run.
         const std::size_t want = cleaning ? 2 * need : need + need / 4;
-        const auto stories = examples::sample_stories(teacher, want, seed, threads, [&](std::size_t have, std::size_t n) {
+        const auto stories = examples::sample_stories(teacher, *codec, want, seed, threads, [&](std::size_t have, std::size_t n) {
           bar.update(done + double(std::min(have, want)), "seed " + std::to_string(s) + ": " + std::to_string(n) + " stories");
         });
         done += double(want);
         examples::check_disjoint(stories, val_stories);
         // Every stream from text, encoded the same way and cut to the same number of tokens.
         std::vector<std::string> texts;
-        for (const auto& st : stories) texts.push_back(tok.decode(st));
+        for (const auto& st : stories) texts.push_back(codec->decode(st));
         const auto fill = [&](const std::vector<std::string>& d, std::vector<int>& stream,
                               lmshrink::DocumentFilter* filter) {
           for (const auto& doc : d) {
             if (stream.size() >= need) break;
             if (filter && filter->add(doc) != lmshrink::Verdict::keep) continue;
-            const auto ids = tok.encode(doc, true, false);
+            const auto ids = codec->encode_story(doc);
             stream.insert(stream.end(), ids.begin(), ids.end());
           }
           if (stream.size() < need)
@@ -379,8 +380,8 @@ int main(int argc, char** argv) {
       bar.finish(std::to_string(so.seeds) + " training streams of " + std::to_string(need) +
                  " tokens, validation " + std::to_string(val.size()) + " tokens");
     }
-    const Score teacher_val = evaluate<examples::DenseView>(teacher, val, o.val_windows, eval_len, threads);
-    const Score teacher_score = o.heldout ? evaluate<examples::DenseView>(teacher, eval, eval_windows, eval_len, threads) : Score{};
+    const Score teacher_val = evaluate(decoders_of(teacher), val, o.val_windows, eval_len, threads);
+    const Score teacher_score = o.heldout ? evaluate(decoders_of(teacher), eval, eval_windows, eval_len, threads) : Score{};
     std::printf("teacher: validation NLL %.4f, held-out perplexity %.4f\n", teacher_val.nll, teacher_score.ppl);
 
     Shared sh;
@@ -396,7 +397,7 @@ int main(int argc, char** argv) {
     sh.val_windows = o.val_windows;
     sh.calib = &calib[0];
     sh.steps = steps;
-    sh.tok = &tok;
+    sh.codec = codec.get();
 
     // An arm is one row of a table: a job trained on every seed's stream (streams[s]).
     struct Arm {

@@ -55,6 +55,16 @@ struct CompactGpt2 {
     return pack(Gpt2Weights<float>::from_model(model));
   }
 
+  /// Bytes of every tensor: float32 values and the packed layers' int32 indices.
+  std::int64_t bytes() const {
+    std::int64_t n = 4 * (wte.size() + wpe.size() + lnf_w.size() + lnf_b.size());
+    for (std::size_t l = 0; l < linear.size(); ++l) {
+      n += 4 * (ln1_w[l].size() + ln1_b[l].size() + ln2_w[l].size() + ln2_b[l].size());
+      for (const auto& layer : linear[l]) n += layer.weight_bytes();
+    }
+    return n;
+  }
+
   /// Stored parameters: embeddings, norms and the packed layers (the head is wte).
   std::int64_t parameters() const {
     std::int64_t n = wte.size() + wpe.size() + lnf_w.size() + lnf_b.size();
@@ -71,12 +81,14 @@ class Gpt2Decoder {
   using RowMat = lmshrink::RowMatrix<float>;
   using Vec = lmshrink::Vector<float>;
 
-  explicit Gpt2Decoder(const CompactGpt2& m) : m_(&m), c_(m.config), hs_(m.config.head_size()) {
+  /// `threads` > 1 runs every product on that many threads (OpenMP; the same result for any count).
+  explicit Gpt2Decoder(const CompactGpt2& m, int threads = 1) : m_(&m), c_(m.config), hs_(m.config.head_size()) {
+    options_.threads = threads;
     const int L = c_.n_layers;
     key_cache_.assign(std::size_t(L), RowMat(c_.n_positions, c_.dim));
     value_cache_.assign(std::size_t(L), RowMat(c_.n_positions, c_.dim));
   }
-  Gpt2Decoder(CompactGpt2&&) = delete;  // the decoder keeps a pointer to the model
+  Gpt2Decoder(CompactGpt2&&, int = 1) = delete;  // the decoder keeps a pointer to the model
 
   const lmshrink::Gpt2Config& config() const { return c_; }
 

@@ -16,6 +16,8 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <lmshrink/io/llama2c.hpp>
+
+#include "../../common/scoring.hpp"
 #include <utility>
 #include <vector>
 
@@ -284,25 +286,6 @@ class SequenceDecoder {
 
 using LlamaKvDecoder = KvDecoder<DenseView>;
 using LlamaSequenceDecoder = SequenceDecoder<DenseView>;
-
-/// Mean NLL over rows of (n, vocab) logits against targets, double log-softmax; top-1 hits.
-struct SequenceScore {
-  double nll_sum = 0;
-  long tokens = 0, top1 = 0;
-};
-
-inline SequenceScore score_logits(const RowMat& logits, const int* targets) {
-  SequenceScore s;
-  for (Eigen::Index t = 0; t < logits.rows(); ++t) {
-    Eigen::Index arg = 0;
-    const double max = logits.row(t).maxCoeff(&arg);
-    const double sum = (logits.row(t).template cast<double>().array() - max).exp().sum();
-    s.nll_sum += max + std::log(sum) - double(logits(t, targets[t]));
-    s.top1 += arg == targets[t];
-    ++s.tokens;
-  }
-  return s;
-}
 
 /// Mean natural-log NLL of targets[t] given inputs[0..t], with a double log-softmax over the
 /// float logits; also counts top-1 hits.

@@ -72,7 +72,7 @@ bool is_dense_layer(const lmshrink::LowRankSparseLinear<Scalar>& layer) {
 
 /// Writes the weights atomically; `method` names how the compressed layers were made, `extra`
 /// is added to the metadata.
-inline void save_checkpoint(const LlamaWeights<float>& w, const std::string& path,
+inline void save_llama_checkpoint(const LlamaWeights<float>& w, const std::string& path,
                             const std::string& method,
                             const std::map<std::string, std::string>& extra = {}) {
   lmshrink::SafeTensors st;
@@ -116,36 +116,18 @@ inline void save_checkpoint(const LlamaWeights<float>& w, const std::string& pat
   lmshrink::write_safetensors(st, path);
 }
 
-/// A Llama teacher: a llama2.c file, or a Hugging Face checkpoint directory (config.json with
-/// model_type "llama", model.safetensors or shards).
-inline lmshrink::Llama2cModel read_llama_model(const std::string& path) {
-  static constexpr const char* where = "read_llama_model";
-  if (!std::filesystem::is_directory(path)) return lmshrink::read_llama2c(path);
-  const std::string config = path + "/config.json";
-  if (!std::filesystem::exists(config))
-    lmshrink::detail::fail<lmshrink::io_error>(where, "'", path, "' is a directory without config.json; "
-                                               "a llama2.c file or a Hugging Face checkpoint directory "
-                                               "was expected");
-  const lmshrink::HfConfig c = lmshrink::read_hf_config(config);
-  if (c.model_type != "llama")
-    lmshrink::detail::fail<lmshrink::value_error>(where, "'", path, "' is a '", c.model_type, "' model; "
-                                                  "the Llama jobs read llama2.c files and Hugging Face "
-                                                  "\"llama\" directories");
-  return lmshrink::read_hf_llama(path);
-}
-
 /// Whether a llama2.c file can hold the model (it implies RMSNorm eps 1e-5 and RoPE base 10000).
 inline bool fits_llama2c(const lmshrink::Llama2cConfig& c) {
   return c.norm_eps == 1e-5 && c.rope_theta == 10000;
 }
 
-/// Reads a checkpoint written by save_checkpoint: every layer as stored, dense or compressed.
-inline LlamaWeights<float> load_checkpoint(const std::string& path) {
+/// Reads a checkpoint written by save_llama_checkpoint: every layer as stored, dense or compressed.
+inline LlamaWeights<float> read_llama_checkpoint(const std::string& path) {
   const lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
   if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "llama/1")
     lmshrink::detail::fail<lmshrink::format_error>(
-        "load_checkpoint", "'", path, "' has no 'lmshrink.checkpoint: llama/1' metadata; it was "
-        "not written by save_checkpoint");
+        "read_llama_checkpoint", "'", path, "' has no 'lmshrink.checkpoint: llama/1' metadata; it was "
+        "not written by save_llama_checkpoint");
   LlamaWeights<float> w;
   auto& c = w.config;
   const int big = 1 << 20;
@@ -164,7 +146,7 @@ inline LlamaWeights<float> load_checkpoint(const std::string& path) {
     char* end = nullptr;
     const double v = std::strtod(s.c_str(), &end);
     if (s.empty() || *end != '\0' || !(v >= lo && v <= hi))
-      lmshrink::detail::fail<lmshrink::format_error>("load_checkpoint", "'", path, "': metadata '", key,
+      lmshrink::detail::fail<lmshrink::format_error>("read_llama_checkpoint", "'", path, "': metadata '", key,
                                                      "' is '", s, "'; a number in [", lo, ", ", hi,
                                                      "] was expected");
     return v;
@@ -173,7 +155,7 @@ inline LlamaWeights<float> load_checkpoint(const std::string& path) {
   c.rope_theta = real("rope_theta", 10000.0, 1.0, 1e12);
   if (c.dim % c.n_heads != 0 || c.head_size() % 2 != 0 || c.n_heads % c.n_kv_heads != 0)
     lmshrink::detail::fail<lmshrink::format_error>(
-        "load_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",
+        "read_llama_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",
         c.n_kv_heads, " kv heads do not give an even head size shared by whole groups");
   // A compressed layer's dense S is not justified by the file's bytes (see ReadLimits): bound the
   // whole model's before any layer is built.
@@ -182,7 +164,7 @@ inline LlamaWeights<float> load_checkpoint(const std::string& path) {
                                   3 * std::int64_t(c.hidden_dim) * c.dim);
   if (dense_entries > (std::int64_t(1) << 31))
     lmshrink::detail::fail<lmshrink::format_error>(
-        "load_checkpoint", "'", path, "' describes ", dense_entries, " linear weights; at most 2^31 "
+        "read_llama_checkpoint", "'", path, "' describes ", dense_entries, " linear weights; at most 2^31 "
         "are supported by the examples' model layer");
   w.embedding = st.matrix<float>("model.embed_tokens.weight", c.vocab_size, c.dim);
   if (!c.shared_classifier) w.classifier = st.matrix<float>("lm_head.weight", c.vocab_size, c.dim);
@@ -202,7 +184,7 @@ inline LlamaWeights<float> load_checkpoint(const std::string& path) {
         layer = lmshrink::get_compressed_layer<float>(st, name);
         if (layer.out_features() != outs[k] || layer.in_features() != ins[k])
           lmshrink::detail::fail<lmshrink::format_error>(
-              "load_checkpoint", "'", path, "': layer '", name, "' is ", layer.out_features(), "x",
+              "read_llama_checkpoint", "'", path, "': layer '", name, "' is ", layer.out_features(), "x",
               layer.in_features(), " but the config needs ", outs[k], "x", ins[k]);
       } else {
         layer = lmshrink::make_dense_layer<float>(st.matrix<float>(name + ".weight", outs[k], ins[k]));

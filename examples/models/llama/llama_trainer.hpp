@@ -16,7 +16,6 @@
 #include <Eigen/Core>
 #include <array>
 #include <cmath>
-#include <lmshrink/distillation.hpp>
 #include <lmshrink/io/llama2c.hpp>
 #include <lmshrink/low_rank_sparse_linear.hpp>
 #include <lmshrink/optim.hpp>
@@ -386,27 +385,9 @@ class LlamaTrainer {
   std::vector<int> tokens_;
 };
 
-/// The share of the teacher's linear weights a student keeps, live / teacher_linear, checked
-/// against its nominal ratio: a state_error when they are more than `tolerance` (relative) apart,
-/// so no report can state a ratio the model does not have.
-inline double checked_linear_ratio(const std::string& name, std::int64_t live,
-                                   std::int64_t teacher_linear, double nominal,
-                                   double tolerance = 0.01) {
-  static constexpr const char* where = "checked_linear_ratio";
-  if (teacher_linear <= 0 || live < 0 || !(nominal > 0))
-    lmshrink::detail::fail<lmshrink::value_error>(where, name, ": counts must be positive, got ", live,
-                                                  " of ", teacher_linear, " at nominal ", nominal);
-  const double kept = double(live) / double(teacher_linear);
-  if (!(std::abs(kept - nominal) <= tolerance * nominal))
-    lmshrink::detail::fail<lmshrink::state_error>(
-        where, name, " keeps ", kept, " of the teacher's linear weights but its nominal ratio is ",
-        nominal, ": more than ", tolerance * 100, " % apart, so it is not reported");
-  return kept;
-}
-
 // forward and backward, out of the class so that an explicit instantiation declaration covers
 // them (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES, float and double are compiled once, by
-// examples/common/instances/.
+// examples/models/llama/instances/.
 template <class Scalar>
 const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const int* tokens) {
   static constexpr const char* where = "LlamaTrainer::forward";
@@ -497,45 +478,5 @@ void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* 
 extern template class LlamaTrainer<float>;
 extern template class LlamaTrainer<double>;
 #endif
-
-/// Layer-wise distillation: each student block's output against a teacher block's output.
-enum class HiddenLoss { mse, cosine };
-
-/// Σ_l weight·loss_l / n_blocks over the student's blocks, where loss_l compares
-/// student.block_output(l) with *teacher[l] (the teacher block that student block l stands
-/// for: block keep[l] of a truncated student). mse is divided by the teacher block's mean
-/// square, so every block counts alike whatever its scale; cosine is 1 − cos per token. Both
-/// are means over tokens. Writes dblock[l] = ∂/∂block_output(l) for LlamaTrainer::backward.
-template <class Scalar>
-double layerwise_distillation(const LlamaTrainer<Scalar>& student,
-                              const std::vector<const lmshrink::RowMatrix<Scalar>*>& teacher,
-                              HiddenLoss kind, double weight,
-                              std::vector<lmshrink::RowMatrix<Scalar>>& dblock) {
-  static constexpr const char* where = "layerwise_distillation";
-  const int blocks = student.weights().config.n_layers;
-  if (int(teacher.size()) != blocks)
-    lmshrink::detail::fail<lmshrink::shape_error>(where, "got ", teacher.size(),
-                                                  " teacher blocks for ", blocks, " student blocks");
-  if (!(weight >= 0) || !std::isfinite(weight))
-    lmshrink::detail::fail<lmshrink::value_error>(where, "weight must be finite and >= 0, got ", weight);
-  dblock.resize(std::size_t(blocks));
-  double total = 0;
-  for (int l = 0; l < blocks; ++l) {
-    const auto& s = student.block_output(l);
-    const auto& t = *teacher[std::size_t(l)];
-    auto& g = dblock[std::size_t(l)];
-    g.resize(s.rows(), s.cols());
-    lmshrink::LossOptions o;
-    o.weight = weight / blocks;
-    if (kind == HiddenLoss::mse) {
-      const double mean_square = t.template cast<double>().squaredNorm() / double(t.size());
-      o.weight /= std::max(mean_square, 1e-12);
-      total += lmshrink::mse_loss<Scalar>(s, t, g, o);
-    } else {
-      total += lmshrink::cosine_loss<Scalar>(s, t, g, o);
-    }
-  }
-  return total;
-}
 
 }  // namespace examples

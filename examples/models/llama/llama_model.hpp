@@ -1,0 +1,141 @@
+#pragma once
+// The Llama family behind examples::Model (model.hpp): llama2.c files and Hugging Face "llama"
+// directories, trained by LlamaTrainer, packed as CompactLlama, checkpointed by
+// llama_checkpoint.hpp. Header-only like the rest of the family; llama_model.cpp registers it.
+#include <lmshrink/io/hf_checkpoint.hpp>
+#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/truncation.hpp>
+#include <mutex>
+
+#include "../model.hpp"
+#include "llama_checkpoint.hpp"
+#include "llama_compact.hpp"
+#include "llama_decoder.hpp"
+#include "llama_trainer.hpp"
+
+namespace examples {
+
+
+
+
+class LlamaNet final : public Net {
+ public:
+  LlamaNet(LlamaWeights<float>& w, int batch, int n) : t_(w, batch, n) {}
+  int batch() const override { return t_.batch(); }
+  const Mat& forward(const int* tokens) override { return t_.forward(tokens); }
+  void backward(const Mat& dlogits, const std::vector<Mat>* dblock) override { t_.backward(dlogits, dblock); }
+  void zero_grad() override { t_.zero_grad(); }
+  const Mat& block_output(int l) const override { return t_.block_output(l); }
+  const Mat& linear_input(int l, int kind) const override { return t_.linear_input(l, kind); }
+  Layer::Gradients& linear_grad(int l, int kind) override {
+    return t_.grads().linear.at(std::size_t(l)).at(std::size_t(kind));
+  }
+  std::vector<TensorRef> plain_grads() override {
+    auto& g = t_.grads();
+    std::vector<TensorRef> out{{g.embedding.data(), g.embedding.size()}};
+    if (!t_.weights().config.shared_classifier) out.push_back({g.classifier.data(), g.classifier.size()});
+    out.push_back({g.rms_final.data(), g.rms_final.size()});
+    for (std::size_t l = 0; l < g.rms_att.size(); ++l) {
+      out.push_back({g.rms_att[l].data(), g.rms_att[l].size()});
+      out.push_back({g.rms_ffn[l].data(), g.rms_ffn[l].size()});
+    }
+    return out;
+  }
+
+ private:
+  LlamaTrainer<float> t_;
+};
+
+template <class View>
+class LlamaDecoder final : public Decoder {
+ public:
+  explicit LlamaDecoder(View view) : kv_(view), seq_(view) {}
+  const Eigen::VectorXf& forward_token(int token, int pos) override { return kv_.forward(token, pos); }
+  const Mat& forward_sequence(const int* tokens, int n) override { return seq_.forward(tokens, n); }
+
+ private:
+  KvDecoder<View> kv_;
+  SequenceDecoder<View> seq_;
+};
+
+class LlamaPacked final : public Packed {
+ public:
+  explicit LlamaPacked(CompactLlama m) : m_(std::move(m)) {}
+  std::unique_ptr<Decoder> decoder(int threads) const override {
+    return std::make_unique<LlamaDecoder<CompactView>>(CompactView(m_, threads));
+  }
+  std::int64_t parameters() const override { return m_.parameters(); }
+  std::int64_t bytes() const override { return m_.bytes(); }
+
+ private:
+  CompactLlama m_;
+};
+
+class LlamaModel final : public Model {
+ public:
+  explicit LlamaModel(LlamaWeights<float> w) : w_(std::move(w)) {}
+
+  std::string family() const override { return "llama"; }
+  ModelShape shape() const override {
+    const auto& c = w_.config;
+    return {c.n_layers, c.dim, c.vocab_size, c.seq_len, c.n_heads, c.n_kv_heads};
+  }
+  int linear_kinds() const override { return kLinearKinds; }
+  std::string linear_name(int l, int kind) const override {
+    return "layers." + std::to_string(l) + "." + linear_kind_name(kind);
+  }
+  Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
+  std::vector<TensorRef> plain_params() override {
+    std::vector<TensorRef> out{{w_.embedding.data(), w_.embedding.size()}};
+    if (!w_.config.shared_classifier) out.push_back({w_.classifier.data(), w_.classifier.size()});
+    out.push_back({w_.rms_final.data(), w_.rms_final.size()});
+    for (std::size_t l = 0; l < w_.rms_att.size(); ++l) {
+      out.push_back({w_.rms_att[l].data(), w_.rms_att[l].size()});
+      out.push_back({w_.rms_ffn[l].data(), w_.rms_ffn[l].size()});
+    }
+    return out;
+  }
+  std::unique_ptr<Model> clone() const override { return std::make_unique<LlamaModel>(w_); }
+  std::unique_ptr<Model> truncated(const std::vector<int>& keep) const override {
+    lmshrink::validate_selection(keep, w_.config.n_layers);
+    LlamaWeights<float> t = w_;
+    t.config.n_layers = int(keep.size());
+    t.rms_att = lmshrink::keep_layers(w_.rms_att, keep);
+    t.rms_ffn = lmshrink::keep_layers(w_.rms_ffn, keep);
+    t.linear = lmshrink::keep_layers(w_.linear, keep);
+    return std::make_unique<LlamaModel>(std::move(t));
+  }
+  std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<LlamaNet>(w_, batch, n); }
+  std::unique_ptr<Packed> pack() const override { return std::make_unique<LlamaPacked>(CompactLlama::pack(w_)); }
+  std::unique_ptr<Decoder> reference_decoder() const override {
+    {
+      std::lock_guard<std::mutex> lock(dense_mutex_);  // decoders are made on several threads
+      if (!dense_) dense_ = std::make_unique<lmshrink::Llama2cModel>(w_.to_model());
+    }
+    return std::make_unique<LlamaDecoder<DenseView>>(DenseView(*dense_));
+  }
+  void save(const std::string& path, const std::string& method,
+            const std::map<std::string, std::string>& extra) const override {
+    save_llama_checkpoint(w_, path, method, extra);
+  }
+  std::string export_dense(const std::string& stem) const override {
+    const lmshrink::Llama2cModel dense = w_.to_model();
+    if (fits_llama2c(dense.config)) {
+      lmshrink::write_llama2c(dense, stem + ".bin");
+      return stem + ".bin";
+    }
+    lmshrink::write_hf_llama(dense, stem + "_hf");
+    return stem + "_hf";
+  }
+  std::int64_t parameters() const override { return w_.parameters(); }
+  std::int64_t linear_parameters() const override { return w_.linear_parameters(); }
+  std::int64_t linear_dense_parameters() const override { return w_.linear_dense_parameters(); }
+
+ private:
+  LlamaWeights<float> w_;
+  mutable std::unique_ptr<lmshrink::Llama2cModel> dense_;  // the reference decoder's model
+  mutable std::mutex dense_mutex_;
+};
+
+
+}  // namespace examples

@@ -1,0 +1,158 @@
+#pragma once
+// The examples' model layer: what the main job, the study, the trainer, the decoders, the compact
+// form and the checkpoints need from a model family, behind one interface. A family is one
+// folder under examples/models/ (llama/, gpt2/) that implements these classes and registers
+// itself in models.cpp; nothing else names a family.
+//
+//   std::unique_ptr<examples::Model> teacher = examples::load_model("gpt2_dir");  // or a .bin
+//   auto student = teacher->truncated({0, 2, 4, 7, 9, 11});
+//   auto net = student->net(batch, n);              // forward / backward over batch × n tokens
+//   auto packed = student->pack();                  // CompactLinear layers
+//   auto dec = packed->decoder();                   // KV cache and full-sequence forward
+//   student->save("student.safetensors", "losparse", {});
+//   auto back = examples::load_checkpoint("student.safetensors");
+
+#include <Eigen/Core>
+#include <cmath>
+#include <lmshrink/errors.hpp>
+#include <cstdint>
+#include <lmshrink/low_rank_sparse_linear.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace examples {
+
+using Mat = lmshrink::RowMatrix<float>;
+using Layer = lmshrink::LowRankSparseLinear<float>;
+
+/// A plain parameter tensor (embedding, norm gain or bias, position table), or its gradient.
+struct TensorRef {
+  float* data;
+  Eigen::Index size;
+};
+
+/// The sizes every family has.
+struct ModelShape {
+  int n_layers = 0, dim = 0, vocab_size = 0, seq_len = 0, n_heads = 0, n_kv_heads = 0;
+};
+
+/// Forward and backward of one model over `batch()` sequences of n tokens, with its own
+/// activations and gradients (it trains the Model that made it, which must outlive it).
+class Net {
+ public:
+  virtual ~Net() = default;
+  virtual int batch() const = 0;
+  /// Logits (batch·n, vocab).
+  virtual const Mat& forward(const int* tokens) = 0;
+  /// Accumulates every gradient for dlogits, plus dblock[l] = ∂loss/∂block_output(l) when given
+  /// (empty matrices skipped).
+  virtual void backward(const Mat& dlogits, const std::vector<Mat>* dblock) = 0;
+  virtual void zero_grad() = 0;
+  /// The residual stream after block l, (batch·n, dim), from the last forward.
+  virtual const Mat& block_output(int l) const = 0;
+  /// The input of linear layer (l, kind) in the last forward (calibration statistics).
+  virtual const Mat& linear_input(int l, int kind) const = 0;
+  virtual Layer::Gradients& linear_grad(int l, int kind) = 0;
+  /// Gradients of Model::plain_params(), in the same order.
+  virtual std::vector<TensorRef> plain_grads() = 0;
+};
+
+/// Inference on a packed model: a KV cache for generation and a full-sequence forward.
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  /// Logits (vocab) of `token` at `pos`, given the positions before it.
+  virtual const Eigen::VectorXf& forward_token(int token, int pos) = 0;
+  /// Logits (n, vocab) of tokens at positions 0..n−1.
+  virtual const Mat& forward_sequence(const int* tokens, int n) = 0;
+};
+
+/// A model with every linear layer packed as a lmshrink::CompactLinear.
+class Packed {
+ public:
+  virtual ~Packed() = default;
+  /// A decoder over this packed model (which must outlive it); `threads` for every product.
+  virtual std::unique_ptr<Decoder> decoder(int threads = 1) const = 0;
+  virtual std::int64_t parameters() const = 0;
+  virtual std::int64_t bytes() const = 0;
+};
+
+/// The trainable weights of one model of some family: a teacher or a student.
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual std::string family() const = 0;  // "llama", "gpt2"
+  virtual ModelShape shape() const = 0;
+  /// Linear layers per block, and the pruner's name of each ("layers.3.attention.wq").
+  virtual int linear_kinds() const = 0;
+  virtual std::string linear_name(int l, int kind) const = 0;
+  virtual Layer& linear(int l, int kind) = 0;
+  const Layer& linear(int l, int kind) const { return const_cast<Model*>(this)->linear(l, kind); }
+  /// Every parameter that is not a linear layer's (embeddings, norms), in a fixed order.
+  virtual std::vector<TensorRef> plain_params() = 0;
+  virtual std::unique_ptr<Model> clone() const = 0;
+  /// The model made of blocks `keep` (in order), for truncation.
+  virtual std::unique_ptr<Model> truncated(const std::vector<int>& keep) const = 0;
+  virtual std::unique_ptr<Net> net(int batch, int n) = 0;
+  virtual std::unique_ptr<Packed> pack() const = 0;
+  /// The decoder the teacher is scored and timed with (its own dense code path); it reads this
+  /// model, which must outlive it and not change.
+  virtual std::unique_ptr<Decoder> reference_decoder() const = 0;
+  /// lmshrink's self-describing checkpoint (dense layers as such, compressed ones by
+  /// lmshrink::put_compressed_layer), atomically.
+  virtual void save(const std::string& path, const std::string& method,
+                    const std::map<std::string, std::string>& extra) const = 0;
+  /// The dense model in its family's interchange format, for other programs: returns the path
+  /// written (`stem` plus ".bin" for llama2.c, or `stem` + "_hf" for a Hugging Face directory).
+  virtual std::string export_dense(const std::string& stem) const = 0;
+  /// Stored parameters; live parameters of the linear layers; their dense count.
+  virtual std::int64_t parameters() const = 0;
+  virtual std::int64_t linear_parameters() const = 0;
+  virtual std::int64_t linear_dense_parameters() const = 0;
+};
+
+/// Text ↔ tokens for a family's tokenizer, with its story conventions.
+class TextCodec {
+ public:
+  virtual ~TextCodec() = default;
+  virtual int vocab_size() const = 0;
+  /// The tokens of one story as the model saw them in training (start token included).
+  virtual std::vector<int> encode_story(const std::string& story) const = 0;
+  virtual std::string decode(const std::vector<int>& ids) const = 0;
+  /// The token a story starts with, and the one that ends it when generating.
+  virtual int story_start() const = 0;
+  virtual int story_end() const = 0;
+};
+
+/// The share of the teacher's linear weights a student keeps, live / teacher_linear, checked
+/// against its nominal ratio: a state_error when they are more than `tolerance` (relative) apart,
+/// so no report can state a ratio the model does not have.
+inline double checked_linear_ratio(const std::string& name, std::int64_t live,
+                                   std::int64_t teacher_linear, double nominal,
+                                   double tolerance = 0.01) {
+  static constexpr const char* where = "checked_linear_ratio";
+  if (teacher_linear <= 0 || live < 0 || !(nominal > 0))
+    lmshrink::detail::fail<lmshrink::value_error>(where, name, ": counts must be positive, got ", live,
+                                                  " of ", teacher_linear, " at nominal ", nominal);
+  const double kept = double(live) / double(teacher_linear);
+  if (!(std::abs(kept - nominal) <= tolerance * nominal))
+    lmshrink::detail::fail<lmshrink::state_error>(
+        where, name, " keeps ", kept, " of the teacher's linear weights but its nominal ratio is ",
+        nominal, ": more than ", tolerance * 100, " % apart, so it is not reported");
+  return kept;
+}
+
+/// A teacher from a path: a llama2.c file, or a Hugging Face directory (config.json names the
+/// family). lmshrink::error on anything else.
+std::unique_ptr<Model> load_model(const std::string& path);
+/// A checkpoint written by Model::save, of any family.
+std::unique_ptr<Model> load_checkpoint(const std::string& path);
+/// The tokenizer for `model`: `path` when given (a llama2.c tokenizer file, or a directory with
+/// GPT-2's vocab.json + merges.txt or encoder.json + vocab.bpe), else the tokenizer files in
+/// the model's directory, else the bundled one of the family.
+std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& model_path,
+                                      const std::string& path);
+
+}  // namespace examples

@@ -1,0 +1,90 @@
+// The one place that knows every family: loading a teacher, a checkpoint, and a tokenizer.
+#include <filesystem>
+#include <lmshrink/io/gpt2_tokenizer.hpp>
+#include <lmshrink/io/hf_checkpoint.hpp>
+#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/io/safetensors.hpp>
+#include <lmshrink/io/tokenizer.hpp>
+
+#include "codecs.hpp"
+#include "model.hpp"
+#include "registry.hpp"
+
+#ifndef LMSHRINK_DATA_DIR
+#define LMSHRINK_DATA_DIR "examples/data"
+#endif
+
+namespace examples {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// GPT-2's two tokenizer files in `dir` under Hugging Face's or OpenAI's names, or "".
+std::pair<std::string, std::string> gpt2_files_in(const std::string& dir) {
+  for (const auto& [vocab, merges] : {std::pair<const char*, const char*>{"vocab.json", "merges.txt"},
+                                      {"encoder.json", "vocab.bpe"}})
+    if (fs::is_regular_file(fs::path(dir) / vocab) && fs::is_regular_file(fs::path(dir) / merges))
+      return {(fs::path(dir) / vocab).string(), (fs::path(dir) / merges).string()};
+  return {"", ""};
+}
+
+void check_vocab(const TextCodec& codec, const Model& model, const std::string& where) {
+  if (codec.vocab_size() != model.shape().vocab_size)
+    lmshrink::detail::fail<lmshrink::format_error>("load_codec", "the tokenizer ", where, " has ",
+                                                   codec.vocab_size(), " tokens but the model's vocabulary has ",
+                                                   model.shape().vocab_size);
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  static constexpr const char* where = "load_model";
+  if (!fs::is_directory(path)) return make_llama_model(lmshrink::read_llama2c(path));
+  const std::string config = (fs::path(path) / "config.json").string();
+  if (!fs::exists(config))
+    lmshrink::detail::fail<lmshrink::io_error>(where, "'", path, "' is a directory without config.json; a "
+                                               "llama2.c file or a Hugging Face checkpoint directory was expected");
+  const lmshrink::HfConfig c = lmshrink::read_hf_config(config);
+  if (c.model_type == "gpt2") return make_gpt2_model(lmshrink::read_hf_gpt2(path));
+  return make_llama_model(lmshrink::read_hf_llama(path));
+}
+
+std::unique_ptr<Model> load_checkpoint(const std::string& path) {
+  const lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
+  const auto it = st.metadata.find("lmshrink.checkpoint");
+  const std::string kind = it == st.metadata.end() ? "" : it->second;
+  if (kind == "llama/1") return load_llama_checkpoint(path);
+  if (kind == "gpt2/1") return load_gpt2_checkpoint(path);
+  lmshrink::detail::fail<lmshrink::format_error>("load_checkpoint", "'", path, "' has the metadata "
+                                                 "'lmshrink.checkpoint: ", kind, "'; \"llama/1\" or \"gpt2/1\" "
+                                                 "(a checkpoint written by Model::save) was expected");
+}
+
+std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& model_path, const std::string& path) {
+  std::unique_ptr<TextCodec> codec;
+  std::string source = path;
+  if (model.family() == "gpt2") {
+    std::pair<std::string, std::string> files;
+    if (!path.empty()) {
+      files = fs::is_directory(path) ? gpt2_files_in(path) : std::pair<std::string, std::string>{"", ""};
+      if (files.first.empty())
+        lmshrink::detail::fail<lmshrink::io_error>("load_codec", "'", path, "' is not a directory with GPT-2's "
+                                                   "vocab.json + merges.txt (or encoder.json + vocab.bpe)");
+    } else {
+      files = gpt2_files_in(model_path);
+      source = model_path;
+      if (files.first.empty()) {
+        files = {LMSHRINK_DATA_DIR "/gpt2_encoder.json", LMSHRINK_DATA_DIR "/gpt2_vocab.bpe"};
+        source = "bundled with lmshrink (GPT-2's)";
+      }
+    }
+    codec = std::make_unique<Gpt2Codec>(lmshrink::read_gpt2_tokenizer(files.first, files.second));
+  } else {
+    if (source.empty()) source = LMSHRINK_DATA_DIR "/tok512.bin";
+    codec = std::make_unique<LlamaCodec>(lmshrink::read_tokenizer(source, model.shape().vocab_size));
+  }
+  check_vocab(*codec, model, "'" + source + "'");
+  return codec;
+}
+
+}  // namespace examples
