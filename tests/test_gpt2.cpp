@@ -12,6 +12,7 @@
 #include "../examples/models/gpt2/gpt2_decoder.hpp"
 #include "../examples/models/gpt2/gpt2_trainer.hpp"
 
+#include "mixed_layer.hpp"
 #include "test_helpers.hpp"
 
 namespace {
@@ -41,22 +42,7 @@ examples::Gpt2Weights<S> tiny_gpt2(std::mt19937& rng, bool compressed) {
     for (int k = 0; k < examples::kGpt2LinearKinds; ++k) {
       // dense, U·V + S with pruned rows, U·V only
       const int kind = compressed ? (l * examples::kGpt2LinearKinds + k) % 3 : 0;
-      typename W::Layer layer(outs[k], ins[k], kind == 0 ? 0 : 2, true);
-      fill(layer.U());
-      fill(layer.V());
-      fill(layer.S());
-      fill(layer.bias());
-      layer.U() *= S(0.5);
-      if (kind == 1) {
-        lmshrink::RowMask mask = lmshrink::RowMask::Ones(outs[k]);
-        mask[0] = 0;
-        mask[outs[k] - 1] = 0;
-        layer.set_row_mask(mask);
-      } else if (kind == 2) {
-        lmshrink::make_low_rank_only(layer);
-      }
-      layer.apply_masks();
-      layers[std::size_t(k)] = std::move(layer);
+      layers[std::size_t(k)] = test::mixed_layer<S>(outs[k], ins[k], kind, true, fill);
     }
     w.linear.push_back(std::move(layers));
   }

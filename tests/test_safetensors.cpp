@@ -419,6 +419,10 @@ TEST_CASE("GPT-2 checkpoints: Conv1D (in, out) weights, with or without the tran
   hub.put("lm_head.weight", model.wte);
   lmshrink::write_safetensors(hub, dir + "/model.safetensors");
   REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
+  // Beside "transformer." names too (GPT2LMHeadModel.save_pretrained without tying).
+  st.put("lm_head.weight", model.wte);
+  lmshrink::write_safetensors(st, dir + "/model.safetensors");
+  REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
   auto other = model.wte;
   other(0, 0) += 1;
   hub.put("lm_head.weight", other);

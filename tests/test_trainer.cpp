@@ -18,6 +18,7 @@
 #include "../examples/common/teacher_text.hpp"
 #include <lmshrink/svd_init.hpp>
 
+#include "mixed_layer.hpp"
 #include "test_helpers.hpp"
 
 namespace {
@@ -26,12 +27,12 @@ using W = examples::LlamaWeights<double>;
 
 template <class S = double>
 examples::LlamaWeights<S> tiny_model(bool shared, std::mt19937& rng) {
-  using W = examples::LlamaWeights<S>;
+  using Weights = examples::LlamaWeights<S>;
   std::normal_distribution<double> normal(0.0, 0.5);
   auto fill = [&](auto& m) {
     for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = S(normal(rng));
   };
-  W w;
+  Weights w;
   w.config.dim = 8;
   w.config.hidden_dim = 12;
   w.config.n_layers = 2;
@@ -47,30 +48,16 @@ examples::LlamaWeights<S> tiny_model(bool shared, std::mt19937& rng) {
     w.classifier.resize(c.vocab_size, c.dim);
     fill(w.classifier);
   }
-  w.rms_final = W::Vec::Constant(c.dim, S(1)) + S(0.2) * W::Vec::Random(c.dim);
+  w.rms_final = Weights::Vec::Constant(c.dim, S(1)) + S(0.2) * Weights::Vec::Random(c.dim);
   const int outs[examples::kLinearKinds] = {c.dim, c.kv_dim(), c.kv_dim(), c.dim, c.hidden_dim, c.dim, c.hidden_dim};
   const int ins[examples::kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
   for (int l = 0; l < c.n_layers; ++l) {
-    w.rms_att.push_back(W::Vec::Constant(c.dim, S(1)) + S(0.2) * W::Vec::Random(c.dim));
-    w.rms_ffn.push_back(W::Vec::Constant(c.dim, S(1)) + S(0.2) * W::Vec::Random(c.dim));
-    std::array<typename W::Layer, examples::kLinearKinds> layers;
+    w.rms_att.push_back(Weights::Vec::Constant(c.dim, S(1)) + S(0.2) * Weights::Vec::Random(c.dim));
+    w.rms_ffn.push_back(Weights::Vec::Constant(c.dim, S(1)) + S(0.2) * Weights::Vec::Random(c.dim));
+    std::array<typename Weights::Layer, examples::kLinearKinds> layers;
     for (int k = 0; k < examples::kLinearKinds; ++k) {
       const int kind = (l * examples::kLinearKinds + k) % 3;  // dense, U·V + S with pruned rows, U·V only
-      typename W::Layer layer(outs[k], ins[k], kind == 0 ? 0 : 2);
-      fill(layer.U());
-      fill(layer.V());
-      fill(layer.S());
-      layer.U() *= S(0.5);
-      if (kind == 1) {
-        lmshrink::RowMask mask = lmshrink::RowMask::Ones(outs[k]);
-        mask[0] = 0;
-        mask[outs[k] - 1] = 0;
-        layer.set_row_mask(mask);
-      } else if (kind == 2) {
-        lmshrink::make_low_rank_only(layer);
-      }
-      layer.apply_masks();
-      layers[std::size_t(k)] = std::move(layer);
+      layers[std::size_t(k)] = test::mixed_layer<S>(outs[k], ins[k], kind, false, fill);
     }
     w.linear.push_back(std::move(layers));
   }

@@ -59,6 +59,28 @@ class Net {
   virtual std::vector<TensorRef> plain_grads() = 0;
 };
 
+/// A family's trainer as a Net. The family provides plain_tensors(its gradients), found by
+/// argument-dependent lookup, listing them in its Model::plain_params() order.
+template <class Trainer>
+class TrainerNet final : public Net {
+ public:
+  template <class Weights>
+  TrainerNet(Weights& w, int batch, int n) : t_(w, batch, n) {}
+  int batch() const override { return t_.batch(); }
+  const Mat& forward(const int* tokens) override { return t_.forward(tokens); }
+  void backward(const Mat& dlogits, const std::vector<Mat>* dblock) override { t_.backward(dlogits, dblock); }
+  void zero_grad() override { t_.zero_grad(); }
+  const Mat& block_output(int l) const override { return t_.block_output(l); }
+  const Mat& linear_input(int l, int kind) const override { return t_.linear_input(l, kind); }
+  Layer::Gradients& linear_grad(int l, int kind) override {
+    return t_.grads().linear.at(std::size_t(l)).at(std::size_t(kind));
+  }
+  std::vector<TensorRef> plain_grads() override { return plain_tensors(t_.grads()); }
+
+ private:
+  Trainer t_;
+};
+
 /// Inference on a packed model: a KV cache for generation and a full-sequence forward.
 class Decoder {
  public:

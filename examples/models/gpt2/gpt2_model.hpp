@@ -13,39 +13,19 @@
 
 namespace examples {
 
-
-
-
-inline std::vector<TensorRef> gpt2_plain_tensors(Eigen::Ref<Mat> wte, Eigen::Ref<Mat> wpe, std::vector<Eigen::VectorXf>& ln1_w,
-                                     std::vector<Eigen::VectorXf>& ln1_b, std::vector<Eigen::VectorXf>& ln2_w,
-                                     std::vector<Eigen::VectorXf>& ln2_b, Eigen::VectorXf& lnf_w, Eigen::VectorXf& lnf_b) {
-  std::vector<TensorRef> out{{wte.data(), wte.size()}, {wpe.data(), wpe.size()}, {lnf_w.data(), lnf_w.size()},
-                             {lnf_b.data(), lnf_b.size()}};
-  for (std::size_t l = 0; l < ln1_w.size(); ++l)
-    for (auto* v : {&ln1_w[l], &ln1_b[l], &ln2_w[l], &ln2_b[l]}) out.push_back({v->data(), v->size()});
+/// The plain tensors of Gpt2Weights or Gpt2Grads (the same fields), in one order: wte, wpe,
+/// the final norm, then each block's two norms.
+template <class T>
+std::vector<TensorRef> gpt2_plain_tensors(T& x) {
+  std::vector<TensorRef> out{{x.wte.data(), x.wte.size()}, {x.wpe.data(), x.wpe.size()},
+                             {x.lnf_w.data(), x.lnf_w.size()}, {x.lnf_b.data(), x.lnf_b.size()}};
+  for (std::size_t l = 0; l < x.ln1_w.size(); ++l)
+    for (auto* v : {&x.ln1_w[l], &x.ln1_b[l], &x.ln2_w[l], &x.ln2_b[l]}) out.push_back({v->data(), v->size()});
   return out;
 }
+inline std::vector<TensorRef> plain_tensors(Gpt2Grads<float>& g) { return gpt2_plain_tensors(g); }
 
-class Gpt2Net final : public Net {
- public:
-  Gpt2Net(Gpt2Weights<float>& w, int batch, int n) : t_(w, batch, n) {}
-  int batch() const override { return t_.batch(); }
-  const Mat& forward(const int* tokens) override { return t_.forward(tokens); }
-  void backward(const Mat& dlogits, const std::vector<Mat>* dblock) override { t_.backward(dlogits, dblock); }
-  void zero_grad() override { t_.zero_grad(); }
-  const Mat& block_output(int l) const override { return t_.block_output(l); }
-  const Mat& linear_input(int l, int kind) const override { return t_.linear_input(l, kind); }
-  Layer::Gradients& linear_grad(int l, int kind) override {
-    return t_.grads().linear.at(std::size_t(l)).at(std::size_t(kind));
-  }
-  std::vector<TensorRef> plain_grads() override {
-    auto& g = t_.grads();
-    return gpt2_plain_tensors(g.wte, g.wpe, g.ln1_w, g.ln1_b, g.ln2_w, g.ln2_b, g.lnf_w, g.lnf_b);
-  }
-
- private:
-  Gpt2Trainer<float> t_;
-};
+using Gpt2Net = TrainerNet<Gpt2Trainer<float>>;
 
 class Gpt2PackedDecoder final : public Decoder {
  public:
@@ -85,9 +65,7 @@ class Gpt2TrainableModel final : public Model {
     return "h." + std::to_string(l) + "." + gpt2_linear_kind_name(kind);
   }
   Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
-  std::vector<TensorRef> plain_params() override {
-    return gpt2_plain_tensors(w_.wte, w_.wpe, w_.ln1_w, w_.ln1_b, w_.ln2_w, w_.ln2_b, w_.lnf_w, w_.lnf_b);
-  }
+  std::vector<TensorRef> plain_params() override { return gpt2_plain_tensors(w_); }
   std::unique_ptr<Model> clone() const override { return std::make_unique<Gpt2TrainableModel>(w_); }
   std::unique_ptr<Model> truncated(const std::vector<int>& keep) const override {
     lmshrink::validate_selection(keep, w_.config.n_layers);

@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "../../common/causal_attention.hpp"
+
 namespace examples {
 
 /// The six linear layers of a GPT-2 block.
@@ -372,42 +374,11 @@ class Gpt2Trainer {
     }
   }
 
-  void attention_forward(Activations& a) {
-    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs_));
-    for (int b = 0; b < batch_; ++b)
-      for (int h = 0; h < c_.n_heads; ++h) {
-        Mat& p = a.p[std::size_t(b * c_.n_heads + h)];
-        p.noalias() = a.q.block(b * n_, h * hs_, n_, hs_) * a.k.block(b * n_, h * hs_, n_, hs_).transpose();
-        p *= scale;
-        for (int t = 0; t < n_; ++t) {
-          auto row = p.row(t);
-          const Scalar max = row.head(t + 1).maxCoeff();
-          row.head(t + 1) = (row.head(t + 1).array() - max).exp().matrix();
-          row.head(t + 1) /= row.head(t + 1).sum();
-          row.tail(n_ - t - 1).setZero();
-        }
-        a.att.block(b * n_, h * hs_, n_, hs_).noalias() = p * a.v.block(b * n_, h * hs_, n_, hs_);
-      }
-  }
-
+  AttentionShape attention_shape() const { return {batch_, n_, c_.n_heads, c_.n_heads, hs_}; }
+  void attention_forward(Activations& a) { causal_attention_forward(attention_shape(), a.q, a.k, a.v, a.p, a.att); }
   // From datt_: dq_, dk_, dv_.
   void attention_backward(const Activations& a) {
-    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs_));
-    for (int b = 0; b < batch_; ++b)
-      for (int h = 0; h < c_.n_heads; ++h) {
-        const Mat& p = a.p[std::size_t(b * c_.n_heads + h)];
-        const auto dout = datt_.block(b * n_, h * hs_, n_, hs_);
-        dv_.block(b * n_, h * hs_, n_, hs_).noalias() = p.transpose() * dout;
-        dp_.noalias() = dout * a.v.block(b * n_, h * hs_, n_, hs_).transpose();
-        for (int t = 0; t < n_; ++t) {  // softmax backward, then the scale
-          auto drow = dp_.row(t).head(t + 1);
-          const Scalar dot = drow.dot(p.row(t).head(t + 1));
-          drow = (p.row(t).head(t + 1).array() * (drow.array() - dot) * scale).matrix();
-          dp_.row(t).tail(n_ - t - 1).setZero();
-        }
-        dq_.block(b * n_, h * hs_, n_, hs_).noalias() = dp_ * a.k.block(b * n_, h * hs_, n_, hs_);
-        dk_.block(b * n_, h * hs_, n_, hs_).noalias() = dp_.transpose() * a.q.block(b * n_, h * hs_, n_, hs_);
-      }
+    causal_attention_backward(attention_shape(), a.q, a.k, a.v, a.p, datt_, dp_, dq_, dk_, dv_);
   }
 
   W& w_;

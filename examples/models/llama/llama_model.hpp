@@ -15,36 +15,22 @@
 
 namespace examples {
 
-
-
-
-class LlamaNet final : public Net {
- public:
-  LlamaNet(LlamaWeights<float>& w, int batch, int n) : t_(w, batch, n) {}
-  int batch() const override { return t_.batch(); }
-  const Mat& forward(const int* tokens) override { return t_.forward(tokens); }
-  void backward(const Mat& dlogits, const std::vector<Mat>* dblock) override { t_.backward(dlogits, dblock); }
-  void zero_grad() override { t_.zero_grad(); }
-  const Mat& block_output(int l) const override { return t_.block_output(l); }
-  const Mat& linear_input(int l, int kind) const override { return t_.linear_input(l, kind); }
-  Layer::Gradients& linear_grad(int l, int kind) override {
-    return t_.grads().linear.at(std::size_t(l)).at(std::size_t(kind));
+/// The plain tensors of LlamaWeights or LlamaGrads (the same fields), in one order: embedding,
+/// classifier (when not shared), final norm, then each block's two norms.
+template <class T>
+std::vector<TensorRef> llama_plain_tensors(T& x) {
+  std::vector<TensorRef> out{{x.embedding.data(), x.embedding.size()}};
+  if (x.classifier.size() != 0) out.push_back({x.classifier.data(), x.classifier.size()});
+  out.push_back({x.rms_final.data(), x.rms_final.size()});
+  for (std::size_t l = 0; l < x.rms_att.size(); ++l) {
+    out.push_back({x.rms_att[l].data(), x.rms_att[l].size()});
+    out.push_back({x.rms_ffn[l].data(), x.rms_ffn[l].size()});
   }
-  std::vector<TensorRef> plain_grads() override {
-    auto& g = t_.grads();
-    std::vector<TensorRef> out{{g.embedding.data(), g.embedding.size()}};
-    if (!t_.weights().config.shared_classifier) out.push_back({g.classifier.data(), g.classifier.size()});
-    out.push_back({g.rms_final.data(), g.rms_final.size()});
-    for (std::size_t l = 0; l < g.rms_att.size(); ++l) {
-      out.push_back({g.rms_att[l].data(), g.rms_att[l].size()});
-      out.push_back({g.rms_ffn[l].data(), g.rms_ffn[l].size()});
-    }
-    return out;
-  }
+  return out;
+}
+inline std::vector<TensorRef> plain_tensors(LlamaGrads<float>& g) { return llama_plain_tensors(g); }
 
- private:
-  LlamaTrainer<float> t_;
-};
+using LlamaNet = TrainerNet<LlamaTrainer<float>>;
 
 template <class View>
 class LlamaDecoder final : public Decoder {
@@ -85,16 +71,7 @@ class LlamaModel final : public Model {
     return "layers." + std::to_string(l) + "." + linear_kind_name(kind);
   }
   Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
-  std::vector<TensorRef> plain_params() override {
-    std::vector<TensorRef> out{{w_.embedding.data(), w_.embedding.size()}};
-    if (!w_.config.shared_classifier) out.push_back({w_.classifier.data(), w_.classifier.size()});
-    out.push_back({w_.rms_final.data(), w_.rms_final.size()});
-    for (std::size_t l = 0; l < w_.rms_att.size(); ++l) {
-      out.push_back({w_.rms_att[l].data(), w_.rms_att[l].size()});
-      out.push_back({w_.rms_ffn[l].data(), w_.rms_ffn[l].size()});
-    }
-    return out;
-  }
+  std::vector<TensorRef> plain_params() override { return llama_plain_tensors(w_); }
   std::unique_ptr<Model> clone() const override { return std::make_unique<LlamaModel>(w_); }
   std::unique_ptr<Model> truncated(const std::vector<int>& keep) const override {
     lmshrink::validate_selection(keep, w_.config.n_layers);

@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "../../common/causal_attention.hpp"
+
 namespace examples {
 
 /// The seven linear layers of a block, in llama2.c file order.
@@ -325,52 +327,11 @@ class LlamaTrainer {
     }
   }
 
-  void attention_forward(Activations& a) {
-    const int group = c_.n_heads / c_.n_kv_heads;
-    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs_));
-    for (int b = 0; b < batch_; ++b)
-      for (int h = 0; h < c_.n_heads; ++h) {
-        Mat& p = a.p[std::size_t(b * c_.n_heads + h)];
-        const int kvh = h / group;
-        const auto q = a.q.block(b * n_, h * hs_, n_, hs_);
-        const auto k = a.k.block(b * n_, kvh * hs_, n_, hs_);
-        p.noalias() = q * k.transpose();
-        p *= scale;
-        for (int t = 0; t < n_; ++t) {
-          auto row = p.row(t);
-          const Scalar max = row.head(t + 1).maxCoeff();
-          row.head(t + 1) = (row.head(t + 1).array() - max).exp().matrix();
-          row.head(t + 1) /= row.head(t + 1).sum();
-          row.tail(n_ - t - 1).setZero();
-        }
-        a.att.block(b * n_, h * hs_, n_, hs_).noalias() = p * a.v.block(b * n_, kvh * hs_, n_, hs_);
-      }
-  }
-
-  // From datt_: dq_ (pre-un-rotation), dk_, dv_.
+  AttentionShape attention_shape() const { return {batch_, n_, c_.n_heads, c_.n_kv_heads, hs_}; }
+  void attention_forward(Activations& a) { causal_attention_forward(attention_shape(), a.q, a.k, a.v, a.p, a.att); }
+  // From datt_: dq_, dk_, dv_.
   void attention_backward(const Activations& a) {
-    const int group = c_.n_heads / c_.n_kv_heads;
-    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs_));
-    dk_.setZero();
-    dv_.setZero();
-    for (int b = 0; b < batch_; ++b)
-      for (int h = 0; h < c_.n_heads; ++h) {
-        const Mat& p = a.p[std::size_t(b * c_.n_heads + h)];
-        const int kvh = h / group;
-        const auto dout = datt_.block(b * n_, h * hs_, n_, hs_);
-        dv_.block(b * n_, kvh * hs_, n_, hs_).noalias() += p.transpose() * dout;
-        dp_.noalias() = dout * a.v.block(b * n_, kvh * hs_, n_, hs_).transpose();
-        // Softmax backward per row: ds = p∘(dp − Σ p∘dp), then the scale.
-        for (int t = 0; t < n_; ++t) {
-          auto drow = dp_.row(t).head(t + 1);
-          const Scalar dot = drow.dot(p.row(t).head(t + 1));
-          drow = (p.row(t).head(t + 1).array() * (drow.array() - dot) * scale).matrix();
-          dp_.row(t).tail(n_ - t - 1).setZero();
-        }
-        dq_.block(b * n_, h * hs_, n_, hs_).noalias() = dp_ * a.k.block(b * n_, kvh * hs_, n_, hs_);
-        dk_.block(b * n_, kvh * hs_, n_, hs_).noalias() +=
-            dp_.transpose() * a.q.block(b * n_, h * hs_, n_, hs_);
-      }
+    causal_attention_backward(attention_shape(), a.q, a.k, a.v, a.p, datt_, dp_, dq_, dk_, dv_);
   }
 
   W& w_;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <limits>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -72,24 +73,18 @@ struct JsonLimits {
   std::int64_t max_values = 1 << 20;
 };
 
-class JsonParser {
+/// The lexical layer of strict JSON, shared by the tree parser below and by the safetensors
+/// header reader: whitespace, punctuation, strings (escapes, surrogate pairs, UTF-8 validated)
+/// and non-negative integers. Errors read "<where>: '<source>'<context> <what>".
+class JsonLexer {
  public:
-  JsonParser(const char* where, const std::string& source, std::string_view text, JsonLimits limits)
-      : where_(where), source_(source), begin_(text.data()), p_(text.data()),
-        end_(text.data() + text.size()), limits_(limits) {}
+  JsonLexer(const char* where, const std::string& source, const char* context, std::string_view text)
+      : where_(where), source_(source), context_(context), begin_(text.data()), p_(text.data()),
+        end_(text.data() + text.size()) {}
 
-  JsonValue parse() {
-    if (end_ - p_ >= 3 && std::string_view(p_, 3) == "\xEF\xBB\xBF") bad("starts with a byte order mark");
-    JsonValue v = value(0);
-    skip_space();
-    if (p_ != end_) bad("has trailing bytes at byte ", p_ - begin_);
-    return v;
-  }
-
- private:
   template <class... Parts>
   [[noreturn]] void bad(const Parts&... parts) const {
-    fail<format_error>(where_, "'", source_, "' is not valid JSON: it ", parts...);
+    fail<format_error>(where_, "'", source_, "'", context_, parts...);
   }
 
   void skip_space() {
@@ -104,6 +99,156 @@ class JsonParser {
     if (peek() != c) bad("has '", *p_, "' at byte ", p_ - begin_, " where '", c, "' was expected");
     ++p_;
   }
+  /// Only whitespace may follow.
+  void finish() {
+    skip_space();
+    if (p_ != end_) bad("has trailing bytes at byte ", p_ - begin_);
+  }
+
+  /// A string; the next character (after whitespace) must be its opening quote.
+  std::string string() {
+    expect('"');
+    std::string s;
+    for (;;) {
+      if (p_ >= end_) bad("ends inside a string");
+      const unsigned char c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        ++p_;
+        return s;
+      }
+      if (c < 0x20) bad("has a control character inside a string at byte ", p_ - begin_);
+      if (c >= 0x80) {
+        const std::size_t n = utf8_sequence();
+        s.append(p_, n);
+        p_ += n;
+        continue;
+      }
+      ++p_;
+      if (c != '\\') {
+        s += char(c);
+        continue;
+      }
+      if (p_ >= end_) bad("ends inside a string");
+      const char e = *p_++;
+      switch (e) {
+        case '"': s += '"'; break;
+        case '\\': s += '\\'; break;
+        case '/': s += '/'; break;
+        case 'b': s += '\b'; break;
+        case 'f': s += '\f'; break;
+        case 'n': s += '\n'; break;
+        case 'r': s += '\r'; break;
+        case 't': s += '\t'; break;
+        case 'u': {
+          std::uint32_t cp = hex4();
+          if (cp >= 0xDC00 && cp < 0xE000) bad("has an unpaired surrogate at byte ", p_ - begin_);
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            if (end_ - p_ < 6 || p_[0] != '\\' || p_[1] != 'u')
+              bad("has an unpaired surrogate at byte ", p_ - begin_);
+            p_ += 2;
+            const std::uint32_t lo = hex4();
+            if (lo < 0xDC00 || lo >= 0xE000) bad("has an unpaired surrogate at byte ", p_ - begin_);
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          }
+          append_utf8(s, cp);
+          break;
+        }
+        default: bad("has an invalid escape '\\", e, "' at byte ", p_ - begin_);
+      }
+    }
+  }
+
+  /// A non-negative integer literal (digits only).
+  std::uint64_t integer() {
+    if (peek() < '0' || *p_ > '9') bad("has '", *p_, "' where a non-negative integer was expected");
+    std::uint64_t v = 0;
+    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
+      const std::uint64_t d = std::uint64_t(*p_++ - '0');
+      if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10) bad("has an integer that overflows");
+      v = v * 10 + d;
+    }
+    return v;
+  }
+
+  static void append_utf8(std::string& s, std::uint32_t cp) {
+    if (cp < 0x80) {
+      s += char(cp);
+    } else if (cp < 0x800) {
+      s += char(0xC0 | (cp >> 6));
+      s += char(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      s += char(0xE0 | (cp >> 12));
+      s += char(0x80 | ((cp >> 6) & 0x3F));
+      s += char(0x80 | (cp & 0x3F));
+    } else {
+      s += char(0xF0 | (cp >> 18));
+      s += char(0x80 | ((cp >> 12) & 0x3F));
+      s += char(0x80 | ((cp >> 6) & 0x3F));
+      s += char(0x80 | (cp & 0x3F));
+    }
+  }
+
+ protected:
+  /// The length of the valid UTF-8 sequence at p_ (a lead byte >= 0x80), else an error.
+  std::size_t utf8_sequence() const {
+    const auto b = [&](std::ptrdiff_t i) { return static_cast<unsigned char>(p_[i]); };
+    const unsigned char c = b(0);
+    std::size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    }
+    if (n == 0 || std::size_t(end_ - p_) < n || b(1) < lo || b(1) > hi)
+      bad("has invalid UTF-8 at byte ", p_ - begin_);
+    for (std::size_t i = 2; i < n; ++i)
+      if (b(std::ptrdiff_t(i)) < 0x80 || b(std::ptrdiff_t(i)) > 0xBF)
+        bad("has invalid UTF-8 at byte ", p_ - begin_);
+    return n;
+  }
+
+  std::uint32_t hex4() {
+    if (end_ - p_ < 4) bad("ends inside a \\u escape");
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = *p_++;
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= std::uint32_t(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= std::uint32_t(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= std::uint32_t(c - 'A' + 10);
+      else bad("has an invalid \\u escape at byte ", p_ - begin_);
+    }
+    return v;
+  }
+
+  const char* where_;
+  const std::string& source_;
+  const char* context_;
+  const char* begin_;
+  const char* p_;
+  const char* end_;
+};
+
+/// The tree parser (JsonValue) over JsonLexer, with nesting and value-count limits.
+class JsonParser : JsonLexer {
+ public:
+  JsonParser(const char* where, const std::string& source, std::string_view text, JsonLimits limits)
+      : JsonLexer(where, source, " is not valid JSON: it ", text), limits_(limits) {}
+
+  JsonValue parse() {
+    if (end_ - p_ >= 3 && std::string_view(p_, 3) == "\xEF\xBB\xBF") bad("starts with a byte order mark");
+    JsonValue v = value(0);
+    finish();
+    return v;
+  }
+
+ private:
   void literal(std::string_view word) {
     if (std::size_t(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word)
       bad("has an unknown word at byte ", p_ - begin_);
@@ -223,119 +368,6 @@ class JsonParser {
     return v;
   }
 
-  std::string string() {
-    ++p_;  // the opening quote, checked by the caller
-    std::string s;
-    for (;;) {
-      if (p_ >= end_) bad("ends inside a string");
-      const unsigned char c = static_cast<unsigned char>(*p_);
-      if (c == '"') {
-        ++p_;
-        return s;
-      }
-      if (c < 0x20) bad("has a control character inside a string at byte ", p_ - begin_);
-      if (c >= 0x80) {
-        const std::size_t n = utf8_sequence();
-        s.append(p_, n);
-        p_ += n;
-        continue;
-      }
-      ++p_;
-      if (c != '\\') {
-        s += char(c);
-        continue;
-      }
-      if (p_ >= end_) bad("ends inside a string");
-      const char e = *p_++;
-      switch (e) {
-        case '"': s += '"'; break;
-        case '\\': s += '\\'; break;
-        case '/': s += '/'; break;
-        case 'b': s += '\b'; break;
-        case 'f': s += '\f'; break;
-        case 'n': s += '\n'; break;
-        case 'r': s += '\r'; break;
-        case 't': s += '\t'; break;
-        case 'u': {
-          std::uint32_t cp = hex4();
-          if (cp >= 0xDC00 && cp < 0xE000) bad("has an unpaired surrogate at byte ", p_ - begin_);
-          if (cp >= 0xD800 && cp < 0xDC00) {
-            if (end_ - p_ < 6 || p_[0] != '\\' || p_[1] != 'u')
-              bad("has an unpaired surrogate at byte ", p_ - begin_);
-            p_ += 2;
-            const std::uint32_t lo = hex4();
-            if (lo < 0xDC00 || lo >= 0xE000) bad("has an unpaired surrogate at byte ", p_ - begin_);
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          append_utf8(s, cp);
-          break;
-        }
-        default: bad("has an invalid escape '\\", e, "' at byte ", p_ - begin_);
-      }
-    }
-  }
-
-  /// The length of the valid UTF-8 sequence at p_ (a lead byte >= 0x80), else an error.
-  std::size_t utf8_sequence() const {
-    const auto b = [&](std::ptrdiff_t i) { return static_cast<unsigned char>(p_[i]); };
-    const unsigned char c = b(0);
-    std::size_t n = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-      n = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    }
-    if (n == 0 || std::size_t(end_ - p_) < n || b(1) < lo || b(1) > hi)
-      bad("has invalid UTF-8 at byte ", p_ - begin_);
-    for (std::size_t i = 2; i < n; ++i)
-      if (b(std::ptrdiff_t(i)) < 0x80 || b(std::ptrdiff_t(i)) > 0xBF)
-        bad("has invalid UTF-8 at byte ", p_ - begin_);
-    return n;
-  }
-
-  std::uint32_t hex4() {
-    if (end_ - p_ < 4) bad("ends inside a \\u escape");
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char c = *p_++;
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= std::uint32_t(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= std::uint32_t(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= std::uint32_t(c - 'A' + 10);
-      else bad("has an invalid \\u escape at byte ", p_ - begin_);
-    }
-    return v;
-  }
-
-  static void append_utf8(std::string& s, std::uint32_t cp) {
-    if (cp < 0x80) {
-      s += char(cp);
-    } else if (cp < 0x800) {
-      s += char(0xC0 | (cp >> 6));
-      s += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      s += char(0xE0 | (cp >> 12));
-      s += char(0x80 | ((cp >> 6) & 0x3F));
-      s += char(0x80 | (cp & 0x3F));
-    } else {
-      s += char(0xF0 | (cp >> 18));
-      s += char(0x80 | ((cp >> 12) & 0x3F));
-      s += char(0x80 | ((cp >> 6) & 0x3F));
-      s += char(0x80 | (cp & 0x3F));
-    }
-  }
-
-  const char* where_;
-  const std::string& source_;
-  const char* begin_;
-  const char* p_;
-  const char* end_;
   JsonLimits limits_;
   std::int64_t count_ = 0;
 };

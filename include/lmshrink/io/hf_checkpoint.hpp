@@ -435,15 +435,53 @@ inline void put_vector_as(SafeTensors& st, const std::string& name, const Vector
   put_as(st, name, v.data(), v.size(), {std::int64_t(v.size())}, dtype);
 }
 
-/// Checks that every tensor of `st` was used (or is one of `ignorable`'s buffers).
-template <class Ignorable>
-void check_no_extra_tensors(const char* where, const std::string& dir, const SafeTensors& st,
-                            const std::set<std::string>& used, Ignorable ignorable) {
-  for (const auto& [name, t] : st.tensors)
-    if (!used.count(name) && !ignorable(name))
-      fail<format_error>(where, "'", dir, "' holds the tensor '", name, "', which config.json's "
-                         "model does not have (more layers than num_layers, or another architecture)");
-}
+/// Reads a model's tensors by name, as float, recording each name it was asked for; a missing
+/// tensor or a shape other than the config's is a format_error saying the two disagree.
+class HfTensorReader {
+ public:
+  HfTensorReader(const char* where, const SafeTensors& st, const std::string& source, std::string prefix = "")
+      : where_(where), st_(st), source_(source), prefix_(std::move(prefix)) {}
+
+  RowMatrix<float> matrix(const std::string& name, int rows, int cols) {
+    return guarded(prefix_ + name, [&](const std::string& full) { return st_.matrix<float>(full, rows, cols); });
+  }
+  /// A tensor outside the prefix (GPT2LMHeadModel's lm_head beside "transformer.").
+  RowMatrix<float> top_level_matrix(const std::string& name, int rows, int cols) {
+    return guarded(name, [&](const std::string& full) { return st_.matrix<float>(full, rows, cols); });
+  }
+  /// A Conv1D weight, stored (in, out), as (out, in).
+  RowMatrix<float> conv1d(const std::string& name, int out, int in) {
+    return guarded(prefix_ + name, [&](const std::string& full) { return RowMatrix<float>(st_.matrix<float>(full, in, out).transpose()); });
+  }
+  Vector<float> vector(const std::string& name, int size) {
+    return guarded(prefix_ + name, [&](const std::string& full) { return st_.vector<float>(full, size); });
+  }
+  /// Every tensor was read, or is one of `ignorable`'s buffers.
+  template <class Ignorable>
+  void check_all_used(Ignorable ignorable) const {
+    for (const auto& [name, t] : st_.tensors)
+      if (!used_.count(name) && !ignorable(name))
+        fail<format_error>(where_, "'", source_, "' holds the tensor '", name, "', which config.json's "
+                           "model does not have (more layers than num_layers, or another architecture)");
+  }
+
+ private:
+  template <class Read>
+  auto guarded(const std::string& full, Read read) -> decltype(read(full)) {
+    used_.insert(full);
+    try {
+      return read(full);
+    } catch (const format_error& e) {
+      fail<format_error>(where_, "'", source_, "' disagrees with config.json: ", e.what());
+    }
+  }
+
+  const char* where_;
+  const SafeTensors& st_;
+  const std::string& source_;
+  std::string prefix_;
+  std::set<std::string> used_;
+};
 
 inline bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -526,23 +564,9 @@ inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, con
   static constexpr const char* where = "read_hf_llama";
   Llama2cModel m;
   auto& c = m.config = llama_config_of(hf, source);
-  std::set<std::string> used;
-  const auto matrix = [&](const std::string& name, int rows, int cols) {
-    used.insert(name);
-    try {
-      return st.matrix<float>(name, rows, cols);
-    } catch (const format_error& e) {
-      detail::fail<format_error>(where, "'", source, "' disagrees with config.json: ", e.what());
-    }
-  };
-  const auto vector = [&](const std::string& name, int size) {
-    used.insert(name);
-    try {
-      return st.vector<float>(name, size);
-    } catch (const format_error& e) {
-      detail::fail<format_error>(where, "'", source, "' disagrees with config.json: ", e.what());
-    }
-  };
+  detail::HfTensorReader read(where, st, source);
+  const auto matrix = [&](const std::string& name, int rows, int cols) { return read.matrix(name, rows, cols); };
+  const auto vector = [&](const std::string& name, int size) { return read.vector(name, size); };
   m.token_embedding = matrix("model.embed_tokens.weight", c.vocab_size, c.dim);
   if (!c.shared_classifier) {
     m.wcls = matrix("lm_head.weight", c.vocab_size, c.dim);
@@ -570,7 +594,7 @@ inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, con
     m.w2.push_back(matrix(p + "mlp.down_proj.weight", c.dim, c.hidden_dim));
     m.w3.push_back(matrix(p + "mlp.up_proj.weight", c.hidden_dim, c.dim));
   }
-  detail::check_no_extra_tensors(where, source, st, used, [](const std::string& name) {
+  read.check_all_used([](const std::string& name) {
     return detail::ends_with(name, ".rotary_emb.inv_freq");  // a buffer older versions saved
   });
   const int half = hs / 2;
@@ -656,26 +680,10 @@ inline Gpt2Model gpt2_from_hf(const HfConfig& hf, const SafeTensors& st, const s
   Gpt2Model m;
   const auto& c = m.config = gpt2_config_of(hf, source);
   const std::string prefix = st.contains("transformer.wte.weight") ? "transformer." : "";
-  std::set<std::string> used;
-  const auto guarded = [&](auto read) {
-    try {
-      return read();
-    } catch (const format_error& e) {
-      detail::fail<format_error>(where, "'", source, "' disagrees with config.json: ", e.what());
-    }
-  };
-  const auto matrix = [&](const std::string& name, int rows, int cols) {
-    used.insert(prefix + name);
-    return guarded([&] { return st.matrix<float>(prefix + name, rows, cols); });
-  };
-  const auto conv1d = [&](const std::string& name, int out, int in) {  // stored (in, out)
-    used.insert(prefix + name);
-    return guarded([&] { return RowMatrix<float>(st.matrix<float>(prefix + name, in, out).transpose()); });
-  };
-  const auto vector = [&](const std::string& name, int size) {
-    used.insert(prefix + name);
-    return guarded([&] { return st.vector<float>(prefix + name, size); });
-  };
+  detail::HfTensorReader read(where, st, source, prefix);
+  const auto matrix = [&](const std::string& name, int rows, int cols) { return read.matrix(name, rows, cols); };
+  const auto conv1d = [&](const std::string& name, int out, int in) { return read.conv1d(name, out, in); };
+  const auto vector = [&](const std::string& name, int size) { return read.vector(name, size); };
   m.wte = matrix("wte.weight", c.vocab_size, c.dim);
   m.wpe = matrix("wpe.weight", c.n_positions, c.dim);
   for (int l = 0; l < c.n_layers; ++l) {
@@ -696,11 +704,11 @@ inline Gpt2Model gpt2_from_hf(const HfConfig& hf, const SafeTensors& st, const s
   m.lnf_w = vector("ln_f.weight", c.dim);
   m.lnf_b = vector("ln_f.bias", c.dim);
   if (st.contains("lm_head.weight")) {  // GPT2LMHeadModel's tied copy, when saved
-    if (matrix("lm_head.weight", c.vocab_size, c.dim) != m.wte)
+    if (read.top_level_matrix("lm_head.weight", c.vocab_size, c.dim) != m.wte)
       detail::fail<format_error>(where, "'", source, "': lm_head.weight differs from wte; lmshrink's "
                                  "GPT-2 ties the head to the token embedding");
   }
-  detail::check_no_extra_tensors(where, source, st, used, [](const std::string& name) {
+  read.check_all_used([](const std::string& name) {
     // The causal-mask buffers GPT-2 checkpoints carry.
     return detail::ends_with(name, ".attn.bias") || detail::ends_with(name, ".attn.masked_bias");
   });

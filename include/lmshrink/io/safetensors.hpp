@@ -132,11 +132,12 @@ inline float half_to_float(std::uint16_t h) {
   return f;
 }
 
-/// A strict reader of the small JSON subset safetensors headers use.
-class HeaderParser {
+/// A strict reader of the small JSON subset safetensors headers use, streaming (it keeps only
+/// what it returns), on the shared JSON lexer.
+class HeaderParser : JsonLexer {
  public:
   HeaderParser(const char* where, const std::string& path, const char* p, std::size_t n)
-      : where_(where), path_(path), begin_(p), p_(p), end_(p + n) {}
+      : JsonLexer(where, path, ": header ", std::string_view(p, n)) {}
 
   void parse(std::map<std::string, StoredTensor>& tensors,
              std::map<std::string, std::string>& metadata,
@@ -218,123 +219,12 @@ class HeaderParser {
   }
 
  private:
-  template <class... Parts>
-  [[noreturn]] void bad(const Parts&... parts) const {
-    fail<format_error>(where_, "'", path_, "': header ", parts...);
-  }
-
-  void skip_space() {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
-  }
-  char peek() {
-    skip_space();
-    if (p_ >= end_) bad("ends early");
-    return *p_;
-  }
-  void expect(char c) {
-    if (peek() != c) bad("has '", *p_, "' at byte ", p_ - begin_, " where '", c, "' was expected");
-    ++p_;
-  }
-  void finish() {
-    skip_space();
-    if (p_ != end_) bad("has trailing bytes after the JSON object");
-  }
-
-  std::string string() {
-    expect('"');
-    std::string s;
-    for (;;) {
-      if (p_ >= end_) bad("ends inside a string");
-      const char c = *p_++;
-      if (c == '"') return s;
-      if (static_cast<unsigned char>(c) < 0x20) bad("has a control character inside a string");
-      if (c != '\\') {
-        s += c;
-        continue;
-      }
-      if (p_ >= end_) bad("ends inside a string");
-      const char e = *p_++;
-      switch (e) {
-        case '"': s += '"'; break;
-        case '\\': s += '\\'; break;
-        case '/': s += '/'; break;
-        case 'b': s += '\b'; break;
-        case 'f': s += '\f'; break;
-        case 'n': s += '\n'; break;
-        case 'r': s += '\r'; break;
-        case 't': s += '\t'; break;
-        case 'u': {
-          std::uint32_t cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00) {
-            if (end_ - p_ < 6 || p_[0] != '\\' || p_[1] != 'u') bad("has an unpaired surrogate");
-            p_ += 2;
-            const std::uint32_t lo = hex4();
-            if (lo < 0xDC00 || lo >= 0xE000) bad("has an unpaired surrogate");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          utf8(s, cp);
-          break;
-        }
-        default: bad("has an invalid escape '\\", e, "'");
-      }
-    }
-  }
-
-  std::uint32_t hex4() {
-    if (end_ - p_ < 4) bad("ends inside a \\u escape");
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char c = *p_++;
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= std::uint32_t(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= std::uint32_t(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= std::uint32_t(c - 'A' + 10);
-      else bad("has an invalid \\u escape");
-    }
-    return v;
-  }
-
-  static void utf8(std::string& s, std::uint32_t cp) {
-    if (cp < 0x80) {
-      s += char(cp);
-    } else if (cp < 0x800) {
-      s += char(0xC0 | (cp >> 6));
-      s += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      s += char(0xE0 | (cp >> 12));
-      s += char(0x80 | ((cp >> 6) & 0x3F));
-      s += char(0x80 | (cp & 0x3F));
-    } else {
-      s += char(0xF0 | (cp >> 18));
-      s += char(0x80 | ((cp >> 12) & 0x3F));
-      s += char(0x80 | ((cp >> 6) & 0x3F));
-      s += char(0x80 | (cp & 0x3F));
-    }
-  }
-
-  std::uint64_t integer() {
-    if (peek() < '0' || *p_ > '9') bad("has '", *p_, "' where a non-negative integer was expected");
-    std::uint64_t v = 0;
-    while (p_ < end_ && *p_ >= '0' && *p_ <= '9') {
-      const std::uint64_t d = std::uint64_t(*p_++ - '0');
-      if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10) bad("has an integer that overflows");
-      v = v * 10 + d;
-    }
-    return v;
-  }
-
   Dtype dtype(const std::string& s, const std::string& name) const {
     for (Dtype d : {Dtype::f64, Dtype::f32, Dtype::f16, Dtype::bf16, Dtype::i64, Dtype::i32, Dtype::u8})
       if (s == dtype_name(d)) return d;
     bad("gives tensor '", name, "' the dtype '", s,
         "'; F64, F32, F16, BF16, I64, I32 or U8 was expected");
   }
-
-  const char* where_;
-  const std::string& path_;
-  const char* begin_;
-  const char* p_;
-  const char* end_;
 };
 
 }  // namespace detail
