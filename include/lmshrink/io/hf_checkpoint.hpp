@@ -215,6 +215,9 @@ inline HfConfig parse_hf_config(std::string_view text, const std::string& source
             c.head_size(), "; lmshrink implements head_dim = hidden_size / num_attention_heads");
     if (c.num_heads % c.num_kv_heads != 0)
       r.bad(c.num_heads, " attention heads are not a multiple of ", c.num_kv_heads, " key/value heads");
+    if (std::int64_t(c.max_positions) * (c.head_size() / 2) > (std::int64_t(1) << 28))
+      r.bad("max_position_embeddings ", c.max_positions, " × head size ", c.head_size(),
+            " / 2 is more than the 2^28 RoPE table entries lmshrink supports");
   } else if (c.model_type == "gpt2") {
     c.vocab_size = r.integer("vocab_size", 1, big);
     c.hidden_size = r.integer("n_embd", 1, 1 << 16);
@@ -598,11 +601,7 @@ inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, con
     return detail::ends_with(name, ".rotary_emb.inv_freq");  // a buffer older versions saved
   });
   const int half = hs / 2;
-  // The legacy RoPE tables llama2.c files carry, kept so the model can be written as one.
-  if (std::int64_t(c.seq_len) * half > (std::int64_t(1) << 28))
-    detail::fail<format_error>(where, "'", source, "': max_position_embeddings ", c.seq_len,
-                               " × head size ", hs, " / 2 is more than the 2^28 RoPE table entries "
-                               "lmshrink supports");
+  // The legacy RoPE tables llama2.c files carry (bounded by parse_hf_config).
   m.freq_cis_real.resize(c.seq_len, half);
   m.freq_cis_imag.resize(c.seq_len, half);
   for (int pos = 0; pos < c.seq_len; ++pos)
