@@ -1,7 +1,7 @@
 // Writes a small random GPT-2 as a Hugging Face directory, with GPT-2's tokenizer files beside
 // it (vocab.json, merges.txt): what the main job's GPT-2 tests run on, since no pretrained GPT-2
 // can be downloaded here. GPT-2's vocabulary and 12 blocks (so DistilGPT-2's block choice
-// applies), 64 dimensions, 2 heads, 64 positions; weights drawn as GPT-2 initialises them
+// applies), 64 dimensions, 2 heads, 32 positions; weights drawn as GPT-2 initialises them
 // (normal, sd 0.02; norms 1 and 0).
 //
 //   make_tiny_gpt2 OUT_DIR DATA_DIR
@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   try {
     lmshrink::Gpt2Model m;
     auto& c = m.config;
-    c.vocab_size = 50257, c.dim = 64, c.hidden_dim = 256, c.n_layers = 12, c.n_heads = 2, c.n_positions = 64;
+    c.vocab_size = 50257, c.dim = 64, c.hidden_dim = 256, c.n_layers = 12, c.n_heads = 2, c.n_positions = 32;
     lmshrink::detail::SplitMix64 rng(2019);
     const auto normal = [&](lmshrink::Index r, lmshrink::Index k) {
       lmshrink::RowMatrix<float> x(r, k);

@@ -254,6 +254,14 @@ TEST_CASE("GPT-2 pre-tokenisation matches a regex engine with Unicode classes", 
     const auto got = lmshrink::Gpt2Tokenizer::pre_tokenize(text);
     REQUIRE(std::vector<std::string>(got.begin(), got.end()) == pieces);
   }
+  // Where text stops being UTF-8 (the main job refuses held-out text that is not).
+  using lmshrink::detail::first_invalid_utf8;
+  REQUIRE(first_invalid_utf8(u8"abc \u00e9\u65e5\U0001F44B") == std::string_view::npos);
+  REQUIRE(first_invalid_utf8("a\xff") == 1);
+  REQUIRE(first_invalid_utf8("ab\xE2\x82") == 2);          // truncated sequence
+  REQUIRE(first_invalid_utf8("\xED\xA0\x80") == 0);        // an encoded surrogate
+  REQUIRE(first_invalid_utf8("\xC0\xAF") == 0);            // overlong
+  REQUIRE(first_invalid_utf8("\xF4\x90\x80\x80") == 0);    // beyond U+10FFFF
   // Bytes that are not UTF-8 are "other" characters, one byte each.
   const auto bad = lmshrink::Gpt2Tokenizer::pre_tokenize("a\xff\xfe b \xC3 \xE2\x82");
   REQUIRE(std::vector<std::string>(bad.begin(), bad.end()) ==

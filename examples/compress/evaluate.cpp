@@ -1,5 +1,6 @@
 // lmshrink_compress: scoring, greedy generation and its timing, for the teacher and the students.
 #include <fstream>
+#include <lmshrink/io/gpt2_tokenizer.hpp>
 #include <sstream>
 
 #include "compress.hpp"
@@ -23,6 +24,12 @@ std::vector<int> read_eval_tokens(const std::string& path, const examples::TextC
   const auto bytes = lmshrink::detail::read_file_bytes("lmshrink_compress", path, 1, "some text",
                                                        std::int64_t(1) << 32, "too large");
   const std::string text(bytes.begin(), bytes.end());
+  const std::size_t bad = lmshrink::detail::first_invalid_utf8(text);
+  if (bad != std::string::npos)
+    fail<lmshrink::format_error>("lmshrink_compress", "'", path, "' is not valid UTF-8 text: byte ", bad,
+                                 " (0x", "0123456789abcdef"[static_cast<unsigned char>(text[bad]) >> 4],
+                                 "0123456789abcdef"[static_cast<unsigned char>(text[bad]) & 15],
+                                 ") does not start a valid sequence; held-out text must be UTF-8");
   const std::string sep = "<|endoftext|>";
   std::size_t start = 0;
   while (start <= text.size()) {

@@ -1,4 +1,6 @@
-// The one place that knows every family: loading a teacher, a checkpoint, and a tokenizer.
+// The one place that knows every family: loading a teacher, a checkpoint, and a tokenizer. The
+// families are header-only and compiled here, once (one file: they share CompactLinear's and
+// the trainers' heavy instances).
 #include <filesystem>
 #include <lmshrink/io/gpt2_tokenizer.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
@@ -7,8 +9,9 @@
 #include <lmshrink/io/tokenizer.hpp>
 
 #include "codecs.hpp"
+#include "gpt2/gpt2_model.hpp"
+#include "llama/llama_model.hpp"
 #include "model.hpp"
-#include "registry.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -37,6 +40,17 @@ void check_vocab(const TextCodec& codec, const Model& model, const std::string& 
 
 }  // namespace
 
+namespace {
+
+std::unique_ptr<Model> make_llama_model(const lmshrink::Llama2cModel& m) {
+  return std::make_unique<LlamaModel>(LlamaWeights<float>::from_model(m));
+}
+std::unique_ptr<Model> make_gpt2_model(const lmshrink::Gpt2Model& m) {
+  return std::make_unique<Gpt2TrainableModel>(Gpt2Weights<float>::from_model(m));
+}
+
+}  // namespace
+
 std::unique_ptr<Model> load_model(const std::string& path) {
   static constexpr const char* where = "load_model";
   if (!fs::is_directory(path)) return make_llama_model(lmshrink::read_llama2c(path));
@@ -53,8 +67,8 @@ std::unique_ptr<Model> load_checkpoint(const std::string& path) {
   const lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
   const auto it = st.metadata.find("lmshrink.checkpoint");
   const std::string kind = it == st.metadata.end() ? "" : it->second;
-  if (kind == "llama/1") return load_llama_checkpoint(path);
-  if (kind == "gpt2/1") return load_gpt2_checkpoint(path);
+  if (kind == "llama/1") return std::make_unique<LlamaModel>(read_llama_checkpoint(path));
+  if (kind == "gpt2/1") return std::make_unique<Gpt2TrainableModel>(read_gpt2_checkpoint(path));
   lmshrink::detail::fail<lmshrink::format_error>("load_checkpoint", "'", path, "' has the metadata "
                                                  "'lmshrink.checkpoint: ", kind, "'; \"llama/1\" or \"gpt2/1\" "
                                                  "(a checkpoint written by Model::save) was expected");

@@ -91,6 +91,16 @@ inline std::pair<std::uint32_t, std::size_t> next_code_point(std::string_view s,
   return {cp, n};
 }
 
+/// The offset of the first byte of `s` that does not start a valid UTF-8 sequence, or npos.
+inline std::size_t first_invalid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto [cp, n] = next_code_point(s, i);
+    if (cp == 0xFFFFFFFFu) return i;
+    i += n;
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace detail
 
 class Gpt2Tokenizer {
