@@ -2,12 +2,17 @@
 // random model with biases, whose linear layers mix dense, low-rank + sparse with pruned rows,
 // and low-rank only; the trainer's forward equals an independent straightforward implementation
 // written here; the packed decoder (KV cache and full sequence) equals the trainer; a model
-// written as a Hugging Face checkpoint and read back gives identical logits.
+// written as a Hugging Face checkpoint and read back gives identical logits. (Also, hidden, the
+// writer of the main job's tiny GPT-2.)
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <vector>
+
+#include <lmshrink/detail/random.hpp>
 
 #include "../examples/models/gpt2/gpt2_decoder.hpp"
 #include "../examples/models/gpt2/gpt2_trainer.hpp"
@@ -230,4 +235,49 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   examples::Gpt2Decoder dec2(back);
   REQUIRE((dec2.forward_sequence(tokens.data(), 6) - whole).cwiseAbs().maxCoeff() < 1e-5);
   std::filesystem::remove_all(dir);
+}
+
+// Not a check: writes the small random GPT-2 the main job's GPT-2 tests run on (no pretrained
+// GPT-2 can be downloaded here), as a Hugging Face directory with GPT-2's tokenizer files beside
+// it. GPT-2's vocabulary and 12 blocks (so DistilGPT-2's block choice applies), 64 dimensions,
+// 2 heads, 32 positions; weights drawn as GPT-2 initialises them (normal, sd 0.02; norms 1 and
+// 0). Hidden: ctest runs it as example_make_tiny_gpt2, with TINY_GPT2_DIR set.
+TEST_CASE("write the tiny GPT-2 of the main job's tests", "[.make_tiny_gpt2]") {
+  const char* out = std::getenv("TINY_GPT2_DIR");
+  REQUIRE(out != nullptr);
+  lmshrink::Gpt2Model m;
+  auto& c = m.config;
+  c.vocab_size = 50257, c.dim = 64, c.hidden_dim = 256, c.n_layers = 12, c.n_heads = 2, c.n_positions = 32;
+  lmshrink::detail::SplitMix64 rng(2019);
+  const auto normal = [&](lmshrink::Index r, lmshrink::Index k) {
+    lmshrink::RowMatrix<float> x(r, k);
+    for (lmshrink::Index i = 0; i < x.size(); ++i) x.data()[i] = float(0.02 * rng.normal());
+    return x;
+  };
+  const auto ones = [](int n) { return lmshrink::Vector<float>::Ones(n); };
+  const auto zeros = [](int n) { return lmshrink::Vector<float>::Zero(n); };
+  m.wte = normal(c.vocab_size, c.dim);
+  m.wpe = normal(c.n_positions, c.dim);
+  for (int l = 0; l < c.n_layers; ++l) {
+    m.ln1_w.push_back(ones(c.dim));
+    m.ln1_b.push_back(zeros(c.dim));
+    m.attn_w.push_back(normal(3 * c.dim, c.dim));
+    m.attn_b.push_back(zeros(3 * c.dim));
+    m.proj_w.push_back(normal(c.dim, c.dim));
+    m.proj_b.push_back(zeros(c.dim));
+    m.ln2_w.push_back(ones(c.dim));
+    m.ln2_b.push_back(zeros(c.dim));
+    m.fc_w.push_back(normal(c.hidden_dim, c.dim));
+    m.fc_b.push_back(zeros(c.hidden_dim));
+    m.fc_proj_w.push_back(normal(c.dim, c.hidden_dim));
+    m.fc_proj_b.push_back(zeros(c.dim));
+  }
+  m.lnf_w = ones(c.dim);
+  m.lnf_b = zeros(c.dim);
+  const std::string dir = out;
+  lmshrink::write_hf_gpt2(m, dir);
+  namespace fs = std::filesystem;
+  fs::copy_file(LMSHRINK_DATA_DIR "/gpt2_encoder.json", dir + "/vocab.json", fs::copy_options::overwrite_existing);
+  fs::copy_file(LMSHRINK_DATA_DIR "/gpt2_vocab.bpe", dir + "/merges.txt", fs::copy_options::overwrite_existing);
+  std::printf("wrote %s (gpt2, %lld parameters)\n", dir.c_str(), static_cast<long long>(m.parameter_count()));
 }
