@@ -8,38 +8,25 @@
 // Llama model, a file name ending in .bin (llama2.c). --shard-mb splits the weights into shards
 // of at most N MiB with model.safetensors.index.json.
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/io/llama2c.hpp>
+#include <cstdlib>
+#include <exception>
 #include <string>
 
-namespace {
-
-int usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s IN OUT [--dtype f32|f16|bf16] [--shard-mb N]\n", argv0);
-  return 2;
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-}  // namespace
+#include "models/convert.hpp"
 
 int main(int argc, char** argv) {
-  std::string in, out;
-  lmshrink::Dtype dtype = lmshrink::Dtype::f32;
+  std::string in, out, dtype = "f32";
   long long shard_mb = 0;
+  const auto usage = [&] {
+    std::fprintf(stderr, "usage: %s IN OUT [--dtype f32|f16|bf16] [--shard-mb N]\n", argv[0]);
+    return 2;
+  };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--dtype" && i + 1 < argc) {
-      const std::string d = argv[++i];
-      if (d == "f32") dtype = lmshrink::Dtype::f32;
-      else if (d == "f16") dtype = lmshrink::Dtype::f16;
-      else if (d == "bf16") dtype = lmshrink::Dtype::bf16;
-      else {
-        std::fprintf(stderr, "[lmshrink.value] lmshrink_convert: --dtype '%s'; f32, f16 or bf16 was expected\n", d.c_str());
+      dtype = argv[++i];
+      if (dtype != "f32" && dtype != "f16" && dtype != "bf16") {
+        std::fprintf(stderr, "[lmshrink.value] lmshrink_convert: --dtype '%s'; f32, f16 or bf16 was expected\n", dtype.c_str());
         return 2;
       }
     } else if (a == "--shard-mb" && i + 1 < argc) {
@@ -54,38 +41,15 @@ int main(int argc, char** argv) {
     } else if (!a.empty() && a[0] != '-' && out.empty()) {
       out = a;
     } else {
-      return usage(argv[0]);
+      return usage();
     }
   }
-  if (in.empty() || out.empty()) return usage(argv[0]);
+  if (in.empty() || out.empty()) return usage();
   try {
-    const bool to_llama2c = ends_with(out, ".bin");
-    const std::int64_t shard_bytes = shard_mb << 20;
-    if (!std::filesystem::is_directory(in)) {  // a llama2.c file
-      const lmshrink::Llama2cModel m = lmshrink::read_llama2c(in);
-      if (to_llama2c) lmshrink::write_llama2c(m, out);
-      else lmshrink::write_hf_llama(m, out, dtype, shard_bytes);
-      std::printf("%s (llama2.c, %lld parameters) -> %s\n", in.c_str(),
-                  static_cast<long long>(m.parameter_count()), out.c_str());
-      return 0;
-    }
-    const lmshrink::HfConfig config = lmshrink::read_hf_config(in + "/config.json");
-    if (config.model_type == "gpt2") {
-      if (to_llama2c)
-        lmshrink::detail::fail<lmshrink::value_error>("lmshrink_convert", "'", in, "' is a GPT-2 model; "
-                                                      "llama2.c files hold Llama models only");
-      const lmshrink::Gpt2Model m = lmshrink::read_hf_gpt2(in);
-      lmshrink::write_hf_gpt2(m, out, dtype, shard_bytes);
-      std::printf("%s (gpt2, %lld parameters) -> %s\n", in.c_str(), static_cast<long long>(m.parameter_count()),
-                  out.c_str());
-    } else {
-      const lmshrink::Llama2cModel m = lmshrink::read_hf_llama(in);
-      if (to_llama2c) lmshrink::write_llama2c(m, out);
-      else lmshrink::write_hf_llama(m, out, dtype, shard_bytes);
-      std::printf("%s (llama, %lld parameters) -> %s\n", in.c_str(), static_cast<long long>(m.parameter_count()),
-                  out.c_str());
-    }
-  } catch (const lmshrink::error& e) {
+    const examples::Converted c = examples::convert_checkpoint(in, out, dtype, std::int64_t(shard_mb) << 20);
+    std::printf("%s (%s, %lld parameters) -> %s\n", in.c_str(), c.from_format.c_str(),
+                static_cast<long long>(c.parameters), out.c_str());
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }

@@ -9,6 +9,7 @@
 #include <lmshrink/io/tokenizer.hpp>
 
 #include "codecs.hpp"
+#include "convert.hpp"
 #include "gpt2/gpt2_model.hpp"
 #include "llama/llama_model.hpp"
 #include "model.hpp"
@@ -99,6 +100,37 @@ std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& mod
   }
   check_vocab(*codec, model, "'" + source + "'");
   return codec;
+}
+
+Converted convert_checkpoint(const std::string& in, const std::string& out, const std::string& dtype_name,
+                             std::int64_t shard_bytes) {
+  static constexpr const char* where = "convert_checkpoint";
+  lmshrink::Dtype dtype = lmshrink::Dtype::f32;
+  if (dtype_name == "f16") dtype = lmshrink::Dtype::f16;
+  else if (dtype_name == "bf16") dtype = lmshrink::Dtype::bf16;
+  else if (dtype_name != "f32")
+    lmshrink::detail::fail<lmshrink::value_error>(where, "dtype '", dtype_name, "'; f32, f16 or bf16 was expected");
+  const bool to_llama2c = out.size() >= 4 && out.compare(out.size() - 4, 4, ".bin") == 0;
+  Converted done;
+  if (!fs::is_directory(in)) {  // a llama2.c file
+    const lmshrink::Llama2cModel m = lmshrink::read_llama2c(in);
+    if (to_llama2c) lmshrink::write_llama2c(m, out);
+    else lmshrink::write_hf_llama(m, out, dtype, shard_bytes);
+    return {"llama2.c", m.parameter_count()};
+  }
+  const lmshrink::HfConfig config = lmshrink::read_hf_config((fs::path(in) / "config.json").string());
+  if (config.model_type == "gpt2") {
+    if (to_llama2c)
+      lmshrink::detail::fail<lmshrink::value_error>(where, "'", in, "' is a GPT-2 model; llama2.c files hold "
+                                                    "Llama models only");
+    const lmshrink::Gpt2Model m = lmshrink::read_hf_gpt2(in);
+    lmshrink::write_hf_gpt2(m, out, dtype, shard_bytes);
+    return {"gpt2", m.parameter_count()};
+  }
+  const lmshrink::Llama2cModel m = lmshrink::read_hf_llama(in);
+  if (to_llama2c) lmshrink::write_llama2c(m, out);
+  else lmshrink::write_hf_llama(m, out, dtype, shard_bytes);
+  return {"llama", m.parameter_count()};
 }
 
 }  // namespace examples

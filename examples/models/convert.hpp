@@ -1,0 +1,21 @@
+#pragma once
+// Checkpoint conversion between llama2.c files and Hugging Face directories, and between dtypes
+// (models.cpp; lmshrink_convert is its command line). Declared apart from model.hpp so that a
+// caller does not compile Eigen.
+#include <cstdint>
+#include <string>
+
+namespace examples {
+
+struct Converted {
+  std::string from_format;  // "llama2.c", "llama" or "gpt2"
+  std::int64_t parameters = 0;
+};
+
+/// Reads `in` (a llama2.c file or a Hugging Face directory) and writes `out`: a llama2.c file
+/// when `out` ends in ".bin" (Llama models only), else a Hugging Face directory with weights of
+/// `dtype` ("f32", "f16" or "bf16"), in shards of at most `shard_bytes` when > 0.
+Converted convert_checkpoint(const std::string& in, const std::string& out, const std::string& dtype,
+                             std::int64_t shard_bytes);
+
+}  // namespace examples
