@@ -2,7 +2,8 @@
 // random model with biases, whose linear layers mix dense, low-rank + sparse with pruned rows,
 // and low-rank only; the trainer's forward equals an independent straightforward implementation
 // written here; the packed decoder (KV cache and full sequence) equals the trainer; a model
-// written as a Hugging Face checkpoint and read back gives identical logits. (Also, hidden, the
+// written as a Hugging Face checkpoint and read back gives identical logits, and so does a
+// compressed one saved in lmshrink's form. (Also, hidden, the
 // writer of the main job's tiny GPT-2.)
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -14,6 +15,7 @@
 
 #include <lmshrink/detail/random.hpp>
 
+#include "../examples/models/gpt2/gpt2_checkpoint.hpp"
 #include "../examples/models/gpt2/gpt2_decoder.hpp"
 #include "../examples/models/gpt2/gpt2_trainer.hpp"
 
@@ -226,6 +228,21 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   REQUIRE(packed.parameters() == small.parameters());
   REQUIRE_THROWS_AS(dec.forward(11, 0), lmshrink::value_error);
   REQUIRE_THROWS_AS(dec.forward(1, 6), lmshrink::value_error);
+
+  // lmshrink's checkpoint of the compressed model (U, V, kept rows, biases) reloads to the same
+  // packed model; a Llama checkpoint is not one.
+  const std::string ckpt = LMSHRINK_TEST_TMP "/gpt2_small.safetensors";
+  examples::save_gpt2_checkpoint(small, ckpt, "test");
+  const auto reloaded = examples::CompactGpt2::pack(examples::read_gpt2_checkpoint(ckpt));
+  examples::Gpt2Decoder dec3(reloaded);
+  REQUIRE(dec3.forward_sequence(tokens.data(), 6) == whole);
+  REQUIRE(reloaded.parameters() == packed.parameters());
+  lmshrink::SafeTensors foreign;
+  foreign.metadata["lmshrink.checkpoint"] = "llama/1";
+  lmshrink::write_safetensors(foreign, ckpt);
+  REQUIRE_THROWS_WITH(examples::read_gpt2_checkpoint(ckpt),
+                      Catch::Contains("has no 'lmshrink.checkpoint: gpt2/1' metadata"));
+  std::remove(ckpt.c_str());
 
   // A Hugging Face checkpoint of the (dense) model reads back to identical logits.
   const std::string dir = LMSHRINK_TEST_TMP "/gpt2_hf";
