@@ -1,18 +1,25 @@
 #pragma once
-// One student on several threads. The batch is split into a fixed number of shards of
-// contiguous sequences; each shard has its own examples::Net (activations, caches, gradients)
-// over the same model. step() runs forward, the caller's loss and backward of every shard on up
-// to `threads` threads (OpenMP), then sums the shards' gradients in shard order. The result
-// depends on the shard count and never on the thread count: one thread runs the same shards one
-// after the other. One shard is exactly the model's Net.
+// One student on several threads, and on several processes. The batch is split into a fixed
+// number of shards of contiguous sequences; each shard has its own examples::Net (activations,
+// caches, gradients) over the same model. step() runs forward, the caller's loss and backward
+// of every shard on up to `threads` threads (OpenMP), then sums the shards' gradients in shard
+// order. The result depends on the shard count and never on the thread count: one thread runs
+// the same shards one after the other. One shard is exactly the model's Net.
 //
-//   examples::ShardedTrainer net(model, batch, n, /*shards=*/2);
+// With a Team of N processes (examples/common/team.hpp), rank r runs shards [r·S/N, (r+1)·S/N)
+// of the S shards (S a multiple of N) and the shards' gradients are summed across the ranks in
+// the same shard order: every rank gets the bits of the single process with S shards.
+//
+//   examples::ShardedTrainer net(model, batch, n, /*shards=*/2);   // or (..., 2, &team)
 //   double loss = net.step(tokens, threads, [&](int s, examples::Net& shard,
 //                                               const int* shard_tokens, const Mat& logits,
 //                                               Mat& dlogits, std::vector<Mat>& dblock) {
 //     ... the shard's mean loss; dlogits = ∂/∂logits, dblock left empty or ∂/∂block outputs
 //   });
 //   net.linear_grad(l, k), net.plain_grads()   // ∂(mean loss over the batch)/∂ every parameter
+//
+// `s` indexes this process's shards: first_sequence(s) is the shard's first sequence in the
+// whole batch.
 
 #include <memory>
 #include <stdexcept>
@@ -24,19 +31,27 @@
 #endif
 
 #include "../models/model.hpp"
+#include "team.hpp"
 
 namespace examples {
 
 class ShardedTrainer {
  public:
-  ShardedTrainer(Model& model, int batch, int n, int shards) : n_(n) {
+  ShardedTrainer(Model& model, int batch, int n, int shards, Team* team = nullptr) : n_(n), team_(team) {
     if (shards < 1 || shards > batch)
       lmshrink::detail::fail<lmshrink::value_error>("ShardedTrainer", "shards must be in [1, batch = ",
                                                     batch, "], got ", shards);
+    const int ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
+    if (shards % ranks != 0)
+      lmshrink::detail::fail<lmshrink::value_error>("ShardedTrainer", "the ", shards, " shards of a batch cannot be split evenly over ",
+                                                    ranks, " processes; use a multiple of ", ranks);
+    const int own = shards / ranks;
     for (int s = 0, first = 0; s < shards; ++s) {
       const int size = batch / shards + (s < batch % shards ? 1 : 0);
-      first_.push_back(first);
-      shard_.push_back(model.net(size, n));
+      if (s >= rank * own && s < (rank + 1) * own) {
+        first_.push_back(first);
+        shard_.push_back(model.net(size, n));
+      }
       first += size;
     }
     batch_ = batch;
@@ -45,13 +60,17 @@ class ShardedTrainer {
     for (int l = 0; l < shape.n_layers; ++l)
       for (int k = 0; k < model.linear_kinds(); ++k) linear_[std::size_t(l)].push_back(model.linear(l, k).make_gradients());
     for (const TensorRef& t : model.plain_params()) plain_.push_back(Eigen::VectorXf::Zero(t.size));
-    dlogits_.resize(std::size_t(shards));
-    dblock_.resize(std::size_t(shards));
-    loss_.resize(std::size_t(shards));
+    const int local = int(shard_.size());
+    dlogits_.resize(std::size_t(local));
+    dblock_.resize(std::size_t(local));
+    loss_.resize(std::size_t(local));
+    distributed_ = ranks > 1;
+    single_shard_ = shards == 1;
   }
 
+  /// This process's shards.
   int shards() const { return int(shard_.size()); }
-  /// First sequence of shard s in the batch.
+  /// First sequence of this process's shard s in the batch.
   int first_sequence(int s) const { return first_[std::size_t(s)]; }
   Net& shard(int s) { return *shard_[std::size_t(s)]; }
   /// The gradients of the last step: Σ over shards, each weighted by its share of the batch.
@@ -84,7 +103,7 @@ class ShardedTrainer {
         const double share = double(net.batch()) / double(batch_);
         loss_[std::size_t(s)] = share * loss(s, net, own, logits, dlogits, dblock);
         // The batch loss is the share-weighted sum, so is its gradient.
-        if (S > 1) {
+        if (!single_shard_) {
           dlogits *= float(share);
           for (auto& d : dblock) d *= float(share);
         }
@@ -97,14 +116,42 @@ class ShardedTrainer {
     for (const auto& e : errors)
       if (!e.empty()) throw std::runtime_error(e);
     reduce();
+    std::vector<double> losses = loss_;
+    if (distributed_) losses = team_->all_gather(loss_);  // in shard order
     double total = 0;
-    for (double l : loss_) total += l;  // in shard order
+    for (double l : losses) total += l;
     return total;
   }
 
  private:
-  // totals = Σ_s g_s, in shard order (one shard: a copy, so that 1 shard is the Net exactly).
+  // totals = Σ_s g_s over every shard of the batch, in shard order (one shard: a copy, so that 1
+  // shard is the Net exactly).
   void reduce() {
+    if (distributed_) {
+      std::vector<std::vector<ConstSlice>> contributions(shard_.size());
+      std::vector<TensorRef> out;
+      for (std::size_t i = 0; i < plain_.size(); ++i) out.push_back({plain_[i].data(), plain_[i].size()});
+      for (auto& layer : linear_)
+        for (auto& g : layer)
+          for (auto* m : {&g.U, &g.V, &g.S}) out.push_back({m->data(), m->size()});
+      for (std::size_t s = 0; s < shard_.size(); ++s) {
+        Net& net = *shard_[s];
+        for (const TensorRef& t : net.plain_grads()) contributions[s].push_back({t.data, t.size});
+        for (std::size_t l = 0; l < linear_.size(); ++l)
+          for (std::size_t k = 0; k < linear_[l].size(); ++k) {
+            const auto& g = net.linear_grad(int(l), int(k));
+            for (const auto* m : {&g.U, &g.V, &g.S}) contributions[s].push_back({m->data(), m->size()});
+          }
+        // Biases after the weights, in the same order on both sides.
+        for (std::size_t l = 0; l < linear_.size(); ++l)
+          for (std::size_t k = 0; k < linear_[l].size(); ++k)
+            contributions[s].push_back({net.linear_grad(int(l), int(k)).bias.data(), net.linear_grad(int(l), int(k)).bias.size()});
+      }
+      for (auto& layer : linear_)
+        for (auto& g : layer) out.push_back({g.bias.data(), g.bias.size()});
+      team_->sum_in_order(contributions, out);
+      return;
+    }
     for (int s = 0; s < shards(); ++s) {
       Net& net = *shard_[std::size_t(s)];
       const auto add = [s](auto& to, const auto& from) {
@@ -126,6 +173,8 @@ class ShardedTrainer {
   }
 
   int n_ = 0, batch_ = 0;
+  Team* team_ = nullptr;
+  bool distributed_ = false, single_shard_ = true;
   std::vector<int> first_;
   std::vector<std::unique_ptr<Net>> shard_;
   std::vector<std::vector<Layer::Gradients>> linear_;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../models/model.hpp"
+#include "team.hpp"
 
 namespace examples {
 
@@ -27,10 +28,12 @@ using Story = std::vector<int>;
 /// story start until the model emits the story end (BOS for llama2.c models, <|endoftext|> for
 /// GPT-2) or fills its context, until `tokens_needed` tokens are there. Story i draws from its own
 /// stream seeded by (seed, i), so the text does not depend on the number of threads.
-/// `progress(tokens, stories)` is called after each round.
+/// `progress(tokens, stories)` is called after each round. With a team of several processes,
+/// each samples every size-th story of a round and the round is gathered: the same stories.
 inline std::vector<Story> sample_stories(
     const Model& teacher, const TextCodec& codec, std::size_t tokens_needed, std::uint64_t seed,
-    int threads, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+    int threads, const std::function<void(std::size_t, std::size_t)>& progress = {}, Team* team = nullptr) {
+  const int ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
   const int start = codec.story_start(), end = codec.story_end(), ctx = teacher.shape().seq_len;
   (void)threads;  // without OpenMP, one thread
   std::vector<Story> stories;
@@ -42,7 +45,7 @@ inline std::vector<Story> sample_stories(
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
 #endif
-    for (int s = 0; s < round; ++s) {
+    for (int s = rank; s < round; s += ranks) {
       const std::unique_ptr<Decoder> dec = teacher.reference_decoder();
       lmshrink::detail::SplitMix64 rng(seed * 0x9E3779B97F4A7C15ull + first + std::size_t(s));
       Story& story = stories[first + std::size_t(s)];
@@ -65,6 +68,21 @@ inline std::vector<Story> sample_stories(
         if (next == end) break;
         story.push_back(next);
         token = next;
+      }
+    }
+    if (ranks > 1) {  // every rank's stories of the round: [index, length, tokens...] each
+      std::vector<int> mine;
+      for (int s = rank; s < round; s += ranks) {
+        const Story& story = stories[first + std::size_t(s)];
+        mine.push_back(s);
+        mine.push_back(int(story.size()));
+        mine.insert(mine.end(), story.begin(), story.end());
+      }
+      const std::vector<int> all = team->all_gather(mine);
+      for (std::size_t at = 0; at < all.size();) {
+        const std::size_t index = first + std::size_t(all[at]), length = std::size_t(all[at + 1]);
+        stories[index].assign(all.begin() + std::ptrdiff_t(at + 2), all.begin() + std::ptrdiff_t(at + 2 + length));
+        at += 2 + length;
       }
     }
     for (std::size_t s = first; s < stories.size(); ++s) have += stories[s].size();

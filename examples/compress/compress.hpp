@@ -18,6 +18,7 @@
 #include "../common/layerwise.hpp"
 #include "../common/progress.hpp"
 #include "../common/scoring.hpp"
+#include "../common/team.hpp"
 #include "../models/model.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
@@ -64,7 +65,7 @@ struct Options {
   lmshrink::ThresholdScope allocation = lmshrink::ThresholdScope::global;
   double min_layer_keep = 0.0;
   int threads = 0;  // 0 = all cores
-  int shards = 2;   // per batch, capped at batch
+  int shards = 0;   // per batch, capped at batch; 0 = 2, or the number of processes when more
   std::string schedule = "auto";
   int curve_points = 0;  // validation NLL this many times during training (0 = none)
   int speed_tokens = 256;
@@ -75,6 +76,10 @@ struct Options {
 // ---- options.cpp ----
 
 Options parse(int argc, char** argv);
+/// The shards of a batch on `processes` processes: Options::shards, or 2 (the number of
+/// processes when more) for 0, capped at --batch for one process; lmshrink::value_error unless
+/// it is a multiple of `processes` that --batch can hold.
+int resolve_shards(const Options& o, int processes);
 
 // ---- evaluate.cpp: scoring and generation, of a teacher (its reference decoder) or a packed
 // student ----
@@ -97,8 +102,10 @@ std::vector<int> read_eval_tokens(const std::string& path, const examples::TextC
 /// The bundled held-out stories: as the reference token stream (tok512) for a model with
 /// tok512's 512-token vocabulary, else as text, encoded with the model's tokenizer.
 std::string default_eval(const examples::TextCodec& codec);
+/// With a team of several processes, each scores a contiguous share of the windows and the
+/// per-window sums are gathered and added in window order: the single process's bits.
 Score evaluate(const DecoderFactory& decoders, const std::vector<int>& stream, int windows, int window_len,
-               int threads);
+               int threads, examples::Team* team = nullptr);
 /// `n` greedy tokens after the codec's story start.
 std::vector<int> greedy(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context);
 /// The greedy story up to the first story end after the start.
@@ -134,6 +141,7 @@ struct Result {
   Score score, val_score, val_init_score;
   double final_loss = 0, train_seconds = 0, tokens_per_s = 0, speedup = 0;
   int rank_min = 0, rank_max = 0;
+  std::int64_t exchanged_per_step = 0;  // gradient bytes each process receives per step (data parallel)
   std::string sample, checkpoint;
   std::vector<float> losses;
   // Validation NLL during training (Options::curve_points): (training tokens so far, NLL).
@@ -155,6 +163,8 @@ struct Shared {
   int val_windows = 0;
   const Calibration* calib = nullptr;
   const examples::TextCodec* codec;
+  examples::Team* team = nullptr;  // the processes of a data-parallel run; never null in run_job
+  int shards = 2;                  // per batch (Options::shards resolved)
   examples::Progress* bar;
   std::atomic<long> steps_done{0};
   long steps_total = 0;

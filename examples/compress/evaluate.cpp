@@ -58,21 +58,34 @@ std::string default_eval(const examples::TextCodec& codec) {
 // ---- evaluation --------------------------------------------------------------------------------
 
 Score evaluate(const DecoderFactory& decoders, const std::vector<int>& stream, int windows, int window_len,
-               int threads) {
-  std::vector<examples::SequenceScore> per(static_cast<std::size_t>(windows));
+               int threads, examples::Team* team) {
+  const int ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
+  const int first = int(std::int64_t(windows) * rank / ranks), last = int(std::int64_t(windows) * (rank + 1) / ranks);
+  std::vector<examples::SequenceScore> per(static_cast<std::size_t>(last - first));
 #pragma omp parallel num_threads(threads)
   {
     const std::unique_ptr<examples::Decoder> dec = decoders();
 #pragma omp for schedule(dynamic)
-    for (int w = 0; w < windows; ++w) {
+    for (int w = first; w < last; ++w) {
       const int* in = stream.data() + std::size_t(w) * window_len;
-      per[std::size_t(w)] = examples::score_logits(dec->forward_sequence(in, window_len), in + 1);
+      per[std::size_t(w - first)] = examples::score_logits(dec->forward_sequence(in, window_len), in + 1);
+    }
+  }
+  if (ranks > 1) {  // every window's sums, in window order (rank r's windows follow rank r − 1's)
+    std::vector<double> mine;
+    for (const auto& p : per) mine.insert(mine.end(), {p.nll_sum, double(p.top1), double(p.tokens)});
+    const std::vector<double> all = team->all_gather(mine);
+    per.resize(all.size() / 3);
+    for (std::size_t w = 0; w < per.size(); ++w) {
+      per[w].nll_sum = all[3 * w];
+      per[w].top1 = decltype(per[w].top1)(all[3 * w + 1]);
+      per[w].tokens = decltype(per[w].tokens)(all[3 * w + 2]);
     }
   }
   Score s;
   double nll = 0;
   long top1 = 0;
-  for (const auto& p : per) {  // in window order: the same sum for any thread count
+  for (const auto& p : per) {  // in window order: the same sum for any thread or process count
     nll += p.nll_sum;
     top1 += p.top1;
     s.tokens += p.tokens;

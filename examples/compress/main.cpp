@@ -24,6 +24,10 @@
 //
 // Everything except the measured speeds is reproducible: the same options give the same table.
 //
+// Data parallel: `mpirun -np N lmshrink_compress ...` (built with MPI, docs/parallel.md) splits
+// every batch's shards, the story generation and the scoring over the N processes; rank 0 alone
+// prints and writes. The results are the single process's bits with the same --shards.
+//
 // The job's files: options.cpp (command line), evaluate.cpp (scoring and generation), train.cpp
 // (one student per job) and this one (the whole run and its reports); they compile in parallel.
 
@@ -79,11 +83,14 @@ void write_text(const std::string& path, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::unique_ptr<examples::Team> team;
   try {
+    team = examples::make_team(&argc, &argv);
     const auto wall0 = std::chrono::steady_clock::now();
     Options o = parse(argc, argv);
+    const int shards = resolve_shards(o, team->size());
 #ifdef _OPENMP
-    const int threads = o.threads > 0 ? o.threads : omp_get_num_procs();
+    const int threads = o.threads > 0 ? o.threads : std::max(1, omp_get_num_procs() / team->size());
 #else
     const int threads = 1;
 #endif
@@ -113,7 +120,7 @@ int main(int argc, char** argv) {
     bool any_trunc = false;
     for (const auto& m : o.methods) any_trunc |= m == "trunc-kd" || m == "trunc-lm";
     if (any_trunc) lmshrink::validate_selection(o.keep, c.n_layers);
-    examples::prepare_output_directory("lmshrink_compress", o.out + "/checkpoints");
+    if (team->leader()) examples::prepare_output_directory("lmshrink_compress", o.out + "/checkpoints");
 
     std::vector<Job> jobs;
     for (const auto& m : o.methods)
@@ -130,9 +137,11 @@ int main(int argc, char** argv) {
                 c.vocab_size, static_cast<long long>(teacher.parameters()));
     const int steps = o.tokens > 0 ? int((o.tokens + std::int64_t(o.batch) * length - 1) / (std::int64_t(o.batch) * length))
                                     : o.steps;
-    std::printf("%zu students x %d steps x %d x %d tokens (%lld tokens each), %d threads, %d shards per batch, seed %llu, output %s\n\n",
+    std::string processes;
+    if (team->size() > 1) processes = std::to_string(team->size()) + " processes x ";
+    std::printf("%zu students x %d steps x %d x %d tokens (%lld tokens each), %s%d threads, %d shards per batch, seed %llu, output %s\n\n",
                 jobs.size(), steps, o.batch, length,
-                static_cast<long long>(std::int64_t(steps) * o.batch * length), threads, std::min(o.shards, o.batch),
+                static_cast<long long>(std::int64_t(steps) * o.batch * length), processes.c_str(), threads, shards,
                 static_cast<unsigned long long>(o.seed), o.out.c_str());
 
     // 1. The teacher.
@@ -140,7 +149,7 @@ int main(int argc, char** argv) {
     if (o.heldout) {
       examples::Progress bar("teacher  ", 1);
       bar.update(0, "scoring " + std::to_string(eval_windows) + " windows");
-      teacher_score = evaluate(decoders_of(teacher), eval, eval_windows, eval_len, threads);
+      teacher_score = evaluate(decoders_of(teacher), eval, eval_windows, eval_len, threads, team.get());
       char text[160];
       std::snprintf(text, sizeof text, "NLL %.4f, perplexity %.4f, top-1 %.4f over %ld tokens",
                     teacher_score.nll, teacher_score.ppl, teacher_score.top1, teacher_score.tokens);
@@ -156,10 +165,10 @@ int main(int argc, char** argv) {
       examples::Progress bar("generate ", double(need + val_need));
       const auto train_stories = examples::sample_stories(teacher, *codec, need, o.seed, threads, [&](std::size_t have, std::size_t n) {
         bar.update(double(std::min(have, need)), std::to_string(n) + " training stories");
-      });
+      }, team.get());
       const auto val_stories = examples::sample_stories(teacher, *codec, val_need, o.val_seed, threads, [&](std::size_t have, std::size_t n) {
         bar.update(double(need + std::min(have, val_need)), std::to_string(n) + " validation stories");
-      });
+      }, team.get());
       examples::check_disjoint(train_stories, val_stories);
       train = examples::concatenate(train_stories);
       val = examples::concatenate(val_stories);
@@ -168,7 +177,7 @@ int main(int argc, char** argv) {
                     train.size(), data_windows, length, val.size(), o.val_windows, eval_len);
       bar.finish(text);
     }
-    const Score teacher_val = evaluate(decoders_of(teacher), val, o.val_windows, eval_len, threads);
+    const Score teacher_val = evaluate(decoders_of(teacher), val, o.val_windows, eval_len, threads, team.get());
     std::printf("teacher on validation text: NLL %.4f\n", teacher_val.nll);
 
     // Calibration statistics of every linear layer's inputs, from the teacher on training text.
@@ -178,9 +187,11 @@ int main(int argc, char** argv) {
 
     // 3. Students. Side by side, one core each, while at least `threads` remain (no
     // synchronisation: the fastest use of the cores); the rest one at a time, each on all cores
-    // (its shards in parallel). Results do not depend on the schedule: shards are fixed.
+    // (its shards in parallel). Results do not depend on the schedule: shards are fixed. Over
+    // several processes, one at a time (each process runs its shards of every batch).
     const std::size_t side_by_side =
-        o.schedule == "students" ? jobs.size()
+        team->size() > 1 ? 0
+        : o.schedule == "students" ? jobs.size()
         : o.schedule == "shards" ? 0
                                  : jobs.size() - jobs.size() % std::size_t(threads);
     Shared sh;
@@ -197,6 +208,8 @@ int main(int argc, char** argv) {
     sh.calib = &calib;
     sh.steps = steps;
     sh.codec = codec.get();
+    sh.team = team.get();
+    sh.shards = shards;
     sh.steps_total = long(jobs.size()) * steps;
     sh.status.assign(std::size_t(threads), "");
     std::vector<Result> results(jobs.size());
@@ -220,7 +233,10 @@ int main(int argc, char** argv) {
                         job_name(r.job).c_str(), static_cast<long long>(r.parameters),
                         double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll,
                         r.score.nll, r.score.ppl, r.train_seconds);
-          bar.print(line);
+          std::string text = line;
+          if (r.exchanged_per_step > 0)
+            text += "  " + std::to_string((r.exchanged_per_step + 512) / 1024) + " KiB of gradients received per step";
+          bar.print(text);
         } catch (const std::exception& e) {
           std::lock_guard<std::mutex> lock(error_mutex);
           if (error.empty()) error = e.what();
@@ -238,7 +254,7 @@ int main(int argc, char** argv) {
 
     // 4. Generation speed, one model at a time, teacher and student alternating; medians.
     std::vector<double> teacher_times;
-    if (o.speed_tokens > 0) {
+    if (o.speed_tokens > 0 && team->leader()) {  // timed by one process, the others done
       examples::Progress bar("speed    ", double(results.size()));
       const int reps = 7;
       for (std::size_t i = 0; i < results.size(); ++i) {
@@ -325,6 +341,7 @@ int main(int argc, char** argv) {
         << ". *linear kept*: live parameters of the linear layers over the teacher's. tokens/s: "
            "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
         << md.str();
+    if (!team->leader()) return 0;
     write_text(o.out + "/results.md", doc.str());
     write_text(o.out + "/results.csv", csv.str());
     write_text(o.out + "/training.csv", training.str());
@@ -363,6 +380,12 @@ int main(int argc, char** argv) {
                 "checkpoints/ in %s\n", o.out.c_str(), examples::format_duration(wall).c_str());
     return 0;
   } catch (const std::exception& e) {
+    if (team && team->size() > 1) {
+      // Some ranks may be waiting for this one: name it and stop them all.
+      std::fprintf(stderr, "lmshrink_compress (rank %d of %d): %s\n", team->rank(), team->size(), e.what());
+      std::fflush(stderr);
+      team->abort(1);
+    }
     std::fprintf(stderr, "lmshrink_compress: %s\n", e.what());
     return 1;
   }

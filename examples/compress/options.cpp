@@ -70,10 +70,13 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --allocation KIND     global (one threshold over raw scores), normalized (over scores
                         divided by their layer's mean) or per-layer (default: global)
   --min-layer-keep X    every layer keeps at least this share of its S (default: 0)
-  --threads N           cores to use (default: all)
+  --threads N           cores to use per process (default: all, divided by the number of
+                        processes under mpirun)
   --shards N            each batch is split into N shards, trained in parallel when a
-                        student has several threads; results depend on N, never on
-                        --threads (default: 2, at most --batch)
+                        student has several threads or processes; results depend on N, never
+                        on --threads or the number of processes (default: 2, or the number
+                        of processes when more; at most --batch; a multiple of the number of
+                        processes)
   --schedule KIND       auto (students side by side, one core each, while at least
                         --threads remain; the rest one at a time on all cores), students
                         (always side by side) or shards (always one at a time) (default: auto)
@@ -257,6 +260,18 @@ Options parse(int argc, char** argv) {
     fail<lmshrink::value_error>("lmshrink_compress", "--val-seed ", o.val_seed, " equals --seed: the validation text "
                                 "would repeat the training text; give it its own seed");
   return o;
+}
+
+int resolve_shards(const Options& o, int processes) {
+  const int shards = o.shards > 0 ? o.shards : std::max(2, processes);
+  if (processes == 1) return std::min(shards, o.batch);
+  if (shards > o.batch)
+    fail<lmshrink::value_error>("lmshrink_compress", "--batch ", o.batch, " cannot be split into ", shards,
+                                " shards for ", processes, " processes; every shard needs a sequence");
+  if (shards % processes != 0)
+    fail<lmshrink::value_error>("lmshrink_compress", "--shards ", shards, " cannot be split evenly over ",
+                                processes, " processes; use a multiple of ", processes);
+  return shards;
 }
 
 }  // namespace compress

@@ -205,7 +205,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     prune = true;
   }
   lmshrink::Pruner<float> pruner(popt);
-  examples::ShardedTrainer net(w, o.batch, sh.length, std::min(o.shards, o.batch));
+  examples::ShardedTrainer net(w, o.batch, sh.length, sh.shards, sh.team);
   if (prune) {
     for (int l = 0; l < L; ++l)
       for (int k = 0; k < K; ++k) {
@@ -218,10 +218,14 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       }
     if (one_shot) pruner.mask(popt.schedule.final_keep);
   }
+  // Data parallel: every process starts from rank 0's student (the initialisation is
+  // deterministic, so this only guarantees it) and prunes with the same state.
+  sh.team->broadcast(w);
+  if (prune) sh.team->check_identical(pruner);
 
   {
     const auto start = w.pack();
-    res.val_init_score = evaluate(decoders_of(*start), *sh.val, sh.val_windows, sh.eval_len, 1);
+    res.val_init_score = evaluate(decoders_of(*start), *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team);
   }
   std::vector<std::vector<lmshrink::AdamW<float>>> opt(static_cast<std::size_t>(L));
   lmshrink::AdamWOptions ao;
@@ -310,10 +314,12 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     if (lr_plain > 0)
       for (std::size_t i = 0; i < params.size(); ++i)
         plain[i].step(params[i].data, net.plain_grads()[i].data(), params[i].size, lr_plain, t);
-    if (prune && !one_shot) pruner.after_optimizer_step(step);
+    // Every process prunes from the same averaged gradients; their masks and importance
+    // state are compared at every mask step.
+    if (prune && !one_shot && pruner.after_optimizer_step(step).masked) sh.team->check_identical(pruner);
     if (curve_every > 0 && ((step + 1) % curve_every == 0 || step + 1 == steps)) {
       const auto now = w.pack();
-      const double nll = evaluate(decoders_of(*now), *sh.val, sh.val_windows, sh.eval_len, 1).nll;
+      const double nll = evaluate(decoders_of(*now), *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team).nll;
       res.curve.push_back({std::int64_t(step + 1) * B * n, nll});
     }
 
@@ -332,6 +338,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     sh.bar->update(double(done), line);
   }
   res.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (sh.team->size() > 1) res.exchanged_per_step = sh.team->last_values() * std::int64_t(sizeof(float)) * (sh.team->size() - 1);
   res.final_loss = res.losses.back();
 
   // Final masks onto the layers (the reference pruning mode leaves them on the pruner).
@@ -358,17 +365,21 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const std::string ckpt = o.out + "/checkpoints/" + file_stem(job) + ".safetensors";
   char ratio_text[32];
   std::snprintf(ratio_text, sizeof ratio_text, "%.4f", kept);
-  w.save(ckpt, job.method, {{"lmshrink.method", job.method}, {"lmshrink.linear_ratio", ratio_text}});
-  // A truncated student is a plain dense model: also exported for other programs (a llama2.c
-  // file when that format can hold it, else a Hugging Face directory).
-  if (truncation) w.export_dense(o.out + "/checkpoints/" + file_stem(job));
+  // Rank 0 writes; every process then scores the saved file.
+  if (sh.team->leader()) {
+    w.save(ckpt, job.method, {{"lmshrink.method", job.method}, {"lmshrink.linear_ratio", ratio_text}});
+    // A truncated student is a plain dense model: also exported for other programs (a llama2.c
+    // file when that format can hold it, else a Hugging Face directory).
+    if (truncation) w.export_dense(o.out + "/checkpoints/" + file_stem(job));
+  }
+  sh.team->barrier();
   res.checkpoint = "checkpoints/" + file_stem(job) + ".safetensors";
   const auto loaded = examples::load_checkpoint(ckpt);
   res.compact = loaded->pack();
   res.bytes = res.compact->bytes();
   const DecoderFactory decoders = decoders_of(*res.compact);
-  res.val_score = evaluate(decoders, *sh.val, sh.val_windows, sh.eval_len, 1);
-  if (o.heldout) res.score = evaluate(decoders, *sh.eval, sh.eval_windows, sh.eval_len, 1);
+  res.val_score = evaluate(decoders, *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team);
+  if (o.heldout) res.score = evaluate(decoders, *sh.eval, sh.eval_windows, sh.eval_len, job_threads, sh.team);
   res.sample = sample_text(*sh.codec, greedy(decoders, *sh.codec, o.sample_tokens, w.shape().seq_len));
   return res;
 }

@@ -398,6 +398,9 @@ int main(int argc, char** argv) {
     sh.calib = &calib[0];
     sh.steps = steps;
     sh.codec = codec.get();
+    examples::Team one_process;  // the study runs in one process
+    sh.team = &one_process;
+    sh.shards = resolve_shards(o, 1);
 
     // An arm is one row of a table: a job trained on every seed's stream (streams[s]).
     struct Arm {

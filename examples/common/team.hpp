@@ -1,0 +1,69 @@
+#pragma once
+// The processes of one run of an example. One process (the default): rank 0 of 1, and every
+// call is local. Under an MPI launcher (`mpirun -np N lmshrink_compress ...`), with the examples
+// built with MPI: the N ranks of MPI_COMM_WORLD, through lmshrink/mpi.hpp (team_mpi.cpp). The
+// main job splits each batch's shards, the teacher's story generation and every scoring pass
+// over the ranks, and gathers the results in an order that makes them the single process's bits.
+//
+//   const std::unique_ptr<examples::Team> team = examples::make_team(&argc, &argv);
+//   if (team->leader()) write(...);        // rank 0 alone writes and prints
+//
+// The other ranks' standard output goes to /dev/null; their errors still reach standard error.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <lmshrink/pruner.hpp>
+
+#include "../models/model.hpp"
+
+namespace examples {
+
+/// `size` values from `data`, read-only.
+struct ConstSlice {
+  const float* data;
+  Eigen::Index size;
+};
+
+class Team {
+ public:
+  virtual ~Team() = default;
+  virtual int rank() const { return 0; }
+  virtual int size() const { return 1; }
+  bool leader() const { return rank() == 0; }
+  /// Every rank's values, concatenated in rank order (the counts may differ between ranks).
+  virtual std::vector<int> all_gather(const std::vector<int>& mine) { return mine; }
+  virtual std::vector<double> all_gather(const std::vector<double>& mine) { return mine; }
+  /// out = the sum of every rank's contributions, rank 0's first, each added in turn (the first
+  /// copied): the bits of one process adding them all in that order.
+  virtual void sum_in_order(const std::vector<std::vector<ConstSlice>>& contributions,
+                            const std::vector<TensorRef>& out) {
+    for (std::size_t t = 0; t < out.size(); ++t) {
+      Eigen::Map<Eigen::VectorXf> to(out[t].data, out[t].size);
+      for (std::size_t c = 0; c < contributions.size(); ++c) {
+        const Eigen::Map<const Eigen::VectorXf> from(contributions[c][t].data, contributions[c][t].size);
+        if (c == 0) to = from;
+        else to += from;
+      }
+    }
+  }
+  /// Values per rank in the last sum_in_order (each rank receives (size − 1) times this).
+  virtual std::int64_t last_values() const { return 0; }
+  /// Rank 0's parameters and masks copied to every rank.
+  virtual void broadcast(Model&) {}
+  /// Throws lmshrink::state_error on every rank if any rank's pruner differs from rank 0's.
+  virtual void check_identical(const lmshrink::Pruner<float>&) {}
+  virtual void barrier() {}
+  /// Ends every rank's process (an error on some ranks only would leave the others waiting).
+  virtual void abort(int) {}
+};
+
+/// An MPI team when the process was started by an MPI launcher and the examples were built with
+/// MPI; else one process.
+std::unique_ptr<Team> make_team(int* argc, char*** argv);
+
+/// Whether the examples were built with MPI.
+bool built_with_mpi();
+
+}  // namespace examples
