@@ -3,8 +3,9 @@
 #   bash cmake/quickstart.sh main   installs what is missing, builds, runs the main job on the
 #                                   bundled real model (output in out/compress; extra
 #                                   arguments go to lmshrink_compress, e.g. --steps 1000)
-#   bash cmake/quickstart.sh test   installs what is missing, builds and runs every test (the
-#                                   "test" preset: clang, portable code at -O1, in build/test)
+#   bash cmake/quickstart.sh test   installs what is missing (Open MPI among it), builds and runs
+#                                   every test (the "test" preset: clang, portable code at -O1,
+#                                   in build/test)
 # and two more:
 #   bash cmake/quickstart.sh perf   builds bench_compact and bench_decode and writes their
 #                                   tables and plots to out/performance (about 15 minutes), for
@@ -22,7 +23,10 @@ case "$what" in
   *) echo "usage: bash cmake/quickstart.sh main|test|perf|fuzz [seconds]" >&2; exit 2 ;;
 esac
 
-if [ "$what" = fuzz ] || [ "$what" = test ]; then
+if [ "$what" = test ]; then
+  # Open MPI for the data-parallel tests (docs/parallel.md).
+  bash cmake/setup_debian.sh clang libclang-rt-14-dev libopenmpi-dev openmpi-bin
+elif [ "$what" = fuzz ]; then
   bash cmake/setup_debian.sh clang libclang-rt-14-dev
 else
   bash cmake/setup_debian.sh
