@@ -1,5 +1,5 @@
 # Checks that a Markdown file quotes a compiled example's marked region verbatim (indentation
-# removed), so README code cannot drift from code that is built and run.
+# ignored on both sides), so README code cannot drift from code that is built and run.
 #   cmake -DEXAMPLE=file.cpp -DMARKER=name -DDOC=README.md -P check_snippet.cmake
 file(READ ${EXAMPLE} source)
 set(mark "// --8<-- [${MARKER}]")
@@ -18,6 +18,7 @@ string(SUBSTRING "${rest}" 0 ${second} region)
 string(REGEX REPLACE "\n[ ]+" "\n" region "${region}")
 string(STRIP "${region}" region)
 file(READ ${DOC} doc)
+string(REGEX REPLACE "\n[ ]+" "\n" doc "${doc}")
 string(FIND "${doc}" "${region}" found)
 if(found EQUAL -1)
   message(FATAL_ERROR "${DOC} does not quote the [${MARKER}] region of ${EXAMPLE}:\n${region}")

@@ -2,8 +2,8 @@
 // two ranks are skipped with a message). Every check runs on every rank.
 #define CATCH_CONFIG_EXTERNAL_INTERFACES
 #include <catch2/catch.hpp>
-#include <lmshrink/lmshrink.hpp>
 #include <lmshrink/mpi.hpp>
+#include <lmshrink/optim.hpp>
 
 #include <cstring>
 #include <random>
