@@ -1,8 +1,11 @@
 // Builds a layer, runs one forward and checks it against the dense weight it represents; then
 // packs it (some rows of S removed) and checks the compact forward the same way, for one token
 // and for a batch (the two kernel paths).
+#include <algorithm>
 #include <cstdio>
-#include <lmshrink/lmshrink.hpp>
+#include <lmshrink/compact.hpp>  // only what it checks: the umbrella is the find_package consumer's
+#include <lmshrink/low_rank_sparse_linear.hpp>
+#include <lmshrink/version.hpp>
 
 int main() {
   using Matrix = lmshrink::RowMatrix<float>;
