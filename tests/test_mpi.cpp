@@ -265,6 +265,11 @@ TEST_CASE("ranks that pass different tensors get a clear error on every rank") {
              Catch::Matchers::Contains("tensor 0 has size 3 and no data"));
   CHECK_THROWS_AS(reducer.sum_in_order({{mpi::Tensor<const float>{v.data(), 7}}}, {mpi::tensor(out)}),
                   lmshrink::shape_error);
+  CHECK_THAT(message_of<lmshrink::value_error>([&] { reducer.sum_in_order({}, {mpi::tensor(out)}); }),
+             Catch::Matchers::Contains("every rank must pass at least one contribution"));
+  CHECK_THAT(message_of<lmshrink::value_error>(
+                 [&] { reducer.sum_in_order({{mpi::Tensor<const float>{nullptr, 8}}}, {mpi::tensor(out)}); }),
+             Catch::Matchers::Contains("tensor 0 has size 8 and no data"));
 }
 
 TEST_CASE("broadcast_layers copies rank 0's parameters and masks; different shapes are refused") {

@@ -126,12 +126,12 @@ class Digest {
     mix(tail ^ (std::uint64_t(bytes) << 56));
     length_ += bytes;
   }
+  /// A dense matrix or vector: its shape, then its values' bytes (contiguous, no copy).
   template <class Derived>
-  void add(const Eigen::DenseBase<Derived>& m) {
+  void add(const Eigen::PlainObjectBase<Derived>& m) {
     const std::int64_t shape[2] = {std::int64_t(m.rows()), std::int64_t(m.cols())};
     add(shape, sizeof shape);
-    const typename Derived::PlainObject plain = m;  // contiguous, whatever m is
-    add(plain.data(), std::size_t(plain.size()) * sizeof(typename Derived::Scalar));
+    add(m.data(), std::size_t(m.size()) * sizeof(typename Derived::Scalar));
   }
   void add(std::int64_t v) { add(&v, sizeof v); }
   std::uint64_t value() const {
@@ -243,6 +243,7 @@ class Reducer {
     static constexpr const char* where = "lmshrink::mpi::Reducer::sum_in_order";
     const Index n = total(out, where);
     for (std::size_t c = 0; c < contributions.size(); ++c) {
+      total(contributions[c], where);
       if (contributions[c].size() != out.size())
         lmshrink::detail::fail<shape_error>(where, "contribution ", c, " has ", contributions[c].size(),
                                             " tensors; out has ", out.size());
@@ -254,6 +255,7 @@ class Reducer {
     const Index k = Index(contributions.size());
     detail::check_same_count(comm_, k, where, "numbers of contributions");
     detail::check_same_count(comm_, n, where, "numbers of values");
+    if (k < 1) lmshrink::detail::fail<value_error>(where, "every rank must pass at least one contribution");
     last_values_ = n * k;
     buffer_.resize(std::size_t(n * k));
     for (Index c = 0; c < k; ++c) pack(contributions[std::size_t(c)], buffer_.data() + c * n);
