@@ -41,12 +41,7 @@ struct CompactGpt2 {
     m.ln2_b = w.ln2_b;
     m.lnf_w = w.lnf_w;
     m.lnf_b = w.lnf_b;
-    for (const auto& block : w.linear) {
-      std::array<lmshrink::CompactLinear<float>, kGpt2LinearKinds> packed;
-      for (int k = 0; k < kGpt2LinearKinds; ++k)
-        packed[std::size_t(k)] = lmshrink::CompactLinear<float>::pack(block[std::size_t(k)]);
-      m.linear.push_back(std::move(packed));
-    }
+    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kGpt2LinearKinds>(w.linear);
     m.head = lmshrink::CompactLinear<float>::pack(lmshrink::make_dense_layer<float>(m.wte));
     return m;
   }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../../common/causal_attention.hpp"
+#include "../linear_blocks.hpp"
 
 namespace examples {
 
@@ -138,18 +139,8 @@ struct Gpt2Weights {
       n += ln1_w[l].size() + ln1_b[l].size() + ln2_w[l].size() + ln2_b[l].size();
     return n + linear_parameters();
   }
-  std::int64_t linear_parameters() const {
-    std::int64_t n = 0;
-    for (const auto& block : linear)
-      for (const auto& layer : block) n += layer.live_parameters();
-    return n;
-  }
-  std::int64_t linear_dense_parameters() const {
-    std::int64_t n = 0;
-    for (const auto& block : linear)
-      for (const auto& layer : block) n += layer.dense_parameters();
-    return n;
-  }
+  std::int64_t linear_parameters() const { return live_linear_parameters(linear); }
+  std::int64_t linear_dense_parameters() const { return dense_linear_parameters(linear); }
 };
 
 /// Gradients of every parameter of Gpt2Weights, same shapes.

@@ -40,12 +40,7 @@ struct CompactLlama {
     m.rms_att = w.rms_att;
     m.rms_ffn = w.rms_ffn;
     m.rms_final = w.rms_final;
-    for (const auto& block : w.linear) {
-      std::array<lmshrink::CompactLinear<float>, kLinearKinds> packed;
-      for (int k = 0; k < kLinearKinds; ++k)
-        packed[std::size_t(k)] = lmshrink::CompactLinear<float>::pack(block[std::size_t(k)]);
-      m.linear.push_back(std::move(packed));
-    }
+    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear);
     m.pack_classifier();
     return m;
   }

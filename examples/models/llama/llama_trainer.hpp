@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "../../common/causal_attention.hpp"
+#include "../linear_blocks.hpp"
 
 namespace examples {
 
@@ -104,26 +105,13 @@ struct LlamaWeights {
   /// parameters (r·(out+in) + live S entries).
   std::int64_t parameters() const {
     std::int64_t n = embedding.size() + classifier.size() + rms_final.size();
-    for (std::size_t l = 0; l < linear.size(); ++l) {
-      n += rms_att[l].size() + rms_ffn[l].size();
-      for (const auto& layer : linear[l]) n += layer.live_parameters();
-    }
-    return n;
+    for (std::size_t l = 0; l < linear.size(); ++l) n += rms_att[l].size() + rms_ffn[l].size();
+    return n + linear_parameters();
   }
 
   /// Live parameters of the linear layers and the dense count they replace.
-  std::int64_t linear_parameters() const {
-    std::int64_t n = 0;
-    for (const auto& block : linear)
-      for (const auto& layer : block) n += layer.live_parameters();
-    return n;
-  }
-  std::int64_t linear_dense_parameters() const {
-    std::int64_t n = 0;
-    for (const auto& block : linear)
-      for (const auto& layer : block) n += layer.dense_parameters();
-    return n;
-  }
+  std::int64_t linear_parameters() const { return live_linear_parameters(linear); }
+  std::int64_t linear_dense_parameters() const { return dense_linear_parameters(linear); }
 };
 
 /// Gradients of every parameter of LlamaWeights, same shapes.

@@ -1,0 +1,42 @@
+#pragma once
+// What every family's weights do with their blocks of linear layers (a vector of one array of
+// layers per block): count their live and dense parameters, and pack them for inference.
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace examples {
+
+/// Σ live_parameters() over every block's layers.
+template <class Blocks>
+std::int64_t live_linear_parameters(const Blocks& blocks) {
+  std::int64_t n = 0;
+  for (const auto& block : blocks)
+    for (const auto& layer : block) n += layer.live_parameters();
+  return n;
+}
+
+/// Σ dense_parameters() (out·in + bias) over every block's layers.
+template <class Blocks>
+std::int64_t dense_linear_parameters(const Blocks& blocks) {
+  std::int64_t n = 0;
+  for (const auto& block : blocks)
+    for (const auto& layer : block) n += layer.dense_parameters();
+  return n;
+}
+
+/// Every block's layers packed with Compact::pack (lmshrink::CompactLinear<float>), in order.
+template <class Compact, std::size_t Kinds, class Blocks>
+std::vector<std::array<Compact, Kinds>> pack_blocks(const Blocks& blocks) {
+  std::vector<std::array<Compact, Kinds>> out;
+  out.reserve(blocks.size());
+  for (const auto& block : blocks) {
+    std::array<Compact, Kinds> packed;
+    for (std::size_t k = 0; k < Kinds; ++k) packed[k] = Compact::pack(block[k]);
+    out.push_back(std::move(packed));
+  }
+  return out;
+}
+
+}  // namespace examples
