@@ -172,12 +172,7 @@ struct Gpt2Grads {
     lnf_b.setZero();
     for (std::size_t l = 0; l < linear.size(); ++l) {
       for (auto* v : {&ln1_w, &ln1_b, &ln2_w, &ln2_b}) (*v)[l].setZero();
-      for (auto& g : linear[l]) {
-        g.U.setZero();
-        g.V.setZero();
-        g.S.setZero();
-        g.bias.setZero();
-      }
+      for (auto& g : linear[l]) g.set_zero();
     }
   }
 };

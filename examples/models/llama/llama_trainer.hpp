@@ -143,12 +143,7 @@ struct LlamaGrads {
     for (std::size_t l = 0; l < linear.size(); ++l) {
       rms_att[l].setZero();
       rms_ffn[l].setZero();
-      for (auto& g : linear[l]) {
-        g.U.setZero();
-        g.V.setZero();
-        g.S.setZero();
-        g.bias.setZero();
-      }
+      for (auto& g : linear[l]) g.set_zero();
     }
   }
 };
