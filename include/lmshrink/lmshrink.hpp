@@ -8,6 +8,7 @@
 #include "low_rank_sparse_linear.hpp"
 #include "calibration.hpp"
 #include "svd_init.hpp"
+#include "sparse_plus_low_rank.hpp"
 #include "io/llama2c.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"

@@ -242,6 +242,31 @@ SvdInitResult svd_init_in(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>&
   return result;
 }
 
+/// L·Lᵀ = g + λI and L⁻¹ (in, in): Cholesky, or, when g + λI is not positive definite in
+/// floating point (singular g with λ = 0, or rounding), a symmetric square root with eigenvalues
+/// raised to max(λ, 1e-10·mean diag), which is still a valid weight.
+inline Whitening whitening_factors(const char* where, const Eigen::MatrixXd& g, double lambda,
+                                   Eigen::MatrixXd& l, Eigen::MatrixXd& l_inv) {
+  const Index in = g.cols();
+  Eigen::MatrixXd damped = g;
+  damped.diagonal().array() += lambda;
+  Eigen::LLT<Eigen::MatrixXd> llt(damped);
+  if (llt.info() == Eigen::Success) {
+    l = llt.matrixL();
+    l_inv = llt.matrixL().solve(Eigen::MatrixXd::Identity(in, in));
+    return Whitening::cholesky;
+  }
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(damped);
+  if (eig.info() != Eigen::Success)
+    fail<numeric_error>(where, "the eigen-decomposition of the ", in, "x", in,
+                        " calibration Gram matrix did not converge");
+  const double floor = std::max(lambda, 1e-10 * g.diagonal().mean());
+  const Eigen::VectorXd d = eig.eigenvalues().cwiseMax(floor).cwiseSqrt();
+  l = eig.eigenvectors() * d.asDiagonal();
+  l_inv = d.cwiseInverse().asDiagonal() * eig.eigenvectors().transpose();
+  return Whitening::eigen_fallback;
+}
+
 /// Whitened path, in double: L·Lᵀ = Ḡ + λI, factor W·L, map back with L⁻¹.
 template <class Scalar>
 SvdInitResult svd_init_whitened(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>& layer,
@@ -253,28 +278,9 @@ SvdInitResult svd_init_whitened(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Sc
     fail<value_error>(where, "the calibration inputs are all zero (mean diagonal of the Gram "
                              "matrix is ", mean_diag, "); they cannot weight the output error");
   const double lambda = opt.damping * mean_diag;
-  Eigen::MatrixXd damped = g;
-  damped.diagonal().array() += lambda;
   SvdInitResult result;
   Eigen::MatrixXd l, l_inv;  // L·Lᵀ = Ḡ + λI; L⁻¹
-  Eigen::LLT<Eigen::MatrixXd> llt(damped);
-  if (llt.info() == Eigen::Success) {
-    l = llt.matrixL();
-    l_inv = llt.matrixL().solve(Eigen::MatrixXd::Identity(in, in));
-    result.whitening = Whitening::cholesky;
-  } else {
-    // Not positive definite in floating point (singular Ḡ with λ = 0, or rounding): a symmetric
-    // square root with eigenvalues raised to max(λ, 1e-10·mean diag) is still a valid weight.
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(damped);
-    if (eig.info() != Eigen::Success)
-      fail<numeric_error>(where, "the eigen-decomposition of the ", in, "x", in,
-                          " calibration Gram matrix did not converge");
-    const double floor = std::max(lambda, 1e-10 * mean_diag);
-    const Eigen::VectorXd d = eig.eigenvalues().cwiseMax(floor).cwiseSqrt();
-    l = eig.eigenvectors() * d.asDiagonal();
-    l_inv = d.cwiseInverse().asDiagonal() * eig.eigenvectors().transpose();
-    result.whitening = Whitening::eigen_fallback;
-  }
+  result.whitening = whitening_factors(where, g, lambda, l, l_inv);
   const ColMatrix<double> wd = w.template cast<double>();
   const ColMatrix<double> a = wd * l;
   Index rank = requested_rank(opt, w.rows(), in);

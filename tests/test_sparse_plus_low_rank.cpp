@@ -1,0 +1,188 @@
+// Data-aware sparse + low-rank initialisation (sparse_plus_low_rank.hpp): hand-checked values,
+// the value refit against an independent least-squares solve, monotone alternation, bad input.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <lmshrink/sparse_plus_low_rank.hpp>
+
+#include "test_helpers.hpp"
+
+using lmshrink::GramAccumulator;
+using lmshrink::Index;
+using lmshrink::LowRankFit;
+using lmshrink::SparsePlusLowRankOptions;
+using test::Matrix;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Calibration statistics whose mean Gram matrix is exactly diag(a², b²): two tokens per input.
+GramAccumulator diagonal_stats(double a, double b) {
+  // XᵀX = diag(4a², 4b²) over 4 tokens.
+  const double c = std::sqrt(2.0);
+  Matrix<double> x(4, 2);
+  x << c * a, 0, -c * a, 0, 0, c * b, 0, -c * b;
+  GramAccumulator g(2);
+  g.add<double>(x);
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("sparse_plus_low_rank_init: hand-checked 2x2 cases", "[sparse_plus_low_rank]") {
+  // W = diag(3, 1), rank 1, one sparse entry.
+  Matrix<double> w(2, 2);
+  w << 3, 0, 0, 1;
+  SparsePlusLowRankOptions opt;
+  opt.rank = 1;
+  opt.sparse_entries = 1;
+  opt.iterations = 2;
+  opt.damping = 0;
+  lmshrink::LowRankSparseLinear<double> layer;
+
+  SECTION("identity inputs: L keeps the 3, S the 1") {
+    for (LowRankFit fit : {LowRankFit::scaled, LowRankFit::whitened}) {
+      opt.low_rank = fit;
+      const auto r = lmshrink::sparse_plus_low_rank_init<double>(w, layer, opt, diagonal_stats(1, 1));
+      // Low rank alone leaves the 1: error 1/√10.
+      REQUIRE(r.low_rank_only_error == Approx(1 / std::sqrt(10.0)));
+      REQUIRE(r.relative_output_error.size() == 2);
+      REQUIRE(r.relative_output_error[0] == Approx(0).margin(1e-12));
+      REQUIRE((layer.U() * layer.V())(0, 0) == Approx(3));
+      REQUIRE(layer.S()(1, 1) == Approx(1));
+      REQUIRE(layer.live_sparse_entries() == 1);
+      REQUIRE(layer.element_mask()(1, 1) == 1);
+      REQUIRE((layer.to_dense() - w).cwiseAbs().maxCoeff() <= 1e-12);
+    }
+  }
+  SECTION("input RMS (1, 4): the second input's column outweighs the first") {
+    // Scaled W·D = diag(3, 4): the rank-1 fit keeps the 4, i.e. W's (1, 1) entry, and S takes
+    // the 3. Low rank alone: the 3's output energy 9 of 9 + 16, error 0.6 (a plain SVD would
+    // keep the 3 and leave 16 of 25, error 0.8).
+    for (LowRankFit fit : {LowRankFit::scaled, LowRankFit::whitened}) {
+      opt.low_rank = fit;
+      const auto r = lmshrink::sparse_plus_low_rank_init<double>(w, layer, opt, diagonal_stats(1, 4));
+      REQUIRE(r.low_rank_only_error == Approx(0.6));
+      REQUIRE(r.relative_output_error[0] == Approx(0).margin(1e-12));
+      REQUIRE((layer.U() * layer.V())(1, 1) == Approx(1));
+      REQUIRE(layer.S()(0, 0) == Approx(3));
+      REQUIRE(layer.element_mask()(0, 0) == 1);
+    }
+  }
+  SECTION("rank 0: S alone keeps the entry of largest scaled magnitude") {
+    opt.rank = 0;
+    const auto r = lmshrink::sparse_plus_low_rank_init<double>(w, layer, opt, diagonal_stats(1, 4));
+    // |3|·1 < |1|·4: the 1 is kept; the error is the 3's share, 9 of 25.
+    REQUIRE(layer.rank() == 0);
+    REQUIRE(layer.element_mask()(1, 1) == 1);
+    REQUIRE(layer.S()(1, 1) == Approx(1));
+    REQUIRE(r.relative_output_error[0] == Approx(0.6));
+    REQUIRE(r.low_rank_only_error == Approx(1.0));  // nothing at all
+  }
+}
+
+TEST_CASE("sparse_plus_low_rank_init: refit values solve the masked least squares",
+          "[sparse_plus_low_rank]") {
+  // Correlated inputs: the best values on a mask are not the residual's own entries.
+  const Matrix<double> x = test::random_matrix<double>(200, 6, 11) +
+                           test::random_matrix<double>(200, 1, 12).replicate(1, 6);
+  GramAccumulator stats(6);
+  stats.add<double>(x);
+  const Matrix<double> w = test::random_matrix<double>(5, 6, 13);
+  SparsePlusLowRankOptions opt;
+  opt.rank = 0;  // S alone, so the residual is W
+  opt.sparse_entries = 12;
+  opt.iterations = 1;
+  opt.damping = 0;
+  lmshrink::LowRankSparseLinear<double> refit, copied;
+  const auto a = lmshrink::sparse_plus_low_rank_init<double>(w, refit, opt, stats);
+  opt.refit_values = false;
+  const auto b = lmshrink::sparse_plus_low_rank_init<double>(w, copied, opt, stats);
+  REQUIRE(refit.element_mask() == copied.element_mask());
+  REQUIRE(refit.live_sparse_entries() == 12);
+  REQUIRE(a.relative_output_error[0] < b.relative_output_error[0]);
+  // Independent check, row by row: min ‖X_J·s_J − X·w_iᵀ‖ by QR on the data itself.
+  for (Index i = 0; i < 5; ++i) {
+    std::vector<Index> live;
+    for (Index j = 0; j < 6; ++j)
+      if (refit.element_mask()(i, j)) live.push_back(j);
+    if (live.empty()) continue;
+    Eigen::MatrixXd xj(x.rows(), Index(live.size()));
+    for (Index p = 0; p < Index(live.size()); ++p) xj.col(p) = x.col(live[std::size_t(p)]);
+    const Eigen::VectorXd target = x * w.row(i).transpose();
+    const Eigen::VectorXd s = xj.colPivHouseholderQr().solve(target);
+    for (Index p = 0; p < Index(live.size()); ++p)
+      REQUIRE(refit.S()(i, live[std::size_t(p)]) == Approx(s[p]).epsilon(1e-9));
+  }
+}
+
+TEST_CASE("sparse_plus_low_rank_init: the alternation never increases a diagonal-Gram error",
+          "[sparse_plus_low_rank]") {
+  // Independent inputs with unequal RMS: Ḡ is diagonal up to sampling; make it exactly so.
+  const Index in = 12, out = 9;
+  Eigen::VectorXd rms(in);
+  for (Index j = 0; j < in; ++j) rms[j] = 0.5 + 0.25 * double(j % 5);
+  Matrix<double> x = Matrix<double>::Zero(2 * in, in);
+  for (Index j = 0; j < in; ++j) x(2 * j, j) = x(2 * j + 1, j) = rms[j] * std::sqrt(double(in));
+  GramAccumulator stats(in);
+  stats.add<double>(x);
+  const Matrix<double> w = test::random_matrix<double>(out, in, 21) +
+                           0.05 * test::random_matrix<double>(out, 2, 22) *
+                               test::random_matrix<double>(2, in, 23);
+  SparsePlusLowRankOptions opt;
+  opt.rank = 2;
+  opt.sparse_entries = 20;
+  opt.iterations = 8;
+  opt.damping = 0;
+  opt.low_rank = LowRankFit::scaled;
+  opt.refit_values = false;
+  lmshrink::LowRankSparseLinear<float> layer;
+  const auto r = lmshrink::sparse_plus_low_rank_init<float>(w.cast<float>(), layer, opt, stats);
+  REQUIRE(r.relative_output_error.size() == 8);
+  for (std::size_t t = 1; t < r.relative_output_error.size(); ++t)
+    REQUIRE(r.relative_output_error[t] <= r.relative_output_error[t - 1] * (1 + 1e-12));
+  REQUIRE(r.relative_output_error.back() < r.low_rank_only_error);
+  REQUIRE(layer.live_sparse_entries() == 20);
+  REQUIRE(layer.rank() == 2);
+  // The reported error is the layer's own: ‖(W − U·V − S)·D‖ / ‖W·D‖.
+  const Eigen::MatrixXd e = w - layer.to_dense().cast<double>();
+  const double direct = (e * rms.asDiagonal()).norm() / (w * rms.asDiagonal()).norm();
+  REQUIRE(direct == Approx(r.relative_output_error[std::size_t(r.best_iteration)]).epsilon(1e-5));
+}
+
+TEST_CASE("sparse_plus_low_rank_init keeps a bias and refuses bad input", "[sparse_plus_low_rank][errors]") {
+  const Matrix<float> w = test::random_matrix<float>(4, 3, 31);
+  GramAccumulator stats(3);
+  stats.add<float>(test::random_matrix<float>(10, 3, 32));
+  lmshrink::LowRankSparseLinear<float> layer(4, 3, 1, true);
+  layer.bias() << 1, 2, 3, 4;
+  SparsePlusLowRankOptions opt;
+  opt.rank = 1;
+  opt.sparse_entries = 3;
+  lmshrink::sparse_plus_low_rank_init<float>(w, layer, opt, stats);
+  REQUIRE(layer.bias()[3] == 4.0f);
+
+  opt.rank = 4;
+  REQUIRE_THROWS_WITH(lmshrink::sparse_plus_low_rank_init<float>(w, layer, opt, stats),
+                      Contains("rank must be in [0, min(out, in)] = [0, 3], got 4"));
+  opt.rank = 1;
+  opt.sparse_entries = 13;
+  REQUIRE_THROWS_WITH(lmshrink::sparse_plus_low_rank_init<float>(w, layer, opt, stats),
+                      Contains("sparse_entries must be in [0, out*in] = [0, 12], got 13"));
+  opt.sparse_entries = 3;
+  opt.iterations = 0;
+  REQUIRE_THROWS_AS(lmshrink::sparse_plus_low_rank_init<float>(w, layer, opt, stats),
+                    lmshrink::value_error);
+  opt.iterations = 1;
+  GramAccumulator wrong(5);
+  wrong.add<float>(test::random_matrix<float>(2, 5, 33));
+  REQUIRE_THROWS_WITH(lmshrink::sparse_plus_low_rank_init<float>(w, layer, opt, wrong),
+                      Contains("the calibration statistics have 5 features but the weight has 3 inputs"));
+  GramAccumulator zeros(3);
+  zeros.add<float>(Matrix<float>::Zero(2, 3));
+  REQUIRE_THROWS_WITH(lmshrink::sparse_plus_low_rank_init<float>(w, layer, opt, zeros),
+                      Contains("calibration inputs are all zero"));
+  Matrix<float> bad = w;
+  bad(0, 0) = std::nanf("");
+  REQUIRE_THROWS_AS(lmshrink::sparse_plus_low_rank_init<float>(bad, layer, opt, stats),
+                    lmshrink::numeric_error);
+}
