@@ -47,6 +47,25 @@ TEMPLATE_TEST_CASE("GramAccumulator sums XᵀX in double over batches", "[calibr
   REQUIRE(std::abs(lmshrink::output_energy<S>(m, g) - e.sum()) <= 1e-12 * e.sum());
 }
 
+TEST_CASE("element_output_energy: each entry's squared output alone", "[calibration]") {
+  // Inputs with mean squares 1 and 4 (tokens (1, 2) and (−1, −2)): entry (i, j) scores
+  // m(i, j)² · {1, 4}[j], flat row by row.
+  Matrix<float> x(2, 2);
+  x << 1, 2, -1, -2;
+  GramAccumulator g(2);
+  g.add<float>(x);
+  Matrix<float> m(2, 2);
+  m << 3, -1, 0.5f, 2;
+  const Eigen::VectorXd e = lmshrink::element_output_energy<float>(m, g);
+  REQUIRE(e.size() == 4);
+  REQUIRE(e[0] == Approx(9));
+  REQUIRE(e[1] == Approx(4));
+  REQUIRE(e[2] == Approx(0.25));
+  REQUIRE(e[3] == Approx(16));
+  REQUIRE_THROWS_WITH(lmshrink::element_output_energy<float>(Matrix<float>::Ones(2, 3), g),
+                      Contains("the calibration statistics have 2 features but the weight has 3 inputs"));
+}
+
 TEST_CASE("GramAccumulator and row energies refuse bad input", "[calibration][errors]") {
   GramAccumulator g(4);
   REQUIRE_THROWS_WITH(g.add<float>(Matrix<float>::Ones(3, 5)),

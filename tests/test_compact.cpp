@@ -203,10 +203,12 @@ TEST_CASE("weight bytes count values and 32-bit indices, hand-computed", "[compa
   const auto rows = CompactLinear<float>::pack(layer);
   REQUIRE(rows.parameters() == 60);
   REQUIRE(rows.weight_bytes() == 60 * 4 + 3 * 4);
+  REQUIRE(rows.index_bytes() == 3 * 4);
   // The same layer as CSR: 18 values, 18 column indices and 11 row offsets.
   const auto csr = CompactLinear<float>::pack(layer, {SparseFormat::csr});
   REQUIRE(csr.parameters() == 60);
   REQUIRE(csr.weight_bytes() == 60 * 4 + (18 + 11) * 4);
+  REQUIRE(csr.index_bytes() == (18 + 11) * 4);
   REQUIRE(rows.kept_row_indices().size() == 3);
   REQUIRE(std::is_sorted(rows.kept_row_indices().begin(), rows.kept_row_indices().end()));
 }

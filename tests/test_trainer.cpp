@@ -355,6 +355,32 @@ TEST_CASE("validation text must not repeat training text", "[trainer][data]") {
   REQUIRE_THROWS_AS(examples::check_disjoint(s1, examples::sample_stories(teacher, codec, 300, 1, 1)), lmshrink::value_error);
 }
 
+TEST_CASE("a from-scratch student holds the ratio's linear weights, randomly initialised", "[trainer][scratch]") {
+  const examples::LlamaModel teacher(
+      examples::LlamaWeights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
+  // stories260K: dim 64, kv 32, hidden 172, 5 blocks. Attention 2·64·(64+32) = 12288 per block,
+  // 226560 linear weights in all; half of them leaves floor((22656 - 12288) / (3·64)) = 54 hidden.
+  const auto a = teacher.from_scratch(0.5, 3), b = teacher.from_scratch(0.5, 3), c = teacher.from_scratch(0.5, 4);
+  std::int64_t linear = 0;
+  for (int l = 0; l < 5; ++l)
+    for (int k = 0; k < a->linear_kinds(); ++k) {
+      REQUIRE(a->linear(l, k).rank() == 0);
+      linear += a->linear(l, k).live_parameters();
+    }
+  REQUIRE(linear == 5 * (12288 + 3 * 64 * 54));
+  REQUIRE(a->linear(0, 4).out_features() == 54);  // w1
+  REQUIRE(a->shape().dim == 64);
+  REQUIRE(a->shape().n_layers == 5);
+  REQUIRE(a->linear(2, 0).S() == b->linear(2, 0).S());
+  REQUIRE(a->linear(2, 0).S() != c->linear(2, 0).S());
+  // llama2.c's init: N(0, 0.02), with wo scaled by 1/sqrt(2·5).
+  const auto sd = [](const lmshrink::RowMatrix<float>& m) { return std::sqrt(double(m.squaredNorm()) / double(m.size())); };
+  REQUIRE(sd(a->linear(1, 0).S()) == Approx(0.02).epsilon(0.05));
+  REQUIRE(sd(a->linear(1, 3).S()) == Approx(0.02 / std::sqrt(10.0)).epsilon(0.05));
+  REQUIRE_THROWS_WITH(teacher.from_scratch(0.05, 1), Catch::Matchers::Contains("ratio 0.05 of the linear weights leaves no FFN width"));
+  REQUIRE_THROWS_AS(teacher.from_scratch(1.5, 1), lmshrink::value_error);
+}
+
 TEST_CASE("sharded training gives the batch's loss and gradients, the same for any thread count",
           "[trainer][shards]") {
   using Wf = examples::LlamaWeights<float>;

@@ -53,7 +53,10 @@ struct Options {
   // Per-method overrides of lr (each method at its own tuned rate, docs/recipe.md).
   std::vector<std::pair<std::string, double>> method_lr = {{"losparse", 5e-3}, {"lowrank", 1e-2}, {"itp", 1e-2}};
   double embed_lr_scale = 1.0;  // learning rate of the embedding and the norm gains, relative
-  double lowrank_share = 0.5;  // LoSparse: fraction of the budget in U·V
+  double lowrank_share = 0.5;  // LoSparse, losparse-elem, oats: fraction of the budget in U·V
+  int oats_iterations = 5;     // oats: alternations of the low-rank fit and the hard threshold
+  lmshrink::LowRankFit oats_fit = lmshrink::LowRankFit::whitened;
+  bool oats_refit = true;      // oats: S's values by least squares under the full Gram matrix
   double temperature = 1.0;
   double kd_alpha = 0.5;  // distillation loss: α·KL + (1 − α)·CE on the generated tokens
   double hidden_weight = 1.0;  // layer-wise distillation weight (0 = off)
@@ -137,7 +140,9 @@ double peak_lr(const Options& o, const Job& job);
 
 struct Result {
   Job job;
-  std::int64_t parameters = 0, linear_live = 0, linear_dense = 0, bytes = 0;
+  std::int64_t parameters = 0, linear_live = 0, linear_dense = 0, bytes = 0, index_bytes = 0;
+  // oats: each layer's sparse + low-rank fit (output error per iteration), by layer name.
+  std::vector<std::pair<std::string, lmshrink::SparsePlusLowRankResult>> init_errors;
   Score score, val_score, val_init_score;
   double final_loss = 0, train_seconds = 0, tokens_per_s = 0, speedup = 0;
   int rank_min = 0, rank_max = 0;

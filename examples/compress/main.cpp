@@ -181,8 +181,10 @@ int main(int argc, char** argv) {
     std::printf("teacher on validation text: NLL %.4f\n", teacher_val.nll);
 
     // Calibration statistics of every linear layer's inputs, from the teacher on training text.
+    bool any_oats = false;
+    for (const auto& m : o.methods) any_oats |= m == "oats";
     const Calibration calib =
-        o.whitened ? collect_calibration(teacher, train, length, std::min(o.calib_windows, data_windows))
+        o.whitened || any_oats ? collect_calibration(teacher, train, length, std::min(o.calib_windows, data_windows))
                    : Calibration{};
 
     // 3. Students. Side by side, one core each, while at least `threads` remain (no
@@ -289,21 +291,24 @@ int main(int argc, char** argv) {
       std::snprintf(b, sizeof b, fmt, v);
       return std::string(b);
     };
-    std::ostringstream md, csv, training;
-    csv << "method,ratio,parameters,linear_ratio,bytes,val_nll,val_nll_before_finetuning,nll,perplexity,top1,"
+    std::ostringstream md, csv, training, init;
+    init << "method,ratio,layer,rank,sparse_entries,iteration,relative_output_error\n";
+    init.precision(6);
+    csv << "method,ratio,parameters,linear_ratio,bytes,index_bytes,val_nll,val_nll_before_finetuning,nll,perplexity,top1,"
            "tokens_per_s,speedup_vs_teacher,final_train_loss,rank_min,rank_max,checkpoint,sample\n";
     char buf[1024];
-    std::snprintf(buf, sizeof buf, "teacher,1,%lld,1,%lld,%.6f,,%s,%s,%s,%s,%s,,,,%s,%s\n",
+    std::snprintf(buf, sizeof buf, "teacher,1,%lld,1,%lld,0,%.6f,,%s,%s,%s,%s,%s,,,,%s,%s\n",
                   static_cast<long long>(teacher.parameters()),
                   static_cast<long long>(4 * teacher.parameters()), teacher_val.nll,
                   heldout(teacher_score.nll, "%.6f").c_str(), heldout(teacher_score.ppl, "%.6f").c_str(),
                   heldout(teacher_score.top1, "%.6f").c_str(), speed(teacher_tps, "%.0f").c_str(),
                   speed(1, "%.0f").c_str(), csv_cell(o.model).c_str(), csv_cell(teacher_sample).c_str());
     csv << buf;
-    md << "| method | ratio | parameters | linear kept | validation NLL | before fine-tuning | held-out NLL | perplexity | top-1 | tokens/s | vs teacher | greedy sample |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-    std::snprintf(buf, sizeof buf, "| teacher | 1 | %lld | 1.000 | %.4f | | %s | %s | %s | %s | %s | %s |\n",
-                  static_cast<long long>(teacher.parameters()), teacher_val.nll,
+    md << "| method | ratio | parameters | linear kept | bytes (of them indices) | validation NLL | before fine-tuning | held-out NLL | perplexity | top-1 | tokens/s | vs teacher | greedy sample |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    std::snprintf(buf, sizeof buf, "| teacher | 1 | %lld | 1.000 | %lld (0) | %.4f | | %s | %s | %s | %s | %s | %s |\n",
+                  static_cast<long long>(teacher.parameters()), static_cast<long long>(4 * teacher.parameters()),
+                  teacher_val.nll,
                   heldout(teacher_score.nll, "%.4f").c_str(), heldout(teacher_score.ppl, "%.3f").c_str(),
                   heldout(teacher_score.top1, "%.4f").c_str(), speed(teacher_tps, "%.0f").c_str(),
                   speed(1, "%.2fx").c_str(), md_cell(teacher_sample).c_str());
@@ -312,23 +317,30 @@ int main(int argc, char** argv) {
     for (const auto& r : results) {
       const double kept = double(r.linear_live) / double(r.linear_dense);
       const std::string ratio = r.job.ratio > 0 ? std::to_string(r.job.ratio).substr(0, 4) : "-";
-      std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.4f,%lld,%.6f,%.6f,%s,%s,%s,%s,%s,%.6f,%d,%d,%s,%s\n",
+      std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.4f,%lld,%lld,%.6f,%.6f,%s,%s,%s,%s,%s,%.6f,%d,%d,%s,%s\n",
                     r.job.method.c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
-                    static_cast<long long>(r.bytes), r.val_score.nll, r.val_init_score.nll,
+                    static_cast<long long>(r.bytes), static_cast<long long>(r.index_bytes), r.val_score.nll, r.val_init_score.nll,
                     heldout(r.score.nll, "%.6f").c_str(), heldout(r.score.ppl, "%.6f").c_str(),
                     heldout(r.score.top1, "%.6f").c_str(), speed(r.tokens_per_s, "%.0f").c_str(),
                     speed(r.speedup, "%.3f").c_str(), r.final_loss, r.rank_min, r.rank_max,
                     csv_cell(r.checkpoint).c_str(), csv_cell(r.sample).c_str());
       csv << buf;
-      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %.4f | %.4f | %s | %s | %s | %s | %s | %s |\n",
+      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %lld (%lld) | %.4f | %.4f | %s | %s | %s | %s | %s | %s |\n",
                     r.job.method.c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
-                    r.val_score.nll, r.val_init_score.nll, heldout(r.score.nll, "%.4f").c_str(),
+                    static_cast<long long>(r.bytes), static_cast<long long>(r.index_bytes), r.val_score.nll, r.val_init_score.nll, heldout(r.score.nll, "%.4f").c_str(),
                     heldout(r.score.ppl, "%.3f").c_str(), heldout(r.score.top1, "%.4f").c_str(),
                     speed(r.tokens_per_s, "%.0f").c_str(), speed(r.speedup, "%.2fx").c_str(),
                     md_cell(r.sample).c_str());
       md << buf;
       for (std::size_t s = 0; s < r.losses.size(); ++s)
         training << r.job.method << ',' << ratio << ',' << s << ',' << r.losses[s] << '\n';
+      for (const auto& [layer, fit] : r.init_errors) {
+        init << r.job.method << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
+             << ",0," << fit.low_rank_only_error << '\n';
+        for (std::size_t t = 0; t < fit.relative_output_error.size(); ++t)
+          init << r.job.method << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
+               << ',' << t + 1 << ',' << fit.relative_output_error[t] << '\n';
+      }
     }
     std::ostringstream doc;
     doc << "# lmshrink_compress results\n\nModel `" << o.model << "`; held-out `" << o.eval << "`, "
@@ -345,14 +357,17 @@ int main(int argc, char** argv) {
     write_text(o.out + "/results.md", doc.str());
     write_text(o.out + "/results.csv", csv.str());
     write_text(o.out + "/training.csv", training.str());
+    if (any_oats) write_text(o.out + "/init_errors.csv", init.str());
 
     examples::Plot plot;
     plot.title = o.heldout ? "Held-out perplexity vs parameters" : "Validation perplexity vs parameters";
     plot.x_label = "parameters";
     plot.y_label = "perplexity";
-    const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#7f7f7f"};
-    const char* names[] = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm", "dense"};
-    for (int m = 0; m < 6; ++m) {
+    const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#7f7f7f",
+                            "#ff7f0e", "#e377c2", "#17becf"};
+    const char* names[] = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm", "dense",
+                           "losparse-elem", "oats", "scratch"};
+    for (int m = 0; m < 9; ++m) {
       examples::Series s;
       s.label = names[m];
       s.color = colors[m];
@@ -376,8 +391,9 @@ int main(int argc, char** argv) {
 
     std::printf("\n%s\n", md.str().c_str());
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
-    std::printf("wrote %s/results.md, results.csv, training.csv, perplexity_vs_parameters.svg and "
-                "checkpoints/ in %s\n", o.out.c_str(), examples::format_duration(wall).c_str());
+    std::printf("wrote %s/results.md, results.csv, training.csv, %sperplexity_vs_parameters.svg and "
+                "checkpoints/ in %s\n", o.out.c_str(), any_oats ? "init_errors.csv, " : "",
+                examples::format_duration(wall).c_str());
     return 0;
   } catch (const std::exception& e) {
     if (team && team->size() > 1) {

@@ -23,6 +23,11 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
                         tok512, else as text)
   --out DIR             output folder (default: out/compress)
   --methods LIST        losparse,lowrank,itp,trunc-kd,trunc-lm (default: all five), and
+                        losparse-elem: LoSparse with S pruned entry by entry;
+                        oats: data-aware S + L (alternating SVD and hard threshold), S's
+                        entries fixed while training;
+                        scratch: a dense model of the ratio's size (FFN narrowed) trained by
+                        the same distillation from random weights (the floor);
                         dense: the teacher fine-tuned with the same recipe and nothing
                         removed (what fine-tuning alone costs)
   --ratios LIST         remaining ratios of the linear weights (default: 0.5)
@@ -50,7 +55,12 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
                         (default: losparse=0.005,lowrank=0.01,itp=0.01)
   --embed-lr-scale X    learning rate of the embedding and norm gains relative to --lr;
                         0 freezes them (default: 1)
-  --lowrank-share X     LoSparse: share of the budget in U*V, in (0, 1) (default: 0.5)
+  --lowrank-share X     LoSparse, losparse-elem, oats: share of the budget in U*V, in (0, 1)
+                        (default: 0.5)
+  --oats-iterations N   oats: alternations of the low-rank fit and the threshold (default: 5)
+  --oats-fit KIND       oats: the low-rank fit, scaled (SVD of W*diag(input RMS), as OATS) or
+                        whitened (under the calibration Gram matrix) (default: whitened)
+  --oats-refit on|off   oats: S's values by least squares under the Gram matrix (default: on)
   --temperature X       distillation temperature (default: 1)
   --kd-alpha X          distillation loss a*KL + (1-a)*CE, a in [0, 1]; below 1 the CE
                         part gives Taylor importance a signal near the teacher (default: 0.5)
@@ -111,6 +121,16 @@ T parse_choice(const char* flag, const std::string& s,
     ++i;
   }
   fail<lmshrink::value_error>("lmshrink_compress", flag, " must be ", names, ", got '", s, "'");
+}
+
+const char* kMethodNames =
+    "losparse, lowrank, itp, losparse-elem, oats, trunc-kd, trunc-lm, scratch or dense";
+
+bool known_method(const std::string& m) {
+  for (const char* name : {"losparse", "lowrank", "itp", "losparse-elem", "oats", "trunc-kd", "trunc-lm",
+                           "scratch", "dense"})
+    if (m == name) return true;
+  return false;
 }
 
 }  // namespace
@@ -202,6 +222,11 @@ Options parse(int argc, char** argv) {
                               {"per-layer", lmshrink::ThresholdScope::per_layer}});
     else if (a == "--min-layer-keep") o.min_layer_keep = parse_double("--min-layer-keep", v);
     else if (a == "--lowrank-share") o.lowrank_share = parse_double("--lowrank-share", v);
+    else if (a == "--oats-iterations") o.oats_iterations = int(parse_int("--oats-iterations", v, 1, 1000));
+    else if (a == "--oats-fit")
+      o.oats_fit = parse_choice<lmshrink::LowRankFit>(
+          "--oats-fit", v, {{"scaled", lmshrink::LowRankFit::scaled}, {"whitened", lmshrink::LowRankFit::whitened}});
+    else if (a == "--oats-refit") o.oats_refit = parse_choice<bool>("--oats-refit", v, {{"on", true}, {"off", false}});
     else if (a == "--temperature") o.temperature = parse_double("--temperature", v);
     else if (a == "--kd-alpha") o.kd_alpha = parse_double("--kd-alpha", v);
     else if (a == "--threads") o.threads = int(parse_int("--threads", v, 0, 1024));
@@ -215,9 +240,8 @@ Options parse(int argc, char** argv) {
     else fail<lmshrink::value_error>("lmshrink_compress", "unknown option '", a, "'\n", kUsage);
   }
   for (const auto& m : o.methods)
-    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm" && m != "dense")
-      fail<lmshrink::value_error>("lmshrink_compress", "unknown method '", m,
-                                  "'; losparse, lowrank, itp, trunc-kd, trunc-lm or dense was expected");
+    if (!known_method(m))
+      fail<lmshrink::value_error>("lmshrink_compress", "unknown method '", m, "'; ", kMethodNames, " was expected");
   for (double r : o.ratios)
     if (!(r > 0 && r < 1))
       fail<lmshrink::value_error>("lmshrink_compress", "ratio ", r,
@@ -225,7 +249,7 @@ Options parse(int argc, char** argv) {
   if (!(o.lr > 0 && o.lr < 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--lr must be in (0, 1), got ", o.lr);
   for (const auto& [m, lr] : o.method_lr) {
-    if (m != "losparse" && m != "lowrank" && m != "itp" && m != "trunc-kd" && m != "trunc-lm" && m != "dense")
+    if (!known_method(m))
       fail<lmshrink::value_error>("lmshrink_compress", "--method-lr names unknown method '", m, "'");
     if (!(lr > 0 && lr < 1))
       fail<lmshrink::value_error>("lmshrink_compress", "--method-lr rate for ", m, " must be in (0, 1), got ", lr);

@@ -141,7 +141,11 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   res.job = job;
 
   // The student.
-  const std::unique_ptr<examples::Model> student = truncation ? sh.teacher->truncated(keep) : sh.teacher->clone();
+  const bool scratch = job.method == "scratch";
+  const std::unique_ptr<examples::Model> student =
+      truncation ? sh.teacher->truncated(keep)
+      : scratch  ? sh.teacher->from_scratch(job.ratio, o.seed ^ 0x5c7a7c4ull)
+                 : sh.teacher->clone();
   examples::Model& w = *student;
   const int L = w.shape().n_layers, K = w.linear_kinds();
   const bool one_shot = o.prune_end == 0;
@@ -175,7 +179,34 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   if (!ratio_free(job.method) && !(weight_ratio > 0))
     fail<lmshrink::value_error>("lmshrink_compress", job_name(job), ": the biases alone are more than ratio ",
                                 job.ratio, " of the linear layers");
-  if (job.method == "losparse" || job.method == "lowrank") {
+  const bool elements = job.method == "losparse-elem" || job.method == "oats";
+  if (elements) popt.granularity = lmshrink::Granularity::elements;
+  if (job.method == "oats") {
+    // Data-aware S + L, one shot: every matrix keeps the same share of entries in S, and S's
+    // mask stays fixed while distillation trains U, V and S's live values.
+    const std::vector<int> ranks = ranks_for_budget(w, weight_ratio * o.lowrank_share);
+    std::int64_t low = 0;
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k)
+        low += ranks[std::size_t(l * K + k)] * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
+    const double sparse_share = weight_ratio - double(low) / weights;
+    if (!(sparse_share > 0))
+      fail<lmshrink::value_error>("lmshrink_compress", "oats at ratio ", job.ratio,
+                                  " leaves no budget for S after the low-rank part; lower --lowrank-share");
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k) {
+        auto& layer = w.linear(l, k);
+        const lmshrink::RowMatrix<float> dense = layer.to_dense();
+        lmshrink::SparsePlusLowRankOptions so;
+        so.rank = ranks[std::size_t(l * K + k)];
+        so.sparse_entries = lmshrink::Index(std::floor(sparse_share * double(dense.size())));
+        so.iterations = o.oats_iterations;
+        so.low_rank = o.oats_fit;
+        so.refit_values = o.oats_refit;
+        const auto fit = lmshrink::sparse_plus_low_rank_init<float>(dense, layer, so, (*calib)[std::size_t(l)][std::size_t(k)]);
+        res.init_errors.push_back({w.linear_name(l, k), fit});
+      }
+  } else if (job.method == "losparse" || job.method == "lowrank" || job.method == "losparse-elem") {
     const double rho = job.method == "lowrank" ? weight_ratio : weight_ratio * o.lowrank_share;
     const std::vector<int> ranks = ranks_for_budget(w, rho);
     for (int l = 0; l < L; ++l)
@@ -188,7 +219,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
         else lmshrink::svd_init<float>(dense, layer, so);
         if (job.method == "lowrank") lmshrink::make_low_rank_only(layer);
       }
-    if (job.method == "losparse") {
+    if (job.method != "lowrank") {
       std::int64_t low = 0;
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < K; ++k) low += w.linear(l, k).rank() * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
@@ -211,10 +242,12 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       for (int k = 0; k < K; ++k) {
         auto& layer = w.linear(l, k);
         pruner.add(w.linear_name(l, k), layer, net.linear_grad(l, k));
-        // Data-aware: rows ranked by their output energy until gradients can rank them.
+        // Data-aware: rows (or entries) ranked by their output energy until gradients can rank
+        // them.
+        const auto& stats = (*calib)[std::size_t(l)][std::size_t(k)];
         if (o.whitened)
-          pruner.set_prior(l * K + k,
-                           lmshrink::row_output_energy<float>(layer.S(), (*calib)[std::size_t(l)][std::size_t(k)]));
+          pruner.set_prior(l * K + k, elements ? lmshrink::element_output_energy<float>(layer.S(), stats)
+                                               : lmshrink::row_output_energy<float>(layer.S(), stats));
       }
     if (one_shot) pruner.mask(popt.schedule.final_keep);
   }
@@ -346,6 +379,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     for (lmshrink::Index i = 0; i < pruner.layers(); ++i) {
       auto& layer = w.linear(int(i) / K, int(i) % K);
       layer.set_row_mask(pruner.row_mask(i));
+      if (elements) layer.set_element_mask(pruner.element_mask(i));
       layer.apply_masks();
     }
   res.rank_min = 1 << 30;
@@ -377,6 +411,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const auto loaded = examples::load_checkpoint(ckpt);
   res.compact = loaded->pack();
   res.bytes = res.compact->bytes();
+  res.index_bytes = res.compact->index_bytes();
   const DecoderFactory decoders = decoders_of(*res.compact);
   res.val_score = evaluate(decoders, *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team);
   if (o.heldout) res.score = evaluate(decoders, *sh.eval, sh.eval_windows, sh.eval_len, job_threads, sh.team);

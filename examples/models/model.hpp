@@ -98,7 +98,9 @@ class Packed {
   /// A decoder over this packed model (which must outlive it); `threads` for every product.
   virtual std::unique_ptr<Decoder> decoder(int threads = 1) const = 0;
   virtual std::int64_t parameters() const = 0;
+  /// Bytes of every stored tensor (float32 values and int32 indices), and of the indices alone.
   virtual std::int64_t bytes() const = 0;
+  virtual std::int64_t index_bytes() const = 0;
 };
 
 /// The trainable weights of one model of some family: a teacher or a student.
@@ -117,6 +119,10 @@ class Model {
   virtual std::unique_ptr<Model> clone() const = 0;
   /// The model made of blocks `keep` (in order), for truncation.
   virtual std::unique_ptr<Model> truncated(const std::vector<int>& keep) const = 0;
+  /// A dense model of this family trained from nothing: the same embedding width, blocks and
+  /// attention, its linear layers `linear_ratio` of this model's (the FFN narrowed to fit), and
+  /// random weights from `seed`. The floor a compression method has to beat.
+  virtual std::unique_ptr<Model> from_scratch(double linear_ratio, std::uint64_t seed) const = 0;
   virtual std::unique_ptr<Net> net(int batch, int n) = 0;
   virtual std::unique_ptr<Packed> pack() const = 0;
   /// The decoder the teacher is scored and timed with (its own dense code path); it reads this

@@ -11,6 +11,7 @@
 // the row output energies r·Ḡ·rᵀ with Ḡ = G / tokens live in svd_init.hpp and here.
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -103,6 +104,23 @@ Eigen::VectorXd row_output_energy(detail::non_deduced_t<ConstMatrixRef<Scalar>> 
   const Eigen::MatrixXd mg = md * g;
   Eigen::VectorXd e = (mg.array() * md.array()).rowwise().sum();
   return e.cwiseMax(0.0);  // G is PSD: negatives are rounding
+}
+
+/// m(i, j)²·Ḡ(j, j) for every entry, flat in row-major order (out·in values): the mean squared
+/// output each entry makes alone. Ranks single entries (element granularity) before any gradient.
+template <class Scalar>
+Eigen::VectorXd element_output_energy(detail::non_deduced_t<ConstMatrixRef<Scalar>> m,
+                                      const GramAccumulator& stats) {
+  static constexpr const char* where = "element_output_energy";
+  const Eigen::MatrixXd g = detail::checked_mean_gram(where, stats, m.cols());
+  detail::check_finite(where, "m", m);
+  Eigen::VectorXd e(m.size());
+  for (Index i = 0; i < m.rows(); ++i)
+    for (Index j = 0; j < m.cols(); ++j) {
+      const double v = static_cast<double>(m(i, j));
+      e[i * m.cols() + j] = v * v * std::max(0.0, g(j, j));
+    }
+  return e;
 }
 
 /// ‖X·mᵀ‖_F² / tokens = tr(m·Ḡ·mᵀ): the output energy of a whole matrix.

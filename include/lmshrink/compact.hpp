@@ -208,11 +208,14 @@ class CompactLinear {
   Index parameters() const { return rank_ * (out_ + in_) + sparse_values() + bias_.size(); }
   /// Bytes a forward pass reads for the weights: U, V, the sparse values, their indices and the
   /// bias (padding of the packed panels excluded).
-  Index weight_bytes() const {
-    Index index_bytes = format_ == SparseFormat::rows
-                            ? static_cast<Index>(kept_.size())
-                            : static_cast<Index>(col_.size() + row_ptr_.size());
-    return parameters() * Index(sizeof(Scalar)) + index_bytes * Index(sizeof(std::int32_t));
+  Index weight_bytes() const { return parameters() * Index(sizeof(Scalar)) + index_bytes(); }
+  /// The part of weight_bytes() that is indices, not values: int32 row indices of the kept rows
+  /// (rows format), or CSR's column indices and row pointers.
+  Index index_bytes() const {
+    const Index indices = format_ == SparseFormat::rows
+                              ? static_cast<Index>(kept_.size())
+                              : static_cast<Index>(col_.size() + row_ptr_.size());
+    return indices * Index(sizeof(std::int32_t));
   }
   /// Output row of each stored sparse row (rows format; empty for CSR).
   const std::vector<std::int32_t>& kept_row_indices() const { return kept_; }

@@ -59,6 +59,13 @@ struct CompactGpt2 {
     }
     return n;
   }
+  /// The part of bytes() that is the packed layers' int32 indices.
+  std::int64_t index_bytes() const {
+    std::int64_t n = 0;
+    for (const auto& block : linear)
+      for (const auto& layer : block) n += layer.index_bytes();
+    return n;
+  }
 
   /// Stored parameters: embeddings, norms and the packed layers (the head is wte).
   std::int64_t parameters() const {

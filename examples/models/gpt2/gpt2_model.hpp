@@ -2,8 +2,11 @@
 // The GPT-2 family behind examples::Model (model.hpp): Hugging Face "gpt2" directories, trained
 // by Gpt2Trainer, packed as CompactGpt2, checkpointed by gpt2_checkpoint.hpp. Header-only like the
 // rest of the family; gpt2_model.cpp registers it.
+#include <lmshrink/detail/random.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/truncation.hpp>
+
+#include <cmath>
 #include <mutex>
 
 #include "../model.hpp"
@@ -45,6 +48,7 @@ class Gpt2Packed final : public Packed {
   }
   std::int64_t parameters() const override { return m_.parameters(); }
   std::int64_t bytes() const override { return m_.bytes(); }
+  std::int64_t index_bytes() const override { return m_.index_bytes(); }
   const CompactGpt2& model() const { return m_; }
 
  private:
@@ -77,6 +81,44 @@ class Gpt2TrainableModel final : public Model {
     t.ln2_b = lmshrink::keep_layers(w_.ln2_b, keep);
     t.linear = lmshrink::keep_layers(w_.linear, keep);
     return std::make_unique<Gpt2TrainableModel>(std::move(t));
+  }
+  std::unique_ptr<Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
+    lmshrink::Gpt2Config c = w_.config;
+    const double d = c.dim;
+    // Per block: c_attn and attn c_proj with their biases kept, the MLP (2·d·h + h + d) narrowed.
+    const double attention = 4 * d * d + 4 * d;
+    const double per_block = linear_ratio * double(w_.linear_dense_parameters()) / c.n_layers;
+    const auto hidden = std::int64_t(std::floor((per_block - attention - d) / (2 * d + 1)));
+    if (!(linear_ratio > 0 && linear_ratio <= 1) || hidden < 1)
+      lmshrink::detail::fail<lmshrink::value_error>(
+          "Model::from_scratch", "ratio ", linear_ratio, " of the linear weights leaves no MLP width "
+          "once attention's ", attention, " parameters per block are kept; a larger ratio is needed");
+    c.hidden_dim = int(hidden);
+    // GPT-2's init: N(0, 0.02), the residual outputs (both c_proj) scaled by 1/√(2L), zero
+    // biases, unit LayerNorm gains.
+    lmshrink::detail::SplitMix64 rng(seed);
+    const auto normal = [&rng](Eigen::Index rows, Eigen::Index cols, double sd) {
+      lmshrink::RowMatrix<float> m(rows, cols);
+      for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal() * sd);
+      return m;
+    };
+    const auto ones = [](int n) { return lmshrink::Vector<float>::Ones(n).eval(); };
+    const auto zeros = [](int n) { return lmshrink::Vector<float>::Zero(n).eval(); };
+    const double sd = 0.02, sd_out = sd / std::sqrt(2.0 * c.n_layers);
+    lmshrink::Gpt2Model m;
+    m.config = c;
+    m.wte = normal(c.vocab_size, c.dim, sd);
+    m.wpe = normal(c.n_positions, c.dim, sd);
+    for (int l = 0; l < c.n_layers; ++l) {
+      m.ln1_w.push_back(ones(c.dim)), m.ln1_b.push_back(zeros(c.dim));
+      m.ln2_w.push_back(ones(c.dim)), m.ln2_b.push_back(zeros(c.dim));
+      m.attn_w.push_back(normal(3 * c.dim, c.dim, sd)), m.attn_b.push_back(zeros(3 * c.dim));
+      m.proj_w.push_back(normal(c.dim, c.dim, sd_out)), m.proj_b.push_back(zeros(c.dim));
+      m.fc_w.push_back(normal(c.hidden_dim, c.dim, sd)), m.fc_b.push_back(zeros(c.hidden_dim));
+      m.fc_proj_w.push_back(normal(c.dim, c.hidden_dim, sd_out)), m.fc_proj_b.push_back(zeros(c.dim));
+    }
+    m.lnf_w = ones(c.dim), m.lnf_b = zeros(c.dim);
+    return std::make_unique<Gpt2TrainableModel>(Gpt2Weights<float>::from_model(m));
   }
   std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<Gpt2Net>(w_, batch, n); }
   std::unique_ptr<Packed> pack() const override { return std::make_unique<Gpt2Packed>(CompactGpt2::pack(w_)); }

@@ -97,6 +97,13 @@ struct CompactLlama {
     }
     return n;
   }
+  /// The part of bytes() that is the packed layers' int32 indices.
+  std::int64_t index_bytes() const {
+    std::int64_t n = classifier_compressed ? packed_classifier.index_bytes() : 0;
+    for (const auto& block : linear)
+      for (const auto& layer : block) n += layer.index_bytes();
+    return n;
+  }
 };
 
 /// A decoder view of a CompactLlama; owns the one workspace its forwards share. `threads` > 1

@@ -2,9 +2,12 @@
 // The Llama family behind examples::Model (model.hpp): llama2.c files and Hugging Face "llama"
 // directories, trained by LlamaTrainer, packed as CompactLlama, checkpointed by
 // llama_checkpoint.hpp. Header-only like the rest of the family; llama_model.cpp registers it.
+#include <lmshrink/detail/random.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/io/llama2c.hpp>
 #include <lmshrink/truncation.hpp>
+
+#include <cmath>
 #include <mutex>
 
 #include "../model.hpp"
@@ -52,6 +55,7 @@ class LlamaPacked final : public Packed {
   }
   std::int64_t parameters() const override { return m_.parameters(); }
   std::int64_t bytes() const override { return m_.bytes(); }
+  std::int64_t index_bytes() const override { return m_.index_bytes(); }
 
  private:
   CompactLlama m_;
@@ -81,6 +85,42 @@ class LlamaModel final : public Model {
     t.rms_ffn = lmshrink::keep_layers(w_.rms_ffn, keep);
     t.linear = lmshrink::keep_layers(w_.linear, keep);
     return std::make_unique<LlamaModel>(std::move(t));
+  }
+  std::unique_ptr<Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
+    lmshrink::Llama2cConfig c = w_.config;
+    const std::int64_t attention = 2 * std::int64_t(c.dim) * (c.dim + c.kv_dim());  // wq, wo, wk, wv
+    const double per_block = linear_ratio * double(w_.linear_dense_parameters()) / c.n_layers;
+    const auto hidden = std::int64_t(std::floor((per_block - double(attention)) / (3.0 * c.dim)));
+    if (!(linear_ratio > 0 && linear_ratio <= 1) || hidden < 1)
+      lmshrink::detail::fail<lmshrink::value_error>(
+          "Model::from_scratch", "ratio ", linear_ratio, " of the linear weights leaves no FFN width "
+          "once attention's ", attention, " weights per block are kept; a larger ratio is needed");
+    c.hidden_dim = int(hidden);
+    // llama2.c's training init: N(0, 0.02), the residual outputs (wo, w2) scaled by 1/√(2L).
+    lmshrink::detail::SplitMix64 rng(seed);
+    const auto normal = [&rng](Eigen::Index rows, Eigen::Index cols, double sd) {
+      lmshrink::RowMatrix<float> m(rows, cols);
+      for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal() * sd);
+      return m;
+    };
+    const double sd = 0.02, sd_out = sd / std::sqrt(2.0 * c.n_layers);
+    lmshrink::Llama2cModel m;
+    m.config = c;
+    m.token_embedding = normal(c.vocab_size, c.dim, sd);
+    if (!c.shared_classifier) m.wcls = normal(c.vocab_size, c.dim, sd);
+    m.rms_final = lmshrink::Vector<float>::Ones(c.dim);
+    for (int l = 0; l < c.n_layers; ++l) {
+      m.rms_att.push_back(lmshrink::Vector<float>::Ones(c.dim));
+      m.rms_ffn.push_back(lmshrink::Vector<float>::Ones(c.dim));
+      m.wq.push_back(normal(c.dim, c.dim, sd));
+      m.wk.push_back(normal(c.kv_dim(), c.dim, sd));
+      m.wv.push_back(normal(c.kv_dim(), c.dim, sd));
+      m.wo.push_back(normal(c.dim, c.dim, sd_out));
+      m.w1.push_back(normal(c.hidden_dim, c.dim, sd));
+      m.w2.push_back(normal(c.dim, c.hidden_dim, sd_out));
+      m.w3.push_back(normal(c.hidden_dim, c.dim, sd));
+    }
+    return std::make_unique<LlamaModel>(LlamaWeights<float>::from_model(m));
   }
   std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<LlamaNet>(w_, batch, n); }
   std::unique_ptr<Packed> pack() const override { return std::make_unique<LlamaPacked>(CompactLlama::pack(w_)); }
