@@ -1,8 +1,11 @@
 // Data-aware sparse + low-rank initialisation (sparse_plus_low_rank.hpp): hand-checked values,
 // the value refit against an independent least-squares solve, monotone alternation, bad input.
+// Sequential reconstruction (reconstruction.hpp): hand-checked targets, the error split, bad input.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <lmshrink/reconstruction.hpp>
 #include <lmshrink/sparse_plus_low_rank.hpp>
+#include <random>
 
 #include "test_helpers.hpp"
 
@@ -185,4 +188,106 @@ TEST_CASE("sparse_plus_low_rank_init keeps a bias and refuses bad input", "[spar
   bad(0, 0) = std::nanf("");
   REQUIRE_THROWS_AS(lmshrink::sparse_plus_low_rank_init<float>(bad, layer, opt, stats),
                     lmshrink::numeric_error);
+}
+
+// Sequential reconstruction (reconstruction.hpp), in this executable to share its compile.
+TEST_CASE("reconstruction_target: hand-checked least-squares targets", "[reconstruction]") {
+  Matrix<double> w(2, 2);
+  w << 1, 2, 3, 4;
+  Matrix<double> xt(3, 2);
+  xt << 1, 0, 0, 1, 1, 1;
+  SECTION("student inputs X_t·A: W* = W·A⁻ᵀ reproduces the teacher exactly") {
+    Matrix<double> a(2, 2);
+    a << 1, 1, 0, 1;  // A⁻ᵀ = [1 0; -1 1]
+    lmshrink::InputPairAccumulator pairs(2);
+    pairs.add<double>(xt * a, xt);
+    REQUIRE(pairs.tokens() == 3);
+    const auto t = lmshrink::reconstruction_target<double>(w, pairs, 0.0);
+    Matrix<double> want(2, 2);
+    want << -1, 2, -1, 4;
+    REQUIRE((t - want).cwiseAbs().maxCoeff() < 1e-12);
+    REQUIRE(((xt * a) * t.transpose() - xt * w.transpose()).cwiseAbs().maxCoeff() < 1e-12);
+  }
+  SECTION("student inputs twice the teacher's: W* = W / 2") {
+    lmshrink::InputPairAccumulator pairs(2);
+    pairs.add<double>(2 * xt, xt);
+    const auto t = lmshrink::reconstruction_target<double>(w, pairs, 0.0);
+    REQUIRE((t - w / 2).cwiseAbs().maxCoeff() < 1e-12);
+  }
+  SECTION("damping shrinks weakly used inputs toward zero: column j scaled by g_j / (g_j + λ·mean g)") {
+    // Mean Gram diag(1, 3) (tokens ±√2 e₁, ±√6 e₂ over 4 tokens), λ = 0.5, mean 2:
+    // factors 1 / (1 + 1) = 0.5 and 3 / (3 + 1) = 0.75.
+    Matrix<double> x(4, 2);
+    x << std::sqrt(2.0), 0, -std::sqrt(2.0), 0, 0, std::sqrt(6.0), 0, -std::sqrt(6.0);
+    lmshrink::InputPairAccumulator pairs(2);
+    pairs.add<double>(x.topRows(2), x.topRows(2));
+    lmshrink::InputPairAccumulator rest(2);
+    rest.add<double>(x.bottomRows(2), x.bottomRows(2));
+    pairs.merge(rest);
+    REQUIRE(pairs.tokens() == 4);
+    const auto t = lmshrink::reconstruction_target<double>(w, pairs, 0.5);
+    Matrix<double> want(2, 2);
+    want << 0.5, 1.5, 1.5, 3;
+    REQUIRE((t - want).cwiseAbs().maxCoeff() < 1e-12);
+  }
+}
+
+TEST_CASE("reconstruction: W* splits the error, and fitting it beats fitting W", "[reconstruction]") {
+  std::mt19937 rng(5);
+  std::normal_distribution<double> n01;
+  const Index out = 6, in = 8, tokens = 300;
+  Matrix<double> w(out, in), xt(tokens, in), drift(in, in), other(out, in);
+  for (Index i = 0; i < w.size(); ++i) w.data()[i] = n01(rng);
+  for (Index i = 0; i < other.size(); ++i) other.data()[i] = n01(rng);
+  for (Index i = 0; i < xt.size(); ++i) xt.data()[i] = n01(rng) * (1 + (i % in));
+  for (Index i = 0; i < drift.size(); ++i) drift.data()[i] = 0.4 * n01(rng);
+  Matrix<double> xs = xt * (Matrix<double>::Identity(in, in) + drift);
+  for (Index i = 0; i < xs.size(); ++i) xs.data()[i] += 0.3 * n01(rng);  // and noise
+  lmshrink::InputPairAccumulator pairs(in);
+  pairs.add<double>(xs, xt);
+  const Matrix<double> target = lmshrink::reconstruction_target<double>(w, pairs, 0.0);
+  const Matrix<double> teacher_out = xt * w.transpose();
+  const auto err = [&](const Matrix<double>& m) { return (xs * m.transpose() - teacher_out).squaredNorm(); };
+  // Pythagoras: for any M, ‖X_s·Mᵀ − X_t·Wᵀ‖² = ‖X_s·(M − W*)ᵀ‖² + ‖X_s·W*ᵀ − X_t·Wᵀ‖².
+  const double split = (xs * (other - target).transpose()).squaredNorm() + err(target);
+  REQUIRE(err(other) == Approx(split).epsilon(1e-10));
+  REQUIRE(err(target) < err(w));
+  // A rank-2 + 6-entry fit of W* under the student's inputs, against the same fit of W under the
+  // teacher's: the first is closer to the teacher's outputs on the inputs the student sees.
+  SparsePlusLowRankOptions opt;
+  opt.rank = 2;
+  opt.sparse_entries = 6;
+  opt.iterations = 3;
+  GramAccumulator teacher_stats(in);
+  teacher_stats.add<double>(xt);
+  lmshrink::LowRankSparseLinear<double> naive, fitted;
+  lmshrink::sparse_plus_low_rank_init<double>(w, naive, opt, teacher_stats);
+  lmshrink::sparse_plus_low_rank_init<double>(target, fitted, opt, pairs.student());
+  REQUIRE(err(fitted.to_dense()) < 0.9 * err(naive.to_dense()));
+}
+
+TEST_CASE("reconstruction refuses bad input", "[reconstruction][errors]") {
+  Matrix<double> x(3, 2), w(2, 2);
+  x << 1, 0, 0, 1, 1, 1;
+  w << 1, 2, 3, 4;
+  lmshrink::InputPairAccumulator unsized;
+  REQUIRE_THROWS_AS(unsized.add<double>(x, x), lmshrink::state_error);
+  lmshrink::InputPairAccumulator pairs(2);
+  REQUIRE_THROWS_WITH(lmshrink::reconstruction_target<double>(w, pairs),
+                      Contains("0 tokens; at least one was expected"));
+  REQUIRE_THROWS_WITH(pairs.add<double>(x, x.topRows(2)), Contains("x_teacher is 2x2 but 3x2 was expected"));
+  REQUIRE_THROWS_WITH(pairs.add<double>(Matrix<double>(3, 3), Matrix<double>(3, 3)),
+                      Contains("x has 3 columns but in_features is 2"));
+  Matrix<double> bad = x;
+  bad(1, 1) = std::nan("");
+  REQUIRE_THROWS_AS(pairs.add<double>(x, bad), lmshrink::numeric_error);
+  REQUIRE_THROWS_AS(pairs.add<double>(bad, x), lmshrink::numeric_error);
+  REQUIRE(pairs.tokens() == 0);  // nothing half-added
+  pairs.add<double>(x, x);
+  REQUIRE_THROWS_WITH(lmshrink::reconstruction_target<double>(Matrix<double>(2, 3), pairs),
+                      Contains("the input pairs have 2 features but W has 3 inputs"));
+  REQUIRE_THROWS_WITH(lmshrink::reconstruction_target<double>(w, pairs, -1.0),
+                      Contains("damping must be a finite value >= 0, got -1"));
+  lmshrink::InputPairAccumulator wider(3);
+  REQUIRE_THROWS_AS(pairs.merge(wider), lmshrink::shape_error);
 }

@@ -9,6 +9,7 @@
 #include "calibration.hpp"
 #include "svd_init.hpp"
 #include "sparse_plus_low_rank.hpp"
+#include "reconstruction.hpp"
 #include "io/llama2c.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"
