@@ -214,21 +214,26 @@ TEST_CASE("reconstruction_target: hand-checked least-squares targets", "[reconst
     const auto t = lmshrink::reconstruction_target<double>(w, pairs, 0.0);
     REQUIRE((t - w / 2).cwiseAbs().maxCoeff() < 1e-12);
   }
-  SECTION("damping shrinks weakly used inputs toward zero: column j scaled by g_j / (g_j + λ·mean g)") {
-    // Mean Gram diag(1, 3) (tokens ±√2 e₁, ±√6 e₂ over 4 tokens), λ = 0.5, mean 2:
-    // factors 1 / (1 + 1) = 0.5 and 3 / (3 + 1) = 0.75.
+  SECTION("damping pulls W* toward W: column j is scaled by (c_j + μ) / (g_j + μ)") {
+    // Teacher inputs ±√2 e₁, ±√6 e₂ over 4 tokens (mean Gram diag(1, 3)); the student's are twice
+    // those: mean G_ss = diag(4, 12), cross diag(2, 6), μ = 0.5 · mean(4, 12) = 4:
+    // factors (2 + 4) / (4 + 4) = 0.75 and (6 + 4) / (12 + 4) = 0.625.
     Matrix<double> x(4, 2);
     x << std::sqrt(2.0), 0, -std::sqrt(2.0), 0, 0, std::sqrt(6.0), 0, -std::sqrt(6.0);
     lmshrink::InputPairAccumulator pairs(2);
-    pairs.add<double>(x.topRows(2), x.topRows(2));
+    pairs.add<double>(2 * x.topRows(2), x.topRows(2));
     lmshrink::InputPairAccumulator rest(2);
-    rest.add<double>(x.bottomRows(2), x.bottomRows(2));
+    rest.add<double>(2 * x.bottomRows(2), x.bottomRows(2));
     pairs.merge(rest);
     REQUIRE(pairs.tokens() == 4);
     const auto t = lmshrink::reconstruction_target<double>(w, pairs, 0.5);
     Matrix<double> want(2, 2);
-    want << 0.5, 1.5, 1.5, 3;
+    want << 0.75, 1.25, 2.25, 2.5;
     REQUIRE((t - want).cwiseAbs().maxCoeff() < 1e-12);
+    // Identical inputs give W back at any damping.
+    lmshrink::InputPairAccumulator same(2);
+    same.add<double>(x, x);
+    REQUIRE((lmshrink::reconstruction_target<double>(w, same, 0.5) - w).cwiseAbs().maxCoeff() < 1e-12);
   }
 }
 

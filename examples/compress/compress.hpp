@@ -57,8 +57,11 @@ struct Options {
   int oats_iterations = 5;     // oats: alternations of the low-rank fit and the hard threshold
   lmshrink::LowRankFit oats_fit = lmshrink::LowRankFit::whitened;
   bool oats_refit = true;      // oats: S's values by least squares under the full Gram matrix
+  bool reconstruct = false;    // lowrank, oats: fit block by block to the teacher's outputs
+  double reconstruct_damping = 1e-3;  // its ridge toward the teacher's W
   double temperature = 1.0;
   double kd_alpha = 0.5;  // distillation loss: α·KL + (1 − α)·CE on the generated tokens
+  double recovery_kd_alpha = 0.5;  // the same once the masks are final (or nothing is pruned)
   double hidden_weight = 1.0;  // layer-wise distillation weight (0 = off)
   examples::HiddenLoss hidden_loss = examples::HiddenLoss::mse;
   bool whitened = true;  // data-aware init: whitened SVD and output-energy priors
@@ -181,6 +184,14 @@ bool ratio_free(const std::string& method);
 std::string job_name(const Job& j);
 Calibration collect_calibration(examples::Model& teacher, const std::vector<int>& train,
                                 int length, int windows);
+/// Fits layer (l, k) of a student to a target weight under statistics of its inputs.
+using LayerFit = std::function<void(int l, int k, const lmshrink::RowMatrix<float>& target,
+                                    const lmshrink::GramAccumulator& stats)>;
+/// Block by block, stage by stage in forward order: pairs the student's and the teacher's
+/// inputs of each layer over `windows` training windows, and fits the layer to the target that
+/// reproduces the teacher's outputs (lmshrink::reconstruction_target).
+void reconstruct_sequentially(examples::Model& teacher, examples::Model& student, const std::vector<int>& train,
+                              int length, int windows, double damping, const LayerFit& fit);
 /// One student, its batch in `Options::shards` shards run on `job_threads` threads (the same
 /// result for any thread count).
 Result run_job(const Job& job, Shared& sh, int worker, int job_threads);

@@ -231,11 +231,16 @@ int main(int argc, char** argv) {
           const Result& r = results[j];
           char line[256];
           std::snprintf(line, sizeof line,
-                        "  %-14s %8lld params  linear %.3f  validation NLL %.4f (%.4f before fine-tuning)  held-out NLL %.4f  ppl %7.3f  (%.0f s)",
+                        "  %-14s %8lld params  linear %.3f  validation NLL %.4f (%.4f before fine-tuning)",
                         job_name(r.job).c_str(), static_cast<long long>(r.parameters),
-                        double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll,
-                        r.score.nll, r.score.ppl, r.train_seconds);
+                        double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll);
           std::string text = line;
+          if (o.heldout) {
+            std::snprintf(line, sizeof line, "  held-out NLL %.4f  ppl %7.3f", r.score.nll, r.score.ppl);
+            text += line;
+          }
+          std::snprintf(line, sizeof line, "  (%.0f s)", r.train_seconds);
+          text += line;
           if (r.exchanged_per_step > 0)
             text += "  " + std::to_string((r.exchanged_per_step + 512) / 1024) + " KiB of gradients received per step";
           bar.print(text);

@@ -61,9 +61,15 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --oats-fit KIND       oats: the low-rank fit, scaled (SVD of W*diag(input RMS), as OATS) or
                         whitened (under the calibration Gram matrix) (default: whitened)
   --oats-refit on|off   oats: S's values by least squares under the Gram matrix (default: on)
+  --reconstruct KIND    lowrank, oats: none (each layer fitted to the teacher's W under the
+                        teacher's inputs) or sequential (block by block, each layer fitted in
+                        closed form to reproduce the teacher's outputs from the inputs the
+                        compressed student gives it, on the calibration windows) (default: none)
   --temperature X       distillation temperature (default: 1)
   --kd-alpha X          distillation loss a*KL + (1-a)*CE, a in [0, 1]; below 1 the CE
                         part gives Taylor importance a signal near the teacher (default: 0.5)
+  --recovery-kd-alpha X the same mix at steps where no mask can change: after --prune-end, and
+                        at every step of methods that prune nothing (default: 0.5)
   --hidden-weight X     layer-wise distillation: weight of the block-output loss; 0 turns
                         it off (default: 1)
   --hidden-loss KIND    mse (normalised per block) or cosine (default: mse)
@@ -227,8 +233,12 @@ Options parse(int argc, char** argv) {
       o.oats_fit = parse_choice<lmshrink::LowRankFit>(
           "--oats-fit", v, {{"scaled", lmshrink::LowRankFit::scaled}, {"whitened", lmshrink::LowRankFit::whitened}});
     else if (a == "--oats-refit") o.oats_refit = parse_choice<bool>("--oats-refit", v, {{"on", true}, {"off", false}});
+    else if (a == "--reconstruct")
+      o.reconstruct = parse_choice<bool>("--reconstruct", v, {{"sequential", true}, {"none", false}});
+    else if (a == "--reconstruct-damping") o.reconstruct_damping = parse_double("--reconstruct-damping", v);
     else if (a == "--temperature") o.temperature = parse_double("--temperature", v);
     else if (a == "--kd-alpha") o.kd_alpha = parse_double("--kd-alpha", v);
+    else if (a == "--recovery-kd-alpha") o.recovery_kd_alpha = parse_double("--recovery-kd-alpha", v);
     else if (a == "--threads") o.threads = int(parse_int("--threads", v, 0, 1024));
     else if (a == "--shards") o.shards = int(parse_int("--shards", v, 1, 4096));
     else if (a == "--schedule")
@@ -258,8 +268,13 @@ Options parse(int argc, char** argv) {
     fail<lmshrink::value_error>("lmshrink_compress", "--lowrank-share must be in (0, 1), got ", o.lowrank_share);
   if (!(o.kd_alpha >= 0 && o.kd_alpha <= 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--kd-alpha must be in [0, 1], got ", o.kd_alpha);
+  if (!(o.recovery_kd_alpha >= 0 && o.recovery_kd_alpha <= 1))
+    fail<lmshrink::value_error>("lmshrink_compress", "--recovery-kd-alpha must be in [0, 1], got ", o.recovery_kd_alpha);
   if (!(o.temperature > 0))
     fail<lmshrink::value_error>("lmshrink_compress", "--temperature must be > 0, got ", o.temperature);
+  if (!(o.reconstruct_damping >= 0) || !std::isfinite(o.reconstruct_damping))
+    fail<lmshrink::value_error>("lmshrink_compress", "--reconstruct-damping must be a finite value >= 0, got ",
+                                o.reconstruct_damping);
   if (!preset.empty()) {  // DistilGPT-2 (Sanh et al.): every other block of GPT-2, triple loss
     if (!methods_given) o.methods = {"trunc-kd"};
     if (!keep_given)

@@ -127,6 +127,46 @@ Calibration collect_calibration(examples::Model& teacher, const std::vector<int>
   return calib;
 }
 
+void reconstruct_sequentially(examples::Model& teacher, examples::Model& student, const std::vector<int>& train,
+                              int length, int windows, double damping, const LayerFit& fit) {
+  const int L = student.shape().n_layers, K = student.linear_kinds();
+  const auto snet = student.net(1, length);
+  const auto tnet = teacher.net(1, length);
+  const auto window = [&](int win) { return train.data() + std::size_t(win) * std::size_t(length); };
+  snet->forward(window(0));
+  for (int l = 0; l < L; ++l) {
+    // The block's stages in forward order: layers that read the same input are one stage
+    // (Llama: wq wk wv | wo | w1 w3 | w2), each fitted once the stages before it are final.
+    std::vector<std::vector<int>> stages;
+    std::vector<const void*> inputs;
+    for (int k = 0; k < K; ++k) {
+      const void* in = &snet->linear_input(l, k);
+      const auto at = std::find(inputs.begin(), inputs.end(), in);
+      if (at == inputs.end()) {
+        inputs.push_back(in);
+        stages.push_back({k});
+      } else {
+        stages[std::size_t(at - inputs.begin())].push_back(k);
+      }
+    }
+    for (const auto& stage : stages) {
+      std::vector<lmshrink::InputPairAccumulator> pairs(stage.size());
+      for (std::size_t i = 0; i < stage.size(); ++i) pairs[i].reset(student.linear(l, stage[i]).in_features());
+      for (int win = 0; win < windows; ++win) {
+        snet->forward(window(win));
+        tnet->forward(window(win));
+        for (std::size_t i = 0; i < stage.size(); ++i)
+          pairs[i].add<float>(snet->linear_input(l, stage[i]), tnet->linear_input(l, stage[i]));
+      }
+      for (std::size_t i = 0; i < stage.size(); ++i) {
+        const int k = stage[i];
+        fit(l, k, lmshrink::reconstruction_target<float>(teacher.linear(l, k).to_dense(), pairs[i], damping),
+            pairs[i].student());
+      }
+    }
+  }
+}
+
 Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const Options& o = *sh.opt;
   const bool truncation = job.method == "trunc-kd" || job.method == "trunc-lm";
@@ -153,9 +193,11 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   popt.mode = one_shot ? lmshrink::MaskMode::persistent : o.mask_mode;
   popt.scope = o.allocation;
   popt.min_layer_keep = o.min_layer_keep;
+  int prune_end_step = 0;  // the first step at which no mask changes any more
   if (!one_shot) {
     const int start = int(std::lround(o.prune_start * steps));
     const int end = std::max(start + 1, int(std::lround(o.prune_end * steps)));
+    prune_end_step = end;
     if (end > steps)
       fail<lmshrink::value_error>("lmshrink_compress", "the pruning phase needs more steps than ", steps);
     popt.schedule.total_steps = steps;
@@ -181,49 +223,65 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
                                 job.ratio, " of the linear layers");
   const bool elements = job.method == "losparse-elem" || job.method == "oats";
   if (elements) popt.granularity = lmshrink::Granularity::elements;
+  // lowrank and oats fix their structure at initialisation: each layer's fit of a target weight
+  // under calibration statistics, either the teacher's W under the teacher's inputs, or, with
+  // --reconstruct sequential, block by block, the target that reproduces the teacher's outputs
+  // from the inputs the compressed student feeds the layer.
+  std::vector<int> ranks;
+  double sparse_share = 0;
+  const LayerFit fit_layer = [&](int l, int k, const lmshrink::RowMatrix<float>& target,
+                                 const lmshrink::GramAccumulator& stats) {
+    auto& layer = w.linear(l, k);
+    if (job.method == "oats") {
+      lmshrink::SparsePlusLowRankOptions so;
+      so.rank = ranks[std::size_t(l * K + k)];
+      so.sparse_entries = lmshrink::Index(std::floor(sparse_share * double(target.size())));
+      so.iterations = o.oats_iterations;
+      so.low_rank = o.oats_fit;
+      so.refit_values = o.oats_refit;
+      const auto fit = lmshrink::sparse_plus_low_rank_init<float>(target, layer, so, stats);
+      res.init_errors.push_back({w.linear_name(l, k), fit});
+    } else {
+      lmshrink::SvdInitOptions so;
+      so.rank = ranks[std::size_t(l * K + k)];
+      if (o.whitened) lmshrink::svd_init<float>(target, layer, so, stats);
+      else lmshrink::svd_init<float>(target, layer, so);
+      if (job.method == "lowrank") lmshrink::make_low_rank_only(layer);
+    }
+  };
+  const auto fit_all = [&] {
+    if (o.reconstruct && (job.method == "oats" || job.method == "lowrank")) {
+      reconstruct_sequentially(*sh.teacher, w, train, sh.length, std::min(o.calib_windows, sh.windows),
+                               o.reconstruct_damping, fit_layer);
+      return;
+    }
+    const lmshrink::GramAccumulator none;  // --init plain: the stats are not read
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k)
+        fit_layer(l, k, w.linear(l, k).to_dense(), calib->empty() ? none : (*calib)[std::size_t(l)][std::size_t(k)]);
+  };
   if (job.method == "oats") {
     // Data-aware S + L, one shot: every matrix keeps the same share of entries in S, and S's
     // mask stays fixed while distillation trains U, V and S's live values.
-    const std::vector<int> ranks = ranks_for_budget(w, weight_ratio * o.lowrank_share);
+    ranks = ranks_for_budget(w, weight_ratio * o.lowrank_share);
     std::int64_t low = 0;
     for (int l = 0; l < L; ++l)
       for (int k = 0; k < K; ++k)
         low += ranks[std::size_t(l * K + k)] * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
-    const double sparse_share = weight_ratio - double(low) / weights;
+    sparse_share = weight_ratio - double(low) / weights;
     if (!(sparse_share > 0))
       fail<lmshrink::value_error>("lmshrink_compress", "oats at ratio ", job.ratio,
                                   " leaves no budget for S after the low-rank part; lower --lowrank-share");
-    for (int l = 0; l < L; ++l)
-      for (int k = 0; k < K; ++k) {
-        auto& layer = w.linear(l, k);
-        const lmshrink::RowMatrix<float> dense = layer.to_dense();
-        lmshrink::SparsePlusLowRankOptions so;
-        so.rank = ranks[std::size_t(l * K + k)];
-        so.sparse_entries = lmshrink::Index(std::floor(sparse_share * double(dense.size())));
-        so.iterations = o.oats_iterations;
-        so.low_rank = o.oats_fit;
-        so.refit_values = o.oats_refit;
-        const auto fit = lmshrink::sparse_plus_low_rank_init<float>(dense, layer, so, (*calib)[std::size_t(l)][std::size_t(k)]);
-        res.init_errors.push_back({w.linear_name(l, k), fit});
-      }
+    fit_all();
   } else if (job.method == "losparse" || job.method == "lowrank" || job.method == "losparse-elem") {
     const double rho = job.method == "lowrank" ? weight_ratio : weight_ratio * o.lowrank_share;
-    const std::vector<int> ranks = ranks_for_budget(w, rho);
-    for (int l = 0; l < L; ++l)
-      for (int k = 0; k < K; ++k) {
-        auto& layer = w.linear(l, k);
-        const lmshrink::RowMatrix<float> dense = layer.to_dense();
-        lmshrink::SvdInitOptions so;
-        so.rank = ranks[std::size_t(l * K + k)];
-        if (o.whitened) lmshrink::svd_init<float>(dense, layer, so, (*calib)[std::size_t(l)][std::size_t(k)]);
-        else lmshrink::svd_init<float>(dense, layer, so);
-        if (job.method == "lowrank") lmshrink::make_low_rank_only(layer);
-      }
+    ranks = ranks_for_budget(w, rho);
+    fit_all();
     if (job.method != "lowrank") {
       std::int64_t low = 0;
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < K; ++k) low += w.linear(l, k).rank() * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
-      const double sparse_share = weight_ratio - double(low) / weights;
+      sparse_share = weight_ratio - double(low) / weights;
       if (!(sparse_share > 0))
         fail<lmshrink::value_error>("lmshrink_compress", "LoSparse at ratio ", job.ratio,
                                     " leaves no budget for S after the low-rank part (",
@@ -309,7 +367,9 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       double l = 0;
       if (loss_kind == "recipe") {
         lo.temperature = o.temperature;
-        l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits, o.kd_alpha, lo);
+        const bool masks_final = !prune || one_shot || step >= prune_end_step;
+        l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits,
+                                            masks_final ? o.recovery_kd_alpha : o.kd_alpha, lo);
       } else if (loss_kind == "kl" || loss_kind == "layerwise") {
         l = lmshrink::kl_divergence<float>(logits, teacher_logits, dlogits, lo);
       } else if (loss_kind == "kl-ce") {  // the classic mix: T = 2, α = 0.5

@@ -11,7 +11,8 @@
 // The objective ‖X_s·Ŵᵀ − X_t·Wᵀ‖_F² equals ‖X_s·(Ŵ − W*)ᵀ‖_F² plus a constant, with
 // W* = W·(X_tᵀX_s)·(X_sᵀX_s)⁻¹, so a structured fit of W* under the student's Gram matrix
 // (svd_init, sparse_plus_low_rank_init) is a closed-form fit to the teacher's outputs.
-// G_ss is damped by λ·mean(diag G_ss) so that unused input directions keep W.
+// A ridge term λ·mean(diag G_ss)·‖Ŵ − W‖² pulls W* toward W, so that input directions the
+// calibration tokens barely use keep the teacher's weights (and λ → ∞ gives W itself).
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
@@ -77,7 +78,8 @@ class InputPairAccumulator {
 };
 
 /// W* (out, in): the dense weight whose outputs on the student's inputs best match the
-/// teacher's outputs X_t·Wᵀ in least squares, W* = W·(X_tᵀX_s)·(X_sᵀX_s + λ·mean(diag)·I)⁻¹.
+/// teacher's outputs X_t·Wᵀ in least squares, with a ridge toward W:
+/// W* = W·(X_tᵀX_s + μI)·(X_sᵀX_s + μI)⁻¹, μ = λ·mean(diag X_sᵀX_s) (per token).
 /// W is the teacher's weight (out, in); damping λ >= 0.
 template <class Scalar>
 RowMatrix<Scalar> reconstruction_target(detail::non_deduced_t<ConstMatrixRef<Scalar>> W,
@@ -98,12 +100,14 @@ RowMatrix<Scalar> reconstruction_target(detail::non_deduced_t<ConstMatrixRef<Sca
   if (!(mean_diag > 0))
     detail::fail<value_error>(where, "the student's inputs are all zero (mean diagonal of the "
                               "Gram matrix is ", mean_diag, ")");
-  gss.diagonal().array() += damping * mean_diag;
-  // W*ᵀ = G_ss⁻¹·(X_sᵀX_t)·Wᵀ, by a pivoted LDLᵀ (G_ss may be singular when λ = 0).
+  const double mu = damping * mean_diag;
+  gss.diagonal().array() += mu;
+  // W*ᵀ = (G_ss + μI)⁻¹·(X_sᵀX_t + μI)·Wᵀ, by a pivoted LDLᵀ (G_ss may be singular when λ = 0).
   const Eigen::LDLT<Eigen::MatrixXd> ldlt(gss);
   if (ldlt.info() != Eigen::Success)
     detail::fail<numeric_error>(where, "the student's Gram matrix could not be factorised; raise damping");
-  const Eigen::MatrixXd rhs = cross * W.template cast<double>().transpose();
+  const Eigen::MatrixXd wt = W.template cast<double>().transpose();
+  const Eigen::MatrixXd rhs = cross * wt + mu * wt;
   const Eigen::MatrixXd target_t = ldlt.solve(rhs);
   if (!target_t.allFinite())
     detail::fail<numeric_error>(where, "the solve gave non-finite values; the student's Gram "
