@@ -1,10 +1,13 @@
 // Data-aware sparse + low-rank initialisation (sparse_plus_low_rank.hpp): hand-checked values,
 // the value refit against an independent least-squares solve, monotone alternation, bad input.
 // Sequential reconstruction (reconstruction.hpp): hand-checked targets, the error split, bad input.
+// Per-matrix allocation (storage_allocation.hpp): the greedy allocation by hand, choices that
+// find a low-rank and a sparse matrix.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <lmshrink/reconstruction.hpp>
 #include <lmshrink/sparse_plus_low_rank.hpp>
+#include <lmshrink/storage_allocation.hpp>
 #include <random>
 
 #include "test_helpers.hpp"
@@ -295,4 +298,65 @@ TEST_CASE("reconstruction refuses bad input", "[reconstruction][errors]") {
                       Contains("damping must be a finite value >= 0, got -1"));
   lmshrink::InputPairAccumulator wider(3);
   REQUIRE_THROWS_AS(pairs.merge(wider), lmshrink::shape_error);
+}
+
+// Per-matrix allocation (storage_allocation.hpp).
+TEST_CASE("allocate_storage: the greedy allocation, hand-checked", "[storage_allocation]") {
+  using lmshrink::StorageChoice;
+  const std::vector<std::vector<StorageChoice>> table = {
+      {{0, 10, 10, 0.9, 0}, {0, 20, 20, 0.5, 0}, {0, 30, 30, 0.4, 0}},
+      {{0, 10, 10, 0.8, 0}, {0, 20, 20, 0.7, 0}}};
+  // From 20 used: m0 → 20 gains (0.81 − 0.25) / 10 = 0.056 per parameter, the best; then m1 → 20
+  // (0.015) beats m0 → 30 (0.009).
+  REQUIRE(lmshrink::allocate_storage(table, 40) == std::vector<std::size_t>{1, 1});
+  REQUIRE(lmshrink::allocate_storage(table, 30) == std::vector<std::size_t>{1, 0});
+  REQUIRE(lmshrink::allocate_storage(table, 20) == std::vector<std::size_t>{0, 0});
+  REQUIRE(lmshrink::allocate_storage(table, 100) == std::vector<std::size_t>{2, 1});
+  // Weights: matrix 1 counted 10 times over takes the first upgrade ((0.64 − 0.49)·10 / 10 = 0.15).
+  REQUIRE(lmshrink::allocate_storage(table, 30, {1.0, 10.0}) == std::vector<std::size_t>{0, 1});
+  REQUIRE_THROWS_WITH(lmshrink::allocate_storage(table, 19),
+                      Contains("the cheapest choices need 20 parameters but the budget is 19"));
+  REQUIRE_THROWS_WITH(lmshrink::allocate_storage(table, 40, {1.0}), Contains("weights has 1 entries but there are 2 matrices"));
+  REQUIRE_THROWS_AS(lmshrink::allocate_storage({{}}, 40), lmshrink::value_error);
+}
+
+TEST_CASE("storage_choices: a low-rank matrix picks U·V, a sparse one picks S", "[storage_allocation]") {
+  // Diagonal statistics (every input equally used): the output error is the weight error.
+  Matrix<double> x(8, 4);
+  x.setZero();
+  for (Index j = 0; j < 4; ++j) {
+    x(2 * j, j) = 1;
+    x(2 * j + 1, j) = -1;
+  }
+  GramAccumulator stats(4);
+  stats.add<double>(x);
+  lmshrink::StorageChoiceOptions opt;
+  opt.budgets = {0.125, 0.5};  // 2 and 8 of 16 values
+  opt.fit.damping = 0;
+  opt.fit.iterations = 2;
+  // Rank one: u·vᵀ with 8 values fits exactly at budget 0.5 (rank 1 costs 4 + 4).
+  Matrix<double> low(4, 4);
+  low = Eigen::Vector4d(1, 2, 3, 4) * Eigen::RowVector4d(1, -1, 2, 0.5);
+  const auto a = lmshrink::storage_choices<double>(low, stats, opt);
+  REQUIRE(a.size() == 2);
+  REQUIRE(a[1].parameters == 8);
+  REQUIRE(a[1].rank == 1);
+  REQUIRE(a[1].sparse_entries == 0);
+  REQUIRE(a[1].lowrank_share == 1.0);
+  REQUIRE(a[1].relative_output_error < 1e-9);
+  // Two entries: S alone at budget 0.125 reproduces it; no rank fits in 2 values.
+  Matrix<double> sparse = Matrix<double>::Zero(4, 4);
+  sparse(0, 3) = 5;
+  sparse(2, 1) = -2;
+  const auto b = lmshrink::storage_choices<double>(sparse, stats, opt);
+  REQUIRE(b[0].parameters == 2);
+  REQUIRE(b[0].rank == 0);
+  REQUIRE(b[0].sparse_entries == 2);
+  REQUIRE(b[0].relative_output_error < 1e-9);
+  // Bad options.
+  opt.budgets = {1.5};
+  REQUIRE_THROWS_WITH(lmshrink::storage_choices<double>(low, stats, opt), Contains("budgets must be in (0, 1], got 1.5"));
+  opt.budgets = {0.5};
+  opt.lowrank_shares = {};
+  REQUIRE_THROWS_AS(lmshrink::storage_choices<double>(low, stats, opt), lmshrink::value_error);
 }

@@ -61,6 +61,11 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --oats-fit KIND       oats: the low-rank fit, scaled (SVD of W*diag(input RMS), as OATS) or
                         whitened (under the calibration Gram matrix) (default: whitened)
   --oats-refit on|off   oats: S's values by least squares under the Gram matrix (default: on)
+  --oats-allocation KIND  oats: how the budget is split between U*V and S: uniform (every
+                        matrix --lowrank-share in U*V), attention-lr (U*V alone for attention,
+                        S alone for the MLP) or per-matrix (each matrix's budget and split
+                        chosen from calibration: the least summed squared output error)
+                        (default: uniform)
   --reconstruct KIND    lowrank, oats: none (each layer fitted to the teacher's W under the
                         teacher's inputs) or sequential (block by block, each layer fitted in
                         closed form to reproduce the teacher's outputs from the inputs the
@@ -233,6 +238,10 @@ Options parse(int argc, char** argv) {
       o.oats_fit = parse_choice<lmshrink::LowRankFit>(
           "--oats-fit", v, {{"scaled", lmshrink::LowRankFit::scaled}, {"whitened", lmshrink::LowRankFit::whitened}});
     else if (a == "--oats-refit") o.oats_refit = parse_choice<bool>("--oats-refit", v, {{"on", true}, {"off", false}});
+    else if (a == "--oats-allocation")
+      o.oats_allocation = parse_choice<std::string>("--oats-allocation", v,
+                                                    {{"uniform", "uniform"}, {"attention-lr", "attention-lr"},
+                                                     {"per-matrix", "per-matrix"}});
     else if (a == "--reconstruct")
       o.reconstruct = parse_choice<bool>("--reconstruct", v, {{"sequential", true}, {"none", false}});
     else if (a == "--reconstruct-damping") o.reconstruct_damping = parse_double("--reconstruct-damping", v);

@@ -228,6 +228,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   // --reconstruct sequential, block by block, the target that reproduces the teacher's outputs
   // from the inputs the compressed student feeds the layer.
   std::vector<int> ranks;
+  std::vector<lmshrink::Index> entries;  // oats: S's live entries per layer
   double sparse_share = 0;
   const LayerFit fit_layer = [&](int l, int k, const lmshrink::RowMatrix<float>& target,
                                  const lmshrink::GramAccumulator& stats) {
@@ -235,7 +236,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     if (job.method == "oats") {
       lmshrink::SparsePlusLowRankOptions so;
       so.rank = ranks[std::size_t(l * K + k)];
-      so.sparse_entries = lmshrink::Index(std::floor(sparse_share * double(target.size())));
+      so.sparse_entries = entries[std::size_t(l * K + k)];
       so.iterations = o.oats_iterations;
       so.low_rank = o.oats_fit;
       so.refit_values = o.oats_refit;
@@ -261,17 +262,71 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
         fit_layer(l, k, w.linear(l, k).to_dense(), calib->empty() ? none : (*calib)[std::size_t(l)][std::size_t(k)]);
   };
   if (job.method == "oats") {
-    // Data-aware S + L, one shot: every matrix keeps the same share of entries in S, and S's
-    // mask stays fixed while distillation trains U, V and S's live values.
-    ranks = ranks_for_budget(w, weight_ratio * o.lowrank_share);
-    std::int64_t low = 0;
-    for (int l = 0; l < L; ++l)
-      for (int k = 0; k < K; ++k)
-        low += ranks[std::size_t(l * K + k)] * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
-    sparse_share = weight_ratio - double(low) / weights;
-    if (!(sparse_share > 0))
-      fail<lmshrink::value_error>("lmshrink_compress", "oats at ratio ", job.ratio,
-                                  " leaves no budget for S after the low-rank part; lower --lowrank-share");
+    // Data-aware S + L, one shot; S's mask stays fixed while distillation trains U, V and S's
+    // live values. How the budget is split (--oats-allocation): the same share of U·V in every
+    // matrix; U·V alone for attention and S alone for the MLP; or per matrix, from calibration.
+    const auto budget = lmshrink::Index(std::floor(weight_ratio * weights));
+    if (o.oats_allocation == "per-matrix") {
+      std::vector<std::vector<lmshrink::StorageChoice>> table;
+      lmshrink::StorageChoiceOptions so;
+      so.fit.iterations = std::min(o.oats_iterations, 3);
+      so.fit.low_rank = o.oats_fit;
+      so.fit.refit_values = o.oats_refit;
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < K; ++k)
+          table.push_back(lmshrink::storage_choices<float>(w.linear(l, k).to_dense(),
+                                                           (*calib)[std::size_t(l)][std::size_t(k)], so));
+      const auto pick = lmshrink::allocate_storage(table, budget);
+      for (std::size_t i = 0; i < table.size(); ++i) {
+        ranks.push_back(int(table[i][pick[i]].rank));
+        entries.push_back(table[i][pick[i]].sparse_entries);
+      }
+    } else if (o.oats_allocation == "attention-lr") {
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < K; ++k) {
+          const auto& layer = w.linear(l, k);
+          const double size = double(layer.out_features()) * double(layer.in_features());
+          if (w.attention_linear(k)) {
+            const double r = weight_ratio * size / double(layer.out_features() + layer.in_features());
+            ranks.push_back(std::max(1, int(std::floor(r))));
+            entries.push_back(0);
+          } else {
+            ranks.push_back(0);
+            entries.push_back(lmshrink::Index(std::floor(weight_ratio * size)));
+          }
+        }
+    } else {
+      ranks = ranks_for_budget(w, weight_ratio * o.lowrank_share);
+      std::int64_t low = 0;
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < K; ++k)
+          low += ranks[std::size_t(l * K + k)] * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
+      sparse_share = weight_ratio - double(low) / weights;
+      if (!(sparse_share > 0))
+        fail<lmshrink::value_error>("lmshrink_compress", "oats at ratio ", job.ratio,
+                                    " leaves no budget for S after the low-rank part; lower --lowrank-share");
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < K; ++k)
+          entries.push_back(lmshrink::Index(std::floor(sparse_share * double(w.linear(l, k).out_features()) *
+                                                       double(w.linear(l, k).in_features()))));
+    }
+    // Whatever rounding left over goes to the matrices that have an S, within their size (the
+    // uniform split keeps its own rounding, as the scaling runs measured it).
+    if (o.oats_allocation != "uniform") {
+      std::int64_t spent = 0;
+      for (int i = 0; i < L * K; ++i) {
+        const auto& layer = w.linear(i / K, i % K);
+        spent += ranks[std::size_t(i)] * (layer.out_features() + layer.in_features()) + entries[std::size_t(i)];
+      }
+      for (int i = 0; i < L * K && spent < budget; ++i) {
+        const auto& layer = w.linear(i / K, i % K);
+        if (entries[std::size_t(i)] == 0) continue;
+        const auto add = std::min<std::int64_t>(layer.out_features() * layer.in_features() - entries[std::size_t(i)],
+                                                budget - spent);
+        entries[std::size_t(i)] += add;
+        spent += add;
+      }
+    }
     fit_all();
   } else if (job.method == "losparse" || job.method == "lowrank" || job.method == "losparse-elem") {
     const double rho = job.method == "lowrank" ? weight_ratio : weight_ratio * o.lowrank_share;

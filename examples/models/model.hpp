@@ -112,6 +112,8 @@ class Model {
   /// Linear layers per block, and the pruner's name of each ("layers.3.attention.wq").
   virtual int linear_kinds() const = 0;
   virtual std::string linear_name(int l, int kind) const = 0;
+  /// Whether linear layer `kind` belongs to attention (else to the MLP).
+  virtual bool attention_linear(int kind) const = 0;
   virtual Layer& linear(int l, int kind) = 0;
   const Layer& linear(int l, int kind) const { return const_cast<Model*>(this)->linear(l, kind); }
   /// Every parameter that is not a linear layer's (embeddings, norms), in a fixed order.

@@ -10,6 +10,7 @@
 #include "svd_init.hpp"
 #include "sparse_plus_low_rank.hpp"
 #include "reconstruction.hpp"
+#include "storage_allocation.hpp"
 #include "io/llama2c.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"

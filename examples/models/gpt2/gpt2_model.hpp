@@ -68,6 +68,7 @@ class Gpt2TrainableModel final : public Model {
   std::string linear_name(int l, int kind) const override {
     return "h." + std::to_string(l) + "." + gpt2_linear_kind_name(kind);
   }
+  bool attention_linear(int kind) const override { return kind <= kGproj; }
   Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
   std::vector<TensorRef> plain_params() override { return gpt2_plain_tensors(w_); }
   std::unique_ptr<Model> clone() const override { return std::make_unique<Gpt2TrainableModel>(w_); }

@@ -74,6 +74,7 @@ class LlamaModel final : public Model {
   std::string linear_name(int l, int kind) const override {
     return "layers." + std::to_string(l) + "." + linear_kind_name(kind);
   }
+  bool attention_linear(int kind) const override { return kind <= kWo; }
   Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
   std::vector<TensorRef> plain_params() override { return llama_plain_tensors(w_); }
   std::unique_ptr<Model> clone() const override { return std::make_unique<LlamaModel>(w_); }
