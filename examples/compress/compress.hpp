@@ -57,7 +57,7 @@ struct Options {
   int oats_iterations = 5;     // oats: alternations of the low-rank fit and the hard threshold
   lmshrink::LowRankFit oats_fit = lmshrink::LowRankFit::whitened;
   bool oats_refit = true;      // oats: S's values by least squares under the full Gram matrix
-  std::string oats_allocation = "uniform";  // oats: uniform, attention-lr or per-matrix
+  std::string oats_allocation = "uniform";  // oats: uniform, sparse, attention-lr or per-matrix
   bool reconstruct = false;    // lowrank, oats: fit block by block to the teacher's outputs
   double reconstruct_damping = 1e-3;  // its ridge toward the teacher's W
   double temperature = 1.0;

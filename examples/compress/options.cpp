@@ -62,7 +62,8 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
                         whitened (under the calibration Gram matrix) (default: whitened)
   --oats-refit on|off   oats: S's values by least squares under the Gram matrix (default: on)
   --oats-allocation KIND  oats: how the budget is split between U*V and S: uniform (every
-                        matrix --lowrank-share in U*V), attention-lr (U*V alone for attention,
+                        matrix --lowrank-share in U*V), sparse (S alone: data-aware
+                        unstructured pruning), attention-lr (U*V alone for attention,
                         S alone for the MLP) or per-matrix (each matrix's budget and split
                         chosen from calibration: the least summed squared output error)
                         (default: uniform)
@@ -240,7 +241,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--oats-refit") o.oats_refit = parse_choice<bool>("--oats-refit", v, {{"on", true}, {"off", false}});
     else if (a == "--oats-allocation")
       o.oats_allocation = parse_choice<std::string>("--oats-allocation", v,
-                                                    {{"uniform", "uniform"}, {"attention-lr", "attention-lr"},
+                                                    {{"uniform", "uniform"}, {"sparse", "sparse"},
+                                                     {"attention-lr", "attention-lr"},
                                                      {"per-matrix", "per-matrix"}});
     else if (a == "--reconstruct")
       o.reconstruct = parse_choice<bool>("--reconstruct", v, {{"sequential", true}, {"none", false}});

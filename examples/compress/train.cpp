@@ -264,7 +264,8 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   if (job.method == "oats") {
     // Data-aware S + L, one shot; S's mask stays fixed while distillation trains U, V and S's
     // live values. How the budget is split (--oats-allocation): the same share of U·V in every
-    // matrix; U·V alone for attention and S alone for the MLP; or per matrix, from calibration.
+    // matrix; S alone everywhere; U·V alone for attention and S alone for the MLP; or per
+    // matrix, from calibration.
     const auto budget = lmshrink::Index(std::floor(weight_ratio * weights));
     if (o.oats_allocation == "per-matrix") {
       std::vector<std::vector<lmshrink::StorageChoice>> table;
@@ -281,6 +282,14 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
         ranks.push_back(int(table[i][pick[i]].rank));
         entries.push_back(table[i][pick[i]].sparse_entries);
       }
+    } else if (o.oats_allocation == "sparse") {
+      for (int l = 0; l < L; ++l)
+        for (int k = 0; k < K; ++k) {
+          const auto& layer = w.linear(l, k);
+          ranks.push_back(0);
+          entries.push_back(lmshrink::Index(std::floor(weight_ratio * double(layer.out_features()) *
+                                                       double(layer.in_features()))));
+        }
     } else if (o.oats_allocation == "attention-lr") {
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < K; ++k) {
