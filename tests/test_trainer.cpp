@@ -16,6 +16,7 @@
 #include "../examples/common/sharded_trainer.hpp"
 #include "../examples/models/llama/synthetic_llama.hpp"
 #include "../examples/common/teacher_text.hpp"
+#include <lmshrink/sparse_plus_low_rank.hpp>
 #include <lmshrink/svd_init.hpp>
 
 #include "mixed_layer.hpp"
@@ -293,6 +294,20 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
       for (Eigen::Index i = 1; i < keep.size(); i += 4) keep[i] = 1;
     layer.set_row_mask(keep);
     layer.apply_masks();
+  }
+  // Layer 2: element masks on wq (with a low rank) and wk (S alone), the layers whose rows the
+  // checkpoint permutes to HF's RoPE layout (a regression: the permutation zeroed live entries).
+  for (int k : {examples::kWq, examples::kWk}) {
+    auto& layer = w.linear[2][std::size_t(k)];
+    const lmshrink::RowMatrix<float> dense = layer.to_dense();
+    lmshrink::SparsePlusLowRankOptions opt;
+    opt.rank = k == examples::kWq ? 4 : 0;
+    opt.sparse_entries = layer.out_features() * layer.in_features() / 3;
+    opt.iterations = 1;
+    lmshrink::GramAccumulator stats(layer.in_features());
+    stats.add<float>(lmshrink::RowMatrix<float>::Identity(layer.in_features(), layer.in_features()));
+    lmshrink::sparse_plus_low_rank_init<float>(dense, layer, opt, stats);
+    REQUIRE(layer.has_element_mask());
   }
   const std::string path = std::string(LMSHRINK_TEST_TMP) + "/trainer_checkpoint.safetensors";
   examples::save_llama_checkpoint(w, path, "test", {{"ratio", "0.5"}});

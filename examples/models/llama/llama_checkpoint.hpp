@@ -61,6 +61,9 @@ void permute_output_rows(lmshrink::LowRankSparseLinear<Scalar>& layer, Source so
     if (elements.size()) new_elements.row(r) = elements.row(f);
     if (bias.size()) layer.bias()[r] = bias[f];
   }
+  // The old element mask goes first: set_row_mask applies every mask the layer holds, and the
+  // unpermuted one would zero live entries of the permuted S.
+  layer.clear_element_mask();
   layer.set_row_mask(new_rows);
   if (elements.size()) layer.set_element_mask(new_elements);
 }
