@@ -132,6 +132,7 @@ struct Job {
   std::vector<int> keep;  // truncation: the teacher blocks kept (empty = Options::keep)
   std::string loss;       // one of kLosses; empty = "lm" for trunc-lm, else "recipe"
   std::string tag;        // names the checkpoint files when several jobs share a method
+  std::string label;      // the method as tables and files name it (empty = method)
   double lr = 0;          // peak learning rate; 0 = Options' rate for the method
   // Overrides of Shared::train and Shared::calib (same number of windows), for studies that
   // train on several streams in one run.
@@ -183,6 +184,8 @@ struct Shared {
 
 bool ratio_free(const std::string& method);
 std::string job_name(const Job& j);
+/// Job::label, else Job::method.
+inline const std::string& label(const Job& j) { return j.label.empty() ? j.method : j.label; }
 Calibration collect_calibration(examples::Model& teacher, const std::vector<int>& train,
                                 int length, int windows);
 /// Fits layer (l, k) of a student to a target weight under statistics of its inputs.

@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
         j.method = m;
         j.ratio = r;
         if (m == "trunc-kd") j.loss = o.trunc_loss;
+        if (m == "oats" && o.oats_allocation != "uniform") j.label = "oats-" + o.oats_allocation;
         jobs.push_back(j);
       }
 
@@ -323,7 +324,7 @@ int main(int argc, char** argv) {
       const double kept = double(r.linear_live) / double(r.linear_dense);
       const std::string ratio = r.job.ratio > 0 ? std::to_string(r.job.ratio).substr(0, 4) : "-";
       std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.4f,%lld,%lld,%.6f,%.6f,%s,%s,%s,%s,%s,%.6f,%d,%d,%s,%s\n",
-                    r.job.method.c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
+                    label(r.job).c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
                     static_cast<long long>(r.bytes), static_cast<long long>(r.index_bytes), r.val_score.nll, r.val_init_score.nll,
                     heldout(r.score.nll, "%.6f").c_str(), heldout(r.score.ppl, "%.6f").c_str(),
                     heldout(r.score.top1, "%.6f").c_str(), speed(r.tokens_per_s, "%.0f").c_str(),
@@ -331,19 +332,19 @@ int main(int argc, char** argv) {
                     csv_cell(r.checkpoint).c_str(), csv_cell(r.sample).c_str());
       csv << buf;
       std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %lld (%lld) | %.4f | %.4f | %s | %s | %s | %s | %s | %s |\n",
-                    r.job.method.c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
+                    label(r.job).c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
                     static_cast<long long>(r.bytes), static_cast<long long>(r.index_bytes), r.val_score.nll, r.val_init_score.nll, heldout(r.score.nll, "%.4f").c_str(),
                     heldout(r.score.ppl, "%.3f").c_str(), heldout(r.score.top1, "%.4f").c_str(),
                     speed(r.tokens_per_s, "%.0f").c_str(), speed(r.speedup, "%.2fx").c_str(),
                     md_cell(r.sample).c_str());
       md << buf;
       for (std::size_t s = 0; s < r.losses.size(); ++s)
-        training << r.job.method << ',' << ratio << ',' << s << ',' << r.losses[s] << '\n';
+        training << label(r.job) << ',' << ratio << ',' << s << ',' << r.losses[s] << '\n';
       for (const auto& [layer, fit] : r.init_errors) {
-        init << r.job.method << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
+        init << label(r.job) << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
              << ",0," << fit.low_rank_only_error << '\n';
         for (std::size_t t = 0; t < fit.relative_output_error.size(); ++t)
-          init << r.job.method << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
+          init << label(r.job) << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
                << ',' << t + 1 << ',' << fit.relative_output_error[t] << '\n';
       }
     }

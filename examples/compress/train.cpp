@@ -51,7 +51,7 @@ bool ratio_free(const std::string& method) {
 std::string job_name(const Job& j) {
   if (ratio_free(j.method)) return j.method;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s %.2g", j.method.c_str(), j.ratio);
+  std::snprintf(buf, sizeof buf, "%s %.2g", label(j).c_str(), j.ratio);
   return buf;
 }
 
@@ -59,7 +59,7 @@ std::string file_stem(const Job& j) {
   if (!j.tag.empty()) return j.tag;
   if (ratio_free(j.method)) return j.method;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s_%.2f", j.method.c_str(), j.ratio);
+  std::snprintf(buf, sizeof buf, "%s_%.2f", label(j).c_str(), j.ratio);
   return buf;
 }
 
