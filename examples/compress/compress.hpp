@@ -35,7 +35,7 @@ struct Options {
   std::string tokenizer;  // empty: the model directory's tokenizer files, else the family's bundled one
   std::string eval;  // empty: default_eval()
   std::string out = "out/compress";
-  std::vector<std::string> methods = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm"};
+  std::vector<std::string> methods = {"losparse", "lowrank", "itp", "oats", "trunc-kd"};
   std::vector<double> ratios = {0.5};
   std::vector<int> keep = {0, 2, 4};
   std::string trunc_loss = "recipe";  // trunc-kd's loss (one of kLosses)
@@ -51,18 +51,19 @@ struct Options {
   std::uint64_t val_seed = 7;
   double lr = 5e-3;
   // Per-method overrides of lr (each method at its own tuned rate, docs/recipe.md).
-  std::vector<std::pair<std::string, double>> method_lr = {{"losparse", 5e-3}, {"lowrank", 1e-2}, {"itp", 1e-2}};
+  std::vector<std::pair<std::string, double>> method_lr = {
+      {"losparse", 5e-3}, {"lowrank", 1e-2}, {"itp", 1e-2}, {"oats", 5e-3}, {"losparse-elem", 1e-2}, {"scratch", 1e-2}};
   double embed_lr_scale = 1.0;  // learning rate of the embedding and the norm gains, relative
   double lowrank_share = 0.5;  // LoSparse, losparse-elem, oats: fraction of the budget in U·V
   int oats_iterations = 5;     // oats: alternations of the low-rank fit and the hard threshold
   lmshrink::LowRankFit oats_fit = lmshrink::LowRankFit::whitened;
   bool oats_refit = true;      // oats: S's values by least squares under the full Gram matrix
-  std::string oats_allocation = "uniform";  // oats: uniform, sparse, attention-lr or per-matrix
+  std::string oats_allocation = "sparse";  // oats: uniform, sparse, attention-lr or per-matrix
   bool reconstruct = false;    // lowrank, oats: fit block by block to the teacher's outputs
   double reconstruct_damping = 1e-3;  // its ridge toward the teacher's W
   double temperature = 1.0;
   double kd_alpha = 0.5;  // distillation loss: α·KL + (1 − α)·CE on the generated tokens
-  double recovery_kd_alpha = 0.5;  // the same once the masks are final (or nothing is pruned)
+  double recovery_kd_alpha = 1.0;  // the same once the masks are final (or nothing is pruned)
   double hidden_weight = 1.0;  // layer-wise distillation weight (0 = off)
   examples::HiddenLoss hidden_loss = examples::HiddenLoss::mse;
   bool whitened = true;  // data-aware init: whitened SVD and output-energy priors

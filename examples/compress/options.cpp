@@ -22,14 +22,15 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
                         bundled stories, as tok512's reference stream when the model uses
                         tok512, else as text)
   --out DIR             output folder (default: out/compress)
-  --methods LIST        losparse,lowrank,itp,trunc-kd,trunc-lm (default: all five), and
+  --methods LIST        losparse, lowrank, itp, trunc-kd, trunc-lm,
+                        oats: data-aware S (+ L) fixed at initialisation, split by
+                        --oats-allocation (S alone by default), its values trained;
                         losparse-elem: LoSparse with S pruned entry by entry;
-                        oats: data-aware S + L (alternating SVD and hard threshold), S's
-                        entries fixed while training;
                         scratch: a dense model of the ratio's size (FFN narrowed) trained by
                         the same distillation from random weights (the floor);
                         dense: the teacher fine-tuned with the same recipe and nothing
                         removed (what fine-tuning alone costs)
+                        (default: losparse,lowrank,itp,oats,trunc-kd)
   --ratios LIST         remaining ratios of the linear weights (default: 0.5)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
   --trunc-loss NAME     trunc-kd's loss: recipe, lm, kl, kl-ce, triple, layerwise,
@@ -52,7 +53,8 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --lr X                peak AdamW learning rate; alone, it sets every method's rate
                         (default: 0.005, and --method-lr's rates)
   --method-lr LIST      per-method peak learning rates overriding --lr
-                        (default: losparse=0.005,lowrank=0.01,itp=0.01)
+                        (default: losparse=0.005,lowrank=0.01,itp=0.01,oats=0.005,
+                        losparse-elem=0.01,scratch=0.01)
   --embed-lr-scale X    learning rate of the embedding and norm gains relative to --lr;
                         0 freezes them (default: 1)
   --lowrank-share X     LoSparse, losparse-elem, oats: share of the budget in U*V, in (0, 1)
@@ -66,7 +68,7 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
                         unstructured pruning), attention-lr (U*V alone for attention,
                         S alone for the MLP) or per-matrix (each matrix's budget and split
                         chosen from calibration: the least summed squared output error)
-                        (default: uniform)
+                        (default: sparse)
   --reconstruct KIND    lowrank, oats: none (each layer fitted to the teacher's W under the
                         teacher's inputs) or sequential (block by block, each layer fitted in
                         closed form to reproduce the teacher's outputs from the inputs the
@@ -75,7 +77,7 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --kd-alpha X          distillation loss a*KL + (1-a)*CE, a in [0, 1]; below 1 the CE
                         part gives Taylor importance a signal near the teacher (default: 0.5)
   --recovery-kd-alpha X the same mix at steps where no mask can change: after --prune-end, and
-                        at every step of methods that prune nothing (default: 0.5)
+                        at every step of methods that prune nothing (default: 1, KL alone)
   --hidden-weight X     layer-wise distillation: weight of the block-output loss; 0 turns
                         it off (default: 1)
   --hidden-loss KIND    mse (normalised per block) or cosine (default: mse)

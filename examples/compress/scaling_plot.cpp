@@ -3,8 +3,9 @@
 //
 //   lmshrink_scaling_plot --out scaling.svg 327680=out/t0 1048576=out/t1 3145728=out/t2
 //
-// Each TOKENS=DIR reads DIR/results.csv. The plot has one series per method and ratio; the
-// table (stdout, markdown) has one row per series and one column per budget.
+// Each TOKENS=DIR reads DIR/results.csv (a budget may name several runs); --ratios 0.7,0.5
+// keeps those ratios' students (and the ratio-free ones). The plot has one series per method
+// and ratio; the table (stdout, markdown) has one row per series and one column per budget.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -55,20 +56,20 @@ struct Point {
 [[noreturn]] void usage(const std::string& why) {
   throw std::invalid_argument(why +
                               "\nusage: lmshrink_scaling_plot [--out FILE.svg] [--metric heldout|validation] "
-                              "TOKENS=DIR...");
+                              "[--ratios LIST] TOKENS=DIR...");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    std::string out = "scaling.svg", metric = "heldout";
+    std::string out = "scaling.svg", metric = "heldout", ratios;
     std::vector<std::pair<double, std::string>> runs;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
-      if (a == "--out" || a == "--metric") {
+      if (a == "--out" || a == "--metric" || a == "--ratios") {
         if (i + 1 >= argc) usage(a + " needs a value");
-        (a == "--out" ? out : metric) = argv[++i];
+        (a == "--out" ? out : a == "--metric" ? metric : ratios) = argv[++i];
       } else {
         const auto eq = a.find('=');
         if (eq == std::string::npos) usage("expected TOKENS=DIR, got '" + a + "'");
@@ -77,6 +78,17 @@ int main(int argc, char** argv) {
         if (end != a.c_str() + eq || !(tokens > 0)) usage("TOKENS must be a positive number, got '" + a.substr(0, eq) + "'");
         runs.push_back({tokens, a.substr(eq + 1)});
       }
+    }
+    std::vector<double> keep_ratios;
+    for (std::size_t at = 0; !ratios.empty() && at <= ratios.size();) {
+      const std::size_t comma = std::min(ratios.find(',', at), ratios.size());
+      const std::string item = ratios.substr(at, comma - at);
+      char* end = nullptr;
+      const double r = std::strtod(item.c_str(), &end);
+      if (item.empty() || end != item.c_str() + item.size() || !(r > 0 && r < 1))
+        usage("--ratios takes ratios in (0, 1), got '" + item + "'");
+      keep_ratios.push_back(r);
+      at = comma + 1;
     }
     if (metric != "heldout" && metric != "validation") usage("--metric must be heldout or validation, got '" + metric + "'");
     if (runs.empty()) usage("no runs given");
@@ -102,6 +114,10 @@ int main(int argc, char** argv) {
           throw std::runtime_error("'" + path + "': a row has " + std::to_string(row.size()) + " fields, the header " +
                                    std::to_string(header.size()));
         if (row[method] == "teacher" || row[value].empty()) continue;
+        if (!keep_ratios.empty() && row[ratio] != "-" &&
+            std::none_of(keep_ratios.begin(), keep_ratios.end(),
+                         [&](double r) { return std::abs(r - std::stod(row[ratio])) < 1e-9; }))
+          continue;
         const double nll = std::stod(row[value]);
         if (metric == "heldout" && nll == 0) continue;  // not scored (--no-heldout)
         series[row[method] + (row[ratio] == "-" ? "" : " " + row[ratio])].push_back({tokens, nll});
