@@ -14,6 +14,7 @@
 
 #include <Eigen/Core>
 #include <cmath>
+#include <lmshrink/detail/random.hpp>
 #include <lmshrink/errors.hpp>
 #include <cstdint>
 #include <lmshrink/low_rank_sparse_linear.hpp>
@@ -26,6 +27,13 @@ namespace examples {
 
 using Mat = lmshrink::RowMatrix<float>;
 using Layer = lmshrink::LowRankSparseLinear<float>;
+
+/// (rows, cols) draws of N(0, sd²) from rng, row by row: the families' from-scratch weights.
+inline Mat random_normal(lmshrink::detail::SplitMix64& rng, Eigen::Index rows, Eigen::Index cols, double sd) {
+  Mat m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal() * sd);
+  return m;
+}
 
 /// A plain parameter tensor (embedding, norm gain or bias, position table), or its gradient.
 struct TensorRef {

@@ -2,7 +2,6 @@
 // The GPT-2 family behind examples::Model (model.hpp): Hugging Face "gpt2" directories, trained
 // by Gpt2Trainer, packed as CompactGpt2, checkpointed by gpt2_checkpoint.hpp. Header-only like the
 // rest of the family; gpt2_model.cpp registers it.
-#include <lmshrink/detail/random.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/truncation.hpp>
 
@@ -99,9 +98,7 @@ class Gpt2TrainableModel final : public Model {
     // biases, unit LayerNorm gains.
     lmshrink::detail::SplitMix64 rng(seed);
     const auto normal = [&rng](Eigen::Index rows, Eigen::Index cols, double sd) {
-      lmshrink::RowMatrix<float> m(rows, cols);
-      for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal() * sd);
-      return m;
+      return random_normal(rng, rows, cols, sd);
     };
     const auto ones = [](int n) { return lmshrink::Vector<float>::Ones(n).eval(); };
     const auto zeros = [](int n) { return lmshrink::Vector<float>::Zero(n).eval(); };

@@ -2,7 +2,6 @@
 // The Llama family behind examples::Model (model.hpp): llama2.c files and Hugging Face "llama"
 // directories, trained by LlamaTrainer, packed as CompactLlama, checkpointed by
 // llama_checkpoint.hpp. Header-only like the rest of the family; llama_model.cpp registers it.
-#include <lmshrink/detail/random.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/io/llama2c.hpp>
 #include <lmshrink/truncation.hpp>
@@ -100,9 +99,7 @@ class LlamaModel final : public Model {
     // llama2.c's training init: N(0, 0.02), the residual outputs (wo, w2) scaled by 1/√(2L).
     lmshrink::detail::SplitMix64 rng(seed);
     const auto normal = [&rng](Eigen::Index rows, Eigen::Index cols, double sd) {
-      lmshrink::RowMatrix<float> m(rows, cols);
-      for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal() * sd);
-      return m;
+      return random_normal(rng, rows, cols, sd);
     };
     const double sd = 0.02, sd_out = sd / std::sqrt(2.0 * c.n_layers);
     lmshrink::Llama2cModel m;
