@@ -5,7 +5,7 @@
 #include <benchmark/benchmark.h>
 #include <lmshrink/svd_init.hpp>
 
-#include "../tests/test_helpers.hpp"  // the same seeded test matrices as the tests
+#include "../tests/decaying_spectrum.hpp"  // the same seeded test matrix as the tests
 #include "bench_context.hpp"
 
 using lmshrink::Index;

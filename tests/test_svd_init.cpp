@@ -6,6 +6,7 @@
 #include <lmshrink/calibration.hpp>
 #include <lmshrink/svd_init.hpp>
 
+#include "decaying_spectrum.hpp"
 #include "test_helpers.hpp"
 
 using lmshrink::Index;
@@ -15,26 +16,13 @@ using test::Matrix;
 using Catch::Matchers::Contains;
 using lmshrink::GramAccumulator;
 using lmshrink::Whitening;
+using test::decaying_spectrum;
 
 namespace {
 
 // ‖X·mᵀ‖_F² computed directly, in double.
 double direct_output_energy(const Eigen::MatrixXd& x, const Eigen::MatrixXd& m) {
   return (x * m.transpose()).squaredNorm();
-}
-
-// A (rows, cols) matrix with singular values decay^k, random orthogonal factors.
-Eigen::MatrixXd decaying_spectrum(Index rows, Index cols, double decay, std::uint64_t seed) {
-  const Index k = std::min(rows, cols);
-  const Eigen::MatrixXd a = test::random_matrix<double>(rows, k, seed);
-  const Eigen::MatrixXd b = test::random_matrix<double>(cols, k, seed + 1);
-  const Eigen::MatrixXd qa = Eigen::HouseholderQR<Eigen::MatrixXd>(a).householderQ() *
-                             Eigen::MatrixXd::Identity(rows, k);
-  const Eigen::MatrixXd qb = Eigen::HouseholderQR<Eigen::MatrixXd>(b).householderQ() *
-                             Eigen::MatrixXd::Identity(cols, k);
-  Eigen::VectorXd s(k);
-  for (Index i = 0; i < k; ++i) s[i] = std::pow(decay, static_cast<double>(i));
-  return qa * s.asDiagonal() * qb.transpose();
 }
 
 }  // namespace
