@@ -21,6 +21,7 @@
 //   lmshrink::write_hf_llama(llama_model, "out", lmshrink::Dtype::bf16);
 
 #include <Eigen/Core>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "../config.hpp"
+#include "../detail/atomic_directory.hpp"
 #include "../detail/atomic_file.hpp"
 #include "../detail/json.hpp"
 #include "../detail/read_file.hpp"
@@ -492,54 +494,116 @@ inline bool ends_with(const std::string& s, const std::string& tail) {
 
 }  // namespace detail
 
-/// Writes config.json and the tensors into `dir` (created if needed): one model.safetensors, or
-/// shards of at most `max_shard_bytes` of tensor data with model.safetensors.index.json when
-/// `max_shard_bytes` > 0 and the tensors need more than one. Each file is written atomically.
+namespace detail {
+
+/// Whether an entry of an old checkpoint directory stays when a new model is saved into it:
+/// everything but the model's own files (config, weights, index, shards of any earlier save, and
+/// the temporaries of a killed writer).
+inline bool kept_beside_model(const std::string& name, const std::set<std::string>& old_shards) {
+  if (name == "config.json" || name == "model.safetensors" || name == "model.safetensors.index.json")
+    return false;
+  if (old_shards.count(name) || name.find(".tmp.") != std::string::npos) return false;
+  // model-00001-of-00003.safetensors
+  const std::string head = "model-", tail = ".safetensors";
+  if (name.size() == head.size() + 14 + tail.size() && name.compare(0, head.size(), head) == 0 &&
+      ends_with(name, tail) && name.compare(head.size() + 5, 4, "-of-") == 0) {
+    for (std::size_t i : {0, 1, 2, 3, 4, 9, 10, 11, 12, 13})
+      if (!std::isdigit(static_cast<unsigned char>(name[head.size() + i]))) return true;
+    return false;
+  }
+  return true;
+}
+
+/// The shard file names an index maps tensors to; empty when there is none or it is unreadable.
+inline std::set<std::string> shards_named_by_index(const std::string& dir) {
+  std::set<std::string> files;
+  try {
+    const std::string path = (std::filesystem::path(dir) / "model.safetensors.index.json").string();
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return files;
+    const std::vector<char> bytes = read_file_bytes("write_hf", path, 2, "a JSON object",
+                                                    std::int64_t(64) << 20, "more than an index may have");
+    const JsonValue index = parse_json("write_hf", path, std::string_view(bytes.data(), bytes.size()), {8, 1 << 22});
+    const JsonValue* map = index.kind == JsonValue::Kind::object ? index.find("weight_map") : nullptr;
+    if (map != nullptr && map->kind == JsonValue::Kind::object)
+      for (const auto& [name, file] : map->members)
+        if (file.kind == JsonValue::Kind::string) files.insert(file.text);
+  } catch (const error&) {
+  }
+  return files;
+}
+
+}  // namespace detail
+
+/// Writes config.json and the tensors as directory `dir`: one model.safetensors, or shards of at
+/// most `max_shard_bytes` of tensor data with model.safetensors.index.json when `max_shard_bytes`
+/// > 0 and the tensors need more than one. The directory is replaced as a whole
+/// (detail/atomic_directory.hpp): a reader sees the old model or the new one, never a mix, even
+/// when the writer is killed. Afterwards it holds exactly the new model's files, plus whatever
+/// else the old directory held beside its model (tokenizer files, a README).
 inline void write_hf_directory(const HfConfig& config, const SafeTensors& st, const std::string& dir,
                                std::int64_t max_shard_bytes = 0) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) detail::fail<io_error>("write_hf", "cannot create the directory '", dir, "' (", ec.message(), ")");
+  const std::string json = hf_config_json(config);  // refuses a bad config before anything is written
   std::int64_t total = 0;
   for (const auto& [name, t] : st.tensors) total += std::int64_t(t.bytes.size());
-  if (max_shard_bytes <= 0 || total <= max_shard_bytes) {
-    write_safetensors(st, (fs::path(dir) / "model.safetensors").string());
-  } else {
-    std::vector<SafeTensors> shards(1);
-    std::int64_t in_shard = 0;
-    for (const auto& [name, t] : st.tensors) {
-      if (in_shard > 0 && in_shard + std::int64_t(t.bytes.size()) > max_shard_bytes) {
-        shards.emplace_back();
-        in_shard = 0;
+  const auto fill = [&](const std::string& out) {
+    if (max_shard_bytes <= 0 || total <= max_shard_bytes) {
+      write_safetensors(st, (fs::path(out) / "model.safetensors").string());
+    } else {
+      std::vector<SafeTensors> shards(1);
+      std::int64_t in_shard = 0;
+      for (const auto& [name, t] : st.tensors) {
+        if (in_shard > 0 && in_shard + std::int64_t(t.bytes.size()) > max_shard_bytes) {
+          shards.emplace_back();
+          in_shard = 0;
+        }
+        shards.back().tensors[name] = t;
+        in_shard += std::int64_t(t.bytes.size());
       }
-      shards.back().tensors[name] = t;
-      in_shard += std::int64_t(t.bytes.size());
-    }
-    std::string index = "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) + "},\n  \"weight_map\": {";
-    const auto file_name = [&](std::size_t i) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-      return std::string(buf);
-    };
-    bool first = true;
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-      shards[i].metadata = st.metadata;
-      write_safetensors(shards[i], (fs::path(dir) / file_name(i)).string());
-      for (const auto& [name, t] : shards[i].tensors) {
-        index += first ? "\n    " : ",\n    ";
-        first = false;
-        detail::json_escape(index, name);
-        index += ": \"" + file_name(i) + "\"";
+      std::string index = "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) + "},\n  \"weight_map\": {";
+      const auto file_name = [&](std::size_t i) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+        return std::string(buf);
+      };
+      bool first = true;
+      for (std::size_t i = 0; i < shards.size(); ++i) {
+        shards[i].metadata = st.metadata;
+        write_safetensors(shards[i], (fs::path(out) / file_name(i)).string());
+        for (const auto& [name, t] : shards[i].tensors) {
+          index += first ? "\n    " : ",\n    ";
+          first = false;
+          detail::json_escape(index, name);
+          index += ": \"" + file_name(i) + "\"";
+        }
       }
+      index += "\n  }\n}\n";
+      detail::write_file_atomically("write_hf", (fs::path(out) / "model.safetensors.index.json").string(),
+                                    [&](std::FILE* f) { return std::fwrite(index.data(), 1, index.size(), f) == index.size(); });
     }
-    index += "\n  }\n}\n";
-    detail::write_file_atomically("write_hf", (fs::path(dir) / "model.safetensors.index.json").string(),
-                                  [&](std::FILE* f) { return std::fwrite(index.data(), 1, index.size(), f) == index.size(); });
-  }
-  const std::string json = hf_config_json(config);
-  detail::write_file_atomically("write_hf", (fs::path(dir) / "config.json").string(),
-                                [&](std::FILE* f) { return std::fwrite(json.data(), 1, json.size(), f) == json.size(); });
+    detail::write_file_atomically("write_hf", (fs::path(out) / "config.json").string(),
+                                  [&](std::FILE* f) { return std::fwrite(json.data(), 1, json.size(), f) == json.size(); });
+  };
+  const std::set<std::string> old_shards = detail::shards_named_by_index(dir);
+  detail::replace_directory_atomically(
+      "write_hf", dir, [&](const std::string& name) { return detail::kept_beside_model(name, old_shards); }, fill);
+}
+
+/// A checkpoint directory's config and tensors, read from one version of the directory even when
+/// a save replaces it meanwhile (detail/atomic_directory.hpp).
+struct HfCheckpoint {
+  HfConfig config;
+  SafeTensors tensors;
+};
+
+inline HfCheckpoint read_hf_directory(const std::string& dir) {
+  return detail::read_directory_consistently("read_hf", dir, [](const std::string& path) {
+    HfCheckpoint c;
+    c.config = read_hf_config((std::filesystem::path(path) / "config.json").string());
+    c.tensors = read_hf_tensors(path);
+    return c;
+  });
 }
 
 // ---- Llama --------------------------------------------------------------------------------
@@ -615,9 +679,9 @@ inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, con
 
 /// Reads a Llama checkpoint directory (config.json + model.safetensors or shards).
 inline Llama2cModel read_hf_llama(const std::string& dir) {
-  const HfConfig config = read_hf_config((std::filesystem::path(dir) / "config.json").string());
-  llama_config_of(config, dir);  // the family, before reading the weights
-  return llama_from_hf(config, read_hf_tensors(dir), dir);
+  llama_config_of(read_hf_config((std::filesystem::path(dir) / "config.json").string()), dir);  // the family first
+  const HfCheckpoint c = read_hf_directory(dir);
+  return llama_from_hf(c.config, c.tensors, dir);
 }
 
 /// The tensors of `m` in Hugging Face layout, as `dtype`.
@@ -715,9 +779,9 @@ inline Gpt2Model gpt2_from_hf(const HfConfig& hf, const SafeTensors& st, const s
 }
 
 inline Gpt2Model read_hf_gpt2(const std::string& dir) {
-  const HfConfig config = read_hf_config((std::filesystem::path(dir) / "config.json").string());
-  gpt2_config_of(config, dir);
-  return gpt2_from_hf(config, read_hf_tensors(dir), dir);
+  gpt2_config_of(read_hf_config((std::filesystem::path(dir) / "config.json").string()), dir);  // the family first
+  const HfCheckpoint c = read_hf_directory(dir);
+  return gpt2_from_hf(c.config, c.tensors, dir);
 }
 
 /// The tensors of `m` as GPT2LMHeadModel saves them ("transformer." names, Conv1D (in, out)).
