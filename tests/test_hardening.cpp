@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/io/llama2c.hpp>
 #include <lmshrink/io/safetensors.hpp>
 #include <lmshrink/io/tokenizer.hpp>
@@ -267,4 +268,64 @@ TEST_CASE("the tokenizer's vocabulary is bounded by the largest a header can nam
   std::memcpy(bytes.data(), &max_len, 4);
   REQUIRE_THROWS_WITH(lmshrink::parse_tokenizer(bytes.data(), bytes.size(), "many"),
                       Contains("holds more than 1048576 tokens"));
+}
+
+// ---- Round two ---------------------------------------------------------------------------------
+
+namespace {
+
+std::string regression(const std::string& target, const std::string& name) {
+  return std::string(LMSHRINK_REGRESSIONS_DIR) + "/" + target + "/" + name;
+}
+
+}  // namespace
+
+TEST_CASE("3. an F64 value beyond FLT_MAX is refused when read as float, naming the tensor",
+          "[hardening][safetensors]") {
+  // Before: the finite check ran on the double, and the float became inf.
+  const auto st = lmshrink::read_safetensors(regression("safetensors", "f64_1e300_read_as_float.safetensors"));
+  REQUIRE_THROWS_WITH(st.matrix<float>("w", 2, 2),
+                      Contains("[lmshrink.numeric] SafeTensors::matrix: tensor 'w' entry 2 is 1e+300 (F64), "
+                               "beyond the largest float"));
+  CHECK(st.matrix<double>("w", 2, 2)(1, 0) == 1e300);  // as double it is fine
+  const auto layer = lmshrink::read_safetensors(regression("safetensors", "layer_f64_U_1e300.safetensors"));
+  REQUIRE_THROWS_WITH(lmshrink::get_compressed_layer<float>(layer, "l"), Contains("tensor 'l.U' entry 0 is 1e+300"));
+  CHECK(lmshrink::get_compressed_layer<double>(layer, "l").U()(0, 0) == 1e300);
+
+  // A Hugging Face Llama whose final norm gain is one F64 1e300.
+  const lmshrink::Llama2cModel m = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  auto tensors = lmshrink::llama_to_hf(m);
+  std::vector<double> gain(std::size_t(m.config.dim), 1.0);
+  gain[3] = 1e300;
+  tensors.tensors.erase("model.norm.weight");
+  tensors.put("model.norm.weight", lmshrink::Dtype::f64, {m.config.dim}, gain.data());
+  const std::string dir = temp_path("f64_gain");
+  lmshrink::write_hf_directory(lmshrink::hf_config_of(m.config), tensors, dir);
+  REQUIRE_THROWS_WITH(lmshrink::read_hf_llama(dir), Contains("tensor 'model.norm.weight' entry 3 is 1e+300 (F64)"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("4. the F16 and BF16 writers refuse what would become infinity, naming the tensor and "
+          "the value",
+          "[hardening][safetensors]") {
+  lmshrink::SafeTensors st;
+  lmshrink::RowMatrix<float> w(1, 3);
+  w << 1.0f, -65504.0f, 2.0f;  // the largest finite half
+  lmshrink::detail::put_matrix_as(st, "ok", w, lmshrink::Dtype::f16);
+  CHECK(st.matrix<float>("ok", 1, 3)(0, 1) == -65504.0f);
+  w(0, 1) = -65520.0f;  // rounds to -inf in F16 (before: written, and refused by the reader)
+  REQUIRE_THROWS_WITH(lmshrink::detail::put_matrix_as(st, "w", w, lmshrink::Dtype::f16),
+                      Contains("[lmshrink.numeric] write_hf: tensor 'w' holds 65520, which F16 cannot represent"));
+  lmshrink::detail::put_matrix_as(st, "as_bf16", w, lmshrink::Dtype::bf16);  // fine in BF16
+  CHECK(st.matrix<float>("as_bf16", 1, 3)(0, 1) == -65536.0f);
+  w(0, 1) = 3.39e38f;  // below 2^128 - 2^119: rounds to the largest finite BF16
+  lmshrink::detail::put_matrix_as(st, "big", w, lmshrink::Dtype::bf16);
+  CHECK(std::isfinite(st.matrix<float>("big", 1, 3)(0, 1)));
+  w(0, 1) = 3.3962e38f;
+  REQUIRE_THROWS_WITH(lmshrink::detail::put_matrix_as(st, "w", w, lmshrink::Dtype::bf16),
+                      Contains("tensor 'w' holds 3.3962") && Contains("which BF16 cannot represent"));
+  w(0, 1) = std::numeric_limits<float>::quiet_NaN();
+  REQUIRE_THROWS_WITH(lmshrink::detail::put_matrix_as(st, "w", w, lmshrink::Dtype::f32),
+                      Contains("tensor 'w' has a non-finite value at entry 1"));
+  CHECK_FALSE(st.contains("w"));
 }

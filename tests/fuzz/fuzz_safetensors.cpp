@@ -17,7 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   for (const auto& [name, t] : st.tensors) {
     try {
-      if (t.shape.size() == 2) (void)st.matrix<float>(name, t.shape[0], t.shape[1]);
+      // What is returned as float is finite: narrowing is checked, not only the stored value.
+      if (t.shape.size() == 2) FUZZ_CHECK(st.matrix<float>(name, t.shape[0], t.shape[1]).allFinite());
       if (t.shape.size() == 1) {
         (void)st.vector<double>(name, t.shape[0]);
         (void)st.int32s(name, t.shape[0]);
@@ -35,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string prefix = key.substr(0, key.size() - suffix.size());
     try {
       const auto layer = lmshrink::get_compressed_layer<float>(st, prefix, limits);
+      FUZZ_CHECK(layer.U().allFinite() && layer.V().allFinite() && layer.S().allFinite());
       lmshrink::put_compressed_layer(again, prefix, layer, "fuzz");
       (void)lmshrink::get_compressed_layer<float>(again, prefix, limits);
     } catch (const lmshrink::error&) {

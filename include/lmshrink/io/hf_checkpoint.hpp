@@ -21,6 +21,7 @@
 //   lmshrink::write_hf_llama(llama_model, "out", lmshrink::Dtype::bf16);
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdint>
@@ -422,12 +423,27 @@ inline std::uint16_t float_to_half(float f) {
 /// Puts a float matrix or vector as `dtype` (F32, F16 or BF16) with the given shape.
 inline void put_as(SafeTensors& st, const std::string& name, const float* data, std::int64_t n,
                    std::vector<std::int64_t> shape, Dtype dtype) {
+  if (dtype != Dtype::f32 && dtype != Dtype::f16 && dtype != Dtype::bf16)
+    fail<value_error>("write_hf", "dtype ", dtype_name(dtype), "; F32, F16 or BF16 was expected");
+  // The readers refuse non-finite values, so the writer refuses to make them: neither a value
+  // that is already inf or NaN, nor a finite one that narrowing would round to infinity.
+  float largest = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(data[i]))
+      fail<numeric_error>("write_hf", "tensor '", name, "' has a non-finite value at entry ", i);
+    largest = std::max(largest, std::abs(data[i]));
+  }
   if (dtype == Dtype::f32) {
     st.put(name, Dtype::f32, std::move(shape), data);
     return;
   }
-  if (dtype != Dtype::f16 && dtype != Dtype::bf16)
-    fail<value_error>("write_hf", "dtype ", dtype_name(dtype), "; F32, F16 or BF16 was expected");
+  // F16 rounds |x| >= 65520 to infinity; BF16 rounds |x| >= 2^128 - 2^119 (about 3.39e38).
+  const float limit = dtype == Dtype::f16 ? 65520.0f : float(std::ldexp(1.0, 128) - std::ldexp(1.0, 119));
+  if (largest >= limit)
+    fail<numeric_error>("write_hf", "tensor '", name, "' holds ", largest, ", which ", dtype_name(dtype),
+                        " cannot represent (it would be infinity; the largest finite ",
+                        dtype_name(dtype), " is ", dtype == Dtype::f16 ? "65504" : "3.3895e38",
+                        "); write it as F32", dtype == Dtype::f16 ? " or BF16" : "");
   std::vector<std::uint16_t> h(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i)
     h[std::size_t(i)] = dtype == Dtype::f16 ? float_to_half(data[i]) : float_to_bf16(data[i]);

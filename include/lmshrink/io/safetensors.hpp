@@ -371,6 +371,11 @@ class SafeTensors {
       if (!std::isfinite(v))
         detail::fail<numeric_error>(where, "tensor '", name, "' has a non-finite value at entry ", i);
       out[i] = Scalar(v);
+      if (!std::isfinite(out[i]))  // checked after narrowing: an F64 1e300 is finite, its float is not
+        detail::fail<numeric_error>(where, "tensor '", name, "' entry ", i, " is ", v, " (",
+                                    dtype_name(t.dtype), "), beyond the largest ",
+                                    std::is_same<Scalar, float>::value ? "float" : "value", " (",
+                                    double(std::numeric_limits<Scalar>::max()), ") it is read as");
     }
   }
 };
