@@ -329,3 +329,35 @@ TEST_CASE("4. the F16 and BF16 writers refuse what would become infinity, naming
                       Contains("tensor 'w' has a non-finite value at entry 1"));
   CHECK_FALSE(st.contains("w"));
 }
+
+TEST_CASE("5. what a file may make the readers allocate is bounded by its own size, masks included",
+          "[hardening][safetensors]") {
+  // 248 bytes describing an empty 16384 x 16384 layer: before, 1-2.5 GiB and seconds.
+  const auto empty = lmshrink::read_safetensors(regression("safetensors", "empty_layer_16384_squared.safetensors"));
+  REQUIRE(empty.stored_bytes() < 300);
+  REQUIRE_THROWS_WITH(lmshrink::get_compressed_layer<float>(empty, "l"),
+                      Contains("layer 'l' needs 1073758208 bytes of dense buffers the file does not store") &&
+                          Contains("may make the readers allocate at most") && Contains("ReadLimits"));
+  // One kept row with its element mask: the dense mask counts too.
+  const auto masked = lmshrink::read_safetensors(regression("safetensors", "masked_layer_16384_squared.safetensors"));
+  REQUIRE_THROWS_WITH(lmshrink::get_compressed_layer<float>(masked, "l"), Contains("layer 'l' needs 1610629120 bytes"));
+  // 64 empty 2048 x 2048 layers in 15 kB: each alone fits the fixed part, together they do not.
+  const auto many = lmshrink::read_safetensors(regression("safetensors", "many_empty_layers_2048_squared.safetensors"));
+  int built = 0;
+  try {
+    for (int i = 0; i < 64; ++i) {
+      (void)lmshrink::get_compressed_layer<float>(many, "l" + std::to_string(i));
+      ++built;
+    }
+  } catch (const lmshrink::format_error& e) {
+    CHECK_THAT(e.what(), Contains("with the layers read before it"));
+  }
+  CHECK(built == 4);  // 4 x 16 MiB fit in 64 MiB + 256 x 15 kB = 67.9 MiB; the fifth does not
+  // Reading the same layer again is not charged twice.
+  for (int i = 0; i < 3; ++i) CHECK_NOTHROW(lmshrink::get_compressed_layer<float>(many, "l0"));
+  // The limits are the caller's to raise.
+  lmshrink::ReadLimits generous;
+  generous.derived_fixed_bytes = std::int64_t(2) << 30;
+  const auto again = lmshrink::read_safetensors(regression("safetensors", "many_empty_layers_2048_squared.safetensors"));
+  for (int i = 0; i < 64; ++i) CHECK_NOTHROW(lmshrink::get_compressed_layer<float>(again, "l" + std::to_string(i), generous));
+}

@@ -66,11 +66,16 @@ inline std::size_t dtype_size(Dtype d) {
 }
 
 /// Bounds on what a file may make lmshrink allocate. Sizes of tensors are justified by the file's
-/// own bytes; a compressed layer's dense S (out × in) is not (a rank-0 layer with no kept rows is
-/// a few bytes on disk), so it is bounded here. Raise the bound for layers larger than any
-/// current model's (2^28 entries: 1 GiB of floats, e.g. 8192 × 32768).
+/// own bytes. What a file describes without storing is not: a compressed layer's dense S
+/// (out × in) and its element mask (a rank-0 layer with no kept rows is a few bytes on disk). The
+/// rule: everything the readers build from one SafeTensors beyond its stored tensors (the dense S
+/// and masks of every layer read from it, counted once per layer) is at most
+/// `derived_fixed_bytes + derived_bytes_per_stored_byte × stored_bytes()`, and no layer has more
+/// than `max_layer_elements` entries. Raise them for a file whose layers are mostly pruned away.
 struct ReadLimits {
   std::int64_t max_layer_elements = std::int64_t(1) << 28;
+  std::int64_t derived_fixed_bytes = std::int64_t(64) << 20;  // 64 MiB
+  std::int64_t derived_bytes_per_stored_byte = 256;
 };
 
 /// The largest dimension a stored tensor may have (2^40), checked on each dimension alone.
@@ -267,6 +272,37 @@ class SafeTensors {
     }
   }
 
+  /// The bytes the file stores: every tensor's data and the metadata's text.
+  std::int64_t stored_bytes() const {
+    std::int64_t n = 0;
+    for (const auto& [name, t] : tensors) n += std::int64_t(t.bytes.size() + name.size());
+    for (const auto& [k, v] : metadata) n += std::int64_t(k.size() + v.size());
+    return n;
+  }
+
+  /// Charges `bytes` that a reader is about to allocate for `what` (once per name, the largest
+  /// charge kept) against `limits`' budget for this file; format_error, before anything is
+  /// allocated, when the total would exceed it.
+  void charge_derived_bytes(const char* where, const std::string& what, std::int64_t bytes,
+                            const ReadLimits& limits) const {
+    std::int64_t total = bytes;
+    for (const auto& [name, b] : derived_bytes_)
+      if (name != what) total += b;
+    const std::int64_t stored = stored_bytes();
+    const std::int64_t per = limits.derived_bytes_per_stored_byte;
+    const std::int64_t budget =
+        limits.derived_fixed_bytes + (per > 0 && stored > (std::int64_t(1) << 62) / per ? std::int64_t(1) << 62 : per * stored);
+    if (total > budget)
+      detail::fail<format_error>(where, what, " needs ", bytes, " bytes of dense buffers the file does "
+                                 "not store (", total, " with the layers read before it), but a file of ",
+                                 stored, " bytes may make the readers allocate at most ", budget,
+                                 " (ReadLimits: ", limits.derived_fixed_bytes, " + ",
+                                 limits.derived_bytes_per_stored_byte, " per stored byte; raise them for "
+                                 "a file whose layers are mostly pruned away)");
+    auto& kept = derived_bytes_[what];
+    kept = std::max(kept, bytes);
+  }
+
   void put_int32(const std::string& name, const std::vector<std::int32_t>& v) {
     put(name, Dtype::i32, {std::int64_t(v.size())}, v.data());
   }
@@ -378,6 +414,9 @@ class SafeTensors {
                                     double(std::numeric_limits<Scalar>::max()), ") it is read as");
     }
   }
+
+ private:
+  mutable std::map<std::string, std::int64_t> derived_bytes_;  // charge_derived_bytes, by name
 };
 
 /// Parses a safetensors file held in memory (`source` names it in messages); every check is made
@@ -551,6 +590,10 @@ LowRankSparseLinear<Scalar> get_compressed_layer(const SafeTensors& st, const st
                                " entries of S) but at most ", limits.max_layer_elements,
                                " are allowed (ReadLimits::max_layer_elements; raise it for a "
                                "layer this large)");
+  // The dense S and, when stored, the element mask (built twice: here and in the layer).
+  const bool has_mask = st.contains(prefix + ".S_mask");
+  st.charge_derived_bytes(where, "layer '" + prefix + "'",
+                          out * in * (std::int64_t(sizeof(Scalar)) + (has_mask ? 2 : 0)) + out, limits);
   // The stored tensors first: their sizes are justified by the file's bytes.
   RowMatrix<Scalar> U, V;
   if (r > 0) {
