@@ -133,3 +133,23 @@ TEST_CASE("stories260K converted to Hugging Face layout gives the same logits an
   REQUIRE(std::abs(sc.nll_sum / 512.0 - 1.239298) < 0.02);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("the decoders' RoPE table covers the positions used, not the model's whole context",
+          "[decoder]") {
+  examples::RopeTable rope(1 << 26, 8, 10000.0);  // a 2^26-position context: 2 GiB if sized to it
+  CHECK(rope.covered() == 0);
+  rope.cover(10);
+  CHECK(rope.covered() == 10);
+  rope.cover(11);  // grows by doubling
+  CHECK(rope.covered() == 20);
+  rope.cover(5);
+  CHECK(rope.covered() == 20);
+  // Angles as run.c computes them, whatever the order of growth.
+  examples::RopeTable whole(64, 8, 10000.0);
+  whole.cover(64);
+  float a[8] = {1, 0, 1, 0, 1, 0, 1, 0}, b[8] = {1, 0, 1, 0, 1, 0, 1, 0};
+  rope.apply(a, 8, 17);
+  whole.apply(b, 8, 17);
+  for (int i = 0; i < 8; ++i) CHECK(a[i] == b[i]);
+  CHECK(a[0] == std::cos(17.0f));
+}

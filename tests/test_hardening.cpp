@@ -1,6 +1,7 @@
 // Regression tests from hostile files and states (SPEC §17): each of these once crashed,
 // allocated without bound, overflowed or was reported badly.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -360,4 +361,50 @@ TEST_CASE("5. what a file may make the readers allocate is bounded by its own si
   generous.derived_fixed_bytes = std::int64_t(2) << 30;
   const auto again = lmshrink::read_safetensors(regression("safetensors", "many_empty_layers_2048_squared.safetensors"));
   for (int i = 0; i < 64; ++i) CHECK_NOTHROW(lmshrink::get_compressed_layer<float>(again, "l" + std::to_string(i), generous));
+}
+
+TEST_CASE("6. a long max_position_embeddings costs nothing when a Hugging Face Llama is read",
+          "[hardening][hf]") {
+  // A 2 MiB checkpoint (one block, dim 512, one head, F16) with a context of 2^20 positions:
+  // before, the reader computed 2 x 2^28 legacy RoPE entries (2 GiB). Now the tables stay empty
+  // and write_llama2c computes them.
+  lmshrink::Llama2cModel wide;
+  auto& c = wide.config;
+  c.dim = 512;
+  c.hidden_dim = 4;
+  c.n_layers = 1;
+  c.n_heads = c.n_kv_heads = 1;
+  c.vocab_size = 4;
+  c.seq_len = 1 << 20;
+  const auto square = [&] { return lmshrink::RowMatrix<float>::Constant(512, 512, 0.01f); };
+  wide.token_embedding = lmshrink::RowMatrix<float>::Constant(4, 512, 0.5f);
+  wide.rms_att = wide.rms_ffn = {lmshrink::Vector<float>::Ones(512)};
+  wide.wq = {square()};
+  wide.wk = {square()};
+  wide.wv = {square()};
+  wide.wo = {square()};
+  wide.w1 = wide.w3 = {lmshrink::RowMatrix<float>::Constant(4, 512, 0.1f)};
+  wide.w2 = {lmshrink::RowMatrix<float>::Constant(512, 4, 0.1f)};
+  wide.rms_final = lmshrink::Vector<float>::Ones(512);
+  const std::string dir = temp_path("long_context");
+  lmshrink::write_hf_llama(wide, dir, lmshrink::Dtype::f16);
+  CHECK(std::filesystem::file_size(dir + "/model.safetensors") < (std::uintmax_t(2) << 20) + 65536);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto back = lmshrink::read_hf_llama(dir);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(back.config.seq_len == 1 << 20);
+  CHECK(back.freq_cis_real.size() == 0);
+  CHECK(back.freq_cis_imag.size() == 0);
+  CHECK(seconds < 5);  // before: 2 GiB and many seconds
+  const lmshrink::Llama2cModel m = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const lmshrink::RowMatrix<float> file_real = m.freq_cis_real;
+  // At the real context, the tables write_llama2c computes match the file's to float rounding.
+  lmshrink::write_hf_llama(m, dir);
+  const std::string bin = temp_path("long_context.bin");
+  lmshrink::write_llama2c(lmshrink::read_hf_llama(dir), bin);
+  const auto again = lmshrink::read_llama2c(bin);
+  CHECK(again.freq_cis_real.rows() == m.config.seq_len);
+  CHECK((again.freq_cis_real - file_real).cwiseAbs().maxCoeff() < 3e-6f);
+  std::filesystem::remove_all(dir);
+  std::remove(bin.c_str());
 }

@@ -14,6 +14,8 @@
 //   const RowMat& all = seq.forward(tokens, n);       // (n, vocab) logits
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <lmshrink/io/llama2c.hpp>
 
@@ -71,22 +73,32 @@ class DenseView {
   const lmshrink::Llama2cModel* m_;
 };
 
-/// RoPE angles of every (position, pair) as run.c computes them (float pow, cos and sin), once.
+/// RoPE angles of every (position, pair) as run.c computes them (float pow, cos and sin), for the
+/// positions used so far: a model's context can be far longer than what is scored or generated,
+/// so the table grows (doubling, at most to `max_positions`) instead of being sized to it.
 class RopeTable {
  public:
-  RopeTable(int seq_len, int head_size, double theta) : half_(head_size / 2) {
-    cos_.resize(std::size_t(seq_len) * half_);
+  RopeTable(int max_positions, int head_size, double theta)
+      : half_(head_size / 2), head_size_(head_size), max_positions_(max_positions), theta_(theta) {}
+  /// Makes positions [0, positions) available; allocates only when they grow.
+  void cover(int positions) {
+    if (positions <= covered_) return;
+    const int target = std::min(max_positions_, std::max(positions, 2 * covered_));
+    cos_.resize(std::size_t(target) * half_);
     sin_.resize(cos_.size());
-    for (int pos = 0; pos < seq_len; ++pos)
+    for (int pos = covered_; pos < target; ++pos)
       for (int j = 0; j < half_; ++j) {
-        const float freq = 1.0f / std::pow(float(theta), float(2 * j) / float(head_size));
+        const float freq = 1.0f / std::pow(float(theta_), float(2 * j) / float(head_size_));
         const float angle = float(pos) * freq;
         cos_[std::size_t(pos) * half_ + j] = std::cos(angle);
         sin_[std::size_t(pos) * half_ + j] = std::sin(angle);
       }
+    covered_ = target;
   }
+  int covered() const { return covered_; }
   /// Rotates the pairs (2j, 2j+1) of each head of v (width floats) to position pos.
   void apply(float* v, int width, int pos) const {
+    assert(pos < covered_);
     const float* c = cos_.data() + std::size_t(pos) * half_;
     const float* s = sin_.data() + std::size_t(pos) * half_;
     for (int h = 0; h < width; h += 2 * half_)
@@ -98,7 +110,9 @@ class RopeTable {
   }
 
  private:
-  int half_;
+  int half_, head_size_, max_positions_;
+  double theta_;
+  int covered_ = 0;
   std::vector<float> cos_, sin_;
 };
 
@@ -138,6 +152,7 @@ class KvDecoder {
       lmshrink::detail::fail<lmshrink::value_error>("KvDecoder::forward", "position ", pos,
                                                     " is outside [0, ", c_.seq_len, ")");
     const int dim = c_.dim, L = c_.n_layers, T = c_.seq_len;
+    rope_.cover(pos + 1);
     x_ = m_.embedding().row(token).transpose();
     for (int l = 0; l < L; ++l) {
       rmsnorm(xb_, x_, m_.rms_att(l), float(c_.norm_eps));
@@ -215,6 +230,7 @@ class SequenceDecoder {
       lmshrink::detail::fail<lmshrink::value_error>(where, "sequence length ", n,
                                                     " is outside [1, ", c_.seq_len, "]");
     const int dim = c_.dim, group = c_.n_heads / c_.n_kv_heads;
+    rope_.cover(n);
     x_.resize(n, dim);
     for (int t = 0; t < n; ++t) {
       if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)

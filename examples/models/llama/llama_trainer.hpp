@@ -89,16 +89,7 @@ struct LlamaWeights {
       for (int k = 0; k < kLinearKinds; ++k)
         dst[k]->push_back(linear[std::size_t(l)][std::size_t(k)].to_dense().template cast<float>());
     }
-    const int half = config.head_size() / 2;
-    m.freq_cis_real.resize(config.seq_len, half);
-    m.freq_cis_imag.resize(config.seq_len, half);
-    for (int p = 0; p < config.seq_len; ++p)
-      for (int i = 0; i < half; ++i) {
-        const double angle = p / std::pow(config.rope_theta, 2.0 * i / config.head_size());
-        m.freq_cis_real(p, i) = float(std::cos(angle));
-        m.freq_cis_imag(p, i) = float(std::sin(angle));
-      }
-    return m;
+    return m;  // the legacy RoPE tables stay empty: write_llama2c computes them
   }
 
   /// Parameters that are stored: embedding, classifier, gains and every linear layer's live

@@ -680,16 +680,8 @@ inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, con
   read.check_all_used([](const std::string& name) {
     return detail::ends_with(name, ".rotary_emb.inv_freq");  // a buffer older versions saved
   });
-  const int half = hs / 2;
-  // The legacy RoPE tables llama2.c files carry (bounded by parse_hf_config).
-  m.freq_cis_real.resize(c.seq_len, half);
-  m.freq_cis_imag.resize(c.seq_len, half);
-  for (int pos = 0; pos < c.seq_len; ++pos)
-    for (int i = 0; i < half; ++i) {
-      const double angle = pos / std::pow(double(c.rope_theta), 2.0 * i / hs);
-      m.freq_cis_real(pos, i) = float(std::cos(angle));
-      m.freq_cis_imag(pos, i) = float(std::sin(angle));
-    }
+  // The legacy RoPE tables stay empty: a context of max_position_embeddings can be far longer
+  // than anything run, and write_llama2c computes them when it needs them.
   return m;
 }
 

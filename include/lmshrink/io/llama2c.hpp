@@ -12,6 +12,8 @@
 //   for (auto& w : model.linear_weights()) svd_init<float>(*w.matrix, layer, opt);
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -59,7 +61,9 @@ struct Llama2cModel {
   std::vector<Vector<float>> rms_ffn;      // L × (dim)
   std::vector<RowMatrix<float>> w1, w2, w3;  // L × (hidden, dim), (dim, hidden), (hidden, dim)
   Vector<float> rms_final;                 // (dim)
-  RowMatrix<float> freq_cis_real, freq_cis_imag;  // (seq_len, head_size/2), legacy RoPE tables
+  // (seq_len, head_size/2): the legacy RoPE tables of a llama2.c file. Empty for a model from
+  // elsewhere (a Hugging Face directory); write_llama2c then computes them (legacy_rope_table).
+  RowMatrix<float> freq_cis_real, freq_cis_imag;
   RowMatrix<float> wcls;                   // (vocab, dim); empty when the embedding is shared
 
   /// The 7·n_layers linear weights (wq, wk, wv, wo, w1, w2, w3 of every layer), in file order
@@ -242,6 +246,19 @@ inline Llama2cModel read_llama2c(const std::string& path) {
   return parse_llama2c(bytes.data(), bytes.size(), path);
 }
 
+/// Rows [first, first + n) of the legacy RoPE table llama2.c files carry: cos (or sin, `imag`)
+/// of pos / theta^(2i / head_size), computed in double.
+inline RowMatrix<float> legacy_rope_table(const Llama2cConfig& c, int first, int n, bool imag) {
+  const int hs = c.head_size(), half = hs / 2;
+  RowMatrix<float> t(n, half);
+  for (int p = 0; p < n; ++p)
+    for (int i = 0; i < half; ++i) {
+      const double angle = (first + p) / std::pow(double(c.rope_theta), 2.0 * i / hs);
+      t(p, i) = float(imag ? std::sin(angle) : std::cos(angle));
+    }
+  return t;
+}
+
 /// Writes a checkpoint atomically (temporary file, then rename). Shapes are checked against
 /// model.config first; nothing is written if they disagree.
 inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
@@ -280,8 +297,11 @@ inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
     detail::check_shape(where, "w3", m.w3[l], hd, d);
   }
   detail::check_shape(where, "rms_final", m.rms_final, d, 1);
-  detail::check_shape(where, "freq_cis_real", m.freq_cis_real, c.seq_len, c.head_size() / 2);
-  detail::check_shape(where, "freq_cis_imag", m.freq_cis_imag, c.seq_len, c.head_size() / 2);
+  const bool tables = m.freq_cis_real.size() > 0 || m.freq_cis_imag.size() > 0;
+  if (tables) {
+    detail::check_shape(where, "freq_cis_real", m.freq_cis_real, c.seq_len, c.head_size() / 2);
+    detail::check_shape(where, "freq_cis_imag", m.freq_cis_imag, c.seq_len, c.head_size() / 2);
+  }
   if (!c.shared_classifier) detail::check_shape(where, "wcls", m.wcls, v, d);
 
   detail::write_file_atomically(where, path, [&](std::FILE* f) {
@@ -304,8 +324,16 @@ inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
     for (const auto& t : m.w2) put(t);
     for (const auto& t : m.w3) put(t);
     put(m.rms_final);
-    put(m.freq_cis_real);
-    put(m.freq_cis_imag);
+    if (tables) {
+      put(m.freq_cis_real);
+      put(m.freq_cis_imag);
+    } else {  // computed a block of positions at a time, so a long context needs no large buffer
+      for (int imag = 0; imag < 2; ++imag)
+        for (int first = 0; first < c.seq_len && ok; first += 4096) {
+          const int n = std::min(4096, c.seq_len - first);
+          put(legacy_rope_table(c, first, n, imag == 1));
+        }
+    }
     if (!c.shared_classifier) put(m.wcls);
     return ok;
   });
