@@ -3,6 +3,8 @@
 // published ids, pre-tokenisation against an independent regex engine's output, merges against
 // a naive reference, round trips of arbitrary bytes, bad files. The strict JSON reader.
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <lmshrink/detail/json.hpp>
@@ -10,6 +12,8 @@
 #include <lmshrink/io/gpt2_tokenizer.hpp>
 #include <lmshrink/io/tokenizer.hpp>
 #include <map>
+#include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -357,4 +361,97 @@ TEST_CASE("the JSON reader is strict", "[json][errors]") {
   REQUIRE_THROWS_WITH(parse(std::string(100, '[') + std::string(100, ']')),
                       Contains("nests deeper than 64"));
   REQUIRE_THROWS_WITH(parse("[1, 2, 3, 4]", {64, 4}), Contains("more than 4 values"));
+}
+
+namespace {
+
+/// A byte-level tokenizer: the 256 bytes, then one token per merge, merges in the given order.
+std::pair<lmshrink::Gpt2Tokenizer, Merges> tokenizer_with(const Merges& merges) {
+  std::vector<std::string> tokens;
+  for (int b = 0; b < 256; ++b) tokens.emplace_back(1, char(b));
+  std::set<std::string> have(tokens.begin(), tokens.end());
+  for (const auto& [a, b] : merges)
+    if (have.insert(a + b).second) tokens.push_back(a + b);
+  return {lmshrink::Gpt2Tokenizer(tokens, merges), merges};
+}
+
+}  // namespace
+
+TEST_CASE("8. GPT-2 encoding of one long word is not quadratic, and equals the naive loop on "
+          "any merge table",
+          "[gpt2_tokenizer][hardening]") {
+  // Merge tables a trained BPE never makes: pairs of a merged token ranked before the merge
+  // that makes it. Encoding must still follow encoder.py's rounds (merge every occurrence of the
+  // lowest-ranked pair, then look again), not merge greedily as pairs appear.
+  lmshrink::detail::SplitMix64 rng(2026);
+  for (int table = 0; table < 40; ++table) {
+    std::vector<std::string> pieces = {"a", "b", "c"};
+    Merges merges;
+    for (int m = 0; m < 12; ++m) {
+      const std::string a = pieces[rng.next() % pieces.size()], b = pieces[rng.next() % pieces.size()];
+      if (a.size() + b.size() > 6) continue;
+      merges.emplace_back(a, b);
+      pieces.push_back(a + b);
+    }
+    std::shuffle(merges.begin(), merges.end(), std::mt19937(unsigned(table)));  // any rank order
+    // Drop merges whose parts are not tokens of this table.
+    const auto [tok, kept] = [&] {
+      std::set<std::string> known = {"a", "b", "c"};
+      Merges ok;
+      for (int pass = 0; pass < 12; ++pass)
+        for (const auto& mg : merges)
+          if (known.count(mg.first) && known.count(mg.second) &&
+              std::find(ok.begin(), ok.end(), mg) == ok.end()) {
+            ok.push_back(mg);
+            known.insert(mg.first + mg.second);
+          }
+      return tokenizer_with(ok);
+    }();
+    std::map<std::pair<std::string, std::string>, std::size_t> rank;
+    for (std::size_t r = kept.size(); r-- > 0;) rank[kept[r]] = r;
+    std::map<std::string, int> id;
+    for (int i = 0; i < tok.vocab_size(); ++i) id.emplace(tok.token_bytes(i), i);
+    for (int trial = 0; trial < 20; ++trial) {
+      std::string word;
+      // Both ways of merging: the plain loop up to kShortPiece bytes, the heap beyond.
+      const int n = 1 + int(rng.next() % (trial % 2 ? lmshrink::Gpt2Tokenizer::kShortPiece : 200));
+      for (int i = 0; i < n; ++i) word += char('a' + rng.next() % 3);
+      INFO("table " << table << " word " << word);
+      REQUIRE(tok.encode(word) == naive_bpe(tok, kept, rank, id, word));
+    }
+  }
+  // GPT-2's own table on long words without spaces, against the naive loop.
+  const auto& gpt = gpt2();
+  const Merges merges = gpt2_merges_as_bytes();
+  std::map<std::pair<std::string, std::string>, std::size_t> rank;
+  for (std::size_t r = merges.size(); r-- > 0;) rank[merges[r]] = r;
+  std::map<std::string, int> id;
+  for (int i = 0; i < gpt.vocab_size(); ++i) id.emplace(gpt.token_bytes(i), i);
+  std::string word;
+  for (int i = 0; i < 3000; ++i) word += "abcdefghij"[rng.next() % (i % 7 == 0 ? 10 : 3)];
+  REQUIRE(gpt.encode(word) == naive_bpe(gpt, merges, rank, id, word));
+  // 1 MB in one word: before, about 10 minutes (100 kB took 5.5 s).
+  std::string megabyte;
+  while (megabyte.size() < (1u << 20)) megabyte += "abcdefghijklmnopqrstuvwxyz0123456789"[rng.next() % 26];
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto ids = gpt.encode(megabyte);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("1 MB in one word: %zu tokens in %.2f s\n", ids.size(), seconds);
+  CHECK(gpt.decode(ids) == megabyte);
+  CHECK(seconds < 20);
+}
+
+TEST_CASE("7. a merges file cannot hold more merges than the vocabulary has tokens",
+          "[gpt2_tokenizer][hardening]") {
+  // Kept as tests/fuzz/regressions/hf_text/merges_beyond_vocabulary (the fuzz target's layout:
+  // 0x01, the vocabulary, NUL, the merges). Before, a 256 MiB merges file parsed to 4.9 GiB
+  // before any check.
+  const std::string input = read_all(LMSHRINK_REGRESSIONS_DIR "/hf_text/merges_beyond_vocabulary");
+  REQUIRE(input.size() > 1);
+  const std::size_t nul = input.find('\0');
+  REQUIRE(nul != std::string::npos);
+  REQUIRE_THROWS_WITH(lmshrink::parse_gpt2_tokenizer(std::string_view(input).substr(1, nul - 1), "vocab.json",
+                                                     std::string_view(input).substr(nul + 1), "merges.txt"),
+                      Catch::Contains("'merges.txt' has more merges than 'vocab.json' has tokens (257); every merge "
+                               "makes a token"));
 }

@@ -216,7 +216,15 @@ class Gpt2Tokenizer {
     if (tokens_.empty())
       detail::fail<state_error>("Gpt2Tokenizer::encode", "the tokenizer is empty; read one first");
     std::vector<int> ids, word;
+    WordMerger merger;
     for (std::string_view piece : pre_tokenize(text)) {
+      if (piece.size() > kShortPiece) {
+        merger.reset(piece, byte_token_);
+        merger.run(merges_);
+        merger.append_tokens(ids);
+        continue;
+      }
+      // A short piece (nearly all of them): encoder.py's loop as it is, faster at this size.
       word.clear();
       for (char b : piece) word.push_back(byte_token_[static_cast<unsigned char>(b)]);
       for (;;) {
@@ -247,6 +255,9 @@ class Gpt2Tokenizer {
     return ids;
   }
 
+  /// Pieces longer than this (in bytes) are merged by WordMerger, shorter ones by the plain loop.
+  static constexpr std::size_t kShortPiece = 16;
+
   /// The bytes of the tokens, concatenated; value_error for an id outside [0, vocab_size).
   std::string decode(const std::vector<int>& ids) const {
     std::string text;
@@ -264,6 +275,95 @@ class Gpt2Tokenizer {
   static std::uint64_t pair_key(int a, int b) {
     return (std::uint64_t(std::uint32_t(a)) << 32) | std::uint32_t(b);
   }
+
+  /// The merges of one piece in O(n log n): symbols in a linked list, candidate pairs in a min-heap
+  /// by (rank, position). Each round takes every occurrence of the lowest-ranked pair and merges
+  /// them left to right without overlap, and only then adds the pairs the merges made: exactly
+  /// encoder.py's loop (find the lowest-ranked pair, merge it everywhere, repeat), whose cost is
+  /// quadratic in the length of a piece.
+  class WordMerger {
+   public:
+    void reset(std::string_view piece, const int (&byte_token)[256]) {
+      const std::size_t n = piece.size();
+      token_.resize(n);
+      next_.resize(n);
+      prev_.resize(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        token_[i] = byte_token[static_cast<unsigned char>(piece[i])];
+        next_[i] = i + 1 < n ? int(i + 1) : -1;
+        prev_[i] = int(i) - 1;
+      }
+      heap_.clear();
+      head_ = n > 0 ? 0 : -1;
+    }
+
+    void run(const std::unordered_map<std::uint64_t, Merge>& merges) {
+      for (int i = head_; i >= 0 && next_[std::size_t(i)] >= 0; i = next_[std::size_t(i)]) push(merges, i);
+      std::vector<int> round, merged;
+      while (!heap_.empty()) {
+        const int rank = heap_.front().rank;
+        round.clear();
+        while (!heap_.empty() && heap_.front().rank == rank) {
+          std::pop_heap(heap_.begin(), heap_.end(), Later{});
+          if (valid(heap_.back())) round.push_back(heap_.back().left);
+          heap_.pop_back();
+        }
+        if (round.empty()) continue;
+        std::sort(round.begin(), round.end());  // node index order is text order
+        merged.clear();
+        // One rank is one pair (a, b): every candidate of the round is an occurrence of it.
+        const int a = token_[std::size_t(round[0])], b = token_[std::size_t(next_[std::size_t(round[0])])];
+        const int ab = merges.at(pair_key(a, b)).token;
+        for (int i : round) {
+          const int j = next_[std::size_t(i)];
+          // Still the pair: an earlier merge of this round may have taken one of its symbols.
+          if (!alive(i) || j < 0 || token_[std::size_t(i)] != a || token_[std::size_t(j)] != b) continue;
+          token_[std::size_t(i)] = ab;
+          const int k = next_[std::size_t(j)];
+          next_[std::size_t(i)] = k;
+          if (k >= 0) prev_[std::size_t(k)] = i;
+          token_[std::size_t(j)] = -1;  // removed
+          merged.push_back(i);
+        }
+        for (int i : merged) {
+          if (!alive(i)) continue;
+          if (prev_[std::size_t(i)] >= 0) push(merges, prev_[std::size_t(i)]);
+          if (next_[std::size_t(i)] >= 0) push(merges, i);
+        }
+      }
+    }
+
+    void append_tokens(std::vector<int>& out) const {
+      for (int i = head_; i >= 0; i = next_[std::size_t(i)]) out.push_back(token_[std::size_t(i)]);
+    }
+
+   private:
+    struct Candidate {
+      int rank, left, a, b;  // the pair (a, b) starting at node `left`
+    };
+    struct Later {  // std heaps are max-heaps: the lowest rank, then the leftmost, on top
+      bool operator()(const Candidate& x, const Candidate& y) const {
+        return x.rank != y.rank ? x.rank > y.rank : x.left > y.left;
+      }
+    };
+    bool alive(int i) const { return token_[std::size_t(i)] >= 0; }
+    bool valid(const Candidate& c) const {
+      if (!alive(c.left) || token_[std::size_t(c.left)] != c.a) return false;
+      const int j = next_[std::size_t(c.left)];
+      return j >= 0 && token_[std::size_t(j)] == c.b;
+    }
+    void push(const std::unordered_map<std::uint64_t, Merge>& merges, int i) {
+      const int a = token_[std::size_t(i)], b = token_[std::size_t(next_[std::size_t(i)])];
+      const auto it = merges.find(pair_key(a, b));
+      if (it == merges.end()) return;
+      heap_.push_back({it->second.rank, i, a, b});
+      std::push_heap(heap_.begin(), heap_.end(), Later{});
+    }
+
+    std::vector<int> token_, next_, prev_;
+    std::vector<Candidate> heap_;
+    int head_ = -1;
+  };
   void check_id(const char* where, int id) const {
     if (id < 0 || id >= vocab_size())
       detail::fail<value_error>(where, "token id ", id, " is outside [0, ", vocab_size(), ")");
@@ -337,6 +437,9 @@ inline Gpt2Tokenizer parse_gpt2_tokenizer(std::string_view vocab_json, const std
       detail::fail<format_error>(where, "'", merges_name, "' line ", line_number, " is '",
                                  std::string(line.substr(0, 80)), "'; two tokens separated by one "
                                  "space were expected");
+    if (merges.size() >= n)  // checked before storing: a huge file is refused as it is parsed
+      detail::fail<format_error>(where, "'", merges_name, "' has more merges than '", vocab_name, "' has tokens (",
+                                 n, "); every merge makes a token");
     merges.emplace_back(detail::gpt2_file_token_bytes(where, merges_name, line.substr(0, space), "merge part"),
                         detail::gpt2_file_token_bytes(where, merges_name, line.substr(space + 1), "merge part"));
   }
