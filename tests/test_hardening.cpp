@@ -408,3 +408,30 @@ TEST_CASE("6. a long max_position_embeddings costs nothing when a Hugging Face L
   std::filesystem::remove_all(dir);
   std::remove(bin.c_str());
 }
+
+TEST_CASE("11. messages quote hostile bytes escaped, never raw", "[hardening][errors]") {
+  const auto message = [](const std::string& json) {
+    try {
+      (void)lmshrink::parse_hf_config(json, "config.json");
+    } catch (const lmshrink::error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // An invalid byte where a value was expected, and a terminal escape inside a string.
+  const std::string raw = message("{\"model_type\": \xff\x1b[2J}");
+  CHECK_THAT(raw, Contains("has '\\xFF' at byte 15 where a value was expected"));
+  const std::string escape = message("{\"model_type\": \"\\u001b[2Jt5\"}");
+  CHECK_THAT(escape, Contains("\\x1B[2Jt5"));
+  for (const std::string& m : {raw, escape})
+    for (char c : m) {
+      const auto u = static_cast<unsigned char>(c);
+      CHECK((u >= 0x20 && u < 0x7F));  // the messages here are plain ASCII
+    }
+  // The rule itself: valid UTF-8 stays, controls (C0, DEL, C1) and invalid bytes are escaped.
+  using lmshrink::detail::printable;
+  CHECK(printable("4 \xC3\x97 8, caf\xC3\xA9, \xE6\x97\xA5") == "4 \xC3\x97 8, caf\xC3\xA9, \xE6\x97\xA5");
+  CHECK(printable(std::string("a\0b\n\t\x7f", 6)) == "a\\x00b\\x0A\\x09\\x7F");
+  CHECK(printable("\xC2\x85|\xC0\xAF|\xED\xA0\x80|\xF4\x90\x80\x80|\xE6\x97") ==
+        "\\u0085|\\xC0\\xAF|\\xED\\xA0\\x80|\\xF4\\x90\\x80\\x80|\\xE6\\x97");
+}

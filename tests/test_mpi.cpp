@@ -272,6 +272,36 @@ TEST_CASE("ranks that pass different tensors get a clear error on every rank") {
              Catch::Matchers::Contains("tensor 0 has size 8 and no data"));
 }
 
+TEST_CASE("tensors with the same total size but another layout are refused on every rank") {
+  if (ranks() < 2) {
+    WARN("one process: the mismatch needs two ranks (ctest runs this under mpirun -np 2)");
+    return;
+  }
+  // Before: both passed the size check, and rank 1's two halves were added to rank 0's one tensor.
+  mpi::Reducer<float> reducer(MPI_COMM_WORLD);
+  Eigen::VectorXf eight = Eigen::VectorXf::Ones(8), a = Eigen::VectorXf::Ones(4), b = Eigen::VectorXf::Ones(4);
+  std::vector<mpi::Tensor<float>> mine;
+  if (rank() == 0) mine = {mpi::tensor(eight)};
+  else mine = {mpi::tensor(a), mpi::tensor(b)};
+  CHECK_THAT(message_of<lmshrink::value_error>([&] { reducer.average(mine); }),
+             Catch::Matchers::Contains("the ranks passed different numbers of tensors: from 1 to 2"));
+  CHECK(eight.sum() == 8.0f);
+  // A (28, 12) layer against a (12, 28) one, rank 3: U and V have swapped sizes, S the same.
+  const bool wide = rank() == 1;
+  lmshrink::LowRankSparseLinear<float> layer(wide ? 12 : 28, wide ? 28 : 12, 3);
+  auto grads = layer.make_gradients();
+  std::vector<mpi::Tensor<float>> g;
+  mpi::append_gradients(g, grads);
+  for (auto* call : {+[](mpi::Reducer<float>& r, std::vector<mpi::Tensor<float>>& t) { r.average(t); },
+                     +[](mpi::Reducer<float>& r, std::vector<mpi::Tensor<float>>& t) { r.broadcast(t); }})
+    CHECK_THAT(message_of<lmshrink::value_error>([&] { call(reducer, g); }),
+               Catch::Matchers::Contains("the ranks passed 3 tensors of 456 values in all, but of different sizes"));
+  std::vector<mpi::Tensor<const float>> c;
+  for (const auto& t : g) c.push_back({t.data, t.size});
+  CHECK_THAT(message_of<lmshrink::value_error>([&] { reducer.sum_in_order({c}, g); }),
+             Catch::Matchers::Contains("but of different sizes"));
+}
+
 TEST_CASE("broadcast_layers copies rank 0's parameters and masks; different shapes are refused") {
   const int r = rank();
   Layer a(6, 5, 2, true), b(4, 6, 1, false);

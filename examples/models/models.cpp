@@ -24,10 +24,25 @@ namespace {
 namespace fs = std::filesystem;
 
 /// GPT-2's two tokenizer files in `dir` under Hugging Face's or OpenAI's names, or "".
+/// The type of `path` without throwing: not_found when it does not exist, io_error naming the
+/// path for anything else the system reports (a symlink loop, a name too long, no permission).
+fs::file_type path_type(const char* where, const fs::path& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory)
+    lmshrink::detail::fail<lmshrink::io_error>(where, "cannot use '", path.string(), "' (", ec.message(), ")");
+  return st.type();
+}
+
+bool is_directory_path(const char* where, const fs::path& path) {
+  return path_type(where, path) == fs::file_type::directory;
+}
+
 std::pair<std::string, std::string> gpt2_files_in(const std::string& dir) {
   for (const auto& [vocab, merges] : {std::pair<const char*, const char*>{"vocab.json", "merges.txt"},
                                       {"encoder.json", "vocab.bpe"}})
-    if (fs::is_regular_file(fs::path(dir) / vocab) && fs::is_regular_file(fs::path(dir) / merges))
+    if (path_type("load_codec", fs::path(dir) / vocab) == fs::file_type::regular &&
+        path_type("load_codec", fs::path(dir) / merges) == fs::file_type::regular)
       return {(fs::path(dir) / vocab).string(), (fs::path(dir) / merges).string()};
   return {"", ""};
 }
@@ -54,9 +69,9 @@ std::unique_ptr<Model> make_gpt2_model(const lmshrink::Gpt2Model& m) {
 
 std::unique_ptr<Model> load_model(const std::string& path) {
   static constexpr const char* where = "load_model";
-  if (!fs::is_directory(path)) return make_llama_model(lmshrink::read_llama2c(path));
+  if (!is_directory_path(where, path)) return make_llama_model(lmshrink::read_llama2c(path));
   const std::string config = (fs::path(path) / "config.json").string();
-  if (!fs::exists(config))
+  if (path_type(where, config) == fs::file_type::not_found)
     lmshrink::detail::fail<lmshrink::io_error>(where, "'", path, "' is a directory without config.json; a "
                                                "llama2.c file or a Hugging Face checkpoint directory was expected");
   const lmshrink::HfConfig c = lmshrink::read_hf_config(config);
@@ -81,7 +96,7 @@ std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& mod
   if (model.family() == "gpt2") {
     std::pair<std::string, std::string> files;
     if (!path.empty()) {
-      files = fs::is_directory(path) ? gpt2_files_in(path) : std::pair<std::string, std::string>{"", ""};
+      files = is_directory_path("load_codec", path) ? gpt2_files_in(path) : std::pair<std::string, std::string>{"", ""};
       if (files.first.empty())
         lmshrink::detail::fail<lmshrink::io_error>("load_codec", "'", path, "' is not a directory with GPT-2's "
                                                    "vocab.json + merges.txt (or encoder.json + vocab.bpe)");
@@ -112,7 +127,7 @@ Converted convert_checkpoint(const std::string& in, const std::string& out, cons
     lmshrink::detail::fail<lmshrink::value_error>(where, "dtype '", dtype_name, "'; f32, f16 or bf16 was expected");
   const bool to_llama2c = out.size() >= 4 && out.compare(out.size() - 4, 4, ".bin") == 0;
   Converted done;
-  if (!fs::is_directory(in)) {  // a llama2.c file
+  if (!is_directory_path(where, in)) {  // a llama2.c file
     const lmshrink::Llama2cModel m = lmshrink::read_llama2c(in);
     if (to_llama2c) lmshrink::write_llama2c(m, out);
     else lmshrink::write_hf_llama(m, out, dtype, shard_bytes);

@@ -74,10 +74,54 @@ const char* error_id() {
   else return "[lmshrink] ";
 }
 
-/// Throws Error("[lmshrink.<kind>] <where>: <parts...>").
+/// `text` safe to print: control characters (C0, DEL, C1) and bytes that are not valid UTF-8
+/// become \xNN (\u00NN for C1), so that a message quoting a hostile file cannot carry raw bytes
+/// to a terminal or a log. Valid UTF-8 is kept as it is.
+inline std::string printable(const std::string& text) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char c = byte(i);
+    if (c >= 0x20 && c < 0x7F) {
+      out += char(c);
+      ++i;
+      continue;
+    }
+    std::size_t n = 0;  // length of a valid multi-byte sequence starting here
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) n = 3;
+    else if (c >= 0xF0 && c <= 0xF4) n = 4;
+    bool valid = n > 0 && i + n <= text.size();
+    for (std::size_t k = 1; valid && k < n; ++k) valid = (byte(i + k) & 0xC0) == 0x80;
+    if (valid && n >= 3) {  // no overlong forms, surrogates or code points above U+10FFFF
+      const unsigned char d = byte(i + 1);
+      if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d > 0x9F) || (c == 0xF0 && d < 0x90) || (c == 0xF4 && d > 0x8F))
+        valid = false;
+    }
+    if (valid && c == 0xC2 && byte(i + 1) < 0xA0) {  // C1 controls U+0080..U+009F
+      out += "\\u00";
+      out += hex[byte(i + 1) >> 4];
+      out += hex[byte(i + 1) & 15];
+      i += 2;
+    } else if (valid) {
+      out.append(text, i, n);
+      i += n;
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+      ++i;
+    }
+  }
+  return out;
+}
+
+/// Throws Error("[lmshrink.<kind>] <where>: <parts...>"), made printable (see printable()).
 template <class Error, class... Parts>
 [[noreturn]] void fail(const char* where, Parts&&... parts) {
-  throw Error(concat(error_id<Error>(), where, ": ", std::forward<Parts>(parts)...));
+  throw Error(printable(concat(error_id<Error>(), where, ": ", std::forward<Parts>(parts)...)));
 }
 
 }  // namespace detail

@@ -158,6 +158,27 @@ inline std::string hex(std::uint64_t v) {
   return buf;
 }
 
+/// Throws value_error on every rank unless all ranks pass as many tensors, as many values, and
+/// tensors of the same sizes in the same order (a digest of the sizes is compared: 4 + 4 values
+/// against one tensor of 8, or a (28, 12) layer's U and V against a (12, 28) layer's, are refused).
+inline void check_same_layout(MPI_Comm comm, const std::vector<Index>& sizes, const char* where) {
+  check_same_count(comm, std::int64_t(sizes.size()), where, "numbers of tensors");
+  Index n = 0;
+  for (Index s : sizes) n += s;
+  check_same_count(comm, n, where, "numbers of values");
+  Digest layout;
+  for (Index s : sizes) layout.add(std::int64_t(s));
+  const std::uint64_t mine = layout.value();
+  std::int64_t signed_digest;
+  std::memcpy(&signed_digest, &mine, sizeof mine);
+  const auto [lo, hi] = min_max(comm, signed_digest, where);
+  if (lo != hi)
+    lmshrink::detail::fail<value_error>(where, "the ranks passed ", sizes.size(), " tensors of ", n, " values in all, "
+                                        "but of different sizes (this rank's sizes digest to ", hex(mine),
+                                        "); every rank must pass the same tensors in the same order");
+}
+
+
 }  // namespace detail
 
 /// A contiguous tensor to reduce or broadcast: `size` values from `data`.
@@ -256,7 +277,7 @@ class Reducer {
     }
     const Index k = Index(contributions.size());
     detail::check_same_count(comm_, k, where, "numbers of contributions");
-    detail::check_same_count(comm_, n, where, "numbers of values");
+    detail::check_same_layout(comm_, sizes(out), where);
     if (k < 1) lmshrink::detail::fail<value_error>(where, "every rank must pass at least one contribution");
     last_values_ = n * k;
     buffer_.resize(std::size_t(n * k));
@@ -279,7 +300,7 @@ class Reducer {
     static constexpr const char* where = "lmshrink::mpi::Reducer::broadcast";
     check_root(root, where);
     const Index n = total(tensors, where);
-    detail::check_same_count(comm_, n, where, "numbers of values");
+    detail::check_same_layout(comm_, sizes(tensors), where);
     last_values_ = n;
     buffer_.resize(std::size_t(n));
     if (rank_ == root) pack(tensors, buffer_.data());
@@ -288,6 +309,14 @@ class Reducer {
   }
 
  private:
+  template <class T>
+  static std::vector<Index> sizes(const std::vector<Tensor<T>>& tensors) {
+    std::vector<Index> out;
+    out.reserve(tensors.size());
+    for (const auto& t : tensors) out.push_back(t.size);
+    return out;
+  }
+
   template <class T>
   static Index total(const std::vector<Tensor<T>>& tensors, const char* where) {
     Index n = 0;
@@ -339,7 +368,7 @@ class Reducer {
 
   void reduce(const std::vector<Tensor<Scalar>>& tensors, bool mean, const char* where) {
     const Index n = total(tensors, where);
-    detail::check_same_count(comm_, n, where, "numbers of values");
+    detail::check_same_layout(comm_, sizes(tensors), where);
     last_values_ = n;
     buffer_.resize(std::size_t(n));
     pack(tensors, buffer_.data());

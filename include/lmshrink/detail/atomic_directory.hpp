@@ -192,80 +192,134 @@ inline std::string unique_suffix() {
 
 #endif
 
+/// A directory's next version, written in a sibling and swapped in as a whole by commit() (see
+/// the top of this file). Until then `dir` is untouched. Destroyed without commit (an exception,
+/// a failed write), the staging directory is removed and nothing is left beside `dir`.
+///
+///   detail::StagedDirectory next("write_hf", "out/model");
+///   write_safetensors(st, next.path() + "/model.safetensors");
+///   next.commit([](const std::string& name) { return name == "tokenizer.json"; });
+class StagedDirectory {
+ public:
+  StagedDirectory(const char* where, const std::string& dir) : where_(where), dir_(dir) {
+    namespace fs = std::filesystem;
+    const DirectoryParts parts = directory_parts(where, dir);
+    std::error_code ec;
+    fs::create_directories(parts.parent, ec);
+    if (ec)
+      fail<io_error>(where, "cannot create the directory '", parts.parent.string(), "' (", ec.message(), ")");
+    parent_ = parts.parent.string();
+    target_ = (parts.parent / parts.base).string();
+    base_ = parts.base;
+    const fs::file_status status = fs::status(target_, ec);
+    if (fs::exists(status) && !fs::is_directory(status))
+      fail<io_error>(where, "'", dir, "' exists and is not a directory");
+#if defined(_WIN32)
+    // No atomic directory swap: files are written in place, each atomically.
+    fs::create_directories(target_, ec);
+    if (ec) fail<io_error>(where, "cannot create the directory '", dir, "' (", ec.message(), ")");
+    path_ = target_;
+#else
+    recover_directory(parent_, base_);
+    path_ = parent_ + "/" + base_ + ".tmp." + unique_suffix();
+    if (::mkdir(path_.c_str(), 0777) != 0)
+      fail<io_error>(where, "cannot create a directory beside '", dir, "' (", std::strerror(errno), ")");
+    lock_ = try_lock_directory(path_);  // held until the swap: tells other savers this one lives
+#endif
+  }
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+  ~StagedDirectory() { abandon(); }
+
+  /// Where the new version is written.
+  const std::string& path() const { return path_; }
+
+  /// Carries the entries of the old version for which `keep(name)` is true (as hard links, unless
+  /// the new version already has that name), flushes everything to disk and swaps the new version
+  /// in. io_error, with `dir` unchanged, when that fails.
+  void commit(const std::function<bool(const std::string&)>& keep) {
+    namespace fs = std::filesystem;
+    if (committed_) fail<state_error>(where_, "'", dir_, "' was already committed");
+    std::error_code ec;
+#if defined(_WIN32)
+    (void)keep;  // the files were written in place
+    committed_ = true;
+#else
+    try {
+      if (fs::is_directory(target_, ec))
+        for (const auto& entry : fs::directory_iterator(target_)) {
+          const std::string name = entry.path().filename().string();
+          if (keep(name) && !fs::exists(fs::symlink_status(fs::path(path_) / name, ec)))
+            carry_over(where_, entry.path(), fs::path(path_) / name);
+        }
+      fsync_tree(path_);
+    } catch (const std::filesystem::filesystem_error& e) {
+      abandon();
+      fail<io_error>(where_, "cannot write '", dir_, "' (", e.what(), "); it was left unchanged");
+    } catch (...) {
+      abandon();
+      throw;
+    }
+    std::string old;  // where the old version ends up
+    if (!fs::exists(target_, ec) && ::rename(path_.c_str(), target_.c_str()) == 0) {
+      // there was no old version
+    } else if (exchange_directories(path_, target_)) {
+      old = path_;
+    } else {
+      old = parent_ + "/" + base_ + ".old." + unique_suffix();
+      if (::rename(target_.c_str(), old.c_str()) != 0) {
+        const int why = errno;
+        abandon();
+        fail<io_error>(where_, "cannot replace '", dir_, "' (", std::strerror(why), "); it was left unchanged");
+      }
+      if (::rename(path_.c_str(), target_.c_str()) != 0) {
+        const int why = errno;
+        ::rename(old.c_str(), target_.c_str());
+        abandon();
+        fail<io_error>(where_, "cannot replace '", dir_, "' (", std::strerror(why), "); it was left unchanged");
+      }
+    }
+    committed_ = true;
+    fsync_path(parent_, true);
+    if (!old.empty()) fs::remove_all(old, ec);
+    if (lock_ >= 0) ::close(lock_);
+    lock_ = -1;
+#endif
+  }
+
+ private:
+  void abandon() {
+#if !defined(_WIN32)
+    if (committed_) return;
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+    if (lock_ >= 0) ::close(lock_);
+    lock_ = -1;
+    committed_ = true;  // nothing more to do
+#endif
+  }
+
+  const char* where_;
+  std::string dir_, parent_, base_, target_, path_;
+  int lock_ = -1;
+  bool committed_ = false;
+};
+
 /// Replaces directory `dir` by the files `fill(new_dir)` writes into an empty directory, as one
-/// step (see the top of this file). Entries of the old `dir` for which `keep(name)` is true are
-/// carried into the new one as hard links, so `fill` must replace such a file (write_file_atomically),
-/// never write into it in place; everything else of the old version is gone after the save. On any
-/// failure (including `fill` throwing) `dir` is left as it was and nothing is left beside it.
+/// step (StagedDirectory). Entries of the old `dir` for which `keep(name)` is true are carried
+/// into the new one as hard links (so a kept file is never written in place); everything else of
+/// the old version is gone after the save. On any failure (including `fill` throwing) `dir` is
+/// left as it was and nothing is left beside it.
 inline void replace_directory_atomically(const char* where, const std::string& dir,
                                          const std::function<bool(const std::string&)>& keep,
                                          const std::function<void(const std::string&)>& fill) {
-  namespace fs = std::filesystem;
-  const DirectoryParts parts = directory_parts(where, dir);
-  std::error_code ec;
-  fs::create_directories(parts.parent, ec);
-  if (ec)
-    fail<io_error>(where, "cannot create the directory '", parts.parent.string(), "' (", ec.message(), ")");
-  const fs::path target = parts.parent / parts.base;
-  const fs::file_status status = fs::status(target, ec);
-  if (fs::exists(status) && !fs::is_directory(status))
-    fail<io_error>(where, "'", dir, "' exists and is not a directory");
-#if defined(_WIN32)
-  // No atomic directory swap: the files are replaced one by one (each atomically).
-  fs::create_directories(target, ec);
-  if (ec) fail<io_error>(where, "cannot create the directory '", dir, "' (", ec.message(), ")");
-  for (const auto& entry : fs::directory_iterator(target, ec))
-    if (!keep(entry.path().filename().string())) fs::remove_all(entry.path(), ec);
-  fill(target.string());
-#else
-  const std::string parent = parts.parent.string();
-  recover_directory(parent, parts.base);
-  const std::string fresh = parent + "/" + parts.base + ".tmp." + unique_suffix();
-  if (::mkdir(fresh.c_str(), 0777) != 0)
-    fail<io_error>(where, "cannot create a directory beside '", dir, "' (", std::strerror(errno), ")");
-  const int lock = try_lock_directory(fresh);  // held until the swap is done: tells savers we live
-  const auto abandon = [&] {
-    fs::remove_all(fresh, ec);
-    if (lock >= 0) ::close(lock);
-  };
+  StagedDirectory next(where, dir);
   try {
-    if (fs::is_directory(status))
-      for (const auto& entry : fs::directory_iterator(target)) {
-        const std::string name = entry.path().filename().string();
-        if (keep(name)) carry_over(where, entry.path(), fs::path(fresh) / name);
-      }
-    fill(fresh);
-    fsync_tree(fresh);
+    fill(next.path());
   } catch (const std::filesystem::filesystem_error& e) {
-    abandon();
     fail<io_error>(where, "cannot write '", dir, "' (", e.what(), "); it was left unchanged");
-  } catch (...) {
-    abandon();
-    throw;
   }
-  std::string old;  // where the old version ends up
-  if (!fs::exists(target, ec) && ::rename(fresh.c_str(), target.c_str()) == 0) {
-    // there was no old version
-  } else if (exchange_directories(fresh, target.string())) {
-    old = fresh;
-  } else {
-    old = parent + "/" + parts.base + ".old." + unique_suffix();
-    if (::rename(target.c_str(), old.c_str()) != 0) {
-      const int why = errno;
-      abandon();
-      fail<io_error>(where, "cannot replace '", dir, "' (", std::strerror(why), "); it was left unchanged");
-    }
-    if (::rename(fresh.c_str(), target.c_str()) != 0) {
-      const int why = errno;
-      ::rename(old.c_str(), target.c_str());
-      abandon();
-      fail<io_error>(where, "cannot replace '", dir, "' (", std::strerror(why), "); it was left unchanged");
-    }
-  }
-  fsync_path(parent, true);
-  if (!old.empty()) fs::remove_all(old, ec);
-  if (lock >= 0) ::close(lock);
-#endif
+  next.commit(keep);
 }
 
 /// Runs `read(path)` on directory `dir` so that everything it reads comes from one version of
