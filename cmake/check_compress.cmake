@@ -5,6 +5,11 @@
 #     export of each truncated student, and a plot.
 #   cmake -DEXE=... -DMODE=bad -DOUT=dir -DEXPECT=regex -DARGS="--opt value" -P check_compress.cmake
 #     requires a non-zero exit, a message matching EXPECT, and no output folder.
+#   cmake -DEXE=... -DMODE=mpmd -DLAUNCHER="mpiexec;-n;1;..." -DARGS="..." -DRANK1_ARGS="..." -DOUT=dir
+#         [-DEXPECT=regex | -DREFERENCE=dir] -P check_compress.cmake
+#     two processes with different arguments (see the mode below).
+#   cmake -DEXE=... -DMODE=killed -DARGS="..." -DKILLED_ARGS="..." -DTIMEOUT=s -DOUT=dir -P ...
+#     a run killed part way keeps the previous run's outputs.
 #   -DLAUNCHER="mpiexec;-n;2;..." runs the job under that launcher (data parallel), and
 #   -DTHREADS=N sets its --threads (default 1).
 if(NOT THREADS)
@@ -58,6 +63,78 @@ elseif(MODE STREQUAL "bad")
     message(FATAL_ERROR "bad input ${ARGS} left an output folder ${OUT}")
   endif()
   message(STATUS "refused before any work: ${err}")
+elseif(MODE STREQUAL "mpmd")
+  # Two processes started with different arguments (MPI's MPMD form): rank 1 adds RANK1_ARGS and
+  # writes to its own OUT/rank1. With EXPECT, the job must stop on every rank with that message
+  # before any output; else rank 0's results must equal REFERENCE's, whatever rank 1's folder holds.
+  separate_arguments(small UNIX_COMMAND "${ARGS}")
+  separate_arguments(extra UNIX_COMMAND "${RANK1_ARGS}")
+  file(REMOVE_RECURSE ${OUT})
+  file(MAKE_DIRECTORY ${OUT}/rank1/checkpoints)
+  foreach(f losparse_0.50.safetensors itp_0.30.safetensors trunc-kd.safetensors)
+    file(WRITE ${OUT}/rank1/checkpoints/${f} "a stale checkpoint")
+  endforeach()
+  list(GET LAUNCHER 0 mpiexec)
+  execute_process(COMMAND ${LAUNCHER} ${EXE} ${small} --threads 1 --out ${OUT}/rank0
+                          : -n 1 ${EXE} ${small} ${extra} --threads 1 --out ${OUT}/rank1
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE log ERROR_VARIABLE err)
+  if(EXPECT)
+    if(rc EQUAL 0)
+      message(FATAL_ERROR "the ranks ran different jobs (${RANK1_ARGS}) and the job succeeded")
+    endif()
+    if(NOT "${err}" MATCHES "${EXPECT}")
+      message(FATAL_ERROR "expected an error matching '${EXPECT}', got:\n${err}")
+    endif()
+    if(EXISTS ${OUT}/rank0)
+      message(FATAL_ERROR "the refused job left an output folder ${OUT}/rank0")
+    endif()
+    message(STATUS "refused on every rank: ${err}")
+  else()
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "lmshrink_compress failed: ${rc}\n${err}")
+    endif()
+    foreach(f results.csv checkpoints/losparse_0.50.safetensors checkpoints/itp_0.30.safetensors)
+      execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${REFERENCE}/${f} ${OUT}/rank0/${f} RESULT_VARIABLE same)
+      if(NOT same EQUAL 0)
+        message(FATAL_ERROR "${f} differs from the one-process run while rank 1's --out held stale checkpoints")
+      endif()
+    endforeach()
+    file(READ ${OUT}/rank1/checkpoints/itp_0.30.safetensors stale)
+    if(NOT stale STREQUAL "a stale checkpoint")
+      message(FATAL_ERROR "rank 1 wrote into its --out")
+    endif()
+    message(STATUS "rank 1 scored rank 0's checkpoints, not the stale ones in its own --out")
+  endif()
+elseif(MODE STREQUAL "killed")
+  # A run killed part way (TIMEOUT seconds) leaves the previous run's outputs and the user's own
+  # files as they were; the next run removes what the killed one left beside them.
+  separate_arguments(small UNIX_COMMAND "${ARGS}")
+  file(REMOVE_RECURSE ${OUT})
+  file(MAKE_DIRECTORY ${OUT})
+  execute_process(COMMAND ${EXE} ${small} --out ${OUT}/run RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "lmshrink_compress failed: ${rc}\n${err}")
+  endif()
+  file(WRITE ${OUT}/run/notes.txt "the user's own file")
+  file(READ ${OUT}/run/results.csv before)
+  separate_arguments(long UNIX_COMMAND "${KILLED_ARGS}")
+  execute_process(COMMAND ${EXE} ${long} --out ${OUT}/run TIMEOUT ${TIMEOUT} RESULT_VARIABLE killed OUTPUT_QUIET ERROR_QUIET)
+  file(READ ${OUT}/run/results.csv after)
+  if(NOT before STREQUAL after OR NOT EXISTS ${OUT}/run/notes.txt OR NOT EXISTS ${OUT}/run/checkpoints)
+    message(FATAL_ERROR "the killed run (${killed}) changed the previous run's outputs")
+  endif()
+  file(GLOB left RELATIVE ${OUT} ${OUT}/*)
+  execute_process(COMMAND ${EXE} ${small} --seed 5 --out ${OUT}/run RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "the run after the killed one failed: ${rc}\n${err}")
+  endif()
+  file(GLOB beside RELATIVE ${OUT} ${OUT}/*)
+  file(READ ${OUT}/run/results.csv next)
+  if(NOT beside STREQUAL "run" OR NOT EXISTS ${OUT}/run/notes.txt OR next STREQUAL before)
+    message(FATAL_ERROR "after the next run: beside the output '${beside}' (only 'run' expected), "
+                        "notes.txt kept, new results")
+  endif()
+  message(STATUS "killed run (${killed}) left the previous outputs; beside them until the next run: ${left}")
 else()
-  message(FATAL_ERROR "MODE must be reproducible or bad")
+  message(FATAL_ERROR "MODE must be reproducible, bad, mpmd or killed")
 endif()

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <lmshrink/pruner.hpp>
@@ -19,6 +20,12 @@
 #include "../models/model.hpp"
 
 namespace examples {
+
+/// `bytes` bytes from `data`, read-only.
+struct ByteSpan {
+  const void* data;
+  std::size_t bytes;
+};
 
 /// `size` values from `data`, read-only.
 struct ConstSlice {
@@ -54,6 +61,14 @@ class Team {
   virtual void broadcast(Model&) {}
   /// Throws lmshrink::state_error on every rank if any rank's pruner differs from rank 0's.
   virtual void check_identical(const lmshrink::Pruner<float>&) {}
+  /// Rank 0's bytes copied to every rank (the others' are replaced): a file only rank 0 can read.
+  virtual void broadcast_bytes(std::vector<char>&) {}
+  /// Throws lmshrink::state_error on every rank, naming `what` and the first rank that differs,
+  /// unless every rank passes the same bytes as rank 0 (compared by a 64-bit digest).
+  virtual void check_same(const std::string& what, const std::vector<ByteSpan>& parts) {
+    (void)what;
+    (void)parts;
+  }
   virtual void barrier() {}
   /// Ends every rank's process (an error on some ranks only would leave the others waiting).
   virtual void abort(int) {}

@@ -58,6 +58,29 @@ class MpiTeam final : public Team {
   void check_identical(const lmshrink::Pruner<float>& pruner) override {
     lmshrink::mpi::check_identical(MPI_COMM_WORLD, pruner);
   }
+  void broadcast_bytes(std::vector<char>& bytes) override {
+    static constexpr const char* where = "examples::Team::broadcast_bytes";
+    std::int64_t size = std::int64_t(bytes.size());
+    lmshrink::mpi::detail::broadcast(MPI_COMM_WORLD, &size, 1, 0, where);
+    bytes.resize(std::size_t(size));
+    lmshrink::mpi::detail::broadcast(MPI_COMM_WORLD, reinterpret_cast<std::uint8_t*>(bytes.data()), size, 0, where);
+  }
+
+  void check_same(const std::string& what, const std::vector<ByteSpan>& parts) override {
+    static constexpr const char* where = "lmshrink_compress";
+    lmshrink::mpi::detail::Digest digest;
+    for (const ByteSpan& p : parts) digest.add(p.data, p.bytes);
+    const std::uint64_t mine = digest.value();
+    std::vector<std::uint64_t> all(static_cast<std::size_t>(size_));
+    lmshrink::mpi::detail::all_gather(MPI_COMM_WORLD, &mine, 1, all.data(), where);
+    for (int r = 1; r < size_; ++r)
+      if (all[std::size_t(r)] != all[0])
+        lmshrink::detail::fail<lmshrink::state_error>(
+            where, "rank ", r, "'s ", what, " differs from rank 0's (digest ", lmshrink::mpi::detail::hex(all[std::size_t(r)]),
+            " against ", lmshrink::mpi::detail::hex(all[0]), "); every process must be given the same model, "
+            "tokenizer, text and options");
+  }
+
   void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
   void abort(int code) override { MPI_Abort(MPI_COMM_WORLD, code); }
 

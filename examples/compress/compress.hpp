@@ -175,6 +175,7 @@ struct Shared {
   const Calibration* calib = nullptr;
   const examples::TextCodec* codec;
   examples::Team* team = nullptr;  // the processes of a data-parallel run; never null in run_job
+  std::string out_dir;             // where rank 0 writes: the run's staging folder (StagedDirectory)
   int shards = 2;                  // per batch (Options::shards resolved)
   examples::Progress* bar;
   std::atomic<long> steps_done{0};

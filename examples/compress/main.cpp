@@ -33,6 +33,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <lmshrink/detail/atomic_directory.hpp>
+#include <optional>
 #include <sstream>
 
 #ifdef _OPENMP
@@ -80,6 +82,40 @@ void write_text(const std::string& path, const std::string& text) {
   });
 }
 
+/// Every process must run the same job: the same options, teacher, tokenizer and held-out text.
+/// Paths may differ between machines (--model, --tokenizer, --eval: their contents are compared
+/// instead), and --out and --threads are each process's own. Compared by digest across ranks
+/// before any work; one process has nothing to compare.
+void check_same_inputs(examples::Team& team, int argc, char** argv, examples::Model& teacher,
+                       const examples::TextCodec& codec, const std::vector<int>& eval) {
+  if (team.size() < 2) return;
+  std::string options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if ((a == "--out" || a == "--threads" || a == "--model" || a == "--tokenizer" || a == "--eval") && i + 1 < argc) {
+      ++i;
+      continue;
+    }
+    options += a + '\0';
+  }
+  team.check_same("options (" + std::to_string(argc - 1) + " arguments)", {{options.data(), options.size()}});
+  std::vector<examples::ByteSpan> weights;
+  for (const examples::TensorRef& t : teacher.plain_params())
+    weights.push_back({t.data, std::size_t(t.size) * sizeof(float)});
+  for (int l = 0; l < teacher.shape().n_layers; ++l)
+    for (int k = 0; k < teacher.linear_kinds(); ++k) {
+      const examples::Layer& layer = teacher.linear(l, k);
+      for (const auto* m : {&layer.U(), &layer.V(), &layer.S()})
+        weights.push_back({m->data(), std::size_t(m->size()) * sizeof(float)});
+      weights.push_back({layer.bias().data(), std::size_t(layer.bias().size()) * sizeof(float)});
+    }
+  team.check_same("teacher's weights", weights);
+  std::string vocabulary;
+  for (int id = 0; id < codec.vocab_size(); ++id) vocabulary += codec.decode({id}) + '\0';
+  team.check_same("tokenizer", {{vocabulary.data(), vocabulary.size()}});
+  team.check_same("held-out tokens", {{eval.data(), eval.size() * sizeof(int)}});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,7 +156,15 @@ int main(int argc, char** argv) {
     bool any_trunc = false;
     for (const auto& m : o.methods) any_trunc |= m == "trunc-kd" || m == "trunc-lm";
     if (any_trunc) lmshrink::validate_selection(o.keep, c.n_layers);
-    if (team->leader()) examples::prepare_output_directory("lmshrink_compress", o.out + "/checkpoints");
+    // The run's outputs land as a set: written into a folder beside --out, swapped in at the end.
+    // A failed run leaves the previous outputs as they were; a killed one leaves the folder,
+    // which the next run removes.
+    std::optional<lmshrink::detail::StagedDirectory> staged;
+    if (team->leader()) {
+      staged.emplace("lmshrink_compress", o.out);
+      examples::prepare_output_directory("lmshrink_compress", staged->path() + "/checkpoints");
+    }
+    check_same_inputs(*team, argc, argv, teacher, *codec, eval);
 
     std::vector<Job> jobs;
     for (const auto& m : o.methods)
@@ -178,6 +222,8 @@ int main(int argc, char** argv) {
                     train.size(), data_windows, length, val.size(), o.val_windows, eval_len);
       bar.finish(text);
     }
+    team->check_same("training text", {{train.data(), train.size() * sizeof(int)}});
+    team->check_same("validation text", {{val.data(), val.size() * sizeof(int)}});
     const Score teacher_val = evaluate(decoders_of(teacher), val, o.val_windows, eval_len, threads, team.get());
     std::printf("teacher on validation text: NLL %.4f\n", teacher_val.nll);
 
@@ -212,6 +258,7 @@ int main(int argc, char** argv) {
     sh.steps = steps;
     sh.codec = codec.get();
     sh.team = team.get();
+    sh.out_dir = staged ? staged->path() : o.out;
     sh.shards = shards;
     sh.steps_total = long(jobs.size()) * steps;
     sh.status.assign(std::size_t(threads), "");
@@ -360,10 +407,10 @@ int main(int argc, char** argv) {
            "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
         << md.str();
     if (!team->leader()) return 0;
-    write_text(o.out + "/results.md", doc.str());
-    write_text(o.out + "/results.csv", csv.str());
-    write_text(o.out + "/training.csv", training.str());
-    if (any_oats) write_text(o.out + "/init_errors.csv", init.str());
+    write_text(staged->path() + "/results.md", doc.str());
+    write_text(staged->path() + "/results.csv", csv.str());
+    write_text(staged->path() + "/training.csv", training.str());
+    if (any_oats) write_text(staged->path() + "/init_errors.csv", init.str());
 
     examples::Plot plot;
     plot.title = o.heldout ? "Held-out perplexity vs parameters" : "Validation perplexity vs parameters";
@@ -393,7 +440,14 @@ int main(int argc, char** argv) {
     t.y = {o.heldout ? teacher_score.ppl : std::exp(teacher_val.nll)};
     plot.series.push_back(t);
     plot.log_y = true;
-    write_text(o.out + "/perplexity_vs_parameters.svg", plot.svg());
+    write_text(staged->path() + "/perplexity_vs_parameters.svg", plot.svg());
+
+    staged->commit([](const std::string& name) {  // what the user keeps beside the run's outputs
+      for (const char* own : {"results.md", "results.csv", "training.csv", "init_errors.csv",
+                              "perplexity_vs_parameters.svg", "checkpoints"})
+        if (name == own) return false;
+      return true;
+    });
 
     std::printf("\n%s\n", md.str().c_str());
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();

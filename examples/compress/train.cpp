@@ -3,6 +3,8 @@
 #include <fstream>
 
 #include "../common/sharded_trainer.hpp"
+#include <lmshrink/detail/read_file.hpp>
+
 #include "compress.hpp"
 
 namespace compress {
@@ -520,7 +522,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const double kept = examples::checked_linear_ratio(job_name(job), res.linear_live, res.linear_dense, nominal);
 
   // Save, then score what was saved: the table describes the checkpoints on disk.
-  const std::string ckpt = o.out + "/checkpoints/" + file_stem(job) + ".safetensors";
+  const std::string ckpt = sh.out_dir + "/checkpoints/" + file_stem(job) + ".safetensors";
   char ratio_text[32];
   std::snprintf(ratio_text, sizeof ratio_text, "%.4f", kept);
   // Rank 0 writes; every process then scores the saved file.
@@ -528,11 +530,17 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     w.save(ckpt, job.method, {{"lmshrink.method", job.method}, {"lmshrink.linear_ratio", ratio_text}});
     // A truncated student is a plain dense model: also exported for other programs (a llama2.c
     // file when that format can hold it, else a Hugging Face directory).
-    if (truncation) w.export_dense(o.out + "/checkpoints/" + file_stem(job));
+    if (truncation) w.export_dense(sh.out_dir + "/checkpoints/" + file_stem(job));
   }
-  sh.team->barrier();
+  // Every rank scores rank 0's file: its bytes go to the others, whose own --out is never read
+  // (it may be another machine's file system, or hold a stale checkpoint).
+  std::vector<char> saved;
+  if (sh.team->leader())
+    saved = lmshrink::detail::read_file_bytes("lmshrink_compress", ckpt, 0, "a checkpoint", std::int64_t(1) << 40,
+                                              "more than a checkpoint may have");
+  sh.team->broadcast_bytes(saved);
   res.checkpoint = "checkpoints/" + file_stem(job) + ".safetensors";
-  const auto loaded = examples::load_checkpoint(ckpt);
+  const auto loaded = examples::load_checkpoint(saved, o.out + "/" + res.checkpoint);
   res.compact = loaded->pack();
   res.bytes = res.compact->bytes();
   res.index_bytes = res.compact->index_bytes();

@@ -187,6 +187,8 @@ inline double checked_linear_ratio(const std::string& name, std::int64_t live,
 std::unique_ptr<Model> load_model(const std::string& path);
 /// A checkpoint written by Model::save, of any family.
 std::unique_ptr<Model> load_checkpoint(const std::string& path);
+/// The same from the file's bytes already in memory (`path` names it in messages).
+std::unique_ptr<Model> load_checkpoint(const std::vector<char>& bytes, const std::string& path);
 /// The tokenizer for `model`: `path` when given (a llama2.c tokenizer file, or a directory with
 /// GPT-2's vocab.json + merges.txt or encoder.json + vocab.bpe), else the tokenizer files in
 /// the model's directory, else the bundled one of the family.

@@ -79,15 +79,26 @@ std::unique_ptr<Model> load_model(const std::string& path) {
   return make_llama_model(lmshrink::read_hf_llama(path));
 }
 
-std::unique_ptr<Model> load_checkpoint(const std::string& path) {
-  const lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
+namespace {
+
+std::unique_ptr<Model> checkpoint_model(const lmshrink::SafeTensors& st, const std::string& path) {
   const auto it = st.metadata.find("lmshrink.checkpoint");
   const std::string kind = it == st.metadata.end() ? "" : it->second;
-  if (kind == "llama/1") return std::make_unique<LlamaModel>(read_llama_checkpoint(path));
-  if (kind == "gpt2/1") return std::make_unique<Gpt2TrainableModel>(read_gpt2_checkpoint(path));
+  if (kind == "llama/1") return std::make_unique<LlamaModel>(read_llama_checkpoint(st, path));
+  if (kind == "gpt2/1") return std::make_unique<Gpt2TrainableModel>(read_gpt2_checkpoint(st, path));
   lmshrink::detail::fail<lmshrink::format_error>("load_checkpoint", "'", path, "' has the metadata "
                                                  "'lmshrink.checkpoint: ", kind, "'; \"llama/1\" or \"gpt2/1\" "
                                                  "(a checkpoint written by Model::save) was expected");
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_checkpoint(const std::string& path) {
+  return checkpoint_model(lmshrink::read_safetensors(path), path);
+}
+
+std::unique_ptr<Model> load_checkpoint(const std::vector<char>& bytes, const std::string& path) {
+  return checkpoint_model(lmshrink::parse_safetensors(bytes.data(), bytes.size(), path), path);
 }
 
 std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& model_path, const std::string& path) {

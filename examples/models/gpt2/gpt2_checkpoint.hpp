@@ -62,9 +62,10 @@ inline void save_gpt2_checkpoint(const Gpt2Weights<float>& w, const std::string&
   lmshrink::write_safetensors(st, path);
 }
 
-inline Gpt2Weights<float> read_gpt2_checkpoint(const std::string& path) {
+/// Reads a checkpoint written by save_gpt2_checkpoint (`st` already in memory; `path` names it in
+/// messages).
+inline Gpt2Weights<float> read_gpt2_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
   static constexpr const char* where = "read_gpt2_checkpoint";
-  const lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
   if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "gpt2/1")
     lmshrink::detail::fail<lmshrink::format_error>(where, "'", path, "' has no 'lmshrink.checkpoint: gpt2/1' "
                                                    "metadata; it was not written by save_gpt2_checkpoint");
@@ -122,6 +123,10 @@ inline Gpt2Weights<float> read_gpt2_checkpoint(const std::string& path) {
     w.linear.push_back(std::move(layers));
   }
   return w;
+}
+
+inline Gpt2Weights<float> read_gpt2_checkpoint(const std::string& path) {
+  return read_gpt2_checkpoint(lmshrink::read_safetensors(path), path);
 }
 
 }  // namespace examples

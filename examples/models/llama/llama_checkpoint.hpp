@@ -124,9 +124,9 @@ inline bool fits_llama2c(const lmshrink::Llama2cConfig& c) {
   return c.norm_eps == 1e-5 && c.rope_theta == 10000;
 }
 
-/// Reads a checkpoint written by save_llama_checkpoint: every layer as stored, dense or compressed.
-inline LlamaWeights<float> read_llama_checkpoint(const std::string& path) {
-  const lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
+/// Reads a checkpoint written by save_llama_checkpoint: every layer as stored, dense or compressed
+/// (`st` already in memory; `path` names it in messages).
+inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
   if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "llama/1")
     lmshrink::detail::fail<lmshrink::format_error>(
         "read_llama_checkpoint", "'", path, "' has no 'lmshrink.checkpoint: llama/1' metadata; it was "
@@ -198,6 +198,10 @@ inline LlamaWeights<float> read_llama_checkpoint(const std::string& path) {
     w.linear.push_back(std::move(layers));
   }
   return w;
+}
+
+inline LlamaWeights<float> read_llama_checkpoint(const std::string& path) {
+  return read_llama_checkpoint(lmshrink::read_safetensors(path), path);
 }
 
 }  // namespace examples

@@ -207,7 +207,8 @@ class StagedDirectory {
     std::error_code ec;
     fs::create_directories(parts.parent, ec);
     if (ec)
-      fail<io_error>(where, "cannot create the directory '", parts.parent.string(), "' (", ec.message(), ")");
+      fail<io_error>(where, "cannot create the directory '", parts.parent.string(), "' to hold '", dir, "' (",
+                     ec.message(), ")");
     parent_ = parts.parent.string();
     target_ = (parts.parent / parts.base).string();
     base_ = parts.base;
