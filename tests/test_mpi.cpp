@@ -230,7 +230,7 @@ TEST_CASE("sum_in_order has the bits of one process adding the contributions in 
                              mpi::Tensor<const float>{mine[std::size_t(c)].data() + 40, 24}});
   }
   Eigen::VectorXf a(40), b(24);
-  mpi::Reducer<float> reducer(MPI_COMM_WORLD);
+  mpi::Reducer<float> reducer(MPI_COMM_WORLD, mpi::Order::ranks);
   reducer.sum_in_order(contributions, {mpi::tensor(a), mpi::tensor(b)});
   Eigen::VectorXf want(64);
   for (Eigen::Index i = 0; i < 64; ++i) {
@@ -240,7 +240,20 @@ TEST_CASE("sum_in_order has the bits of one process adding the contributions in 
   }
   CHECK(same_bits(a.data(), want.data(), 40));
   CHECK(same_bits(b.data(), want.data() + 40, 24));
-  CHECK(reducer.last_values() == 64 * k);
+  // A running sum from rank to rank, then broadcast: at most two buffers received per rank,
+  // whatever the number of contributions (gathering them cost (ranks - 1) * k buffers).
+  CHECK(reducer.last_values() == 64);
+  CHECK(reducer.last_received_values() == (r > 0 ? 64 : 0) + (r + 1 < n ? 64 : 0));
+  std::vector<std::vector<mpi::Tensor<const float>>> many;
+  for (int c = 0; c < 8; ++c) many.push_back(contributions[std::size_t(c % k)]);
+  reducer.sum_in_order(many, {mpi::tensor(a), mpi::tensor(b)});
+  CHECK(reducer.last_received_values() == (r > 0 ? 64 : 0) + (r + 1 < n ? 64 : 0));
+  // Order::mpi: each rank's contributions added locally, then MPI_Allreduce: the same sum within
+  // rounding, and the same on every rank.
+  mpi::Reducer<float> scalable(MPI_COMM_WORLD, mpi::Order::mpi);
+  scalable.sum_in_order(contributions, {mpi::tensor(a), mpi::tensor(b)});
+  for (Eigen::Index i = 0; i < 40; ++i) CHECK(a[i] == Approx(want[i]).epsilon(1e-5).margin(1e-6));
+  CHECK(equal_on_all_ranks(a.data(), sizeof(float) * 40));
 }
 
 TEST_CASE("ranks that pass different tensors get a clear error on every rank") {

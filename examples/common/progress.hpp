@@ -1,10 +1,13 @@
 #pragma once
 // A progress line for the examples: done/total, a bar, free text (step, loss, tokens/s) and an
 // ETA. Redrawn in place on a terminal (at most 5 times a second); on a pipe or file, one line
-// per tenth of the work, so logs stay short. Thread-safe.
+// per tenth of the work, so logs stay short. Under an MPI launcher always one line per tenth:
+// Open MPI gives rank 0 a pseudo-terminal even when mpirun's own output goes to a log, so a
+// redrawn bar would fill the log. Thread-safe.
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <unistd.h>
@@ -24,10 +27,18 @@ inline std::string format_duration(double seconds) {
   return buf;
 }
 
+/// Whether the process was started by an MPI launcher (Open MPI, PMI or PMIx environment).
+inline bool under_mpi_launcher() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE"})
+    if (std::getenv(v) != nullptr) return true;
+  return false;
+}
+
 class Progress {
  public:
   Progress(std::string label, double total)
-      : label_(std::move(label)), total_(total), start_(clock::now()), tty_(isatty(fileno(stdout))) {}
+      : label_(std::move(label)), total_(total), start_(clock::now()),
+        tty_(isatty(fileno(stdout)) && !under_mpi_launcher()) {}
 
   double elapsed() const { return std::chrono::duration<double>(clock::now() - start_).count(); }
 

@@ -55,8 +55,10 @@ class Team {
       }
     }
   }
-  /// Values per rank in the last sum_in_order (each rank receives (size − 1) times this).
-  virtual std::int64_t last_values() const { return 0; }
+  /// Values this rank received in the last sum_in_order.
+  virtual std::int64_t last_received_values() const { return 0; }
+  /// Exact sums (the default): the bits of one process. Off: MPI_Allreduce, equal within rounding.
+  virtual void set_exact_sums(bool) {}
   /// Rank 0's parameters and masks copied to every rank.
   virtual void broadcast(Model&) {}
   /// Throws lmshrink::state_error on every rank if any rank's pruner differs from rank 0's.

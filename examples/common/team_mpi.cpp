@@ -5,16 +5,12 @@
 #include <optional>
 #include <lmshrink/mpi.hpp>
 
+#include "progress.hpp"
 #include "team.hpp"
 
 namespace examples {
 namespace {
 
-bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE"})
-    if (std::getenv(v) != nullptr) return true;
-  return false;
-}
 
 class MpiTeam final : public Team {
  public:
@@ -43,7 +39,10 @@ class MpiTeam final : public Team {
     for (const TensorRef& t : out) to.push_back({t.data, t.size});
     reducer_->sum_in_order(in, to);
   }
-  std::int64_t last_values() const override { return reducer_->last_values(); }
+  std::int64_t last_received_values() const override { return reducer_->last_received_values(); }
+  void set_exact_sums(bool exact) override {
+    reducer_.emplace(MPI_COMM_WORLD, exact ? lmshrink::mpi::Order::ranks : lmshrink::mpi::Order::mpi);
+  }
 
   void broadcast(Model& model) override {
     std::vector<Layer*> layers;
@@ -107,7 +106,7 @@ class MpiTeam final : public Team {
 }  // namespace
 
 std::unique_ptr<Team> make_team(int* argc, char*** argv) {
-  if (!launched_by_mpi()) return std::make_unique<Team>();
+  if (!under_mpi_launcher()) return std::make_unique<Team>();
   return std::make_unique<MpiTeam>(argc, argv);
 }
 bool built_with_mpi() { return true; }

@@ -75,6 +75,7 @@ struct Options {
   int threads = 0;  // 0 = all cores
   int shards = 0;   // per batch, capped at batch; 0 = 2, or the number of processes when more
   std::string schedule = "auto";
+  bool exact_sums = true;  // --reduce exact; false: mpi
   int curve_points = 0;  // validation NLL this many times during training (0 = none)
   int speed_tokens = 256;
   int sample_tokens = 40;

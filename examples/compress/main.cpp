@@ -125,6 +125,7 @@ int main(int argc, char** argv) {
     const auto wall0 = std::chrono::steady_clock::now();
     Options o = parse(argc, argv);
     const int shards = resolve_shards(o, team->size());
+    team->set_exact_sums(o.exact_sums);
 #ifdef _OPENMP
     const int threads = o.threads > 0 ? o.threads : std::max(1, omp_get_num_procs() / team->size());
 #else

@@ -101,6 +101,10 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
                         on --threads or the number of processes (default: 2, or the number
                         of processes when more; at most --batch; a multiple of the number of
                         processes)
+  --reduce KIND         under mpirun: exact (each batch's shard gradients added in shard order:
+                        a running sum passed from rank to rank, then broadcast; the single
+                        process's bits) or mpi (MPI_Allreduce: MPI's own order, equal within
+                        rounding, not bit-identical) (default: exact)
   --schedule KIND       auto (students side by side, one core each, while at least
                         --threads remain; the rest one at a time on all cores), students
                         (always side by side) or shards (always one at a time) (default: auto)
@@ -254,6 +258,8 @@ Options parse(int argc, char** argv) {
     else if (a == "--recovery-kd-alpha") o.recovery_kd_alpha = parse_double("--recovery-kd-alpha", v);
     else if (a == "--threads") o.threads = int(parse_int("--threads", v, 0, 1024));
     else if (a == "--shards") o.shards = int(parse_int("--shards", v, 1, 4096));
+    else if (a == "--reduce")
+      o.exact_sums = parse_choice<bool>("--reduce", v, {{"exact", true}, {"mpi", false}});
     else if (a == "--schedule")
       o.schedule = parse_choice<std::string>(
           "--schedule", v, {{"auto", "auto"}, {"students", "students"}, {"shards", "shards"}});

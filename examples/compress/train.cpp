@@ -497,7 +497,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     sh.bar->update(double(done), line);
   }
   res.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (sh.team->size() > 1) res.exchanged_per_step = sh.team->last_values() * std::int64_t(sizeof(float)) * (sh.team->size() - 1);
+  if (sh.team->size() > 1) res.exchanged_per_step = sh.team->last_received_values() * std::int64_t(sizeof(float));
   res.final_loss = res.losses.back();
 
   // Final masks onto the layers (the reference pruning mode leaves them on the pruner).

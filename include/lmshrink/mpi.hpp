@@ -224,9 +224,11 @@ enum class Order {
   /// values; Open MPI's algorithms give every rank the same bits (check_identical() is the
   /// guard if one did not).
   mpi,
-  /// Every rank gathers every rank's values and adds them in rank order: the same bits on every
-  /// rank whatever the MPI library, and the same bits as one process adding the contributions in
-  /// that order. Each rank receives size·bytes.
+  /// A running sum passed from rank to rank in rank order (rank r adds its values to what rank
+  /// r − 1 sent), then broadcast from the last rank: the same bits on every rank whatever the MPI
+  /// library, and the same bits as one process adding the contributions in that order. Each rank
+  /// receives at most 2·bytes, however many ranks and contributions per rank; the N − 1 hops run
+  /// one after the other.
   ranks,
 };
 
@@ -247,6 +249,9 @@ class Reducer {
   int size() const { return size_; }
   /// Values in the fused buffer of the last call (its bytes: × sizeof(Scalar)).
   Index last_values() const { return last_values_; }
+  /// Values this rank received in the last call: exact for Order::ranks and broadcasts; for
+  /// Order::mpi, a ring all-reduce's 2·(N − 1)/N buffers (MPI's algorithm decides the real one).
+  Index last_received_values() const { return last_received_; }
 
   /// Replaces every tensor by its sum over the ranks.
   void sum(const std::vector<Tensor<Scalar>>& tensors) { reduce(tensors, false, "lmshrink::mpi::Reducer::sum"); }
@@ -260,7 +265,9 @@ class Reducer {
   /// their order, then rank 1's, and so on; each contribution is a list of tensors shaped like
   /// `out`, and every rank passes the same number. The first contribution is copied and the
   /// others added one by one, so the result has the same bits as one process adding all the
-  /// contributions in that order (e.g. the shards of a batch, spread over the ranks).
+  /// contributions in that order (e.g. the shards of a batch, spread over the ranks). With
+  /// Order::mpi, each rank adds its own contributions and MPI_Allreduce adds the ranks' sums:
+  /// scalable, but equal to one process's sum only within rounding.
   void sum_in_order(const std::vector<std::vector<Tensor<const Scalar>>>& contributions,
                     const std::vector<Tensor<Scalar>>& out) {
     static constexpr const char* where = "lmshrink::mpi::Reducer::sum_in_order";
@@ -279,20 +286,19 @@ class Reducer {
     detail::check_same_count(comm_, k, where, "numbers of contributions");
     detail::check_same_layout(comm_, sizes(out), where);
     if (k < 1) lmshrink::detail::fail<value_error>(where, "every rank must pass at least one contribution");
-    last_values_ = n * k;
-    buffer_.resize(std::size_t(n * k));
-    for (Index c = 0; c < k; ++c) pack(contributions[std::size_t(c)], buffer_.data() + c * n);
-    gathered_.resize(std::size_t(n * k * size_));
-    gather(where);
-    const Index all = k * size_;
-    Index at = 0;
-    for (const Tensor<Scalar>& t : out) {
-      Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> to(t.data, t.size);
-      to = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(gathered_.data() + at, t.size);
-      for (Index c = 1; c < all; ++c)
-        to += Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(gathered_.data() + c * n + at, t.size);
-      at += t.size;
+    last_values_ = n;
+    buffer_.resize(std::size_t(n));
+    std::size_t first = 0;  // the first contribution this rank adds to the running sum
+    if (order_ == Order::mpi || rank_ == 0) {
+      pack(contributions[0], buffer_.data());
+      first = 1;
+    } else {
+      receive_running_sum(where);
     }
+    for (std::size_t c = first; c < contributions.size(); ++c) add(contributions[c]);
+    if (order_ == Order::mpi) all_reduce_sum(where);
+    else pass_running_sum(where);
+    unpack(out);
   }
 
   /// Copies rank `root`'s tensors to every rank.
@@ -305,6 +311,7 @@ class Reducer {
     buffer_.resize(std::size_t(n));
     if (rank_ == root) pack(tensors, buffer_.data());
     detail::broadcast(comm_, buffer_.data(), n, root, where);
+    last_received_ = rank_ == root ? 0 : n;
     if (rank_ != root) unpack(tensors);
   }
 
@@ -350,20 +357,45 @@ class Reducer {
     }
   }
 
-  void gather(const char* where) {
-    const Index per_rank = Index(buffer_.size());
-    if (per_rank <= detail::kChunk) {
-      detail::all_gather(comm_, buffer_.data(), per_rank, gathered_.data(), where);
-      return;
+  /// buffer_ += the contribution's tensors, in order (each element one addition).
+  void add(const std::vector<Tensor<const Scalar>>& contribution) {
+    Scalar* to = buffer_.data();
+    for (const auto& t : contribution) {
+      Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(to, t.size) +=
+          Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(t.data, t.size);
+      to += t.size;
     }
-    // In chunks (MPI counts are int), then back into rank-major order.
-    std::vector<Scalar> part(std::size_t(detail::kChunk * size_));
-    for (Index at = 0; at < per_rank; at += detail::kChunk) {
-      const Index len = std::min(detail::kChunk, per_rank - at);
-      detail::all_gather(comm_, buffer_.data() + at, len, part.data(), where);
-      for (int r = 0; r < size_; ++r)
-        std::memcpy(gathered_.data() + r * per_rank + at, part.data() + r * len, std::size_t(len) * sizeof(Scalar));
-    }
+  }
+
+  void all_reduce_sum(const char* where) {
+    const Index n = Index(buffer_.size());
+    for (Index at = 0; at < n; at += detail::kChunk)
+      detail::check(MPI_Allreduce(MPI_IN_PLACE, buffer_.data() + at, int(std::min(detail::kChunk, n - at)),
+                                  detail::datatype<Scalar>(), MPI_SUM, comm_),
+                    where, "MPI_Allreduce");
+    last_received_ = size_ > 1 ? 2 * n * (size_ - 1) / size_ : 0;
+  }
+
+  /// Order::ranks, on ranks after the first: the running sum of the ranks before this one.
+  void receive_running_sum(const char* where) {
+    const Index n = Index(buffer_.size());
+    for (Index at = 0; at < n; at += detail::kChunk)
+      detail::check(MPI_Recv(buffer_.data() + at, int(std::min(detail::kChunk, n - at)), detail::datatype<Scalar>(),
+                             rank_ - 1, kRunningSumTag, comm_, MPI_STATUS_IGNORE),
+                    where, "MPI_Recv");
+  }
+
+  /// Order::ranks, once this rank has added its values: on to the next rank, and the last rank's
+  /// total back to every rank.
+  void pass_running_sum(const char* where) {
+    const Index n = Index(buffer_.size());
+    if (rank_ + 1 < size_)
+      for (Index at = 0; at < n; at += detail::kChunk)
+        detail::check(MPI_Send(buffer_.data() + at, int(std::min(detail::kChunk, n - at)), detail::datatype<Scalar>(),
+                               rank_ + 1, kRunningSumTag, comm_),
+                      where, "MPI_Send");
+    detail::broadcast(comm_, buffer_.data(), n, size_ - 1, where);
+    last_received_ = (rank_ > 0 ? n : 0) + (rank_ + 1 < size_ ? n : 0);
   }
 
   void reduce(const std::vector<Tensor<Scalar>>& tensors, bool mean, const char* where) {
@@ -371,30 +403,27 @@ class Reducer {
     detail::check_same_layout(comm_, sizes(tensors), where);
     last_values_ = n;
     buffer_.resize(std::size_t(n));
-    pack(tensors, buffer_.data());
-    if (order_ == Order::mpi) {
-      for (Index at = 0; at < n; at += detail::kChunk)
-        detail::check(MPI_Allreduce(MPI_IN_PLACE, buffer_.data() + at, int(std::min(detail::kChunk, n - at)),
-                                    detail::datatype<Scalar>(), MPI_SUM, comm_),
-                      where, "MPI_Allreduce");
+    if (order_ == Order::mpi || rank_ == 0) {
+      pack(tensors, buffer_.data());
     } else {
-      gathered_.resize(std::size_t(n * size_));
-      gather(where);
-      Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> sum(buffer_.data(), n);
-      sum = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(gathered_.data(), n);
-      for (int r = 1; r < size_; ++r)
-        sum += Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(gathered_.data() + r * n, n);
+      receive_running_sum(where);
+      std::vector<Tensor<const Scalar>> mine;
+      for (const auto& t : tensors) mine.push_back({t.data, t.size});
+      add(mine);
     }
+    if (order_ == Order::mpi) all_reduce_sum(where);
+    else pass_running_sum(where);
     if (mean && size_ > 1)
       Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(buffer_.data(), n) /= Scalar(size_);
     unpack(tensors);
   }
 
+  static constexpr int kRunningSumTag = 0x6c6d;
   MPI_Comm comm_;
   Order order_;
   int rank_ = 0, size_ = 1;
-  Index last_values_ = 0;
-  std::vector<Scalar> buffer_, gathered_;
+  Index last_values_ = 0, last_received_ = 0;
+  std::vector<Scalar> buffer_;
 };
 
 /// Copies rank `root`'s layers (U, V, S, bias, row and element masks) to every rank: one fused
