@@ -1,5 +1,6 @@
 // Writes the fuzz targets' seed corpora with the library's own writers:
-//   fuzz_make_corpus DIR   →  DIR/{safetensors,llama2c,tokenizer,pruner_state,hf_text}/*
+//   fuzz_make_corpus DIR   →  DIR/{safetensors,llama2c,tokenizer,pruner_state,hf_text,hf_directory,
+//                                   tokenizer_files,half_floats,layer_metadata}/*
 // The bundled model and tokenizer are added by the callers (ctest and cmake/quickstart.sh fuzz).
 #include <cstdio>
 #include <filesystem>
@@ -147,6 +148,104 @@ void hf_text(const fs::path& dir) {
                                      "#version: 0.2\na b\n\u0120 ab\n");
 }
 
+/// Length-prefixed parts, as fuzz_files.hpp's split_parts reads them.
+std::string parts(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& p : items) {
+    for (int i = 0; i < 4; ++i) out += char((p.size() >> (8 * i)) & 0xff);
+    out += p;
+  }
+  return out;
+}
+
+std::string file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+lmshrink::Llama2cModel tiny_llama(bool shared) {
+  lmshrink::Llama2cModel m;
+  auto& c = m.config;
+  c = {4, 6, 1, 2, 1, 8, 3, shared};
+  const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
+  m.token_embedding = ramp(v, d, 0.1f);
+  m.rms_att = {lmshrink::Vector<float>::Ones(d)};
+  m.rms_ffn = {lmshrink::Vector<float>::Ones(d)};
+  m.wq = {ramp(d, d, 0.2f)};
+  m.wk = {ramp(kv, d, 0.2f)};
+  m.wv = {ramp(kv, d, 0.3f)};
+  m.wo = {ramp(d, d, 0.1f)};
+  m.w1 = {ramp(hd, d, 0.1f)};
+  m.w2 = {ramp(d, hd, 0.1f)};
+  m.w3 = {ramp(hd, d, 0.2f)};
+  m.rms_final = lmshrink::Vector<float>::Ones(d);
+  if (!shared) m.wcls = ramp(v, d, 0.05f);
+  return m;
+}
+
+// Directories as the writers make them (one file, or an index and shards), packed as
+// config.json then (name, contents) pairs.
+void hf_directories(const fs::path& dir) {
+  lmshrink::Gpt2Model g;
+  g.config.vocab_size = 8, g.config.dim = 4, g.config.hidden_dim = 8, g.config.n_layers = 1, g.config.n_heads = 2,
+  g.config.n_positions = 3;
+  g.wte = ramp(8, 4, 0.1f);
+  g.wpe = ramp(3, 4, 0.1f);
+  g.ln1_w = g.ln2_w = {lmshrink::Vector<float>::Ones(4)};
+  g.ln1_b = g.ln2_b = g.proj_b = g.fc_proj_b = {lmshrink::Vector<float>::Zero(4)};
+  g.attn_w = {ramp(12, 4, 0.1f)};
+  g.attn_b = {lmshrink::Vector<float>::Zero(12)};
+  g.proj_w = {ramp(4, 4, 0.1f)};
+  g.fc_w = {ramp(8, 4, 0.1f)};
+  g.fc_b = {lmshrink::Vector<float>::Zero(8)};
+  g.fc_proj_w = {ramp(4, 8, 0.1f)};
+  g.lnf_w = lmshrink::Vector<float>::Ones(4);
+  g.lnf_b = lmshrink::Vector<float>::Zero(4);
+  const fs::path tmp = dir / "tmp_model";
+  const auto pack = [&](const std::string& name) {
+    std::vector<std::string> items = {file_bytes(tmp / "config.json")};
+    for (const auto& e : fs::directory_iterator(tmp))
+      if (e.path().filename() != "config.json") {
+        items.push_back(e.path().filename().string());
+        items.push_back(file_bytes(e.path()));
+      }
+    write_text(dir / name, parts(items));
+  };
+  for (int shared = 0; shared < 2; ++shared) {
+    lmshrink::write_hf_llama(tiny_llama(shared == 1), tmp.string(), lmshrink::Dtype::f32);
+    pack(shared ? "llama_shared" : "llama_wcls");
+  }
+  lmshrink::write_hf_llama(tiny_llama(false), tmp.string(), lmshrink::Dtype::bf16, 200);
+  pack("llama_bf16_shards");
+  lmshrink::write_hf_gpt2(g, tmp.string(), lmshrink::Dtype::f16);
+  pack("gpt2_f16");
+  fs::remove_all(tmp);
+}
+
+// tokenizer_files: (vocab.json, merges.txt) and then a llama2.c tokenizer; half_floats: a dtype
+// selector and payload; layer_metadata: a header line and payload bytes.
+void more_corpora(const fs::path& root) {
+  const std::string vocab_input = file_bytes(root / "hf_text" / "gpt2_vocab").substr(1);
+  const std::size_t nul = vocab_input.find('\0');
+  const std::string tok = file_bytes(root / "tokenizer" / "small.bin");
+  write_text(root / "tokenizer_files" / "gpt2_and_llama",
+             parts({vocab_input.substr(0, nul), vocab_input.substr(nul + 1), tok}));
+  write_text(root / "tokenizer_files" / "llama_only", parts({tok}));
+  const std::uint16_t halves[6] = {0x3c00, 0xc000, 0x0001, 0x7bff, 0x8400, 0x3555};
+  for (int d = 0; d < 4; ++d) {
+    std::string b(1, char(d));
+    const float floats[3] = {1.5f, -65504.0f, 1e-8f};
+    const double doubles[2] = {3.0e38, -2.5};
+    if (d < 2) b.append(reinterpret_cast<const char*>(halves), sizeof halves);
+    else if (d == 2) b.append(reinterpret_cast<const char*>(floats), sizeof floats);
+    else b.append(reinterpret_cast<const char*>(doubles), sizeof doubles);
+    write_text(root / "half_floats" / ("dtype" + std::to_string(d)), b);
+  }
+  write_text(root / "layer_metadata" / "rank_and_rows", "2 6 5 3 0 1\n" + std::string("\x00\x00\x80\x3f\x01\x00\x00\x00", 8));
+  write_text(root / "layer_metadata" / "rows_with_mask", "0 4 4 2 1 0\n" + std::string("\x02\x00\x00\x00\x00\x00\x00\x40", 8));
+  write_text(root / "layer_metadata" / "rank_only", "1 3 3 0 0 0\n" + std::string("\x00\x00\x00\x3f", 4));
+}
+
 void pruner_states(const fs::path& dir) {
   for (int variant = 0; variant < fuzz::kPrunerVariants; ++variant) {
     for (int steps : {0, 5}) {
@@ -175,13 +274,16 @@ int main(int argc, char** argv) {
   }
   try {
     const fs::path root = argv[1];
-    for (const char* t : {"safetensors", "llama2c", "tokenizer", "pruner_state", "hf_text"})
+    for (const char* t : {"safetensors", "llama2c", "tokenizer", "pruner_state", "hf_text", "hf_directory",
+                          "tokenizer_files", "half_floats", "layer_metadata"})
       fs::create_directories(root / t);
     safetensors(root / "safetensors");
     llama2c(root / "llama2c");
     tokenizer(root / "tokenizer");
     pruner_states(root / "pruner_state");
     hf_text(root / "hf_text");
+    hf_directories(root / "hf_directory");
+    more_corpora(root);
     std::printf("wrote the seed corpora to %s\n", argv[1]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
