@@ -37,7 +37,7 @@ if [ "$what" = test ]; then
   cmake --workflow --preset test
 elif [ "$what" = fuzz ]; then
   seconds="${2:-60}"
-  targets=(safetensors llama2c tokenizer pruner_state hf_text)
+  targets=(safetensors llama2c tokenizer pruner_state hf_text hf_directory tokenizer_files half_floats layer_metadata)
   cmake --preset fuzz >/dev/null
   cmake --build --preset fuzz --target fuzz_make_corpus "${targets[@]/#/fuzz_}"
   bin=build/fuzz/tests/fuzz
