@@ -68,26 +68,32 @@ void safetensors(const fs::path& dir) {
   }
 }
 
+/// A one-block Llama of dim 4 with every weight set (its legacy RoPE tables empty).
+lmshrink::Llama2cModel tiny_llama(bool shared) {
+  lmshrink::Llama2cModel m;
+  auto& c = m.config;
+  c = {4, 6, 1, 2, 1, 8, 3, shared};
+  const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
+  m.token_embedding = ramp(v, d, 0.1f);
+  m.rms_att = {lmshrink::Vector<float>::Ones(d)};
+  m.rms_ffn = {lmshrink::Vector<float>::Ones(d)};
+  m.wq = {ramp(d, d, 0.2f)};
+  m.wk = {ramp(kv, d, 0.2f)};
+  m.wv = {ramp(kv, d, 0.3f)};
+  m.wo = {ramp(d, d, 0.1f)};
+  m.w1 = {ramp(hd, d, 0.1f)};
+  m.w2 = {ramp(d, hd, 0.1f)};
+  m.w3 = {ramp(hd, d, 0.2f)};
+  m.rms_final = lmshrink::Vector<float>::Ones(d);
+  if (!shared) m.wcls = ramp(v, d, 0.05f);
+  return m;
+}
+
 void llama2c(const fs::path& dir) {
   for (int shared = 0; shared < 2; ++shared) {
-    lmshrink::Llama2cModel m;
-    auto& c = m.config;
-    c = {4, 6, 1, 2, 1, 8, 3, shared == 1};
-    const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
-    m.token_embedding = ramp(v, d, 0.1f);
-    m.rms_att = {lmshrink::Vector<float>::Ones(d)};
-    m.rms_ffn = {lmshrink::Vector<float>::Ones(d)};
-    m.wq = {ramp(d, d, 0.2f)};
-    m.wk = {ramp(kv, d, 0.2f)};
-    m.wv = {ramp(kv, d, 0.3f)};
-    m.wo = {ramp(d, d, 0.1f)};
-    m.w1 = {ramp(hd, d, 0.1f)};
-    m.w2 = {ramp(d, hd, 0.1f)};
-    m.w3 = {ramp(hd, d, 0.2f)};
-    m.rms_final = lmshrink::Vector<float>::Ones(d);
-    m.freq_cis_real = ramp(c.seq_len, c.head_size() / 2, 0.1f);
-    m.freq_cis_imag = ramp(c.seq_len, c.head_size() / 2, 0.1f);
-    if (!c.shared_classifier) m.wcls = ramp(v, d, 0.05f);
+    lmshrink::Llama2cModel m = tiny_llama(shared == 1);
+    m.freq_cis_real = ramp(m.config.seq_len, m.config.head_size() / 2, 0.1f);
+    m.freq_cis_imag = ramp(m.config.seq_len, m.config.head_size() / 2, 0.1f);
     lmshrink::write_llama2c(m, (dir / (shared ? "tiny_shared.bin" : "tiny_wcls.bin")).string());
   }
 }
@@ -163,25 +169,6 @@ std::string file_bytes(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
-lmshrink::Llama2cModel tiny_llama(bool shared) {
-  lmshrink::Llama2cModel m;
-  auto& c = m.config;
-  c = {4, 6, 1, 2, 1, 8, 3, shared};
-  const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
-  m.token_embedding = ramp(v, d, 0.1f);
-  m.rms_att = {lmshrink::Vector<float>::Ones(d)};
-  m.rms_ffn = {lmshrink::Vector<float>::Ones(d)};
-  m.wq = {ramp(d, d, 0.2f)};
-  m.wk = {ramp(kv, d, 0.2f)};
-  m.wv = {ramp(kv, d, 0.3f)};
-  m.wo = {ramp(d, d, 0.1f)};
-  m.w1 = {ramp(hd, d, 0.1f)};
-  m.w2 = {ramp(d, hd, 0.1f)};
-  m.w3 = {ramp(hd, d, 0.2f)};
-  m.rms_final = lmshrink::Vector<float>::Ones(d);
-  if (!shared) m.wcls = ramp(v, d, 0.05f);
-  return m;
-}
 
 // Directories as the writers make them (one file, or an index and shards), packed as
 // config.json then (name, contents) pairs.
