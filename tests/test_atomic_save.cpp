@@ -238,6 +238,11 @@ TEST_CASE("a directory save leaves exactly the new model's files: an old model.s
   CHECK(which_dir(dir, 4, 6, 1000) == 'A');
   CHECK(entries(dir) == std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json"});
   CHECK(entries(parent) == std::set<std::string>{"model"});  // nothing beside it
+  // A folder of the user's that only looks like a temporary is never touched; a dead writer's is.
+  fs::create_directories(parent + "/model.tmp.backup");
+  fs::create_directories(parent + "/model.tmp.123.4");
+  save(c, dir);
+  CHECK(entries(parent) == std::set<std::string>{"model", "model.tmp.backup"});
   fs::remove_all(parent);
 }
 

@@ -89,15 +89,27 @@ inline int try_lock_directory(const std::string& path) {
   return fd;
 }
 
-/// The siblings "<base>.tmp.*" or "<base>.old.*" of `parent`.
+/// Whether `s` is "<digits>.<digits>", the pid and counter of unique_suffix().
+inline bool is_unique_suffix(const std::string& s) {
+  const auto dot = s.find('.');
+  if (dot == 0 || dot == std::string::npos || dot + 1 == s.size()) return false;
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (i != dot && (s[i] < '0' || s[i] > '9')) return false;
+  return true;
+}
+
+/// The siblings "<base>.tmp.<pid>.<n>" or "<base>.old.<pid>.<n>" of `parent`: exactly the names
+/// this file makes, so that a user's "<base>.tmp.backup" is never touched.
 inline std::vector<std::string> directory_siblings(const std::string& parent, const std::string& base,
                                                    const char* kind) {
   std::vector<std::string> names;
   DIR* d = ::opendir(parent.c_str());
   if (d == nullptr) return names;
   const std::string prefix = base + kind;
-  while (const dirent* entry = ::readdir(d))
-    if (starts_with(entry->d_name, prefix)) names.push_back(entry->d_name);
+  while (const dirent* entry = ::readdir(d)) {
+    const std::string name = entry->d_name;
+    if (starts_with(name, prefix) && is_unique_suffix(name.substr(prefix.size()))) names.push_back(name);
+  }
   ::closedir(d);
   return names;
 }
