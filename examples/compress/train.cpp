@@ -522,6 +522,9 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const double kept = examples::checked_linear_ratio(job_name(job), res.linear_live, res.linear_dense, nominal);
 
   // Save, then score what was saved: the table describes the checkpoints on disk.
+  if (sh.out_dir.empty())
+    lmshrink::detail::fail<lmshrink::state_error>("run_job", "Shared::out_dir is empty; set it to the folder "
+                                                  "the run writes in");
   const std::string ckpt = sh.out_dir + "/checkpoints/" + file_stem(job) + ".safetensors";
   char ratio_text[32];
   std::snprintf(ratio_text, sizeof ratio_text, "%.4f", kept);

@@ -400,6 +400,7 @@ int main(int argc, char** argv) {
     sh.codec = codec.get();
     examples::Team one_process;  // the study runs in one process
     sh.team = &one_process;
+    sh.out_dir = o.out;  // the study writes in place (its checkpoints are scratch)
     sh.shards = resolve_shards(o, 1);
 
     // An arm is one row of a table: a job trained on every seed's stream (streams[s]).
