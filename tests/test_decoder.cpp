@@ -105,7 +105,7 @@ TEST_CASE("the full-sequence forward equals the KV-cache forward", "[decoder]") 
     max_diff = std::max<double>(max_diff, (kv.forward(stream[std::size_t(pos)], pos).transpose() - logits.row(pos)).cwiseAbs().maxCoeff());
   CAPTURE(max_diff);
   REQUIRE(max_diff < 1e-3);
-  const auto s = examples::score_logits(logits, stream.data() + 1);
+  const auto s = lmshrink::models::score_logits<float>(logits, stream.data() + 1);
   REQUIRE(std::abs(s.nll_sum / 512.0 - 1.239298) < 1e-4);
   REQUIRE_THROWS_AS(seq.forward(stream.data(), 513), lmshrink::value_error);
 }
@@ -121,14 +121,14 @@ TEST_CASE("stories260K converted to Hugging Face layout gives the same logits an
   const auto& la = a.forward(stream.data(), 512);
   const auto& lb = b.forward(stream.data(), 512);
   REQUIRE(la == lb);  // the q/k row permutation round trip is exact
-  const auto s = examples::score_logits(lb, stream.data() + 1);
+  const auto s = lmshrink::models::score_logits<float>(lb, stream.data() + 1);
   REQUIRE(std::abs(s.nll_sum / 512.0 - 1.239298) < 1e-4);
   // BF16 weights: close, not identical.
   std::filesystem::remove_all(dir);
   lmshrink::write_hf_llama(model, dir, lmshrink::Dtype::bf16);
   const auto bf16 = lmshrink::read_hf_llama(dir);
   examples::LlamaSequenceDecoder c(bf16);
-  const auto sc = examples::score_logits(c.forward(stream.data(), 512), stream.data() + 1);
+  const auto sc = lmshrink::models::score_logits<float>(c.forward(stream.data(), 512), stream.data() + 1);
   CAPTURE(sc.nll_sum / 512.0);
   REQUIRE(std::abs(sc.nll_sum / 512.0 - 1.239298) < 0.02);
   std::filesystem::remove_all(dir);
@@ -148,8 +148,8 @@ TEST_CASE("the decoders' RoPE table covers the positions used, not the model's w
   examples::RopeTable whole(64, 8, 10000.0);
   whole.cover(64);
   float a[8] = {1, 0, 1, 0, 1, 0, 1, 0}, b[8] = {1, 0, 1, 0, 1, 0, 1, 0};
-  rope.apply(a, 8, 17);
-  whole.apply(b, 8, 17);
+  rope.rotate(a, 8, 17);
+  whole.rotate(b, 8, 17);
   for (int i = 0; i < 8; ++i) CHECK(a[i] == b[i]);
   CHECK(a[0] == std::cos(17.0f));
 }

@@ -336,8 +336,8 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
     }
   const auto a = examples::CompactLlama::pack(w), b = examples::CompactLlama::pack(back);
   examples::SequenceDecoder<examples::CompactView> sa(a), sb(b);
-  const auto nll_a = examples::score_logits(sa.forward(stream.data(), 512), stream.data() + 1).nll_sum;
-  const auto nll_b = examples::score_logits(sb.forward(stream.data(), 512), stream.data() + 1).nll_sum;
+  const auto nll_a = lmshrink::models::score_logits<float>(sa.forward(stream.data(), 512), stream.data() + 1).nll_sum;
+  const auto nll_b = lmshrink::models::score_logits<float>(sb.forward(stream.data(), 512), stream.data() + 1).nll_sum;
   REQUIRE(nll_a == nll_b);  // identical, not just close
   // A foreign safetensors file is refused with a clear error.
   lmshrink::SafeTensors foreign;

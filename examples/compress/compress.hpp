@@ -11,13 +11,13 @@
 #include <functional>
 #include <memory>
 #include <lmshrink/lmshrink.hpp>
+#include <lmshrink/models/scoring.hpp>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "../common/layerwise.hpp"
 #include "../common/progress.hpp"
-#include "../common/scoring.hpp"
 #include "../common/team.hpp"
 #include "../models/model.hpp"
 

@@ -61,14 +61,14 @@ Score evaluate(const DecoderFactory& decoders, const std::vector<int>& stream, i
                int threads, examples::Team* team) {
   const int ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
   const int first = int(std::int64_t(windows) * rank / ranks), last = int(std::int64_t(windows) * (rank + 1) / ranks);
-  std::vector<examples::SequenceScore> per(static_cast<std::size_t>(last - first));
+  std::vector<lmshrink::models::SequenceScore> per(static_cast<std::size_t>(last - first));
 #pragma omp parallel num_threads(threads)
   {
     const std::unique_ptr<examples::Decoder> dec = decoders();
 #pragma omp for schedule(dynamic)
     for (int w = first; w < last; ++w) {
       const int* in = stream.data() + std::size_t(w) * window_len;
-      per[std::size_t(w - first)] = examples::score_logits(dec->forward_sequence(in, window_len), in + 1);
+      per[std::size_t(w - first)] = lmshrink::models::score_logits<float>(dec->forward_sequence(in, window_len), in + 1);
     }
   }
   if (ranks > 1) {  // every window's sums, in window order (rank r's windows follow rank r − 1's)

@@ -57,6 +57,12 @@ void check_shape(const char* where, const char* what, const Eigen::DenseBase<Der
                       " was expected");
 }
 
+/// Throws shape_error unless the vector v has n entries.
+template <class Derived>
+void check_length(const char* where, const char* what, const Eigen::DenseBase<Derived>& v, Index n) {
+  if (v.size() != n) fail<shape_error>(where, what, " has ", v.size(), " entries but ", n, " were expected");
+}
+
 /// Throws shape_error unless the input x has `in_features` columns (one row per token).
 template <class Derived>
 void check_input_width(const char* where, const Eigen::DenseBase<Derived>& x, Index in_features) {

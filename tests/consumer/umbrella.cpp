@@ -1,9 +1,12 @@
 // The installed package's check: every header the umbrella includes is installed and compiles,
 // and the version macros agree with the package's version (the kernels are checked by main.cpp
 // in the add_subdirectory consumer, with -march=native); with MPI, the package's mpi component.
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <lmshrink/lmshrink.hpp>
+#include <lmshrink/models/attention.hpp>
+#include <lmshrink/models/norms.hpp>
 #ifdef CONSUMER_WITH_MPI
 #include <lmshrink/mpi.hpp>
 #endif
@@ -27,7 +30,14 @@ int main(int argc, char** argv) {
   (void)argc;
   (void)argv;
 #endif
-  std::printf("lmshrink %s (compiler %s): installed headers compile, %ld dense parameters\n",
-              LMSHRINK_VERSION_STRING, __VERSION__, static_cast<long>(layer.dense_parameters()));
-  return std::strcmp(LMSHRINK_VERSION_STRING, CONSUMER_EXPECTED_VERSION) == 0 ? 0 : 1;
+  // The model tier: RMSNorm of (3, 4) with unit gains leaves each row with mean square ~1.
+  lmshrink::RowMatrix<float> x(1, 2), y(1, 2);
+  x << 3.f, 4.f;
+  lmshrink::Vector<float> gain = lmshrink::Vector<float>::Ones(2), r(1);
+  lmshrink::models::rms_norm_forward<float>(x, gain, 0.0, y, r);
+  const bool models_ok = std::abs(y.squaredNorm() / 2 - 1.f) < 1e-6f;
+  std::printf("lmshrink %s (compiler %s): installed headers compile, %ld dense parameters, models tier %s\n",
+              LMSHRINK_VERSION_STRING, __VERSION__, static_cast<long>(layer.dense_parameters()),
+              models_ok ? "ok" : "wrong RMSNorm");
+  return std::strcmp(LMSHRINK_VERSION_STRING, CONSUMER_EXPECTED_VERSION) == 0 && models_ok ? 0 : 1;
 }

@@ -13,6 +13,9 @@
 #include <cmath>
 #include <lmshrink/compact.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
+#include <lmshrink/models/activations.hpp>
+#include <lmshrink/models/attention.hpp>
+#include <lmshrink/models/norms.hpp>
 #include <lmshrink/pruner.hpp>
 #include <vector>
 
@@ -84,11 +87,10 @@ class Gpt2Decoder {
   using Vec = lmshrink::Vector<float>;
 
   /// `threads` > 1 runs every product on that many threads (OpenMP; the same result for any count).
-  explicit Gpt2Decoder(const CompactGpt2& m, int threads = 1) : m_(&m), c_(m.config), hs_(m.config.head_size()) {
+  explicit Gpt2Decoder(const CompactGpt2& m, int threads = 1)
+      : m_(&m), c_(m.config), hs_(m.config.head_size()),
+        cache_(c_.n_layers, c_.n_positions, c_.n_heads, c_.n_heads, hs_) {
     options_.threads = threads;
-    const int L = c_.n_layers;
-    key_cache_.assign(std::size_t(L), RowMat(c_.n_positions, c_.dim));
-    value_cache_.assign(std::size_t(L), RowMat(c_.n_positions, c_.dim));
   }
   Gpt2Decoder(CompactGpt2&&, int = 1) = delete;  // the decoder keeps a pointer to the model
 
@@ -96,87 +98,59 @@ class Gpt2Decoder {
 
   /// Logits (vocab) of the token at `pos`, given the cached positions 0..pos−1.
   const Vec& forward(int token, int pos) {
+    namespace models = lmshrink::models;
     check(token, pos);
-    x1_ = (m_->wte.row(token) + m_->wpe.row(pos)).transpose();
-    q1_.resize(c_.dim);
-    k1_.resize(c_.dim);
-    v1_.resize(c_.dim);
-    att1_.resize(c_.dim);
-    scores_.resize(pos + 1);
+    resize(1);
+    x_ = m_->wte.row(token) + m_->wpe.row(pos);
     for (int l = 0; l < c_.n_layers; ++l) {
       const std::size_t L = std::size_t(l);
-      layernorm(x1_.data(), 1, m_->ln1_w[L], m_->ln1_b[L], a1_);
-      linear(l, kGq, a1_.data(), 1, q1_.data());
-      linear(l, kGk, a1_.data(), 1, key_cache_[L].row(pos).data());
-      linear(l, kGv, a1_.data(), 1, value_cache_[L].row(pos).data());
-      const float scale = 1.0f / std::sqrt(float(hs_));
-      for (int h = 0; h < c_.n_heads; ++h) {
-        const auto q = q1_.segment(h * hs_, hs_);
-        for (int t = 0; t <= pos; ++t) scores_[t] = scale * key_cache_[L].row(t).segment(h * hs_, hs_).dot(q.transpose());
-        const float max = scores_.head(pos + 1).maxCoeff();
-        scores_.head(pos + 1) = (scores_.head(pos + 1).array() - max).exp().matrix();
-        scores_.head(pos + 1) /= scores_.head(pos + 1).sum();
-        att1_.segment(h * hs_, hs_).setZero();
-        for (int t = 0; t <= pos; ++t)
-          att1_.segment(h * hs_, hs_) += scores_[t] * value_cache_[L].row(t).segment(h * hs_, hs_).transpose();
-      }
-      tmp1_.resize(c_.dim);
-      linear(l, kGproj, att1_.data(), 1, tmp1_.data());
-      x1_ += tmp1_;
-      layernorm(x1_.data(), 1, m_->ln2_w[L], m_->ln2_b[L], a1_);
-      h1_.resize(c_.hidden_dim);
-      linear(l, kGfc, a1_.data(), 1, h1_.data());
-      h1_ = h1_.unaryExpr([](float v) { return gelu_tanh(v); });
-      linear(l, kGfcProj, h1_.data(), 1, tmp1_.data());
-      x1_ += tmp1_;
+      layer_norm(m_->ln1_w[L], m_->ln1_b[L]);
+      linear(l, kGq, a_.data(), 1, q_.data());
+      linear(l, kGk, a_.data(), 1, k_.data());
+      linear(l, kGv, a_.data(), 1, v_.data());
+      cache_.attend(l, pos, q_.data(), k_.data(), v_.data(), att_.data());
+      linear(l, kGproj, att_.data(), 1, tmp_.data());
+      x_ += tmp_;
+      layer_norm(m_->ln2_w[L], m_->ln2_b[L]);
+      linear(l, kGfc, a_.data(), 1, h_.data());
+      models::gelu_forward<float>(h_, h_);
+      linear(l, kGfcProj, h_.data(), 1, tmp_.data());
+      x_ += tmp_;
     }
-    layernorm(x1_.data(), 1, m_->lnf_w, m_->lnf_b, a1_);
+    layer_norm(m_->lnf_w, m_->lnf_b);
     logits1_.resize(c_.vocab_size);
-    m_->head.forward(a1_.data(), 1, c_.dim, logits1_.data(), c_.vocab_size, ws_, options_);
+    m_->head.forward(a_.data(), 1, c_.dim, logits1_.data(), c_.vocab_size, ws_, options_);
     return logits1_;
   }
 
   /// Logits (n, vocab) of tokens at positions 0..n−1, every linear layer one product.
   const RowMat& forward_sequence(const int* tokens, int n) {
+    namespace models = lmshrink::models;
     if (n < 1 || n > c_.n_positions)
       lmshrink::detail::fail<lmshrink::value_error>("Gpt2Decoder::forward_sequence", "n must be in [1, ",
                                                     c_.n_positions, "], got ", n);
-    x_.resize(n, c_.dim);
+    resize(n);
     for (int t = 0; t < n; ++t) {
       check(tokens[t], t);
       x_.row(t) = m_->wte.row(tokens[t]) + m_->wpe.row(t);
     }
-    for (RowMat* m : {&q_, &k_, &v_, &att_, &tmp_}) m->resize(n, c_.dim);
-    h_.resize(n, c_.hidden_dim);
-    p_.resize(n, n);
-    const float scale = 1.0f / std::sqrt(float(hs_));
+    const models::AttentionShape shape{1, n, c_.n_heads, c_.n_heads, hs_};
     for (int l = 0; l < c_.n_layers; ++l) {
       const std::size_t L = std::size_t(l);
-      layernorm_rows(x_, m_->ln1_w[L], m_->ln1_b[L], a_);
+      layer_norm(m_->ln1_w[L], m_->ln1_b[L]);
       linear(l, kGq, a_.data(), n, q_.data());
       linear(l, kGk, a_.data(), n, k_.data());
       linear(l, kGv, a_.data(), n, v_.data());
-      for (int h = 0; h < c_.n_heads; ++h) {
-        p_.noalias() = q_.middleCols(h * hs_, hs_) * k_.middleCols(h * hs_, hs_).transpose();
-        p_ *= scale;
-        for (int t = 0; t < n; ++t) {
-          auto row = p_.row(t);
-          const float max = row.head(t + 1).maxCoeff();
-          row.head(t + 1) = (row.head(t + 1).array() - max).exp().matrix();
-          row.head(t + 1) /= row.head(t + 1).sum();
-          row.tail(n - t - 1).setZero();
-        }
-        att_.middleCols(h * hs_, hs_).noalias() = p_ * v_.middleCols(h * hs_, hs_);
-      }
+      models::causal_attention_forward<float>(shape, q_, k_, v_, p_, att_);
       linear(l, kGproj, att_.data(), n, tmp_.data());
       x_ += tmp_;
-      layernorm_rows(x_, m_->ln2_w[L], m_->ln2_b[L], a_);
+      layer_norm(m_->ln2_w[L], m_->ln2_b[L]);
       linear(l, kGfc, a_.data(), n, h_.data());
-      h_ = h_.unaryExpr([](float v) { return gelu_tanh(v); });
+      models::gelu_forward<float>(h_, h_);
       linear(l, kGfcProj, h_.data(), n, tmp_.data());
       x_ += tmp_;
     }
-    layernorm_rows(x_, m_->lnf_w, m_->lnf_b, a_);
+    layer_norm(m_->lnf_w, m_->lnf_b);
     logits_.resize(n, c_.vocab_size);
     m_->head.forward(a_.data(), n, c_.dim, logits_.data(), c_.vocab_size, ws_, options_);
     return logits_;
@@ -189,32 +163,27 @@ class Gpt2Decoder {
                                                     ": token in [0, ", c_.vocab_size, ") and position in [0, ",
                                                     c_.n_positions, ") were expected");
   }
+  void resize(int n) {
+    for (RowMat* m : {&x_, &a_, &xhat_, &q_, &k_, &v_, &att_, &tmp_}) m->resize(n, c_.dim);
+    h_.resize(n, c_.hidden_dim);
+    rstd_.resize(n);
+  }
   void linear(int l, int kind, const float* x, Eigen::Index n, float* y) {
     const auto& layer = m_->linear[std::size_t(l)][std::size_t(kind)];
     layer.forward(x, n, layer.in_features(), y, layer.out_features(), ws_, options_);
   }
-  void layernorm(const float* x, int, const Vec& w, const Vec& b, Vec& y) const {
-    const Eigen::Map<const Vec> v(x, c_.dim);
-    const float mean = v.mean();
-    const float var = (v.array() - mean).square().mean();
-    y = ((v.array() - mean) / std::sqrt(var + float(c_.norm_eps)) * w.array() + b.array()).matrix();
-  }
-  void layernorm_rows(const RowMat& x, const Vec& w, const Vec& b, RowMat& y) const {
-    y.resize(x.rows(), x.cols());
-    for (Eigen::Index t = 0; t < x.rows(); ++t) {
-      const float mean = x.row(t).mean();
-      const float var = (x.row(t).array() - mean).square().mean();
-      y.row(t) = ((x.row(t).array() - mean) / std::sqrt(var + float(c_.norm_eps)) * w.transpose().array() +
-                  b.transpose().array()).matrix();
-    }
+  // a_ = LayerNorm(x_): the trainer's op, so that decoder and trainer agree to the bit on it.
+  void layer_norm(const Vec& w, const Vec& b) {
+    lmshrink::models::layer_norm_forward<float>(x_, w, b, c_.norm_eps, xhat_, rstd_, a_);
   }
 
   const CompactGpt2* m_;
   lmshrink::Gpt2Config c_;
   int hs_;
-  std::vector<RowMat> key_cache_, value_cache_;
-  Vec x1_, a1_, q1_, k1_, v1_, att1_, tmp1_, h1_, scores_, logits1_;
-  RowMat x_, a_, q_, k_, v_, att_, tmp_, h_, p_, logits_;
+  lmshrink::models::KvCache<float> cache_;
+  std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head
+  RowMat x_, a_, xhat_, q_, k_, v_, att_, tmp_, h_, logits_;
+  Vec rstd_, logits1_;
   lmshrink::CompactForwardOptions options_;
   lmshrink::CompactLinear<float>::Workspace ws_;
 };

@@ -23,11 +23,13 @@
 #include <cmath>
 #include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/low_rank_sparse_linear.hpp>
+#include <lmshrink/models/activations.hpp>
+#include <lmshrink/models/attention.hpp>
+#include <lmshrink/models/norms.hpp>
 #include <lmshrink/pruner.hpp>
 #include <string>
 #include <vector>
 
-#include "../../common/causal_attention.hpp"
 #include "../linear_blocks.hpp"
 
 namespace examples {
@@ -42,19 +44,7 @@ inline const char* gpt2_linear_kind_name(int k) {
   return names[k];
 }
 
-/// GELU with the tanh approximation ("gelu_new"), and its derivative.
-template <class Scalar>
-Scalar gelu_tanh(Scalar x) {
-  const Scalar c = Scalar(0.7978845608028654);  // sqrt(2/π)
-  return Scalar(0.5) * x * (Scalar(1) + std::tanh(c * (x + Scalar(0.044715) * x * x * x)));
-}
-template <class Scalar>
-Scalar gelu_tanh_derivative(Scalar x) {
-  const Scalar c = Scalar(0.7978845608028654);
-  const Scalar t = std::tanh(c * (x + Scalar(0.044715) * x * x * x));
-  return Scalar(0.5) * (Scalar(1) + t) +
-         Scalar(0.5) * x * (Scalar(1) - t * t) * c * (Scalar(1) + Scalar(3 * 0.044715) * x * x);
-}
+using lmshrink::models::gelu_tanh;
 
 template <class Scalar>
 struct Gpt2Weights {
@@ -233,21 +223,21 @@ class Gpt2Trainer {
       auto& lin = w_.linear[std::size_t(l)];
       const std::size_t L = std::size_t(l);
       a.x = x;
-      layernorm_forward(a.x, w_.ln1_w[L], w_.ln1_b[L], a.xhat1, a.rstd1, a.a1);
+      layer_norm_forward(a.x, w_.ln1_w[L], w_.ln1_b[L], a.xhat1, a.rstd1, a.a1);
       lin[kGq].forward(a.a1, a.q, a.cache[kGq]);
       lin[kGk].forward(a.a1, a.k, a.cache[kGk]);
       lin[kGv].forward(a.a1, a.v, a.cache[kGv]);
-      attention_forward(a);
+      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, a.att);
       lin[kGproj].forward(a.att, tmp_, a.cache[kGproj]);
       a.x_mid = a.x + tmp_;
-      layernorm_forward(a.x_mid, w_.ln2_w[L], w_.ln2_b[L], a.xhat2, a.rstd2, a.a2);
+      layer_norm_forward(a.x_mid, w_.ln2_w[L], w_.ln2_b[L], a.xhat2, a.rstd2, a.a2);
       lin[kGfc].forward(a.a2, a.h, a.cache[kGfc]);
-      a.g = a.h.unaryExpr([](Scalar v) { return gelu_tanh(v); });
+      lmshrink::models::gelu_forward<Scalar>(a.h, a.g);
       lin[kGfcProj].forward(a.g, tmp_, a.cache[kGfcProj]);
       x = a.x_mid + tmp_;
     }
     x_final_ = x;
-    layernorm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
+    layer_norm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
     logits_.noalias() = xf_ * w_.wte.transpose();
     return logits_;
   }
@@ -290,7 +280,7 @@ class Gpt2Trainer {
     g_.wte.noalias() += dlogits.transpose() * xf_;
     dxa_.noalias() = dlogits * w_.wte;
     dx_.setZero();
-    layernorm_backward(xhat_f_, rstd_f_, w_.lnf_w, dxa_, dx_, g_.lnf_w, g_.lnf_b);
+    lmshrink::models::layer_norm_backward<Scalar>(xhat_f_, rstd_f_, w_.lnf_w, dxa_, dx_, g_.lnf_w, g_.lnf_b);
     for (int l = c_.n_layers - 1; l >= 0; --l) {
       auto& a = act_[std::size_t(l)];
       auto& lin = w_.linear[std::size_t(l)];
@@ -300,19 +290,20 @@ class Gpt2Trainer {
       // x_out = x_mid + fc_proj(gelu(fc(ln_2(x_mid)))); dx_ becomes ∂/∂x_mid.
       dg_.setZero();
       lin[kGfcProj].backward(a.g, dx_, a.cache[kGfcProj], dg_, gl[kGfcProj]);
-      dh_ = dg_.cwiseProduct(a.h.unaryExpr([](Scalar v) { return gelu_tanh_derivative(v); }));
+      lmshrink::models::gelu_backward<Scalar>(a.h, dg_, dh_);
       dxa_.setZero();
       lin[kGfc].backward(a.a2, dh_, a.cache[kGfc], dxa_, gl[kGfc]);
-      layernorm_backward(a.xhat2, a.rstd2, w_.ln2_w[L], dxa_, dx_, g_.ln2_w[L], g_.ln2_b[L]);
+      lmshrink::models::layer_norm_backward<Scalar>(a.xhat2, a.rstd2, w_.ln2_w[L], dxa_, dx_, g_.ln2_w[L], g_.ln2_b[L]);
       // x_mid = x + c_proj(attention(q, k, v)); dx_ becomes ∂/∂x.
       datt_.setZero();
       lin[kGproj].backward(a.att, dx_, a.cache[kGproj], datt_, gl[kGproj]);
-      attention_backward(a);
+      lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt_, dp_, dq_,
+                                                          dk_, dv_);
       dxa_.setZero();
       lin[kGq].backward(a.a1, dq_, a.cache[kGq], dxa_, gl[kGq]);
       lin[kGk].backward(a.a1, dk_, a.cache[kGk], dxa_, gl[kGk]);
       lin[kGv].backward(a.a1, dv_, a.cache[kGv], dxa_, gl[kGv]);
-      layernorm_backward(a.xhat1, a.rstd1, w_.ln1_w[L], dxa_, dx_, g_.ln1_w[L], g_.ln1_b[L]);
+      lmshrink::models::layer_norm_backward<Scalar>(a.xhat1, a.rstd1, w_.ln1_w[L], dxa_, dx_, g_.ln1_w[L], g_.ln1_b[L]);
     }
     for (int t = 0; t < batch_ * n_; ++t) {
       g_.wte.row(tokens_[std::size_t(t)]) += dx_.row(t);
@@ -333,39 +324,11 @@ class Gpt2Trainer {
       lmshrink::detail::fail<lmshrink::value_error>(where, "block ", l, " is outside [0, ", c_.n_layers, ")");
   }
 
-  // y = x̂∘w + b with x̂ = (x − mean)·rstd, rstd = (var + eps)^(−1/2).
-  void layernorm_forward(const Mat& x, const Vec& w, const Vec& b, Mat& xhat, Vec& rstd, Mat& y) const {
-    const Scalar inv_d = Scalar(1) / Scalar(x.cols());
-    for (Eigen::Index t = 0; t < x.rows(); ++t) {
-      const Scalar mean = x.row(t).sum() * inv_d;
-      xhat.row(t) = x.row(t).array() - mean;
-      const Scalar var = xhat.row(t).squaredNorm() * inv_d;
-      rstd[t] = Scalar(1) / std::sqrt(var + Scalar(c_.norm_eps));
-      xhat.row(t) *= rstd[t];
-      y.row(t) = xhat.row(t).cwiseProduct(w.transpose()) + b.transpose();
-    }
+  void layer_norm_forward(const Mat& x, const Vec& w, const Vec& b, Mat& xhat, Vec& rstd, Mat& y) const {
+    lmshrink::models::layer_norm_forward<Scalar>(x, w, b, c_.norm_eps, xhat, rstd, y);
   }
 
-  // dw += Σ dy∘x̂, db += Σ dy, dx += rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂∘x̂)) with dx̂ = dy∘w.
-  static void layernorm_backward(const Mat& xhat, const Vec& rstd, const Vec& w, const Mat& dy,
-                                 Mat& dx, Vec& dw, Vec& db) {
-    const Scalar inv_d = Scalar(1) / Scalar(xhat.cols());
-    for (Eigen::Index t = 0; t < xhat.rows(); ++t) {
-      dw += dy.row(t).cwiseProduct(xhat.row(t)).transpose();
-      db += dy.row(t).transpose();
-      const auto dxhat = dy.row(t).cwiseProduct(w.transpose()).eval();
-      const Scalar mean_dxhat = dxhat.sum() * inv_d;
-      const Scalar mean_dot = dxhat.dot(xhat.row(t)) * inv_d;
-      dx.row(t) += rstd[t] * (dxhat.array() - mean_dxhat - xhat.row(t).array() * mean_dot).matrix();
-    }
-  }
-
-  AttentionShape attention_shape() const { return {batch_, n_, c_.n_heads, c_.n_heads, hs_}; }
-  void attention_forward(Activations& a) { causal_attention_forward(attention_shape(), a.q, a.k, a.v, a.p, a.att); }
-  // From datt_: dq_, dk_, dv_.
-  void attention_backward(const Activations& a) {
-    causal_attention_backward(attention_shape(), a.q, a.k, a.v, a.p, datt_, dp_, dq_, dk_, dv_);
-  }
+  lmshrink::models::AttentionShape attention_shape() const { return {batch_, n_, c_.n_heads, c_.n_heads, hs_}; }
 
   W& w_;
   Gpt2Grads<Scalar> g_;

@@ -18,12 +18,15 @@
 #include <cmath>
 #include <lmshrink/io/llama2c.hpp>
 #include <lmshrink/low_rank_sparse_linear.hpp>
+#include <lmshrink/models/activations.hpp>
+#include <lmshrink/models/attention.hpp>
+#include <lmshrink/models/norms.hpp>
+#include <lmshrink/models/rope.hpp>
 #include <lmshrink/optim.hpp>
 #include <lmshrink/pruner.hpp>
 #include <string>
 #include <vector>
 
-#include "../../common/causal_attention.hpp"
 #include "../linear_blocks.hpp"
 
 namespace examples {
@@ -149,24 +152,15 @@ class LlamaTrainer {
   using Vec = typename W::Vec;
 
   LlamaTrainer(W& weights, int batch, int n)
-      : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n) {
+      : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n),
+        rope_(c_.seq_len, c_.head_size(), c_.rope_theta) {
     static constexpr const char* where = "LlamaTrainer";
     if (batch < 1 || n < 1 || n > c_.seq_len)
       lmshrink::detail::fail<lmshrink::value_error>(where, "batch must be >= 1 and n in [1, ",
                                                     c_.seq_len, "], got batch ", batch, ", n ", n);
     const int N = batch * n, L = c_.n_layers, dim = c_.dim, kv = c_.kv_dim(), hid = c_.hidden_dim;
     hs_ = c_.head_size();
-    const int half = hs_ / 2;
-    cos_.resize(n, half);
-    sin_.resize(n, half);
-    for (int p = 0; p < n; ++p)
-      for (int i = 0; i < half; ++i) {
-        // As run.c, in float: freq = 1 / theta^(2i/hs) (theta = 10000), angle = pos·freq.
-        const float freq = 1.0f / std::pow(float(c_.rope_theta), float(2 * i) / float(hs_));
-        const float angle = float(p) * freq;
-        cos_(p, i) = Scalar(std::cos(angle));
-        sin_(p, i) = Scalar(std::sin(angle));
-      }
+    rope_.cover(n);
     act_.resize(std::size_t(L));
     for (auto& a : act_) {
       a.x.resize(N, dim);
@@ -266,53 +260,15 @@ class LlamaTrainer {
     acc += y;
   }
 
-  void rmsnorm_forward(const Mat& x, const Vec& g, Mat& y, Vec& r) const {
-    for (Eigen::Index t = 0; t < x.rows(); ++t) {
-      const Scalar ss = x.row(t).squaredNorm() / Scalar(x.cols()) + Scalar(c_.norm_eps);
-      r[t] = Scalar(1) / std::sqrt(ss);
-      y.row(t) = x.row(t).cwiseProduct(g.transpose()) * r[t];
-    }
-  }
-
-  // y = x·r·g with r = (mean(x²) + eps)^(−1/2): dg += Σ dy∘x·r, dx += r·(dy∘g) − r³/d·x·Σ(dy∘g∘x).
-  static void rmsnorm_backward(const Mat& x, const Vec& g, const Vec& r, const Mat& dy, Mat& dx,
-                               Vec& dg) {
-    const Scalar inv_d = Scalar(1) / Scalar(x.cols());
-    for (Eigen::Index t = 0; t < x.rows(); ++t) {
-      const auto dyg = dy.row(t).cwiseProduct(g.transpose()).eval();
-      const Scalar dot = dyg.dot(x.row(t));
-      dg += (dy.row(t).cwiseProduct(x.row(t)) * r[t]).transpose();
-      dx.row(t) += dyg * r[t] - x.row(t) * (r[t] * r[t] * r[t] * inv_d * dot);
-    }
-  }
-
-  // Rotates adjacent pairs of every head by +angle (sign +1) or −angle (sign −1, the transpose).
-  void rope(Mat& m, int sign) const {
-    for (Eigen::Index row = 0; row < m.rows(); ++row) {
-      const int pos = int(row % n_);
-      Scalar* v = m.row(row).data();
-      for (Eigen::Index i = 0; i < m.cols(); i += 2) {
-        const int j = int(i % hs_) / 2;
-        const Scalar c = cos_(pos, j), s = Scalar(sign) * sin_(pos, j);
-        const Scalar a = v[i], b = v[i + 1];
-        v[i] = a * c - b * s;
-        v[i + 1] = a * s + b * c;
-      }
-    }
-  }
-
-  AttentionShape attention_shape() const { return {batch_, n_, c_.n_heads, c_.n_kv_heads, hs_}; }
-  void attention_forward(Activations& a) { causal_attention_forward(attention_shape(), a.q, a.k, a.v, a.p, a.att); }
-  // From datt_: dq_, dk_, dv_.
-  void attention_backward(const Activations& a) {
-    causal_attention_backward(attention_shape(), a.q, a.k, a.v, a.p, datt_, dp_, dq_, dk_, dv_);
+  lmshrink::models::AttentionShape attention_shape() const {
+    return {batch_, n_, c_.n_heads, c_.n_kv_heads, hs_};
   }
 
   W& w_;
   LlamaGrads<Scalar> g_;
   lmshrink::Llama2cConfig c_;
   int batch_, n_, hs_ = 0;
-  Mat cos_, sin_;
+  lmshrink::models::RopeTable<Scalar> rope_;
   std::vector<Activations> act_;
   Mat x_final_, xb_final_, logits_;
   Vec r_final_;
@@ -339,24 +295,24 @@ const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const in
     auto& a = act_[std::size_t(l)];
     auto& lin = w_.linear[std::size_t(l)];
     a.x = x;
-    rmsnorm_forward(a.x, w_.rms_att[std::size_t(l)], a.xb_att, a.r_att);
+    lmshrink::models::rms_norm_forward<Scalar>(a.x, w_.rms_att[std::size_t(l)], c_.norm_eps, a.xb_att, a.r_att);
     lin[kWq].forward(a.xb_att, a.q, a.cache[kWq]);
     lin[kWk].forward(a.xb_att, a.k, a.cache[kWk]);
     lin[kWv].forward(a.xb_att, a.v, a.cache[kWv]);
-    rope(a.q, +1);
-    rope(a.k, +1);
-    attention_forward(a);
+    rope_.rotate_rows(a.q, n_, +1);
+    rope_.rotate_rows(a.k, n_, +1);
+    lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, a.att);
     a.x_mid = a.x;
     add_linear(lin[kWo], a.att, a.x_mid, a.cache[kWo]);
-    rmsnorm_forward(a.x_mid, w_.rms_ffn[std::size_t(l)], a.xb_ffn, a.r_ffn);
+    lmshrink::models::rms_norm_forward<Scalar>(a.x_mid, w_.rms_ffn[std::size_t(l)], c_.norm_eps, a.xb_ffn, a.r_ffn);
     lin[kW1].forward(a.xb_ffn, a.h1, a.cache[kW1]);
     lin[kW3].forward(a.xb_ffn, a.h3, a.cache[kW3]);
-    a.h.array() = a.h1.array() / (Scalar(1) + (-a.h1.array()).exp()) * a.h3.array();
+    lmshrink::models::swiglu_forward<Scalar>(a.h1, a.h3, a.h);
     x = a.x_mid;
     add_linear(lin[kW2], a.h, x, a.cache[kW2]);
   }
   x_final_ = x;
-  rmsnorm_forward(x_final_, w_.rms_final, xb_final_, r_final_);
+  lmshrink::models::rms_norm_forward<Scalar>(x_final_, w_.rms_final, c_.norm_eps, xb_final_, r_final_);
   logits_.noalias() = xb_final_ * classifier().transpose();
   return logits_;
 }
@@ -378,7 +334,7 @@ void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* 
   dcls.noalias() += dlogits.transpose() * xb_final_;
   dxb_.noalias() = dlogits * classifier();
   dx_.setZero();
-  rmsnorm_backward(x_final_, w_.rms_final, r_final_, dxb_, dx_, g_.rms_final);
+  lmshrink::models::rms_norm_backward<Scalar>(x_final_, w_.rms_final, r_final_, dxb_, dx_, g_.rms_final);
   for (int l = c_.n_layers - 1; l >= 0; --l) {
     auto& a = act_[std::size_t(l)];
     auto& lin = w_.linear[std::size_t(l)];
@@ -387,24 +343,25 @@ void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* 
     // x_out = x_mid + W2·h; dx_ holds ∂/∂x_out and becomes ∂/∂x_mid.
     dh_.setZero();
     lin[kW2].backward(a.h, dx_, a.cache[kW2], dh_, gl[kW2]);
-    const auto sig = (Scalar(1) / (Scalar(1) + (-a.h1.array()).exp())).eval();
-    dh3_.array() = dh_.array() * a.h1.array() * sig;
-    dh1_.array() = dh_.array() * a.h3.array() * sig * (Scalar(1) + a.h1.array() * (Scalar(1) - sig));
+    lmshrink::models::swiglu_backward<Scalar>(a.h1, a.h3, dh_, dh1_, dh3_);
     dxb_.setZero();
     lin[kW1].backward(a.xb_ffn, dh1_, a.cache[kW1], dxb_, gl[kW1]);
     lin[kW3].backward(a.xb_ffn, dh3_, a.cache[kW3], dxb_, gl[kW3]);
-    rmsnorm_backward(a.x_mid, w_.rms_ffn[std::size_t(l)], a.r_ffn, dxb_, dx_, g_.rms_ffn[std::size_t(l)]);
+    lmshrink::models::rms_norm_backward<Scalar>(a.x_mid, w_.rms_ffn[std::size_t(l)], a.r_ffn, dxb_, dx_,
+                                                g_.rms_ffn[std::size_t(l)]);
     // x_mid = x + Wo·att; dx_ becomes ∂/∂x.
     datt_.setZero();
     lin[kWo].backward(a.att, dx_, a.cache[kWo], datt_, gl[kWo]);
-    attention_backward(a);
-    rope(dq_, -1);
-    rope(dk_, -1);
+    lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt_, dp_, dq_,
+                                                        dk_, dv_);
+    rope_.rotate_rows(dq_, n_, -1);
+    rope_.rotate_rows(dk_, n_, -1);
     dxb_.setZero();
     lin[kWq].backward(a.xb_att, dq_, a.cache[kWq], dxb_, gl[kWq]);
     lin[kWk].backward(a.xb_att, dk_, a.cache[kWk], dxb_, gl[kWk]);
     lin[kWv].backward(a.xb_att, dv_, a.cache[kWv], dxb_, gl[kWv]);
-    rmsnorm_backward(a.x, w_.rms_att[std::size_t(l)], a.r_att, dxb_, dx_, g_.rms_att[std::size_t(l)]);
+    lmshrink::models::rms_norm_backward<Scalar>(a.x, w_.rms_att[std::size_t(l)], a.r_att, dxb_, dx_,
+                                                g_.rms_att[std::size_t(l)]);
   }
   for (int t = 0; t < batch_ * n_; ++t) g_.embedding.row(tokens_[std::size_t(t)]) += dx_.row(t);
 }

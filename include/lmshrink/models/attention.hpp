@@ -1,0 +1,181 @@
+#pragma once
+// Causal multi-head softmax attention, for whole sequences (training, scoring) and one token at
+// a time against a KV cache (generation). Rows are tokens; head h reads columns
+// [h·hs, (h+1)·hs) of q and key/value head h / (heads / kv_heads) of k and v (grouped-query
+// attention; kv_heads = heads is plain multi-head attention). Scores are scaled by 1/sqrt(hs).
+//
+//   models::AttentionShape s{batch, n, heads, kv_heads, head_size};
+//   std::vector<RowMatrix<float>> p(batch * heads);         // kept for the backward
+//   models::causal_attention_forward<float>(s, q, k, v, p, att);
+//   models::causal_attention_backward<float>(s, q, k, v, p, datt, dp, dq, dk, dv);
+//
+//   models::KvCache<float> cache(layers, positions, heads, kv_heads, head_size);
+//   cache.attend(layer, pos, q, k, v, out);                  // one token at position pos
+
+#include <cmath>
+#include <vector>
+
+#include "../config.hpp"
+#include "../types.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+
+struct AttentionShape {
+  int batch = 1, n = 1, heads = 1, kv_heads = 1, head_size = 1;
+};
+
+namespace attention_checks {
+inline void check(const char* where, const AttentionShape& s) {
+  if (s.batch < 1 || s.n < 1 || s.heads < 1 || s.kv_heads < 1 || s.head_size < 1 || s.heads % s.kv_heads != 0)
+    lmshrink::detail::fail<value_error>(where, "batch ", s.batch, ", n ", s.n, ", heads ", s.heads,
+                                        ", kv_heads ", s.kv_heads, ", head_size ", s.head_size,
+                                        ": positive sizes with heads a multiple of kv_heads were expected");
+}
+template <class M>
+void check_rows(const char* where, const char* what, const M& m, const AttentionShape& s, int heads) {
+  lmshrink::detail::check_shape(where, what, m, Index(s.batch) * s.n, Index(heads) * s.head_size);
+}
+}  // namespace attention_checks
+
+/// att = softmax(q·kᵀ/sqrt(hs), causal)·v per (sequence, head). p holds batch·heads (n, n)
+/// matrices that keep the probabilities for the backward, or a single one, reused, when no
+/// backward follows (scoring).
+template <class Scalar>
+void causal_attention_forward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q,
+                              const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v,
+                              std::vector<RowMatrix<Scalar>>& p, MatrixRef<Scalar> att) {
+  static constexpr const char* where = "causal_attention_forward";
+  attention_checks::check(where, s);
+  attention_checks::check_rows(where, "q", q, s, s.heads);
+  attention_checks::check_rows(where, "k", k, s, s.kv_heads);
+  attention_checks::check_rows(where, "v", v, s, s.kv_heads);
+  attention_checks::check_rows(where, "att", att, s, s.heads);
+  const std::size_t kept = std::size_t(s.batch) * std::size_t(s.heads);
+  if (p.size() != kept && p.size() != 1)
+    lmshrink::detail::fail<shape_error>(where, "p has ", p.size(), " matrices but ", kept,
+                                        " (one per sequence and head) or 1 (reused) were expected");
+  const int group = s.heads / s.kv_heads, n = s.n, hs = s.head_size;
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs));
+  for (int b = 0; b < s.batch; ++b)
+    for (int h = 0; h < s.heads; ++h) {
+      auto& ph = p.size() == 1 ? p[0] : p[std::size_t(b * s.heads + h)];
+      ph.resize(n, n);
+      const int kvh = h / group;
+      ph.noalias() = q.block(b * n, h * hs, n, hs) * k.block(b * n, kvh * hs, n, hs).transpose();
+      ph *= scale;
+      for (int t = 0; t < n; ++t) {
+        auto row = ph.row(t);
+        const Scalar max = row.head(t + 1).maxCoeff();
+        row.head(t + 1) = (row.head(t + 1).array() - max).exp().matrix();
+        row.head(t + 1) /= row.head(t + 1).sum();
+        row.tail(n - t - 1).setZero();
+      }
+      att.block(b * n, h * hs, n, hs).noalias() = ph * v.block(b * n, kvh * hs, n, hs);
+    }
+}
+
+/// From datt = ∂loss/∂att and the forward's p (one per sequence and head): dq (overwritten), dk
+/// and dv (zeroed, then accumulated over the heads that share them). dp is an (n, n) workspace.
+template <class Scalar>
+void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q,
+                               const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v,
+                               const std::vector<RowMatrix<Scalar>>& p, const ConstMatrixRef<Scalar>& datt,
+                               RowMatrix<Scalar>& dp, MatrixRef<Scalar> dq, MatrixRef<Scalar> dk,
+                               MatrixRef<Scalar> dv) {
+  static constexpr const char* where = "causal_attention_backward";
+  attention_checks::check(where, s);
+  attention_checks::check_rows(where, "q", q, s, s.heads);
+  attention_checks::check_rows(where, "k", k, s, s.kv_heads);
+  attention_checks::check_rows(where, "v", v, s, s.kv_heads);
+  attention_checks::check_rows(where, "datt", datt, s, s.heads);
+  attention_checks::check_rows(where, "dq", dq, s, s.heads);
+  attention_checks::check_rows(where, "dk", dk, s, s.kv_heads);
+  attention_checks::check_rows(where, "dv", dv, s, s.kv_heads);
+  if (p.size() != std::size_t(s.batch) * std::size_t(s.heads))
+    lmshrink::detail::fail<shape_error>(where, "p has ", p.size(), " matrices but the backward needs the ",
+                                        s.batch * s.heads, " kept by the forward (one per sequence and head)");
+  const int group = s.heads / s.kv_heads, n = s.n, hs = s.head_size;
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs));
+  dp.resize(n, n);
+  dk.setZero();
+  dv.setZero();
+  for (int b = 0; b < s.batch; ++b)
+    for (int h = 0; h < s.heads; ++h) {
+      const auto& ph = p[std::size_t(b * s.heads + h)];
+      const int kvh = h / group;
+      const auto dout = datt.block(b * n, h * hs, n, hs);
+      dv.block(b * n, kvh * hs, n, hs).noalias() += ph.transpose() * dout;
+      dp.noalias() = dout * v.block(b * n, kvh * hs, n, hs).transpose();
+      // Softmax backward per row: ds = p∘(dp − Σ p∘dp), then the scale.
+      for (int t = 0; t < n; ++t) {
+        auto drow = dp.row(t).head(t + 1);
+        const Scalar dot = drow.dot(ph.row(t).head(t + 1));
+        drow = (ph.row(t).head(t + 1).array() * (drow.array() - dot) * scale).matrix();
+        dp.row(t).tail(n - t - 1).setZero();
+      }
+      dq.block(b * n, h * hs, n, hs).noalias() = dp * k.block(b * n, kvh * hs, n, hs);
+      dk.block(b * n, kvh * hs, n, hs).noalias() += dp.transpose() * q.block(b * n, h * hs, n, hs);
+    }
+}
+
+/// Keys and values of every layer for positions [0, positions), and attention of one new token
+/// against them. Keys and values are stored transposed per layer, [kv head][feature][position],
+/// so that both products of a step (scores = Kᵀq, out = V·a) run along contiguous positions.
+template <class Scalar>
+class KvCache {
+ public:
+  KvCache(int layers, int positions, int heads, int kv_heads, int head_size)
+      : layers_(layers), positions_(positions), shape_{1, 1, heads, kv_heads, head_size},
+        kv_dim_(kv_heads * head_size) {
+    attention_checks::check("KvCache", shape_);
+    if (layers < 1 || positions < 1)
+      lmshrink::detail::fail<value_error>("KvCache", "layers ", layers, " and positions ", positions,
+                                          " must be >= 1");
+    keys_.assign(std::size_t(layers) * std::size_t(positions) * std::size_t(kv_dim_), Scalar(0));
+    values_.assign(keys_.size(), Scalar(0));
+    scores_.resize(positions);
+  }
+
+  int positions() const { return positions_; }
+
+  /// Stores layer `layer`'s key k and value v (kv_heads·hs each) at position pos, then writes
+  /// out (heads·hs) = attention of q (heads·hs) over positions 0..pos. Positions before pos must
+  /// have been stored since the sequence started (a new sequence starts again at 0).
+  void attend(int layer, int pos, const Scalar* q, const Scalar* k, const Scalar* v, Scalar* out) {
+    if (layer < 0 || layer >= layers_ || pos < 0 || pos >= positions_)
+      lmshrink::detail::fail<value_error>("KvCache::attend", "layer ", layer, " and position ", pos,
+                                          " must be in [0, ", layers_, ") and [0, ", positions_, ")");
+    using Rows = Eigen::Map<const RowMatrix<Scalar>, 0, Eigen::OuterStride<>>;
+    using Vec = Vector<Scalar>;
+    const int T = positions_, n = pos + 1, hs = shape_.head_size, group = shape_.heads / shape_.kv_heads;
+    Scalar* keys = keys_.data() + std::size_t(layer) * T * kv_dim_;
+    Scalar* values = values_.data() + std::size_t(layer) * T * kv_dim_;
+    for (int i = 0; i < kv_dim_; ++i) {
+      keys[std::size_t(i) * T + pos] = k[i];
+      values[std::size_t(i) * T + pos] = v[i];
+    }
+    const Scalar inv_sqrt_hs = Scalar(1) / std::sqrt(Scalar(hs));
+    auto s = scores_.head(n);
+    for (int h = 0; h < shape_.heads; ++h) {
+      const std::size_t kv_offset = std::size_t(h / group) * hs * T;
+      const Rows K(keys + kv_offset, hs, n, Eigen::OuterStride<>(T));
+      const Rows V(values + kv_offset, hs, n, Eigen::OuterStride<>(T));
+      s.noalias() = K.transpose() * Eigen::Map<const Vec>(q + h * hs, hs);
+      s *= inv_sqrt_hs;
+      s = (s.array() - s.maxCoeff()).exp().matrix();
+      s /= s.sum();
+      Eigen::Map<Vec>(out + h * hs, hs).noalias() = V * s;
+    }
+  }
+
+ private:
+  int layers_, positions_;
+  AttentionShape shape_;
+  int kv_dim_;
+  std::vector<Scalar> keys_, values_;
+  Vector<Scalar> scores_;
+};
+
+}  // namespace models
+LMSHRINK_NAMESPACE_END
