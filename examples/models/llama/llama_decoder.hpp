@@ -24,6 +24,8 @@
 #include <lmshrink/models/rope.hpp>
 #include <lmshrink/models/scoring.hpp>
 
+#include "llama_block.hpp"
+
 #include <utility>
 #include <vector>
 
@@ -81,16 +83,9 @@ class KvDecoder {
   explicit KvDecoder(View m)
       : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()),
         rope_(c_.seq_len, hs_, c_.rope_theta), cache_(c_.n_layers, c_.seq_len, c_.n_heads, c_.n_kv_heads, hs_) {
+    state_.resize(1, c_);
     x_.resize(1, c_.dim);
     xb_.resize(1, c_.dim);
-    q_.resize(1, c_.dim);
-    k_.resize(1, kv_dim_);
-    v_.resize(1, kv_dim_);
-    att_out_.resize(1, c_.dim);
-    y_.resize(1, c_.dim);
-    h1_.resize(1, c_.hidden_dim);
-    h3_.resize(1, c_.hidden_dim);
-    h_.resize(1, c_.hidden_dim);
     r_.resize(1);
     logits_.resize(c_.vocab_size);
   }
@@ -100,35 +95,27 @@ class KvDecoder {
   /// Logits (vocab) for `token` at position `pos`; positions 0..pos−1 must have been run since
   /// the sequence started (a new sequence simply starts again at pos 0).
   const Vec& forward(int token, int pos) {
-    namespace models = lmshrink::models;
     if (token < 0 || token >= c_.vocab_size)
       lmshrink::detail::fail<lmshrink::value_error>("KvDecoder::forward", "token ", token,
                                                     " is outside [0, ", c_.vocab_size, ")");
     if (pos < 0 || pos >= c_.seq_len)
       lmshrink::detail::fail<lmshrink::value_error>("KvDecoder::forward", "position ", pos,
                                                     " is outside [0, ", c_.seq_len, ")");
-    const int dim = c_.dim, L = c_.n_layers;
-    const double eps = c_.norm_eps;
     rope_.cover(pos + 1);
     x_ = m_.embedding().row(token);
-    for (int l = 0; l < L; ++l) {
-      models::rms_norm_forward<float>(x_, m_.rms_att(l), eps, xb_, r_);
-      m_.linear(l, 0, xb_.data(), 1, q_.data());
-      m_.linear(l, 1, xb_.data(), 1, k_.data());
-      m_.linear(l, 2, xb_.data(), 1, v_.data());
-      rope_.rotate(q_.data(), dim, pos);
-      rope_.rotate(k_.data(), kv_dim_, pos);
-      cache_.attend(l, pos, q_.data(), k_.data(), v_.data(), att_out_.data());
-      m_.linear(l, 3, att_out_.data(), 1, y_.data());
-      x_ += y_;
-      models::rms_norm_forward<float>(x_, m_.rms_ffn(l), eps, xb_, r_);
-      m_.linear(l, 4, xb_.data(), 1, h1_.data());
-      m_.linear(l, 6, xb_.data(), 1, h3_.data());
-      models::swiglu_forward<float>(h1_, h3_, h_);
-      m_.linear(l, 5, h_.data(), 1, y_.data());
-      x_ += y_;
+    for (int l = 0; l < c_.n_layers; ++l) {
+      const auto linear = [&](int kind, const RowMat& in, RowMat& out) {
+        m_.linear(l, kind, in.data(), 1, out.data());
+      };
+      const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
+        rope_.rotate(q.data(), c_.dim, pos);
+        rope_.rotate(k.data(), kv_dim_, pos);
+        cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
+      };
+      state_.x = x_;
+      llama_block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
     }
-    models::rms_norm_forward<float>(x_, m_.rms_final(), eps, xb_, r_);
+    lmshrink::models::rms_norm_forward<float>(x_, m_.rms_final(), c_.norm_eps, xb_, r_);
     m_.classify(xb_.data(), logits_.data());
     return logits_;
   }
@@ -139,7 +126,8 @@ class KvDecoder {
   int hs_, kv_dim_;
   RopeTable rope_;
   lmshrink::models::KvCache<float> cache_;
-  RowMat x_, xb_, q_, k_, v_, att_out_, y_, h1_, h3_, h_;
+  LlamaBlockState<float> state_;
+  RowMat x_, xb_;
   Vec r_, logits_;
 };
 
@@ -149,8 +137,7 @@ template <class View>
 class SequenceDecoder {
  public:
   explicit SequenceDecoder(View m)
-      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()),
-        rope_(c_.seq_len, hs_, c_.rope_theta) {}
+      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), rope_(c_.seq_len, hs_, c_.rope_theta) {}
 
   const lmshrink::Llama2cConfig& config() const { return c_; }
 
@@ -160,44 +147,30 @@ class SequenceDecoder {
     if (n < 1 || n > c_.seq_len)
       lmshrink::detail::fail<lmshrink::value_error>(where, "sequence length ", n,
                                                     " is outside [1, ", c_.seq_len, "]");
-    namespace models = lmshrink::models;
-    const int dim = c_.dim;
-    const double eps = c_.norm_eps;
-    x_.resize(n, dim);
+    x_.resize(n, c_.dim);
     for (int t = 0; t < n; ++t) {
       if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
         lmshrink::detail::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
                                                       " is outside [0, ", c_.vocab_size, ")");
       x_.row(t) = m_.embedding().row(tokens[t]);
     }
-    xb_.resize(n, dim);
+    state_.resize(n, c_);
+    xb_.resize(n, c_.dim);
     r_.resize(n);
-    q_.resize(n, dim);
-    k_.resize(n, kv_dim_);
-    v_.resize(n, kv_dim_);
-    y_.resize(n, dim);
-    att_.resize(n, dim);
-    h1_.resize(n, c_.hidden_dim);
-    h3_.resize(n, c_.hidden_dim);
-    const models::AttentionShape shape{1, n, c_.n_heads, c_.n_kv_heads, hs_};
+    const lmshrink::models::AttentionShape shape{1, n, c_.n_heads, c_.n_kv_heads, hs_};
     for (int l = 0; l < c_.n_layers; ++l) {
-      models::rms_norm_forward<float>(x_, m_.rms_att(l), eps, xb_, r_);
-      m_.linear(l, 0, xb_.data(), n, q_.data());
-      m_.linear(l, 1, xb_.data(), n, k_.data());
-      m_.linear(l, 2, xb_.data(), n, v_.data());
-      rope_.rotate_rows(q_, n, +1);
-      rope_.rotate_rows(k_, n, +1);
-      models::causal_attention_forward<float>(shape, q_, k_, v_, p_, att_);
-      m_.linear(l, 3, att_.data(), n, y_.data());
-      x_ += y_;
-      models::rms_norm_forward<float>(x_, m_.rms_ffn(l), eps, xb_, r_);
-      m_.linear(l, 4, xb_.data(), n, h1_.data());
-      m_.linear(l, 6, xb_.data(), n, h3_.data());
-      models::swiglu_forward<float>(h1_, h3_, h1_);
-      m_.linear(l, 5, h1_.data(), n, y_.data());
-      x_ += y_;
+      const auto linear = [&](int kind, const RowMat& in, RowMat& out) {
+        m_.linear(l, kind, in.data(), n, out.data());
+      };
+      const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
+        rope_.rotate_rows(q, n, +1);
+        rope_.rotate_rows(k, n, +1);
+        lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
+      };
+      state_.x = x_;
+      llama_block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
     }
-    models::rms_norm_forward<float>(x_, m_.rms_final(), eps, xb_, r_);
+    lmshrink::models::rms_norm_forward<float>(x_, m_.rms_final(), c_.norm_eps, xb_, r_);
     logits_.noalias() = xb_ * m_.classifier().transpose();
     return logits_;
   }
@@ -205,10 +178,11 @@ class SequenceDecoder {
  private:
   View m_;
   lmshrink::Llama2cConfig c_;
-  int hs_, kv_dim_;
+  int hs_;
   RopeTable rope_;
   std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head
-  RowMat x_, xb_, q_, k_, v_, y_, att_, h1_, h3_, logits_;
+  LlamaBlockState<float> state_;
+  RowMat x_, xb_, logits_;
   Vec r_;
 };
 

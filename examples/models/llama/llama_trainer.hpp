@@ -28,20 +28,9 @@
 #include <vector>
 
 #include "../linear_blocks.hpp"
+#include "llama_block.hpp"
 
 namespace examples {
-
-/// The seven linear layers of a block, in llama2.c file order.
-enum LinearKind : int { kWq, kWk, kWv, kWo, kW1, kW2, kW3 };
-constexpr int kLinearKinds = 7;
-
-inline const char* linear_kind_name(int k) {
-  static const char* names[kLinearKinds] = {"attention.wq",    "attention.wk",
-                                            "attention.wv",    "attention.wo",
-                                            "feed_forward.w1", "feed_forward.w2",
-                                            "feed_forward.w3"};
-  return names[k];
-}
 
 template <class Scalar>
 struct LlamaWeights {
@@ -158,40 +147,21 @@ class LlamaTrainer {
     if (batch < 1 || n < 1 || n > c_.seq_len)
       lmshrink::detail::fail<lmshrink::value_error>(where, "batch must be >= 1 and n in [1, ",
                                                     c_.seq_len, "], got batch ", batch, ", n ", n);
-    const int N = batch * n, L = c_.n_layers, dim = c_.dim, kv = c_.kv_dim(), hid = c_.hidden_dim;
+    const int N = batch * n, dim = c_.dim;
     hs_ = c_.head_size();
     rope_.cover(n);
-    act_.resize(std::size_t(L));
+    act_.resize(std::size_t(c_.n_layers));
     for (auto& a : act_) {
-      a.x.resize(N, dim);
-      a.xb_att.resize(N, dim);
-      a.r_att.resize(N);
-      a.q.resize(N, dim);
-      a.k.resize(N, kv);
-      a.v.resize(N, kv);
+      a.resize(N, c_);
       a.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
-      a.att.resize(N, dim);
-      a.x_mid.resize(N, dim);
-      a.xb_ffn.resize(N, dim);
-      a.r_ffn.resize(N);
-      a.h1.resize(N, hid);
-      a.h3.resize(N, hid);
-      a.h.resize(N, hid);
-      for (auto& cache : a.cache) cache = typename W::Layer::Cache();
     }
+    work_.resize(N, c_);
     x_final_.resize(N, dim);
     xb_final_.resize(N, dim);
     r_final_.resize(N);
     logits_.resize(N, c_.vocab_size);
     dx_.resize(N, dim);
     dxb_.resize(N, dim);
-    dq_.resize(N, dim);
-    dk_.resize(N, kv);
-    dv_.resize(N, kv);
-    datt_.resize(N, dim);
-    dh_.resize(N, hid);
-    dh1_.resize(N, hid);
-    dh3_.resize(N, hid);
     dp_.resize(n, n);
     tokens_.assign(std::size_t(N), 0);
   }
@@ -236,9 +206,7 @@ class LlamaTrainer {
   void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr);
 
  private:
-  struct Activations {
-    Mat x, xb_att, q, k, v, att, x_mid, xb_ffn, h1, h3, h;
-    Vec r_att, r_ffn;  // 1/rms per token
+  struct Activations : LlamaBlockState<Scalar> {
     std::vector<Mat> p;  // softmax probabilities per (sequence, head)
     std::array<typename W::Layer::Cache, kLinearKinds> cache;
   };
@@ -253,13 +221,6 @@ class LlamaTrainer {
                                                     c_.n_layers, ")");
   }
 
-  static void add_linear(const typename W::Layer& layer, const Mat& in, Mat& acc,
-                         typename W::Layer::Cache& cache) {
-    Mat y(in.rows(), layer.out_features());
-    layer.forward(in, y, cache);
-    acc += y;
-  }
-
   lmshrink::models::AttentionShape attention_shape() const {
     return {batch_, n_, c_.n_heads, c_.n_kv_heads, hs_};
   }
@@ -270,9 +231,10 @@ class LlamaTrainer {
   int batch_, n_, hs_ = 0;
   lmshrink::models::RopeTable<Scalar> rope_;
   std::vector<Activations> act_;
+  LlamaBlockWorkspace<Scalar> work_;
   Mat x_final_, xb_final_, logits_;
   Vec r_final_;
-  Mat dx_, dxb_, dq_, dk_, dv_, datt_, dh_, dh1_, dh3_, dp_;
+  Mat dx_, dxb_, dp_;
   std::vector<int> tokens_;
 };
 
@@ -289,29 +251,19 @@ const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const in
                                                     " is outside [0, ", c_.vocab_size, ")");
     tokens_[std::size_t(t)] = tokens[t];
   }
-  Mat x(N, c_.dim);
-  for (int t = 0; t < N; ++t) x.row(t) = w_.embedding.row(tokens[t]);
+  for (int t = 0; t < N; ++t) act_[0].x.row(t) = w_.embedding.row(tokens[t]);
   for (int l = 0; l < c_.n_layers; ++l) {
     auto& a = act_[std::size_t(l)];
     auto& lin = w_.linear[std::size_t(l)];
-    a.x = x;
-    lmshrink::models::rms_norm_forward<Scalar>(a.x, w_.rms_att[std::size_t(l)], c_.norm_eps, a.xb_att, a.r_att);
-    lin[kWq].forward(a.xb_att, a.q, a.cache[kWq]);
-    lin[kWk].forward(a.xb_att, a.k, a.cache[kWk]);
-    lin[kWv].forward(a.xb_att, a.v, a.cache[kWv]);
-    rope_.rotate_rows(a.q, n_, +1);
-    rope_.rotate_rows(a.k, n_, +1);
-    lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, a.att);
-    a.x_mid = a.x;
-    add_linear(lin[kWo], a.att, a.x_mid, a.cache[kWo]);
-    lmshrink::models::rms_norm_forward<Scalar>(a.x_mid, w_.rms_ffn[std::size_t(l)], c_.norm_eps, a.xb_ffn, a.r_ffn);
-    lin[kW1].forward(a.xb_ffn, a.h1, a.cache[kW1]);
-    lin[kW3].forward(a.xb_ffn, a.h3, a.cache[kW3]);
-    lmshrink::models::swiglu_forward<Scalar>(a.h1, a.h3, a.h);
-    x = a.x_mid;
-    add_linear(lin[kW2], a.h, x, a.cache[kW2]);
+    const auto linear = [&](int kind, const Mat& in, Mat& out) { lin[std::size_t(kind)].forward(in, out, a.cache[std::size_t(kind)]); };
+    const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
+      rope_.rotate_rows(q, n_, +1);
+      rope_.rotate_rows(k, n_, +1);
+      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, a.p, att);
+    };
+    llama_block_forward<Scalar>(c_, w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear, attend, a,
+                                l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
   }
-  x_final_ = x;
   lmshrink::models::rms_norm_forward<Scalar>(x_final_, w_.rms_final, c_.norm_eps, xb_final_, r_final_);
   logits_.noalias() = xb_final_ * classifier().transpose();
   return logits_;
@@ -340,28 +292,17 @@ void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* 
     auto& lin = w_.linear[std::size_t(l)];
     auto& gl = g_.linear[std::size_t(l)];
     if (dblock && (*dblock)[std::size_t(l)].size() != 0) dx_ += (*dblock)[std::size_t(l)];
-    // x_out = x_mid + W2·h; dx_ holds ∂/∂x_out and becomes ∂/∂x_mid.
-    dh_.setZero();
-    lin[kW2].backward(a.h, dx_, a.cache[kW2], dh_, gl[kW2]);
-    lmshrink::models::swiglu_backward<Scalar>(a.h1, a.h3, dh_, dh1_, dh3_);
-    dxb_.setZero();
-    lin[kW1].backward(a.xb_ffn, dh1_, a.cache[kW1], dxb_, gl[kW1]);
-    lin[kW3].backward(a.xb_ffn, dh3_, a.cache[kW3], dxb_, gl[kW3]);
-    lmshrink::models::rms_norm_backward<Scalar>(a.x_mid, w_.rms_ffn[std::size_t(l)], a.r_ffn, dxb_, dx_,
-                                                g_.rms_ffn[std::size_t(l)]);
-    // x_mid = x + Wo·att; dx_ becomes ∂/∂x.
-    datt_.setZero();
-    lin[kWo].backward(a.att, dx_, a.cache[kWo], datt_, gl[kWo]);
-    lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt_, dp_, dq_,
-                                                        dk_, dv_);
-    rope_.rotate_rows(dq_, n_, -1);
-    rope_.rotate_rows(dk_, n_, -1);
-    dxb_.setZero();
-    lin[kWq].backward(a.xb_att, dq_, a.cache[kWq], dxb_, gl[kWq]);
-    lin[kWk].backward(a.xb_att, dk_, a.cache[kWk], dxb_, gl[kWk]);
-    lin[kWv].backward(a.xb_att, dv_, a.cache[kWv], dxb_, gl[kWv]);
-    lmshrink::models::rms_norm_backward<Scalar>(a.x, w_.rms_att[std::size_t(l)], a.r_att, dxb_, dx_,
-                                                g_.rms_att[std::size_t(l)]);
+    const auto linear_backward = [&](int kind, const Mat& in, const Mat& dout, Mat& din) {
+      lin[std::size_t(kind)].backward(in, dout, a.cache[std::size_t(kind)], din, gl[std::size_t(kind)]);
+    };
+    const auto attend_backward = [&](const Mat& datt, Mat& dq, Mat& dk, Mat& dv) {
+      lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq, dk, dv);
+      rope_.rotate_rows(dq, n_, -1);
+      rope_.rotate_rows(dk, n_, -1);
+    };
+    llama_block_backward<Scalar>(w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear_backward,
+                                 attend_backward, a, work_, dx_, g_.rms_att[std::size_t(l)],
+                                 g_.rms_ffn[std::size_t(l)]);
   }
   for (int t = 0; t < batch_ * n_; ++t) g_.embedding.row(tokens_[std::size_t(t)]) += dx_.row(t);
 }
