@@ -19,6 +19,7 @@
 #include <lmshrink/pruner.hpp>
 #include <vector>
 
+#include "gpt2_block.hpp"
 #include "gpt2_trainer.hpp"
 
 namespace examples {
@@ -98,26 +99,18 @@ class Gpt2Decoder {
 
   /// Logits (vocab) of the token at `pos`, given the cached positions 0..pos−1.
   const Vec& forward(int token, int pos) {
-    namespace models = lmshrink::models;
     check(token, pos);
     resize(1);
     x_ = m_->wte.row(token) + m_->wpe.row(pos);
     for (int l = 0; l < c_.n_layers; ++l) {
-      const std::size_t L = std::size_t(l);
-      layer_norm(m_->ln1_w[L], m_->ln1_b[L]);
-      linear(l, kGq, a_.data(), 1, q_.data());
-      linear(l, kGk, a_.data(), 1, k_.data());
-      linear(l, kGv, a_.data(), 1, v_.data());
-      cache_.attend(l, pos, q_.data(), k_.data(), v_.data(), att_.data());
-      linear(l, kGproj, att_.data(), 1, tmp_.data());
-      x_ += tmp_;
-      layer_norm(m_->ln2_w[L], m_->ln2_b[L]);
-      linear(l, kGfc, a_.data(), 1, h_.data());
-      models::gelu_forward<float>(h_, h_);
-      linear(l, kGfcProj, h_.data(), 1, tmp_.data());
-      x_ += tmp_;
+      const auto linear = [&](int kind, const RowMat& in, RowMat& out) { this->linear(l, kind, in, out); };
+      const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
+        cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
+      };
+      state_.x = x_;
+      gpt2_block_forward<float>(c_, norms(l), linear, attend, state_, x_);
     }
-    layer_norm(m_->lnf_w, m_->lnf_b);
+    final_norm();
     logits1_.resize(c_.vocab_size);
     m_->head.forward(a_.data(), 1, c_.dim, logits1_.data(), c_.vocab_size, ws_, options_);
     return logits1_;
@@ -125,7 +118,6 @@ class Gpt2Decoder {
 
   /// Logits (n, vocab) of tokens at positions 0..n−1, every linear layer one product.
   const RowMat& forward_sequence(const int* tokens, int n) {
-    namespace models = lmshrink::models;
     if (n < 1 || n > c_.n_positions)
       lmshrink::detail::fail<lmshrink::value_error>("Gpt2Decoder::forward_sequence", "n must be in [1, ",
                                                     c_.n_positions, "], got ", n);
@@ -134,23 +126,16 @@ class Gpt2Decoder {
       check(tokens[t], t);
       x_.row(t) = m_->wte.row(tokens[t]) + m_->wpe.row(t);
     }
-    const models::AttentionShape shape{1, n, c_.n_heads, c_.n_heads, hs_};
+    const lmshrink::models::AttentionShape shape{1, n, c_.n_heads, c_.n_heads, hs_};
     for (int l = 0; l < c_.n_layers; ++l) {
-      const std::size_t L = std::size_t(l);
-      layer_norm(m_->ln1_w[L], m_->ln1_b[L]);
-      linear(l, kGq, a_.data(), n, q_.data());
-      linear(l, kGk, a_.data(), n, k_.data());
-      linear(l, kGv, a_.data(), n, v_.data());
-      models::causal_attention_forward<float>(shape, q_, k_, v_, p_, att_);
-      linear(l, kGproj, att_.data(), n, tmp_.data());
-      x_ += tmp_;
-      layer_norm(m_->ln2_w[L], m_->ln2_b[L]);
-      linear(l, kGfc, a_.data(), n, h_.data());
-      models::gelu_forward<float>(h_, h_);
-      linear(l, kGfcProj, h_.data(), n, tmp_.data());
-      x_ += tmp_;
+      const auto linear = [&](int kind, const RowMat& in, RowMat& out) { this->linear(l, kind, in, out); };
+      const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
+        lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
+      };
+      state_.x = x_;
+      gpt2_block_forward<float>(c_, norms(l), linear, attend, state_, x_);
     }
-    layer_norm(m_->lnf_w, m_->lnf_b);
+    final_norm();
     logits_.resize(n, c_.vocab_size);
     m_->head.forward(a_.data(), n, c_.dim, logits_.data(), c_.vocab_size, ws_, options_);
     return logits_;
@@ -164,25 +149,29 @@ class Gpt2Decoder {
                                                     c_.n_positions, ") were expected");
   }
   void resize(int n) {
-    for (RowMat* m : {&x_, &a_, &xhat_, &q_, &k_, &v_, &att_, &tmp_}) m->resize(n, c_.dim);
-    h_.resize(n, c_.hidden_dim);
+    if (x_.rows() == n) return;
+    state_.resize(n, c_);
+    for (RowMat* m : {&x_, &a_, &xhat_}) m->resize(n, c_.dim);
     rstd_.resize(n);
   }
-  void linear(int l, int kind, const float* x, Eigen::Index n, float* y) {
+  void linear(int l, int kind, const RowMat& x, RowMat& y) {
     const auto& layer = m_->linear[std::size_t(l)][std::size_t(kind)];
-    layer.forward(x, n, layer.in_features(), y, layer.out_features(), ws_, options_);
+    layer.forward(x.data(), x.rows(), layer.in_features(), y.data(), layer.out_features(), ws_, options_);
   }
-  // a_ = LayerNorm(x_): the trainer's op, so that decoder and trainer agree to the bit on it.
-  void layer_norm(const Vec& w, const Vec& b) {
-    lmshrink::models::layer_norm_forward<float>(x_, w, b, c_.norm_eps, xhat_, rstd_, a_);
+  Gpt2BlockNorms<const Vec> norms(int l) const {
+    const std::size_t L = std::size_t(l);
+    return {m_->ln1_w[L], m_->ln1_b[L], m_->ln2_w[L], m_->ln2_b[L]};
   }
+  // a_ = ln_f(x_).
+  void final_norm() { lmshrink::models::layer_norm_forward<float>(x_, m_->lnf_w, m_->lnf_b, c_.norm_eps, xhat_, rstd_, a_); }
 
   const CompactGpt2* m_;
   lmshrink::Gpt2Config c_;
   int hs_;
   lmshrink::models::KvCache<float> cache_;
   std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head
-  RowMat x_, a_, xhat_, q_, k_, v_, att_, tmp_, h_, logits_;
+  Gpt2BlockState<float> state_;
+  RowMat x_, a_, xhat_, logits_;
   Vec rstd_, logits1_;
   lmshrink::CompactForwardOptions options_;
   lmshrink::CompactLinear<float>::Workspace ws_;

@@ -31,18 +31,9 @@
 #include <vector>
 
 #include "../linear_blocks.hpp"
+#include "gpt2_block.hpp"
 
 namespace examples {
-
-/// The six linear layers of a GPT-2 block.
-enum Gpt2LinearKind : int { kGq, kGk, kGv, kGproj, kGfc, kGfcProj };
-constexpr int kGpt2LinearKinds = 6;
-
-inline const char* gpt2_linear_kind_name(int k) {
-  static const char* names[kGpt2LinearKinds] = {"attn.q", "attn.k", "attn.v",
-                                                "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
-  return names[k];
-}
 
 using lmshrink::models::gelu_tanh;
 
@@ -180,21 +171,16 @@ class Gpt2Trainer {
     if (batch < 1 || n < 1 || n > c_.n_positions)
       lmshrink::detail::fail<lmshrink::value_error>("Gpt2Trainer", "batch must be >= 1 and n in [1, ",
                                                     c_.n_positions, "], got batch ", batch, ", n ", n);
-    const int N = batch * n, d = c_.dim, hid = c_.hidden_dim;
+    const int N = batch * n, d = c_.dim;
     hs_ = c_.head_size();
     act_.resize(std::size_t(c_.n_layers));
     for (auto& a : act_) {
-      for (Mat* m : {&a.x, &a.xhat1, &a.a1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.xhat2, &a.a2}) m->resize(N, d);
-      a.h.resize(N, hid);
-      a.g.resize(N, hid);
-      a.rstd1.resize(N);
-      a.rstd2.resize(N);
+      a.resize(N, c_);
       a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
     }
-    for (Mat* m : {&x_final_, &xhat_f_, &xf_, &dx_, &dxa_, &dq_, &dk_, &dv_, &datt_, &tmp_}) m->resize(N, d);
+    work_.resize(N, c_);
+    for (Mat* m : {&x_final_, &xhat_f_, &xf_, &dx_, &dxa_}) m->resize(N, d);
     rstd_f_.resize(N);
-    dh_.resize(N, hid);
-    dg_.resize(N, hid);
     dp_.resize(n, n);
     logits_.resize(N, c_.vocab_size);
     tokens_.assign(std::size_t(N), 0);
@@ -216,27 +202,19 @@ class Gpt2Trainer {
                                                       " is outside [0, ", c_.vocab_size, ")");
       tokens_[std::size_t(t)] = tokens[t];
     }
-    Mat x(N, c_.dim);
-    for (int t = 0; t < N; ++t) x.row(t) = w_.wte.row(tokens[t]) + w_.wpe.row(t % n_);
+    for (int t = 0; t < N; ++t) act_[0].x.row(t) = w_.wte.row(tokens[t]) + w_.wpe.row(t % n_);
     for (int l = 0; l < c_.n_layers; ++l) {
       auto& a = act_[std::size_t(l)];
       auto& lin = w_.linear[std::size_t(l)];
-      const std::size_t L = std::size_t(l);
-      a.x = x;
-      layer_norm_forward(a.x, w_.ln1_w[L], w_.ln1_b[L], a.xhat1, a.rstd1, a.a1);
-      lin[kGq].forward(a.a1, a.q, a.cache[kGq]);
-      lin[kGk].forward(a.a1, a.k, a.cache[kGk]);
-      lin[kGv].forward(a.a1, a.v, a.cache[kGv]);
-      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, a.att);
-      lin[kGproj].forward(a.att, tmp_, a.cache[kGproj]);
-      a.x_mid = a.x + tmp_;
-      layer_norm_forward(a.x_mid, w_.ln2_w[L], w_.ln2_b[L], a.xhat2, a.rstd2, a.a2);
-      lin[kGfc].forward(a.a2, a.h, a.cache[kGfc]);
-      lmshrink::models::gelu_forward<Scalar>(a.h, a.g);
-      lin[kGfcProj].forward(a.g, tmp_, a.cache[kGfcProj]);
-      x = a.x_mid + tmp_;
+      const auto linear = [&](int kind, const Mat& in, Mat& out) {
+        lin[std::size_t(kind)].forward(in, out, a.cache[std::size_t(kind)]);
+      };
+      const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
+        lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, a.p, att);
+      };
+      gpt2_block_forward<Scalar>(c_, norms(l), linear, attend, a,
+                                 l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
     }
-    x_final_ = x;
     layer_norm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
     logits_.noalias() = xf_ * w_.wte.transpose();
     return logits_;
@@ -287,23 +265,15 @@ class Gpt2Trainer {
       auto& gl = g_.linear[std::size_t(l)];
       const std::size_t L = std::size_t(l);
       if (dblock && (*dblock)[L].size() != 0) dx_ += (*dblock)[L];
-      // x_out = x_mid + fc_proj(gelu(fc(ln_2(x_mid)))); dx_ becomes ∂/∂x_mid.
-      dg_.setZero();
-      lin[kGfcProj].backward(a.g, dx_, a.cache[kGfcProj], dg_, gl[kGfcProj]);
-      lmshrink::models::gelu_backward<Scalar>(a.h, dg_, dh_);
-      dxa_.setZero();
-      lin[kGfc].backward(a.a2, dh_, a.cache[kGfc], dxa_, gl[kGfc]);
-      lmshrink::models::layer_norm_backward<Scalar>(a.xhat2, a.rstd2, w_.ln2_w[L], dxa_, dx_, g_.ln2_w[L], g_.ln2_b[L]);
-      // x_mid = x + c_proj(attention(q, k, v)); dx_ becomes ∂/∂x.
-      datt_.setZero();
-      lin[kGproj].backward(a.att, dx_, a.cache[kGproj], datt_, gl[kGproj]);
-      lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt_, dp_, dq_,
-                                                          dk_, dv_);
-      dxa_.setZero();
-      lin[kGq].backward(a.a1, dq_, a.cache[kGq], dxa_, gl[kGq]);
-      lin[kGk].backward(a.a1, dk_, a.cache[kGk], dxa_, gl[kGk]);
-      lin[kGv].backward(a.a1, dv_, a.cache[kGv], dxa_, gl[kGv]);
-      lmshrink::models::layer_norm_backward<Scalar>(a.xhat1, a.rstd1, w_.ln1_w[L], dxa_, dx_, g_.ln1_w[L], g_.ln1_b[L]);
+      const auto linear_backward = [&](int kind, const Mat& in, const Mat& dout, Mat& din) {
+        lin[std::size_t(kind)].backward(in, dout, a.cache[std::size_t(kind)], din, gl[std::size_t(kind)]);
+      };
+      const auto attend_backward = [&](const Mat& datt, Mat& dq, Mat& dk, Mat& dv) {
+        lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq,
+                                                            dk, dv);
+      };
+      gpt2_block_backward<Scalar>(norms(l), linear_backward, attend_backward, a, work_, dx_,
+                                  Gpt2BlockNorms<Vec>{g_.ln1_w[L], g_.ln1_b[L], g_.ln2_w[L], g_.ln2_b[L]});
     }
     for (int t = 0; t < batch_ * n_; ++t) {
       g_.wte.row(tokens_[std::size_t(t)]) += dx_.row(t);
@@ -312,12 +282,15 @@ class Gpt2Trainer {
   }
 
  private:
-  struct Activations {
-    Mat x, xhat1, a1, q, k, v, att, x_mid, xhat2, a2, h, g;
-    Vec rstd1, rstd2;
+  struct Activations : Gpt2BlockState<Scalar> {
     std::vector<Mat> p;  // softmax probabilities per (sequence, head)
     std::array<typename W::Layer::Cache, kGpt2LinearKinds> cache;
   };
+
+  Gpt2BlockNorms<const Vec> norms(int l) const {
+    const std::size_t L = std::size_t(l);
+    return {w_.ln1_w[L], w_.ln1_b[L], w_.ln2_w[L], w_.ln2_b[L]};
+  }
 
   void check_block(const char* where, int l) const {
     if (l < 0 || l >= c_.n_layers)
@@ -337,7 +310,8 @@ class Gpt2Trainer {
   std::vector<Activations> act_;
   Mat x_final_, xhat_f_, xf_, logits_;
   Vec rstd_f_;
-  Mat dx_, dxa_, dq_, dk_, dv_, datt_, dh_, dg_, dp_, tmp_;
+  Gpt2BlockWorkspace<Scalar> work_;
+  Mat dx_, dxa_, dp_;
   std::vector<int> tokens_;
 };
 
