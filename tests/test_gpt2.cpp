@@ -220,7 +220,7 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   examples::Gpt2Trainer<float> snet(small, 1, 6);
   const lmshrink::RowMatrix<float> slogits = snet.forward(tokens.data());
   const auto packed = examples::CompactGpt2::pack(small);
-  examples::Gpt2Decoder dec(packed);
+  examples::Gpt2Decoder<examples::Gpt2CompactView> dec(packed);
   const auto& whole = dec.forward_sequence(tokens.data(), 6);
   REQUIRE((whole - slogits).cwiseAbs().maxCoeff() < 1e-4);
   for (int pos = 0; pos < 6; ++pos)
@@ -234,7 +234,7 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   const std::string ckpt = LMSHRINK_TEST_TMP "/gpt2_small.safetensors";
   examples::save_gpt2_checkpoint(small, ckpt, "test");
   const auto reloaded = examples::CompactGpt2::pack(examples::read_gpt2_checkpoint(ckpt));
-  examples::Gpt2Decoder dec3(reloaded);
+  examples::Gpt2Decoder<examples::Gpt2CompactView> dec3(reloaded);
   REQUIRE(dec3.forward_sequence(tokens.data(), 6) == whole);
   REQUIRE(reloaded.parameters() == packed.parameters());
   lmshrink::SafeTensors foreign;
@@ -249,7 +249,7 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   std::filesystem::remove_all(dir);
   lmshrink::write_hf_gpt2(small.to_model(), dir);
   const auto back = examples::CompactGpt2::pack_dense(lmshrink::read_hf_gpt2(dir));
-  examples::Gpt2Decoder dec2(back);
+  examples::Gpt2Decoder<examples::Gpt2CompactView> dec2(back);
   REQUIRE((dec2.forward_sequence(tokens.data(), 6) - whole).cwiseAbs().maxCoeff() < 1e-5);
   std::filesystem::remove_all(dir);
 }

@@ -24,7 +24,7 @@ namespace examples {
 
 using Story = std::vector<int>;
 
-/// Stories sampled at temperature 1 by the teacher's reference decoder, each from the codec's
+/// Stories sampled at temperature 1 by the teacher's own layers (Model::decoder), each from the codec's
 /// story start until the model emits the story end (BOS for llama2.c models, <|endoftext|> for
 /// GPT-2) or fills its context, until `tokens_needed` tokens are there. Story i draws from its own
 /// stream seeded by (seed, i), so the text does not depend on the number of threads.
@@ -46,7 +46,7 @@ inline std::vector<Story> sample_stories(
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
 #endif
     for (int s = rank; s < round; s += ranks) {
-      const std::unique_ptr<Decoder> dec = teacher.reference_decoder();
+      const std::unique_ptr<Decoder> dec = teacher.decoder();
       lmshrink::detail::SplitMix64 rng(seed * 0x9E3779B97F4A7C15ull + first + std::size_t(s));
       Story& story = stories[first + std::size_t(s)];
       int token = start;

@@ -90,7 +90,7 @@ Options parse(int argc, char** argv);
 /// it is a multiple of `processes` that --batch can hold.
 int resolve_shards(const Options& o, int processes);
 
-// ---- evaluate.cpp: scoring and generation, of a teacher (its reference decoder) or a packed
+// ---- evaluate.cpp: scoring and generation, of a teacher (its own layers) or a packed
 // student ----
 
 struct Score {
@@ -101,7 +101,7 @@ struct Score {
 /// Makes one decoder (each scoring thread and each generation has its own).
 using DecoderFactory = std::function<std::unique_ptr<examples::Decoder>()>;
 inline DecoderFactory decoders_of(const examples::Model& teacher) {
-  return [&teacher] { return teacher.reference_decoder(); };
+  return [&teacher] { return teacher.decoder(); };
 }
 inline DecoderFactory decoders_of(const examples::Packed& packed) {
   return [&packed] { return packed.decoder(); };

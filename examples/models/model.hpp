@@ -135,9 +135,10 @@ class Model {
   virtual std::unique_ptr<Model> from_scratch(double linear_ratio, std::uint64_t seed) const = 0;
   virtual std::unique_ptr<Net> net(int batch, int n) = 0;
   virtual std::unique_ptr<Packed> pack() const = 0;
-  /// The decoder the teacher is scored and timed with (its own dense code path); it reads this
-  /// model, which must outlive it and not change.
-  virtual std::unique_ptr<Decoder> reference_decoder() const = 0;
+  /// A decoder over this model's own layers (KV cache and full sequence), the one forward its
+  /// family trains with: a teacher is scored and sampled by the layers that give the
+  /// distillation targets. It reads this model, which must outlive it and not change.
+  virtual std::unique_ptr<Decoder> decoder() const = 0;
   /// lmshrink's self-describing checkpoint (dense layers as such, compressed ones by
   /// lmshrink::put_compressed_layer), atomically.
   virtual void save(const std::string& path, const std::string& method,

@@ -82,18 +82,79 @@ struct CompactGpt2 {
   }
 };
 
+/// The decoder reads a model through a view: its config, embeddings and norms, `linear(l, kind,
+/// x, y)` (y = layer `kind` of block l applied to x, rows = tokens) and `head(x, logits)`.
+/// Gpt2CompactView runs a CompactGpt2's packed layers; Gpt2WeightsView runs trainable weights
+/// (gpt2_trainer.hpp) through their own layers.
+class Gpt2CompactView {
+ public:
+  using RowMat = lmshrink::RowMatrix<float>;
+  using Vec = lmshrink::Vector<float>;
+  /// `threads` > 1 runs every product on that many threads (OpenMP; the same result for any count).
+  Gpt2CompactView(const CompactGpt2& m, int threads = 1) : m_(&m) {  // NOLINT: implicit, a view
+    options_.threads = threads;
+  }
+  Gpt2CompactView(CompactGpt2&&, int = 1) = delete;  // a view of a temporary would dangle
+  const lmshrink::Gpt2Config& config() const { return m_->config; }
+  const RowMat& wte() const { return m_->wte; }
+  const RowMat& wpe() const { return m_->wpe; }
+  Gpt2BlockNorms<const Vec> norms(int l) const {
+    const std::size_t L = std::size_t(l);
+    return {m_->ln1_w[L], m_->ln1_b[L], m_->ln2_w[L], m_->ln2_b[L]};
+  }
+  const Vec& lnf_w() const { return m_->lnf_w; }
+  const Vec& lnf_b() const { return m_->lnf_b; }
+  void linear(int l, int kind, const RowMat& x, RowMat& y) {
+    const auto& layer = m_->linear[std::size_t(l)][std::size_t(kind)];
+    layer.forward(x.data(), x.rows(), layer.in_features(), y.data(), layer.out_features(), ws_, options_);
+  }
+  void head(const RowMat& x, float* logits) {
+    m_->head.forward(x.data(), x.rows(), x.cols(), logits, m_->config.vocab_size, ws_, options_);
+  }
+
+ private:
+  const CompactGpt2* m_;
+  lmshrink::CompactForwardOptions options_;
+  lmshrink::CompactLinear<float>::Workspace ws_;
+};
+
+class Gpt2WeightsView {
+ public:
+  using RowMat = lmshrink::RowMatrix<float>;
+  using Vec = lmshrink::Vector<float>;
+  Gpt2WeightsView(const Gpt2Weights<float>& w) : w_(&w) {}  // NOLINT: implicit, a view
+  Gpt2WeightsView(Gpt2Weights<float>&&) = delete;           // a view of a temporary would dangle
+  const lmshrink::Gpt2Config& config() const { return w_->config; }
+  const RowMat& wte() const { return w_->wte; }
+  const RowMat& wpe() const { return w_->wpe; }
+  Gpt2BlockNorms<const Vec> norms(int l) const {
+    const std::size_t L = std::size_t(l);
+    return {w_->ln1_w[L], w_->ln1_b[L], w_->ln2_w[L], w_->ln2_b[L]};
+  }
+  const Vec& lnf_w() const { return w_->lnf_w; }
+  const Vec& lnf_b() const { return w_->lnf_b; }
+  void linear(int l, int kind, const RowMat& x, RowMat& y) {
+    w_->linear[std::size_t(l)][std::size_t(kind)].forward(x, y, cache_);
+  }
+  void head(const RowMat& x, float* logits) {
+    Eigen::Map<RowMat>(logits, x.rows(), w_->wte.rows()).noalias() = x * w_->wte.transpose();
+  }
+
+ private:
+  const Gpt2Weights<float>* w_;
+  lmshrink::LowRankSparseLinear<float>::Cache cache_;
+};
+
+/// GPT-2's KV-cache step and full-sequence forward over a view.
+template <class View>
 class Gpt2Decoder {
  public:
   using RowMat = lmshrink::RowMatrix<float>;
   using Vec = lmshrink::Vector<float>;
 
-  /// `threads` > 1 runs every product on that many threads (OpenMP; the same result for any count).
-  explicit Gpt2Decoder(const CompactGpt2& m, int threads = 1)
-      : m_(&m), c_(m.config), hs_(m.config.head_size()),
-        cache_(c_.n_layers, c_.n_positions, c_.n_heads, c_.n_heads, hs_) {
-    options_.threads = threads;
-  }
-  Gpt2Decoder(CompactGpt2&&, int = 1) = delete;  // the decoder keeps a pointer to the model
+  explicit Gpt2Decoder(View m)
+      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()),
+        cache_(c_.n_layers, c_.n_positions, c_.n_heads, c_.n_heads, hs_) {}
 
   const lmshrink::Gpt2Config& config() const { return c_; }
 
@@ -101,18 +162,18 @@ class Gpt2Decoder {
   const Vec& forward(int token, int pos) {
     check(token, pos);
     resize(1);
-    x_ = m_->wte.row(token) + m_->wpe.row(pos);
+    x_ = m_.wte().row(token) + m_.wpe().row(pos);
     for (int l = 0; l < c_.n_layers; ++l) {
-      const auto linear = [&](int kind, const RowMat& in, RowMat& out) { this->linear(l, kind, in, out); };
+      const auto linear = [&](int kind, const RowMat& in, RowMat& out) { m_.linear(l, kind, in, out); };
       const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
         cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
       };
       state_.x = x_;
-      gpt2_block_forward<float>(c_, norms(l), linear, attend, state_, x_);
+      gpt2_block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
     }
     final_norm();
     logits1_.resize(c_.vocab_size);
-    m_->head.forward(a_.data(), 1, c_.dim, logits1_.data(), c_.vocab_size, ws_, options_);
+    m_.head(a_, logits1_.data());
     return logits1_;
   }
 
@@ -124,20 +185,20 @@ class Gpt2Decoder {
     resize(n);
     for (int t = 0; t < n; ++t) {
       check(tokens[t], t);
-      x_.row(t) = m_->wte.row(tokens[t]) + m_->wpe.row(t);
+      x_.row(t) = m_.wte().row(tokens[t]) + m_.wpe().row(t);
     }
     const lmshrink::models::AttentionShape shape{1, n, c_.n_heads, c_.n_heads, hs_};
     for (int l = 0; l < c_.n_layers; ++l) {
-      const auto linear = [&](int kind, const RowMat& in, RowMat& out) { this->linear(l, kind, in, out); };
+      const auto linear = [&](int kind, const RowMat& in, RowMat& out) { m_.linear(l, kind, in, out); };
       const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
         lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
       };
       state_.x = x_;
-      gpt2_block_forward<float>(c_, norms(l), linear, attend, state_, x_);
+      gpt2_block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
     }
     final_norm();
     logits_.resize(n, c_.vocab_size);
-    m_->head.forward(a_.data(), n, c_.dim, logits_.data(), c_.vocab_size, ws_, options_);
+    m_.head(a_, logits_.data());
     return logits_;
   }
 
@@ -154,18 +215,10 @@ class Gpt2Decoder {
     for (RowMat* m : {&x_, &a_, &xhat_}) m->resize(n, c_.dim);
     rstd_.resize(n);
   }
-  void linear(int l, int kind, const RowMat& x, RowMat& y) {
-    const auto& layer = m_->linear[std::size_t(l)][std::size_t(kind)];
-    layer.forward(x.data(), x.rows(), layer.in_features(), y.data(), layer.out_features(), ws_, options_);
-  }
-  Gpt2BlockNorms<const Vec> norms(int l) const {
-    const std::size_t L = std::size_t(l);
-    return {m_->ln1_w[L], m_->ln1_b[L], m_->ln2_w[L], m_->ln2_b[L]};
-  }
   // a_ = ln_f(x_).
-  void final_norm() { lmshrink::models::layer_norm_forward<float>(x_, m_->lnf_w, m_->lnf_b, c_.norm_eps, xhat_, rstd_, a_); }
+  void final_norm() { lmshrink::models::layer_norm_forward<float>(x_, m_.lnf_w(), m_.lnf_b(), c_.norm_eps, xhat_, rstd_, a_); }
 
-  const CompactGpt2* m_;
+  View m_;
   lmshrink::Gpt2Config c_;
   int hs_;
   lmshrink::models::KvCache<float> cache_;
@@ -173,8 +226,6 @@ class Gpt2Decoder {
   Gpt2BlockState<float> state_;
   RowMat x_, a_, xhat_, logits_;
   Vec rstd_, logits1_;
-  lmshrink::CompactForwardOptions options_;
-  lmshrink::CompactLinear<float>::Workspace ws_;
 };
 
 }  // namespace examples

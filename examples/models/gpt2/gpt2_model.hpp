@@ -6,7 +6,6 @@
 #include <lmshrink/truncation.hpp>
 
 #include <cmath>
-#include <mutex>
 
 #include "../model.hpp"
 #include "gpt2_checkpoint.hpp"
@@ -29,21 +28,22 @@ inline std::vector<TensorRef> plain_tensors(Gpt2Grads<float>& g) { return gpt2_p
 
 using Gpt2Net = TrainerNet<Gpt2Trainer<float>>;
 
-class Gpt2PackedDecoder final : public Decoder {
+template <class View>
+class Gpt2ModelDecoder final : public Decoder {
  public:
-  Gpt2PackedDecoder(const CompactGpt2& m, int threads) : d_(m, threads) {}
+  explicit Gpt2ModelDecoder(View view) : d_(std::move(view)) {}
   const Eigen::VectorXf& forward_token(int token, int pos) override { return d_.forward(token, pos); }
   const Mat& forward_sequence(const int* tokens, int n) override { return d_.forward_sequence(tokens, n); }
 
  private:
-  Gpt2Decoder d_;
+  Gpt2Decoder<View> d_;
 };
 
 class Gpt2Packed final : public Packed {
  public:
   explicit Gpt2Packed(CompactGpt2 m) : m_(std::move(m)) {}
   std::unique_ptr<Decoder> decoder(int threads) const override {
-    return std::make_unique<Gpt2PackedDecoder>(m_, threads);
+    return std::make_unique<Gpt2ModelDecoder<Gpt2CompactView>>(Gpt2CompactView(m_, threads));
   }
   std::int64_t parameters() const override { return m_.parameters(); }
   std::int64_t bytes() const override { return m_.bytes(); }
@@ -120,10 +120,8 @@ class Gpt2TrainableModel final : public Model {
   }
   std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<Gpt2Net>(w_, batch, n); }
   std::unique_ptr<Packed> pack() const override { return std::make_unique<Gpt2Packed>(CompactGpt2::pack(w_)); }
-  std::unique_ptr<Decoder> reference_decoder() const override {
-    std::lock_guard<std::mutex> lock(packed_mutex_);  // decoders are made on several threads
-    if (!packed_) packed_ = std::make_unique<CompactGpt2>(CompactGpt2::pack(w_));
-    return std::make_unique<Gpt2PackedDecoder>(*packed_, 1);
+  std::unique_ptr<Decoder> decoder() const override {
+    return std::make_unique<Gpt2ModelDecoder<Gpt2WeightsView>>(Gpt2WeightsView(w_));
   }
   void save(const std::string& path, const std::string& method,
             const std::map<std::string, std::string>& extra) const override {
@@ -139,8 +137,6 @@ class Gpt2TrainableModel final : public Model {
 
  private:
   Gpt2Weights<float> w_;
-  mutable std::unique_ptr<CompactGpt2> packed_;  // the reference decoder's model (dense, packed)
-  mutable std::mutex packed_mutex_;
 };
 
 

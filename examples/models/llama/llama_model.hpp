@@ -7,7 +7,6 @@
 #include <lmshrink/truncation.hpp>
 
 #include <cmath>
-#include <mutex>
 
 #include "../model.hpp"
 #include "llama_checkpoint.hpp"
@@ -122,12 +121,8 @@ class LlamaModel final : public Model {
   }
   std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<LlamaNet>(w_, batch, n); }
   std::unique_ptr<Packed> pack() const override { return std::make_unique<LlamaPacked>(CompactLlama::pack(w_)); }
-  std::unique_ptr<Decoder> reference_decoder() const override {
-    {
-      std::lock_guard<std::mutex> lock(dense_mutex_);  // decoders are made on several threads
-      if (!dense_) dense_ = std::make_unique<lmshrink::Llama2cModel>(w_.to_model());
-    }
-    return std::make_unique<LlamaDecoder<DenseView>>(DenseView(*dense_));
+  std::unique_ptr<Decoder> decoder() const override {
+    return std::make_unique<LlamaDecoder<WeightsView>>(WeightsView(w_));
   }
   void save(const std::string& path, const std::string& method,
             const std::map<std::string, std::string>& extra) const override {
@@ -148,8 +143,6 @@ class LlamaModel final : public Model {
 
  private:
   LlamaWeights<float> w_;
-  mutable std::unique_ptr<lmshrink::Llama2cModel> dense_;  // the reference decoder's model
-  mutable std::mutex dense_mutex_;
 };
 
 

@@ -307,6 +307,36 @@ void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* 
   for (int t = 0; t < batch_ * n_; ++t) g_.embedding.row(tokens_[std::size_t(t)]) += dx_.row(t);
 }
 
+/// A decoder view (llama_decoder.hpp) of trainable weights: a model is scored and sampled
+/// through the very layers it trains with (or teaches with), not through a copy. Each view has
+/// its own layer cache, so one view per thread.
+class WeightsView {
+ public:
+  WeightsView(const LlamaWeights<float>& w) : w_(&w) {}  // NOLINT: implicit, a view
+  WeightsView(LlamaWeights<float>&&) = delete;            // a view of a temporary would dangle
+  const lmshrink::Llama2cConfig& config() const { return w_->config; }
+  const lmshrink::RowMatrix<float>& embedding() const { return w_->embedding; }
+  const lmshrink::RowMatrix<float>& classifier() const {
+    return w_->config.shared_classifier ? w_->embedding : w_->classifier;
+  }
+  const lmshrink::Vector<float>& rms_att(int l) const { return w_->rms_att[std::size_t(l)]; }
+  const lmshrink::Vector<float>& rms_ffn(int l) const { return w_->rms_ffn[std::size_t(l)]; }
+  const lmshrink::Vector<float>& rms_final() const { return w_->rms_final; }
+  void linear(int l, int kind, const float* x, Eigen::Index n, float* y) {
+    const auto& layer = w_->linear[std::size_t(l)][std::size_t(kind)];
+    layer.forward(x, n, layer.in_features(), y, layer.out_features(), cache_);
+  }
+  /// logits (vocab) = classifier · x (dim), for one token.
+  void classify(const float* x, float* logits) const {
+    const auto& W = classifier();
+    Eigen::Map<Eigen::VectorXf>(logits, W.rows()).noalias() = W * Eigen::Map<const Eigen::VectorXf>(x, W.cols());
+  }
+
+ private:
+  const LlamaWeights<float>* w_;
+  lmshrink::LowRankSparseLinear<float>::Cache cache_;
+};
+
 #ifdef LMSHRINK_EXTERN_TEMPLATES
 extern template class LlamaTrainer<float>;
 extern template class LlamaTrainer<double>;
