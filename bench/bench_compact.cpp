@@ -33,7 +33,7 @@
 #include <vector>
 
 #include <lmshrink/compact.hpp>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 
 #ifdef LMSHRINK_WITH_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
@@ -62,7 +62,7 @@ const Index kBatches[] = {1, 8, 64, 512};
 const int kRatios[] = {10, 20, 30, 50, 70};  // percent of weights remaining
 
 Matrix random(Index r, Index c, std::uint64_t seed) {
-  lmshrink::detail::SplitMix64 rng(seed);
+  lmshrink::SplitMix64 rng(seed);
   Matrix m(r, c);
   for (Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal());
   return m;
@@ -82,7 +82,7 @@ Budget budget(Index out, Index in, int pct) {
 std::vector<Index> pick(Index n, Index count, std::uint64_t seed) {
   std::vector<Index> all(static_cast<std::size_t>(n));
   std::iota(all.begin(), all.end(), Index(0));
-  lmshrink::detail::SplitMix64 rng(seed);
+  lmshrink::SplitMix64 rng(seed);
   for (Index i = n - 1; i > 0; --i)
     std::swap(all[std::size_t(i)], all[std::size_t(Index(rng.uniform() * double(i + 1)) % (i + 1))]);
   all.resize(static_cast<std::size_t>(count));

@@ -14,7 +14,7 @@
 #include <Eigen/Core>
 #include <map>
 #include <string>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 #include <lmshrink/distillation.hpp>
 
 #include "bench_context.hpp"
@@ -49,7 +49,7 @@ Inputs& inputs(Index vocab) {
   static Inputs in;
   if (built != vocab) {
     in = Inputs{};
-    lmshrink::detail::SplitMix64 rng(vocab);
+    lmshrink::SplitMix64 rng(vocab);
     in.student.resize(kTokens, vocab);
     in.teacher.resize(kTokens, vocab);
     for (Index i = 0; i < in.student.size(); ++i) {

@@ -30,14 +30,14 @@ static int run(int argc, char** argv, int rank, int ranks) {
     if (a == "--model") path = argv[i + 1];
     else if (a == "--layer") block = std::atoi(argv[i + 1]);
     else if (a == "--steps") steps = std::atoi(argv[i + 1]);
-    else lmshrink::detail::fail<lmshrink::value_error>("lmshrink_data_parallel", "unknown option ", a);
+    else lmshrink::fail<lmshrink::value_error>("lmshrink_data_parallel", "unknown option ", a);
   }
   auto model = lmshrink::read_llama2c(path);
   std::vector<lmshrink::NamedWeight> weights;
   for (auto& w : model.linear_weights())
     if (w.name.rfind("layers." + std::to_string(block) + ".", 0) == 0) weights.push_back(w);
   if (weights.empty())
-    lmshrink::detail::fail<lmshrink::value_error>("lmshrink_data_parallel", "no block ", block, " in ", path);
+    lmshrink::fail<lmshrink::value_error>("lmshrink_data_parallel", "no block ", block, " in ", path);
   const std::size_t n = weights.size();
 
   std::vector<Layer> layers(n);
@@ -67,7 +67,7 @@ static int run(int argc, char** argv, int rank, int ranks) {
     all_layers.push_back(&layers[i]);
   }
   lmshrink::mpi::broadcast_layers(MPI_COMM_WORLD, all_layers);  // every rank starts from rank 0's
-  lmshrink::detail::SplitMix64 rng(2026 + std::uint64_t(rank));   // each rank its own data
+  lmshrink::SplitMix64 rng(2026 + std::uint64_t(rank));   // each rank its own data
   int checks = 0;
   for (int step = 0; step < steps; ++step) {
     for (std::size_t i = 0; i < n; ++i) {
@@ -89,7 +89,7 @@ static int run(int argc, char** argv, int rank, int ranks) {
   // --8<-- [parallel]
 
   // The fit on held-out inputs (the same on every rank), and the share of S rows left.
-  lmshrink::detail::SplitMix64 eval_rng(7);
+  lmshrink::SplitMix64 eval_rng(7);
   double error = 0;
   long live = 0, rows = 0;
   for (std::size_t i = 0; i < n; ++i) {

@@ -68,7 +68,7 @@ static Result run(Method method, const std::vector<lmshrink::NamedWeight>& weigh
   if (method != Method::low_rank)
     for (std::size_t i = 0; i < n; ++i) pruner.add(weights[i].name, layers[i], grads[i]);
 
-  lmshrink::detail::SplitMix64 rng(2026);
+  lmshrink::SplitMix64 rng(2026);
   const auto gaussian = [&](Eigen::Index rows, Eigen::Index cols) {
     Matrix m(rows, cols);
     for (Eigen::Index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<float>(rng.normal());

@@ -115,12 +115,10 @@ int main(int argc, char** argv) {
 
     // Reference: the spectrum of a Gaussian matrix of the FFN shape (no structure at all).
     {
-      lmshrink::detail::SplitMix64 rng(42);
+      lmshrink::SplitMix64 rng(42);
       Eigen::MatrixXd g(c.hidden_dim, c.dim);
       for (Eigen::Index i = 0; i < g.size(); ++i) g.data()[i] = rng.normal();
-      Eigen::MatrixXd u, v;
-      Eigen::VectorXd s;
-      lmshrink::detail::exact_svd<double>(g, u, s, v);  // the library's compiled instance
+      const Eigen::VectorXd s = lmshrink::singular_values<double>(g);
       examples::Series noise;
       noise.label = "Gaussian noise";
       noise.color = "black";

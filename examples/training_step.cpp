@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     auto cache = layer.make_cache(tokens);
     auto grads = layer.make_gradients();
     Matrix y(tokens, w.rows()), dy(tokens, w.rows());
-    lmshrink::detail::SplitMix64 rng(7);
+    lmshrink::SplitMix64 rng(7);
     // A fixed held-out batch measures the fit before and after training.
     Matrix x_eval(256, w.cols()), y_eval(256, w.rows()), dy_eval(256, w.rows());
     for (Eigen::Index i = 0; i < x_eval.size(); ++i)

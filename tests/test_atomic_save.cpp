@@ -4,7 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <lmshrink/detail/atomic_file.hpp>
+#include <lmshrink/files.hpp>
 #include <lmshrink/io/safetensors.hpp>
 #include <random>
 #include <string>

@@ -30,7 +30,7 @@ LowRankSparseLinear<S> make_layer(Index out, Index in, Index rank, Index kept, b
   if (bias) layer.bias() = test::random_matrix<S>(out, 1, seed + 3);
   // Keep `kept` rows spread over the layer (first, last and scattered ones).
   lmshrink::RowMask rows = lmshrink::RowMask::Zero(out);
-  lmshrink::detail::SplitMix64 rng(seed + 4);
+  lmshrink::SplitMix64 rng(seed + 4);
   Index live = 0;
   if (kept > 0) rows[kept == out ? 0 : out - 1] = 1, live = 1;
   while (live < kept) {

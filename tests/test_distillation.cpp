@@ -73,7 +73,7 @@ double naive_cos(const MatD& s, const MatD& t) {
 }
 
 Eigen::VectorXi random_targets(Index n, int vocab, std::uint64_t seed) {
-  lmshrink::detail::SplitMix64 rng(seed);
+  lmshrink::SplitMix64 rng(seed);
   Eigen::VectorXi y(n);
   for (Index i = 0; i < n; ++i) y[i] = int(rng.uniform() * vocab) % vocab;
   return y;

@@ -13,7 +13,7 @@
 #include <random>
 #include <vector>
 
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 
 #include "../examples/models/gpt2/gpt2_checkpoint.hpp"
 #include "../examples/models/gpt2/gpt2_decoder.hpp"
@@ -265,7 +265,7 @@ TEST_CASE("write the tiny GPT-2 of the main job's tests", "[.make_tiny_gpt2]") {
   lmshrink::Gpt2Model m;
   auto& c = m.config;
   c.vocab_size = 50257, c.dim = 64, c.hidden_dim = 256, c.n_layers = 12, c.n_heads = 2, c.n_positions = 32;
-  lmshrink::detail::SplitMix64 rng(2019);
+  lmshrink::SplitMix64 rng(2019);
   const auto normal = [&](lmshrink::Index r, lmshrink::Index k) {
     lmshrink::RowMatrix<float> x(r, k);
     for (lmshrink::Index i = 0; i < x.size(); ++i) x.data()[i] = float(0.02 * rng.normal());

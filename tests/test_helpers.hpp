@@ -10,7 +10,7 @@
 #include <sstream>
 #include <string>
 #include <vector>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 #include <lmshrink/types.hpp>
 
 namespace test {
@@ -21,7 +21,7 @@ using Matrix = lmshrink::RowMatrix<S>;
 
 template <class S>
 Matrix<S> random_matrix(Index rows, Index cols, std::uint64_t seed, double scale = 1.0) {
-  lmshrink::detail::SplitMix64 rng(seed);
+  lmshrink::SplitMix64 rng(seed);
   Matrix<S> m(rows, cols);
   for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<S>(scale * rng.normal());
   return m;

@@ -31,7 +31,7 @@ LowRankSparseLinear<S> make_layer(const Shape& s, bool bias, Masks masks, std::u
     layer.set_row_mask(m);
   }
   if (masks == Masks::elements || masks == Masks::both) {
-    lmshrink::detail::SplitMix64 rng(seed + 4);
+    lmshrink::SplitMix64 rng(seed + 4);
     lmshrink::ElementMask m(s.out, s.in);
     for (Index i = 0; i < m.size(); ++i) m.data()[i] = rng.uniform() < 0.7;
     layer.set_element_mask(m);

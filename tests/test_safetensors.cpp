@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
 #include <lmshrink/io/safetensors.hpp>
 #include <lmshrink/pruner.hpp>
@@ -214,7 +214,7 @@ namespace {
 namespace fs = std::filesystem;
 
 lmshrink::RowMatrix<float> rand_matrix(lmshrink::Index r, lmshrink::Index c, std::uint64_t seed) {
-  lmshrink::detail::SplitMix64 rng(seed);
+  lmshrink::SplitMix64 rng(seed);
   lmshrink::RowMatrix<float> m(r, c);
   for (lmshrink::Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal());
   return m;

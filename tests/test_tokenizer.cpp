@@ -2,13 +2,14 @@
 // decoding the reference greedy sample, atomic round trip and bad files. GPT-2's byte-level BPE:
 // published ids, pre-tokenisation against an independent regex engine's output, merges against
 // a naive reference, round trips of arbitrary bytes, bad files. The strict JSON reader.
+#define LMSHRINK_TESTING_INTERNALS  // the internal JSON reader is tested here too
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <lmshrink/detail/json.hpp>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 #include <lmshrink/io/gpt2_tokenizer.hpp>
 #include <lmshrink/io/tokenizer.hpp>
 #include <map>
@@ -253,7 +254,7 @@ TEST_CASE("GPT-2 encoding equals the naive merge loop and round-trips any bytes"
   REQUIRE(tok.decode(ids) == text);
   REQUIRE(ids.size() < text.size() / 3);  // English text: about 4 bytes per token
   // Random byte strings (mostly not UTF-8) and random code points of the first planes.
-  lmshrink::detail::SplitMix64 rng(7);
+  lmshrink::SplitMix64 rng(7);
   for (int trial = 0; trial < 200; ++trial) {
     std::string s;
     const int n = int(rng.next() % 40);
@@ -383,7 +384,7 @@ TEST_CASE("8. GPT-2 encoding of one long word is not quadratic, and equals the n
   // Merge tables a trained BPE never makes: pairs of a merged token ranked before the merge
   // that makes it. Encoding must still follow encoder.py's rounds (merge every occurrence of the
   // lowest-ranked pair, then look again), not merge greedily as pairs appear.
-  lmshrink::detail::SplitMix64 rng(2026);
+  lmshrink::SplitMix64 rng(2026);
   for (int table = 0; table < 40; ++table) {
     std::vector<std::string> pieces = {"a", "b", "c"};
     Merges merges;

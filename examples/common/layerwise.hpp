@@ -26,10 +26,10 @@ double layerwise_distillation(const Student& student, int blocks,
                               std::vector<lmshrink::RowMatrix<Scalar>>& dblock) {
   static constexpr const char* where = "layerwise_distillation";
   if (int(teacher.size()) != blocks)
-    lmshrink::detail::fail<lmshrink::shape_error>(where, "got ", teacher.size(),
+    lmshrink::fail<lmshrink::shape_error>(where, "got ", teacher.size(),
                                                   " teacher blocks for ", blocks, " student blocks");
   if (!(weight >= 0) || !std::isfinite(weight))
-    lmshrink::detail::fail<lmshrink::value_error>(where, "weight must be finite and >= 0, got ", weight);
+    lmshrink::fail<lmshrink::value_error>(where, "weight must be finite and >= 0, got ", weight);
   dblock.resize(std::size_t(blocks));
   double total = 0;
   for (int l = 0; l < blocks; ++l) {

@@ -20,7 +20,7 @@ inline long parse_int(const char* where, const std::string& flag, const std::str
   char* end = nullptr;
   const long v = std::strtol(s.c_str(), &end, 10);
   if (s.empty() || *end != '\0' || v < lo || v > hi)
-    lmshrink::detail::fail<lmshrink::value_error>(where, flag, " must be an integer in [", lo, ", ", hi, "], got '",
+    lmshrink::fail<lmshrink::value_error>(where, flag, " must be an integer in [", lo, ", ", hi, "], got '",
                                                   s, "'");
   return v;
 }

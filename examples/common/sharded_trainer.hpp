@@ -39,11 +39,11 @@ class ShardedTrainer {
  public:
   ShardedTrainer(Model& model, int batch, int n, int shards, Team* team = nullptr) : n_(n), team_(team) {
     if (shards < 1 || shards > batch)
-      lmshrink::detail::fail<lmshrink::value_error>("ShardedTrainer", "shards must be in [1, batch = ",
+      lmshrink::fail<lmshrink::value_error>("ShardedTrainer", "shards must be in [1, batch = ",
                                                     batch, "], got ", shards);
     const int ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
     if (shards % ranks != 0)
-      lmshrink::detail::fail<lmshrink::value_error>("ShardedTrainer", "the ", shards, " shards of a batch cannot be split evenly over ",
+      lmshrink::fail<lmshrink::value_error>("ShardedTrainer", "the ", shards, " shards of a batch cannot be split evenly over ",
                                                     ranks, " processes; use a multiple of ", ranks);
     const int own = shards / ranks;
     for (int s = 0, first = 0; s < shards; ++s) {

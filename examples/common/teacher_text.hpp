@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 #include <lmshrink/errors.hpp>
 #include <memory>
 #include <string>
@@ -47,7 +47,7 @@ inline std::vector<Story> sample_stories(
 #endif
     for (int s = rank; s < round; s += ranks) {
       const std::unique_ptr<Decoder> dec = teacher.decoder();
-      lmshrink::detail::SplitMix64 rng(seed * 0x9E3779B97F4A7C15ull + first + std::size_t(s));
+      lmshrink::SplitMix64 rng(seed * 0x9E3779B97F4A7C15ull + first + std::size_t(s));
       Story& story = stories[first + std::size_t(s)];
       int token = start;
       story.push_back(start);
@@ -113,7 +113,7 @@ inline void check_disjoint(const std::vector<Story>& train, const std::vector<St
     if (validation[i].size() >= min_tokens && seen.count(key(validation[i])) && shared++ == 0)
       first = i;
   if (shared > 0)
-    lmshrink::detail::fail<lmshrink::value_error>(
+    lmshrink::fail<lmshrink::value_error>(
         "check_disjoint", shared, " validation stories (the first is story ", first, ", ",
         validation[first].size(), " tokens) also appear in the training stream; the validation "
         "stream must be disjoint from it (use another validation seed)");

@@ -20,7 +20,7 @@ class MpiTeam final : public Team {
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     reducer_.emplace(MPI_COMM_WORLD, lmshrink::mpi::Order::ranks);
     if (rank_ != 0 && std::freopen("/dev/null", "w", stdout) == nullptr)
-      lmshrink::detail::fail<lmshrink::io_error>("examples::Team", "rank ", rank_, " cannot silence its output");
+      lmshrink::fail<lmshrink::io_error>("examples::Team", "rank ", rank_, " cannot silence its output");
   }
   ~MpiTeam() override { MPI_Finalize(); }
 
@@ -60,23 +60,23 @@ class MpiTeam final : public Team {
   void broadcast_bytes(std::vector<char>& bytes) override {
     static constexpr const char* where = "examples::Team::broadcast_bytes";
     std::int64_t size = std::int64_t(bytes.size());
-    lmshrink::mpi::detail::broadcast(MPI_COMM_WORLD, &size, 1, 0, where);
+    lmshrink::mpi::broadcast(MPI_COMM_WORLD, &size, 1, 0, where);
     bytes.resize(std::size_t(size));
-    lmshrink::mpi::detail::broadcast(MPI_COMM_WORLD, reinterpret_cast<std::uint8_t*>(bytes.data()), size, 0, where);
+    lmshrink::mpi::broadcast(MPI_COMM_WORLD, reinterpret_cast<std::uint8_t*>(bytes.data()), size, 0, where);
   }
 
   void check_same(const std::string& what, const std::vector<ByteSpan>& parts) override {
     static constexpr const char* where = "lmshrink_compress";
-    lmshrink::mpi::detail::Digest digest;
+    lmshrink::mpi::Digest digest;
     for (const ByteSpan& p : parts) digest.add(p.data, p.bytes);
     const std::uint64_t mine = digest.value();
     std::vector<std::uint64_t> all(static_cast<std::size_t>(size_));
-    lmshrink::mpi::detail::all_gather(MPI_COMM_WORLD, &mine, 1, all.data(), where);
+    lmshrink::mpi::all_gather(MPI_COMM_WORLD, &mine, 1, all.data(), where);
     for (int r = 1; r < size_; ++r)
       if (all[std::size_t(r)] != all[0])
-        lmshrink::detail::fail<lmshrink::state_error>(
-            where, "rank ", r, "'s ", what, " differs from rank 0's (digest ", lmshrink::mpi::detail::hex(all[std::size_t(r)]),
-            " against ", lmshrink::mpi::detail::hex(all[0]), "); every process must be given the same model, "
+        lmshrink::fail<lmshrink::state_error>(
+            where, "rank ", r, "'s ", what, " differs from rank 0's (digest ", lmshrink::mpi::hex(all[std::size_t(r)]),
+            " against ", lmshrink::mpi::hex(all[0]), "); every process must be given the same model, "
             "tokenizer, text and options");
   }
 

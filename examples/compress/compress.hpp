@@ -28,7 +28,7 @@
 namespace compress {
 
 using RowMat = examples::Mat;
-using lmshrink::detail::fail;
+using lmshrink::fail;
 
 struct Options {
   std::string model = LMSHRINK_DATA_DIR "/stories260K.bin";

@@ -10,7 +10,7 @@ namespace compress {
 std::vector<int> read_eval_tokens(const std::string& path, const examples::TextCodec& codec) {
   std::vector<int> tokens;
   if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".u16") == 0) {
-    const auto bytes = lmshrink::detail::read_file_bytes("lmshrink_compress", path, 2,
+    const auto bytes = lmshrink::read_file_bytes("lmshrink_compress", path, 2,
                                                          "at least one token", std::int64_t(1) << 34, "too large");
     if (bytes.size() % 2 != 0)
       fail<lmshrink::format_error>("lmshrink_compress", "'", path, "' has ", bytes.size(),
@@ -21,10 +21,10 @@ std::vector<int> read_eval_tokens(const std::string& path, const examples::TextC
   }
   // Text: stories separated by <|endoftext|>, each stripped, "\n\n" → "\n", then encoded as the
   // model's stories are (llama2.c: BOS + dummy prefix; GPT-2: <|endoftext|> first).
-  const auto bytes = lmshrink::detail::read_file_bytes("lmshrink_compress", path, 1, "some text",
+  const auto bytes = lmshrink::read_file_bytes("lmshrink_compress", path, 1, "some text",
                                                        std::int64_t(1) << 32, "too large");
   const std::string text(bytes.begin(), bytes.end());
-  const std::size_t bad = lmshrink::detail::first_invalid_utf8(text);
+  const std::size_t bad = lmshrink::first_invalid_utf8(text);
   if (bad != std::string::npos)
     fail<lmshrink::format_error>("lmshrink_compress", "'", path, "' is not valid UTF-8 text: byte ", bad,
                                  " (0x", "0123456789abcdef"[static_cast<unsigned char>(text[bad]) >> 4],

@@ -33,7 +33,7 @@
 
 #include <filesystem>
 #include <fstream>
-#include <lmshrink/detail/atomic_directory.hpp>
+#include <lmshrink/files.hpp>
 #include <optional>
 #include <sstream>
 
@@ -77,7 +77,7 @@ std::string csv_cell(const std::string& s) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  lmshrink::detail::write_file_atomically("lmshrink_compress", path, [&](std::FILE* f) {
+  lmshrink::write_file_atomically("lmshrink_compress", path, [&](std::FILE* f) {
     return std::fwrite(text.data(), 1, text.size(), f) == text.size();
   });
 }
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     // The run's outputs land as a set: written into a folder beside --out, swapped in at the end.
     // A failed run leaves the previous outputs as they were; a killed one leaves the folder,
     // which the next run removes.
-    std::optional<lmshrink::detail::StagedDirectory> staged;
+    std::optional<lmshrink::StagedDirectory> staged;
     if (team->leader()) {
       staged.emplace("lmshrink_compress", o.out);
       examples::prepare_output_directory("lmshrink_compress", staged->path() + "/checkpoints");

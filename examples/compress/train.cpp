@@ -3,7 +3,7 @@
 #include <fstream>
 
 #include "../common/sharded_trainer.hpp"
-#include <lmshrink/detail/read_file.hpp>
+#include <lmshrink/files.hpp>
 
 #include "compress.hpp"
 
@@ -523,7 +523,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
 
   // Save, then score what was saved: the table describes the checkpoints on disk.
   if (sh.out_dir.empty())
-    lmshrink::detail::fail<lmshrink::state_error>("run_job", "Shared::out_dir is empty; set it to the folder "
+    lmshrink::fail<lmshrink::state_error>("run_job", "Shared::out_dir is empty; set it to the folder "
                                                   "the run writes in");
   const std::string ckpt = sh.out_dir + "/checkpoints/" + file_stem(job) + ".safetensors";
   char ratio_text[32];
@@ -539,7 +539,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   // (it may be another machine's file system, or hold a stale checkpoint).
   std::vector<char> saved;
   if (sh.team->leader())
-    saved = lmshrink::detail::read_file_bytes("lmshrink_compress", ckpt, 0, "a checkpoint", std::int64_t(1) << 40,
+    saved = lmshrink::read_file_bytes("lmshrink_compress", ckpt, 0, "a checkpoint", std::int64_t(1) << 40,
                                               "more than a checkpoint may have");
   sh.team->broadcast_bytes(saved);
   res.checkpoint = "checkpoints/" + file_stem(job) + ".safetensors";

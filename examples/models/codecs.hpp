@@ -27,7 +27,7 @@ class Gpt2Codec final : public TextCodec {
  public:
   explicit Gpt2Codec(lmshrink::Gpt2Tokenizer tok) : tok_(std::move(tok)) {
     if (tok_.end_of_text() < 0)
-      lmshrink::detail::fail<lmshrink::format_error>("load_codec", "the GPT-2 vocabulary has no <|endoftext|> "
+      lmshrink::fail<lmshrink::format_error>("load_codec", "the GPT-2 vocabulary has no <|endoftext|> "
                                                      "token, which separates stories");
   }
   int vocab_size() const override { return tok_.vocab_size(); }

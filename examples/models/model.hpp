@@ -14,7 +14,7 @@
 
 #include <Eigen/Core>
 #include <cmath>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 #include <lmshrink/errors.hpp>
 #include <cstdint>
 #include <lmshrink/low_rank_sparse_linear.hpp>
@@ -29,7 +29,7 @@ using Mat = lmshrink::RowMatrix<float>;
 using Layer = lmshrink::LowRankSparseLinear<float>;
 
 /// (rows, cols) draws of N(0, sd²) from rng, row by row: the families' from-scratch weights.
-inline Mat random_normal(lmshrink::detail::SplitMix64& rng, Eigen::Index rows, Eigen::Index cols, double sd) {
+inline Mat random_normal(lmshrink::SplitMix64& rng, Eigen::Index rows, Eigen::Index cols, double sd) {
   Mat m(rows, cols);
   for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal() * sd);
   return m;
@@ -173,11 +173,11 @@ inline double checked_linear_ratio(const std::string& name, std::int64_t live,
                                    double tolerance = 0.01) {
   static constexpr const char* where = "checked_linear_ratio";
   if (teacher_linear <= 0 || live < 0 || !(nominal > 0))
-    lmshrink::detail::fail<lmshrink::value_error>(where, name, ": counts must be positive, got ", live,
+    lmshrink::fail<lmshrink::value_error>(where, name, ": counts must be positive, got ", live,
                                                   " of ", teacher_linear, " at nominal ", nominal);
   const double kept = double(live) / double(teacher_linear);
   if (!(std::abs(kept - nominal) <= tolerance * nominal))
-    lmshrink::detail::fail<lmshrink::state_error>(
+    lmshrink::fail<lmshrink::state_error>(
         where, name, " keeps ", kept, " of the teacher's linear weights but its nominal ratio is ",
         nominal, ": more than ", tolerance * 100, " % apart, so it is not reported");
   return kept;

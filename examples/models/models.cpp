@@ -30,7 +30,7 @@ fs::file_type path_type(const char* where, const fs::path& path) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory)
-    lmshrink::detail::fail<lmshrink::io_error>(where, "cannot use '", path.string(), "' (", ec.message(), ")");
+    lmshrink::fail<lmshrink::io_error>(where, "cannot use '", path.string(), "' (", ec.message(), ")");
   return st.type();
 }
 
@@ -49,7 +49,7 @@ std::pair<std::string, std::string> gpt2_files_in(const std::string& dir) {
 
 void check_vocab(const TextCodec& codec, const Model& model, const std::string& where) {
   if (codec.vocab_size() != model.shape().vocab_size)
-    lmshrink::detail::fail<lmshrink::format_error>("load_codec", "the tokenizer ", where, " has ",
+    lmshrink::fail<lmshrink::format_error>("load_codec", "the tokenizer ", where, " has ",
                                                    codec.vocab_size(), " tokens but the model's vocabulary has ",
                                                    model.shape().vocab_size);
 }
@@ -72,7 +72,7 @@ std::unique_ptr<Model> load_model(const std::string& path) {
   if (!is_directory_path(where, path)) return make_llama_model(lmshrink::read_llama2c(path));
   const std::string config = (fs::path(path) / "config.json").string();
   if (path_type(where, config) == fs::file_type::not_found)
-    lmshrink::detail::fail<lmshrink::io_error>(where, "'", path, "' is a directory without config.json; a "
+    lmshrink::fail<lmshrink::io_error>(where, "'", path, "' is a directory without config.json; a "
                                                "llama2.c file or a Hugging Face checkpoint directory was expected");
   const lmshrink::HfConfig c = lmshrink::read_hf_config(config);
   if (c.model_type == "gpt2") return make_gpt2_model(lmshrink::read_hf_gpt2(path));
@@ -86,7 +86,7 @@ std::unique_ptr<Model> checkpoint_model(const lmshrink::SafeTensors& st, const s
   const std::string kind = it == st.metadata.end() ? "" : it->second;
   if (kind == "llama/1") return std::make_unique<LlamaModel>(read_llama_checkpoint(st, path));
   if (kind == "gpt2/1") return std::make_unique<Gpt2TrainableModel>(read_gpt2_checkpoint(st, path));
-  lmshrink::detail::fail<lmshrink::format_error>("load_checkpoint", "'", path, "' has the metadata "
+  lmshrink::fail<lmshrink::format_error>("load_checkpoint", "'", path, "' has the metadata "
                                                  "'lmshrink.checkpoint: ", kind, "'; \"llama/1\" or \"gpt2/1\" "
                                                  "(a checkpoint written by Model::save) was expected");
 }
@@ -109,7 +109,7 @@ std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& mod
     if (!path.empty()) {
       files = is_directory_path("load_codec", path) ? gpt2_files_in(path) : std::pair<std::string, std::string>{"", ""};
       if (files.first.empty())
-        lmshrink::detail::fail<lmshrink::io_error>("load_codec", "'", path, "' is not a directory with GPT-2's "
+        lmshrink::fail<lmshrink::io_error>("load_codec", "'", path, "' is not a directory with GPT-2's "
                                                    "vocab.json + merges.txt (or encoder.json + vocab.bpe)");
     } else {
       files = gpt2_files_in(model_path);
@@ -135,7 +135,7 @@ Converted convert_checkpoint(const std::string& in, const std::string& out, cons
   if (dtype_name == "f16") dtype = lmshrink::Dtype::f16;
   else if (dtype_name == "bf16") dtype = lmshrink::Dtype::bf16;
   else if (dtype_name != "f32")
-    lmshrink::detail::fail<lmshrink::value_error>(where, "dtype '", dtype_name, "'; f32, f16 or bf16 was expected");
+    lmshrink::fail<lmshrink::value_error>(where, "dtype '", dtype_name, "'; f32, f16 or bf16 was expected");
   const bool to_llama2c = out.size() >= 4 && out.compare(out.size() - 4, 4, ".bin") == 0;
   Converted done;
   if (!is_directory_path(where, in)) {  // a llama2.c file
@@ -147,7 +147,7 @@ Converted convert_checkpoint(const std::string& in, const std::string& out, cons
   const lmshrink::HfConfig config = lmshrink::read_hf_config((fs::path(in) / "config.json").string());
   if (config.model_type == "gpt2") {
     if (to_llama2c)
-      lmshrink::detail::fail<lmshrink::value_error>(where, "'", in, "' is a GPT-2 model; llama2.c files hold "
+      lmshrink::fail<lmshrink::value_error>(where, "'", in, "' is a GPT-2 model; llama2.c files hold "
                                                     "Llama models only");
     const lmshrink::Gpt2Model m = lmshrink::read_hf_gpt2(in);
     lmshrink::write_hf_gpt2(m, out, dtype, shard_bytes);

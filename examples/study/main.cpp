@@ -146,7 +146,7 @@ std::string pm(const Stats& s, int digits) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  lmshrink::detail::write_file_atomically(kWhere, path, [&](std::FILE* f) {
+  lmshrink::write_file_atomically(kWhere, path, [&](std::FILE* f) {
     return std::fwrite(text.data(), 1, text.size(), f) == text.size();
   });
 }

@@ -12,7 +12,7 @@
 // what it looks for, so they stay.
 
 #include <cstdint>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -46,7 +46,7 @@ inline std::string near_duplicate(const std::string& story, std::uint64_t r) {
 /// The polluted corpus: one document per clean story (the same count), by the recipe above.
 inline std::vector<std::string> pollute(const std::vector<std::string>& stories, std::uint64_t seed,
                                         PollutionCounts* counts = nullptr) {
-  lmshrink::detail::SplitMix64 rng(seed);
+  lmshrink::SplitMix64 rng(seed);
   std::vector<std::string> docs;
   PollutionCounts c;
   const std::size_t sources = std::min<std::size_t>(5, stories.size());

@@ -32,8 +32,11 @@
 #endif
 
 #include "config.hpp"
+#pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
+#define LMSHRINK_INSIDE_LIBRARY
 #include "detail/csr_kernel.hpp"
 #include "detail/packed_gemm.hpp"
+#pragma pop_macro("LMSHRINK_INSIDE_LIBRARY")
 #include "errors.hpp"
 #include "low_rank_sparse_linear.hpp"
 #include "types.hpp"

@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "config.hpp"
@@ -118,12 +119,21 @@ inline std::string printable(const std::string& text) {
   return out;
 }
 
-/// Throws Error("[lmshrink.<kind>] <where>: <parts...>"), made printable (see printable()).
+}  // namespace detail
+
+/// Throws Error("[lmshrink.<kind>] <where>: <parts...>"): the library's message form, for code
+/// built on it (a program's own checks read like the library's). Parts are streamed with <<;
+/// control characters and invalid UTF-8 become \xNN escapes, so a message quoting a hostile
+/// file cannot carry raw bytes to a terminal.
+///   lmshrink::fail<lmshrink::value_error>("my_trainer", "--steps must be >= 1, got ", steps);
 template <class Error, class... Parts>
 [[noreturn]] void fail(const char* where, Parts&&... parts) {
-  throw Error(printable(concat(error_id<Error>(), where, ": ", std::forward<Parts>(parts)...)));
+  static_assert(std::is_base_of_v<error, Error>, "fail throws an lmshrink::error");
+  throw Error(detail::printable(detail::concat(detail::error_id<Error>(), where, ": ", std::forward<Parts>(parts)...)));
 }
 
+namespace detail {
+using lmshrink::fail;
 }  // namespace detail
 
 LMSHRINK_NAMESPACE_END

@@ -1,10 +1,14 @@
 #pragma once
-// Umbrella header: everything except opt-in adapters (lmshrink/xtensor.hpp).
+// Umbrella header: every public header except the opt-in ones, which have dependencies or a
+// tier of their own: lmshrink/xtensor.hpp (xtensor), lmshrink/mpi.hpp (MPI) and
+// lmshrink/models/ (the model tier). tests' boundaries check keeps this list complete.
 
 #include "version.hpp"
 #include "config.hpp"
 #include "errors.hpp"
 #include "types.hpp"
+#include "random.hpp"
+#include "files.hpp"
 #include "low_rank_sparse_linear.hpp"
 #include "calibration.hpp"
 #include "svd_init.hpp"
@@ -14,6 +18,8 @@
 #include "io/llama2c.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"
+#include "io/hf_checkpoint.hpp"
+#include "io/gpt2_tokenizer.hpp"
 #include "schedule.hpp"
 #include "importance.hpp"
 #include "threshold.hpp"

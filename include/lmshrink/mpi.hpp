@@ -178,8 +178,16 @@ inline void check_same_layout(MPI_Comm comm, const std::vector<Index>& sizes, co
                                         "); every rank must pass the same tensors in the same order");
 }
 
-
 }  // namespace detail
+
+// Collectives and digests that a data-parallel program needs beside the gradient reduction, with
+// lmshrink's errors: all_gather(comm, mine, count, all, where), broadcast(comm, data, count, root,
+// where) (any count: chunked under MPI's int limit), Digest (64 bits that tell whether two
+// ranks hold the same bytes; not cryptographic) and hex(digest).
+using detail::all_gather;
+using detail::broadcast;
+using detail::Digest;
+using detail::hex;
 
 /// A contiguous tensor to reduce or broadcast: `size` values from `data`.
 template <class Scalar>

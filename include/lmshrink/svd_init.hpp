@@ -24,7 +24,7 @@
 
 #include "calibration.hpp"
 #include "config.hpp"
-#include "detail/random.hpp"
+#include "random.hpp"
 #include "errors.hpp"
 #include "low_rank_sparse_linear.hpp"
 #include "types.hpp"
@@ -339,6 +339,18 @@ inline void check_svd_options(const char* where, const SvdInitOptions& options, 
 
 /// Initializes `layer` from W (out, in): resizes it to (out, in, r), sets U, V and S = W − U·V,
 /// resets its masks and keeps its bias if the layer already had one of size out.
+/// The singular values of w, largest first, by svd_init's exact path (a divide-and-conquer SVD
+/// in double, whatever Scalar is): for looking at a weight's spectrum before choosing a rank.
+template <class Scalar>
+Eigen::VectorXd singular_values(detail::non_deduced_t<ConstMatrixRef<Scalar>> w) {
+  detail::check_finite("singular_values", "w", w);
+  const detail::ColMatrix<double> a = w.template cast<double>();
+  detail::ColMatrix<double> left, right;
+  Eigen::VectorXd sigma;
+  detail::exact_svd<double>(a, left, sigma, right);
+  return sigma;
+}
+
 template <class Scalar>
 SvdInitResult svd_init(detail::non_deduced_t<ConstMatrixRef<Scalar>> w,
                        LowRankSparseLinear<Scalar>& layer, const SvdInitOptions& options = {}) {

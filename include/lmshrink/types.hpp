@@ -38,7 +38,19 @@ using RowMask = Eigen::Matrix<std::uint8_t, Eigen::Dynamic, 1>;
 /// Element mask of S: (out, in), 1 = live, 0 = pruned.
 using ElementMask = Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+/// Throws shape_error unless m is rows x cols, naming both shapes:
+///   lmshrink::check_shape("my_loss", "dlogits", dlogits, logits.rows(), logits.cols());
+template <class Derived>
+void check_shape(const char* where, const char* what, const Eigen::DenseBase<Derived>& m,
+                 Index rows, Index cols) {
+  if (m.rows() != rows || m.cols() != cols)
+    fail<shape_error>(where, what, " is ", m.rows(), "x", m.cols(), " but ", rows, "x", cols,
+                      " was expected");
+}
+
 namespace detail {
+
+using lmshrink::check_shape;
 
 /// Keeps a parameter out of template argument deduction (std::type_identity before C++20).
 template <class T>
@@ -47,15 +59,6 @@ struct non_deduced {
 };
 template <class T>
 using non_deduced_t = typename non_deduced<T>::type;
-
-/// Throws shape_error unless m is rows x cols.
-template <class Derived>
-void check_shape(const char* where, const char* what, const Eigen::DenseBase<Derived>& m,
-                 Index rows, Index cols) {
-  if (m.rows() != rows || m.cols() != cols)
-    fail<shape_error>(where, what, " is ", m.rows(), "x", m.cols(), " but ", rows, "x", cols,
-                      " was expected");
-}
 
 /// Throws shape_error unless the vector v has n entries.
 template <class Derived>

@@ -67,7 +67,7 @@ inline void save_gpt2_checkpoint(const Gpt2Weights<float>& w, const std::string&
 inline Gpt2Weights<float> read_gpt2_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
   static constexpr const char* where = "read_gpt2_checkpoint";
   if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "gpt2/1")
-    lmshrink::detail::fail<lmshrink::format_error>(where, "'", path, "' has no 'lmshrink.checkpoint: gpt2/1' "
+    lmshrink::fail<lmshrink::format_error>(where, "'", path, "' has no 'lmshrink.checkpoint: gpt2/1' "
                                                    "metadata; it was not written by save_gpt2_checkpoint");
   Gpt2Weights<float> w;
   auto& c = w.config;
@@ -82,15 +82,15 @@ inline Gpt2Weights<float> read_gpt2_checkpoint(const lmshrink::SafeTensors& st, 
   char* end = nullptr;
   c.norm_eps = std::strtod(eps.c_str(), &end);
   if (eps.empty() || *end != '\0' || !(c.norm_eps >= 1e-12 && c.norm_eps <= 1))
-    lmshrink::detail::fail<lmshrink::format_error>(where, "'", path, "': metadata 'norm_eps' is '", eps,
+    lmshrink::fail<lmshrink::format_error>(where, "'", path, "': metadata 'norm_eps' is '", eps,
                                                    "'; a number in [1e-12, 1] was expected");
   if (c.dim % c.n_heads != 0)
-    lmshrink::detail::fail<lmshrink::format_error>(where, "'", path, "': dim ", c.dim,
+    lmshrink::fail<lmshrink::format_error>(where, "'", path, "': dim ", c.dim,
                                                    " is not a multiple of n_heads ", c.n_heads);
   // A compressed layer's dense S is not justified by the file's bytes (see ReadLimits).
   const std::int64_t dense = std::int64_t(c.n_layers) * (4 * std::int64_t(c.dim) * c.dim + 2 * std::int64_t(c.hidden_dim) * c.dim);
   if (dense > (std::int64_t(1) << 31))
-    lmshrink::detail::fail<lmshrink::format_error>(where, "'", path, "' describes ", dense, " linear weights; at "
+    lmshrink::fail<lmshrink::format_error>(where, "'", path, "' describes ", dense, " linear weights; at "
                                                    "most 2^31 are supported by the examples' model layer");
   w.wte = st.matrix<float>("transformer.wte.weight", c.vocab_size, c.dim);
   w.wpe = st.matrix<float>("transformer.wpe.weight", c.n_positions, c.dim);
@@ -111,7 +111,7 @@ inline Gpt2Weights<float> read_gpt2_checkpoint(const lmshrink::SafeTensors& st, 
       if (lmshrink::has_compressed_layer(st, name)) {
         layer = lmshrink::get_compressed_layer<float>(st, name);
         if (layer.out_features() != outs[k] || layer.in_features() != ins[k] || !layer.has_bias())
-          lmshrink::detail::fail<lmshrink::format_error>(where, "'", path, "': layer '", name, "' is ",
+          lmshrink::fail<lmshrink::format_error>(where, "'", path, "': layer '", name, "' is ",
                                                          layer.out_features(), "x", layer.in_features(),
                                                          layer.has_bias() ? "" : " without a bias",
                                                          " but the config needs ", outs[k], "x", ins[k], " with a bias");

@@ -180,7 +180,7 @@ class Gpt2Decoder {
   /// Logits (n, vocab) of tokens at positions 0..n−1, every linear layer one product.
   const RowMat& forward_sequence(const int* tokens, int n) {
     if (n < 1 || n > c_.n_positions)
-      lmshrink::detail::fail<lmshrink::value_error>("Gpt2Decoder::forward_sequence", "n must be in [1, ",
+      lmshrink::fail<lmshrink::value_error>("Gpt2Decoder::forward_sequence", "n must be in [1, ",
                                                     c_.n_positions, "], got ", n);
     resize(n);
     for (int t = 0; t < n; ++t) {
@@ -205,7 +205,7 @@ class Gpt2Decoder {
  private:
   void check(int token, int pos) const {
     if (token < 0 || token >= c_.vocab_size || pos < 0 || pos >= c_.n_positions)
-      lmshrink::detail::fail<lmshrink::value_error>("Gpt2Decoder::forward", "token ", token, " at position ", pos,
+      lmshrink::fail<lmshrink::value_error>("Gpt2Decoder::forward", "token ", token, " at position ", pos,
                                                     ": token in [0, ", c_.vocab_size, ") and position in [0, ",
                                                     c_.n_positions, ") were expected");
   }

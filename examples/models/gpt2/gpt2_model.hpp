@@ -90,13 +90,13 @@ class Gpt2TrainableModel final : public Model {
     const double per_block = linear_ratio * double(w_.linear_dense_parameters()) / c.n_layers;
     const auto hidden = std::int64_t(std::floor((per_block - attention - d) / (2 * d + 1)));
     if (!(linear_ratio > 0 && linear_ratio <= 1) || hidden < 1)
-      lmshrink::detail::fail<lmshrink::value_error>(
+      lmshrink::fail<lmshrink::value_error>(
           "Model::from_scratch", "ratio ", linear_ratio, " of the linear weights leaves no MLP width "
           "once attention's ", attention, " parameters per block are kept; a larger ratio is needed");
     c.hidden_dim = int(hidden);
     // GPT-2's init: N(0, 0.02), the residual outputs (both c_proj) scaled by 1/√(2L), zero
     // biases, unit LayerNorm gains.
-    lmshrink::detail::SplitMix64 rng(seed);
+    lmshrink::SplitMix64 rng(seed);
     const auto normal = [&rng](Eigen::Index rows, Eigen::Index cols, double sd) {
       return random_normal(rng, rows, cols, sd);
     };

@@ -169,7 +169,7 @@ class Gpt2Trainer {
 
   Gpt2Trainer(W& weights, int batch, int n) : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n) {
     if (batch < 1 || n < 1 || n > c_.n_positions)
-      lmshrink::detail::fail<lmshrink::value_error>("Gpt2Trainer", "batch must be >= 1 and n in [1, ",
+      lmshrink::fail<lmshrink::value_error>("Gpt2Trainer", "batch must be >= 1 and n in [1, ",
                                                     c_.n_positions, "], got batch ", batch, ", n ", n);
     const int N = batch * n, d = c_.dim;
     hs_ = c_.head_size();
@@ -198,7 +198,7 @@ class Gpt2Trainer {
     const int N = batch_ * n_;
     for (int t = 0; t < N; ++t) {
       if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
-        lmshrink::detail::fail<lmshrink::value_error>("Gpt2Trainer::forward", "token ", tokens[t], " at ", t,
+        lmshrink::fail<lmshrink::value_error>("Gpt2Trainer::forward", "token ", tokens[t], " at ", t,
                                                       " is outside [0, ", c_.vocab_size, ")");
       tokens_[std::size_t(t)] = tokens[t];
     }
@@ -238,7 +238,7 @@ class Gpt2Trainer {
       case kGfc: return a.a2;
       case kGfcProj: return a.g;
       default:
-        lmshrink::detail::fail<lmshrink::value_error>("Gpt2Trainer::linear_input", "kind ", kind,
+        lmshrink::fail<lmshrink::value_error>("Gpt2Trainer::linear_input", "kind ", kind,
                                                       " is outside [0, ", kGpt2LinearKinds, ")");
     }
   }
@@ -247,13 +247,13 @@ class Gpt2Trainer {
   /// forward, plus, when given, dblock[l] = ∂loss/∂block_output(l) (empty matrices skipped).
   void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr) {
     static constexpr const char* where = "Gpt2Trainer::backward";
-    lmshrink::detail::check_shape(where, "dlogits", dlogits, logits_.rows(), logits_.cols());
+    lmshrink::check_shape(where, "dlogits", dlogits, logits_.rows(), logits_.cols());
     if (dblock) {
       if (int(dblock->size()) != c_.n_layers)
-        lmshrink::detail::fail<lmshrink::shape_error>(where, "dblock has ", dblock->size(),
+        lmshrink::fail<lmshrink::shape_error>(where, "dblock has ", dblock->size(),
                                                       " matrices but the model has ", c_.n_layers, " blocks");
       for (const auto& m : *dblock)
-        if (m.size() != 0) lmshrink::detail::check_shape(where, "dblock[l]", m, logits_.rows(), c_.dim);
+        if (m.size() != 0) lmshrink::check_shape(where, "dblock[l]", m, logits_.rows(), c_.dim);
     }
     g_.wte.noalias() += dlogits.transpose() * xf_;
     dxa_.noalias() = dlogits * w_.wte;
@@ -294,7 +294,7 @@ class Gpt2Trainer {
 
   void check_block(const char* where, int l) const {
     if (l < 0 || l >= c_.n_layers)
-      lmshrink::detail::fail<lmshrink::value_error>(where, "block ", l, " is outside [0, ", c_.n_layers, ")");
+      lmshrink::fail<lmshrink::value_error>(where, "block ", l, " is outside [0, ", c_.n_layers, ")");
   }
 
   void layer_norm_forward(const Mat& x, const Vec& w, const Vec& b, Mat& xhat, Vec& rstd, Mat& y) const {

@@ -128,7 +128,7 @@ inline bool fits_llama2c(const lmshrink::Llama2cConfig& c) {
 /// (`st` already in memory; `path` names it in messages).
 inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
   if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "llama/1")
-    lmshrink::detail::fail<lmshrink::format_error>(
+    lmshrink::fail<lmshrink::format_error>(
         "read_llama_checkpoint", "'", path, "' has no 'lmshrink.checkpoint: llama/1' metadata; it was "
         "not written by save_llama_checkpoint");
   LlamaWeights<float> w;
@@ -149,7 +149,7 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
     char* end = nullptr;
     const double v = std::strtod(s.c_str(), &end);
     if (s.empty() || *end != '\0' || !(v >= lo && v <= hi))
-      lmshrink::detail::fail<lmshrink::format_error>("read_llama_checkpoint", "'", path, "': metadata '", key,
+      lmshrink::fail<lmshrink::format_error>("read_llama_checkpoint", "'", path, "': metadata '", key,
                                                      "' is '", s, "'; a number in [", lo, ", ", hi,
                                                      "] was expected");
     return v;
@@ -157,7 +157,7 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
   c.norm_eps = real("norm_eps", 1e-5, 1e-12, 1.0);
   c.rope_theta = real("rope_theta", 10000.0, 1.0, 1e12);
   if (c.dim % c.n_heads != 0 || c.head_size() % 2 != 0 || c.n_heads % c.n_kv_heads != 0)
-    lmshrink::detail::fail<lmshrink::format_error>(
+    lmshrink::fail<lmshrink::format_error>(
         "read_llama_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",
         c.n_kv_heads, " kv heads do not give an even head size shared by whole groups");
   // A compressed layer's dense S is not justified by the file's bytes (see ReadLimits): bound the
@@ -166,7 +166,7 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
       std::int64_t(c.n_layers) * (2 * std::int64_t(c.dim) * c.dim + 2 * std::int64_t(c.kv_dim()) * c.dim +
                                   3 * std::int64_t(c.hidden_dim) * c.dim);
   if (dense_entries > (std::int64_t(1) << 31))
-    lmshrink::detail::fail<lmshrink::format_error>(
+    lmshrink::fail<lmshrink::format_error>(
         "read_llama_checkpoint", "'", path, "' describes ", dense_entries, " linear weights; at most 2^31 "
         "are supported by the examples' model layer");
   w.embedding = st.matrix<float>("model.embed_tokens.weight", c.vocab_size, c.dim);
@@ -186,7 +186,7 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
       if (lmshrink::has_compressed_layer(st, name)) {
         layer = lmshrink::get_compressed_layer<float>(st, name);
         if (layer.out_features() != outs[k] || layer.in_features() != ins[k])
-          lmshrink::detail::fail<lmshrink::format_error>(
+          lmshrink::fail<lmshrink::format_error>(
               "read_llama_checkpoint", "'", path, "': layer '", name, "' is ", layer.out_features(), "x",
               layer.in_features(), " but the config needs ", outs[k], "x", ins[k]);
       } else {

@@ -96,10 +96,10 @@ class KvDecoder {
   /// the sequence started (a new sequence simply starts again at pos 0).
   const Vec& forward(int token, int pos) {
     if (token < 0 || token >= c_.vocab_size)
-      lmshrink::detail::fail<lmshrink::value_error>("KvDecoder::forward", "token ", token,
+      lmshrink::fail<lmshrink::value_error>("KvDecoder::forward", "token ", token,
                                                     " is outside [0, ", c_.vocab_size, ")");
     if (pos < 0 || pos >= c_.seq_len)
-      lmshrink::detail::fail<lmshrink::value_error>("KvDecoder::forward", "position ", pos,
+      lmshrink::fail<lmshrink::value_error>("KvDecoder::forward", "position ", pos,
                                                     " is outside [0, ", c_.seq_len, ")");
     rope_.cover(pos + 1);
     x_ = m_.embedding().row(token);
@@ -145,12 +145,12 @@ class SequenceDecoder {
   const RowMat& forward(const int* tokens, int n) {
     static constexpr const char* where = "SequenceDecoder::forward";
     if (n < 1 || n > c_.seq_len)
-      lmshrink::detail::fail<lmshrink::value_error>(where, "sequence length ", n,
+      lmshrink::fail<lmshrink::value_error>(where, "sequence length ", n,
                                                     " is outside [1, ", c_.seq_len, "]");
     x_.resize(n, c_.dim);
     for (int t = 0; t < n; ++t) {
       if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
-        lmshrink::detail::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
+        lmshrink::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
                                                       " is outside [0, ", c_.vocab_size, ")");
       x_.row(t) = m_.embedding().row(tokens[t]);
     }

@@ -91,12 +91,12 @@ class LlamaModel final : public Model {
     const double per_block = linear_ratio * double(w_.linear_dense_parameters()) / c.n_layers;
     const auto hidden = std::int64_t(std::floor((per_block - double(attention)) / (3.0 * c.dim)));
     if (!(linear_ratio > 0 && linear_ratio <= 1) || hidden < 1)
-      lmshrink::detail::fail<lmshrink::value_error>(
+      lmshrink::fail<lmshrink::value_error>(
           "Model::from_scratch", "ratio ", linear_ratio, " of the linear weights leaves no FFN width "
           "once attention's ", attention, " weights per block are kept; a larger ratio is needed");
     c.hidden_dim = int(hidden);
     // llama2.c's training init: N(0, 0.02), the residual outputs (wo, w2) scaled by 1/√(2L).
-    lmshrink::detail::SplitMix64 rng(seed);
+    lmshrink::SplitMix64 rng(seed);
     const auto normal = [&rng](Eigen::Index rows, Eigen::Index cols, double sd) {
       return random_normal(rng, rows, cols, sd);
     };

@@ -145,7 +145,7 @@ class LlamaTrainer {
         rope_(c_.seq_len, c_.head_size(), c_.rope_theta) {
     static constexpr const char* where = "LlamaTrainer";
     if (batch < 1 || n < 1 || n > c_.seq_len)
-      lmshrink::detail::fail<lmshrink::value_error>(where, "batch must be >= 1 and n in [1, ",
+      lmshrink::fail<lmshrink::value_error>(where, "batch must be >= 1 and n in [1, ",
                                                     c_.seq_len, "], got batch ", batch, ", n ", n);
     const int N = batch * n, dim = c_.dim;
     hs_ = c_.head_size();
@@ -195,7 +195,7 @@ class LlamaTrainer {
       case kW1: case kW3: return a.xb_ffn;
       case kW2: return a.h;
       default:
-        lmshrink::detail::fail<lmshrink::value_error>("LlamaTrainer::linear_input", "kind ", kind,
+        lmshrink::fail<lmshrink::value_error>("LlamaTrainer::linear_input", "kind ", kind,
                                                       " is outside [0, ", kLinearKinds, ")");
     }
   }
@@ -217,7 +217,7 @@ class LlamaTrainer {
 
   void check_block(const char* where, int l) const {
     if (l < 0 || l >= c_.n_layers)
-      lmshrink::detail::fail<lmshrink::value_error>(where, "block ", l, " is outside [0, ",
+      lmshrink::fail<lmshrink::value_error>(where, "block ", l, " is outside [0, ",
                                                     c_.n_layers, ")");
   }
 
@@ -247,7 +247,7 @@ const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const in
   const int N = batch_ * n_;
   for (int t = 0; t < N; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
-      lmshrink::detail::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
+      lmshrink::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
                                                     " is outside [0, ", c_.vocab_size, ")");
     tokens_[std::size_t(t)] = tokens[t];
   }
@@ -271,16 +271,16 @@ const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const in
 
 template <class Scalar>
 void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dblock) {
-  lmshrink::detail::check_shape("LlamaTrainer::backward", "dlogits", dlogits, logits_.rows(),
+  lmshrink::check_shape("LlamaTrainer::backward", "dlogits", dlogits, logits_.rows(),
                                 logits_.cols());
   if (dblock) {
     if (int(dblock->size()) != c_.n_layers)
-      lmshrink::detail::fail<lmshrink::shape_error>("LlamaTrainer::backward", "dblock has ",
+      lmshrink::fail<lmshrink::shape_error>("LlamaTrainer::backward", "dblock has ",
                                                     dblock->size(), " matrices but the model has ",
                                                     c_.n_layers, " blocks");
     for (const auto& d : *dblock)
       if (d.size() != 0)
-        lmshrink::detail::check_shape("LlamaTrainer::backward", "dblock[l]", d, logits_.rows(), c_.dim);
+        lmshrink::check_shape("LlamaTrainer::backward", "dblock[l]", d, logits_.rows(), c_.dim);
   }
   Mat& dcls = c_.shared_classifier ? g_.embedding : g_.classifier;
   dcls.noalias() += dlogits.transpose() * xb_final_;

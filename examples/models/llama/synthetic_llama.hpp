@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <lmshrink/detail/random.hpp>
+#include <lmshrink/random.hpp>
 #include <lmshrink/io/llama2c.hpp>
 #include <lmshrink/low_rank_sparse_linear.hpp>
 #include <string>
@@ -36,10 +36,10 @@ inline lmshrink::Llama2cConfig stories15m_shape() {
 }
 
 namespace detail_synthetic {
-inline void fill_normal(float* p, Eigen::Index n, float scale, lmshrink::detail::SplitMix64& rng) {
+inline void fill_normal(float* p, Eigen::Index n, float scale, lmshrink::SplitMix64& rng) {
   for (Eigen::Index i = 0; i < n; ++i) p[i] = float(rng.normal()) * scale;
 }
-inline RowMat random_matrix(Eigen::Index rows, Eigen::Index cols, lmshrink::detail::SplitMix64& rng) {
+inline RowMat random_matrix(Eigen::Index rows, Eigen::Index cols, lmshrink::SplitMix64& rng) {
   RowMat m(rows, cols);
   fill_normal(m.data(), m.size(), 1.0f / std::sqrt(float(cols)), rng);
   return m;
@@ -49,7 +49,7 @@ inline RowMat random_matrix(Eigen::Index rows, Eigen::Index cols, lmshrink::deta
 /// A dense model of the given shape with N(0, 1/in) weights and unit gains.
 inline lmshrink::Llama2cModel synthetic_model(const lmshrink::Llama2cConfig& c, std::uint64_t seed) {
   using detail_synthetic::random_matrix;
-  lmshrink::detail::SplitMix64 rng(seed);
+  lmshrink::SplitMix64 rng(seed);
   lmshrink::Llama2cModel m;
   m.config = c;
   m.token_embedding = random_matrix(c.vocab_size, c.dim, rng);
@@ -79,7 +79,7 @@ struct LayerBudget {
 
 inline LayerBudget split_budget(Eigen::Index out, Eigen::Index in, double q, double sparse_share) {
   if (!(q > 0 && q < 1) || !(sparse_share >= 0 && sparse_share < 1))
-    lmshrink::detail::fail<lmshrink::value_error>("split_budget", "q must be in (0, 1) and "
+    lmshrink::fail<lmshrink::value_error>("split_budget", "q must be in (0, 1) and "
                                                   "sparse_share in [0, 1), got ", q, " and ",
                                                   sparse_share);
   const double budget = q * double(out) * double(in);
@@ -100,7 +100,7 @@ struct SyntheticCompactOptions {
 /// One layer of (out, in) at the options' budget, random factors and evenly spread kept rows.
 inline lmshrink::CompactLinear<float> synthetic_layer(Eigen::Index out, Eigen::Index in,
                                                       const SyntheticCompactOptions& o,
-                                                      lmshrink::detail::SplitMix64& rng) {
+                                                      lmshrink::SplitMix64& rng) {
   const LayerBudget b = split_budget(out, in, o.q, o.sparse_share);
   lmshrink::LowRankSparseLinear<float> layer(out, in, b.rank);
   const float su = 1.0f / std::sqrt(float(b.rank)), sv = 1.0f / std::sqrt(float(in));
@@ -120,7 +120,7 @@ inline lmshrink::CompactLinear<float> synthetic_layer(Eigen::Index out, Eigen::I
 /// options' budget. Its weights are random: for speed only.
 inline CompactLlama synthetic_compact(const lmshrink::Llama2cModel& model,
                                       const SyntheticCompactOptions& o) {
-  lmshrink::detail::SplitMix64 rng(o.seed);
+  lmshrink::SplitMix64 rng(o.seed);
   const auto& c = model.config;
   CompactLlama m;
   m.config = c;

@@ -1,4 +1,7 @@
 #pragma once
+#if !defined(LMSHRINK_INSIDE_LIBRARY) && !defined(LMSHRINK_TESTING_INTERNALS)
+#error "lmshrink/detail/ is internal: include the public header instead (lmshrink/files.hpp, lmshrink/random.hpp, ...; docs/design.md)"
+#endif
 // A directory replaced as a whole: readers see the old set of files or the new one, never a mix,
 // whatever happens to the writing process (docs/errors.md, "Directory saves").
 //

@@ -1,4 +1,7 @@
 #pragma once
+#if !defined(LMSHRINK_INSIDE_LIBRARY) && !defined(LMSHRINK_TESTING_INTERNALS)
+#error "lmshrink/detail/ is internal: include the public header instead (lmshrink/files.hpp, lmshrink/random.hpp, ...; docs/design.md)"
+#endif
 // Atomic file replacement. The destination is always either its old complete content or its new
 // complete content, whatever happens to the writing process, and a killed save leaves no debris:
 //

@@ -1,4 +1,7 @@
 #pragma once
+#if !defined(LMSHRINK_INSIDE_LIBRARY) && !defined(LMSHRINK_TESTING_INTERNALS)
+#error "lmshrink/detail/ is internal: include the public header instead (lmshrink/files.hpp, lmshrink/random.hpp, ...; docs/design.md)"
+#endif
 // y[:, row] += x · S[row, :]ᵀ for S in compressed sparse rows: the unstructured (element-mask)
 // sparse part of the compact form.
 //

@@ -1,4 +1,7 @@
 #pragma once
+#if !defined(LMSHRINK_INSIDE_LIBRARY) && !defined(LMSHRINK_TESTING_INTERNALS)
+#error "lmshrink/detail/ is internal: include the public header instead (lmshrink/files.hpp, lmshrink/random.hpp, ...; docs/design.md)"
+#endif
 // A strict JSON reader (RFC 8259) for the files that come with checkpoints and tokenizers:
 // config.json, model.safetensors.index.json, encoder.json. It builds a small tree; duplicate
 // keys, invalid UTF-8, lone surrogates, trailing bytes, leading zeros and nesting deeper than

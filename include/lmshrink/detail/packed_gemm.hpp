@@ -1,4 +1,7 @@
 #pragma once
+#if !defined(LMSHRINK_INSIDE_LIBRARY) && !defined(LMSHRINK_TESTING_INTERNALS)
+#error "lmshrink/detail/ is internal: include the public header instead (lmshrink/files.hpp, lmshrink/random.hpp, ...; docs/design.md)"
+#endif
 // Matrix products against weights packed once, for the compact inference form.
 //
 // A weight W (n, K) is stored as panels of kPanelWidth rows: panel p holds rows p·32 .. p·32+31

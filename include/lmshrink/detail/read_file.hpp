@@ -1,4 +1,7 @@
 #pragma once
+#if !defined(LMSHRINK_INSIDE_LIBRARY) && !defined(LMSHRINK_TESTING_INTERNALS)
+#error "lmshrink/detail/ is internal: include the public header instead (lmshrink/files.hpp, lmshrink/random.hpp, ...; docs/design.md)"
+#endif
 // Reads a whole binary file into memory, with errors that name the caller and the file.
 
 #include <cstdint>

@@ -28,9 +28,12 @@
 #include <vector>
 
 #include "../config.hpp"
+#pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
+#define LMSHRINK_INSIDE_LIBRARY
 #include "../detail/json.hpp"
 #include "../detail/read_file.hpp"
 #include "../detail/unicode_categories.hpp"
+#pragma pop_macro("LMSHRINK_INSIDE_LIBRARY")
 #include "../errors.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
@@ -102,6 +105,10 @@ inline std::size_t first_invalid_utf8(std::string_view s) {
 }
 
 }  // namespace detail
+
+/// The offset of the first byte of a string that does not start a valid UTF-8 sequence, or
+/// std::string::npos: check text before it is encoded.
+using detail::first_invalid_utf8;
 
 class Gpt2Tokenizer {
  public:

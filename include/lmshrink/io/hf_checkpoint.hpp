@@ -33,10 +33,13 @@
 #include <vector>
 
 #include "../config.hpp"
+#pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
+#define LMSHRINK_INSIDE_LIBRARY
 #include "../detail/atomic_directory.hpp"
 #include "../detail/atomic_file.hpp"
 #include "../detail/json.hpp"
 #include "../detail/read_file.hpp"
+#pragma pop_macro("LMSHRINK_INSIDE_LIBRARY")
 #include "../errors.hpp"
 #include "../types.hpp"
 #include "llama2c.hpp"

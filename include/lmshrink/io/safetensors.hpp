@@ -31,9 +31,12 @@
 #include <vector>
 
 #include "../config.hpp"
+#pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
+#define LMSHRINK_INSIDE_LIBRARY
 #include "../detail/atomic_file.hpp"
 #include "../detail/json.hpp"
 #include "../detail/read_file.hpp"
+#pragma pop_macro("LMSHRINK_INSIDE_LIBRARY")
 #include "../errors.hpp"
 #include "../low_rank_sparse_linear.hpp"
 #include "../types.hpp"

@@ -26,8 +26,11 @@
 #include <vector>
 
 #include "../config.hpp"
+#pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
+#define LMSHRINK_INSIDE_LIBRARY
 #include "../detail/atomic_file.hpp"
 #include "../detail/read_file.hpp"
+#pragma pop_macro("LMSHRINK_INSIDE_LIBRARY")
 #include "../errors.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN

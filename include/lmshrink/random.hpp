@@ -1,14 +1,19 @@
 #pragma once
 // A small seeded generator whose stream is the same on every platform and standard library
-// (std::normal_distribution is not), so seeded results are reproducible everywhere.
+// (std::normal_distribution is not), so seeded results are reproducible everywhere. The library
+// draws every random number it uses from it (randomized SVD, from-scratch weights in the
+// examples), and programs built on lmshrink can too:
+//
+//   lmshrink::SplitMix64 rng(seed);
+//   double x = rng.normal();      // N(0, 1)
+//   double u = rng.uniform();     // (0, 1)
 
 #include <cmath>
 #include <cstdint>
 
-#include "../config.hpp"
+#include "config.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
-namespace detail {
 
 /// SplitMix64 (Steele, Lea, Flood 2014).
 class SplitMix64 {
@@ -41,5 +46,4 @@ class SplitMix64 {
   bool has_spare_ = false;
 };
 
-}  // namespace detail
 LMSHRINK_NAMESPACE_END
