@@ -369,6 +369,31 @@ TEST_CASE("baselines from the same API: ITP and low-rank only", "[pruner]") {
   REQUIRE(dense.live_rows() >= 3);
 }
 
+TEST_CASE("TensorAdamW matches the AdamW rule written out, step by step", "[optim]") {
+  lmshrink::AdamWOptions o;
+  o.lr = 0.05;
+  o.weight_decay = 0.1;
+  lmshrink::TensorAdamW<double> adam(o);
+  std::vector<double> p = {1.0, -2.0, 0.5}, ref = p, m(3, 0.0), v(3, 0.0);
+  for (int t = 1; t <= 4; ++t) {
+    const std::vector<double> g = {0.3 * t, -0.2, 1.0 / t};
+    if (t == 3) adam.set_lr(o.lr = 0.02);
+    adam.step(p.data(), g.data(), 3);
+    for (int i = 0; i < 3; ++i) {  // Loshchilov & Hutter, decoupled decay, bias-corrected moments
+      m[i] = 0.9 * m[i] + 0.1 * g[i];
+      v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+      ref[i] *= 1 - o.lr * o.weight_decay;
+      const double mhat = m[i] / (1 - std::pow(0.9, t)), vhat = v[i] / (1 - std::pow(0.999, t));
+      ref[i] -= o.lr * mhat / (std::sqrt(vhat) + 1e-8);
+    }
+    for (int i = 0; i < 3; ++i) REQUIRE(p[i] == Approx(ref[i]).epsilon(1e-12));
+  }
+  REQUIRE(adam.steps() == 4);
+  CHECK_THROWS_WITH(adam.step(p.data(), p.data(), 2), Catch::Contains("the tensor has 2 values but the optimizer's moments have 3"));
+  CHECK_THROWS_AS(lmshrink::TensorAdamW<float>(lmshrink::AdamWOptions{0.0}), lmshrink::value_error);
+  CHECK_THROWS_AS(adam.set_lr(-1), lmshrink::value_error);
+}
+
 TEST_CASE("AdamW: one hand-computed step, and masked moments", "[optim]") {
   Layer layer(2, 2, 1);
   layer.U().setOnes();

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <lmshrink/schedule.hpp>
 
 using Catch::Matchers::Contains;
@@ -82,4 +83,29 @@ TEST_CASE("invalid schedules are value errors", "[schedule][errors]") {
   s.initial_warmup = -1;
   REQUIRE_THROWS_AS(lmshrink::cubic_schedule(s, 5), lmshrink::value_error);
   REQUIRE_THROWS_WITH(lmshrink::cubic_schedule(sched(), -1), Contains("step must be >= 0, got -1"));
+}
+
+TEST_CASE("warm-up then cosine: the ramp, the peak, the floor, and bad settings", "[schedule]") {
+  lmshrink::WarmupCosine s;
+  s.peak = 0.01;
+  s.total_steps = 100;
+  s.warmup_steps = 5;
+  s.final_fraction = 0.1;
+  CHECK(lmshrink::warmup_cosine_lr(s, 0) == Approx(0.002));
+  CHECK(lmshrink::warmup_cosine_lr(s, 4) == Approx(0.01));         // the warm-up ends at the peak
+  CHECK(lmshrink::warmup_cosine_lr(s, 5) == Approx(0.01));         // the cosine starts there
+  // Halfway through the decay (f = 0.5): the midpoint between the peak and the floor.
+  CHECK(lmshrink::warmup_cosine_lr(s, 5 + 95 / 2) == Approx(0.01 * (0.1 + 0.9 * 0.5 * (1 + std::cos(3.141592653589793 * 47.0 / 95)))));
+  double previous = 1;
+  for (lmshrink::Index step = 5; step < 100; ++step) {
+    const double lr = lmshrink::warmup_cosine_lr(s, step);
+    CHECK(lr <= previous);
+    CHECK(lr >= 0.001);
+    previous = lr;
+  }
+  CHECK(lmshrink::warmup_cosine_lr(s, 1000) == Approx(0.001));    // past the end: the floor
+  s.warmup_steps = 0;
+  CHECK_THROWS_WITH(lmshrink::warmup_cosine_lr(s, 0), Contains("1 <= warmup_steps <= total_steps"));
+  s.warmup_steps = 5;
+  CHECK_THROWS_AS(lmshrink::warmup_cosine_lr(s, -1), lmshrink::value_error);
 }

@@ -8,31 +8,6 @@
 #include "compress.hpp"
 
 namespace compress {
-namespace {
-
-// Adam on a plain tensor (embedding, gains), no weight decay: the same rule as lmshrink::AdamW.
-struct TensorAdam {
-  Eigen::VectorXf m, v;
-  void step(float* p, const float* g, Eigen::Index n, double lr, long t) {
-    if (m.size() != n) m.setZero(n), v.setZero(n);
-    Eigen::Map<Eigen::VectorXf> P(p, n);
-    Eigen::Map<const Eigen::VectorXf> G(g, n);
-    m = 0.9f * m + 0.1f * G;
-    v = 0.999f * v + 0.001f * G.cwiseProduct(G);
-    const double bc1 = 1 - std::pow(0.9, double(t)), bc2 = 1 - std::pow(0.999, double(t));
-    P.array() -= float(lr / bc1) * m.array() / (v.array().sqrt() / float(std::sqrt(bc2)) + 1e-8f);
-  }
-};
-
-// Linear warm-up over the first 5 % of steps, then cosine decay to 10 % of the peak.
-double learning_rate(double peak, int step, int steps) {
-  const int warm = std::max(1, steps / 20);
-  if (step < warm) return peak * (step + 1) / warm;
-  const double f = double(step - warm) / std::max(1, steps - warm);
-  return peak * (0.1 + 0.9 * 0.5 * (1 + std::cos(3.141592653589793 * f)));
-}
-
-}  // namespace
 
 const std::vector<std::string> kLosses = {"recipe", "lm",         "kl",        "kl-ce", "triple",
                                           "layerwise", "annealing", "reverse-kl", "jsd"};
@@ -392,7 +367,12 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   for (int l = 0; l < L; ++l)
     for (int k = 0; k < K; ++k) opt[std::size_t(l)].emplace_back(w.linear(l, k), ao);
   const std::vector<examples::TensorRef> params = w.plain_params();
-  std::vector<TensorAdam> plain(params.size());
+  std::vector<lmshrink::TensorAdamW<float>> plain(params.size(), lmshrink::TensorAdamW<float>(ao));
+  // Linear warm-up over the first 5 % of steps, then cosine decay to 10 % of the peak.
+  lmshrink::WarmupCosine schedule;
+  schedule.peak = peak;
+  schedule.total_steps = steps;
+  schedule.warmup_steps = std::max(1, steps / 20);
 
   // The teacher runs the same full-sequence forward, shard by shard, for its logits and block
   // outputs.
@@ -464,15 +444,16 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       fail<lmshrink::numeric_error>("lmshrink_compress", job_name(job), ": the loss is ", loss,
                                     " at step ", step, "; lower --lr");
     res.losses.push_back(float(loss));
-    const double lr = learning_rate(peak, step, steps);
+    const double lr = lmshrink::warmup_cosine_lr(schedule, step);
     set_lr(opt, lr);
     for (int l = 0; l < L; ++l)
       for (int k = 0; k < K; ++k) opt[std::size_t(l)][std::size_t(k)].step(w.linear(l, k), net.linear_grad(l, k));
-    const long t = step + 1;
     const double lr_plain = lr * o.embed_lr_scale;
     if (lr_plain > 0)
-      for (std::size_t i = 0; i < params.size(); ++i)
-        plain[i].step(params[i].data, net.plain_grads()[i].data(), params[i].size, lr_plain, t);
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        plain[i].set_lr(lr_plain);
+        plain[i].step(params[i].data, net.plain_grads()[i].data(), params[i].size);
+      }
     // Every process prunes from the same averaged gradients; their masks and importance
     // state are compared at every mask step.
     if (prune && !one_shot && pruner.after_optimizer_step(step).masked) sh.team->check_identical(pruner);

@@ -133,4 +133,58 @@ class AdamW {
   Index t_ = 0;
 };
 
+/// AdamW on a plain tensor (an embedding, a norm's gain or bias): the parameters a model has
+/// besides its LowRankSparseLinear layers. Moments are sized on the first step; `data` and
+/// `grad` hold `size` contiguous values. The moments' coefficients are 1 − β rounded once
+/// (Scalar(1 − β1)), and weight decay is skipped when it is 0.
+///
+///   lmshrink::TensorAdamW<float> opt({/*lr=*/1e-3, 0.9, 0.999, 1e-8, /*weight_decay=*/0});
+///   opt.set_lr(lr);  opt.step(embedding.data(), grad.data(), embedding.size());
+template <class Scalar_>
+class TensorAdamW {
+ public:
+  using Scalar = Scalar_;
+  explicit TensorAdamW(const AdamWOptions& options = {}) : options_(options) {
+    const auto& o = options;
+    if (!(o.lr > 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
+        !(o.eps > 0) || !(o.weight_decay >= 0))
+      detail::fail<value_error>("TensorAdamW", "need lr > 0, beta1 and beta2 in [0, 1), eps > 0 and "
+                                "weight_decay >= 0; got lr=", o.lr, " beta1=", o.beta1, " beta2=",
+                                o.beta2, " eps=", o.eps, " weight_decay=", o.weight_decay);
+  }
+  void set_lr(double lr) {
+    if (!(lr > 0)) detail::fail<value_error>("TensorAdamW::set_lr", "lr must be > 0, got ", lr);
+    options_.lr = lr;
+  }
+  Index steps() const { return t_; }
+
+  void step(Scalar* data, const Scalar* grad, Index size) {
+    static constexpr const char* where = "TensorAdamW::step";
+    if (size < 0 || ((data == nullptr || grad == nullptr) && size > 0))
+      detail::fail<value_error>(where, "a tensor of ", size, " values needs non-null data and grad");
+    if (t_ == 0) {
+      m_.setZero(size);
+      v_.setZero(size);
+    } else if (m_.size() != size) {
+      detail::fail<shape_error>(where, "the tensor has ", size, " values but the optimizer's moments have ",
+                                m_.size(), "; one TensorAdamW per tensor");
+    }
+    ++t_;
+    Eigen::Map<Vector<Scalar>> p(data, size);
+    Eigen::Map<const Vector<Scalar>> g(grad, size);
+    const Scalar b1 = Scalar(options_.beta1), b2 = Scalar(options_.beta2);
+    m_ = b1 * m_ + Scalar(1 - options_.beta1) * g;
+    v_ = b2 * v_ + Scalar(1 - options_.beta2) * g.cwiseProduct(g);
+    if (options_.weight_decay > 0) p *= Scalar(1 - options_.lr * options_.weight_decay);
+    const double bc1 = 1 - std::pow(options_.beta1, double(t_)), bc2 = 1 - std::pow(options_.beta2, double(t_));
+    p.array() -= Scalar(options_.lr / bc1) * m_.array() /
+                 (v_.array().sqrt() / Scalar(std::sqrt(bc2)) + Scalar(options_.eps));
+  }
+
+ private:
+  AdamWOptions options_;
+  Vector<Scalar> m_, v_;
+  Index t_ = 0;
+};
+
 LMSHRINK_NAMESPACE_END

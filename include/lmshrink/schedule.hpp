@@ -7,6 +7,9 @@
 //                         mask when g mod ΔT == 0
 // keep is the fraction of S's entries that stay live.
 
+#include <algorithm>
+#include <cmath>
+
 #include "config.hpp"
 #include "errors.hpp"
 #include "types.hpp"
@@ -62,6 +65,30 @@ inline double cubic_keep_ratio(const CubicSchedule& s, Index step) {
 /// Whether step g applies a mask.
 inline bool is_mask_step(const CubicSchedule& s, Index step) {
   return cubic_schedule(s, step).mask;
+}
+
+/// A learning rate with a linear warm-up, then a cosine decay: steps 0 … warmup_steps−1 rise
+/// linearly to `peak` (step s gives peak·(s+1)/warmup_steps), then the rate follows
+/// peak·(final_fraction + (1 − final_fraction)·(1 + cos(π·f))/2) with f going from 0 to 1 over
+/// the remaining steps (steps past total_steps stay at the end of the curve).
+struct WarmupCosine {
+  double peak = 1e-3;
+  Index total_steps = 1;
+  Index warmup_steps = 1;        // >= 1
+  double final_fraction = 0.1;   // of peak, in [0, 1]
+};
+
+inline double warmup_cosine_lr(const WarmupCosine& s, Index step) {
+  static constexpr const char* where = "warmup_cosine_lr";
+  if (!(s.peak > 0) || s.total_steps < 1 || s.warmup_steps < 1 || s.warmup_steps > s.total_steps ||
+      !(s.final_fraction >= 0 && s.final_fraction <= 1))
+    detail::fail<value_error>(where, "need peak > 0, 1 <= warmup_steps <= total_steps and final_fraction in "
+                              "[0, 1]; got peak=", s.peak, " total_steps=", s.total_steps, " warmup_steps=",
+                              s.warmup_steps, " final_fraction=", s.final_fraction);
+  if (step < 0) detail::fail<value_error>(where, "step must be >= 0, got ", step);
+  if (step < s.warmup_steps) return s.peak * double(step + 1) / double(s.warmup_steps);
+  const double f = std::min(1.0, double(step - s.warmup_steps) / double(std::max<Index>(1, s.total_steps - s.warmup_steps)));
+  return s.peak * (s.final_fraction + (1 - s.final_fraction) * 0.5 * (1 + std::cos(3.141592653589793 * f)));
 }
 
 LMSHRINK_NAMESPACE_END
