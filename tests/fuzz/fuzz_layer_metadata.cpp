@@ -18,7 +18,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::istringstream head(text.substr(0, eol));
   std::string field[6];
   for (auto& f : field) head >> f;
-  const std::string payload = eol < text.size() ? text.substr(eol + 1) : std::string(1, '\0');
+  // The tensors' bytes, cycled; a zero byte when the input ends at (or has no) first newline.
+  std::string payload = eol < text.size() ? text.substr(eol + 1) : std::string();
+  if (payload.empty()) payload.assign(1, '\0');
   lmshrink::SafeTensors st;
   st.metadata = {{"l.rank", field[0]}, {"l.out_features", field[1]}, {"l.in_features", field[2]},
                  {"l.kept_rows", field[3]}, {"l.method", "fuzz"}};
