@@ -41,6 +41,15 @@ void check_grads_match(const char* where, const Layer& layer, const Grads& g) {
                       layer.bias().size(), " were expected");
 }
 
+/// Throws value_error unless lr > 0, beta1 and beta2 are in [0, 1), eps > 0 and weight_decay >= 0.
+inline void check_adamw_options(const char* where, const AdamWOptions& o) {
+  if (!(o.lr > 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
+      !(o.eps > 0) || !(o.weight_decay >= 0))
+    fail<value_error>(where, "need lr > 0, beta1 and beta2 in [0, 1), eps > 0 and "
+                      "weight_decay >= 0; got lr=", o.lr, " beta1=", o.beta1, " beta2=",
+                      o.beta2, " eps=", o.eps, " weight_decay=", o.weight_decay);
+}
+
 }  // namespace detail
 
 template <class Scalar_>
@@ -77,12 +86,7 @@ class AdamW {
 
   AdamW(const LowRankSparseLinear<Scalar>& layer, const AdamWOptions& options = {})
       : options_(options) {
-    const auto& o = options;
-    if (!(o.lr > 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
-        !(o.eps > 0) || !(o.weight_decay >= 0))
-      detail::fail<value_error>("AdamW", "need lr > 0, beta1 and beta2 in [0, 1), eps > 0 and "
-                                "weight_decay >= 0; got lr=", o.lr, " beta1=", o.beta1, " beta2=",
-                                o.beta2, " eps=", o.eps, " weight_decay=", o.weight_decay);
+    detail::check_adamw_options("AdamW", options);
     mU_.setZero(layer.U().rows(), layer.U().cols());
     vU_ = mU_;
     mV_.setZero(layer.V().rows(), layer.V().cols());
@@ -145,12 +149,7 @@ class TensorAdamW {
  public:
   using Scalar = Scalar_;
   explicit TensorAdamW(const AdamWOptions& options = {}) : options_(options) {
-    const auto& o = options;
-    if (!(o.lr > 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) ||
-        !(o.eps > 0) || !(o.weight_decay >= 0))
-      detail::fail<value_error>("TensorAdamW", "need lr > 0, beta1 and beta2 in [0, 1), eps > 0 and "
-                                "weight_decay >= 0; got lr=", o.lr, " beta1=", o.beta1, " beta2=",
-                                o.beta2, " eps=", o.eps, " weight_decay=", o.weight_decay);
+    detail::check_adamw_options("TensorAdamW", options);
   }
   void set_lr(double lr) {
     if (!(lr > 0)) detail::fail<value_error>("TensorAdamW::set_lr", "lr must be > 0, got ", lr);
