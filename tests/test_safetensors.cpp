@@ -81,6 +81,20 @@ TEST_CASE("safetensors round trip: tensors, dtypes and metadata", "[safetensors]
   REQUIRE_THROWS_WITH(back.meta_int("format", 0, 9), Catch::Contains("metadata 'format' is 'pt'; an integer in [0, 9]"));
 }
 
+TEST_CASE("safetensors metadata integers are plain decimals, nothing around them", "[safetensors]") {
+  lmshrink::SafeTensors st;
+  st.metadata = {{"ok", "42"}, {"negative", "-3"}, {"nul", std::string("3\0\0", 3)}, {"space", " 3"},
+                 {"after", "3 "}, {"plus", "+3"}, {"hex", "0x10"}, {"empty", ""},
+                 {"huge", "99999999999999999999"}, {"high", "10"}};
+  REQUIRE(st.meta_int("ok", 0, 100) == 42);
+  REQUIRE(st.meta_int("negative", -5, 0) == -3);
+  for (const char* key : {"nul", "space", "after", "plus", "hex", "empty", "huge"})
+    REQUIRE_THROWS_WITH(st.meta_int(key, -100, 100),
+                        Catch::Contains(std::string("metadata '") + key) &&
+                            Catch::Contains("an integer in [-100, 100] was expected"));
+  REQUIRE_THROWS_WITH(st.meta_int("high", 0, 9), Catch::Contains("metadata 'high' is '10'; an integer in [0, 9]"));
+}
+
 TEST_CASE("safetensors reads F16 and BF16 (as Hugging Face checkpoints store them)", "[safetensors]") {
   // F16: 1.0 = 0x3c00, -2.5 = 0xc100, 65504 = 0x7bff, smallest subnormal 2^-24 = 0x0001.
   // BF16: 1.0 = 0x3f80, -0.15625 = 0xbe20.

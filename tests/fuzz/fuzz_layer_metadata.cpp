@@ -1,8 +1,10 @@
 // Fuzz target: a compressed layer's metadata. The input's first line gives rank, out_features,
 // in_features and kept_rows (as text, any bytes allowed) and whether an element mask and a bias
-// are stored; the rest fills the tensors those numbers imply (cycled). get_compressed_layer must
-// refuse or build a layer that agrees with the metadata, and a layer that builds must write back
-// and read to the same layer.
+// are stored; the rest fills the tensors those numbers imply, clamped to [0, 64] (cycled).
+// get_compressed_layer must refuse or build a layer whose shape is exactly what the metadata text
+// says (a plain decimal, nothing around it), and a layer that builds must write back and read to
+// the same layer.
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <lmshrink/io/safetensors.hpp>
@@ -32,6 +34,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   };
   const long r = number(field[0]), out = number(field[1]), in = number(field[2]), k = number(field[3]);
+  // What the metadata text means when read strictly; -1 when it is not a plain decimal.
+  const auto exactly = [](const std::string& s) {
+    long v = -1;
+    const auto [end, status] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return status == std::errc() && end == s.data() + s.size() && !s.empty() ? v : -1L;
+  };
   std::size_t at = 0;
   const auto fill = [&](std::size_t bytes) {
     std::vector<char> b(bytes);
@@ -56,9 +64,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   limits.max_layer_elements = 1 << 16;
   try {
     const auto layer = lmshrink::get_compressed_layer<float>(st, "l", limits);
-    FUZZ_CHECK(layer.rank() == r && layer.out_features() == out && layer.in_features() == in);
+    FUZZ_CHECK(layer.rank() == exactly(field[0]) && layer.out_features() == exactly(field[1]) &&
+               layer.in_features() == exactly(field[2]));
     FUZZ_CHECK(layer.U().allFinite() && layer.V().allFinite() && layer.S().allFinite());
-    FUZZ_CHECK(long(layer.row_mask().cast<int>().sum()) == k);
+    FUZZ_CHECK(long(layer.row_mask().cast<int>().sum()) == exactly(field[3]));
     lmshrink::SafeTensors again;
     lmshrink::put_compressed_layer(again, "l", layer, "fuzz");
     const auto back = lmshrink::get_compressed_layer<float>(again, "l", limits);

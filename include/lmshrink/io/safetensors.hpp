@@ -19,7 +19,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -356,13 +356,13 @@ class SafeTensors {
     return it->second;
   }
 
-  /// Metadata value as an integer in [lo, hi].
+  /// Metadata value as an integer in [lo, hi]: an optional '-' and decimal digits, nothing else
+  /// (no spaces, '+' or bytes after the number, including NUL).
   std::int64_t meta_int(const std::string& key, std::int64_t lo, std::int64_t hi) const {
     const std::string& s = meta(key);
-    char* end = nullptr;
-    errno = 0;
-    const long long v = std::strtoll(s.c_str(), &end, 10);
-    if (s.empty() || *end != '\0' || errno != 0 || v < lo || v > hi)
+    std::int64_t v = 0;
+    const auto [end, status] = std::from_chars(s.data(), s.data() + s.size(), v, 10);
+    if (s.empty() || status != std::errc() || end != s.data() + s.size() || v < lo || v > hi)
       detail::fail<format_error>("SafeTensors::meta_int", "metadata '", key, "' is '", s,
                                  "'; an integer in [", lo, ", ", hi, "] was expected");
     return v;
