@@ -35,10 +35,12 @@
 #include <lmshrink/compact.hpp>
 #include <lmshrink/random.hpp>
 
-#ifdef LMSHRINK_WITH_ONEDNN
+#ifdef LMSHRINK_HAVE_ONEDNN
+#include <lmshrink/onednn.hpp>
 #include <oneapi/dnnl/dnnl.h>
 #endif
 #ifdef _OPENMP
+#include <lmshrink/openmp.hpp>
 #include <omp.h>
 #endif
 
@@ -126,7 +128,7 @@ const lmshrink::LowRankSparseLinear<float>& cached_layer(Index out, Index in, in
 // C (m, n) = A (m, k) · B (n, k)ᵀ on the fastest GEMM this build has.
 void gemm_nt(Index m, Index n, Index k, const float* a, Index lda, const float* b, Index ldb,
              float* c, Index ldc) {
-#ifdef LMSHRINK_WITH_ONEDNN
+#ifdef LMSHRINK_HAVE_ONEDNN
   dnnl_sgemm('N', 'T', m, n, k, 1.f, a, lda, b, ldb, 0.f, c, ldc);
 #else
   Eigen::Map<const Matrix, 0, Eigen::OuterStride<>> A(a, m, k, Eigen::OuterStride<>(lda));
@@ -161,7 +163,7 @@ void bench_dense_eigen(benchmark::State& state, Shape s, Index n) {
   set_counters(state, dense_flops(s, n), dense_bytes(s), 1, 1);
 }
 
-#ifdef LMSHRINK_WITH_ONEDNN
+#ifdef LMSHRINK_HAVE_ONEDNN
 void set_threads(int threads) {
 #ifdef _OPENMP
   omp_set_num_threads(threads);
@@ -196,16 +198,21 @@ void compact_counters(benchmark::State& state, const lmshrink::CompactLinear<flo
 }
 
 void bench_fused(benchmark::State& state, Shape s, Index n, int pct, bool unstructured,
-                 int threads, lmshrink::LowRankBackend backend) {
+                 int threads, lmshrink::LowRankSgemm sgemm) {
   const auto& layer = cached_layer(s.out, s.in, pct, unstructured);
   lmshrink::PackOptions options;
-  options.low_rank_backend = backend;
+  options.low_rank_sgemm = sgemm;
   const auto c = lmshrink::CompactLinear<float>::pack(layer, options);
   auto ws = c.make_workspace(n);
   const Matrix x = random(n, s.in, 7);
   Matrix y(n, s.out);
+  lmshrink::CompactForwardOptions forward;
+  forward.threads = threads;
+#ifdef _OPENMP
+  forward.team = lmshrink::openmp_team();
+#endif
   for (auto _ : state) {
-    c.forward(x, y, ws, {threads});
+    c.forward(x, y, ws, forward);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -283,23 +290,23 @@ void register_all() {
     for (Index n : kBatches) {
       const std::string base = shape_name(s) + "/batch:" + std::to_string(n);
       benchmark::RegisterBenchmark(("dense_eigen/" + base).c_str(), bench_dense_eigen, s, n);
-#ifdef LMSHRINK_WITH_ONEDNN
+#ifdef LMSHRINK_HAVE_ONEDNN
       benchmark::RegisterBenchmark(("dense_onednn/" + base).c_str(), bench_dense_onednn, s, n, 1);
 #endif
       for (int pct : kRatios) {
         const std::string tail = base + "/q:" + std::to_string(pct);
         benchmark::RegisterBenchmark(("fused/" + tail).c_str(), bench_fused, s, n, pct, false, 1,
-                                     lmshrink::LowRankBackend::builtin);
-#ifdef LMSHRINK_WITH_ONEDNN
+                                     nullptr);
+#ifdef LMSHRINK_HAVE_ONEDNN
         benchmark::RegisterBenchmark(("fused_onednn/" + tail).c_str(), bench_fused, s, n, pct,
-                                     false, 1, lmshrink::LowRankBackend::onednn);
+                                     false, 1, &lmshrink::onednn_sgemm);
 #endif
         benchmark::RegisterBenchmark(("unfused/" + tail).c_str(), bench_unfused, s, n, pct);
         benchmark::RegisterBenchmark(("csr/" + tail).c_str(), bench_fused, s, n, pct, true, 1,
-                                     lmshrink::LowRankBackend::builtin);
+                                     nullptr);
       }
     }
-#if defined(LMSHRINK_WITH_ONEDNN) && defined(_OPENMP)
+#if defined(LMSHRINK_HAVE_ONEDNN) && defined(_OPENMP)
   // Two threads, both sides: GPT-2 shapes at q = 0.5.
   for (const Shape& s : kShapes) {
     if (s.model != std::string("gpt2")) continue;
@@ -308,7 +315,7 @@ void register_all() {
       benchmark::RegisterBenchmark(("dense_onednn_2threads/" + base).c_str(), bench_dense_onednn,
                                    s, n, 2);
       benchmark::RegisterBenchmark(("fused_2threads/" + base + "/q:50").c_str(), bench_fused, s,
-                                   n, 50, false, 2, lmshrink::LowRankBackend::builtin);
+                                   n, 50, false, 2, nullptr);
     }
   }
 #endif
@@ -514,8 +521,9 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   bench::add_build_context();
-  benchmark::AddCustomContext("compact_kernel", lmshrink::CompactLinear<float>::kernel_name());
-#ifdef LMSHRINK_WITH_ONEDNN
+  benchmark::AddCustomContext("compact_kernel",
+                              lmshrink::compact_kernel_name(lmshrink::best_compact_kernel()));
+#ifdef LMSHRINK_HAVE_ONEDNN
   benchmark::AddCustomContext("onednn", "sgemm, one thread");
 #else
   benchmark::AddCustomContext("onednn", "not built (Debian libdnnl-dev)");

@@ -29,6 +29,9 @@
 #include <memory>
 #include <string>
 #include <vector>
+#ifdef _OPENMP
+#include <lmshrink/openmp.hpp>
+#endif
 
 #include "bench_context.hpp"
 #include "models/llama/llama_compact.hpp"
@@ -108,11 +111,17 @@ void bench_dense_eigen(benchmark::State& state, std::string model) {
 void bench_compact(benchmark::State& state, std::string model, std::string variant, int threads) {
   ModelSet& m = model_set(model);
   const examples::CompactLlama& c = variant == "dense_packed" ? m.packed : m.students.at(variant);
-  if (threads > 1 && !lmshrink::compact_threads_available()) {
+  lmshrink::CompactForwardOptions options;
+  options.threads = threads;
+#ifdef _OPENMP
+  options.team = lmshrink::openmp_team();
+#else
+  if (threads > 1) {
     state.SkipWithError("built without OpenMP");
     return;
   }
-  generate<examples::CompactView>(state, examples::CompactView(c, threads), m.tokens);
+#endif
+  generate<examples::CompactView>(state, examples::CompactView(c, options), m.tokens);
 }
 
 void register_all() {
@@ -219,7 +228,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   bench::add_build_context();
-  benchmark::AddCustomContext("compact_kernel", lmshrink::CompactLinear<float>::kernel_name());
+  benchmark::AddCustomContext("compact_kernel",
+                              lmshrink::compact_kernel_name(lmshrink::best_compact_kernel()));
   register_all();
   // The median (or the only) tokens/s of every benchmark that ran without error.
   bench::MedianCollector reporter([](const benchmark::BenchmarkReporter::Run& run, double& v) {

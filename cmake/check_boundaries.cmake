@@ -6,12 +6,20 @@
 # 3. No program, benchmark or example (examples/, bench/) names lmshrink::detail (or
 #    lmshrink::mpi::detail) or includes
 #    lmshrink/detail/: what they need is public API.
+# 4. No header selects code by the including file's compiler flags (_OPENMP, __AVX*, __FMA__,
+#    __SSE*, LMSHRINK_WITH_*): two files built with different flags would then hold different
+#    definitions of one inline function (an ODR violation the linker resolves silently). Such
+#    choices are values (docs/compact.md); only the opt-in headers that need a feature check
+#    for it, to refuse without it.
 cmake_policy(VERSION 3.16)
 set(opt_in
   lmshrink/xtensor.hpp            # needs xtensor
   lmshrink/mpi.hpp                # needs MPI (lmshrink::mpi)
   "lmshrink/models/.*"            # the model tier (lmshrink::models)
+  lmshrink/openmp.hpp             # needs OpenMP (a ThreadTeam for CompactLinear)
+  lmshrink/onednn.hpp             # needs oneDNN (an external GEMM for CompactLinear)
 )
+set(feature_guards lmshrink/openmp.hpp)  # may test a flag, to refuse without it
 set(inc ${ROOT}/include)
 set(problems "")
 
@@ -74,6 +82,20 @@ foreach(source IN LISTS sources)
     list(GET hits 0 first)
     string(STRIP "${first}" first)
     string(APPEND problems "  ${rel} uses the library's internals: ${first}\n")
+  endif()
+endforeach()
+
+# 4. No code selected by the including file's flags.
+file(GLOB_RECURSE all_headers RELATIVE ${inc} ${inc}/lmshrink/*.hpp)
+foreach(header IN LISTS all_headers)
+  if(header IN_LIST feature_guards)
+    continue()
+  endif()
+  file(STRINGS ${inc}/${header} hits REGEX "^[ \t]*#[ \t]*(if|ifdef|ifndef|elif).*(_OPENMP|__AVX|__FMA__|__SSE|LMSHRINK_WITH_)")
+  if(hits)
+    list(GET hits 0 first)
+    string(STRIP "${first}" first)
+    string(APPEND problems "  ${header} selects code by the including file's flags: ${first}\n")
   endif()
 endforeach()
 

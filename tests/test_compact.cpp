@@ -1,19 +1,29 @@
 // CompactLinear: packing every pruner outcome, the fused forward against the training-path
 // forward and the naive reference, changing batch shapes, threads, accounting and bad input.
-// This file is built several times: with the project's portable flags, with -march=native
-// (+ OpenMP and oneDNN when available) and with -mavx2 -mfma, so that every micro-kernel, the
-// threads and the oneDNN backend are checked.
+// Every micro-kernel this CPU runs is checked from this one plain build (kernels are values
+// chosen at pack time), and so are the threads (OpenMP's team when the build has OpenMP, and a
+// std::thread team) and the oneDNN GEMM (when the build has oneDNN).
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <condition_variable>
 #include <lmshrink/compact.hpp>
 #include <lmshrink/pruner.hpp>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
+#ifdef _OPENMP
+#include <lmshrink/openmp.hpp>
+#endif
+#ifdef LMSHRINK_HAVE_ONEDNN
+#include <lmshrink/onednn.hpp>
+#endif
 
 #include "test_helpers.hpp"
 
 using lmshrink::CompactLinear;
 using lmshrink::Index;
-using lmshrink::LowRankBackend;
+using lmshrink::CompactKernel;
 using lmshrink::LowRankSparseLinear;
 using lmshrink::SparseFormat;
 using test::Matrix;
@@ -75,21 +85,73 @@ void require_close(const Matrix<S>& got, const Matrix<S>& want, const Matrix<dou
   REQUIRE(worst <= 1.0);
 }
 
+// The external GEMMs under test: none, and oneDNN's when the build has it.
+std::vector<lmshrink::LowRankSgemm> external_gemms() {
+#ifdef LMSHRINK_HAVE_ONEDNN
+  return {nullptr, &lmshrink::onednn_sgemm};
+#else
+  return {nullptr};
+#endif
+}
+
+// A ThreadTeam on std::thread, to check the team contract without OpenMP: run() starts `count`
+// threads and joins them; barrier() is a generation-counting barrier over all of them.
+struct StdThreadTeam {
+  static inline std::mutex mutex;
+  static inline std::condition_variable cv;
+  static inline int expected = 0, arrived = 0, generation = 0;
+
+  static void run(int threads, void (*body)(void*, int, int), void* context) {
+    expected = threads;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(body, context, t, threads);
+    for (auto& th : pool) th.join();
+  }
+  static void barrier() {
+    std::unique_lock<std::mutex> lock(mutex);
+    const int gen = generation;
+    if (++arrived == expected) {
+      arrived = 0;
+      ++generation;
+      cv.notify_all();
+    } else {
+      cv.wait(lock, [gen] { return generation != gen; });
+    }
+  }
+  static lmshrink::ThreadTeam team() { return {&run, &barrier}; }
+};
+
 }  // namespace
 
-// The scalars of the templated tests: both by default; float only where the build exists for the
-// float micro-kernels (test_compact_native), double's portable kernel being covered already.
-#ifdef LMSHRINK_TEST_FLOAT_KERNELS_ONLY
-#define LMSHRINK_TEST_SCALARS float
-#else
 #define LMSHRINK_TEST_SCALARS float, double
-#endif
 
-TEST_CASE("the build reports its micro-kernel", "[compact]") {
-  const std::string name = CompactLinear<float>::kernel_name();
-  CAPTURE(name, lmshrink::compact_threads_available(), lmshrink::onednn_available());
-  REQUIRE((name == "avx512" || name == "avx2" || name == "portable"));
-  REQUIRE(std::string(CompactLinear<double>::kernel_name()) == "portable");
+TEST_CASE("kernels are values: chosen for the CPU when packed, or asked for", "[compact]") {
+  const auto best = lmshrink::best_compact_kernel();
+  CAPTURE(lmshrink::compact_kernel_name(best));
+  REQUIRE(lmshrink::compact_kernel_supported(best));
+  REQUIRE(lmshrink::compact_kernel_supported(CompactKernel::portable));
+  const auto layer = make_layer<float>(12, 10, 3, 4, true, false, 2);
+  REQUIRE(CompactLinear<float>::pack(layer).kernel() == best);
+  lmshrink::PackOptions portable;
+  portable.kernel = CompactKernel::portable;
+  REQUIRE(CompactLinear<float>::pack(layer, portable).kernel() == CompactKernel::portable);
+  const auto d = make_layer<double>(12, 10, 3, 4, true, false, 2);
+  REQUIRE(CompactLinear<double>::pack(d).kernel() == CompactKernel::portable);
+  for (auto k : {CompactKernel::avx2, CompactKernel::avx512}) {
+    lmshrink::PackOptions o;
+    o.kernel = k;
+    CAPTURE(lmshrink::compact_kernel_name(k));
+    REQUIRE_THROWS_AS(CompactLinear<double>::pack(d, o), lmshrink::value_error);
+    REQUIRE_THROWS_WITH(CompactLinear<double>::pack(d, o), Catch::Contains("is for float layers"));
+    if (lmshrink::compact_kernel_supported(k)) {
+      REQUIRE(CompactLinear<float>::pack(layer, o).kernel() == k);
+    } else {
+      REQUIRE_THROWS_AS(CompactLinear<float>::pack(layer, o), lmshrink::state_error);
+      REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, o),
+                          Catch::Contains("needs instructions this CPU lacks"));
+    }
+  }
+  REQUIRE(std::string(lmshrink::compact_kernel_name(CompactKernel::avx512)) == "avx512");
 }
 
 TEMPLATE_TEST_CASE("compact forward equals the training forward for every rank, kept-row count "
@@ -104,38 +166,53 @@ TEMPLATE_TEST_CASE("compact forward equals the training forward for every rank, 
   const Index kept = GENERATE_COPY(Index(0), Index(1), out / 3, out);
   const bool bias = GENERATE(false, true);
   const auto format = GENERATE(SparseFormat::rows, SparseFormat::csr);
-  const auto backend = GENERATE(LowRankBackend::builtin, LowRankBackend::onednn);
-  if (backend == LowRankBackend::onednn &&
-      (!lmshrink::onednn_available() || !std::is_same<S, float>::value))
-    return;  // covered by the error tests below
-  CAPTURE(out, in, rank, kept, bias, int(format), int(backend));
-
+  CAPTURE(out, in, rank, kept, bias, int(format));
   const auto layer = make_layer<S>(out, in, rank, kept, bias, false, 11 + out + rank + kept);
-  const auto compact = CompactLinear<S>::pack(layer, {format, backend});
-  REQUIRE(compact.low_rank_backend() == backend);
-  REQUIRE(compact.format() == format);
-  REQUIRE(compact.rank() == rank);
-  REQUIRE(compact.kept_rows() == kept);
-  REQUIRE(compact.parameters() == layer.live_parameters());
-  REQUIRE((compact.to_dense() - layer.to_dense()).cwiseAbs().maxCoeff() <=
-          S(1e-5) * (1 + layer.to_dense().cwiseAbs().maxCoeff()));
 
-  // One workspace across growing and shrinking batches, as in generation after a prompt.
-  auto ws = compact.make_workspace(4);
+  // Every kernel this CPU runs (float; double has the portable one), and each external GEMM
+  // with the best kernel: packed once each, checked on the same inputs.
+  std::vector<CompactLinear<S>> packed;
+  for (auto kernel : {CompactKernel::portable, CompactKernel::avx2, CompactKernel::avx512}) {
+    if (!lmshrink::compact_kernel_supported(kernel)) continue;  // this CPU lacks it
+    if (!std::is_same<S, float>::value && kernel != CompactKernel::portable) continue;
+    for (auto sgemm : external_gemms()) {
+      if (sgemm != nullptr && (!std::is_same<S, float>::value || kernel != lmshrink::best_compact_kernel()))
+        continue;
+      packed.push_back(CompactLinear<S>::pack(layer, {format, kernel, sgemm}));
+      const auto& compact = packed.back();
+      REQUIRE(compact.kernel() == kernel);
+      REQUIRE(compact.external_low_rank() == (sgemm != nullptr));
+      REQUIRE(compact.format() == format);
+      REQUIRE(compact.rank() == rank);
+      REQUIRE(compact.kept_rows() == kept);
+      REQUIRE(compact.parameters() == layer.live_parameters());
+      REQUIRE((compact.to_dense() - layer.to_dense()).cwiseAbs().maxCoeff() <=
+              S(1e-5) * (1 + layer.to_dense().cwiseAbs().maxCoeff()));
+    }
+  }
+  REQUIRE(packed.size() >= 1);
+
+  // One workspace per packing across growing and shrinking batches, as in generation after a
+  // prompt.
+  std::vector<typename CompactLinear<S>::Workspace> ws;
+  for (const auto& c : packed) ws.push_back(c.make_workspace(4));
   auto cache = layer.make_cache(1);
-  for (Index tokens : {1, 3, 13, 2, 121, 1, 250, 12, 5, 11, 0}) {  // every tile height 1..6
+  for (Index tokens : {1, 3, 13, 2, 121, 1, 250, 12, 5, 11, 4, 6, 7, 8, 9, 0}) {  // heights 1..12
     CAPTURE(tokens);
     const Matrix<S> x = test::random_matrix<S>(tokens, in, 100 + tokens);
-    Matrix<S> y_fused(tokens, out), y_train(tokens, out), y_naive(tokens, out);
-    y_fused.setConstant(S(7));  // the forward overwrites
-    compact.forward(x, y_fused, ws);
+    Matrix<S> y_train(tokens, out), y_naive(tokens, out);
     layer.forward(x, y_train, cache);
-    compact.forward_reference(x, y_naive);
-    if (tokens == 0) continue;
+    packed.front().forward_reference(x, y_naive);
     const auto bound = rounding_bound(layer, x);
-    require_close<S>(y_fused, y_naive, bound);
-    require_close<S>(y_fused, y_train, bound);
-    REQUIRE(ws.capacity_tokens() >= tokens);
+    for (std::size_t v = 0; v < packed.size(); ++v) {
+      CAPTURE(lmshrink::compact_kernel_name(packed[v].kernel()), packed[v].external_low_rank());
+      Matrix<S> y_fused = Matrix<S>::Constant(tokens, out, S(7));  // the forward overwrites
+      packed[v].forward(x, y_fused, ws[v]);
+      if (tokens == 0) continue;
+      require_close<S>(y_fused, y_naive, bound);
+      require_close<S>(y_fused, y_train, bound);
+      REQUIRE(ws[v].capacity_tokens() >= tokens);
+    }
   }
 }
 
@@ -144,11 +221,12 @@ TEMPLATE_TEST_CASE("element masks pack to CSR with only the live entries", "[com
   using S = TestType;
   const Index out = 45, in = 38, rank = 6;
   const auto layer = make_layer<S>(out, in, rank, 20, true, true, 5);
-  const auto csr = CompactLinear<S>::pack(layer);  // automatic
+  const auto kernel = GENERATE(CompactKernel::portable, CompactKernel::automatic);
+  const auto csr = CompactLinear<S>::pack(layer, {SparseFormat::automatic, kernel});
   REQUIRE(csr.format() == SparseFormat::csr);
   REQUIRE(csr.sparse_values() == layer.live_sparse_entries());
   REQUIRE(csr.parameters() == layer.live_parameters());
-  const auto rows = CompactLinear<S>::pack(layer, {SparseFormat::rows});
+  const auto rows = CompactLinear<S>::pack(layer, {SparseFormat::rows, kernel});
   REQUIRE(rows.sparse_values() == rows.kept_rows() * in);
   REQUIRE(rows.kept_rows() <= 20);
 
@@ -233,31 +311,42 @@ TEST_CASE("strided inputs and outputs, and the raw-pointer overload", "[compact]
 }
 
 TEST_CASE("threads split the work without changing the result", "[compact][threads]") {
-  if (!lmshrink::compact_threads_available()) {
-    const auto layer = make_layer<float>(8, 8, 2, 2, false, false, 1);
-    const auto c = CompactLinear<float>::pack(layer);
-    auto ws = c.make_workspace(1);
-    Matrix<float> x = Matrix<float>::Ones(1, 8), y(1, 8);
-    REQUIRE_THROWS_WITH(c.forward(x, y, ws, {2}), Catch::Contains("needs OpenMP"));
-    return;
-  }
+  std::vector<std::pair<const char*, lmshrink::ThreadTeam>> teams{{"std::thread", StdThreadTeam::team()}};
+#ifdef _OPENMP
+  teams.emplace_back("OpenMP", lmshrink::openmp_team());
+#endif
+  const auto team = GENERATE_COPY(from_range(teams));
   const auto format = GENERATE(SparseFormat::rows, SparseFormat::csr);
   const Index rank = GENERATE(Index(0), Index(24));
-  const auto backend = GENERATE(LowRankBackend::builtin, LowRankBackend::onednn);
-  if (backend == LowRankBackend::onednn && !lmshrink::onednn_available()) return;
+  const auto kernel = GENERATE(CompactKernel::portable, CompactKernel::automatic);
+  const auto sgemm = GENERATE(from_range(external_gemms()));
+  CAPTURE(team.first, int(format), rank, lmshrink::compact_kernel_name(kernel), sgemm != nullptr);
   const auto layer = make_layer<float>(200, 96, rank, 70, true, format == SparseFormat::csr, 31);
-  const auto c = CompactLinear<float>::pack(layer, {format, backend});
+  const auto c = CompactLinear<float>::pack(layer, {format, kernel, sgemm});
   auto ws = c.make_workspace(1);
   for (Index tokens : {1, 7, 130}) {
     const Matrix<float> x = test::random_matrix<float>(tokens, 96, 32);
     Matrix<float> one(tokens, 200), two(tokens, 200), three(tokens, 200);
     c.forward(x, one, ws, {1});
-    c.forward(x, two, ws, {2});
-    c.forward(x, three, ws, {3});
+    c.forward(x, two, ws, {2, team.second});
+    c.forward(x, three, ws, {3, team.second});
     // Each output is computed by one thread with the same kernel: bitwise equal.
     REQUIRE(one == two);
     REQUIRE(one == three);
   }
+}
+
+TEST_CASE("more than one thread needs a team", "[compact][threads][errors]") {
+  const auto c = CompactLinear<float>::pack(make_layer<float>(8, 8, 2, 2, false, false, 1));
+  auto ws = c.make_workspace(1);
+  Matrix<float> x = Matrix<float>::Ones(1, 8), y(1, 8);
+  REQUIRE_THROWS_AS(c.forward(x, y, ws, {2}), lmshrink::state_error);
+  REQUIRE_THROWS_WITH(c.forward(x, y, ws, {2}),
+                      Catch::Contains("threads = 2 needs a ThreadTeam with run and barrier"));
+  lmshrink::ThreadTeam half;
+  half.run = StdThreadTeam::team().run;  // no barrier
+  REQUIRE_THROWS_AS(c.forward(x, y, ws, {2, half}), lmshrink::state_error);
+  c.forward(x, y, ws, {1, half});  // one thread never uses the team
 }
 
 TEST_CASE("bad input is rejected with a named error", "[compact][errors]") {
@@ -285,17 +374,14 @@ TEST_CASE("bad input is rejected with a named error", "[compact][errors]") {
   REQUIRE_THROWS_WITH(square.forward(xy.data(), 4, 10, xy.data(), 10, ws2),
                       Catch::Contains("y overlaps x"));
 
-  lmshrink::PackOptions onednn;
-  onednn.low_rank_backend = LowRankBackend::onednn;
-  if (!lmshrink::onednn_available()) {
-    REQUIRE_THROWS_AS(CompactLinear<float>::pack(layer, onednn), lmshrink::state_error);
-    REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, onednn),
-                        Catch::Contains("needs LMSHRINK_WITH_ONEDNN"));
-  } else {
-    const auto d = make_layer<double>(12, 10, 3, 4, false, false, 2);
-    REQUIRE_THROWS_WITH(CompactLinear<double>::pack(d, onednn),
-                        Catch::Contains("supports float only"));
-  }
+  // An external GEMM is for float layers (any function of the right type will do here).
+  lmshrink::PackOptions external;
+  external.low_rank_sgemm = [](Index, Index, Index, const float*, Index, const float*, Index, float,
+                               float*, Index) {};
+  const auto d = make_layer<double>(12, 10, 3, 4, false, false, 2);
+  REQUIRE_THROWS_AS(CompactLinear<double>::pack(d, external), lmshrink::value_error);
+  REQUIRE_THROWS_WITH(CompactLinear<double>::pack(d, external),
+                      Catch::Contains("low_rank_sgemm is for float layers, got a double layer"));
 
   layer.U()(1, 1) = std::numeric_limits<float>::quiet_NaN();
   REQUIRE_THROWS_AS(CompactLinear<float>::pack(layer), lmshrink::numeric_error);

@@ -15,6 +15,7 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <lmshrink/random.hpp>
+#include <lmshrink/compact.hpp>
 #include <lmshrink/errors.hpp>
 #include <cstdint>
 #include <lmshrink/low_rank_sparse_linear.hpp>
@@ -103,8 +104,9 @@ class Decoder {
 class Packed {
  public:
   virtual ~Packed() = default;
-  /// A decoder over this packed model (which must outlive it); `threads` for every product.
-  virtual std::unique_ptr<Decoder> decoder(int threads = 1) const = 0;
+  /// A decoder over this packed model (which must outlive it); `options` (threads and their
+  /// team) for every product.
+  virtual std::unique_ptr<Decoder> decoder(const lmshrink::CompactForwardOptions& options = {}) const = 0;
   virtual std::int64_t parameters() const = 0;
   /// Bytes of every stored tensor (float32 values and int32 indices), and of the indices alone.
   virtual std::int64_t bytes() const = 0;

@@ -14,22 +14,21 @@
 // S packed together ([t, s] = x·[V; S_kept]ᵀ: small ranks and few kept rows share panels instead
 // of padding two), then y = t·Uᵀ + b written straight into y, then adds each kept row's s into
 // its output column: no zero buffer, no dense S, and no allocation once the workspace is large
-// enough. Without a low-rank part (rank 0, or the oneDNN backend) the kept rows' products go
+// enough. Without a low-rank part (rank 0, or an external GEMM) the kept rows' products go
 // straight from the micro-kernel's registers into their columns. Weights are packed once into
 // the panels the micro-kernel streams.
 // forward_reference() is the naive loop the fast path is tested against.
+//
+// Everything that selects code is a value, never a macro of the including file: the
+// micro-kernels (PackOptions::kernel, chosen for the CPU at run time), an external GEMM for the
+// low-rank products (PackOptions::low_rank_sgemm; lmshrink/onednn.hpp gives oneDNN's) and the
+// threads (CompactForwardOptions::team; lmshrink/openmp.hpp gives OpenMP's). Translation units
+// built with different flags therefore share one definition of every function here.
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#ifdef LMSHRINK_WITH_ONEDNN
-#include <oneapi/dnnl/dnnl.h>
-#endif
 
 #include "config.hpp"
 #pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
@@ -50,42 +49,73 @@ enum class SparseFormat {
   csr,        ///< compressed sparse rows: the live entries of S only
 };
 
-/// Who computes the two low-rank products x·Vᵀ and t·Uᵀ. The kept rows always use lmshrink's
-/// scatter-add kernel.
-enum class LowRankBackend {
-  builtin,  ///< lmshrink's packed micro-kernels (the default)
-  onednn,   ///< oneDNN's sgemm on row-major U and V: float only, and only when the including
-            ///< translation unit defines LMSHRINK_WITH_ONEDNN and links oneDNN
+/// Which micro-kernels compute a compact layer's float products (double layers always use the
+/// portable ones). The SIMD kernels are compiled into every build on x86 with GCC or Clang and
+/// run when the CPU has the instructions; no -m flag is needed.
+enum class CompactKernel {
+  automatic,  ///< the fastest this CPU runs: best_compact_kernel()
+  portable,   ///< plain loops (the compiler vectorizes what its flags allow)
+  avx2,       ///< AVX2 + FMA
+  avx512,     ///< AVX-512F + FMA
 };
+
+inline const char* compact_kernel_name(CompactKernel kernel) {
+  switch (kernel) {
+    case CompactKernel::automatic: return "automatic";
+    case CompactKernel::portable: return "portable";
+    case CompactKernel::avx2: return "avx2";
+    case CompactKernel::avx512: return "avx512";
+  }
+  return "unknown";
+}
+
+/// Whether this machine can run `kernel` (automatic and portable: always).
+inline bool compact_kernel_supported(CompactKernel kernel) {
+  switch (kernel) {
+    case CompactKernel::avx2: return detail::cpu_supports(detail::Isa::avx2);
+    case CompactKernel::avx512: return detail::cpu_supports(detail::Isa::avx512);
+    default: return true;
+  }
+}
+
+/// The fastest float kernel this machine runs.
+inline CompactKernel best_compact_kernel() {
+  if (compact_kernel_supported(CompactKernel::avx512)) return CompactKernel::avx512;
+  if (compact_kernel_supported(CompactKernel::avx2)) return CompactKernel::avx2;
+  return CompactKernel::portable;
+}
+
+/// An external single-precision GEMM for the low-rank products, row-major:
+/// C (m×n, leading dimension ldc) = A (m×k, lda) · Bᵀ (B is n×k, ldb) + beta·C.
+/// lmshrink/onednn.hpp provides oneDNN's (`lmshrink::onednn_sgemm`).
+using LowRankSgemm = void (*)(Index m, Index n, Index k, const float* a, Index lda,
+                              const float* b, Index ldb, float beta, float* c, Index ldc);
 
 struct PackOptions {
   SparseFormat format = SparseFormat::automatic;
-  LowRankBackend low_rank_backend = LowRankBackend::builtin;
+  CompactKernel kernel = CompactKernel::automatic;
+  /// Null: lmshrink's kernels compute x·Vᵀ and t·Uᵀ. Else this GEMM does, on row-major U and V
+  /// (float layers only); the kept rows of S still use lmshrink's kernels.
+  LowRankSgemm low_rank_sgemm = nullptr;
+};
+
+/// Threads for the parts of a forward: run(threads, body, context) calls body(context, t,
+/// count) once on each of `count` ≤ threads threads (t = 0 .. count-1) and returns when all have
+/// returned; barrier(), called by every one of them, returns when all have reached it.
+/// lmshrink/openmp.hpp provides OpenMP's (`lmshrink::openmp_team()`).
+struct ThreadTeam {
+  void (*run)(int threads, void (*body)(void* context, int thread, int count), void* context) = nullptr;
+  void (*barrier)() = nullptr;
 };
 
 struct CompactForwardOptions {
-  /// Threads for one forward call. 1 (the default) runs on the calling thread; more needs the
-  /// translation unit to be built with OpenMP (e.g. -fopenmp), else forward() throws.
+  /// Threads for one forward call. 1 (the default) runs on the calling thread; more needs a team.
   int threads = 1;
+  ThreadTeam team;
+
+  CompactForwardOptions(int threads_ = 1, ThreadTeam team_ = {})  // NOLINT: {threads} reads well
+      : threads(threads_), team(team_) {}
 };
-
-/// True when this translation unit was built with LMSHRINK_WITH_ONEDNN.
-constexpr bool onednn_available() {
-#ifdef LMSHRINK_WITH_ONEDNN
-  return true;
-#else
-  return false;
-#endif
-}
-
-/// True when this translation unit can run CompactLinear::forward on several threads.
-constexpr bool compact_threads_available() {
-#ifdef _OPENMP
-  return true;
-#else
-  return false;
-#endif
-}
 
 template <class Scalar_>
 class CompactLinear {
@@ -135,17 +165,24 @@ class CompactLinear {
     if (c.format_ == SparseFormat::automatic)
       c.format_ = layer.has_element_mask() ? SparseFormat::csr : SparseFormat::rows;
 
+    c.kernel_ = options.kernel;
+    if (c.kernel_ == CompactKernel::automatic)
+      c.kernel_ = std::is_same<Scalar, float>::value ? best_compact_kernel() : CompactKernel::portable;
+    if (c.kernel_ != CompactKernel::portable && !std::is_same<Scalar, float>::value)
+      detail::fail<value_error>(where, "kernel ", compact_kernel_name(c.kernel_),
+                                " is for float layers; a double layer uses the portable kernel "
+                                "(CompactKernel::portable or automatic)");
+    if (!compact_kernel_supported(c.kernel_))
+      detail::fail<state_error>(where, "kernel ", compact_kernel_name(c.kernel_),
+                                " needs instructions this CPU lacks; it runs ",
+                                compact_kernel_name(best_compact_kernel()), " at best");
+
     const auto& V = layer.V();
     const auto& U = layer.U();
-    c.backend_ = options.low_rank_backend;
-    if (c.backend_ == LowRankBackend::onednn) {
-      if (!onednn_available())
-        detail::fail<state_error>(where, "low_rank_backend = onednn needs LMSHRINK_WITH_ONEDNN "
-                                         "defined and oneDNN linked; this translation unit has "
-                                         "neither (use LowRankBackend::builtin)");
+    c.sgemm_ = options.low_rank_sgemm;
+    if (c.sgemm_ != nullptr) {
       if (!std::is_same<Scalar, float>::value)
-        detail::fail<value_error>(where, "low_rank_backend = onednn supports float only, got a "
-                                         "double layer");
+        detail::fail<value_error>(where, "low_rank_sgemm is for float layers, got a double layer");
       c.u_rows_.assign(U.data(), U.data() + U.size());
       c.v_rows_.assign(V.data(), V.data() + V.size());
     } else {
@@ -163,7 +200,7 @@ class CompactLinear {
         c.kept_.push_back(static_cast<std::int32_t>(i));
       }
     }
-    // V's rows (builtin backend) then the kept rows of S: one product with x for both.
+    // V's rows (no external GEMM) then the kept rows of S: one product with x for both.
     const Index vr = c.v_rows_in_x_panels_, kept = static_cast<Index>(c.kept_.size());
     c.x_panels_ = detail::PackedPanels<Scalar>::pack_rows(vr + kept, in, [&](Index j) {
       return j < vr ? V.data() + j * in : S.data() + Index(c.kept_[std::size_t(j - vr)]) * in;
@@ -194,7 +231,10 @@ class CompactLinear {
   Index rank() const { return rank_; }
   bool has_bias() const { return bias_.size() > 0; }
   SparseFormat format() const { return format_; }
-  LowRankBackend low_rank_backend() const { return backend_; }
+  /// The micro-kernels this layer runs (never automatic: resolved when packed).
+  CompactKernel kernel() const { return kernel_; }
+  /// True when an external GEMM computes the low-rank products (PackOptions::low_rank_sgemm).
+  bool external_low_rank() const { return sgemm_ != nullptr; }
   /// Output rows with a stored sparse row (rows format), or with at least one entry (CSR).
   Index kept_rows() const {
     if (format_ == SparseFormat::rows) return static_cast<Index>(kept_.size());
@@ -249,7 +289,7 @@ class CompactLinear {
   void forward(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y, Workspace& ws,
                const CompactForwardOptions& options = {}) const {
     check_forward_args("CompactLinear::forward", x, y, options);
-    run(x.rows(), x.data(), x.outerStride(), y.data(), y.outerStride(), ws, options.threads);
+    run(x.rows(), x.data(), x.outerStride(), y.data(), y.outerStride(), ws, options);
   }
 
   /// Raw row-major buffers with leading dimensions (elements between rows).
@@ -259,7 +299,7 @@ class CompactLinear {
     auto xm = detail::map_rows<Scalar>(where, "x", x, n, in_, ldx);
     auto ym = detail::map_rows_mut<Scalar>(where, "y", y, n, out_, ldy);
     check_forward_args(where, xm, ym, options);
-    run(n, x, ldx, y, ldy, ws, options.threads);
+    run(n, x, ldx, y, ldy, ws, options);
   }
 
   /// The naive loop the fused kernel is checked against: same result, accumulated in double.
@@ -296,18 +336,12 @@ class CompactLinear {
     }
   }
 
-  /// Name of the float micro-kernel compiled into this translation unit (avx512, avx2 or
-  /// portable); double always uses the portable one.
-  static const char* kernel_name() {
-    return std::is_same<Scalar, float>::value ? detail::float_kernel_name() : "portable";
-  }
-
  private:
   Scalar u_at(Index i, Index k) const {
-    return backend_ == LowRankBackend::onednn ? u_rows_[std::size_t(i * rank_ + k)] : u_.at(i, k);
+    return sgemm_ != nullptr ? u_rows_[std::size_t(i * rank_ + k)] : u_.at(i, k);
   }
   Scalar v_at(Index k, Index j) const {
-    return backend_ == LowRankBackend::onednn ? v_rows_[std::size_t(k * in_ + j)]
+    return sgemm_ != nullptr ? v_rows_[std::size_t(k * in_ + j)]
                                               : x_panels_.at(k, j);
   }
   // Kept row j of S (rows format), column k.
@@ -321,10 +355,10 @@ class CompactLinear {
   static constexpr Index kOutputBlock = 48;
   static constexpr Index kOutputBytes = 96 * 1024;
 
-  // Columns of the workspace's t per token: [x·Vᵀ, x·S_keptᵀ] (builtin backend with a rank), or
-  // x·Vᵀ (oneDNN backend).
+  // Columns of the workspace's t per token: [x·Vᵀ, x·S_keptᵀ] (no external GEMM, a rank), or
+  // x·Vᵀ (external GEMM).
   Index t_width() const {
-    if (backend_ == LowRankBackend::onednn) return rank_;
+    if (sgemm_ != nullptr) return rank_;
     return rank_ > 0 ? x_panels_.rows : 0;
   }
 
@@ -346,10 +380,11 @@ class CompactLinear {
     detail::check_shape(where, "y", y, x.rows(), out_);
     if (options.threads < 1)
       detail::fail<value_error>(where, "threads must be at least 1, got ", options.threads);
-    if (options.threads > 1 && !compact_threads_available())
+    if (options.threads > 1 && (options.team.run == nullptr || options.team.barrier == nullptr))
       detail::fail<state_error>(where, "threads = ", options.threads,
-                                " needs OpenMP, but this translation unit was built without it "
-                                "(compile with -fopenmp, or use threads = 1)");
+                                " needs a ThreadTeam with run and barrier in "
+                                "CompactForwardOptions::team (OpenMP's: lmshrink/openmp.hpp, "
+                                "lmshrink::openmp_team()), or threads = 1");
     if (x.rows() > 0) {
       const Scalar* x0 = x.data();
       const Scalar* x1 = x0 + (x.rows() - 1) * x.outerStride() + in_;
@@ -380,18 +415,13 @@ class CompactLinear {
 
   // One thread's part of the forward. Every phase splits its output panels (or rows) over the
   // team, so that no two threads write the same output; barriers separate the phases.
-  // With low_rank_done, y already holds t·Uᵀ + b (the oneDNN backend) and only S is added.
+  // With low_rank_done, y already holds t·Uᵀ + b (the external GEMM) and only S is added.
   void run_part(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
-                int thread, int threads, bool low_rank_done = false) const {
-    auto barrier = [threads] {
-#ifdef _OPENMP
-      if (threads > 1) {
-#pragma omp barrier
-      }
-#else
-      (void)threads;
-#endif
+                int thread, int threads, void (*team_barrier)(), bool low_rank_done) const {
+    const auto barrier = [threads, team_barrier] {
+      if (threads > 1) team_barrier();
     };
+    const detail::Isa isa = this->isa();
     const Scalar* bias = has_bias() ? bias_.data() : nullptr;
     detail::CsrView<Scalar> csr{row_ptr_.data(), col_.data(), val_.data()};
     const Index vr = v_rows_in_x_panels_, width = t_width();
@@ -412,21 +442,21 @@ class CompactLinear {
       if (fused) {
         Scalar* t = ws.t_.data();
         auto px = share(x_panels_.panels(), thread, threads);
-        detail::gemm_panels(m, xb, ldx, x_panels_, px.first, px.second,
+        detail::gemm_panels(isa, m, xb, ldx, x_panels_, px.first, px.second,
                             detail::TileOutput<Scalar>{t, width, nullptr, nullptr});
         barrier();
         for (Index s0 = 0; s0 < m; s0 += out_block) {
           const Index ms = std::min(out_block, m - s0);
           const Scalar* ts = t + s0 * width;
           Scalar* ys = yb + s0 * ldy;
-          detail::gemm_panels(ms, ts, width, u_, pu.first, pu.second,
+          detail::gemm_panels(isa, ms, ts, width, u_, pu.first, pu.second,
                               detail::TileOutput<Scalar>{ys, ldy, bias, nullptr});
           for (Index i = 0; i < ms; ++i)
             for (Index j = k0; j < k1; ++j)
               ys[i * ldy + kept_[std::size_t(j)]] += ts[i * width + vr + j];
         }
       } else if (!low_rank_done) {
-        // y was not written by a backend: start from the bias
+        // y was not written by a GEMM: start from the bias
         auto cols = share(out_, thread, threads);
         for (Index i = 0; i < m; ++i)
           for (Index j = cols.first; j < cols.second; ++j)
@@ -439,7 +469,7 @@ class CompactLinear {
       barrier();
       if (row_format) {
         auto ps = share(x_panels_.panels(), thread, threads);
-        detail::gemm_panels(m, xb, ldx, x_panels_, ps.first, ps.second,
+        detail::gemm_panels(isa, m, xb, ldx, x_panels_, ps.first, ps.second,
                             detail::TileOutput<Scalar>{yb, ldy, nullptr, kept_.data()});
       } else {
         auto rows = share(out_, thread, threads);
@@ -464,7 +494,7 @@ class CompactLinear {
   // Tokens per t·Uᵀ step: at most kOutputBlock, fewer for wide layers so that their rows of y
   // (kOutputBytes) stay in L2 next to U; a multiple of the micro-tile height.
   Index output_block() const {
-    constexpr Index tile = detail::kMaxTileRows;
+    const Index tile = detail::max_tile_rows(isa());
     const Index fit = kOutputBytes / std::max<Index>(1, out_ * Index(sizeof(Scalar)));
     return std::max<Index>(tile, std::min<Index>(kOutputBlock, fit / tile * tile));
   }
@@ -474,10 +504,15 @@ class CompactLinear {
     return static_cast<Index>(std::lower_bound(kept_.begin(), kept_.end(), row) - kept_.begin());
   }
 
-  // y (m, out) = (x·Vᵀ)·Uᵀ + b with oneDNN's sgemm, for one block of tokens.
-  void onednn_low_rank(Index m, const Scalar* x, Index ldx, Scalar* y, Index ldy,
-                       Workspace& ws) const {
-#ifdef LMSHRINK_WITH_ONEDNN
+  detail::Isa isa() const {
+    return kernel_ == CompactKernel::avx512 ? detail::Isa::avx512
+                                            : (kernel_ == CompactKernel::avx2 ? detail::Isa::avx2
+                                                                              : detail::Isa::portable);
+  }
+
+  // y (m, out) = (x·Vᵀ)·Uᵀ + b with the external GEMM, for one block of tokens (float only).
+  void external_low_rank(Index m, const Scalar* x, Index ldx, Scalar* y, Index ldy,
+                         Workspace& ws) const {
     if constexpr (std::is_same<Scalar, float>::value) {
       float beta = 0.f;
       if (has_bias()) {
@@ -491,51 +526,67 @@ class CompactLinear {
         return;
       }
       float* t = ws.t_.data();
-      dnnl_sgemm('N', 'T', m, rank_, in_, 1.f, x, ldx, v_rows_.data(), in_, 0.f, t, rank_);
-      dnnl_sgemm('N', 'T', m, out_, rank_, 1.f, t, rank_, u_rows_.data(), rank_, beta, y, ldy);
+      sgemm_(m, rank_, in_, x, ldx, v_rows_.data(), in_, 0.f, t, rank_);
+      sgemm_(m, out_, rank_, t, rank_, u_rows_.data(), rank_, beta, y, ldy);
+    } else {
+      (void)m, (void)x, (void)ldx, (void)y, (void)ldy, (void)ws;
     }
-#else
-    (void)m, (void)x, (void)ldx, (void)y, (void)ldy, (void)ws;
-#endif
+  }
+
+  // What one forward's threads share; passed to the team as its context.
+  struct Job {
+    const CompactLinear* layer;
+    Index n;
+    const Scalar* x;
+    Index ldx;
+    Scalar* y;
+    Index ldy;
+    Workspace* ws;
+    void (*barrier)();
+    bool low_rank_done;
+  };
+
+  static void run_job_part(void* context, int thread, int threads) {
+    const Job& job = *static_cast<const Job*>(context);
+    job.layer->run_part(job.n, job.x, job.ldx, job.y, job.ldy, *job.ws, thread, threads,
+                        job.barrier, job.low_rank_done);
   }
 
   void run_parts(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
-                 int threads, bool low_rank_done) const {
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-      run_part(n, x, ldx, y, ldy, ws, omp_get_thread_num(), omp_get_num_threads(), low_rank_done);
+                 const CompactForwardOptions& options, bool low_rank_done) const {
+    if (options.threads > 1) {
+      Job job{this, n, x, ldx, y, ldy, &ws, options.team.barrier, low_rank_done};
+      options.team.run(options.threads, &CompactLinear::run_job_part, &job);
       return;
     }
-#endif
-    (void)threads;
-    run_part(n, x, ldx, y, ldy, ws, 0, 1, low_rank_done);
+    run_part(n, x, ldx, y, ldy, ws, 0, 1, nullptr, low_rank_done);
   }
 
   void run(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
-           int threads) const {
+           const CompactForwardOptions& options) const {
     if (n == 0) return;
     reserve(ws, n);
-    if (backend_ == LowRankBackend::onednn) {
-      // oneDNN threads itself (OpenMP's settings); the kept rows use `threads`.
+    if (sgemm_ != nullptr) {
+      // The external GEMM threads itself (oneDNN: OpenMP's settings); the kept rows use the team.
       for (Index i0 = 0; i0 < n; i0 += kTokenBlock) {
         const Index m = std::min(kTokenBlock, n - i0);
-        onednn_low_rank(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws);
-        run_parts(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws, threads, true);
+        external_low_rank(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws);
+        run_parts(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws, options, true);
       }
       return;
     }
-    run_parts(n, x, ldx, y, ldy, ws, threads, false);
+    run_parts(n, x, ldx, y, ldy, ws, options, false);
   }
 
   Index out_ = 0, in_ = 0, rank_ = 0;
   SparseFormat format_ = SparseFormat::rows;
-  LowRankBackend backend_ = LowRankBackend::builtin;
-  // x_panels_: V's rows (builtin backend: v_rows_in_x_panels_ = rank) then the kept rows of S
-  // (rows format); u_: U's rows (builtin backend).
+  CompactKernel kernel_ = CompactKernel::portable;
+  LowRankSgemm sgemm_ = nullptr;
+  // x_panels_: V's rows (no external GEMM: v_rows_in_x_panels_ = rank) then the kept rows of S
+  // (rows format); u_: U's rows (no external GEMM).
   detail::PackedPanels<Scalar> x_panels_, u_;
   Index v_rows_in_x_panels_ = 0;
-  detail::AlignedVector<Scalar> u_rows_, v_rows_;  // the oneDNN backend's row-major U and V
+  detail::AlignedVector<Scalar> u_rows_, v_rows_;  // row-major U and V for the external GEMM
   std::vector<std::int32_t> kept_;
   std::vector<std::int32_t> row_ptr_, col_;
   detail::AlignedVector<Scalar> val_;

@@ -33,6 +33,6 @@ int main() {
   std::printf("lmshrink %s (compiler %s): %ld of %ld parameters live, forward error %.2e (%s)\n",
               LMSHRINK_VERSION_STRING, __VERSION__, static_cast<long>(layer.live_parameters()),
               static_cast<long>(layer.dense_parameters()), static_cast<double>(err),
-              lmshrink::CompactLinear<float>::kernel_name());
+              lmshrink::compact_kernel_name(compact.kernel()));
   return err < 1e-4f ? 0 : 1;
 }

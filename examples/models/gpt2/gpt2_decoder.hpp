@@ -90,11 +90,12 @@ class Gpt2CompactView {
  public:
   using RowMat = lmshrink::RowMatrix<float>;
   using Vec = lmshrink::Vector<float>;
-  /// `threads` > 1 runs every product on that many threads (OpenMP; the same result for any count).
-  Gpt2CompactView(const CompactGpt2& m, int threads = 1) : m_(&m) {  // NOLINT: implicit, a view
-    options_.threads = threads;
-  }
-  Gpt2CompactView(CompactGpt2&&, int = 1) = delete;  // a view of a temporary would dangle
+  /// `options.threads` > 1 runs every product on that many threads of `options.team` (the same
+  /// result for any count).
+  Gpt2CompactView(const CompactGpt2& m,  // NOLINT: implicit, a view
+                  const lmshrink::CompactForwardOptions& options = {})
+      : m_(&m), options_(options) {}
+  Gpt2CompactView(CompactGpt2&&, const lmshrink::CompactForwardOptions& = {}) = delete;  // would dangle
   const lmshrink::Gpt2Config& config() const { return m_->config; }
   const RowMat& wte() const { return m_->wte; }
   const RowMat& wpe() const { return m_->wpe; }

@@ -42,8 +42,8 @@ class Gpt2ModelDecoder final : public Decoder {
 class Gpt2Packed final : public Packed {
  public:
   explicit Gpt2Packed(CompactGpt2 m) : m_(std::move(m)) {}
-  std::unique_ptr<Decoder> decoder(int threads) const override {
-    return std::make_unique<Gpt2ModelDecoder<Gpt2CompactView>>(Gpt2CompactView(m_, threads));
+  std::unique_ptr<Decoder> decoder(const lmshrink::CompactForwardOptions& options) const override {
+    return std::make_unique<Gpt2ModelDecoder<Gpt2CompactView>>(Gpt2CompactView(m_, options));
   }
   std::int64_t parameters() const override { return m_.parameters(); }
   std::int64_t bytes() const override { return m_.bytes(); }

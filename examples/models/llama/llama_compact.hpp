@@ -106,13 +106,14 @@ struct CompactLlama {
   }
 };
 
-/// A decoder view of a CompactLlama; owns the one workspace its forwards share. `threads` > 1
-/// runs every product on that many threads (OpenMP; the same result for any count).
+/// A decoder view of a CompactLlama; owns the one workspace its forwards share.
+/// `options.threads` > 1 runs every product on that many threads of `options.team` (the same
+/// result for any count).
 class CompactView {
  public:
-  CompactView(const CompactLlama& m, int threads = 1) : m_(&m) {  // NOLINT: implicit, a view
-    options_.threads = threads;
-  }
+  CompactView(const CompactLlama& m,  // NOLINT: implicit, a view
+              const lmshrink::CompactForwardOptions& options = {})
+      : m_(&m), options_(options) {}
   const lmshrink::Llama2cConfig& config() const { return m_->config; }
   const RowMat& embedding() const { return m_->embedding; }
   const RowMat& classifier() const {

@@ -48,8 +48,8 @@ class LlamaDecoder final : public Decoder {
 class LlamaPacked final : public Packed {
  public:
   explicit LlamaPacked(CompactLlama m) : m_(std::move(m)) {}
-  std::unique_ptr<Decoder> decoder(int threads) const override {
-    return std::make_unique<LlamaDecoder<CompactView>>(CompactView(m_, threads));
+  std::unique_ptr<Decoder> decoder(const lmshrink::CompactForwardOptions& options) const override {
+    return std::make_unique<LlamaDecoder<CompactView>>(CompactView(m_, options));
   }
   std::int64_t parameters() const override { return m_.parameters(); }
   std::int64_t bytes() const override { return m_.bytes(); }

@@ -5,7 +5,7 @@
 //   auto dense = examples::synthetic_model(examples::gpt2_small_shape(), 1);
 //   auto teacher = examples::CompactLlama::pack_dense(dense);
 //   auto half = examples::synthetic_compact(dense, {0.5});      // low-rank + kept rows at q = 0.5
-//   examples::KvDecoder<examples::CompactView> gen(examples::CompactView(half, threads));
+//   examples::KvDecoder<examples::CompactView> gen(examples::CompactView(half, {threads, team}));
 
 #include <algorithm>
 #include <cmath>

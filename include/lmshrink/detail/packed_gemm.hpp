@@ -10,10 +10,12 @@
 // contiguous output columns (adding a bias) or adds it into the scattered columns given by an
 // index list. The second epilogue is how kept rows of S reach their outputs without a buffer.
 //
-// Kernels: an AVX-512 one for float when the translation unit is compiled with AVX-512F (e.g.
-// -march=native on a machine that has it), an AVX2+FMA one when only those are enabled, and a
-// portable one for everything else (double, other ISAs). All give the same result up to
-// rounding; the tests compare each with a naive loop.
+// Kernels: for float an AVX-512 one and an AVX2+FMA one (x86 with GCC or Clang), and a portable
+// one for everything else (double, other ISAs). Which one runs is a value (Isa) chosen when a
+// layer is packed, not a property of the including translation unit: the SIMD kernels are
+// compiled with target attributes, so every translation unit holds the same code whatever its
+// -m flags (no one-definition-rule hazard), and a plain build still runs the fastest kernel the
+// CPU has. All give the same result up to rounding; the tests compare each with a naive loop.
 
 #include <algorithm>
 #include <cstdint>
@@ -23,8 +25,13 @@
 
 #include <Eigen/Core>
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define LMSHRINK_X86_KERNELS 1
 #include <immintrin.h>
+#define LMSHRINK_TARGET_AVX512 __attribute__((target("avx512f,fma")))
+#define LMSHRINK_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define LMSHRINK_X86_KERNELS 0
 #endif
 
 #include "../config.hpp"
@@ -34,6 +41,28 @@ LMSHRINK_NAMESPACE_BEGIN
 namespace detail {
 
 constexpr Index kPanelWidth = 32;
+
+/// The micro-kernels of one instruction set.
+enum class Isa { portable, avx2, avx512 };
+
+/// Whether this CPU (and its OS) can run `isa`'s kernels.
+inline bool cpu_supports(Isa isa) {
+#if LMSHRINK_X86_KERNELS
+  __builtin_cpu_init();
+  if (isa == Isa::avx512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  if (isa == Isa::avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return isa == Isa::portable;
+}
+
+/// Tokens per tile of a kernel (its register budget).
+template <Isa I>
+constexpr int kMaxTileRows = I == Isa::avx512 ? 12 : (I == Isa::avx2 ? 6 : 4);
+
+inline Index max_tile_rows(Isa isa) {
+  return isa == Isa::avx512 ? kMaxTileRows<Isa::avx512>
+                            : (isa == Isa::avx2 ? kMaxTileRows<Isa::avx2> : kMaxTileRows<Isa::portable>);
+}
 
 template <class Scalar>
 using AlignedVector = std::vector<Scalar, Eigen::aligned_allocator<Scalar>>;
@@ -122,30 +151,35 @@ inline void tile_portable(Index K, const Scalar* a, Index lda, const Scalar* b, 
   for (int i = 0; i < MR; ++i) finish_row(acc[i], valid, col0, c + i * out.ldc, out);
 }
 
-#if defined(__AVX512F__)
+#if LMSHRINK_X86_KERNELS
 // 16 floats per register, two registers per panel row. Small MR splits K into independent
 // accumulator chains so that a single token is bound by memory, not by FMA latency.
+// (No lambdas inside target-attributed kernels: a lambda would not inherit the target.)
 template <int MR, int NV>
-inline void tile_avx512(Index K, const float* a, Index lda, const float* b, Index valid,
-                        Index col0, float* c, const TileOutput<float>& out) {
+LMSHRINK_TARGET_AVX512 inline void step_avx512(__m512 (&acc)[MR][NV], const float* a, Index lda,
+                                               const float* b, Index k) {
+  const float* bk = b + k * kPanelWidth;
+  __m512 bv[NV];
+  LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
+  LMSHRINK_UNROLL for (int i = 0; i < MR; ++i) {
+    const __m512 ai = _mm512_set1_ps(a[i * lda + k]);
+    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+  }
+}
+
+template <int MR, int NV>
+LMSHRINK_TARGET_AVX512 inline void tile_avx512(Index K, const float* a, Index lda, const float* b,
+                                               Index valid, Index col0, float* c,
+                                               const TileOutput<float>& out) {
   constexpr int KU = MR == 1 ? 4 : (MR == 2 ? 2 : 1);
   __m512 acc[KU][MR][NV];
   LMSHRINK_UNROLL for (int u = 0; u < KU; ++u)
     LMSHRINK_UNROLL for (int i = 0; i < MR; ++i)
       LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[u][i][v] = _mm512_setzero_ps();
-  const auto step = [&](int u, Index k) {
-    const float* bk = b + k * kPanelWidth;
-    __m512 bv[NV];
-    LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(bk + 16 * v);
-    LMSHRINK_UNROLL for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i * lda + k]);
-      LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[u][i][v] = _mm512_fmadd_ps(ai, bv[v], acc[u][i][v]);
-    }
-  };
   Index k = 0;
   for (; k + KU <= K; k += KU)
-    LMSHRINK_UNROLL for (int u = 0; u < KU; ++u) step(u, k + u);
-  for (; k < K; ++k) step(0, k);
+    LMSHRINK_UNROLL for (int u = 0; u < KU; ++u) step_avx512<MR, NV>(acc[u], a, lda, b, k + u);
+  for (; k < K; ++k) step_avx512<MR, NV>(acc[0], a, lda, b, k);
   LMSHRINK_UNROLL for (int u = 1; u < KU; ++u)
     LMSHRINK_UNROLL for (int i = 0; i < MR; ++i)
       LMSHRINK_UNROLL for (int v = 0; v < NV; ++v) acc[0][i][v] = _mm512_add_ps(acc[0][i][v], acc[u][i][v]);
@@ -166,14 +200,13 @@ inline void tile_avx512(Index K, const float* a, Index lda, const float* b, Inde
     finish_row(row, valid, col0, c + i * out.ldc, out);
   }
 }
-constexpr int kMaxTileRows = 12;
 
 // One token against NP panels at once, each split into KS segments of K: NP·KS weight streams
 // in flight (one stream alone does not reach the memory bandwidth a dense matrix-vector product
 // gets) and 2·NP·KS independent accumulator chains. KS is the same for every NP so that each
 // output's summation order does not depend on how panels are grouped (or split over threads).
 template <int NP, int KS>
-inline void panels_one_token_avx512(Index K, const float* x, const float* b, Index stride,
+LMSHRINK_TARGET_AVX512 inline void panels_one_token_avx512(Index K, const float* x, const float* b, Index stride,
                                     Index col0, Index valid_last, float* y,
                                     const TileOutput<float>& out) {
   __m512 acc[NP][KS][2];
@@ -209,12 +242,12 @@ inline void panels_one_token_avx512(Index K, const float* x, const float* b, Ind
     finish_row(row, p + 1 == NP ? valid_last : kPanelWidth, col0 + p * kPanelWidth, y, out);
   }
 }
-#elif defined(__AVX2__) && defined(__FMA__)
+
 // 8 floats per register and 16 registers. Batches use tiles of up to 6 tokens × 16 outputs
 // (half a panel): 12 accumulators, 2 weight vectors and a broadcast, so FMAs and not loads
 // bound it. One token keeps 32 outputs and splits K into two accumulator chains (FMA latency).
 template <int MR, int NV>
-inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index valid,
+LMSHRINK_TARGET_AVX2 inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index valid,
                       Index col0, float* c, const TileOutput<float>& out) {
   static_assert(MR * NV <= 12, "tile_avx2: accumulators must fit the 16 registers");
   __m256 acc[MR][NV];
@@ -273,7 +306,7 @@ inline void tile_avx2(Index K, const float* a, Index lda, const float* b, Index 
 // as for AVX-512 above. One accumulator chain per output for every NP, so that an output's
 // summation order does not depend on how panels are grouped (or split over threads).
 template <int NP>
-inline void panels_one_token_avx2(Index K, const float* x, const float* b, Index stride,
+LMSHRINK_TARGET_AVX2 inline void panels_one_token_avx2(Index K, const float* x, const float* b, Index stride,
                                   Index col0, Index valid_last, float* y,
                                   const TileOutput<float>& out) {
   __m256 acc[NP][4];
@@ -296,84 +329,70 @@ inline void panels_one_token_avx2(Index K, const float* x, const float* b, Index
 
 // Several tokens of one panel as 16-wide halves (the second only when it has valid outputs).
 template <int MR>
-inline void tile_avx2_halves(Index K, const float* a, Index lda, const float* b, Index valid,
+LMSHRINK_TARGET_AVX2 inline void tile_avx2_halves(Index K, const float* a, Index lda, const float* b, Index valid,
                              Index col0, float* c, const TileOutput<float>& out) {
   tile_avx2<MR, 2>(K, a, lda, b, std::min<Index>(valid, 16), col0, c, out);
   if (valid > 16) tile_avx2<MR, 2>(K, a, lda, b + 16, valid - 16, col0 + 16, c, out);
 }
-constexpr int kMaxTileRows = 6;
-#else
-constexpr int kMaxTileRows = 4;
-#endif
-
-/// Name of the micro-kernel this translation unit uses for float.
-inline const char* float_kernel_name() {
-#if defined(__AVX512F__)
-  return "avx512";
-#elif defined(__AVX2__) && defined(__FMA__)
-  return "avx2";
-#else
-  return "portable";
-#endif
-}
+#endif  // LMSHRINK_X86_KERNELS
 
 // HALF: the panel's valid rows fit in its first 16 columns.
-template <int MR, bool HALF, class Scalar>
+template <Isa I, int MR, bool HALF, class Scalar>
 inline void tile(Index K, const Scalar* a, Index lda, const Scalar* b, Index valid, Index col0,
                  Scalar* c, const TileOutput<Scalar>& out) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same<Scalar, float>::value) {
+#if LMSHRINK_X86_KERNELS
+  if constexpr (std::is_same<Scalar, float>::value && I == Isa::avx512) {
     tile_avx512<MR, HALF ? 1 : 2>(K, a, lda, b, valid, col0, c, out);
     return;
-  }
-#elif defined(__AVX2__) && defined(__FMA__)
-  if constexpr (std::is_same<Scalar, float>::value) {
+  } else if constexpr (std::is_same<Scalar, float>::value && I == Isa::avx2) {
     if constexpr (MR == 1)
       tile_avx2<1, HALF ? 2 : 4>(K, a, lda, b, valid, col0, c, out);
     else
       tile_avx2_halves<MR>(K, a, lda, b, valid, col0, c, out);
     return;
-  }
+  } else
 #endif
-  tile_portable<MR, HALF ? 16 : 32>(K, a, lda, b, valid, col0, c, out);
+  {
+    tile_portable<MR, HALF ? 16 : 32>(K, a, lda, b, valid, col0, c, out);
+  }
 }
 
-// Tokens [0, m) of one panel, m ≤ kMaxTileRows picking the kernel of that height.
-template <bool HALF, class Scalar, int MR = kMaxTileRows>
+// Tokens [0, m) of one panel, m ≤ kMaxTileRows<I> picking the kernel of that height.
+template <Isa I, bool HALF, class Scalar, int MR = kMaxTileRows<I>>
 inline void tile_rows(Index m, Index K, const Scalar* a, Index lda, const Scalar* b, Index valid,
                       Index col0, Scalar* c, const TileOutput<Scalar>& out) {
   if constexpr (MR > 0) {
     if (m == MR) {
-      tile<MR, HALF>(K, a, lda, b, valid, col0, c, out);
+      tile<I, MR, HALF>(K, a, lda, b, valid, col0, c, out);
     } else {
-      tile_rows<HALF, Scalar, MR - 1>(m, K, a, lda, b, valid, col0, c, out);
+      tile_rows<I, HALF, Scalar, MR - 1>(m, K, a, lda, b, valid, col0, c, out);
     }
   }
 }
 
-template <bool HALF, class Scalar>
+template <Isa I, bool HALF, class Scalar>
 inline void panel_tokens(Index m, Index K, const Scalar* a, Index lda, const Scalar* bp,
                          Index valid, Index col0, const TileOutput<Scalar>& out) {
+  constexpr int rows = kMaxTileRows<I>;
   Index i = 0;
-  for (; i + kMaxTileRows <= m; i += kMaxTileRows)
-    tile<kMaxTileRows, HALF>(K, a + i * lda, lda, bp, valid, col0, out.c + i * out.ldc, out);
+  for (; i + rows <= m; i += rows)
+    tile<I, rows, HALF>(K, a + i * lda, lda, bp, valid, col0, out.c + i * out.ldc, out);
   if (i < m)
-    tile_rows<HALF, Scalar>(m - i, K, a + i * lda, lda, bp, valid, col0, out.c + i * out.ldc, out);
+    tile_rows<I, HALF, Scalar>(m - i, K, a + i * lda, lda, bp, valid, col0, out.c + i * out.ldc, out);
 }
 
-/// For tokens [0, m) of A (m, K) and panels [p0, p1) of B: C = A·Bᵀ (+ bias) into contiguous
-/// columns, or C[:, scatter] += A·Bᵀ.
-template <class Scalar>
-inline void gemm_panels(Index m, const Scalar* a, Index lda, const PackedPanels<Scalar>& b,
-                        Index p0, Index p1, const TileOutput<Scalar>& out) {
+/// gemm_panels with the kernels of one instruction set.
+template <Isa I, class Scalar>
+inline void gemm_panels_with(Index m, const Scalar* a, Index lda, const PackedPanels<Scalar>& b,
+                             Index p0, Index p1, const TileOutput<Scalar>& out) {
   const Index K = b.depth;
   // One token: panels side by side, valid_last(p) being the last one's valid rows.
   [[maybe_unused]] const Index stride = K * kPanelWidth;
   [[maybe_unused]] const auto valid_last = [&](Index last) {
     return std::min(kPanelWidth, b.rows - last * kPanelWidth);
   };
-#if defined(__AVX512F__)
-  if constexpr (std::is_same<Scalar, float>::value) {
+#if LMSHRINK_X86_KERNELS
+  if constexpr (std::is_same<Scalar, float>::value && I == Isa::avx512) {
     if (m == 1) {
       for (; p0 + 4 <= p1; p0 += 4)
         panels_one_token_avx512<4, 2>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
@@ -396,9 +415,7 @@ inline void gemm_panels(Index m, const Scalar* a, Index lda, const PackedPanels<
       }
       return;
     }
-  }
-#elif defined(__AVX2__) && defined(__FMA__)
-  if constexpr (std::is_same<Scalar, float>::value) {
+  } else if constexpr (std::is_same<Scalar, float>::value && I == Isa::avx2) {
     if (m == 1) {
       for (; p0 + 3 <= p1; p0 += 3)
         panels_one_token_avx2<3>(K, a, b.panel(p0), stride, p0 * kPanelWidth,
@@ -418,10 +435,25 @@ inline void gemm_panels(Index m, const Scalar* a, Index lda, const PackedPanels<
     const Index col0 = p * kPanelWidth;
     const Index valid = std::min(kPanelWidth, b.rows - col0);
     if (valid <= kPanelWidth / 2)
-      panel_tokens<true>(m, K, a, lda, bp, valid, col0, out);
+      panel_tokens<I, true>(m, K, a, lda, bp, valid, col0, out);
     else
-      panel_tokens<false>(m, K, a, lda, bp, valid, col0, out);
+      panel_tokens<I, false>(m, K, a, lda, bp, valid, col0, out);
   }
+}
+
+/// For tokens [0, m) of A (m, K) and panels [p0, p1) of B: C = A·Bᵀ (+ bias) into contiguous
+/// columns, or C[:, scatter] += A·Bᵀ, with `isa`'s kernels (double: always the portable one).
+template <class Scalar>
+inline void gemm_panels(Isa isa, Index m, const Scalar* a, Index lda, const PackedPanels<Scalar>& b,
+                        Index p0, Index p1, const TileOutput<Scalar>& out) {
+#if LMSHRINK_X86_KERNELS
+  if constexpr (std::is_same<Scalar, float>::value) {
+    if (isa == Isa::avx512) return gemm_panels_with<Isa::avx512>(m, a, lda, b, p0, p1, out);
+    if (isa == Isa::avx2) return gemm_panels_with<Isa::avx2>(m, a, lda, b, p0, p1, out);
+  }
+#endif
+  (void)isa;
+  gemm_panels_with<Isa::portable>(m, a, lda, b, p0, p1, out);
 }
 
 }  // namespace detail
