@@ -76,6 +76,19 @@ std::string csv_cell(const std::string& s) {
   return out + "\"";
 }
 
+/// The teacher's path for results.csv: as given, or, when absolute (the bundled default is), as
+/// seen from the working directory, so that the table names no machine's folders.
+std::string path_for_results(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path given(path);
+  if (!given.is_absolute()) return path;
+  const fs::path here = fs::current_path(error);
+  if (error) return path;
+  const fs::path relative = given.lexically_normal().lexically_proximate(here.lexically_normal());
+  return relative.generic_string();
+}
+
 void write_text(const std::string& path, const std::string& text) {
   lmshrink::write_file_atomically("lmshrink_compress", path, [&](std::FILE* f) {
     return std::fwrite(text.data(), 1, text.size(), f) == text.size();
@@ -359,7 +372,8 @@ int main(int argc, char** argv) {
                   static_cast<long long>(4 * teacher.parameters()), teacher_val.nll,
                   heldout(teacher_score.nll, "%.6f").c_str(), heldout(teacher_score.ppl, "%.6f").c_str(),
                   heldout(teacher_score.top1, "%.6f").c_str(), speed(teacher_tps, "%.0f").c_str(),
-                  speed(1, "%.0f").c_str(), csv_cell(o.model).c_str(), csv_cell(teacher_sample).c_str());
+                  speed(1, "%.0f").c_str(), csv_cell(path_for_results(o.model)).c_str(),
+                  csv_cell(teacher_sample).c_str());
     csv << buf;
     md << "| method | ratio | parameters | linear kept | bytes (of them indices) | validation NLL | before fine-tuning | held-out NLL | perplexity | top-1 | tokens/s | vs teacher | greedy sample |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
