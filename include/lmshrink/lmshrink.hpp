@@ -1,7 +1,8 @@
 #pragma once
 // Umbrella header: every public header except the opt-in ones, which have dependencies or a
-// tier of their own: lmshrink/xtensor.hpp (xtensor), lmshrink/mpi.hpp (MPI) and
-// lmshrink/models/ (the model tier). tests' boundaries check keeps this list complete.
+// tier of their own: lmshrink/xtensor.hpp (xtensor), lmshrink/mpi.hpp (MPI),
+// lmshrink/openmp.hpp (OpenMP), lmshrink/onednn.hpp (oneDNN) and lmshrink/models/ (the model
+// tier). tests' boundaries check keeps this list complete.
 
 #include "version.hpp"
 #include "config.hpp"
