@@ -13,6 +13,7 @@
 #include <lmshrink/lmshrink.hpp>
 #include <lmshrink/models/scoring.hpp>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "../common/progress.hpp"
 #include "../common/team.hpp"
 #include "../models/model.hpp"
+#include "methods.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -35,10 +37,10 @@ struct Options {
   std::string tokenizer;  // empty: the model directory's tokenizer files, else the family's bundled one
   std::string eval;  // empty: default_eval()
   std::string out = "out/compress";
-  std::vector<std::string> methods = {"losparse", "lowrank", "itp", "oats", "trunc-kd"};
+  std::vector<Method> methods = {Method::losparse, Method::lowrank, Method::itp, Method::oats, Method::trunc_kd};
   std::vector<double> ratios = {0.5};
   std::vector<int> keep = {0, 2, 4};
-  std::string trunc_loss = "recipe";  // trunc-kd's loss (one of kLosses)
+  Loss trunc_loss = Loss::recipe;  // trunc-kd's loss
   // The budget per student: --tokens (steps = tokens / (batch·length), rounded up), or --steps.
   int steps = 0;
   std::int64_t tokens = 160 * 4 * 512;
@@ -50,15 +52,15 @@ struct Options {
   int val_windows = 64;    // validation windows (teacher text from val_seed), scored for every student
   std::uint64_t val_seed = 7;
   double lr = 5e-3;
-  // Per-method overrides of lr (each method at its own tuned rate, docs/recipe.md).
-  std::vector<std::pair<std::string, double>> method_lr = {
-      {"losparse", 5e-3}, {"lowrank", 1e-2}, {"itp", 1e-2}, {"oats", 5e-3}, {"losparse-elem", 1e-2}, {"scratch", 1e-2}};
+  // Per-method overrides of lr (each method at its own tuned rate, docs/recipe.md); defaults:
+  // the methods table's rates.
+  std::vector<std::pair<Method, double>> method_lr = default_method_lr();
   double embed_lr_scale = 1.0;  // learning rate of the embedding and the norm gains, relative
   double lowrank_share = 0.5;  // LoSparse, losparse-elem, oats: fraction of the budget in U·V
   int oats_iterations = 5;     // oats: alternations of the low-rank fit and the hard threshold
   lmshrink::LowRankFit oats_fit = lmshrink::LowRankFit::whitened;
   bool oats_refit = true;      // oats: S's values by least squares under the full Gram matrix
-  std::string oats_allocation = "sparse";  // oats: uniform, sparse, attention-lr or per-matrix
+  OatsAllocation oats_allocation = OatsAllocation::sparse;
   bool reconstruct = false;    // lowrank, oats: fit block by block to the teacher's outputs
   double reconstruct_damping = 1e-3;  // its ridge toward the teacher's W
   double temperature = 1.0;
@@ -74,7 +76,7 @@ struct Options {
   double min_layer_keep = 0.0;
   int threads = 0;  // 0 = all cores
   int shards = 0;   // per batch, capped at batch; 0 = 2, or the number of processes when more
-  std::string schedule = "auto";
+  StudentSchedule schedule = StudentSchedule::automatic;
   bool exact_sums = true;  // --reduce exact; false: mpi
   int curve_points = 0;  // validation NLL this many times during training (0 = none)
   int speed_tokens = 256;
@@ -123,16 +125,11 @@ double generation_seconds(const DecoderFactory& decoders, const examples::TextCo
 
 // ---- train.cpp: one student per job ----
 
-// The training losses (docs/study.md): "recipe" is the main job's α·KL + (1 − α)·CE plus the
-// layer-wise hidden-state loss; the others are the distillation study's arms.
-extern const std::vector<std::string> kLosses;
-void check_loss(const std::string& loss);
-
 struct Job {
-  std::string method;
+  Method method = Method::losparse;
   double ratio = 0;       // nominal remaining ratio of the linear weights
   std::vector<int> keep;  // truncation: the teacher blocks kept (empty = Options::keep)
-  std::string loss;       // one of kLosses; empty = "lm" for trunc-lm, else "recipe"
+  std::optional<Loss> loss;  // none: "lm" for trunc-lm, else "recipe"
   std::string tag;        // names the checkpoint files when several jobs share a method
   std::string label;      // the method as tables and files name it (empty = method)
   double lr = 0;          // peak learning rate; 0 = Options' rate for the method
@@ -185,10 +182,9 @@ struct Shared {
   std::vector<std::string> status;  // per worker
 };
 
-bool ratio_free(const std::string& method);
 std::string job_name(const Job& j);
-/// Job::label, else Job::method.
-inline const std::string& label(const Job& j) { return j.label.empty() ? j.method : j.label; }
+/// Job::label, else the method's name.
+inline std::string label(const Job& j) { return j.label.empty() ? std::string(name(j.method)) : j.label; }
 Calibration collect_calibration(examples::Model& teacher, const std::vector<int>& train,
                                 int length, int windows);
 /// Fits layer (l, k) of a student to a target weight under statistics of its inputs.

@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
       fail<lmshrink::value_error>("lmshrink_compress", "--length ", length,
                                   " exceeds the model's seq_len ", c.seq_len);
     bool any_trunc = false;
-    for (const auto& m : o.methods) any_trunc |= m == "trunc-kd" || m == "trunc-lm";
+    for (Method m : o.methods) any_trunc |= info(m).start == StudentStart::truncated;
     if (any_trunc) lmshrink::validate_selection(o.keep, c.n_layers);
     // The run's outputs land as a set: written into a folder beside --out, swapped in at the end.
     // A failed run leaves the previous outputs as they were; a killed one leaves the folder,
@@ -181,13 +181,14 @@ int main(int argc, char** argv) {
     check_same_inputs(*team, argc, argv, teacher, *codec, eval);
 
     std::vector<Job> jobs;
-    for (const auto& m : o.methods)
-      for (double r : ratio_free(m) ? std::vector<double>{0.0} : o.ratios) {
+    for (Method m : o.methods)
+      for (double r : info(m).has_ratio ? o.ratios : std::vector<double>{0.0}) {
         Job j;
         j.method = m;
         j.ratio = r;
-        if (m == "trunc-kd") j.loss = o.trunc_loss;
-        if (m == "oats" && o.oats_allocation != "uniform") j.label = "oats-" + o.oats_allocation;
+        if (m == Method::trunc_kd) j.loss = o.trunc_loss;
+        if (m == Method::oats && o.oats_allocation != OatsAllocation::uniform)
+          j.label = std::string("oats-") + name(o.oats_allocation);
         jobs.push_back(j);
       }
 
@@ -243,7 +244,7 @@ int main(int argc, char** argv) {
 
     // Calibration statistics of every linear layer's inputs, from the teacher on training text.
     bool any_oats = false;
-    for (const auto& m : o.methods) any_oats |= m == "oats";
+    for (Method m : o.methods) any_oats |= info(m).init == LayerInit::sparse_plus_low_rank;
     const Calibration calib =
         o.whitened || any_oats ? collect_calibration(teacher, train, length, std::min(o.calib_windows, data_windows))
                    : Calibration{};
@@ -254,8 +255,8 @@ int main(int argc, char** argv) {
     // several processes, one at a time (each process runs its shards of every batch).
     const std::size_t side_by_side =
         team->size() > 1 ? 0
-        : o.schedule == "students" ? jobs.size()
-        : o.schedule == "shards" ? 0
+        : o.schedule == StudentSchedule::students ? jobs.size()
+        : o.schedule == StudentSchedule::shards ? 0
                                  : jobs.size() - jobs.size() % std::size_t(threads);
     Shared sh;
     sh.opt = &o;
@@ -419,7 +420,7 @@ int main(int argc, char** argv) {
         << " scored); validation: " << o.val_windows << " windows of teacher text (seed " << o.val_seed
         << "). Each student: " << steps << " steps x " << o.batch << " x " << length
         << " tokens of teacher-generated text (seed " << o.seed << "), peak lr " << o.lr;
-    for (const auto& [m, lr] : o.method_lr) doc << " (" << m << " " << lr << ")";
+    for (const auto& [m, lr] : o.method_lr) doc << " (" << name(m) << " " << lr << ")";
     doc
         << ". *linear kept*: live parameters of the linear layers over the teacher's. tokens/s: "
            "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
@@ -434,17 +435,13 @@ int main(int argc, char** argv) {
     plot.title = o.heldout ? "Held-out perplexity vs parameters" : "Validation perplexity vs parameters";
     plot.x_label = "parameters";
     plot.y_label = "perplexity";
-    const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#7f7f7f",
-                            "#ff7f0e", "#e377c2", "#17becf"};
-    const char* names[] = {"losparse", "lowrank", "itp", "trunc-kd", "trunc-lm", "dense",
-                           "losparse-elem", "oats", "scratch"};
-    for (int m = 0; m < 9; ++m) {
+    for (const auto& m : kMethods) {
       examples::Series s;
-      s.label = names[m];
-      s.color = colors[m];
+      s.label = m.name;
+      s.color = m.color;
       s.markers = true;
       for (const auto& r : results)
-        if (r.job.method == names[m]) {
+        if (r.job.method == m.method) {
           s.x.push_back(double(r.parameters));
           s.y.push_back(o.heldout ? r.score.ppl : std::exp(r.val_score.nll));
         }

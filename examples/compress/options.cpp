@@ -10,7 +10,7 @@
 namespace compress {
 namespace {
 
-const char* kUsage = R"(usage: lmshrink_compress [options]
+const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
   --model PATH          llama2.c checkpoint, or Hugging Face directory of a "llama" or "gpt2"
                         model (config.json + model.safetensors or shards; default: bundled
                         stories260K.bin)
@@ -22,20 +22,9 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
                         bundled stories, as tok512's reference stream when the model uses
                         tok512, else as text)
   --out DIR             output folder (default: out/compress)
-  --methods LIST        losparse, lowrank, itp, trunc-kd, trunc-lm,
-                        oats: data-aware S (+ L) fixed at initialisation, split by
-                        --oats-allocation (S alone by default), its values trained;
-                        losparse-elem: LoSparse with S pruned entry by entry;
-                        scratch: a dense model of the ratio's size (FFN narrowed) trained by
-                        the same distillation from random weights (the floor);
-                        dense: the teacher fine-tuned with the same recipe and nothing
-                        removed (what fine-tuning alone costs)
-                        (default: losparse,lowrank,itp,oats,trunc-kd)
-  --ratios LIST         remaining ratios of the linear weights (default: 0.5)
+@METHODS@  --ratios LIST         remaining ratios of the linear weights (default: 0.5)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
-  --trunc-loss NAME     trunc-kd's loss: recipe, lm, kl, kl-ce, triple, layerwise,
-                        annealing, reverse-kl or jsd (docs/study.md) (default: recipe)
-  --preset NAME         distilgpt2: trunc-kd of a 12-block GPT-2 to blocks 0,2,4,7,9,11
+@TRUNC_LOSS@  --preset NAME         distilgpt2: trunc-kd of a 12-block GPT-2 to blocks 0,2,4,7,9,11
                         with the triple loss (DistilGPT-2's recipe); distilgpt2-alternate:
                         the same with blocks 0,2,4,6,8,10. --methods, --keep and
                         --trunc-loss given too override it
@@ -52,10 +41,7 @@ const char* kUsage = R"(usage: lmshrink_compress [options]
   --val-seed N          seed of the validation text; must differ from --seed (default: 7)
   --lr X                peak AdamW learning rate; alone, it sets every method's rate
                         (default: 0.005, and --method-lr's rates)
-  --method-lr LIST      per-method peak learning rates overriding --lr
-                        (default: losparse=0.005,lowrank=0.01,itp=0.01,oats=0.005,
-                        losparse-elem=0.01,scratch=0.01)
-  --embed-lr-scale X    learning rate of the embedding and norm gains relative to --lr;
+@METHOD_LR@  --embed-lr-scale X    learning rate of the embedding and norm gains relative to --lr;
                         0 freezes them (default: 1)
   --lowrank-share X     LoSparse, losparse-elem, oats: share of the budget in U*V, in (0, 1)
                         (default: 0.5)
@@ -141,14 +127,55 @@ T parse_choice(const char* flag, const std::string& s,
   fail<lmshrink::value_error>("lmshrink_compress", flag, " must be ", names, ", got '", s, "'");
 }
 
-const char* kMethodNames =
-    "losparse, lowrank, itp, losparse-elem, oats, trunc-kd, trunc-lm, scratch or dense";
+// Wraps `text` into lines of at most 90 columns, each after `indent` spaces.
+std::string wrapped(const std::string& text, std::size_t indent) {
+  std::string out, line;
+  std::istringstream words(text);
+  std::string word;
+  while (words >> word) {
+    if (!line.empty() && indent + line.size() + 1 + word.size() > 90) {
+      out += std::string(indent, ' ') + line + "\n";
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+  }
+  if (!line.empty()) out += std::string(indent, ' ') + line + "\n";
+  return out;
+}
 
-bool known_method(const std::string& m) {
-  for (const char* name : {"losparse", "lowrank", "itp", "losparse-elem", "oats", "trunc-kd", "trunc-lm",
-                           "scratch", "dense"})
-    if (m == name) return true;
-  return false;
+void replace(std::string& text, const std::string& key, const std::string& by) {
+  text.replace(text.find(key), key.size(), by);
+}
+
+// The usage text, its method and loss lists from the tables.
+const std::string& usage() {
+  static const std::string text = [] {
+    std::string t = kUsageTemplate;
+    std::string methods = "  --methods LIST        one or more of:\n";
+    std::string defaults, rates, losses;
+    for (const auto& m : kMethods) methods += wrapped(std::string(m.name) + ": " + m.help, 24);
+    for (Method m : Options().methods) defaults += (defaults.empty() ? "" : ",") + std::string(name(m));
+    methods += wrapped("(default: " + defaults + ")", 24);
+    for (const auto& [m, lr] : default_method_lr()) {
+      char r[64];
+      std::snprintf(r, sizeof r, "%s=%g", name(m), lr);
+      rates += (rates.empty() ? "" : ",") + std::string(r);
+    }
+    for (const auto& l : kLosses) losses += (losses.empty() ? "" : ", ") + std::string(l.name);
+    replace(t, "@METHODS@", methods);
+    replace(t, "@METHOD_LR@", "  --method-lr LIST      per-method peak learning rates overriding --lr\n" +
+                                  wrapped("(default: " + rates + ")", 24));
+    replace(t, "@TRUNC_LOSS@", "  --trunc-loss NAME     trunc-kd's loss (docs/study.md):\n" +
+                                   wrapped(losses + " (default: recipe)", 24));
+    return t;
+  }();
+  return text;
+}
+
+Method parse_method(const std::string& text) {
+  if (const MethodInfo* m = find_method(text)) return m->method;
+  fail<lmshrink::value_error>("lmshrink_compress", "unknown method '", text, "'; ", method_names(),
+                              " was expected");
 }
 
 }  // namespace
@@ -161,25 +188,25 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
-      std::printf("%s", kUsage);
+      std::printf("%s", usage().c_str());
       std::exit(0);
     }
     if (a == "--no-heldout") {
       o.heldout = false;
       continue;
     }
-    if (i + 1 >= argc) fail<lmshrink::value_error>("lmshrink_compress", "unknown option or missing value: '", a, "'\n", kUsage);
+    if (i + 1 >= argc) fail<lmshrink::value_error>("lmshrink_compress", "unknown option or missing value: '", a, "'\n", usage());
     const std::string v = argv[++i];
     if (a == "--model") o.model = v;
     else if (a == "--tokenizer") o.tokenizer = v;
     else if (a == "--eval") o.eval = v;
     else if (a == "--out") o.out = v;
     else if (a == "--methods") {
-      o.methods = examples::split_list(v);
+      o.methods.clear();
+      for (const auto& m : examples::split_list(v)) o.methods.push_back(parse_method(m));
       methods_given = true;
     } else if (a == "--trunc-loss") {
-      check_loss(v);
-      o.trunc_loss = v;
+      o.trunc_loss = parse_loss(v);
       trunc_loss_given = true;
     } else if (a == "--preset") {
       if (v != "distilgpt2" && v != "distilgpt2-alternate")
@@ -217,7 +244,11 @@ Options parse(int argc, char** argv) {
         const auto eq = item.find('=');
         if (eq == std::string::npos)
           fail<lmshrink::value_error>("lmshrink_compress", "--method-lr expects method=rate items, got '", item, "'");
-        o.method_lr.push_back({item.substr(0, eq), parse_double("--method-lr", item.substr(eq + 1))});
+        const MethodInfo* m = find_method(item.substr(0, eq));
+        if (m == nullptr)
+          fail<lmshrink::value_error>("lmshrink_compress", "--method-lr names unknown method '",
+                                      item.substr(0, eq), "'");
+        o.method_lr.push_back({m->method, parse_double("--method-lr", item.substr(eq + 1))});
       }
     } else if (a == "--embed-lr-scale") o.embed_lr_scale = parse_double("--embed-lr-scale", v);
     else if (a == "--hidden-weight") o.hidden_weight = parse_double("--hidden-weight", v);
@@ -246,10 +277,10 @@ Options parse(int argc, char** argv) {
           "--oats-fit", v, {{"scaled", lmshrink::LowRankFit::scaled}, {"whitened", lmshrink::LowRankFit::whitened}});
     else if (a == "--oats-refit") o.oats_refit = parse_choice<bool>("--oats-refit", v, {{"on", true}, {"off", false}});
     else if (a == "--oats-allocation")
-      o.oats_allocation = parse_choice<std::string>("--oats-allocation", v,
-                                                    {{"uniform", "uniform"}, {"sparse", "sparse"},
-                                                     {"attention-lr", "attention-lr"},
-                                                     {"per-matrix", "per-matrix"}});
+      o.oats_allocation = parse_choice<OatsAllocation>(
+          "--oats-allocation", v, {{"uniform", OatsAllocation::uniform}, {"sparse", OatsAllocation::sparse},
+                                   {"attention-lr", OatsAllocation::attention_lr},
+                                   {"per-matrix", OatsAllocation::per_matrix}});
     else if (a == "--reconstruct")
       o.reconstruct = parse_choice<bool>("--reconstruct", v, {{"sequential", true}, {"none", false}});
     else if (a == "--reconstruct-damping") o.reconstruct_damping = parse_double("--reconstruct-damping", v);
@@ -261,16 +292,14 @@ Options parse(int argc, char** argv) {
     else if (a == "--reduce")
       o.exact_sums = parse_choice<bool>("--reduce", v, {{"exact", true}, {"mpi", false}});
     else if (a == "--schedule")
-      o.schedule = parse_choice<std::string>(
-          "--schedule", v, {{"auto", "auto"}, {"students", "students"}, {"shards", "shards"}});
+      o.schedule = parse_choice<StudentSchedule>(
+          "--schedule", v, {{"auto", StudentSchedule::automatic}, {"students", StudentSchedule::students},
+                            {"shards", StudentSchedule::shards}});
     else if (a == "--speed-tokens") o.speed_tokens = int(parse_int("--speed-tokens", v, 0, 1 << 20));
     else if (a == "--sample-tokens") o.sample_tokens = int(parse_int("--sample-tokens", v, 1, 1 << 20));
     else if (a == "--seed") o.seed = std::uint64_t(parse_int("--seed", v, 0, (1L << 62)));
-    else fail<lmshrink::value_error>("lmshrink_compress", "unknown option '", a, "'\n", kUsage);
+    else fail<lmshrink::value_error>("lmshrink_compress", "unknown option '", a, "'\n", usage());
   }
-  for (const auto& m : o.methods)
-    if (!known_method(m))
-      fail<lmshrink::value_error>("lmshrink_compress", "unknown method '", m, "'; ", kMethodNames, " was expected");
   for (double r : o.ratios)
     if (!(r > 0 && r < 1))
       fail<lmshrink::value_error>("lmshrink_compress", "ratio ", r,
@@ -278,10 +307,8 @@ Options parse(int argc, char** argv) {
   if (!(o.lr > 0 && o.lr < 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--lr must be in (0, 1), got ", o.lr);
   for (const auto& [m, lr] : o.method_lr) {
-    if (!known_method(m))
-      fail<lmshrink::value_error>("lmshrink_compress", "--method-lr names unknown method '", m, "'");
     if (!(lr > 0 && lr < 1))
-      fail<lmshrink::value_error>("lmshrink_compress", "--method-lr rate for ", m, " must be in (0, 1), got ", lr);
+      fail<lmshrink::value_error>("lmshrink_compress", "--method-lr rate for ", name(m), " must be in (0, 1), got ", lr);
   }
   if (!(o.lowrank_share > 0 && o.lowrank_share < 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--lowrank-share must be in (0, 1), got ", o.lowrank_share);
@@ -295,10 +322,10 @@ Options parse(int argc, char** argv) {
     fail<lmshrink::value_error>("lmshrink_compress", "--reconstruct-damping must be a finite value >= 0, got ",
                                 o.reconstruct_damping);
   if (!preset.empty()) {  // DistilGPT-2 (Sanh et al.): every other block of GPT-2, triple loss
-    if (!methods_given) o.methods = {"trunc-kd"};
+    if (!methods_given) o.methods = {Method::trunc_kd};
     if (!keep_given)
       o.keep = preset == "distilgpt2" ? lmshrink::distilgpt2_layers() : lmshrink::every_other_layer(12);
-    if (!trunc_loss_given) o.trunc_loss = "triple";
+    if (!trunc_loss_given) o.trunc_loss = Loss::triple;
   }
   if (steps_given && tokens_given)
     fail<lmshrink::value_error>("lmshrink_compress", "give the budget as --steps or as --tokens, not both");

@@ -9,24 +9,8 @@
 
 namespace compress {
 
-const std::vector<std::string> kLosses = {"recipe", "lm",         "kl",        "kl-ce", "triple",
-                                          "layerwise", "annealing", "reverse-kl", "jsd"};
-
-void check_loss(const std::string& loss) {
-  if (std::find(kLosses.begin(), kLosses.end(), loss) == kLosses.end()) {
-    std::string all;
-    for (const auto& l : kLosses) all += (all.empty() ? "" : ", ") + l;
-    fail<lmshrink::value_error>("lmshrink_compress", "unknown loss '", loss, "' (one of ", all, ")");
-  }
-}
-
-// Methods without a ratio: truncation, and the uncompressed control.
-bool ratio_free(const std::string& method) {
-  return method == "trunc-kd" || method == "trunc-lm" || method == "dense";
-}
-
 std::string job_name(const Job& j) {
-  if (ratio_free(j.method)) return j.method;
+  if (!info(j.method).has_ratio) return name(j.method);
   char buf[64];
   std::snprintf(buf, sizeof buf, "%s %.2g", label(j).c_str(), j.ratio);
   return buf;
@@ -34,7 +18,7 @@ std::string job_name(const Job& j) {
 
 std::string file_stem(const Job& j) {
   if (!j.tag.empty()) return j.tag;
-  if (ratio_free(j.method)) return j.method;
+  if (!info(j.method).has_ratio) return name(j.method);
   char buf[64];
   std::snprintf(buf, sizeof buf, "%s_%.2f", label(j).c_str(), j.ratio);
   return buf;
@@ -146,11 +130,11 @@ void reconstruct_sequentially(examples::Model& teacher, examples::Model& student
 
 Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const Options& o = *sh.opt;
-  const bool truncation = job.method == "trunc-kd" || job.method == "trunc-lm";
+  const MethodInfo& method = info(job.method);
+  const bool truncation = method.start == StudentStart::truncated;
   const std::vector<int>& keep = job.keep.empty() ? o.keep : job.keep;
-  const std::string loss_kind = !job.loss.empty() ? job.loss : job.method == "trunc-lm" ? "lm" : "recipe";
-  check_loss(loss_kind);
-  const bool kd = loss_kind != "lm";
+  const Loss loss_kind = job.loss ? *job.loss : job.method == Method::trunc_lm ? Loss::lm : Loss::recipe;
+  const bool kd = info(loss_kind).teacher;
   const std::vector<int>& train = job.train ? *job.train : *sh.train;
   const Calibration* calib = job.calib ? job.calib : sh.calib;
   const int steps = sh.steps;
@@ -158,11 +142,10 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   res.job = job;
 
   // The student.
-  const bool scratch = job.method == "scratch";
   const std::unique_ptr<examples::Model> student =
-      truncation ? sh.teacher->truncated(keep)
-      : scratch  ? sh.teacher->from_scratch(job.ratio, o.seed ^ 0x5c7a7c4ull)
-                 : sh.teacher->clone();
+      method.start == StudentStart::truncated ? sh.teacher->truncated(keep)
+      : method.start == StudentStart::scratch ? sh.teacher->from_scratch(job.ratio, o.seed ^ 0x5c7a7c4ull)
+                                              : sh.teacher->clone();
   examples::Model& w = *student;
   const int L = w.shape().n_layers, K = w.linear_kinds();
   const bool one_shot = o.prune_end == 0;
@@ -195,11 +178,11 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       biases += double(w.linear(l, k).bias().size());
     }
   const double weight_ratio = biases == 0 ? job.ratio : (job.ratio * (weights + biases) - biases) / weights;
-  if (!ratio_free(job.method) && !(weight_ratio > 0))
+  if (method.has_ratio && !(weight_ratio > 0))
     fail<lmshrink::value_error>("lmshrink_compress", job_name(job), ": the biases alone are more than ratio ",
                                 job.ratio, " of the linear layers");
-  const bool elements = job.method == "losparse-elem" || job.method == "oats";
-  if (elements) popt.granularity = lmshrink::Granularity::elements;
+  const bool elements = method.granularity == lmshrink::Granularity::elements;
+  popt.granularity = method.granularity;
   // lowrank and oats fix their structure at initialisation: each layer's fit of a target weight
   // under calibration statistics, either the teacher's W under the teacher's inputs, or, with
   // --reconstruct sequential, block by block, the target that reproduces the teacher's outputs
@@ -210,7 +193,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const LayerFit fit_layer = [&](int l, int k, const lmshrink::RowMatrix<float>& target,
                                  const lmshrink::GramAccumulator& stats) {
     auto& layer = w.linear(l, k);
-    if (job.method == "oats") {
+    if (method.init == LayerInit::sparse_plus_low_rank) {
       lmshrink::SparsePlusLowRankOptions so;
       so.rank = ranks[std::size_t(l * K + k)];
       so.sparse_entries = entries[std::size_t(l * K + k)];
@@ -224,11 +207,11 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       so.rank = ranks[std::size_t(l * K + k)];
       if (o.whitened) lmshrink::svd_init<float>(target, layer, so, stats);
       else lmshrink::svd_init<float>(target, layer, so);
-      if (job.method == "lowrank") lmshrink::make_low_rank_only(layer);
+      if (method.init == LayerInit::svd_low_rank_only) lmshrink::make_low_rank_only(layer);
     }
   };
   const auto fit_all = [&] {
-    if (o.reconstruct && (job.method == "oats" || job.method == "lowrank")) {
+    if (o.reconstruct && method.reconstructs) {
       reconstruct_sequentially(*sh.teacher, w, train, sh.length, std::min(o.calib_windows, sh.windows),
                                o.reconstruct_damping, fit_layer);
       return;
@@ -238,13 +221,13 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       for (int k = 0; k < K; ++k)
         fit_layer(l, k, w.linear(l, k).to_dense(), calib->empty() ? none : (*calib)[std::size_t(l)][std::size_t(k)]);
   };
-  if (job.method == "oats") {
+  if (method.init == LayerInit::sparse_plus_low_rank) {
     // Data-aware S + L, one shot; S's mask stays fixed while distillation trains U, V and S's
     // live values. How the budget is split (--oats-allocation): the same share of U·V in every
     // matrix; S alone everywhere; U·V alone for attention and S alone for the MLP; or per
     // matrix, from calibration.
     const auto budget = lmshrink::Index(std::floor(weight_ratio * weights));
-    if (o.oats_allocation == "per-matrix") {
+    if (o.oats_allocation == OatsAllocation::per_matrix) {
       std::vector<std::vector<lmshrink::StorageChoice>> table;
       lmshrink::StorageChoiceOptions so;
       so.fit.iterations = std::min(o.oats_iterations, 3);
@@ -259,7 +242,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
         ranks.push_back(int(table[i][pick[i]].rank));
         entries.push_back(table[i][pick[i]].sparse_entries);
       }
-    } else if (o.oats_allocation == "sparse") {
+    } else if (o.oats_allocation == OatsAllocation::sparse) {
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < K; ++k) {
           const auto& layer = w.linear(l, k);
@@ -267,7 +250,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
           entries.push_back(lmshrink::Index(std::floor(weight_ratio * double(layer.out_features()) *
                                                        double(layer.in_features()))));
         }
-    } else if (o.oats_allocation == "attention-lr") {
+    } else if (o.oats_allocation == OatsAllocation::attention_lr) {
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < K; ++k) {
           const auto& layer = w.linear(l, k);
@@ -298,7 +281,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     }
     // Whatever rounding left over goes to the matrices that have an S, within their size (the
     // uniform split keeps its own rounding, as the scaling runs measured it).
-    if (o.oats_allocation != "uniform") {
+    if (o.oats_allocation != OatsAllocation::uniform) {
       std::int64_t spent = 0;
       for (int i = 0; i < L * K; ++i) {
         const auto& layer = w.linear(i / K, i % K);
@@ -314,11 +297,12 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       }
     }
     fit_all();
-  } else if (job.method == "losparse" || job.method == "lowrank" || job.method == "losparse-elem") {
-    const double rho = job.method == "lowrank" ? weight_ratio : weight_ratio * o.lowrank_share;
+  } else if (method.init == LayerInit::svd_then_prune_s || method.init == LayerInit::svd_low_rank_only) {
+    const bool low_rank_only = method.init == LayerInit::svd_low_rank_only;
+    const double rho = low_rank_only ? weight_ratio : weight_ratio * o.lowrank_share;
     ranks = ranks_for_budget(w, rho);
     fit_all();
-    if (job.method != "lowrank") {
+    if (!low_rank_only) {
       std::int64_t low = 0;
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < K; ++k) low += w.linear(l, k).rank() * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
@@ -330,7 +314,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       popt.schedule.final_keep = sparse_share;
       prune = true;
     }
-  } else if (job.method == "itp") {
+  } else if (method.init == LayerInit::prune_all) {
     popt.schedule.final_keep = weight_ratio;
     prune = true;
   }
@@ -377,8 +361,8 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   // The teacher runs the same full-sequence forward, shard by shard, for its logits and block
   // outputs.
   std::vector<std::unique_ptr<examples::Net>> teacher;
-  const bool layerwise = (loss_kind == "recipe" && o.hidden_weight > 0) || loss_kind == "layerwise";
-  const bool last_hidden = loss_kind == "triple";
+  const bool layerwise = (loss_kind == Loss::recipe && o.hidden_weight > 0) || loss_kind == Loss::layerwise;
+  const bool last_hidden = loss_kind == Loss::triple;
   std::vector<std::vector<const RowMat*>> teacher_blocks(std::size_t(net.shards()));
   for (int s = 0; s < net.shards(); ++s) {
     teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length));
@@ -411,29 +395,37 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       const RowMat& teacher_logits = teacher[std::size_t(s)]->forward(own);
       lmshrink::LossOptions lo;
       double l = 0;
-      if (loss_kind == "recipe") {
-        lo.temperature = o.temperature;
-        const bool masks_final = !prune || one_shot || step >= prune_end_step;
-        l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits,
-                                            masks_final ? o.recovery_kd_alpha : o.kd_alpha, lo);
-      } else if (loss_kind == "kl" || loss_kind == "layerwise") {
-        l = lmshrink::kl_divergence<float>(logits, teacher_logits, dlogits, lo);
-      } else if (loss_kind == "kl-ce") {  // the classic mix: T = 2, α = 0.5
-        lo.temperature = 2;
-        l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits, 0.5, lo);
-      } else if (loss_kind == "reverse-kl") {
-        l = lmshrink::reverse_kl_divergence<float>(logits, teacher_logits, dlogits, lo);
-      } else if (loss_kind == "jsd") {
-        l = lmshrink::jsd_divergence<float>(logits, teacher_logits, dlogits, 0.5, lo);
-      } else if (loss_kind == "annealing") {
-        l = lmshrink::annealing_kd_loss<float>(annealing, step, logits, teacher_logits, own_targets, dlogits, lo);
-      } else if (loss_kind == "triple") {  // DistilGPT-2: 5·KL(T = 2) + 2·CE + 1·(1 − cos), last block
-        const int last = L - 1;
-        dblock.assign(std::size_t(L), RowMat());
-        dblock[std::size_t(last)].resize(logits.rows(), w.shape().dim);
-        l = lmshrink::distilgpt2_loss<float>(logits, teacher_logits, own_targets, shard.block_output(last),
-                                             *teacher_blocks[std::size_t(s)][std::size_t(last)], dlogits,
-                                             dblock[std::size_t(last)]).total;
+      switch (loss_kind) {
+        case Loss::recipe: {
+          lo.temperature = o.temperature;
+          const bool masks_final = !prune || one_shot || step >= prune_end_step;
+          l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits,
+                                              masks_final ? o.recovery_kd_alpha : o.kd_alpha, lo);
+          break;
+        }
+        case Loss::kl:
+        case Loss::layerwise: l = lmshrink::kl_divergence<float>(logits, teacher_logits, dlogits, lo); break;
+        case Loss::kl_ce:  // the classic mix: T = 2, α = 0.5
+          lo.temperature = 2;
+          l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, own_targets, dlogits, 0.5, lo);
+          break;
+        case Loss::reverse_kl:
+          l = lmshrink::reverse_kl_divergence<float>(logits, teacher_logits, dlogits, lo);
+          break;
+        case Loss::jsd: l = lmshrink::jsd_divergence<float>(logits, teacher_logits, dlogits, 0.5, lo); break;
+        case Loss::annealing:
+          l = lmshrink::annealing_kd_loss<float>(annealing, step, logits, teacher_logits, own_targets, dlogits, lo);
+          break;
+        case Loss::triple: {  // DistilGPT-2: 5·KL(T = 2) + 2·CE + 1·(1 − cos), last block
+          const int last = L - 1;
+          dblock.assign(std::size_t(L), RowMat());
+          dblock[std::size_t(last)].resize(logits.rows(), w.shape().dim);
+          l = lmshrink::distilgpt2_loss<float>(logits, teacher_logits, own_targets, shard.block_output(last),
+                                               *teacher_blocks[std::size_t(s)][std::size_t(last)], dlogits,
+                                               dblock[std::size_t(last)]).total;
+          break;
+        }
+        case Loss::lm: break;  // returned above
       }
       if (layerwise)
         l += examples::layerwise_distillation(shard, L, teacher_blocks[std::size_t(s)], o.hidden_loss,
@@ -499,7 +491,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   res.linear_live = w.linear_parameters();
   res.linear_dense = sh.teacher->linear_dense_parameters();  // the teacher's linear weights
   // No row of the table may claim a ratio the model does not have.
-  const double nominal = ratio_free(job.method) ? double(w.linear_dense_parameters()) / double(res.linear_dense) : job.ratio;
+  const double nominal = !method.has_ratio ? double(w.linear_dense_parameters()) / double(res.linear_dense) : job.ratio;
   const double kept = examples::checked_linear_ratio(job_name(job), res.linear_live, res.linear_dense, nominal);
 
   // Save, then score what was saved: the table describes the checkpoints on disk.
@@ -511,7 +503,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   std::snprintf(ratio_text, sizeof ratio_text, "%.4f", kept);
   // Rank 0 writes; every process then scores the saved file.
   if (sh.team->leader()) {
-    w.save(ckpt, job.method, {{"lmshrink.method", job.method}, {"lmshrink.linear_ratio", ratio_text}});
+    w.save(ckpt, method.name, {{"lmshrink.method", method.name}, {"lmshrink.linear_ratio", ratio_text}});
     // A truncated student is a plain dense model: also exported for other programs (a llama2.c
     // file when that format can hold it, else a Hugging Face directory).
     if (truncation) w.export_dense(sh.out_dir + "/checkpoints/" + file_stem(job));

@@ -440,9 +440,9 @@ int main(int argc, char** argv) {
       run_all(runs, first, sh, threads, label);
     };
     const auto trunc_arm = [&](const std::string& table, const std::string& name, const std::vector<int>& keep,
-                               const std::string& loss) {
+                               Loss loss) {
       Arm arm{table, name, {}, &train};
-      arm.job.method = "trunc-kd";
+      arm.job.method = Method::trunc_kd;
       arm.job.keep = keep;
       arm.job.loss = loss;
       return arm;
@@ -470,7 +470,7 @@ int main(int argc, char** argv) {
         else if (keep.size() != 3)
           name += keep == lmshrink::first_layers(5, int(keep.size())) ? " first-k"
                   : keep == lmshrink::last_layers(5, int(keep.size())) ? " last-k" : " spread";
-        arms.push_back(trunc_arm("blocks", name, keep, "recipe"));
+        arms.push_back(trunc_arm("blocks", name, keep, Loss::recipe));
       }
       run_arms(arms, "blocks   ");
       // The best 3-block subset by mean validation NLL (never by held-out text).
@@ -488,12 +488,13 @@ int main(int argc, char** argv) {
     // 2. Which distillation loss; 3. what cleaning buys.
     std::vector<Arm> later;
     if (has(so.studies, std::string("losses")))
-      for (const auto& loss : kLosses) {
-        later.push_back(trunc_arm("losses", "trunc " + keep_text(best) + " " + loss, best, loss));
+      for (const auto& each : kLosses) {
+        const std::string loss = each.name;
+        later.push_back(trunc_arm("losses", "trunc " + keep_text(best) + " " + loss, best, each.loss));
         Arm lp{"losses", "losparse 0.5 " + loss, {}, &train};
-        lp.job.method = "losparse";
+        lp.job.method = Method::losparse;
         lp.job.ratio = 0.5;
-        lp.job.loss = loss;
+        lp.job.loss = each.loss;
         later.push_back(lp);
       }
     // The seed paper's headline comparison in miniature: DistilGPT-2's recipe (every other
@@ -501,15 +502,15 @@ int main(int argc, char** argv) {
     // loss alone.
     if (has(so.studies, std::string("losses"))) {
       later.push_back(trunc_arm("distilgpt2", keep_text(lmshrink::every_other_layer(5)) + " triple (DistilGPT-2's recipe)",
-                                lmshrink::every_other_layer(5), "triple"));
+                                lmshrink::every_other_layer(5), Loss::triple));
       later.push_back(trunc_arm("distilgpt2", keep_text(lmshrink::first_layers(5, 3)) + " lm (truncation, LM loss)",
-                                lmshrink::first_layers(5, 3), "lm"));
+                                lmshrink::first_layers(5, 3), Loss::lm));
     }
     if (cleaning) {
-      later.push_back(trunc_arm("cleaning", "clean", best, "recipe"));
-      later.push_back(trunc_arm("cleaning", "polluted", best, "recipe"));
+      later.push_back(trunc_arm("cleaning", "clean", best, Loss::recipe));
+      later.push_back(trunc_arm("cleaning", "polluted", best, Loss::recipe));
       later.back().streams = &polluted;
-      later.push_back(trunc_arm("cleaning", "polluted, then filtered", best, "recipe"));
+      later.push_back(trunc_arm("cleaning", "polluted, then filtered", best, Loss::recipe));
       later.back().streams = &cleaned;
     }
     if (!later.empty()) run_arms(later, "studies  ");
@@ -522,7 +523,7 @@ int main(int argc, char** argv) {
       char line[512];
       std::snprintf(line, sizeof line, "%s,\"%s\",%s,%d,\"%s\",%s,%g,%lld,%.4f,%.5f,%.5f,%.5f,%.1f\n",
                     r.table.c_str(), r.arm.c_str(), r.tuning ? "lr tuning" : "table", r.seed,
-                    keep_text(r.job.keep).c_str(), r.job.loss.c_str(), peak_lr(o, r.job),
+                    keep_text(r.job.keep).c_str(), r.job.loss ? name(*r.job.loss) : "", peak_lr(o, r.job),
                     static_cast<long long>(r.result.parameters),
                     double(r.result.linear_live) / double(r.result.linear_dense), r.result.val_score.nll,
                     r.result.score.nll, r.result.score.ppl, r.result.train_seconds);
