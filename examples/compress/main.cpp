@@ -95,6 +95,104 @@ void write_text(const std::string& path, const std::string& text) {
   });
 }
 
+/// One row of the results table: the teacher or a student.
+struct Row {
+  bool teacher = false;
+  std::string method, ratio;
+  long long parameters = 0, bytes = 0, index_bytes = 0;
+  double linear_kept = 1, val_nll = 0, val_before = 0, final_loss = 0;
+  Score heldout;
+  double tokens_per_s = 0, speedup = 1;
+  int rank_min = 0, rank_max = 0;
+  std::string checkpoint, sample;
+};
+
+/// results.csv and results.md from one list of columns: each column's header in either file
+/// (null: not in that file) and its cell in each.
+class ResultTable {
+ public:
+  ResultTable(bool heldout, bool speed) : heldout_(heldout), speed_(speed) {}
+  void add(Row row) { rows_.push_back(std::move(row)); }
+
+  std::string csv() const {
+    std::string out = join(headers(false), ",") + "\n";
+    for (const Row& r : rows_) out += join(cells(r, false), ",") + "\n";
+    return out;
+  }
+  std::string markdown() const {
+    const auto names = headers(true);
+    std::string out = "| " + join(names, " | ") + " |\n|";
+    for (std::size_t i = 0; i < names.size(); ++i) out += "---|";
+    out += "\n";
+    for (const Row& r : rows_) out += "| " + join(cells(r, true), " | ") + " |\n";
+    return out;
+  }
+
+ private:
+  struct Column {
+    const char* csv;
+    const char* md;
+    std::function<std::string(const Row&, bool md)> cell;
+  };
+
+  static std::string format(const char* fmt, double v) {
+    char b[64];
+    std::snprintf(b, sizeof b, fmt, v);
+    return b;
+  }
+  static std::string integer(long long v) { return std::to_string(v); }
+  std::string heldout(double v, const char* fmt) const { return heldout_ ? format(fmt, v) : ""; }
+  std::string speed(double v, const char* fmt) const { return speed_ ? format(fmt, v) : ""; }
+
+  std::vector<Column> columns() const {
+    using R = const Row&;
+    return {
+        {"method", "method", [](R r, bool) { return r.method; }},
+        {"ratio", "ratio", [](R r, bool) { return r.ratio; }},
+        {"parameters", "parameters", [](R r, bool) { return integer(r.parameters); }},
+        {"linear_ratio", "linear kept",
+         [](R r, bool md) { return md ? format("%.3f", r.linear_kept) : r.teacher ? "1" : format("%.4f", r.linear_kept); }},
+        {"bytes", "bytes (of them indices)",
+         [](R r, bool md) { return md ? integer(r.bytes) + " (" + integer(r.index_bytes) + ")" : integer(r.bytes); }},
+        {"index_bytes", nullptr, [](R r, bool) { return integer(r.index_bytes); }},
+        {"val_nll", "validation NLL", [](R r, bool md) { return format(md ? "%.4f" : "%.6f", r.val_nll); }},
+        {"val_nll_before_finetuning", "before fine-tuning",
+         [](R r, bool md) { return r.teacher ? std::string() : format(md ? "%.4f" : "%.6f", r.val_before); }},
+        {"nll", "held-out NLL", [this](R r, bool md) { return heldout(r.heldout.nll, md ? "%.4f" : "%.6f"); }},
+        {"perplexity", "perplexity", [this](R r, bool md) { return heldout(r.heldout.ppl, md ? "%.3f" : "%.6f"); }},
+        {"top1", "top-1", [this](R r, bool md) { return heldout(r.heldout.top1, md ? "%.4f" : "%.6f"); }},
+        {"tokens_per_s", "tokens/s", [this](R r, bool) { return speed(r.tokens_per_s, "%.0f"); }},
+        {"speedup_vs_teacher", "vs teacher",
+         [this](R r, bool md) { return speed(r.speedup, md ? "%.2fx" : r.teacher ? "%.0f" : "%.3f"); }},
+        {"final_train_loss", nullptr, [](R r, bool) { return r.teacher ? std::string() : format("%.6f", r.final_loss); }},
+        {"rank_min", nullptr, [](R r, bool) { return r.teacher ? std::string() : std::to_string(r.rank_min); }},
+        {"rank_max", nullptr, [](R r, bool) { return r.teacher ? std::string() : std::to_string(r.rank_max); }},
+        {"checkpoint", nullptr, [](R r, bool) { return csv_cell(r.checkpoint); }},
+        {"sample", "greedy sample", [](R r, bool md) { return md ? md_cell(r.sample) : csv_cell(r.sample); }},
+    };
+  }
+  std::vector<std::string> headers(bool md) const {
+    std::vector<std::string> out;
+    for (const Column& c : columns())
+      if (const char* h = md ? c.md : c.csv) out.push_back(h);
+    return out;
+  }
+  std::vector<std::string> cells(const Row& r, bool md) const {
+    std::vector<std::string> out;
+    for (const Column& c : columns())
+      if (md ? c.md : c.csv) out.push_back(c.cell(r, md));
+    return out;
+  }
+  static std::string join(const std::vector<std::string>& parts, const char* by) {
+    std::string out;
+    for (std::size_t i = 0; i < parts.size(); ++i) out += (i ? by : "") + parts[i];
+    return out;
+  }
+
+  bool heldout_, speed_;
+  std::vector<Row> rows_;
+};
+
 /// Every process must run the same job: the same options, teacher, tokenizer and held-out text.
 /// Paths may differ between machines (--model, --tokenizer, --eval: their contents are compared
 /// instead), and --out and --threads are each process's own. Compared by digest across ranks
@@ -347,63 +445,48 @@ int main(int argc, char** argv) {
     }
     std::sort(teacher_times.begin(), teacher_times.end());
     const double teacher_tps = teacher_times.empty() ? 0 : o.speed_tokens / teacher_times[teacher_times.size() / 2];
-    const auto speed = [&](double v, const char* fmt) {
-      if (o.speed_tokens == 0) return std::string();
-      char b[32];
-      std::snprintf(b, sizeof b, fmt, v);
-      return std::string(b);
-    };
     const std::string teacher_sample = sample_text(*codec, greedy(decoders_of(teacher), *codec, o.sample_tokens, c.seq_len));
 
     // 5. Results.
-    const auto heldout = [&](double v, const char* fmt) {
-      if (!o.heldout) return std::string();
-      char b[32];
-      std::snprintf(b, sizeof b, fmt, v);
-      return std::string(b);
-    };
-    std::ostringstream md, csv, training, init;
+    std::ostringstream training, init;
     init << "method,ratio,layer,rank,sparse_entries,iteration,relative_output_error\n";
     init.precision(6);
-    csv << "method,ratio,parameters,linear_ratio,bytes,index_bytes,val_nll,val_nll_before_finetuning,nll,perplexity,top1,"
-           "tokens_per_s,speedup_vs_teacher,final_train_loss,rank_min,rank_max,checkpoint,sample\n";
-    char buf[1024];
-    std::snprintf(buf, sizeof buf, "teacher,1,%lld,1,%lld,0,%.6f,,%s,%s,%s,%s,%s,,,,%s,%s\n",
-                  static_cast<long long>(teacher.parameters()),
-                  static_cast<long long>(4 * teacher.parameters()), teacher_val.nll,
-                  heldout(teacher_score.nll, "%.6f").c_str(), heldout(teacher_score.ppl, "%.6f").c_str(),
-                  heldout(teacher_score.top1, "%.6f").c_str(), speed(teacher_tps, "%.0f").c_str(),
-                  speed(1, "%.0f").c_str(), csv_cell(path_for_results(o.model)).c_str(),
-                  csv_cell(teacher_sample).c_str());
-    csv << buf;
-    md << "| method | ratio | parameters | linear kept | bytes (of them indices) | validation NLL | before fine-tuning | held-out NLL | perplexity | top-1 | tokens/s | vs teacher | greedy sample |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-    std::snprintf(buf, sizeof buf, "| teacher | 1 | %lld | 1.000 | %lld (0) | %.4f | | %s | %s | %s | %s | %s | %s |\n",
-                  static_cast<long long>(teacher.parameters()), static_cast<long long>(4 * teacher.parameters()),
-                  teacher_val.nll,
-                  heldout(teacher_score.nll, "%.4f").c_str(), heldout(teacher_score.ppl, "%.3f").c_str(),
-                  heldout(teacher_score.top1, "%.4f").c_str(), speed(teacher_tps, "%.0f").c_str(),
-                  speed(1, "%.2fx").c_str(), md_cell(teacher_sample).c_str());
-    md << buf;
+    ResultTable table(o.heldout, o.speed_tokens > 0);
+    {
+      Row t;
+      t.teacher = true;
+      t.method = "teacher";
+      t.ratio = "1";
+      t.parameters = teacher.parameters();
+      t.bytes = 4 * teacher.parameters();
+      t.val_nll = teacher_val.nll;
+      t.heldout = teacher_score;
+      t.tokens_per_s = teacher_tps;
+      t.checkpoint = path_for_results(o.model);
+      t.sample = teacher_sample;
+      table.add(t);
+    }
     training << "method,ratio,step,loss\n";
     for (const auto& r : results) {
-      const double kept = double(r.linear_live) / double(r.linear_dense);
       const std::string ratio = r.job.ratio > 0 ? std::to_string(r.job.ratio).substr(0, 4) : "-";
-      std::snprintf(buf, sizeof buf, "%s,%s,%lld,%.4f,%lld,%lld,%.6f,%.6f,%s,%s,%s,%s,%s,%.6f,%d,%d,%s,%s\n",
-                    label(r.job).c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
-                    static_cast<long long>(r.bytes), static_cast<long long>(r.index_bytes), r.val_score.nll, r.val_init_score.nll,
-                    heldout(r.score.nll, "%.6f").c_str(), heldout(r.score.ppl, "%.6f").c_str(),
-                    heldout(r.score.top1, "%.6f").c_str(), speed(r.tokens_per_s, "%.0f").c_str(),
-                    speed(r.speedup, "%.3f").c_str(), r.final_loss, r.rank_min, r.rank_max,
-                    csv_cell(r.checkpoint).c_str(), csv_cell(r.sample).c_str());
-      csv << buf;
-      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %lld (%lld) | %.4f | %.4f | %s | %s | %s | %s | %s | %s |\n",
-                    label(r.job).c_str(), ratio.c_str(), static_cast<long long>(r.parameters), kept,
-                    static_cast<long long>(r.bytes), static_cast<long long>(r.index_bytes), r.val_score.nll, r.val_init_score.nll, heldout(r.score.nll, "%.4f").c_str(),
-                    heldout(r.score.ppl, "%.3f").c_str(), heldout(r.score.top1, "%.4f").c_str(),
-                    speed(r.tokens_per_s, "%.0f").c_str(), speed(r.speedup, "%.2fx").c_str(),
-                    md_cell(r.sample).c_str());
-      md << buf;
+      Row row;
+      row.method = label(r.job);
+      row.ratio = ratio;
+      row.parameters = r.parameters;
+      row.bytes = r.bytes;
+      row.index_bytes = r.index_bytes;
+      row.linear_kept = double(r.linear_live) / double(r.linear_dense);
+      row.val_nll = r.val_score.nll;
+      row.val_before = r.val_init_score.nll;
+      row.heldout = r.score;
+      row.tokens_per_s = r.tokens_per_s;
+      row.speedup = r.speedup;
+      row.final_loss = r.final_loss;
+      row.rank_min = r.rank_min;
+      row.rank_max = r.rank_max;
+      row.checkpoint = r.checkpoint;
+      row.sample = r.sample;
+      table.add(row);
       for (std::size_t s = 0; s < r.losses.size(); ++s)
         training << label(r.job) << ',' << ratio << ',' << s << ',' << r.losses[s] << '\n';
       for (const auto& [layer, fit] : r.init_errors) {
@@ -424,10 +507,10 @@ int main(int argc, char** argv) {
     doc
         << ". *linear kept*: live parameters of the linear layers over the teacher's. tokens/s: "
            "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
-        << md.str();
+        << table.markdown();
     if (!team->leader()) return 0;
     write_text(staged->path() + "/results.md", doc.str());
-    write_text(staged->path() + "/results.csv", csv.str());
+    write_text(staged->path() + "/results.csv", table.csv());
     write_text(staged->path() + "/training.csv", training.str());
     if (any_oats) write_text(staged->path() + "/init_errors.csv", init.str());
 
@@ -464,7 +547,7 @@ int main(int argc, char** argv) {
       return true;
     });
 
-    std::printf("\n%s\n", md.str().c_str());
+    std::printf("\n%s\n", table.markdown().c_str());
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     std::printf("wrote %s/results.md, results.csv, training.csv, %sperplexity_vs_parameters.svg and "
                 "checkpoints/ in %s\n", o.out.c_str(), any_oats ? "init_errors.csv, " : "",
