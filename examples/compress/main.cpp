@@ -227,6 +227,371 @@ void check_same_inputs(examples::Team& team, int argc, char** argv, examples::Mo
   team.check_same("held-out tokens", {{eval.data(), eval.size() * sizeof(int)}});
 }
 
+/// The run: its options, processes and threads, the teacher and its tokenizer, the held-out
+/// stream, the shapes of every window, the students to train and the folder being written.
+struct Run {
+  Options o;
+  examples::Team* team = nullptr;
+  int threads = 1, shards = 2;
+  std::unique_ptr<examples::Model> teacher;
+  examples::ModelShape c;
+  std::unique_ptr<examples::TextCodec> codec;
+  std::vector<int> eval;
+  int eval_len = 0, eval_windows = 0, length = 0, steps = 0, data_windows = 0;
+  std::vector<Job> jobs;
+  std::optional<lmshrink::StagedDirectory> staged;
+  bool any_oats = false;
+};
+
+/// Every input read and checked before any work starts; the staging folder made.
+void read_inputs(Run& run, int argc, char** argv) {
+  Options& o = run.o;
+  run.shards = resolve_shards(o, run.team->size());
+  run.team->set_exact_sums(o.exact_sums);
+#ifdef _OPENMP
+  run.threads = o.threads > 0 ? o.threads : std::max(1, omp_get_num_procs() / run.team->size());
+#endif
+  run.teacher = examples::load_model(o.model);
+  const examples::ModelShape& c = run.c = run.teacher->shape();
+  run.codec = examples::load_codec(*run.teacher, o.model, o.tokenizer);
+  if (o.eval.empty()) o.eval = default_eval(*run.codec);
+  run.eval = read_eval_tokens(o.eval, *run.codec);
+  for (std::size_t i = 0; i < run.eval.size(); ++i)
+    if (run.eval[i] < 0 || run.eval[i] >= c.vocab_size)
+      fail<lmshrink::format_error>("lmshrink_compress", "'", o.eval, "' token ", i, " is ",
+                                   run.eval[i], "; the model's vocabulary is [0, ", c.vocab_size, ")");
+  run.eval_len = c.seq_len;
+  const int available = int((run.eval.size() - 1) / std::size_t(run.eval_len));
+  if (available < 1)
+    fail<lmshrink::value_error>("lmshrink_compress", "'", o.eval, "' has ", run.eval.size(),
+                                " tokens; one window needs ", run.eval_len + 1);
+  run.eval_windows = o.eval_windows > 0 ? std::min(o.eval_windows, available) : available;
+  run.length = o.length > 0 ? o.length : c.seq_len;
+  if (run.length > c.seq_len)
+    fail<lmshrink::value_error>("lmshrink_compress", "--length ", run.length,
+                                " exceeds the model's seq_len ", c.seq_len);
+  bool any_trunc = false;
+  for (Method m : o.methods) any_trunc |= info(m).start == StudentStart::truncated;
+  if (any_trunc) lmshrink::validate_selection(o.keep, c.n_layers);
+  for (Method m : o.methods) run.any_oats |= info(m).init == LayerInit::sparse_plus_low_rank;
+  // The run's outputs land as a set: written into a folder beside --out, swapped in at the end.
+  // A failed run leaves the previous outputs as they were; a killed one leaves the folder,
+  // which the next run removes.
+  if (run.team->leader()) {
+    run.staged.emplace("lmshrink_compress", o.out);
+    examples::prepare_output_directory("lmshrink_compress", run.staged->path() + "/checkpoints");
+  }
+  check_same_inputs(*run.team, argc, argv, *run.teacher, *run.codec, run.eval);
+}
+
+/// One student per method and ratio (one per method without a ratio), and the budget in steps.
+void plan_students(Run& run) {
+  const Options& o = run.o;
+  for (Method m : o.methods)
+    for (double r : info(m).has_ratio ? o.ratios : std::vector<double>{0.0}) {
+      Job j;
+      j.method = m;
+      j.ratio = r;
+      if (m == Method::trunc_kd) j.loss = o.trunc_loss;
+      if (m == Method::oats && o.oats_allocation != OatsAllocation::uniform)
+        j.label = std::string("oats-") + name(o.oats_allocation);
+      run.jobs.push_back(j);
+    }
+  const examples::ModelShape& c = run.c;
+  std::printf("lmshrink_compress: %s (%s, dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
+              o.model.c_str(), run.teacher->family().c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads,
+              c.vocab_size, static_cast<long long>(run.teacher->parameters()));
+  const std::int64_t per_step = std::int64_t(o.batch) * run.length;
+  run.steps = o.tokens > 0 ? int((o.tokens + per_step - 1) / per_step) : o.steps;
+  run.data_windows = o.data_windows > 0 ? o.data_windows : std::max(1, run.steps * o.batch / 2);
+  std::string processes;
+  if (run.team->size() > 1) processes = std::to_string(run.team->size()) + " processes x ";
+  std::printf("%zu students x %d steps x %d x %d tokens (%lld tokens each), %s%d threads, %d shards per batch, seed %llu, output %s\n\n",
+              run.jobs.size(), run.steps, o.batch, run.length, static_cast<long long>(run.steps * per_step),
+              processes.c_str(), run.threads, run.shards, static_cast<unsigned long long>(o.seed), o.out.c_str());
+}
+
+/// The teacher on the held-out stories (nothing when --no-heldout).
+Score score_teacher(const Run& run) {
+  Score score;
+  if (!run.o.heldout) return score;
+  examples::Progress bar("teacher  ", 1);
+  bar.update(0, "scoring " + std::to_string(run.eval_windows) + " windows");
+  score = evaluate(decoders_of(*run.teacher), run.eval, run.eval_windows, run.eval_len, run.threads, run.team);
+  char text[160];
+  std::snprintf(text, sizeof text, "NLL %.4f, perplexity %.4f, top-1 %.4f over %ld tokens", score.nll, score.ppl,
+                score.top1, score.tokens);
+  bar.finish(text);
+  return score;
+}
+
+/// Training and validation text from the teacher, each from its own seed, disjoint, and the same
+/// on every process.
+struct Texts {
+  std::vector<int> train, val;
+};
+
+Texts generate_texts(const Run& run) {
+  const Options& o = run.o;
+  const std::size_t need = std::size_t(run.data_windows) * std::size_t(run.length) + 1;
+  const std::size_t val_need = std::size_t(o.val_windows) * std::size_t(run.eval_len) + 1;
+  Texts t;
+  examples::Progress bar("generate ", double(need + val_need));
+  const auto train_stories = examples::sample_stories(*run.teacher, *run.codec, need, o.seed, run.threads,
+                                                      [&](std::size_t have, std::size_t n) {
+    bar.update(double(std::min(have, need)), std::to_string(n) + " training stories");
+  }, run.team);
+  const auto val_stories = examples::sample_stories(*run.teacher, *run.codec, val_need, o.val_seed, run.threads,
+                                                    [&](std::size_t have, std::size_t n) {
+    bar.update(double(need + std::min(have, val_need)), std::to_string(n) + " validation stories");
+  }, run.team);
+  examples::check_disjoint(train_stories, val_stories);
+  t.train = examples::concatenate(train_stories);
+  t.val = examples::concatenate(val_stories);
+  char text[160];
+  std::snprintf(text, sizeof text, "training %zu tokens (%d windows of %d), validation %zu tokens (%d windows of %d)",
+                t.train.size(), run.data_windows, run.length, t.val.size(), o.val_windows, run.eval_len);
+  bar.finish(text);
+  run.team->check_same("training text", {{t.train.data(), t.train.size() * sizeof(int)}});
+  run.team->check_same("validation text", {{t.val.data(), t.val.size() * sizeof(int)}});
+  return t;
+}
+
+/// The students. Side by side, one core each, while at least `threads` remain (no
+/// synchronisation: the fastest use of the cores); the rest one at a time, each on all cores
+/// (its shards in parallel). Results do not depend on the schedule: shards are fixed. Over
+/// several processes, one at a time (each process runs its shards of every batch).
+std::vector<Result> train_students(Run& run, const Texts& texts, const Calibration& calib) {
+  const Options& o = run.o;
+  const std::vector<Job>& jobs = run.jobs;
+  const int threads = run.threads;
+  const std::size_t side_by_side =
+      run.team->size() > 1 ? 0
+      : o.schedule == StudentSchedule::students ? jobs.size()
+      : o.schedule == StudentSchedule::shards ? 0
+                                              : jobs.size() - jobs.size() % std::size_t(threads);
+  Shared sh;
+  sh.opt = &o;
+  sh.teacher = run.teacher.get();
+  sh.train = &texts.train;
+  sh.windows = run.data_windows;
+  sh.length = run.length;
+  sh.eval = &run.eval;
+  sh.eval_windows = run.eval_windows;
+  sh.eval_len = run.eval_len;
+  sh.val = &texts.val;
+  sh.val_windows = o.val_windows;
+  sh.calib = &calib;
+  sh.steps = run.steps;
+  sh.codec = run.codec.get();
+  sh.team = run.team;
+  sh.out_dir = run.staged ? run.staged->path() : o.out;
+  sh.shards = run.shards;
+  sh.steps_total = long(jobs.size()) * run.steps;
+  sh.status.assign(std::size_t(threads), "");
+  std::vector<Result> results(jobs.size());
+  examples::Progress bar("train    ", double(sh.steps_total));
+  sh.bar = &bar;
+  std::atomic<std::size_t> next{0};
+  std::string error;
+  std::mutex error_mutex;
+  const auto train_one = [&](std::size_t j, int worker, int job_threads) {
+    try {
+      {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error.empty()) return;
+      }
+      results[j] = run_job(jobs[j], sh, worker, job_threads);
+      const Result& r = results[j];
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "  %-14s %8lld params  linear %.3f  validation NLL %.4f (%.4f before fine-tuning)",
+                    job_name(r.job).c_str(), static_cast<long long>(r.parameters),
+                    double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll);
+      std::string text = line;
+      if (o.heldout) {
+        std::snprintf(line, sizeof line, "  held-out NLL %.4f  ppl %7.3f", r.score.nll, r.score.ppl);
+        text += line;
+      }
+      std::snprintf(line, sizeof line, "  (%.0f s)", r.train_seconds);
+      text += line;
+      if (r.exchanged_per_step > 0)
+        text += "  " + std::to_string((r.exchanged_per_step + 512) / 1024) + " KiB of gradients received per step";
+      bar.print(text);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (error.empty()) error = e.what();
+    }
+  };
+#pragma omp parallel num_threads(threads)
+  {
+    const int worker = examples::thread_index();
+    for (std::size_t j; (j = next++) < side_by_side;) train_one(j, worker, 1);
+  }
+  for (std::size_t j = side_by_side; j < jobs.size(); ++j) train_one(j, 0, threads);
+  if (!error.empty()) throw std::runtime_error(error);
+  bar.finish("done");
+  return results;
+}
+
+/// Generation speed, one model at a time, teacher and student alternating; medians. Timed by one
+/// process, the others done. The teacher runs packed as its students are (every layer dense in
+/// the compact form), so a ratio compares weights, not code paths. Returns the teacher's
+/// tokens/s; each student's goes into its result.
+double measure_speed(const Run& run, std::vector<Result>& results) {
+  const Options& o = run.o;
+  std::vector<double> teacher_times;
+  if (o.speed_tokens > 0 && run.team->leader()) {
+    const auto teacher_packed = run.teacher->pack();
+    examples::Progress bar("speed    ", double(results.size()));
+    const int reps = 7;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      std::vector<double> t_teacher, t_student;
+      for (int r = 0; r < reps; ++r) {
+        t_teacher.push_back(generation_seconds(decoders_of(*teacher_packed), *run.codec, o.speed_tokens, run.c.seq_len));
+        t_student.push_back(generation_seconds(decoders_of(*results[i].compact), *run.codec, o.speed_tokens, run.c.seq_len));
+      }
+      std::sort(t_teacher.begin(), t_teacher.end());
+      std::sort(t_student.begin(), t_student.end());
+      results[i].tokens_per_s = o.speed_tokens / t_student[reps / 2];
+      results[i].speedup = t_teacher[reps / 2] / t_student[reps / 2];
+      teacher_times.insert(teacher_times.end(), t_teacher.begin(), t_teacher.end());
+      bar.update(double(i + 1), job_name(results[i].job));
+    }
+    bar.finish("greedy generation of " + std::to_string(o.speed_tokens) + " tokens, medians of 7");
+  }
+  std::sort(teacher_times.begin(), teacher_times.end());
+  return teacher_times.empty() ? 0 : o.speed_tokens / teacher_times[teacher_times.size() / 2];
+}
+
+/// What the run measured of the teacher.
+struct TeacherScores {
+  Score heldout, val;
+  double tokens_per_s = 0;
+  std::string sample;
+};
+
+/// The table (teacher first, then every student).
+ResultTable result_table(const Run& run, const TeacherScores& teacher, const std::vector<Result>& results) {
+  ResultTable table(run.o.heldout, run.o.speed_tokens > 0);
+  Row t;
+  t.teacher = true;
+  t.method = "teacher";
+  t.ratio = "1";
+  t.parameters = run.teacher->parameters();
+  t.bytes = 4 * run.teacher->parameters();
+  t.val_nll = teacher.val.nll;
+  t.heldout = teacher.heldout;
+  t.tokens_per_s = teacher.tokens_per_s;
+  t.checkpoint = path_for_results(run.o.model);
+  t.sample = teacher.sample;
+  table.add(t);
+  for (const auto& r : results) {
+    Row row;
+    row.method = label(r.job);
+    row.ratio = r.job.ratio > 0 ? std::to_string(r.job.ratio).substr(0, 4) : "-";
+    row.parameters = r.parameters;
+    row.bytes = r.bytes;
+    row.index_bytes = r.index_bytes;
+    row.linear_kept = double(r.linear_live) / double(r.linear_dense);
+    row.val_nll = r.val_score.nll;
+    row.val_before = r.val_init_score.nll;
+    row.heldout = r.score;
+    row.tokens_per_s = r.tokens_per_s;
+    row.speedup = r.speedup;
+    row.final_loss = r.final_loss;
+    row.rank_min = r.rank_min;
+    row.rank_max = r.rank_max;
+    row.checkpoint = r.checkpoint;
+    row.sample = r.sample;
+    table.add(row);
+  }
+  return table;
+}
+
+/// Every student's training loss per step (training.csv), and each oats layer's fit per
+/// iteration (init_errors.csv).
+void curves_csv(const std::vector<Result>& results, std::ostringstream& training, std::ostringstream& init) {
+  training << "method,ratio,step,loss\n";
+  init << "method,ratio,layer,rank,sparse_entries,iteration,relative_output_error\n";
+  init.precision(6);
+  for (const auto& r : results) {
+    const std::string ratio = r.job.ratio > 0 ? std::to_string(r.job.ratio).substr(0, 4) : "-";
+    for (std::size_t s = 0; s < r.losses.size(); ++s)
+      training << label(r.job) << ',' << ratio << ',' << s << ',' << r.losses[s] << '\n';
+    for (const auto& [layer, fit] : r.init_errors) {
+      init << label(r.job) << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
+           << ",0," << fit.low_rank_only_error << '\n';
+      for (std::size_t t = 0; t < fit.relative_output_error.size(); ++t)
+        init << label(r.job) << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
+             << ',' << t + 1 << ',' << fit.relative_output_error[t] << '\n';
+    }
+  }
+}
+
+/// Perplexity against parameters, a series per method and the teacher.
+std::string perplexity_plot(const Run& run, const TeacherScores& teacher, const std::vector<Result>& results) {
+  const bool heldout = run.o.heldout;
+  examples::Plot plot;
+  plot.title = heldout ? "Held-out perplexity vs parameters" : "Validation perplexity vs parameters";
+  plot.x_label = "parameters";
+  plot.y_label = "perplexity";
+  for (const auto& m : kMethods) {
+    examples::Series s;
+    s.label = m.name;
+    s.color = m.color;
+    s.markers = true;
+    for (const auto& r : results)
+      if (r.job.method == m.method) {
+        s.x.push_back(double(r.parameters));
+        s.y.push_back(heldout ? r.score.ppl : std::exp(r.val_score.nll));
+      }
+    if (!s.x.empty()) plot.series.push_back(s);
+  }
+  examples::Series t;
+  t.label = "teacher";
+  t.color = "#000000";
+  t.markers = true;
+  t.x = {double(run.teacher->parameters())};
+  t.y = {heldout ? teacher.heldout.ppl : std::exp(teacher.val.nll)};
+  plot.series.push_back(t);
+  plot.log_y = true;
+  return plot.svg();
+}
+
+/// results.md, results.csv, training.csv, init_errors.csv (oats) and the plot into the staging
+/// folder, then the folder swapped in for --out (rank 0). Returns the Markdown table.
+std::string write_outputs(Run& run, const TeacherScores& teacher, const std::vector<Result>& results) {
+  const Options& o = run.o;
+  const ResultTable table = result_table(run, teacher, results);
+  std::ostringstream training, init;
+  curves_csv(results, training, init);
+  std::ostringstream doc;
+  doc << "# lmshrink_compress results\n\nModel `" << o.model << "`; held-out `" << o.eval << "`, "
+      << run.eval_windows << " windows of " << run.eval_len << " tokens (" << teacher.heldout.tokens
+      << " scored); validation: " << o.val_windows << " windows of teacher text (seed " << o.val_seed
+      << "). Each student: " << run.steps << " steps x " << o.batch << " x " << run.length
+      << " tokens of teacher-generated text (seed " << o.seed << "), peak lr " << o.lr;
+  for (const auto& [m, lr] : o.method_lr) doc << " (" << name(m) << " " << lr << ")";
+  doc << ". *linear kept*: live parameters of the linear layers over the teacher's. tokens/s: "
+         "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
+      << table.markdown();
+  if (!run.team->leader()) return table.markdown();
+  const std::string dir = run.staged->path();
+  write_text(dir + "/results.md", doc.str());
+  write_text(dir + "/results.csv", table.csv());
+  write_text(dir + "/training.csv", training.str());
+  if (run.any_oats) write_text(dir + "/init_errors.csv", init.str());
+  write_text(dir + "/perplexity_vs_parameters.svg", perplexity_plot(run, teacher, results));
+  run.staged->commit([](const std::string& name) {  // what the user keeps beside the run's outputs
+    for (const char* own : {"results.md", "results.csv", "training.csv", "init_errors.csv",
+                            "perplexity_vs_parameters.svg", "checkpoints"})
+      if (name == own) return false;
+    return true;
+  });
+  return table.markdown();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -234,323 +599,35 @@ int main(int argc, char** argv) {
   try {
     team = examples::make_team(&argc, &argv);
     const auto wall0 = std::chrono::steady_clock::now();
-    Options o = parse(argc, argv);
-    const int shards = resolve_shards(o, team->size());
-    team->set_exact_sums(o.exact_sums);
-#ifdef _OPENMP
-    const int threads = o.threads > 0 ? o.threads : std::max(1, omp_get_num_procs() / team->size());
-#else
-    const int threads = 1;
-#endif
+    Run run;
+    run.team = team.get();
+    run.o = parse(argc, argv);
     Eigen::setNbThreads(1);  // parallel over windows, stories and students instead
+    read_inputs(run, argc, argv);
+    plan_students(run);
 
-    // Every input is read and checked before any work starts.
-    const std::unique_ptr<examples::Model> teacher_model = examples::load_model(o.model);
-    examples::Model& teacher = *teacher_model;
-    const examples::ModelShape c = teacher.shape();
-    const std::unique_ptr<examples::TextCodec> codec = examples::load_codec(teacher, o.model, o.tokenizer);
-    if (o.eval.empty()) o.eval = default_eval(*codec);
-    const std::vector<int> eval = read_eval_tokens(o.eval, *codec);
-    for (std::size_t i = 0; i < eval.size(); ++i)
-      if (eval[i] < 0 || eval[i] >= c.vocab_size)
-        fail<lmshrink::format_error>("lmshrink_compress", "'", o.eval, "' token ", i, " is ",
-                                     eval[i], "; the model's vocabulary is [0, ", c.vocab_size, ")");
-    const int eval_len = c.seq_len;
-    const int available = int((eval.size() - 1) / std::size_t(eval_len));
-    if (available < 1)
-      fail<lmshrink::value_error>("lmshrink_compress", "'", o.eval, "' has ", eval.size(),
-                                  " tokens; one window needs ", eval_len + 1);
-    const int eval_windows = o.eval_windows > 0 ? std::min(o.eval_windows, available) : available;
-    const int length = o.length > 0 ? o.length : c.seq_len;
-    if (length > c.seq_len)
-      fail<lmshrink::value_error>("lmshrink_compress", "--length ", length,
-                                  " exceeds the model's seq_len ", c.seq_len);
-    bool any_trunc = false;
-    for (Method m : o.methods) any_trunc |= info(m).start == StudentStart::truncated;
-    if (any_trunc) lmshrink::validate_selection(o.keep, c.n_layers);
-    // The run's outputs land as a set: written into a folder beside --out, swapped in at the end.
-    // A failed run leaves the previous outputs as they were; a killed one leaves the folder,
-    // which the next run removes.
-    std::optional<lmshrink::StagedDirectory> staged;
-    if (team->leader()) {
-      staged.emplace("lmshrink_compress", o.out);
-      examples::prepare_output_directory("lmshrink_compress", staged->path() + "/checkpoints");
-    }
-    check_same_inputs(*team, argc, argv, teacher, *codec, eval);
-
-    std::vector<Job> jobs;
-    for (Method m : o.methods)
-      for (double r : info(m).has_ratio ? o.ratios : std::vector<double>{0.0}) {
-        Job j;
-        j.method = m;
-        j.ratio = r;
-        if (m == Method::trunc_kd) j.loss = o.trunc_loss;
-        if (m == Method::oats && o.oats_allocation != OatsAllocation::uniform)
-          j.label = std::string("oats-") + name(o.oats_allocation);
-        jobs.push_back(j);
-      }
-
-    std::printf("lmshrink_compress: %s (%s, dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
-                o.model.c_str(), teacher.family().c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads,
-                c.vocab_size, static_cast<long long>(teacher.parameters()));
-    const int steps = o.tokens > 0 ? int((o.tokens + std::int64_t(o.batch) * length - 1) / (std::int64_t(o.batch) * length))
-                                    : o.steps;
-    std::string processes;
-    if (team->size() > 1) processes = std::to_string(team->size()) + " processes x ";
-    std::printf("%zu students x %d steps x %d x %d tokens (%lld tokens each), %s%d threads, %d shards per batch, seed %llu, output %s\n\n",
-                jobs.size(), steps, o.batch, length,
-                static_cast<long long>(std::int64_t(steps) * o.batch * length), processes.c_str(), threads, shards,
-                static_cast<unsigned long long>(o.seed), o.out.c_str());
-
-    // 1. The teacher.
-    Score teacher_score;
-    if (o.heldout) {
-      examples::Progress bar("teacher  ", 1);
-      bar.update(0, "scoring " + std::to_string(eval_windows) + " windows");
-      teacher_score = evaluate(decoders_of(teacher), eval, eval_windows, eval_len, threads, team.get());
-      char text[160];
-      std::snprintf(text, sizeof text, "NLL %.4f, perplexity %.4f, top-1 %.4f over %ld tokens",
-                    teacher_score.nll, teacher_score.ppl, teacher_score.top1, teacher_score.tokens);
-      bar.finish(text);
-    }
-
-    // 2. Training and validation text from the teacher, each from its own seed, disjoint.
-    const int data_windows = o.data_windows > 0 ? o.data_windows : std::max(1, steps * o.batch / 2);
-    const std::size_t need = std::size_t(data_windows) * std::size_t(length) + 1;
-    const std::size_t val_need = std::size_t(o.val_windows) * std::size_t(eval_len) + 1;
-    std::vector<int> train, val;
-    {
-      examples::Progress bar("generate ", double(need + val_need));
-      const auto train_stories = examples::sample_stories(teacher, *codec, need, o.seed, threads, [&](std::size_t have, std::size_t n) {
-        bar.update(double(std::min(have, need)), std::to_string(n) + " training stories");
-      }, team.get());
-      const auto val_stories = examples::sample_stories(teacher, *codec, val_need, o.val_seed, threads, [&](std::size_t have, std::size_t n) {
-        bar.update(double(need + std::min(have, val_need)), std::to_string(n) + " validation stories");
-      }, team.get());
-      examples::check_disjoint(train_stories, val_stories);
-      train = examples::concatenate(train_stories);
-      val = examples::concatenate(val_stories);
-      char text[160];
-      std::snprintf(text, sizeof text, "training %zu tokens (%d windows of %d), validation %zu tokens (%d windows of %d)",
-                    train.size(), data_windows, length, val.size(), o.val_windows, eval_len);
-      bar.finish(text);
-    }
-    team->check_same("training text", {{train.data(), train.size() * sizeof(int)}});
-    team->check_same("validation text", {{val.data(), val.size() * sizeof(int)}});
-    const Score teacher_val = evaluate(decoders_of(teacher), val, o.val_windows, eval_len, threads, team.get());
-    std::printf("teacher on validation text: NLL %.4f\n", teacher_val.nll);
-
-    // Calibration statistics of every linear layer's inputs, from the teacher on training text.
-    bool any_oats = false;
-    for (Method m : o.methods) any_oats |= info(m).init == LayerInit::sparse_plus_low_rank;
+    // 1. The teacher; 2. its text; the calibration statistics of every linear layer's inputs.
+    TeacherScores teacher;
+    teacher.heldout = score_teacher(run);
+    const Texts texts = generate_texts(run);
+    teacher.val = evaluate(decoders_of(*run.teacher), texts.val, run.o.val_windows, run.eval_len, run.threads, run.team);
+    std::printf("teacher on validation text: NLL %.4f\n", teacher.val.nll);
     const Calibration calib =
-        o.whitened || any_oats ? collect_calibration(teacher, train, length, std::min(o.calib_windows, data_windows))
-                   : Calibration{};
+        run.o.whitened || run.any_oats
+            ? collect_calibration(*run.teacher, texts.train, run.length, std::min(run.o.calib_windows, run.data_windows))
+            : Calibration{};
 
-    // 3. Students. Side by side, one core each, while at least `threads` remain (no
-    // synchronisation: the fastest use of the cores); the rest one at a time, each on all cores
-    // (its shards in parallel). Results do not depend on the schedule: shards are fixed. Over
-    // several processes, one at a time (each process runs its shards of every batch).
-    const std::size_t side_by_side =
-        team->size() > 1 ? 0
-        : o.schedule == StudentSchedule::students ? jobs.size()
-        : o.schedule == StudentSchedule::shards ? 0
-                                 : jobs.size() - jobs.size() % std::size_t(threads);
-    Shared sh;
-    sh.opt = &o;
-    sh.teacher = &teacher;
-    sh.train = &train;
-    sh.windows = data_windows;
-    sh.length = length;
-    sh.eval = &eval;
-    sh.eval_windows = eval_windows;
-    sh.eval_len = eval_len;
-    sh.val = &val;
-    sh.val_windows = o.val_windows;
-    sh.calib = &calib;
-    sh.steps = steps;
-    sh.codec = codec.get();
-    sh.team = team.get();
-    sh.out_dir = staged ? staged->path() : o.out;
-    sh.shards = shards;
-    sh.steps_total = long(jobs.size()) * steps;
-    sh.status.assign(std::size_t(threads), "");
-    std::vector<Result> results(jobs.size());
-    {
-      examples::Progress bar("train    ", double(sh.steps_total));
-      sh.bar = &bar;
-      std::atomic<std::size_t> next{0};
-      std::string error;
-      std::mutex error_mutex;
-      const auto run = [&](std::size_t j, int worker, int job_threads) {
-        try {
-          {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error.empty()) return;
-          }
-          results[j] = run_job(jobs[j], sh, worker, job_threads);
-          const Result& r = results[j];
-          char line[256];
-          std::snprintf(line, sizeof line,
-                        "  %-14s %8lld params  linear %.3f  validation NLL %.4f (%.4f before fine-tuning)",
-                        job_name(r.job).c_str(), static_cast<long long>(r.parameters),
-                        double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll);
-          std::string text = line;
-          if (o.heldout) {
-            std::snprintf(line, sizeof line, "  held-out NLL %.4f  ppl %7.3f", r.score.nll, r.score.ppl);
-            text += line;
-          }
-          std::snprintf(line, sizeof line, "  (%.0f s)", r.train_seconds);
-          text += line;
-          if (r.exchanged_per_step > 0)
-            text += "  " + std::to_string((r.exchanged_per_step + 512) / 1024) + " KiB of gradients received per step";
-          bar.print(text);
-        } catch (const std::exception& e) {
-          std::lock_guard<std::mutex> lock(error_mutex);
-          if (error.empty()) error = e.what();
-        }
-      };
-#pragma omp parallel num_threads(threads)
-      {
-        const int worker = examples::thread_index();
-        for (std::size_t j; (j = next++) < side_by_side;) run(j, worker, 1);
-      }
-      for (std::size_t j = side_by_side; j < jobs.size(); ++j) run(j, 0, threads);
-      if (!error.empty()) throw std::runtime_error(error);
-      bar.finish("done");
-    }
-
-    // 4. Generation speed, one model at a time, teacher and student alternating; medians.
-    std::vector<double> teacher_times;
-    if (o.speed_tokens > 0 && team->leader()) {  // timed by one process, the others done
-      // The teacher runs packed as its students are (every layer dense in the compact form), so
-      // a ratio compares weights, not code paths.
-      const auto teacher_packed = teacher.pack();
-      examples::Progress bar("speed    ", double(results.size()));
-      const int reps = 7;
-      for (std::size_t i = 0; i < results.size(); ++i) {
-        std::vector<double> t_teacher, t_student;
-        for (int r = 0; r < reps; ++r) {
-          t_teacher.push_back(generation_seconds(decoders_of(*teacher_packed), *codec, o.speed_tokens, c.seq_len));
-          t_student.push_back(generation_seconds(decoders_of(*results[i].compact), *codec, o.speed_tokens, c.seq_len));
-        }
-        std::sort(t_teacher.begin(), t_teacher.end());
-        std::sort(t_student.begin(), t_student.end());
-        results[i].tokens_per_s = o.speed_tokens / t_student[reps / 2];
-        results[i].speedup = t_teacher[reps / 2] / t_student[reps / 2];
-        teacher_times.insert(teacher_times.end(), t_teacher.begin(), t_teacher.end());
-        bar.update(double(i + 1), job_name(results[i].job));
-      }
-      bar.finish("greedy generation of " + std::to_string(o.speed_tokens) + " tokens, medians of 7");
-    }
-    std::sort(teacher_times.begin(), teacher_times.end());
-    const double teacher_tps = teacher_times.empty() ? 0 : o.speed_tokens / teacher_times[teacher_times.size() / 2];
-    const std::string teacher_sample = sample_text(*codec, greedy(decoders_of(teacher), *codec, o.sample_tokens, c.seq_len));
-
-    // 5. Results.
-    std::ostringstream training, init;
-    init << "method,ratio,layer,rank,sparse_entries,iteration,relative_output_error\n";
-    init.precision(6);
-    ResultTable table(o.heldout, o.speed_tokens > 0);
-    {
-      Row t;
-      t.teacher = true;
-      t.method = "teacher";
-      t.ratio = "1";
-      t.parameters = teacher.parameters();
-      t.bytes = 4 * teacher.parameters();
-      t.val_nll = teacher_val.nll;
-      t.heldout = teacher_score;
-      t.tokens_per_s = teacher_tps;
-      t.checkpoint = path_for_results(o.model);
-      t.sample = teacher_sample;
-      table.add(t);
-    }
-    training << "method,ratio,step,loss\n";
-    for (const auto& r : results) {
-      const std::string ratio = r.job.ratio > 0 ? std::to_string(r.job.ratio).substr(0, 4) : "-";
-      Row row;
-      row.method = label(r.job);
-      row.ratio = ratio;
-      row.parameters = r.parameters;
-      row.bytes = r.bytes;
-      row.index_bytes = r.index_bytes;
-      row.linear_kept = double(r.linear_live) / double(r.linear_dense);
-      row.val_nll = r.val_score.nll;
-      row.val_before = r.val_init_score.nll;
-      row.heldout = r.score;
-      row.tokens_per_s = r.tokens_per_s;
-      row.speedup = r.speedup;
-      row.final_loss = r.final_loss;
-      row.rank_min = r.rank_min;
-      row.rank_max = r.rank_max;
-      row.checkpoint = r.checkpoint;
-      row.sample = r.sample;
-      table.add(row);
-      for (std::size_t s = 0; s < r.losses.size(); ++s)
-        training << label(r.job) << ',' << ratio << ',' << s << ',' << r.losses[s] << '\n';
-      for (const auto& [layer, fit] : r.init_errors) {
-        init << label(r.job) << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
-             << ",0," << fit.low_rank_only_error << '\n';
-        for (std::size_t t = 0; t < fit.relative_output_error.size(); ++t)
-          init << label(r.job) << ',' << ratio << ',' << layer << ',' << fit.rank << ',' << fit.sparse_entries
-               << ',' << t + 1 << ',' << fit.relative_output_error[t] << '\n';
-      }
-    }
-    std::ostringstream doc;
-    doc << "# lmshrink_compress results\n\nModel `" << o.model << "`; held-out `" << o.eval << "`, "
-        << eval_windows << " windows of " << eval_len << " tokens (" << teacher_score.tokens
-        << " scored); validation: " << o.val_windows << " windows of teacher text (seed " << o.val_seed
-        << "). Each student: " << steps << " steps x " << o.batch << " x " << length
-        << " tokens of teacher-generated text (seed " << o.seed << "), peak lr " << o.lr;
-    for (const auto& [m, lr] : o.method_lr) doc << " (" << name(m) << " " << lr << ")";
-    doc
-        << ". *linear kept*: live parameters of the linear layers over the teacher's. tokens/s: "
-           "greedy generation of " << o.speed_tokens << " tokens, median of 7, one thread.\n\n"
-        << table.markdown();
+    // 3. The students; 4. their speed; 5. the outputs.
+    std::vector<Result> results = train_students(run, texts, calib);
+    teacher.tokens_per_s = measure_speed(run, results);
+    teacher.sample = sample_text(*run.codec, greedy(decoders_of(*run.teacher), *run.codec, run.o.sample_tokens,
+                                                    run.c.seq_len));
+    const std::string table = write_outputs(run, teacher, results);
     if (!team->leader()) return 0;
-    write_text(staged->path() + "/results.md", doc.str());
-    write_text(staged->path() + "/results.csv", table.csv());
-    write_text(staged->path() + "/training.csv", training.str());
-    if (any_oats) write_text(staged->path() + "/init_errors.csv", init.str());
-
-    examples::Plot plot;
-    plot.title = o.heldout ? "Held-out perplexity vs parameters" : "Validation perplexity vs parameters";
-    plot.x_label = "parameters";
-    plot.y_label = "perplexity";
-    for (const auto& m : kMethods) {
-      examples::Series s;
-      s.label = m.name;
-      s.color = m.color;
-      s.markers = true;
-      for (const auto& r : results)
-        if (r.job.method == m.method) {
-          s.x.push_back(double(r.parameters));
-          s.y.push_back(o.heldout ? r.score.ppl : std::exp(r.val_score.nll));
-        }
-      if (!s.x.empty()) plot.series.push_back(s);
-    }
-    examples::Series t;
-    t.label = "teacher";
-    t.color = "#000000";
-    t.markers = true;
-    t.x = {double(teacher.parameters())};
-    t.y = {o.heldout ? teacher_score.ppl : std::exp(teacher_val.nll)};
-    plot.series.push_back(t);
-    plot.log_y = true;
-    write_text(staged->path() + "/perplexity_vs_parameters.svg", plot.svg());
-
-    staged->commit([](const std::string& name) {  // what the user keeps beside the run's outputs
-      for (const char* own : {"results.md", "results.csv", "training.csv", "init_errors.csv",
-                              "perplexity_vs_parameters.svg", "checkpoints"})
-        if (name == own) return false;
-      return true;
-    });
-
-    std::printf("\n%s\n", table.markdown().c_str());
+    std::printf("\n%s\n", table.c_str());
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     std::printf("wrote %s/results.md, results.csv, training.csv, %sperplexity_vs_parameters.svg and "
-                "checkpoints/ in %s\n", o.out.c_str(), any_oats ? "init_errors.csv, " : "",
+                "checkpoints/ in %s\n", run.o.out.c_str(), run.any_oats ? "init_errors.csv, " : "",
                 examples::format_duration(wall).c_str());
     return 0;
   } catch (const std::exception& e) {
