@@ -44,7 +44,7 @@
 #include <omp.h>
 #endif
 
-#include "../examples/common/svg_plot.hpp"
+#include "../examples/cli/svg_plot.hpp"
 #include "bench_context.hpp"
 
 using lmshrink::Index;

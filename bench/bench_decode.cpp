@@ -36,7 +36,7 @@
 #include "bench_context.hpp"
 #include "models/llama/llama_compact.hpp"
 #include "models/llama/llama_decoder.hpp"
-#include "common/svg_plot.hpp"
+#include "cli/svg_plot.hpp"
 #include "models/llama/synthetic_llama.hpp"
 
 #ifndef LMSHRINK_DATA_DIR

@@ -12,10 +12,10 @@
 #include "../examples/models/llama/llama_model.hpp"
 #include "../examples/models/llama/llama_trainer.hpp"
 #include "../examples/models/codecs.hpp"
-#include "../examples/common/layerwise.hpp"
-#include "../examples/common/sharded_trainer.hpp"
+#include "../examples/runtime/layerwise.hpp"
+#include "../examples/runtime/sharded_trainer.hpp"
 #include "../examples/models/llama/synthetic_llama.hpp"
-#include "../examples/common/teacher_text.hpp"
+#include "../examples/runtime/teacher_text.hpp"
 #include <lmshrink/sparse_plus_low_rank.hpp>
 #include <lmshrink/svd_init.hpp>
 

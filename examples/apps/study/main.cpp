@@ -35,12 +35,12 @@
 #include <omp.h>
 #endif
 
-#include "../common/option_parsing.hpp"
-#include "../common/output_dir.hpp"
-#include "../common/svg_plot.hpp"
-#include "../common/thread_index.hpp"
-#include "../common/teacher_text.hpp"
-#include "../compress/compress.hpp"
+#include "cli/option_parsing.hpp"
+#include "cli/output_dir.hpp"
+#include "cli/svg_plot.hpp"
+#include "runtime/thread_index.hpp"
+#include "runtime/teacher_text.hpp"
+#include "apps/compress/compress.hpp"
 #include "pollution.hpp"
 
 using namespace compress;

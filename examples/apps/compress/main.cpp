@@ -41,10 +41,10 @@
 #include <omp.h>
 #endif
 
-#include "../common/output_dir.hpp"
-#include "../common/svg_plot.hpp"
-#include "../common/thread_index.hpp"
-#include "../common/teacher_text.hpp"
+#include "cli/output_dir.hpp"
+#include "cli/svg_plot.hpp"
+#include "runtime/thread_index.hpp"
+#include "runtime/teacher_text.hpp"
 #include "compress.hpp"
 
 using namespace compress;

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <lmshrink/lmshrink.hpp>
 
-#include "common/output_dir.hpp"
+#include "cli/output_dir.hpp"
 #include <sstream>
 #include <string>
 #include <vector>

@@ -6,7 +6,7 @@
 // order. The result depends on the shard count and never on the thread count: one thread runs
 // the same shards one after the other. One shard is exactly the model's Net.
 //
-// With a Team of N processes (examples/common/team.hpp), rank r runs shards [r·S/N, (r+1)·S/N)
+// With a Team of N processes (examples/runtime/team.hpp), rank r runs shards [r·S/N, (r+1)·S/N)
 // of the S shards (S a multiple of N) and the shards' gradients are summed across the ranks in
 // the same shard order: every rank gets the bits of the single process with S shards.
 //

@@ -13,8 +13,8 @@
 #include <map>
 #include <string>
 
-#include "common/output_dir.hpp"
-#include "common/svg_plot.hpp"
+#include "cli/output_dir.hpp"
+#include "cli/svg_plot.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"

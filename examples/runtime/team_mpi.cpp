@@ -5,7 +5,7 @@
 #include <optional>
 #include <lmshrink/mpi.hpp>
 
-#include "progress.hpp"
+#include "../cli/progress.hpp"
 #include "team.hpp"
 
 namespace examples {

@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "../common/layerwise.hpp"
-#include "../common/progress.hpp"
-#include "../common/team.hpp"
-#include "../models/model.hpp"
+#include "runtime/layerwise.hpp"
+#include "cli/progress.hpp"
+#include "runtime/team.hpp"
+#include "models/model.hpp"
 #include "methods.hpp"
 
 #ifndef LMSHRINK_DATA_DIR

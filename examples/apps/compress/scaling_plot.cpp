@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "../common/svg_plot.hpp"
+#include "cli/svg_plot.hpp"
 
 namespace {
 

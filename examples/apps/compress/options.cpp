@@ -4,7 +4,7 @@
 #include <utility>
 #include <stdexcept>
 
-#include "../common/option_parsing.hpp"
+#include "cli/option_parsing.hpp"
 #include "compress.hpp"
 
 namespace compress {

@@ -2,7 +2,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "../common/sharded_trainer.hpp"
+#include "runtime/sharded_trainer.hpp"
 #include <lmshrink/files.hpp>
 
 #include "compress.hpp"
