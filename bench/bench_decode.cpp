@@ -1,5 +1,5 @@
 // End-to-end generation speed of whole models: tokens per second of greedy decoding from
-// position 0 (examples::KvDecoder), dense against compact at remaining ratios q = 0.5 and 0.3, on
+// position 0 (lmshrink::models::llama::KvDecoder), dense against compact at remaining ratios q = 0.5 and 0.3, on
 // one thread and on two.
 //
 // Models:
@@ -7,7 +7,7 @@
 //   stories15M    288 wide, 6 blocks, 768 hidden, vocab 32,000        } synthetic weights:
 //   gpt2-small    768 wide, 12 blocks, 3072 hidden, vocab 50,257      } speed only
 // Compact students have random low-rank factors and evenly spread kept rows at the budget of
-// examples::split_budget (a fifth of each layer's budget in kept rows); their outputs mean
+// lmshrink::models::llama::split_budget (a fifth of each layer's budget in kept rows); their outputs mean
 // nothing, only their speed does. "cls" variants compress the classifier too.
 //
 // Dense baselines: the model's matrices with Eigen (dense_eigen, one thread: Eigen does not
@@ -34,10 +34,10 @@
 #endif
 
 #include "bench_context.hpp"
-#include "models/llama/llama_compact.hpp"
-#include "models/llama/llama_decoder.hpp"
+#include <lmshrink/models/llama/compact.hpp>
+#include <lmshrink/models/llama/decoder.hpp>
 #include "cli/svg_plot.hpp"
-#include "models/llama/synthetic_llama.hpp"
+#include <lmshrink/models/llama/synthetic.hpp>
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -49,8 +49,8 @@ struct ModelSet {
   std::string name;
   int tokens = 0;  // generated per iteration, from position 0
   lmshrink::Llama2cModel dense;
-  examples::CompactLlama packed;
-  std::map<std::string, examples::CompactLlama> students;  // "q:50", "q:50/cls", ...
+  lmshrink::models::llama::Compact packed;
+  std::map<std::string, lmshrink::models::llama::Compact> students;  // "q:50", "q:50/cls", ...
 };
 
 std::map<std::string, std::unique_ptr<ModelSet>>& models() {
@@ -69,27 +69,27 @@ ModelSet& model_set(const std::string& name) {
     set->dense = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
     set->tokens = 256;
   } else if (name == "stories15M") {
-    set->dense = examples::synthetic_model(examples::stories15m_shape(), 1);
+    set->dense = lmshrink::models::llama::synthetic_model(lmshrink::models::llama::stories15m_shape(), 1);
     set->tokens = 128;
   } else {
-    set->dense = examples::synthetic_model(examples::gpt2_small_shape(), 1);
+    set->dense = lmshrink::models::llama::synthetic_model(lmshrink::models::llama::gpt2_small_shape(), 1);
     set->tokens = 64;
   }
-  set->packed = examples::CompactLlama::pack_dense(set->dense);
+  set->packed = lmshrink::models::llama::Compact::pack_dense(set->dense);
   for (int pct : {50, 30})
     for (bool cls : {false, true}) {
-      examples::SyntheticCompactOptions o;
+      lmshrink::models::llama::SyntheticCompactOptions o;
       o.q = pct / 100.0;
       o.compress_classifier = cls;
       set->students["q:" + std::to_string(pct) + (cls ? "/cls" : "")] =
-          examples::synthetic_compact(set->dense, o);
+          lmshrink::models::llama::synthetic_compact(set->dense, o);
     }
   return *all.emplace(name, std::move(set)).first->second;
 }
 
 template <class View>
 void generate(benchmark::State& state, View view, int tokens) {
-  examples::KvDecoder<View> dec(view);
+  lmshrink::models::llama::KvDecoder<View> dec(view);
   for (auto _ : state) {
     int token = 1;
     for (int pos = 0; pos < tokens; ++pos) {
@@ -105,12 +105,12 @@ void generate(benchmark::State& state, View view, int tokens) {
 
 void bench_dense_eigen(benchmark::State& state, std::string model) {
   ModelSet& m = model_set(model);
-  generate<examples::DenseView>(state, m.dense, m.tokens);
+  generate<lmshrink::models::llama::DenseView>(state, m.dense, m.tokens);
 }
 
 void bench_compact(benchmark::State& state, std::string model, std::string variant, int threads) {
   ModelSet& m = model_set(model);
-  const examples::CompactLlama& c = variant == "dense_packed" ? m.packed : m.students.at(variant);
+  const lmshrink::models::llama::Compact& c = variant == "dense_packed" ? m.packed : m.students.at(variant);
   lmshrink::CompactForwardOptions options;
   options.threads = threads;
 #ifdef _OPENMP
@@ -121,7 +121,7 @@ void bench_compact(benchmark::State& state, std::string model, std::string varia
     return;
   }
 #endif
-  generate<examples::CompactView>(state, examples::CompactView(c, options), m.tokens);
+  generate<lmshrink::models::llama::CompactView>(state, lmshrink::models::llama::CompactView(c, options), m.tokens);
 }
 
 void register_all() {

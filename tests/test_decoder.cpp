@@ -1,4 +1,4 @@
-// The reference decoder (examples/models/llama/llama_decoder.hpp) against run.c: the greedy sample
+// The reference decoder (examples/lmshrink/models/llama/decoder.hpp) against run.c: the greedy sample
 // token for token, and the README's window-1 NLL, also through a Hugging Face checkpoint; and the
 // tokenizer's encoding of the held-out stories against the reference token stream.
 #include <catch2/catch.hpp>
@@ -10,7 +10,7 @@
 #include <sstream>
 #include <vector>
 
-#include "../examples/models/llama/llama_decoder.hpp"
+#include <lmshrink/models/llama/decoder.hpp>
 
 #include "test_helpers.hpp"
 
@@ -68,7 +68,7 @@ TEST_CASE("encoding the held-out stories with the protocol gives the reference s
 TEST_CASE("greedy generation reproduces run.c's sample token for token", "[decoder]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto want = test::read_u16(LMSHRINK_DATA_DIR "/stories260K_greedy_t0.ids.u16");
-  examples::LlamaKvDecoder dec(model);
+  lmshrink::models::llama::DenseKvDecoder dec(model);
   int token = 1;
   for (int pos = 0; pos + 1 < int(want.size()); ++pos) {
     const auto& z = dec.forward(token, pos);
@@ -83,8 +83,8 @@ TEST_CASE("greedy generation reproduces run.c's sample token for token", "[decod
 TEST_CASE("the first evaluation window's NLL matches the README", "[decoder]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
-  examples::LlamaKvDecoder dec(model);
-  const auto s = examples::score_window(dec, stream.data(), stream.data() + 1, 512);
+  lmshrink::models::llama::DenseKvDecoder dec(model);
+  const auto s = lmshrink::models::llama::score_window(dec, stream.data(), stream.data() + 1, 512);
   REQUIRE(s.tokens == 512);
   const double nll = s.nll_sum / double(s.tokens);
   CAPTURE(nll);
@@ -96,8 +96,8 @@ TEST_CASE("the first evaluation window's NLL matches the README", "[decoder]") {
 TEST_CASE("the full-sequence forward equals the KV-cache forward", "[decoder]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
-  examples::LlamaKvDecoder kv(model);
-  examples::LlamaSequenceDecoder seq(model);
+  lmshrink::models::llama::DenseKvDecoder kv(model);
+  lmshrink::models::llama::DenseSequenceDecoder seq(model);
   const auto& logits = seq.forward(stream.data(), 512);
   REQUIRE(logits.rows() == 512);
   double max_diff = 0;
@@ -117,7 +117,7 @@ TEST_CASE("stories260K converted to Hugging Face layout gives the same logits an
   std::filesystem::remove_all(dir);
   lmshrink::write_hf_llama(model, dir);
   const auto hf = lmshrink::read_hf_llama(dir);  // no lmshrink metadata: config.json only
-  examples::LlamaSequenceDecoder a(model), b(hf);
+  lmshrink::models::llama::DenseSequenceDecoder a(model), b(hf);
   const auto& la = a.forward(stream.data(), 512);
   const auto& lb = b.forward(stream.data(), 512);
   REQUIRE(la == lb);  // the q/k row permutation round trip is exact
@@ -127,7 +127,7 @@ TEST_CASE("stories260K converted to Hugging Face layout gives the same logits an
   std::filesystem::remove_all(dir);
   lmshrink::write_hf_llama(model, dir, lmshrink::Dtype::bf16);
   const auto bf16 = lmshrink::read_hf_llama(dir);
-  examples::LlamaSequenceDecoder c(bf16);
+  lmshrink::models::llama::DenseSequenceDecoder c(bf16);
   const auto sc = lmshrink::models::score_logits<float>(c.forward(stream.data(), 512), stream.data() + 1);
   CAPTURE(sc.nll_sum / 512.0);
   REQUIRE(std::abs(sc.nll_sum / 512.0 - 1.239298) < 0.02);
@@ -136,7 +136,7 @@ TEST_CASE("stories260K converted to Hugging Face layout gives the same logits an
 
 TEST_CASE("the decoders' RoPE table covers the positions used, not the model's whole context",
           "[decoder]") {
-  examples::RopeTable rope(1 << 26, 8, 10000.0);  // a 2^26-position context: 2 GiB if sized to it
+  lmshrink::models::llama::RopeTable rope(1 << 26, 8, 10000.0);  // a 2^26-position context: 2 GiB if sized to it
   CHECK(rope.covered() == 0);
   rope.cover(10);
   CHECK(rope.covered() == 10);
@@ -145,7 +145,7 @@ TEST_CASE("the decoders' RoPE table covers the positions used, not the model's w
   rope.cover(5);
   CHECK(rope.covered() == 20);
   // Angles as run.c computes them, whatever the order of growth.
-  examples::RopeTable whole(64, 8, 10000.0);
+  lmshrink::models::llama::RopeTable whole(64, 8, 10000.0);
   whole.cover(64);
   float a[8] = {1, 0, 1, 0, 1, 0, 1, 0}, b[8] = {1, 0, 1, 0, 1, 0, 1, 0};
   rope.rotate(a, 8, 17);

@@ -15,9 +15,9 @@
 
 #include <lmshrink/random.hpp>
 
-#include "../examples/models/gpt2/gpt2_checkpoint.hpp"
-#include "../examples/models/gpt2/gpt2_decoder.hpp"
-#include "../examples/models/gpt2/gpt2_trainer.hpp"
+#include <lmshrink/models/gpt2/checkpoint.hpp>
+#include <lmshrink/models/gpt2/decoder.hpp>
+#include <lmshrink/models/gpt2/trainer.hpp>
 
 #include "mixed_layer.hpp"
 #include "test_helpers.hpp"
@@ -25,8 +25,8 @@
 namespace {
 
 template <class S>
-examples::Gpt2Weights<S> tiny_gpt2(std::mt19937& rng, bool compressed) {
-  using W = examples::Gpt2Weights<S>;
+lmshrink::models::gpt2::Weights<S> tiny_gpt2(std::mt19937& rng, bool compressed) {
+  using W = lmshrink::models::gpt2::Weights<S>;
   std::normal_distribution<double> normal(0.0, 0.5);
   auto fill = [&](auto& m) {
     for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = S(normal(rng));
@@ -40,15 +40,15 @@ examples::Gpt2Weights<S> tiny_gpt2(std::mt19937& rng, bool compressed) {
   fill(w.wpe);
   w.lnf_w = W::Vec::Constant(c.dim, S(1)) + S(0.2) * W::Vec::Random(c.dim);
   w.lnf_b = S(0.1) * W::Vec::Random(c.dim);
-  const int outs[examples::kGpt2LinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
-  const int ins[examples::kGpt2LinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim};
+  const int outs[lmshrink::models::gpt2::kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
+  const int ins[lmshrink::models::gpt2::kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim};
   for (int l = 0; l < c.n_layers; ++l) {
     for (auto* v : {&w.ln1_w, &w.ln2_w}) v->push_back(W::Vec::Constant(c.dim, S(1)) + S(0.2) * W::Vec::Random(c.dim));
     for (auto* v : {&w.ln1_b, &w.ln2_b}) v->push_back(S(0.1) * W::Vec::Random(c.dim));
-    std::array<typename W::Layer, examples::kGpt2LinearKinds> layers;
-    for (int k = 0; k < examples::kGpt2LinearKinds; ++k) {
+    std::array<typename W::Layer, lmshrink::models::gpt2::kLinearKinds> layers;
+    for (int k = 0; k < lmshrink::models::gpt2::kLinearKinds; ++k) {
       // dense, U·V + S with pruned rows, U·V only
-      const int kind = compressed ? (l * examples::kGpt2LinearKinds + k) % 3 : 0;
+      const int kind = compressed ? (l * lmshrink::models::gpt2::kLinearKinds + k) % 3 : 0;
       layers[std::size_t(k)] = test::mixed_layer<S>(outs[k], ins[k], kind, true, fill);
     }
     w.linear.push_back(std::move(layers));
@@ -56,8 +56,8 @@ examples::Gpt2Weights<S> tiny_gpt2(std::mt19937& rng, bool compressed) {
   return w;
 }
 
-using Wd = examples::Gpt2Weights<double>;
-using Net = examples::Gpt2Trainer<double>;
+using Wd = lmshrink::models::gpt2::Weights<double>;
+using Net = lmshrink::models::gpt2::Trainer<double>;
 
 // loss = Σ logits ∘ R + Σ_l block_output(l) ∘ B_l, so ∂loss/∂logits = R and ∂/∂block = B_l.
 double loss(Net& net, const std::vector<int>& tokens, const Wd::Mat& r, const std::vector<Wd::Mat>& b) {
@@ -174,10 +174,10 @@ TEST_CASE("GPT-2's backward equals central differences, every parameter, with bi
     check_tensor("ln1_b", w.ln1_b[L], g.ln1_b[L], net, tokens, r, b_used, &worst);
     check_tensor("ln2_w", w.ln2_w[L], g.ln2_w[L], net, tokens, r, b_used, &worst);
     check_tensor("ln2_b", w.ln2_b[L], g.ln2_b[L], net, tokens, r, b_used, &worst);
-    for (int k = 0; k < examples::kGpt2LinearKinds; ++k) {
+    for (int k = 0; k < lmshrink::models::gpt2::kLinearKinds; ++k) {
       auto& layer = w.linear[L][std::size_t(k)];
       const auto& gl = g.linear[L][std::size_t(k)];
-      CAPTURE(l, examples::gpt2_linear_kind_name(k));
+      CAPTURE(l, lmshrink::models::gpt2::linear_kind_name(k));
       check_tensor("U", layer.U(), gl.U, net, tokens, r, b_used, &worst);
       check_tensor("V", layer.V(), gl.V, net, tokens, r, b_used, &worst);
       check_tensor("bias", layer.bias(), gl.bias, net, tokens, r, b_used, &worst);
@@ -209,18 +209,18 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   REQUIRE(model.attn_w[1].rows() == 24);
   const std::vector<int> tokens = {3, 0, 10, 7, 7, 1};
   const auto want = reference_forward(model, tokens);
-  auto w = examples::Gpt2Weights<float>::from_model(model);
-  examples::Gpt2Trainer<float> net(w, 1, 6);
+  auto w = lmshrink::models::gpt2::Weights<float>::from_model(model);
+  lmshrink::models::gpt2::Trainer<float> net(w, 1, 6);
   const auto& logits = net.forward(tokens.data());
   CAPTURE((logits.cast<double>() - want).cwiseAbs().maxCoeff());
   REQUIRE((logits.cast<double>() - want).cwiseAbs().maxCoeff() < 1e-4);
 
   // The packed decoder, token by token (KV cache) and whole, on a compressed model.
   auto small = tiny_gpt2<float>(rng, true);
-  examples::Gpt2Trainer<float> snet(small, 1, 6);
+  lmshrink::models::gpt2::Trainer<float> snet(small, 1, 6);
   const lmshrink::RowMatrix<float> slogits = snet.forward(tokens.data());
-  const auto packed = examples::CompactGpt2::pack(small);
-  examples::Gpt2Decoder<examples::Gpt2CompactView> dec(packed);
+  const auto packed = lmshrink::models::gpt2::Compact::pack(small);
+  lmshrink::models::gpt2::Decoder<lmshrink::models::gpt2::CompactView> dec(packed);
   const auto& whole = dec.forward_sequence(tokens.data(), 6);
   REQUIRE((whole - slogits).cwiseAbs().maxCoeff() < 1e-4);
   for (int pos = 0; pos < 6; ++pos)
@@ -232,15 +232,15 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   // lmshrink's checkpoint of the compressed model (U, V, kept rows, biases) reloads to the same
   // packed model; a Llama checkpoint is not one.
   const std::string ckpt = LMSHRINK_TEST_TMP "/gpt2_small.safetensors";
-  examples::save_gpt2_checkpoint(small, ckpt, "test");
-  const auto reloaded = examples::CompactGpt2::pack(examples::read_gpt2_checkpoint(ckpt));
-  examples::Gpt2Decoder<examples::Gpt2CompactView> dec3(reloaded);
+  lmshrink::models::gpt2::save_checkpoint(small, ckpt, "test");
+  const auto reloaded = lmshrink::models::gpt2::Compact::pack(lmshrink::models::gpt2::read_checkpoint(ckpt));
+  lmshrink::models::gpt2::Decoder<lmshrink::models::gpt2::CompactView> dec3(reloaded);
   REQUIRE(dec3.forward_sequence(tokens.data(), 6) == whole);
   REQUIRE(reloaded.parameters() == packed.parameters());
   lmshrink::SafeTensors foreign;
   foreign.metadata["lmshrink.checkpoint"] = "llama/1";
   lmshrink::write_safetensors(foreign, ckpt);
-  REQUIRE_THROWS_WITH(examples::read_gpt2_checkpoint(ckpt),
+  REQUIRE_THROWS_WITH(lmshrink::models::gpt2::read_checkpoint(ckpt),
                       Catch::Contains("has no 'lmshrink.checkpoint: gpt2/1' metadata"));
   std::remove(ckpt.c_str());
 
@@ -248,8 +248,8 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   const std::string dir = LMSHRINK_TEST_TMP "/gpt2_hf";
   std::filesystem::remove_all(dir);
   lmshrink::write_hf_gpt2(small.to_model(), dir);
-  const auto back = examples::CompactGpt2::pack_dense(lmshrink::read_hf_gpt2(dir));
-  examples::Gpt2Decoder<examples::Gpt2CompactView> dec2(back);
+  const auto back = lmshrink::models::gpt2::Compact::pack_dense(lmshrink::read_hf_gpt2(dir));
+  lmshrink::models::gpt2::Decoder<lmshrink::models::gpt2::CompactView> dec2(back);
   REQUIRE((dec2.forward_sequence(tokens.data(), 6) - whole).cwiseAbs().maxCoeff() < 1e-5);
   std::filesystem::remove_all(dir);
 }

@@ -1,4 +1,4 @@
-// The trainable decoder (examples/models/llama/llama_trainer.hpp): its forward equals the reference
+// The trainable decoder (examples/lmshrink/models/llama/trainer.hpp): its forward equals the reference
 // decoder on the real model, and its backward equals central differences in double on a tiny
 // random model whose linear layers mix dense, low-rank + sparse with pruned rows, and low-rank
 // only.
@@ -6,15 +6,15 @@
 #include <random>
 #include <vector>
 
-#include "../examples/models/llama/llama_decoder.hpp"
-#include "../examples/models/llama/llama_checkpoint.hpp"
-#include "../examples/models/llama/llama_compact.hpp"
-#include "../examples/models/llama/llama_model.hpp"
-#include "../examples/models/llama/llama_trainer.hpp"
-#include "../examples/models/codecs.hpp"
+#include <lmshrink/models/llama/decoder.hpp>
+#include <lmshrink/models/llama/checkpoint.hpp>
+#include <lmshrink/models/llama/compact.hpp>
+#include <lmshrink/models/llama/model.hpp>
+#include <lmshrink/models/llama/trainer.hpp>
+#include <lmshrink/models/codecs.hpp>
 #include "../examples/runtime/layerwise.hpp"
 #include "../examples/runtime/sharded_trainer.hpp"
-#include "../examples/models/llama/synthetic_llama.hpp"
+#include <lmshrink/models/llama/synthetic.hpp>
 #include "../examples/runtime/teacher_text.hpp"
 #include <lmshrink/sparse_plus_low_rank.hpp>
 #include <lmshrink/svd_init.hpp>
@@ -24,11 +24,11 @@
 
 namespace {
 
-using W = examples::LlamaWeights<double>;
+using W = lmshrink::models::llama::Weights<double>;
 
 template <class S = double>
-examples::LlamaWeights<S> tiny_model(bool shared, std::mt19937& rng) {
-  using Weights = examples::LlamaWeights<S>;
+lmshrink::models::llama::Weights<S> tiny_model(bool shared, std::mt19937& rng) {
+  using Weights = lmshrink::models::llama::Weights<S>;
   std::normal_distribution<double> normal(0.0, 0.5);
   auto fill = [&](auto& m) {
     for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = S(normal(rng));
@@ -50,14 +50,14 @@ examples::LlamaWeights<S> tiny_model(bool shared, std::mt19937& rng) {
     fill(w.classifier);
   }
   w.rms_final = Weights::Vec::Constant(c.dim, S(1)) + S(0.2) * Weights::Vec::Random(c.dim);
-  const int outs[examples::kLinearKinds] = {c.dim, c.kv_dim(), c.kv_dim(), c.dim, c.hidden_dim, c.dim, c.hidden_dim};
-  const int ins[examples::kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
+  const int outs[lmshrink::models::llama::kLinearKinds] = {c.dim, c.kv_dim(), c.kv_dim(), c.dim, c.hidden_dim, c.dim, c.hidden_dim};
+  const int ins[lmshrink::models::llama::kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
   for (int l = 0; l < c.n_layers; ++l) {
     w.rms_att.push_back(Weights::Vec::Constant(c.dim, S(1)) + S(0.2) * Weights::Vec::Random(c.dim));
     w.rms_ffn.push_back(Weights::Vec::Constant(c.dim, S(1)) + S(0.2) * Weights::Vec::Random(c.dim));
-    std::array<typename Weights::Layer, examples::kLinearKinds> layers;
-    for (int k = 0; k < examples::kLinearKinds; ++k) {
-      const int kind = (l * examples::kLinearKinds + k) % 3;  // dense, U·V + S with pruned rows, U·V only
+    std::array<typename Weights::Layer, lmshrink::models::llama::kLinearKinds> layers;
+    for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {
+      const int kind = (l * lmshrink::models::llama::kLinearKinds + k) % 3;  // dense, U·V + S with pruned rows, U·V only
       layers[std::size_t(k)] = test::mixed_layer<S>(outs[k], ins[k], kind, false, fill);
     }
     w.linear.push_back(std::move(layers));
@@ -71,7 +71,7 @@ struct Hidden {
   examples::HiddenLoss kind = examples::HiddenLoss::mse;
   double weight = 0.7;
   std::vector<W::Mat> dblock;
-  double value(const examples::LlamaTrainer<double>& net) {
+  double value(const lmshrink::models::llama::Trainer<double>& net) {
     std::vector<const W::Mat*> t;
     for (const auto& m : targets) t.push_back(&m);
     return examples::layerwise_distillation(net, net.weights().config.n_layers, t, kind, weight, dblock);
@@ -79,14 +79,14 @@ struct Hidden {
 };
 
 // loss = Σ logits ∘ R (+ the layer-wise term), so ∂loss/∂logits = R.
-double loss(examples::LlamaTrainer<double>& net, const std::vector<int>& tokens,
+double loss(lmshrink::models::llama::Trainer<double>& net, const std::vector<int>& tokens,
             const W::Mat& r, Hidden* hidden = nullptr) {
   const double v = net.forward(tokens.data()).cwiseProduct(r).sum();
   return hidden ? v + hidden->value(net) : v;
 }
 
 template <class M, class G>
-void check_tensor(const char* name, M& param, const G& grad, examples::LlamaTrainer<double>& net,
+void check_tensor(const char* name, M& param, const G& grad, lmshrink::models::llama::Trainer<double>& net,
                   const std::vector<int>& tokens, const W::Mat& r, double* worst,
                   Hidden* hidden) {
   for (Eigen::Index i = 0; i < param.size(); ++i) {
@@ -110,7 +110,7 @@ void check_gradients(bool shared, Hidden* hidden = nullptr) {
   std::mt19937 rng(shared ? 7 : 8);
   W w = tiny_model(shared, rng);
   const int batch = 2, n = 5;
-  examples::LlamaTrainer<double> net(w, batch, n);
+  lmshrink::models::llama::Trainer<double> net(w, batch, n);
   std::vector<int> tokens(std::size_t(batch * n));
   std::uniform_int_distribution<int> tok(0, w.config.vocab_size - 1);
   for (auto& t : tokens) t = tok(rng);
@@ -136,10 +136,10 @@ void check_gradients(bool shared, Hidden* hidden = nullptr) {
     const std::size_t L = std::size_t(l);
     check_tensor("rms_att", w.rms_att[L], g.rms_att[L], net, tokens, r, &worst, hidden);
     check_tensor("rms_ffn", w.rms_ffn[L], g.rms_ffn[L], net, tokens, r, &worst, hidden);
-    for (int k = 0; k < examples::kLinearKinds; ++k) {
+    for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {
       auto& layer = w.linear[L][std::size_t(k)];
       const auto& gl = g.linear[L][std::size_t(k)];
-      CAPTURE(l, examples::linear_kind_name(k));
+      CAPTURE(l, lmshrink::models::llama::linear_kind_name(k));
       check_tensor("U", layer.U(), gl.U, net, tokens, r, &worst, hidden);
       check_tensor("V", layer.V(), gl.V, net, tokens, r, &worst, hidden);
       // Pruned entries of S get no gradient by design; check the live ones only.
@@ -184,7 +184,7 @@ TEST_CASE("layer-wise distillation gradients equal central differences (MSE and 
 TEST_CASE("layer-wise distillation refuses mismatched inputs", "[trainer][layerwise][errors]") {
   std::mt19937 rng(3);
   W w = tiny_model(true, rng);
-  examples::LlamaTrainer<double> net(w, 1, 4);
+  lmshrink::models::llama::Trainer<double> net(w, 1, 4);
   const std::vector<int> tokens = {1, 2, 3, 4};
   net.forward(tokens.data());
   std::vector<W::Mat> d;
@@ -210,12 +210,12 @@ TEST_CASE("the trainable decoder's forward equals the reference decoder on stori
           "[trainer]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
-  auto w = examples::LlamaWeights<float>::from_model(model);
+  auto w = lmshrink::models::llama::Weights<float>::from_model(model);
   REQUIRE(w.parameters() == model.parameter_count());
   const int n = 128, batch = 2;
-  examples::LlamaTrainer<float> net(w, batch, n);
+  lmshrink::models::llama::Trainer<float> net(w, batch, n);
   const auto& logits = net.forward(stream.data());
-  examples::LlamaSequenceDecoder seq(model);
+  lmshrink::models::llama::DenseSequenceDecoder seq(model);
   for (int b = 0; b < batch; ++b) {
     const auto& want = seq.forward(stream.data() + b * n, n);
     const double diff = (logits.middleRows(b * n, n) - want).cwiseAbs().maxCoeff();
@@ -233,7 +233,7 @@ TEST_CASE("the trainable decoder's forward equals the reference decoder on stori
   REQUIRE(file.freq_cis_real.isApprox(model.freq_cis_real, 1e-5f));
   REQUIRE(file.freq_cis_imag.isApprox(model.freq_cis_imag, 1e-5f));
   std::remove(path.c_str());
-  REQUIRE_THROWS_AS(examples::LlamaTrainer<float>(w, 1, 513), lmshrink::value_error);
+  REQUIRE_THROWS_AS(lmshrink::models::llama::Trainer<float>(w, 1, 513), lmshrink::value_error);
   std::vector<int> bad(std::size_t(batch * n), 3);
   bad[7] = 512;
   REQUIRE_THROWS_AS(net.forward(bad.data()), lmshrink::value_error);
@@ -242,7 +242,7 @@ TEST_CASE("the trainable decoder's forward equals the reference decoder on stori
 TEST_CASE("the compact decoder equals the trainable one it was packed from", "[trainer]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
-  auto w = examples::LlamaWeights<float>::from_model(model);
+  auto w = lmshrink::models::llama::Weights<float>::from_model(model);
   // Compress every linear layer: rank from ratio 0.2, a third of S's rows kept, one layer
   // low-rank only.
   for (auto& block : w.linear)
@@ -256,34 +256,34 @@ TEST_CASE("the compact decoder equals the trainable one it was packed from", "[t
       layer.set_row_mask(keep);
       layer.apply_masks();
     }
-  lmshrink::make_low_rank_only(w.linear[2][examples::kW2]);
+  lmshrink::make_low_rank_only(w.linear[2][lmshrink::models::llama::kW2]);
   REQUIRE(w.parameters() < model.parameter_count());
   const int n = 96;
-  examples::LlamaTrainer<float> net(w, 1, n);
+  lmshrink::models::llama::Trainer<float> net(w, 1, n);
   const auto& want = net.forward(stream.data());
-  const auto small = examples::CompactLlama::pack(w);
+  const auto small = lmshrink::models::llama::Compact::pack(w);
   REQUIRE(small.parameters() == w.parameters());
-  examples::SequenceDecoder<examples::CompactView> seq(small);
+  lmshrink::models::llama::SequenceDecoder<lmshrink::models::llama::CompactView> seq(small);
   const double diff = (seq.forward(stream.data(), n) - want).cwiseAbs().maxCoeff();
   CAPTURE(diff);
   REQUIRE(diff < 1e-4);
-  examples::KvDecoder<examples::CompactView> kv(small);
+  lmshrink::models::llama::KvDecoder<lmshrink::models::llama::CompactView> kv(small);
   double kv_diff = 0;
   for (int pos = 0; pos < n; ++pos)
     kv_diff = std::max<double>(kv_diff, (kv.forward(stream[std::size_t(pos)], pos).transpose() - want.row(pos)).cwiseAbs().maxCoeff());
   CAPTURE(kv_diff);
   REQUIRE(kv_diff < 1e-3);
   // The teacher's logits differ: the comparison above is not vacuous.
-  examples::LlamaSequenceDecoder teacher(model);
+  lmshrink::models::llama::DenseSequenceDecoder teacher(model);
   REQUIRE((teacher.forward(stream.data(), n) - want).cwiseAbs().maxCoeff() > 0.1);
 }
 
 TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trainer][checkpoint]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
-  auto w = examples::LlamaWeights<float>::from_model(model);
+  auto w = lmshrink::models::llama::Weights<float>::from_model(model);
   // Layer 1 compressed in three ways; the rest dense.
-  for (int k = 0; k < examples::kLinearKinds; ++k) {
+  for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {
     auto& layer = w.linear[1][std::size_t(k)];
     const lmshrink::RowMatrix<float> dense = layer.to_dense();
     if (k % 3 == 2) {  // ITP-like: rank 0, some rows pruned
@@ -304,11 +304,11 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
   }
   // Layer 2: element masks on wq (with a low rank) and wk (S alone), the layers whose rows the
   // checkpoint permutes to HF's RoPE layout (a regression: the permutation zeroed live entries).
-  for (int k : {examples::kWq, examples::kWk}) {
+  for (int k : {lmshrink::models::llama::kWq, lmshrink::models::llama::kWk}) {
     auto& layer = w.linear[2][std::size_t(k)];
     const lmshrink::RowMatrix<float> dense = layer.to_dense();
     lmshrink::SparsePlusLowRankOptions opt;
-    opt.rank = k == examples::kWq ? 4 : 0;
+    opt.rank = k == lmshrink::models::llama::kWq ? 4 : 0;
     opt.sparse_entries = layer.out_features() * layer.in_features() / 3;
     opt.iterations = 1;
     lmshrink::GramAccumulator stats(layer.in_features());
@@ -317,8 +317,8 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
     REQUIRE(layer.has_element_mask());
   }
   const std::string path = std::string(LMSHRINK_TEST_TMP) + "/trainer_checkpoint.safetensors";
-  examples::save_llama_checkpoint(w, path, "test", {{"ratio", "0.5"}});
-  const auto back = examples::read_llama_checkpoint(path);
+  lmshrink::models::llama::save_checkpoint(w, path, "test", {{"ratio", "0.5"}});
+  const auto back = lmshrink::models::llama::read_checkpoint(path);
   const auto st = lmshrink::read_safetensors(path);
   REQUIRE(st.contains("model.layers.0.self_attn.q_proj.weight"));      // dense, HF name
   REQUIRE(st.contains("model.layers.1.self_attn.q_proj.U"));           // compressed
@@ -329,13 +329,13 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
   REQUIRE(st.matrix<float>("model.layers.0.self_attn.q_proj.weight", 64, 64).row(1) == model.wq[0].row(2));
   REQUIRE(back.parameters() == w.parameters());
   for (int l = 0; l < 5; ++l)
-    for (int k = 0; k < examples::kLinearKinds; ++k) {
+    for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {
       CAPTURE(l, k);
       REQUIRE(back.linear[std::size_t(l)][std::size_t(k)].to_dense() == w.linear[std::size_t(l)][std::size_t(k)].to_dense());
       REQUIRE(back.linear[std::size_t(l)][std::size_t(k)].rank() == w.linear[std::size_t(l)][std::size_t(k)].rank());
     }
-  const auto a = examples::CompactLlama::pack(w), b = examples::CompactLlama::pack(back);
-  examples::SequenceDecoder<examples::CompactView> sa(a), sb(b);
+  const auto a = lmshrink::models::llama::Compact::pack(w), b = lmshrink::models::llama::Compact::pack(back);
+  lmshrink::models::llama::SequenceDecoder<lmshrink::models::llama::CompactView> sa(a), sb(b);
   const auto nll_a = lmshrink::models::score_logits<float>(sa.forward(stream.data(), 512), stream.data() + 1).nll_sum;
   const auto nll_b = lmshrink::models::score_logits<float>(sb.forward(stream.data(), 512), stream.data() + 1).nll_sum;
   REQUIRE(nll_a == nll_b);  // identical, not just close
@@ -343,19 +343,19 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
   lmshrink::SafeTensors foreign;
   foreign.put("x", Eigen::VectorXf::Ones(2).eval());
   lmshrink::write_safetensors(foreign, path + ".foreign");
-  REQUIRE_THROWS_WITH(examples::read_llama_checkpoint(path + ".foreign"), Catch::Contains("was not written by save_llama_checkpoint"));
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_checkpoint(path + ".foreign"), Catch::Contains("was not written by llama::save_checkpoint"));
 }
 
 TEST_CASE("a student's kept share must match its nominal ratio within 1 %", "[trainer][report]") {
-  REQUIRE(examples::checked_linear_ratio("a", 1000, 2000, 0.5) == 0.5);
-  REQUIRE(examples::checked_linear_ratio("a", 1004, 2000, 0.5) == Approx(0.502));
-  REQUIRE_THROWS_WITH(examples::checked_linear_ratio("itp 0.5", 2000, 2000, 0.5),
+  REQUIRE(lmshrink::models::checked_linear_ratio("a", 1000, 2000, 0.5) == 0.5);
+  REQUIRE(lmshrink::models::checked_linear_ratio("a", 1004, 2000, 0.5) == Approx(0.502));
+  REQUIRE_THROWS_WITH(lmshrink::models::checked_linear_ratio("itp 0.5", 2000, 2000, 0.5),
                       Catch::Matchers::Contains("itp 0.5 keeps 1 of the teacher's linear weights but its nominal ratio is 0.5"));
-  REQUIRE_THROWS_AS(examples::checked_linear_ratio("a", 1012, 2000, 0.5), lmshrink::state_error);
-  REQUIRE_THROWS_AS(examples::checked_linear_ratio("a", 1, 0, 0.5), lmshrink::value_error);
+  REQUIRE_THROWS_AS(lmshrink::models::checked_linear_ratio("a", 1012, 2000, 0.5), lmshrink::state_error);
+  REQUIRE_THROWS_AS(lmshrink::models::checked_linear_ratio("a", 1, 0, 0.5), lmshrink::value_error);
   // A real case: ITP "at 0.5" that pruned nothing (every Taylor score 0) is refused.
-  const auto w = examples::LlamaWeights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin"));
-  REQUIRE_THROWS_AS(examples::checked_linear_ratio("itp", w.linear_parameters(), w.linear_dense_parameters(), 0.5),
+  const auto w = lmshrink::models::llama::Weights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin"));
+  REQUIRE_THROWS_AS(lmshrink::models::checked_linear_ratio("itp", w.linear_parameters(), w.linear_dense_parameters(), 0.5),
                     lmshrink::state_error);
 }
 
@@ -366,9 +366,9 @@ TEST_CASE("validation text must not repeat training text", "[trainer][data]") {
   REQUIRE_THROWS_WITH(examples::check_disjoint({a, b}, {c, b}),
                       Catch::Matchers::Contains("1 validation stories (the first is story 1, 20 tokens) also appear in the training stream"));
   // Sampled stories: two seeds give disjoint streams; one seed twice is caught.
-  const examples::LlamaModel teacher(
-      examples::LlamaWeights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
-  const examples::LlamaCodec codec(lmshrink::read_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin"));
+  const lmshrink::models::llama::Model teacher(
+      lmshrink::models::llama::Weights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
+  const lmshrink::models::llama::Codec codec(lmshrink::read_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin"));
   const auto s1 = examples::sample_stories(teacher, codec, 600, 1, 1);
   const auto s2 = examples::sample_stories(teacher, codec, 600, 2, 1);
   REQUIRE(examples::concatenate(s1).size() >= 600);
@@ -378,8 +378,8 @@ TEST_CASE("validation text must not repeat training text", "[trainer][data]") {
 }
 
 TEST_CASE("a from-scratch student holds the ratio's linear weights, randomly initialised", "[trainer][scratch]") {
-  const examples::LlamaModel teacher(
-      examples::LlamaWeights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
+  const lmshrink::models::llama::Model teacher(
+      lmshrink::models::llama::Weights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
   // stories260K: dim 64, kv 32, hidden 172, 5 blocks. Attention 2·64·(64+32) = 12288 per block,
   // 226560 linear weights in all; half of them leaves floor((22656 - 12288) / (3·64)) = 54 hidden.
   const auto a = teacher.from_scratch(0.5, 3), b = teacher.from_scratch(0.5, 3), c = teacher.from_scratch(0.5, 4);
@@ -405,9 +405,9 @@ TEST_CASE("a from-scratch student holds the ratio's linear weights, randomly ini
 
 TEST_CASE("sharded training gives the batch's loss and gradients, the same for any thread count",
           "[trainer][shards]") {
-  using Wf = examples::LlamaWeights<float>;
+  using Wf = lmshrink::models::llama::Weights<float>;
   std::mt19937 rng(5);
-  examples::LlamaModel model(tiny_model<float>(true, rng));
+  lmshrink::models::llama::Model model(tiny_model<float>(true, rng));
   const int batch = 5, n = 6;
   std::vector<int> tokens(std::size_t(batch * n));
   for (auto& t : tokens) t = int(rng() % 13);
@@ -420,7 +420,7 @@ TEST_CASE("sharded training gives the batch's loss and gradients, the same for a
   whole->zero_grad();
   whole->backward(dlogits, nullptr);
   const auto sharded_loss = [&](examples::ShardedTrainer& net, int threads) {
-    return net.step(tokens.data(), threads, [&](int s, examples::Net& shard, const int*, const Wf::Mat& logits,
+    return net.step(tokens.data(), threads, [&](int s, lmshrink::models::Net& shard, const int*, const Wf::Mat& logits,
                                                Wf::Mat& d, std::vector<Wf::Mat>&) {
       return lmshrink::cross_entropy<float>(logits, targets.segment(net.first_sequence(s) * n, shard.batch() * n), d);
     });
@@ -431,7 +431,7 @@ TEST_CASE("sharded training gives the batch's loss and gradients, the same for a
     REQUIRE(a.cols() == b.cols());
     return a.size() == 0 ? 0.0 : double((a - b).cwiseAbs().maxCoeff());
   };
-  const auto plain = [](const examples::TensorRef& t) { return Eigen::Map<const Eigen::VectorXf>(t.data, t.size); };
+  const auto plain = [](const lmshrink::models::TensorRef& t) { return Eigen::Map<const Eigen::VectorXf>(t.data, t.size); };
   for (int shards : {1, 2, 3}) {
     CAPTURE(shards);
     examples::ShardedTrainer one(model, batch, n, shards), two(model, batch, n, shards);
@@ -446,7 +446,7 @@ TEST_CASE("sharded training gives the batch's loss and gradients, the same for a
       if (shards == 1) REQUIRE(diff(one.plain_grads()[i], plain(g_plain[i])) == 0.0);
     }
     for (int l = 0; l < 2; ++l)
-      for (int k = 0; k < examples::kLinearKinds; ++k) {
+      for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {
         const auto& a = one.linear_grad(l, k);
         const auto& b = two.linear_grad(l, k);
         const auto& g = whole->linear_grad(l, k);
@@ -464,14 +464,14 @@ TEST_CASE("sharded training gives the batch's loss and gradients, the same for a
 TEST_CASE("the teacher packed like the students generates what the dense decoder does",
           "[trainer][decode]") {
   const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
-  const auto packed = examples::CompactLlama::pack_dense(model);
+  const auto packed = lmshrink::models::llama::Compact::pack_dense(model);
   REQUIRE(packed.parameters() == model.parameter_count());
-  examples::LlamaKvDecoder dense(model);
-  examples::KvDecoder<examples::CompactView> compact(packed);
+  lmshrink::models::llama::DenseKvDecoder dense(model);
+  lmshrink::models::llama::KvDecoder<lmshrink::models::llama::CompactView> compact(packed);
   int token = 1;
   for (int pos = 0; pos < 64; ++pos) {
-    const examples::Vec a = dense.forward(token, pos);
-    const examples::Vec& b = compact.forward(token, pos);
+    const lmshrink::models::llama::Vec a = dense.forward(token, pos);
+    const lmshrink::models::llama::Vec& b = compact.forward(token, pos);
     REQUIRE((a - b).cwiseAbs().maxCoeff() <= 1e-3f * (1 + a.cwiseAbs().maxCoeff()));
     Eigen::Index next = 0;
     a.maxCoeff(&next);
@@ -482,7 +482,7 @@ TEST_CASE("the teacher packed like the students generates what the dense decoder
 TEST_CASE("synthetic students spend each layer's budget as asked", "[trainer][synthetic]") {
   for (auto shape : {std::make_pair(768, 768), std::make_pair(3072, 768), std::make_pair(64, 172)})
     for (double q : {0.5, 0.3}) {
-      const auto b = examples::split_budget(shape.first, shape.second, q, 0.2);
+      const auto b = lmshrink::models::llama::split_budget(shape.first, shape.second, q, 0.2);
       const double budget = q * shape.first * shape.second;
       CAPTURE(shape.first, shape.second, q, b.rank, b.kept_rows);
       REQUIRE(double(b.parameters(shape.first, shape.second)) <= budget);
@@ -491,19 +491,19 @@ TEST_CASE("synthetic students spend each layer's budget as asked", "[trainer][sy
       REQUIRE(double(b.kept_rows * shape.second) <= 0.2 * budget);
       REQUIRE(double(b.kept_rows * shape.second) > 0.2 * budget - shape.second);
     }
-  auto model = examples::synthetic_model(examples::stories15m_shape(), 3);
+  auto model = lmshrink::models::llama::synthetic_model(lmshrink::models::llama::stories15m_shape(), 3);
   model.config.n_layers = 1;  // one block is enough to count
   model.wq.resize(1), model.wk.resize(1), model.wv.resize(1), model.wo.resize(1);
   model.w1.resize(1), model.w2.resize(1), model.w3.resize(1);
   model.rms_att.resize(1), model.rms_ffn.resize(1);
-  examples::SyntheticCompactOptions o;
+  lmshrink::models::llama::SyntheticCompactOptions o;
   o.q = 0.5;
-  const auto half = examples::synthetic_compact(model, o);
+  const auto half = lmshrink::models::llama::synthetic_compact(model, o);
   std::int64_t dense = 0, kept = 0;
   for (const auto& layer : half.linear[0]) {
     dense += layer.out_features() * layer.in_features();
     kept += layer.parameters();
   }
   REQUIRE(double(kept) / double(dense) == Approx(0.5).margin(0.01));
-  REQUIRE_THROWS_AS(examples::split_budget(10, 10, 1.5, 0.2), lmshrink::value_error);
+  REQUIRE_THROWS_AS(lmshrink::models::llama::split_budget(10, 10, 1.5, 0.2), lmshrink::value_error);
 }

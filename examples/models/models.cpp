@@ -8,11 +8,12 @@
 #include <lmshrink/io/safetensors.hpp>
 #include <lmshrink/io/tokenizer.hpp>
 
-#include "codecs.hpp"
+#include <lmshrink/models/codecs.hpp>
+#include <lmshrink/models/gpt2/model.hpp>
+#include <lmshrink/models/llama/model.hpp>
+
 #include "convert.hpp"
-#include "gpt2/gpt2_model.hpp"
-#include "llama/llama_model.hpp"
-#include "model.hpp"
+#include "registry.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -59,10 +60,10 @@ void check_vocab(const TextCodec& codec, const Model& model, const std::string& 
 namespace {
 
 std::unique_ptr<Model> make_llama_model(const lmshrink::Llama2cModel& m) {
-  return std::make_unique<LlamaModel>(LlamaWeights<float>::from_model(m));
+  return std::make_unique<lmshrink::models::llama::Model>(lmshrink::models::llama::Weights<float>::from_model(m));
 }
 std::unique_ptr<Model> make_gpt2_model(const lmshrink::Gpt2Model& m) {
-  return std::make_unique<Gpt2TrainableModel>(Gpt2Weights<float>::from_model(m));
+  return std::make_unique<lmshrink::models::gpt2::Model>(lmshrink::models::gpt2::Weights<float>::from_model(m));
 }
 
 }  // namespace
@@ -84,8 +85,8 @@ namespace {
 std::unique_ptr<Model> checkpoint_model(const lmshrink::SafeTensors& st, const std::string& path) {
   const auto it = st.metadata.find("lmshrink.checkpoint");
   const std::string kind = it == st.metadata.end() ? "" : it->second;
-  if (kind == "llama/1") return std::make_unique<LlamaModel>(read_llama_checkpoint(st, path));
-  if (kind == "gpt2/1") return std::make_unique<Gpt2TrainableModel>(read_gpt2_checkpoint(st, path));
+  if (kind == "llama/1") return std::make_unique<lmshrink::models::llama::Model>(lmshrink::models::llama::read_checkpoint(st, path));
+  if (kind == "gpt2/1") return std::make_unique<lmshrink::models::gpt2::Model>(lmshrink::models::gpt2::read_checkpoint(st, path));
   lmshrink::fail<lmshrink::format_error>("load_checkpoint", "'", path, "' has the metadata "
                                                  "'lmshrink.checkpoint: ", kind, "'; \"llama/1\" or \"gpt2/1\" "
                                                  "(a checkpoint written by Model::save) was expected");
@@ -119,10 +120,10 @@ std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& mod
         source = "bundled with lmshrink (GPT-2's)";
       }
     }
-    codec = std::make_unique<Gpt2Codec>(lmshrink::read_gpt2_tokenizer(files.first, files.second));
+    codec = std::make_unique<lmshrink::models::gpt2::Codec>(lmshrink::read_gpt2_tokenizer(files.first, files.second));
   } else {
     if (source.empty()) source = LMSHRINK_DATA_DIR "/tok512.bin";
-    codec = std::make_unique<LlamaCodec>(lmshrink::read_tokenizer(source, model.shape().vocab_size));
+    codec = std::make_unique<lmshrink::models::llama::Codec>(lmshrink::read_tokenizer(source, model.shape().vocab_size));
   }
   check_vocab(*codec, model, "'" + source + "'");
   return codec;

@@ -1,6 +1,6 @@
 #pragma once
 // Layer-wise distillation: each student block's output against the teacher block it stands for,
-// for any trainer with block_output(l) (examples::Net, or a family's trainer in double for the
+// for any trainer with block_output(l) (lmshrink::models::Net, or a family's trainer in double for the
 // gradient checks).
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 #pragma once
 // One student on several threads, and on several processes. The batch is split into a fixed
-// number of shards of contiguous sequences; each shard has its own examples::Net (activations,
+// number of shards of contiguous sequences; each shard has its own lmshrink::models::Net (activations,
 // caches, gradients) over the same model. step() runs forward, the caller's loss and backward
 // of every shard on up to `threads` threads (OpenMP), then sums the shards' gradients in shard
 // order. The result depends on the shard count and never on the thread count: one thread runs
@@ -11,7 +11,7 @@
 // the same shard order: every rank gets the bits of the single process with S shards.
 //
 //   examples::ShardedTrainer net(model, batch, n, /*shards=*/2);   // or (..., 2, &team)
-//   double loss = net.step(tokens, threads, [&](int s, examples::Net& shard,
+//   double loss = net.step(tokens, threads, [&](int s, lmshrink::models::Net& shard,
 //                                               const int* shard_tokens, const Mat& logits,
 //                                               Mat& dlogits, std::vector<Mat>& dblock) {
 //     ... the shard's mean loss; dlogits = ∂/∂logits, dblock left empty or ∂/∂block outputs
@@ -30,7 +30,7 @@
 #include <omp.h>
 #endif
 
-#include "../models/model.hpp"
+#include "../models/registry.hpp"
 #include "team.hpp"
 
 namespace examples {

@@ -17,7 +17,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "../models/model.hpp"
+#include "../models/registry.hpp"
 #include "team.hpp"
 
 namespace examples {

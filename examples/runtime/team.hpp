@@ -17,7 +17,7 @@
 
 #include <lmshrink/pruner.hpp>
 
-#include "../models/model.hpp"
+#include "../models/registry.hpp"
 
 namespace examples {
 

@@ -20,7 +20,7 @@
 #include "runtime/layerwise.hpp"
 #include "cli/progress.hpp"
 #include "runtime/team.hpp"
-#include "models/model.hpp"
+#include "models/registry.hpp"
 #include "methods.hpp"
 
 #ifndef LMSHRINK_DATA_DIR
@@ -29,7 +29,7 @@
 
 namespace compress {
 
-using RowMat = examples::Mat;
+using RowMat = lmshrink::models::Mat;
 using lmshrink::fail;
 
 struct Options {
@@ -101,27 +101,27 @@ struct Score {
 };
 
 /// Makes one decoder (each scoring thread and each generation has its own).
-using DecoderFactory = std::function<std::unique_ptr<examples::Decoder>()>;
-inline DecoderFactory decoders_of(const examples::Model& teacher) {
+using DecoderFactory = std::function<std::unique_ptr<lmshrink::models::Decoder>()>;
+inline DecoderFactory decoders_of(const lmshrink::models::Model& teacher) {
   return [&teacher] { return teacher.decoder(); };
 }
-inline DecoderFactory decoders_of(const examples::Packed& packed) {
+inline DecoderFactory decoders_of(const lmshrink::models::Packed& packed) {
   return [&packed] { return packed.decoder(); };
 }
 
-std::vector<int> read_eval_tokens(const std::string& path, const examples::TextCodec& codec);
+std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::models::TextCodec& codec);
 /// The bundled held-out stories: as the reference token stream (tok512) for a model with
 /// tok512's 512-token vocabulary, else as text, encoded with the model's tokenizer.
-std::string default_eval(const examples::TextCodec& codec);
+std::string default_eval(const lmshrink::models::TextCodec& codec);
 /// With a team of several processes, each scores a contiguous share of the windows and the
 /// per-window sums are gathered and added in window order: the single process's bits.
 Score evaluate(const DecoderFactory& decoders, const std::vector<int>& stream, int windows, int window_len,
                int threads, examples::Team* team = nullptr);
 /// `n` greedy tokens after the codec's story start.
-std::vector<int> greedy(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context);
+std::vector<int> greedy(const DecoderFactory& decoders, const lmshrink::models::TextCodec& codec, int n, int context);
 /// The greedy story up to the first story end after the start.
-std::string sample_text(const examples::TextCodec& codec, std::vector<int> ids);
-double generation_seconds(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context);
+std::string sample_text(const lmshrink::models::TextCodec& codec, std::vector<int> ids);
+double generation_seconds(const DecoderFactory& decoders, const lmshrink::models::TextCodec& codec, int n, int context);
 
 // ---- train.cpp: one student per job ----
 
@@ -155,7 +155,7 @@ struct Result {
   std::vector<float> losses;
   // Validation NLL during training (Options::curve_points): (training tokens so far, NLL).
   std::vector<std::pair<std::int64_t, double>> curve;
-  std::shared_ptr<const examples::Packed> compact;
+  std::shared_ptr<const lmshrink::models::Packed> compact;
 };
 
 // Calibration statistics of the teacher's linear-layer inputs, [block][kind].
@@ -163,7 +163,7 @@ using Calibration = std::vector<std::vector<lmshrink::GramAccumulator>>;
 
 struct Shared {
   const Options* opt;
-  examples::Model* teacher;  // its nets read it; nothing changes it
+  lmshrink::models::Model* teacher;  // its nets read it; nothing changes it
   const std::vector<int>* train;  // generated stream
   int windows = 0, length = 0, steps = 0;
   const std::vector<int>* eval;
@@ -171,7 +171,7 @@ struct Shared {
   const std::vector<int>* val;
   int val_windows = 0;
   const Calibration* calib = nullptr;
-  const examples::TextCodec* codec;
+  const lmshrink::models::TextCodec* codec;
   examples::Team* team = nullptr;  // the processes of a data-parallel run; never null in run_job
   std::string out_dir;             // where rank 0 writes: the run's staging folder (StagedDirectory)
   int shards = 2;                  // per batch (Options::shards resolved)
@@ -185,7 +185,7 @@ struct Shared {
 std::string job_name(const Job& j);
 /// Job::label, else the method's name.
 inline std::string label(const Job& j) { return j.label.empty() ? std::string(name(j.method)) : j.label; }
-Calibration collect_calibration(examples::Model& teacher, const std::vector<int>& train,
+Calibration collect_calibration(lmshrink::models::Model& teacher, const std::vector<int>& train,
                                 int length, int windows);
 /// Fits layer (l, k) of a student to a target weight under statistics of its inputs.
 using LayerFit = std::function<void(int l, int k, const lmshrink::RowMatrix<float>& target,
@@ -193,7 +193,7 @@ using LayerFit = std::function<void(int l, int k, const lmshrink::RowMatrix<floa
 /// Block by block, stage by stage in forward order: pairs the student's and the teacher's
 /// inputs of each layer over `windows` training windows, and fits the layer to the target that
 /// reproduces the teacher's outputs (lmshrink::reconstruction_target).
-void reconstruct_sequentially(examples::Model& teacher, examples::Model& student, const std::vector<int>& train,
+void reconstruct_sequentially(lmshrink::models::Model& teacher, lmshrink::models::Model& student, const std::vector<int>& train,
                               int length, int windows, double damping, const LayerFit& fit);
 /// One student, its batch in `Options::shards` shards run on `job_threads` threads (the same
 /// result for any thread count).

@@ -7,7 +7,7 @@
 
 namespace compress {
 
-std::vector<int> read_eval_tokens(const std::string& path, const examples::TextCodec& codec) {
+std::vector<int> read_eval_tokens(const std::string& path, const lmshrink::models::TextCodec& codec) {
   std::vector<int> tokens;
   if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".u16") == 0) {
     const auto bytes = lmshrink::read_file_bytes("lmshrink_compress", path, 2,
@@ -49,7 +49,7 @@ std::vector<int> read_eval_tokens(const std::string& path, const examples::TextC
   return tokens;
 }
 
-std::string default_eval(const examples::TextCodec& codec) {
+std::string default_eval(const lmshrink::models::TextCodec& codec) {
   return codec.vocab_size() == 512 && codec.story_start() == 1
              ? LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16"
              : LMSHRINK_DATA_DIR "/tinystories_valid_first1000.txt";
@@ -64,7 +64,7 @@ Score evaluate(const DecoderFactory& decoders, const std::vector<int>& stream, i
   std::vector<lmshrink::models::SequenceScore> per(static_cast<std::size_t>(last - first));
 #pragma omp parallel num_threads(threads)
   {
-    const std::unique_ptr<examples::Decoder> dec = decoders();
+    const std::unique_ptr<lmshrink::models::Decoder> dec = decoders();
 #pragma omp for schedule(dynamic)
     for (int w = first; w < last; ++w) {
       const int* in = stream.data() + std::size_t(w) * window_len;
@@ -96,8 +96,8 @@ Score evaluate(const DecoderFactory& decoders, const std::vector<int>& stream, i
   return s;
 }
 
-std::vector<int> greedy(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context) {
-  const std::unique_ptr<examples::Decoder> dec = decoders();
+std::vector<int> greedy(const DecoderFactory& decoders, const lmshrink::models::TextCodec& codec, int n, int context) {
+  const std::unique_ptr<lmshrink::models::Decoder> dec = decoders();
   std::vector<int> out{codec.story_start()};
   for (int pos = 0; pos < n && pos + 1 < context; ++pos) {
     Eigen::Index next = 0;
@@ -107,13 +107,13 @@ std::vector<int> greedy(const DecoderFactory& decoders, const examples::TextCode
   return out;
 }
 
-std::string sample_text(const examples::TextCodec& codec, std::vector<int> ids) {
+std::string sample_text(const lmshrink::models::TextCodec& codec, std::vector<int> ids) {
   const auto end = std::find(ids.begin() + 1, ids.end(), codec.story_end());
   ids.erase(end, ids.end());
   return codec.decode(ids);
 }
 
-double generation_seconds(const DecoderFactory& decoders, const examples::TextCodec& codec, int n, int context) {
+double generation_seconds(const DecoderFactory& decoders, const lmshrink::models::TextCodec& codec, int n, int context) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto ids = greedy(decoders, codec, n, context);
   const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -197,8 +197,8 @@ class ResultTable {
 /// Paths may differ between machines (--model, --tokenizer, --eval: their contents are compared
 /// instead), and --out and --threads are each process's own. Compared by digest across ranks
 /// before any work; one process has nothing to compare.
-void check_same_inputs(examples::Team& team, int argc, char** argv, examples::Model& teacher,
-                       const examples::TextCodec& codec, const std::vector<int>& eval) {
+void check_same_inputs(examples::Team& team, int argc, char** argv, lmshrink::models::Model& teacher,
+                       const lmshrink::models::TextCodec& codec, const std::vector<int>& eval) {
   if (team.size() < 2) return;
   std::string options;
   for (int i = 1; i < argc; ++i) {
@@ -211,11 +211,11 @@ void check_same_inputs(examples::Team& team, int argc, char** argv, examples::Mo
   }
   team.check_same("options (" + std::to_string(argc - 1) + " arguments)", {{options.data(), options.size()}});
   std::vector<examples::ByteSpan> weights;
-  for (const examples::TensorRef& t : teacher.plain_params())
+  for (const lmshrink::models::TensorRef& t : teacher.plain_params())
     weights.push_back({t.data, std::size_t(t.size) * sizeof(float)});
   for (int l = 0; l < teacher.shape().n_layers; ++l)
     for (int k = 0; k < teacher.linear_kinds(); ++k) {
-      const examples::Layer& layer = teacher.linear(l, k);
+      const lmshrink::models::Layer& layer = teacher.linear(l, k);
       for (const auto* m : {&layer.U(), &layer.V(), &layer.S()})
         weights.push_back({m->data(), std::size_t(m->size()) * sizeof(float)});
       weights.push_back({layer.bias().data(), std::size_t(layer.bias().size()) * sizeof(float)});
@@ -233,9 +233,9 @@ struct Run {
   Options o;
   examples::Team* team = nullptr;
   int threads = 1, shards = 2;
-  std::unique_ptr<examples::Model> teacher;
-  examples::ModelShape c;
-  std::unique_ptr<examples::TextCodec> codec;
+  std::unique_ptr<lmshrink::models::Model> teacher;
+  lmshrink::models::ModelShape c;
+  std::unique_ptr<lmshrink::models::TextCodec> codec;
   std::vector<int> eval;
   int eval_len = 0, eval_windows = 0, length = 0, steps = 0, data_windows = 0;
   std::vector<Job> jobs;
@@ -252,7 +252,7 @@ void read_inputs(Run& run, int argc, char** argv) {
   run.threads = o.threads > 0 ? o.threads : std::max(1, omp_get_num_procs() / run.team->size());
 #endif
   run.teacher = examples::load_model(o.model);
-  const examples::ModelShape& c = run.c = run.teacher->shape();
+  const lmshrink::models::ModelShape& c = run.c = run.teacher->shape();
   run.codec = examples::load_codec(*run.teacher, o.model, o.tokenizer);
   if (o.eval.empty()) o.eval = default_eval(*run.codec);
   run.eval = read_eval_tokens(o.eval, *run.codec);
@@ -297,7 +297,7 @@ void plan_students(Run& run) {
         j.label = std::string("oats-") + name(o.oats_allocation);
       run.jobs.push_back(j);
     }
-  const examples::ModelShape& c = run.c;
+  const lmshrink::models::ModelShape& c = run.c;
   std::printf("lmshrink_compress: %s (%s, dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
               o.model.c_str(), run.teacher->family().c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads,
               c.vocab_size, static_cast<long long>(run.teacher->parameters()));

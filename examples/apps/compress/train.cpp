@@ -30,7 +30,7 @@ namespace {
 // floor of each layer's ρ·out·in/(out + in), then one more rank for the layers with the largest
 // remainders while the budget allows. (The per-layer ceil of the reference overshoots a 35-layer
 // model's budget by 2 %.)
-std::vector<int> ranks_for_budget(const examples::Model& w, double rho) {
+std::vector<int> ranks_for_budget(const lmshrink::models::Model& w, double rho) {
   std::vector<int> ranks;
   std::vector<std::pair<double, std::size_t>> remainder;
   double budget = 0, used = 0;
@@ -73,7 +73,7 @@ double peak_lr(const Options& o, const Job& job) {
   return o.lr;
 }
 
-Calibration collect_calibration(examples::Model& teacher, const std::vector<int>& train,
+Calibration collect_calibration(lmshrink::models::Model& teacher, const std::vector<int>& train,
                                 int length, int windows) {
   const int L = teacher.shape().n_layers, K = teacher.linear_kinds();
   Calibration calib(static_cast<std::size_t>(L), std::vector<lmshrink::GramAccumulator>(static_cast<std::size_t>(K)));
@@ -88,7 +88,7 @@ Calibration collect_calibration(examples::Model& teacher, const std::vector<int>
   return calib;
 }
 
-void reconstruct_sequentially(examples::Model& teacher, examples::Model& student, const std::vector<int>& train,
+void reconstruct_sequentially(lmshrink::models::Model& teacher, lmshrink::models::Model& student, const std::vector<int>& train,
                               int length, int windows, double damping, const LayerFit& fit) {
   const int L = student.shape().n_layers, K = student.linear_kinds();
   const auto snet = student.net(1, length);
@@ -139,7 +139,7 @@ struct Budget {
   double weight_ratio = 0;  // of the weights alone
 };
 
-Budget linear_budget(const examples::Model& w, const Job& job) {
+Budget linear_budget(const lmshrink::models::Model& w, const Job& job) {
   Budget b;
   for (int l = 0; l < w.shape().n_layers; ++l)
     for (int k = 0; k < w.linear_kinds(); ++k) {
@@ -187,7 +187,7 @@ struct LayerShapes {
 };
 
 /// oats: how --oats-allocation splits the budget between U·V and S, per matrix.
-LayerShapes oats_shapes(const Options& o, const examples::Model& w, const Calibration& calib, const Budget& b,
+LayerShapes oats_shapes(const Options& o, const lmshrink::models::Model& w, const Calibration& calib, const Budget& b,
                         double ratio) {
   const int L = w.shape().n_layers, K = w.linear_kinds();
   const auto size = [&](int l, int k) { return double(w.linear(l, k).out_features()) * double(w.linear(l, k).in_features()); };
@@ -267,7 +267,7 @@ LayerShapes oats_shapes(const Options& o, const examples::Model& w, const Calibr
 /// the teacher's inputs, or, with --reconstruct sequential, block by block, the target that
 /// reproduces the teacher's outputs from the inputs the compressed student feeds the layer.
 double initialise_layers(const Job& job, const Shared& sh, const std::vector<int>& train, const Calibration* calib,
-                         examples::Model& w, const Budget& b, Result& res) {
+                         lmshrink::models::Model& w, const Budget& b, Result& res) {
   const Options& o = *sh.opt;
   const MethodInfo& method = info(job.method);
   const int L = w.shape().n_layers, K = w.linear_kinds();
@@ -333,7 +333,7 @@ double initialise_layers(const Job& job, const Shared& sh, const std::vector<int
 /// Registers every layer with the pruner, its rows (or entries) ranked by their output energy
 /// until gradients can rank them (data-aware), and masks once when pruning is one-shot.
 void attach_layers(lmshrink::Pruner<float>& pruner, const lmshrink::PrunerOptions& popt, const Options& o,
-                   examples::Model& w, examples::ShardedTrainer& net, const Calibration* calib) {
+                   lmshrink::models::Model& w, examples::ShardedTrainer& net, const Calibration* calib) {
   const int L = w.shape().n_layers, K = w.linear_kinds();
   const bool elements = popt.granularity == lmshrink::Granularity::elements;
   for (int l = 0; l < L; ++l)
@@ -352,11 +352,11 @@ void attach_layers(lmshrink::Pruner<float>& pruner, const lmshrink::PrunerOption
 /// warm-up over the first 5 % of steps, then cosine decay to 10 % of the peak.
 struct Optimizers {
   std::vector<std::vector<lmshrink::AdamW<float>>> linear;
-  std::vector<examples::TensorRef> params;
+  std::vector<lmshrink::models::TensorRef> params;
   std::vector<lmshrink::TensorAdamW<float>> plain;
   lmshrink::WarmupCosine schedule;
 
-  Optimizers(examples::Model& w, double peak, int steps) : params(w.plain_params()) {
+  Optimizers(lmshrink::models::Model& w, double peak, int steps) : params(w.plain_params()) {
     lmshrink::AdamWOptions ao;
     ao.lr = peak;
     ao.weight_decay = 0;
@@ -369,7 +369,7 @@ struct Optimizers {
     schedule.warmup_steps = std::max(1, steps / 20);
   }
 
-  void step(int at, double embed_lr_scale, examples::Model& w, examples::ShardedTrainer& net) {
+  void step(int at, double embed_lr_scale, lmshrink::models::Model& w, examples::ShardedTrainer& net) {
     const double lr = lmshrink::warmup_cosine_lr(schedule, at);
     set_lr(linear, lr);
     for (std::size_t l = 0; l < linear.size(); ++l)
@@ -390,14 +390,14 @@ struct Distillation {
   const Options* o = nullptr;
   Loss loss = Loss::recipe;
   bool layerwise = false;  // the layer-wise loss on every block
-  std::vector<std::unique_ptr<examples::Net>> teacher;
+  std::vector<std::unique_ptr<lmshrink::models::Net>> teacher;
   std::vector<std::vector<const RowMat*>> teacher_blocks;  // [shard][student block]
   // Annealing-KD: phase 1 (MSE to the teacher's logits scaled by temp/τ_max, temp rising 1 → 10)
   // over the first half of the steps, hard labels after.
   lmshrink::AnnealingKdSchedule annealing;
   int blocks = 0, dim = 0;
 
-  Distillation(const Shared& sh, Loss loss_, examples::ShardedTrainer& net, const examples::Model& w,
+  Distillation(const Shared& sh, Loss loss_, examples::ShardedTrainer& net, const lmshrink::models::Model& w,
                const std::vector<int>* keep)  // keep: the teacher block of each student block, or null
       : o(sh.opt), loss(loss_), blocks(w.shape().n_layers), dim(w.shape().dim) {
     layerwise = (loss == Loss::recipe && o->hidden_weight > 0) || loss == Loss::layerwise;
@@ -413,7 +413,7 @@ struct Distillation {
 
   /// The loss of shard `s` at `step` and its gradients (dlogits, dblock); `masks_final`: no mask
   /// changes any more (--recovery-kd-alpha applies).
-  double operator()(int s, int step, bool masks_final, examples::Net& shard, const int* tokens, const RowMat& logits,
+  double operator()(int s, int step, bool masks_final, lmshrink::models::Net& shard, const int* tokens, const RowMat& logits,
                     const Eigen::Ref<const Eigen::VectorXi>& targets, RowMat& dlogits, std::vector<RowMat>& dblock) {
     if (!info(loss).teacher) return lmshrink::cross_entropy<float>(logits, targets, dlogits);
     const RowMat& teacher_logits = teacher[std::size_t(s)]->forward(tokens);
@@ -473,7 +473,7 @@ void report_step(Shared& sh, const Job& job, int worker, int step, double loss, 
 /// The training loop: each step's batch from the generated stream, the loss over the shards,
 /// AdamW, the pruner's masks (`pruner` null: nothing is pruned), the validation curve and the
 /// progress line; losses, curve and timing into `res`.
-void train_student(const Job& job, Shared& sh, const std::vector<int>& train, examples::Model& w,
+void train_student(const Job& job, Shared& sh, const std::vector<int>& train, lmshrink::models::Model& w,
                    examples::ShardedTrainer& net, Distillation& distill, Optimizers& opt,
                    lmshrink::Pruner<float>* pruner, int prune_end_step, int worker, int job_threads, Result& res) {
   const Options& o = *sh.opt;
@@ -490,7 +490,7 @@ void train_student(const Job& job, Shared& sh, const std::vector<int>& train, ex
       for (int t = 0; t < n; ++t) targets[b * n + t] = src[t + 1];
     }
     const bool masks_final = !pruner || one_shot || step >= prune_end_step;
-    const double value = net.step(inputs.data(), job_threads, [&](int s, examples::Net& shard, const int* own,
+    const double value = net.step(inputs.data(), job_threads, [&](int s, lmshrink::models::Net& shard, const int* own,
                                                                   const RowMat& logits, RowMat& dlogits,
                                                                   std::vector<RowMat>& dblock) {
       return distill(s, step, masks_final, shard, own, logits, targets.segment(net.first_sequence(s) * n, shard.batch() * n),
@@ -517,7 +517,7 @@ void train_student(const Job& job, Shared& sh, const std::vector<int>& train, ex
 
 /// Final masks onto the layers (the reference pruning mode leaves them on the pruner): from here
 /// the layers own them.
-void hand_masks_to_layers(const lmshrink::Pruner<float>& pruner, examples::Model& w) {
+void hand_masks_to_layers(const lmshrink::Pruner<float>& pruner, lmshrink::models::Model& w) {
   const int K = w.linear_kinds();
   for (lmshrink::Index i = 0; i < pruner.layers(); ++i) {
     auto& layer = w.linear(int(i) / K, int(i) % K);
@@ -528,7 +528,7 @@ void hand_masks_to_layers(const lmshrink::Pruner<float>& pruner, examples::Model
 }
 
 /// Counts for the table; no row may claim a ratio the model does not have.
-double account(const Job& job, const Shared& sh, const examples::Model& w, Result& res) {
+double account(const Job& job, const Shared& sh, const lmshrink::models::Model& w, Result& res) {
   res.rank_min = 1 << 30;
   for (int l = 0; l < w.shape().n_layers; ++l)
     for (int k = 0; k < w.linear_kinds(); ++k) {
@@ -540,13 +540,13 @@ double account(const Job& job, const Shared& sh, const examples::Model& w, Resul
   res.linear_dense = sh.teacher->linear_dense_parameters();  // the teacher's linear weights
   const double nominal =
       !info(job.method).has_ratio ? double(w.linear_dense_parameters()) / double(res.linear_dense) : job.ratio;
-  return examples::checked_linear_ratio(job_name(job), res.linear_live, res.linear_dense, nominal);
+  return lmshrink::models::checked_linear_ratio(job_name(job), res.linear_live, res.linear_dense, nominal);
 }
 
 /// Saves the student (rank 0), then scores what was saved: the table describes the checkpoints
 /// on disk. Every rank scores rank 0's file: its bytes go to the others, whose own --out is never
 /// read (it may be another machine's file system, or hold a stale checkpoint).
-void save_and_score(const Job& job, Shared& sh, const examples::Model& w, double kept, int job_threads, Result& res) {
+void save_and_score(const Job& job, Shared& sh, const lmshrink::models::Model& w, double kept, int job_threads, Result& res) {
   const Options& o = *sh.opt;
   if (sh.out_dir.empty())
     lmshrink::fail<lmshrink::state_error>("run_job", "Shared::out_dir is empty; set it to the folder "
@@ -589,11 +589,11 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   res.job = job;
 
   // 1. The student, its layers initialised, and what training prunes.
-  const std::unique_ptr<examples::Model> student =
+  const std::unique_ptr<lmshrink::models::Model> student =
       method.start == StudentStart::truncated ? sh.teacher->truncated(keep)
       : method.start == StudentStart::scratch ? sh.teacher->from_scratch(job.ratio, o.seed ^ 0x5c7a7c4ull)
                                               : sh.teacher->clone();
-  examples::Model& w = *student;
+  lmshrink::models::Model& w = *student;
   const Budget budget = linear_budget(w, job);
   int prune_end_step = 0;
   lmshrink::PrunerOptions popt = pruner_options(o, method, sh.steps, prune_end_step);

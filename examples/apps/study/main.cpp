@@ -294,12 +294,12 @@ int main(int argc, char** argv) {
 #endif
     Eigen::setNbThreads(1);
 
-    const std::unique_ptr<examples::Model> teacher_model = examples::load_model(o.model);
-    examples::Model& teacher = *teacher_model;
-    const examples::ModelShape c = teacher.shape();
+    const std::unique_ptr<lmshrink::models::Model> teacher_model = examples::load_model(o.model);
+    lmshrink::models::Model& teacher = *teacher_model;
+    const lmshrink::models::ModelShape c = teacher.shape();
     if (c.n_layers != 5)
       fail<lmshrink::value_error>(kWhere, "the study's subsets are of 5 blocks; '", o.model, "' has ", c.n_layers);
-    const std::unique_ptr<examples::TextCodec> codec = examples::load_codec(teacher, o.model, o.tokenizer);
+    const std::unique_ptr<lmshrink::models::TextCodec> codec = examples::load_codec(teacher, o.model, o.tokenizer);
     if (o.eval.empty()) o.eval = default_eval(*codec);
     const std::vector<int> eval = read_eval_tokens(o.eval, *codec);
     const int eval_len = c.seq_len;

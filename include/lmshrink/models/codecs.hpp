@@ -1,18 +1,21 @@
 #pragma once
-// The families' tokenizers behind examples::TextCodec: llama2.c's (BOS starts a story, and the
+// The families' tokenizers behind models::TextCodec: llama2.c's (BOS starts a story, and the
 // next BOS ends it, as in run.c) and GPT-2's byte-level BPE (<|endoftext|> between stories).
-#include <lmshrink/io/gpt2_tokenizer.hpp>
-#include <lmshrink/io/tokenizer.hpp>
+#include "../io/gpt2_tokenizer.hpp"
+#include "../io/tokenizer.hpp"
 #include <string>
 #include <vector>
 
 #include "model.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
 
-class LlamaCodec final : public TextCodec {
+namespace llama {
+
+class Codec final : public TextCodec {
  public:
-  explicit LlamaCodec(lmshrink::Tokenizer tok) : tok_(std::move(tok)) {}
+  explicit Codec(lmshrink::Tokenizer tok) : tok_(std::move(tok)) {}
   int vocab_size() const override { return tok_.vocab_size(); }
   std::vector<int> encode_story(const std::string& story) const override { return tok_.encode(story, true, false); }
   std::string decode(const std::vector<int>& ids) const override { return tok_.decode(ids); }
@@ -23,9 +26,13 @@ class LlamaCodec final : public TextCodec {
   lmshrink::Tokenizer tok_;
 };
 
-class Gpt2Codec final : public TextCodec {
+}  // namespace llama
+
+namespace gpt2 {
+
+class Codec final : public TextCodec {
  public:
-  explicit Gpt2Codec(lmshrink::Gpt2Tokenizer tok) : tok_(std::move(tok)) {
+  explicit Codec(lmshrink::Gpt2Tokenizer tok) : tok_(std::move(tok)) {
     if (tok_.end_of_text() < 0)
       lmshrink::fail<lmshrink::format_error>("load_codec", "the GPT-2 vocabulary has no <|endoftext|> "
                                                      "token, which separates stories");
@@ -50,4 +57,6 @@ class Gpt2Codec final : public TextCodec {
   lmshrink::Gpt2Tokenizer tok_;
 };
 
-}  // namespace examples
+}  // namespace gpt2
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <vector>
 
-namespace examples {
+#include "../config.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
 
 /// Σ live_parameters() over every block's layers.
 template <class Blocks>
@@ -39,4 +42,5 @@ std::vector<std::array<Compact, Kinds>> pack_blocks(const Blocks& blocks) {
   return out;
 }
 
-}  // namespace examples
+}  // namespace models
+LMSHRINK_NAMESPACE_END

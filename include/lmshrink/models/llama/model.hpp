@@ -1,25 +1,27 @@
 #pragma once
-// The Llama family behind examples::Model (model.hpp): llama2.c files and Hugging Face "llama"
-// directories, trained by LlamaTrainer, packed as CompactLlama, checkpointed by
-// llama_checkpoint.hpp. Header-only like the rest of the family; llama_model.cpp registers it.
-#include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/io/llama2c.hpp>
-#include <lmshrink/truncation.hpp>
+// The Llama family behind models::Model (model.hpp): llama2.c files and Hugging Face "llama"
+// directories, trained by llama::Trainer, packed as Compact, checkpointed by
+// checkpoint.hpp. Header-only like the rest of the family; llama_model.cpp registers it.
+#include "../../io/hf_checkpoint.hpp"
+#include "../../io/llama2c.hpp"
+#include "../../truncation.hpp"
 
 #include <cmath>
 
 #include "../model.hpp"
-#include "llama_checkpoint.hpp"
-#include "llama_compact.hpp"
-#include "llama_decoder.hpp"
-#include "llama_trainer.hpp"
+#include "checkpoint.hpp"
+#include "compact.hpp"
+#include "decoder.hpp"
+#include "trainer.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace llama {
 
-/// The plain tensors of LlamaWeights or LlamaGrads (the same fields), in one order: embedding,
+/// The plain tensors of Weights or Grads (the same fields), in one order: embedding,
 /// classifier (when not shared), final norm, then each block's two norms.
 template <class T>
-std::vector<TensorRef> llama_plain_tensors(T& x) {
+std::vector<TensorRef> plain_tensors_of(T& x) {
   std::vector<TensorRef> out{{x.embedding.data(), x.embedding.size()}};
   if (x.classifier.size() != 0) out.push_back({x.classifier.data(), x.classifier.size()});
   out.push_back({x.rms_final.data(), x.rms_final.size()});
@@ -29,14 +31,14 @@ std::vector<TensorRef> llama_plain_tensors(T& x) {
   }
   return out;
 }
-inline std::vector<TensorRef> plain_tensors(LlamaGrads<float>& g) { return llama_plain_tensors(g); }
+inline std::vector<TensorRef> plain_tensors(Grads<float>& g) { return plain_tensors_of(g); }
 
-using LlamaNet = TrainerNet<LlamaTrainer<float>>;
+using TrainingNet = TrainerNet<Trainer<float>>;
 
 template <class View>
-class LlamaDecoder final : public Decoder {
+class ModelDecoder final : public models::Decoder {
  public:
-  explicit LlamaDecoder(View view) : kv_(view), seq_(view) {}
+  explicit ModelDecoder(View view) : kv_(view), seq_(view) {}
   const Eigen::VectorXf& forward_token(int token, int pos) override { return kv_.forward(token, pos); }
   const Mat& forward_sequence(const int* tokens, int n) override { return seq_.forward(tokens, n); }
 
@@ -45,23 +47,23 @@ class LlamaDecoder final : public Decoder {
   SequenceDecoder<View> seq_;
 };
 
-class LlamaPacked final : public Packed {
+class Packed final : public models::Packed {
  public:
-  explicit LlamaPacked(CompactLlama m) : m_(std::move(m)) {}
-  std::unique_ptr<Decoder> decoder(const lmshrink::CompactForwardOptions& options) const override {
-    return std::make_unique<LlamaDecoder<CompactView>>(CompactView(m_, options));
+  explicit Packed(Compact m) : m_(std::move(m)) {}
+  std::unique_ptr<models::Decoder> decoder(const lmshrink::CompactForwardOptions& options) const override {
+    return std::make_unique<ModelDecoder<CompactView>>(CompactView(m_, options));
   }
   std::int64_t parameters() const override { return m_.parameters(); }
   std::int64_t bytes() const override { return m_.bytes(); }
   std::int64_t index_bytes() const override { return m_.index_bytes(); }
 
  private:
-  CompactLlama m_;
+  Compact m_;
 };
 
-class LlamaModel final : public Model {
+class Model final : public models::Model {
  public:
-  explicit LlamaModel(LlamaWeights<float> w) : w_(std::move(w)) {}
+  explicit Model(Weights<float> w) : w_(std::move(w)) {}
 
   std::string family() const override { return "llama"; }
   ModelShape shape() const override {
@@ -74,25 +76,25 @@ class LlamaModel final : public Model {
   }
   bool attention_linear(int kind) const override { return kind <= kWo; }
   Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
-  std::vector<TensorRef> plain_params() override { return llama_plain_tensors(w_); }
-  std::unique_ptr<Model> clone() const override { return std::make_unique<LlamaModel>(w_); }
-  std::unique_ptr<Model> truncated(const std::vector<int>& keep) const override {
+  std::vector<TensorRef> plain_params() override { return plain_tensors_of(w_); }
+  std::unique_ptr<models::Model> clone() const override { return std::make_unique<Model>(w_); }
+  std::unique_ptr<models::Model> truncated(const std::vector<int>& keep) const override {
     lmshrink::validate_selection(keep, w_.config.n_layers);
-    LlamaWeights<float> t = w_;
+    Weights<float> t = w_;
     t.config.n_layers = int(keep.size());
     t.rms_att = lmshrink::keep_layers(w_.rms_att, keep);
     t.rms_ffn = lmshrink::keep_layers(w_.rms_ffn, keep);
     t.linear = lmshrink::keep_layers(w_.linear, keep);
-    return std::make_unique<LlamaModel>(std::move(t));
+    return std::make_unique<Model>(std::move(t));
   }
-  std::unique_ptr<Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
+  std::unique_ptr<models::Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
     lmshrink::Llama2cConfig c = w_.config;
     const std::int64_t attention = 2 * std::int64_t(c.dim) * (c.dim + c.kv_dim());  // wq, wo, wk, wv
     const double per_block = linear_ratio * double(w_.linear_dense_parameters()) / c.n_layers;
     const auto hidden = std::int64_t(std::floor((per_block - double(attention)) / (3.0 * c.dim)));
     if (!(linear_ratio > 0 && linear_ratio <= 1) || hidden < 1)
       lmshrink::fail<lmshrink::value_error>(
-          "Model::from_scratch", "ratio ", linear_ratio, " of the linear weights leaves no FFN width "
+          "models::Model::from_scratch", "ratio ", linear_ratio, " of the linear weights leaves no FFN width "
           "once attention's ", attention, " weights per block are kept; a larger ratio is needed");
     c.hidden_dim = int(hidden);
     // llama2.c's training init: N(0, 0.02), the residual outputs (wo, w2) scaled by 1/√(2L).
@@ -117,16 +119,16 @@ class LlamaModel final : public Model {
       m.w2.push_back(normal(c.dim, c.hidden_dim, sd_out));
       m.w3.push_back(normal(c.hidden_dim, c.dim, sd));
     }
-    return std::make_unique<LlamaModel>(LlamaWeights<float>::from_model(m));
+    return std::make_unique<Model>(Weights<float>::from_model(m));
   }
-  std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<LlamaNet>(w_, batch, n); }
-  std::unique_ptr<Packed> pack() const override { return std::make_unique<LlamaPacked>(CompactLlama::pack(w_)); }
-  std::unique_ptr<Decoder> decoder() const override {
-    return std::make_unique<LlamaDecoder<WeightsView>>(WeightsView(w_));
+  std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<TrainingNet>(w_, batch, n); }
+  std::unique_ptr<models::Packed> pack() const override { return std::make_unique<Packed>(Compact::pack(w_)); }
+  std::unique_ptr<models::Decoder> decoder() const override {
+    return std::make_unique<ModelDecoder<WeightsView>>(WeightsView(w_));
   }
   void save(const std::string& path, const std::string& method,
             const std::map<std::string, std::string>& extra) const override {
-    save_llama_checkpoint(w_, path, method, extra);
+    save_checkpoint(w_, path, method, extra);
   }
   std::string export_dense(const std::string& stem) const override {
     const lmshrink::Llama2cModel dense = w_.to_model();
@@ -142,8 +144,10 @@ class LlamaModel final : public Model {
   std::int64_t linear_dense_parameters() const override { return w_.linear_dense_parameters(); }
 
  private:
-  LlamaWeights<float> w_;
+  Weights<float> w_;
 };
 
 
-}  // namespace examples
+}  // namespace llama
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -10,25 +10,27 @@
 // x_mid + mlp.c_proj(gelu(mlp.c_fc(ln_2(x_mid)))), as Hugging Face's GPT2Block.
 
 #include <Eigen/Core>
-#include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/models/activations.hpp>
-#include <lmshrink/models/norms.hpp>
+#include "../../io/hf_checkpoint.hpp"
+#include "../activations.hpp"
+#include "../norms.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace gpt2 {
 
 /// The six linear layers of a GPT-2 block (c_attn split into q, k and v).
 enum Gpt2LinearKind : int { kGq, kGk, kGv, kGproj, kGfc, kGfcProj };
-constexpr int kGpt2LinearKinds = 6;
+constexpr int kLinearKinds = 6;
 
-inline const char* gpt2_linear_kind_name(int k) {
-  static const char* names[kGpt2LinearKinds] = {"attn.q", "attn.k", "attn.v",
+inline const char* linear_kind_name(int k) {
+  static const char* names[kLinearKinds] = {"attn.q", "attn.k", "attn.v",
                                                 "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
   return names[k];
 }
 
 /// A block's LayerNorm parameters (or their gradients).
 template <class V>
-struct Gpt2BlockNorms {
+struct BlockNorms {
   V& ln1_w;
   V& ln1_b;
   V& ln2_w;
@@ -37,7 +39,7 @@ struct Gpt2BlockNorms {
 
 /// A block's activations over the rows (tokens) of one forward: what its backward reads.
 template <class Scalar>
-struct Gpt2BlockState {
+struct BlockState {
   using Mat = lmshrink::RowMatrix<Scalar>;
   using Vec = lmshrink::Vector<Scalar>;
   Mat x;                          // the block's input (the residual stream)
@@ -58,8 +60,8 @@ struct Gpt2BlockState {
 
 /// s.x → out through one block.
 template <class Scalar, class Linear, class Attend>
-void gpt2_block_forward(const lmshrink::Gpt2Config& c, const Gpt2BlockNorms<const lmshrink::Vector<Scalar>>& n,
-                        Linear&& linear, Attend&& attend, Gpt2BlockState<Scalar>& s,
+void block_forward(const lmshrink::Gpt2Config& c, const BlockNorms<const lmshrink::Vector<Scalar>>& n,
+                        Linear&& linear, Attend&& attend, BlockState<Scalar>& s,
                         lmshrink::RowMatrix<Scalar>& out) {
   namespace models = lmshrink::models;
   models::layer_norm_forward<Scalar>(s.x, n.ln1_w, n.ln1_b, c.norm_eps, s.xhat1, s.rstd1, s.a1);
@@ -78,7 +80,7 @@ void gpt2_block_forward(const lmshrink::Gpt2Config& c, const Gpt2BlockNorms<cons
 
 /// Workspace of the block backward, sized once.
 template <class Scalar>
-struct Gpt2BlockWorkspace {
+struct BlockWorkspace {
   using Mat = lmshrink::RowMatrix<Scalar>;
   Mat dxa, dq, dk, dv, datt, dh, dg;
 
@@ -93,10 +95,10 @@ struct Gpt2BlockWorkspace {
 /// LayerNorms' gradients into dn. `linear_backward(kind, in, dout, din)` accumulates din and the
 /// layer's own gradients; `attend_backward(datt, dq, dk, dv)` overwrites dq, dk, dv.
 template <class Scalar, class LinearBackward, class AttendBackward>
-void gpt2_block_backward(const Gpt2BlockNorms<const lmshrink::Vector<Scalar>>& n, LinearBackward&& linear_backward,
-                         AttendBackward&& attend_backward, const Gpt2BlockState<Scalar>& s,
-                         Gpt2BlockWorkspace<Scalar>& w, lmshrink::RowMatrix<Scalar>& dx,
-                         const Gpt2BlockNorms<lmshrink::Vector<Scalar>>& dn) {
+void block_backward(const BlockNorms<const lmshrink::Vector<Scalar>>& n, LinearBackward&& linear_backward,
+                         AttendBackward&& attend_backward, const BlockState<Scalar>& s,
+                         BlockWorkspace<Scalar>& w, lmshrink::RowMatrix<Scalar>& dx,
+                         const BlockNorms<lmshrink::Vector<Scalar>>& dn) {
   namespace models = lmshrink::models;
   // out = x_mid + mlp.c_proj(gelu(c_fc(ln_2(x_mid)))): dx becomes ∂/∂x_mid.
   w.dg.setZero();
@@ -116,4 +118,6 @@ void gpt2_block_backward(const Gpt2BlockNorms<const lmshrink::Vector<Scalar>>& n
   models::layer_norm_backward<Scalar>(s.xhat1, s.rstd1, n.ln1_w, w.dxa, dx, dn.ln1_w, dn.ln1_b);
 }
 
-}  // namespace examples
+}  // namespace gpt2
+}  // namespace models
+LMSHRINK_NAMESPACE_END

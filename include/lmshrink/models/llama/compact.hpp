@@ -1,27 +1,29 @@
 #pragma once
 // The inference form of a compressed decoder: every linear layer packed as a
 // lmshrink::CompactLinear (U, V, the kept rows of S and their indices), the rest as in the
-// dense model. Runs through the same decoders as the teacher (llama_decoder.hpp):
+// dense model. Runs through the same decoders as the teacher (decoder.hpp):
 //
-//   examples::CompactLlama small = examples::CompactLlama::pack(trained_weights);
-//   examples::KvDecoder<examples::CompactView> gen(small);        // token by token
-//   examples::SequenceDecoder<examples::CompactView> score(small);
+//   models::Compact small = models::Compact::pack(trained_weights);
+//   models::KvDecoder<models::CompactView> gen(small);        // token by token
+//   models::SequenceDecoder<models::CompactView> score(small);
 //
-// The teacher itself packs the same way (CompactLlama::pack_dense: rank 0, every row kept), so
+// The teacher itself packs the same way (Compact::pack_dense: rank 0, every row kept), so
 // that a speed ratio between teacher and student compares weights, not code paths. The
 // classifier is packed too (dense, or low-rank + sparse for a speed study), for generation.
 
 #include <array>
-#include <lmshrink/compact.hpp>
-#include <lmshrink/pruner.hpp>
+#include "../../compact.hpp"
+#include "../../pruner.hpp"
 #include <vector>
 
-#include "llama_decoder.hpp"
-#include "llama_trainer.hpp"
+#include "decoder.hpp"
+#include "trainer.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace llama {
 
-struct CompactLlama {
+struct Compact {
   lmshrink::Llama2cConfig config;
   RowMat embedding, classifier;  // classifier empty when shared
   std::vector<Vec> rms_att, rms_ffn;
@@ -32,8 +34,8 @@ struct CompactLlama {
   lmshrink::CompactLinear<float> packed_classifier;
   bool classifier_compressed = false;
 
-  static CompactLlama pack(const LlamaWeights<float>& w) {
-    CompactLlama m;
+  static Compact pack(const Weights<float>& w) {
+    Compact m;
     m.config = w.config;
     m.embedding = w.embedding;
     m.classifier = w.classifier;
@@ -46,8 +48,8 @@ struct CompactLlama {
   }
 
   /// A dense model in the same form: every matrix packed as rank 0 with every row kept.
-  static CompactLlama pack_dense(const lmshrink::Llama2cModel& model) {
-    CompactLlama m;
+  static Compact pack_dense(const lmshrink::Llama2cModel& model) {
+    Compact m;
     m.config = model.config;
     m.embedding = model.token_embedding;
     if (!model.config.shared_classifier) m.classifier = model.wcls;
@@ -106,12 +108,12 @@ struct CompactLlama {
   }
 };
 
-/// A decoder view of a CompactLlama; owns the one workspace its forwards share.
+/// A decoder view of a Compact; owns the one workspace its forwards share.
 /// `options.threads` > 1 runs every product on that many threads of `options.team` (the same
 /// result for any count).
 class CompactView {
  public:
-  CompactView(const CompactLlama& m,  // NOLINT: implicit, a view
+  CompactView(const Compact& m,  // NOLINT: implicit, a view
               const lmshrink::CompactForwardOptions& options = {})
       : m_(&m), options_(options) {}
   const lmshrink::Llama2cConfig& config() const { return m_->config; }
@@ -133,9 +135,11 @@ class CompactView {
   }
 
  private:
-  const CompactLlama* m_;
+  const Compact* m_;
   lmshrink::CompactForwardOptions options_;
   lmshrink::CompactLinear<float>::Workspace ws_;
 };
 
-}  // namespace examples
+}  // namespace llama
+}  // namespace models
+LMSHRINK_NAMESPACE_END

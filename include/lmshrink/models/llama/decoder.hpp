@@ -8,28 +8,30 @@
 // forward (scoring and training), where every linear layer is one matrix product over the
 // sequence.
 //
-//   examples::LlamaKvDecoder dec(model);                // KvDecoder<DenseView>
+//   models::DenseKvDecoder dec(model);                // KvDecoder<DenseView>
 //   const Vec& logits = dec.forward(token, pos);     // pos = 0, 1, … within one sequence
-//   examples::LlamaSequenceDecoder seq(model);
+//   models::DenseSequenceDecoder seq(model);
 //   const RowMat& all = seq.forward(tokens, n);       // (n, vocab) logits
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cassert>
 #include <cmath>
-#include <lmshrink/io/llama2c.hpp>
-#include <lmshrink/models/activations.hpp>
-#include <lmshrink/models/attention.hpp>
-#include <lmshrink/models/norms.hpp>
-#include <lmshrink/models/rope.hpp>
-#include <lmshrink/models/scoring.hpp>
+#include "../../io/llama2c.hpp"
+#include "../activations.hpp"
+#include "../attention.hpp"
+#include "../norms.hpp"
+#include "../rope.hpp"
+#include "../scoring.hpp"
 
-#include "llama_block.hpp"
+#include "block.hpp"
 
 #include <utility>
 #include <vector>
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace llama {
 
 using Vec = Eigen::VectorXf;
 using RowMat = lmshrink::RowMatrix<float>;
@@ -37,7 +39,7 @@ using RowMat = lmshrink::RowMatrix<float>;
 /// The decoders read a model through a view: the non-linear parameters, `linear(l, kind, x, n,
 /// y)`, which overwrites y (n, out) with layer l's linear `kind` (0..6: wq, wk, wv, wo, w1, w2,
 /// w3) applied to x (n, in), both row-major and contiguous, and `classify(x, logits)` for one
-/// token. DenseView runs a llama2.c model's matrices with Eigen; CompactView (llama_compact.hpp)
+/// token. DenseView runs a llama2.c model's matrices with Eigen; CompactView (llama/compact.hpp)
 /// runs lmshrink::CompactLinear.
 class DenseView {
  public:
@@ -96,10 +98,10 @@ class KvDecoder {
   /// the sequence started (a new sequence simply starts again at pos 0).
   const Vec& forward(int token, int pos) {
     if (token < 0 || token >= c_.vocab_size)
-      lmshrink::fail<lmshrink::value_error>("KvDecoder::forward", "token ", token,
+      lmshrink::fail<lmshrink::value_error>("llama::KvDecoder::forward", "token ", token,
                                                     " is outside [0, ", c_.vocab_size, ")");
     if (pos < 0 || pos >= c_.seq_len)
-      lmshrink::fail<lmshrink::value_error>("KvDecoder::forward", "position ", pos,
+      lmshrink::fail<lmshrink::value_error>("llama::KvDecoder::forward", "position ", pos,
                                                     " is outside [0, ", c_.seq_len, ")");
     rope_.cover(pos + 1);
     x_ = m_.embedding().row(token);
@@ -113,7 +115,7 @@ class KvDecoder {
         cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
       };
       state_.x = x_;
-      llama_block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
+      block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
     }
     lmshrink::models::rms_norm_forward<float>(x_, m_.rms_final(), c_.norm_eps, xb_, r_);
     m_.classify(xb_.data(), logits_.data());
@@ -126,7 +128,7 @@ class KvDecoder {
   int hs_, kv_dim_;
   RopeTable rope_;
   lmshrink::models::KvCache<float> cache_;
-  LlamaBlockState<float> state_;
+  BlockState<float> state_;
   RowMat x_, xb_;
   Vec r_, logits_;
 };
@@ -143,7 +145,7 @@ class SequenceDecoder {
 
   /// Logits (n, vocab) for tokens[0..n), positions 0..n−1.
   const RowMat& forward(const int* tokens, int n) {
-    static constexpr const char* where = "SequenceDecoder::forward";
+    static constexpr const char* where = "llama::SequenceDecoder::forward";
     if (n < 1 || n > c_.seq_len)
       lmshrink::fail<lmshrink::value_error>(where, "sequence length ", n,
                                                     " is outside [1, ", c_.seq_len, "]");
@@ -168,7 +170,7 @@ class SequenceDecoder {
         lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
       };
       state_.x = x_;
-      llama_block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
+      block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
     }
     lmshrink::models::rms_norm_forward<float>(x_, m_.rms_final(), c_.norm_eps, xb_, r_);
     logits_.noalias() = xb_ * m_.classifier().transpose();
@@ -181,18 +183,18 @@ class SequenceDecoder {
   int hs_;
   RopeTable rope_;
   std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head
-  LlamaBlockState<float> state_;
+  BlockState<float> state_;
   RowMat x_, xb_, logits_;
   Vec r_;
 };
 
-using LlamaKvDecoder = KvDecoder<DenseView>;
-using LlamaSequenceDecoder = SequenceDecoder<DenseView>;
+using DenseKvDecoder = KvDecoder<DenseView>;
+using DenseSequenceDecoder = SequenceDecoder<DenseView>;
 
 /// The score of targets[t] given inputs[0..t] for t < n, token by token through a KV-cache
 /// decoder (lmshrink::models::score_logits on each step's logits).
-template <class Decoder>
-inline lmshrink::models::SequenceScore score_window(Decoder& dec, const int* inputs, const int* targets, int n) {
+template <class Dec>
+inline lmshrink::models::SequenceScore score_window(Dec& dec, const int* inputs, const int* targets, int n) {
   lmshrink::models::SequenceScore s;
   for (int pos = 0; pos < n; ++pos) {
     const Vec& z = dec.forward(inputs[pos], pos);
@@ -205,4 +207,6 @@ inline lmshrink::models::SequenceScore score_window(Decoder& dec, const int* inp
   return s;
 }
 
-}  // namespace examples
+}  // namespace llama
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -2,22 +2,24 @@
 // Llama models with real models' shapes and synthetic (random) weights, for speed only: their
 // outputs mean nothing, and every table that shows them says "synthetic weights".
 //
-//   auto dense = examples::synthetic_model(examples::gpt2_small_shape(), 1);
-//   auto teacher = examples::CompactLlama::pack_dense(dense);
-//   auto half = examples::synthetic_compact(dense, {0.5});      // low-rank + kept rows at q = 0.5
-//   examples::KvDecoder<examples::CompactView> gen(examples::CompactView(half, {threads, team}));
+//   auto dense = models::synthetic_model(models::gpt2_small_shape(), 1);
+//   auto teacher = models::Compact::pack_dense(dense);
+//   auto half = models::synthetic_compact(dense, {0.5});      // low-rank + kept rows at q = 0.5
+//   models::KvDecoder<models::CompactView> gen(models::CompactView(half, {threads, team}));
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <lmshrink/random.hpp>
-#include <lmshrink/io/llama2c.hpp>
-#include <lmshrink/low_rank_sparse_linear.hpp>
+#include "../../random.hpp"
+#include "../../io/llama2c.hpp"
+#include "../../low_rank_sparse_linear.hpp"
 #include <string>
 
-#include "llama_compact.hpp"
+#include "compact.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace llama {
 
 /// GPT-2 small's shapes as a Llama: 768 wide, 12 blocks of 12 heads, 3072 hidden, vocab 50,257.
 inline lmshrink::Llama2cConfig gpt2_small_shape() {
@@ -118,11 +120,11 @@ inline lmshrink::CompactLinear<float> synthetic_layer(Eigen::Index out, Eigen::I
 
 /// The compact form of `model` with every linear layer (and optionally the classifier) at the
 /// options' budget. Its weights are random: for speed only.
-inline CompactLlama synthetic_compact(const lmshrink::Llama2cModel& model,
+inline Compact synthetic_compact(const lmshrink::Llama2cModel& model,
                                       const SyntheticCompactOptions& o) {
   lmshrink::SplitMix64 rng(o.seed);
   const auto& c = model.config;
-  CompactLlama m;
+  Compact m;
   m.config = c;
   m.embedding = model.token_embedding;
   if (!c.shared_classifier) m.classifier = model.wcls;
@@ -147,4 +149,6 @@ inline CompactLlama synthetic_compact(const lmshrink::Llama2cModel& model,
   return m;
 }
 
-}  // namespace examples
+}  // namespace llama
+}  // namespace models
+LMSHRINK_NAMESPACE_END

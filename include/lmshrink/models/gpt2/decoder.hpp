@@ -3,39 +3,41 @@
 // packs as rank 0 with every row kept, so teacher and students run the same code), and a
 // decoder with a KV cache for generation and a full-sequence forward for scoring.
 //
-//   auto teacher = examples::CompactGpt2::pack_dense(lmshrink::read_hf_gpt2("gpt2"));
-//   examples::Gpt2Decoder dec(teacher);
+//   auto teacher = models::Compact::pack_dense(lmshrink::read_hf_gpt2("gpt2"));
+//   models::Decoder dec(teacher);
 //   const auto& logits = dec.forward(token, pos);          // (vocab), token by token
 //   const auto& all = dec.forward_sequence(tokens, n);     // (n, vocab), positions 0..n−1
 
 #include <Eigen/Core>
 #include <array>
 #include <cmath>
-#include <lmshrink/compact.hpp>
-#include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/models/activations.hpp>
-#include <lmshrink/models/attention.hpp>
-#include <lmshrink/models/norms.hpp>
-#include <lmshrink/pruner.hpp>
+#include "../../compact.hpp"
+#include "../../io/hf_checkpoint.hpp"
+#include "../activations.hpp"
+#include "../attention.hpp"
+#include "../norms.hpp"
+#include "../../pruner.hpp"
 #include <vector>
 
-#include "gpt2_block.hpp"
-#include "gpt2_trainer.hpp"
+#include "block.hpp"
+#include "trainer.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace gpt2 {
 
-struct CompactGpt2 {
+struct Compact {
   using RowMat = lmshrink::RowMatrix<float>;
   using Vec = lmshrink::Vector<float>;
   lmshrink::Gpt2Config config;
   RowMat wte, wpe;
   std::vector<Vec> ln1_w, ln1_b, ln2_w, ln2_b;
   Vec lnf_w, lnf_b;
-  std::vector<std::array<lmshrink::CompactLinear<float>, kGpt2LinearKinds>> linear;
+  std::vector<std::array<lmshrink::CompactLinear<float>, kLinearKinds>> linear;
   lmshrink::CompactLinear<float> head;  // wte packed densely, for the logits
 
-  static CompactGpt2 pack(const Gpt2Weights<float>& w) {
-    CompactGpt2 m;
+  static Compact pack(const Weights<float>& w) {
+    Compact m;
     m.config = w.config;
     m.wte = w.wte;
     m.wpe = w.wpe;
@@ -45,13 +47,13 @@ struct CompactGpt2 {
     m.ln2_b = w.ln2_b;
     m.lnf_w = w.lnf_w;
     m.lnf_b = w.lnf_b;
-    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kGpt2LinearKinds>(w.linear);
+    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear);
     m.head = lmshrink::CompactLinear<float>::pack(lmshrink::make_dense_layer<float>(m.wte));
     return m;
   }
 
-  static CompactGpt2 pack_dense(const lmshrink::Gpt2Model& model) {
-    return pack(Gpt2Weights<float>::from_model(model));
+  static Compact pack_dense(const lmshrink::Gpt2Model& model) {
+    return pack(Weights<float>::from_model(model));
   }
 
   /// Bytes of every tensor: float32 values and the packed layers' int32 indices.
@@ -84,22 +86,22 @@ struct CompactGpt2 {
 
 /// The decoder reads a model through a view: its config, embeddings and norms, `linear(l, kind,
 /// x, y)` (y = layer `kind` of block l applied to x, rows = tokens) and `head(x, logits)`.
-/// Gpt2CompactView runs a CompactGpt2's packed layers; Gpt2WeightsView runs trainable weights
-/// (gpt2_trainer.hpp) through their own layers.
-class Gpt2CompactView {
+/// CompactView runs a Compact's packed layers; WeightsView runs trainable weights
+/// (gpt2/trainer.hpp) through their own layers.
+class CompactView {
  public:
   using RowMat = lmshrink::RowMatrix<float>;
   using Vec = lmshrink::Vector<float>;
   /// `options.threads` > 1 runs every product on that many threads of `options.team` (the same
   /// result for any count).
-  Gpt2CompactView(const CompactGpt2& m,  // NOLINT: implicit, a view
+  CompactView(const Compact& m,  // NOLINT: implicit, a view
                   const lmshrink::CompactForwardOptions& options = {})
       : m_(&m), options_(options) {}
-  Gpt2CompactView(CompactGpt2&&, const lmshrink::CompactForwardOptions& = {}) = delete;  // would dangle
+  CompactView(Compact&&, const lmshrink::CompactForwardOptions& = {}) = delete;  // would dangle
   const lmshrink::Gpt2Config& config() const { return m_->config; }
   const RowMat& wte() const { return m_->wte; }
   const RowMat& wpe() const { return m_->wpe; }
-  Gpt2BlockNorms<const Vec> norms(int l) const {
+  BlockNorms<const Vec> norms(int l) const {
     const std::size_t L = std::size_t(l);
     return {m_->ln1_w[L], m_->ln1_b[L], m_->ln2_w[L], m_->ln2_b[L]};
   }
@@ -114,21 +116,21 @@ class Gpt2CompactView {
   }
 
  private:
-  const CompactGpt2* m_;
+  const Compact* m_;
   lmshrink::CompactForwardOptions options_;
   lmshrink::CompactLinear<float>::Workspace ws_;
 };
 
-class Gpt2WeightsView {
+class WeightsView {
  public:
   using RowMat = lmshrink::RowMatrix<float>;
   using Vec = lmshrink::Vector<float>;
-  Gpt2WeightsView(const Gpt2Weights<float>& w) : w_(&w) {}  // NOLINT: implicit, a view
-  Gpt2WeightsView(Gpt2Weights<float>&&) = delete;           // a view of a temporary would dangle
+  WeightsView(const Weights<float>& w) : w_(&w) {}  // NOLINT: implicit, a view
+  WeightsView(Weights<float>&&) = delete;           // a view of a temporary would dangle
   const lmshrink::Gpt2Config& config() const { return w_->config; }
   const RowMat& wte() const { return w_->wte; }
   const RowMat& wpe() const { return w_->wpe; }
-  Gpt2BlockNorms<const Vec> norms(int l) const {
+  BlockNorms<const Vec> norms(int l) const {
     const std::size_t L = std::size_t(l);
     return {w_->ln1_w[L], w_->ln1_b[L], w_->ln2_w[L], w_->ln2_b[L]};
   }
@@ -142,18 +144,18 @@ class Gpt2WeightsView {
   }
 
  private:
-  const Gpt2Weights<float>* w_;
+  const Weights<float>* w_;
   lmshrink::LowRankSparseLinear<float>::Cache cache_;
 };
 
 /// GPT-2's KV-cache step and full-sequence forward over a view.
 template <class View>
-class Gpt2Decoder {
+class Decoder {
  public:
   using RowMat = lmshrink::RowMatrix<float>;
   using Vec = lmshrink::Vector<float>;
 
-  explicit Gpt2Decoder(View m)
+  explicit Decoder(View m)
       : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()),
         cache_(c_.n_layers, c_.n_positions, c_.n_heads, c_.n_heads, hs_) {}
 
@@ -170,7 +172,7 @@ class Gpt2Decoder {
         cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
       };
       state_.x = x_;
-      gpt2_block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
+      block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
     }
     final_norm();
     logits1_.resize(c_.vocab_size);
@@ -181,7 +183,7 @@ class Gpt2Decoder {
   /// Logits (n, vocab) of tokens at positions 0..n−1, every linear layer one product.
   const RowMat& forward_sequence(const int* tokens, int n) {
     if (n < 1 || n > c_.n_positions)
-      lmshrink::fail<lmshrink::value_error>("Gpt2Decoder::forward_sequence", "n must be in [1, ",
+      lmshrink::fail<lmshrink::value_error>("gpt2::Decoder::forward_sequence", "n must be in [1, ",
                                                     c_.n_positions, "], got ", n);
     resize(n);
     for (int t = 0; t < n; ++t) {
@@ -195,7 +197,7 @@ class Gpt2Decoder {
         lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
       };
       state_.x = x_;
-      gpt2_block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
+      block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
     }
     final_norm();
     logits_.resize(n, c_.vocab_size);
@@ -206,7 +208,7 @@ class Gpt2Decoder {
  private:
   void check(int token, int pos) const {
     if (token < 0 || token >= c_.vocab_size || pos < 0 || pos >= c_.n_positions)
-      lmshrink::fail<lmshrink::value_error>("Gpt2Decoder::forward", "token ", token, " at position ", pos,
+      lmshrink::fail<lmshrink::value_error>("gpt2::Decoder::forward", "token ", token, " at position ", pos,
                                                     ": token in [0, ", c_.vocab_size, ") and position in [0, ",
                                                     c_.n_positions, ") were expected");
   }
@@ -224,9 +226,11 @@ class Gpt2Decoder {
   int hs_;
   lmshrink::models::KvCache<float> cache_;
   std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head
-  Gpt2BlockState<float> state_;
+  BlockState<float> state_;
   RowMat x_, a_, xhat_, logits_;
   Vec rstd_, logits1_;
 };
 
-}  // namespace examples
+}  // namespace gpt2
+}  // namespace models
+LMSHRINK_NAMESPACE_END

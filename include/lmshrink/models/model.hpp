@@ -1,10 +1,11 @@
 #pragma once
-// The examples' model layer: what the main job, the study, the trainer, the decoders, the compact
-// form and the checkpoints need from a model family, behind one interface. A family is one
-// folder under examples/models/ (llama/, gpt2/) that implements these classes and registers
-// itself in models.cpp; nothing else names a family.
+// The model tier's interface: what a compression job, a trainer, the decoders, the compact form
+// and the checkpoints need from a model family. A family is one folder under lmshrink/models/
+// (llama/, gpt2/) that implements these classes under its own namespace
+// (lmshrink::models::llama, lmshrink::models::gpt2), with symmetric names (llama::Model,
+// gpt2::Model, llama::Trainer, gpt2::Trainer, ...).
 //
-//   std::unique_ptr<examples::Model> teacher = examples::load_model("gpt2_dir");  // or a .bin
+//   std::unique_ptr<models::Model> teacher = examples::load_model("gpt2_dir");  // or a .bin
 //   auto student = teacher->truncated({0, 2, 4, 7, 9, 11});
 //   auto net = student->net(batch, n);              // forward / backward over batch × n tokens
 //   auto packed = student->pack();                  // CompactLinear layers
@@ -14,17 +15,18 @@
 
 #include <Eigen/Core>
 #include <cmath>
-#include <lmshrink/random.hpp>
-#include <lmshrink/compact.hpp>
-#include <lmshrink/errors.hpp>
+#include "../random.hpp"
+#include "../compact.hpp"
+#include "../errors.hpp"
 #include <cstdint>
-#include <lmshrink/low_rank_sparse_linear.hpp>
+#include "../low_rank_sparse_linear.hpp"
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
 
 using Mat = lmshrink::RowMatrix<float>;
 using Layer = lmshrink::LowRankSparseLinear<float>;
@@ -185,17 +187,5 @@ inline double checked_linear_ratio(const std::string& name, std::int64_t live,
   return kept;
 }
 
-/// A teacher from a path: a llama2.c file, or a Hugging Face directory (config.json names the
-/// family). lmshrink::error on anything else.
-std::unique_ptr<Model> load_model(const std::string& path);
-/// A checkpoint written by Model::save, of any family.
-std::unique_ptr<Model> load_checkpoint(const std::string& path);
-/// The same from the file's bytes already in memory (`path` names it in messages).
-std::unique_ptr<Model> load_checkpoint(const std::vector<char>& bytes, const std::string& path);
-/// The tokenizer for `model`: `path` when given (a llama2.c tokenizer file, or a directory with
-/// GPT-2's vocab.json + merges.txt or encoder.json + vocab.bpe), else the tokenizer files in
-/// the model's directory, else the bundled one of the family.
-std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& model_path,
-                                      const std::string& path);
-
-}  // namespace examples
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -11,8 +11,8 @@
 // k_proj are permuted to Hugging Face's rotate-half RoPE layout, as its llama2.c converter
 // does; loading undoes it. The metadata also holds the llama2.c config.
 
-#include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/io/safetensors.hpp>
+#include "../../io/hf_checkpoint.hpp"
+#include "../../io/safetensors.hpp"
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,9 +20,11 @@
 #include <string>
 #include <vector>
 
-#include "llama_trainer.hpp"
+#include "trainer.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace llama {
 
 inline std::string hf_linear_name(int layer, int kind) {
   static const char* names[kLinearKinds] = {"self_attn.q_proj", "self_attn.k_proj",
@@ -75,7 +77,7 @@ bool is_dense_layer(const lmshrink::LowRankSparseLinear<Scalar>& layer) {
 
 /// Writes the weights atomically; `method` names how the compressed layers were made, `extra`
 /// is added to the metadata.
-inline void save_llama_checkpoint(const LlamaWeights<float>& w, const std::string& path,
+inline void save_checkpoint(const Weights<float>& w, const std::string& path,
                             const std::string& method,
                             const std::map<std::string, std::string>& extra = {}) {
   lmshrink::SafeTensors st;
@@ -124,14 +126,14 @@ inline bool fits_llama2c(const lmshrink::Llama2cConfig& c) {
   return c.norm_eps == 1e-5 && c.rope_theta == 10000;
 }
 
-/// Reads a checkpoint written by save_llama_checkpoint: every layer as stored, dense or compressed
+/// Reads a checkpoint written by llama::save_checkpoint: every layer as stored, dense or compressed
 /// (`st` already in memory; `path` names it in messages).
-inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
+inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
   if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "llama/1")
     lmshrink::fail<lmshrink::format_error>(
-        "read_llama_checkpoint", "'", path, "' has no 'lmshrink.checkpoint: llama/1' metadata; it was "
-        "not written by save_llama_checkpoint");
-  LlamaWeights<float> w;
+        "llama::read_checkpoint", "'", path, "' has no 'lmshrink.checkpoint: llama/1' metadata; it was "
+        "not written by llama::save_checkpoint");
+  Weights<float> w;
   auto& c = w.config;
   const int big = 1 << 20;
   c.dim = int(st.meta_int("dim", 2, big));
@@ -149,7 +151,7 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
     char* end = nullptr;
     const double v = std::strtod(s.c_str(), &end);
     if (s.empty() || *end != '\0' || !(v >= lo && v <= hi))
-      lmshrink::fail<lmshrink::format_error>("read_llama_checkpoint", "'", path, "': metadata '", key,
+      lmshrink::fail<lmshrink::format_error>("llama::read_checkpoint", "'", path, "': metadata '", key,
                                                      "' is '", s, "'; a number in [", lo, ", ", hi,
                                                      "] was expected");
     return v;
@@ -158,7 +160,7 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
   c.rope_theta = real("rope_theta", 10000.0, 1.0, 1e12);
   if (c.dim % c.n_heads != 0 || c.head_size() % 2 != 0 || c.n_heads % c.n_kv_heads != 0)
     lmshrink::fail<lmshrink::format_error>(
-        "read_llama_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",
+        "llama::read_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",
         c.n_kv_heads, " kv heads do not give an even head size shared by whole groups");
   // A compressed layer's dense S is not justified by the file's bytes (see ReadLimits): bound the
   // whole model's before any layer is built.
@@ -167,7 +169,7 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
                                   3 * std::int64_t(c.hidden_dim) * c.dim);
   if (dense_entries > (std::int64_t(1) << 31))
     lmshrink::fail<lmshrink::format_error>(
-        "read_llama_checkpoint", "'", path, "' describes ", dense_entries, " linear weights; at most 2^31 "
+        "llama::read_checkpoint", "'", path, "' describes ", dense_entries, " linear weights; at most 2^31 "
         "are supported by the examples' model layer");
   w.embedding = st.matrix<float>("model.embed_tokens.weight", c.vocab_size, c.dim);
   if (!c.shared_classifier) w.classifier = st.matrix<float>("lm_head.weight", c.vocab_size, c.dim);
@@ -187,7 +189,7 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
         layer = lmshrink::get_compressed_layer<float>(st, name);
         if (layer.out_features() != outs[k] || layer.in_features() != ins[k])
           lmshrink::fail<lmshrink::format_error>(
-              "read_llama_checkpoint", "'", path, "': layer '", name, "' is ", layer.out_features(), "x",
+              "llama::read_checkpoint", "'", path, "': layer '", name, "' is ", layer.out_features(), "x",
               layer.in_features(), " but the config needs ", outs[k], "x", ins[k]);
       } else {
         layer = lmshrink::make_dense_layer<float>(st.matrix<float>(name + ".weight", outs[k], ins[k]));
@@ -200,8 +202,10 @@ inline LlamaWeights<float> read_llama_checkpoint(const lmshrink::SafeTensors& st
   return w;
 }
 
-inline LlamaWeights<float> read_llama_checkpoint(const std::string& path) {
-  return read_llama_checkpoint(lmshrink::read_safetensors(path), path);
+inline Weights<float> read_checkpoint(const std::string& path) {
+  return read_checkpoint(lmshrink::read_safetensors(path), path);
 }
 
-}  // namespace examples
+}  // namespace llama
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -10,11 +10,13 @@
 // x_mid + w2·(silu(w1·RMSNorm(x_mid))∘(w3·RMSNorm(x_mid))), as llama2.c's run.c.
 
 #include <Eigen/Core>
-#include <lmshrink/io/llama2c.hpp>
-#include <lmshrink/models/activations.hpp>
-#include <lmshrink/models/norms.hpp>
+#include "../../io/llama2c.hpp"
+#include "../activations.hpp"
+#include "../norms.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace llama {
 
 /// The seven linear layers of a block, in llama2.c file order.
 enum LinearKind : int { kWq, kWk, kWv, kWo, kW1, kW2, kW3 };
@@ -30,7 +32,7 @@ inline const char* linear_kind_name(int k) {
 
 /// A block's activations over the rows (tokens) of one forward: what its backward reads.
 template <class Scalar>
-struct LlamaBlockState {
+struct BlockState {
   using Mat = lmshrink::RowMatrix<Scalar>;
   using Vec = lmshrink::Vector<Scalar>;
   Mat x;                    // the block's input (the residual stream)
@@ -52,9 +54,9 @@ struct LlamaBlockState {
 
 /// s.x → out through one block (out may be s.x's source: s.x is read only before out is written).
 template <class Scalar, class Linear, class Attend>
-void llama_block_forward(const lmshrink::Llama2cConfig& c, const lmshrink::Vector<Scalar>& rms_att,
+void block_forward(const lmshrink::Llama2cConfig& c, const lmshrink::Vector<Scalar>& rms_att,
                          const lmshrink::Vector<Scalar>& rms_ffn, Linear&& linear, Attend&& attend,
-                         LlamaBlockState<Scalar>& s, lmshrink::RowMatrix<Scalar>& out) {
+                         BlockState<Scalar>& s, lmshrink::RowMatrix<Scalar>& out) {
   namespace models = lmshrink::models;
   models::rms_norm_forward<Scalar>(s.x, rms_att, c.norm_eps, s.xb_att, s.r_att);
   linear(kWq, s.xb_att, s.q);
@@ -73,7 +75,7 @@ void llama_block_forward(const lmshrink::Llama2cConfig& c, const lmshrink::Vecto
 
 /// Workspace of the block backward, sized once.
 template <class Scalar>
-struct LlamaBlockWorkspace {
+struct BlockWorkspace {
   using Mat = lmshrink::RowMatrix<Scalar>;
   Mat dxb, dq, dk, dv, datt, dh, dh1, dh3;
 
@@ -90,10 +92,10 @@ struct LlamaBlockWorkspace {
 /// layer's own gradients; `attend_backward(datt, dq, dk, dv)` overwrites dq, dk, dv (rotated
 /// back) from datt.
 template <class Scalar, class LinearBackward, class AttendBackward>
-void llama_block_backward(const lmshrink::Vector<Scalar>& rms_att,
+void block_backward(const lmshrink::Vector<Scalar>& rms_att,
                           const lmshrink::Vector<Scalar>& rms_ffn, LinearBackward&& linear_backward,
-                          AttendBackward&& attend_backward, const LlamaBlockState<Scalar>& s,
-                          LlamaBlockWorkspace<Scalar>& w, lmshrink::RowMatrix<Scalar>& dx,
+                          AttendBackward&& attend_backward, const BlockState<Scalar>& s,
+                          BlockWorkspace<Scalar>& w, lmshrink::RowMatrix<Scalar>& dx,
                           lmshrink::Vector<Scalar>& drms_att, lmshrink::Vector<Scalar>& drms_ffn) {
   namespace models = lmshrink::models;
   // out = x_mid + w2·h: dx holds ∂/∂out and becomes ∂/∂x_mid.
@@ -115,4 +117,6 @@ void llama_block_backward(const lmshrink::Vector<Scalar>& rms_att,
   models::rms_norm_backward<Scalar>(s.x, rms_att, s.r_att, w.dxb, dx, drms_att);
 }
 
-}  // namespace examples
+}  // namespace llama
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -9,19 +9,21 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <lmshrink/io/safetensors.hpp>
+#include "../../io/safetensors.hpp"
 #include <map>
 #include <string>
 
-#include "gpt2_trainer.hpp"
+#include "trainer.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace gpt2 {
 
-inline std::string gpt2_layer_name(int l, int kind) {
-  return "transformer.h." + std::to_string(l) + "." + gpt2_linear_kind_name(kind);
+inline std::string layer_name(int l, int kind) {
+  return "transformer.h." + std::to_string(l) + "." + linear_kind_name(kind);
 }
 
-inline void save_gpt2_checkpoint(const Gpt2Weights<float>& w, const std::string& path, const std::string& method,
+inline void save_checkpoint(const Weights<float>& w, const std::string& path, const std::string& method,
                                   const std::map<std::string, std::string>& extra = {}) {
   lmshrink::SafeTensors st;
   const auto& c = w.config;
@@ -48,9 +50,9 @@ inline void save_gpt2_checkpoint(const Gpt2Weights<float>& w, const std::string&
     st.put(p + "ln_1.bias", w.ln1_b[L]);
     st.put(p + "ln_2.weight", w.ln2_w[L]);
     st.put(p + "ln_2.bias", w.ln2_b[L]);
-    for (int k = 0; k < kGpt2LinearKinds; ++k) {
+    for (int k = 0; k < kLinearKinds; ++k) {
       const auto& layer = w.linear[L][std::size_t(k)];
-      const std::string name = gpt2_layer_name(l, k);
+      const std::string name = layer_name(l, k);
       if (layer.rank() == 0 && layer.live_rows() == layer.out_features() && !layer.has_element_mask()) {
         st.put(name + ".weight", layer.S());
         st.put(name + ".bias", layer.bias());
@@ -62,14 +64,14 @@ inline void save_gpt2_checkpoint(const Gpt2Weights<float>& w, const std::string&
   lmshrink::write_safetensors(st, path);
 }
 
-/// Reads a checkpoint written by save_gpt2_checkpoint (`st` already in memory; `path` names it in
+/// Reads a checkpoint written by gpt2::save_checkpoint (`st` already in memory; `path` names it in
 /// messages).
-inline Gpt2Weights<float> read_gpt2_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
-  static constexpr const char* where = "read_gpt2_checkpoint";
+inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
+  static constexpr const char* where = "gpt2::read_checkpoint";
   if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "gpt2/1")
     lmshrink::fail<lmshrink::format_error>(where, "'", path, "' has no 'lmshrink.checkpoint: gpt2/1' "
-                                                   "metadata; it was not written by save_gpt2_checkpoint");
-  Gpt2Weights<float> w;
+                                                   "metadata; it was not written by gpt2::save_checkpoint");
+  Weights<float> w;
   auto& c = w.config;
   const int big = 1 << 20;
   c.vocab_size = int(st.meta_int("vocab_size", 1, big));
@@ -96,17 +98,17 @@ inline Gpt2Weights<float> read_gpt2_checkpoint(const lmshrink::SafeTensors& st, 
   w.wpe = st.matrix<float>("transformer.wpe.weight", c.n_positions, c.dim);
   w.lnf_w = st.vector<float>("transformer.ln_f.weight", c.dim);
   w.lnf_b = st.vector<float>("transformer.ln_f.bias", c.dim);
-  const int outs[kGpt2LinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
-  const int ins[kGpt2LinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim};
+  const int outs[kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
+  const int ins[kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim};
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     w.ln1_w.push_back(st.vector<float>(p + "ln_1.weight", c.dim));
     w.ln1_b.push_back(st.vector<float>(p + "ln_1.bias", c.dim));
     w.ln2_w.push_back(st.vector<float>(p + "ln_2.weight", c.dim));
     w.ln2_b.push_back(st.vector<float>(p + "ln_2.bias", c.dim));
-    std::array<lmshrink::LowRankSparseLinear<float>, kGpt2LinearKinds> layers;
-    for (int k = 0; k < kGpt2LinearKinds; ++k) {
-      const std::string name = gpt2_layer_name(l, k);
+    std::array<lmshrink::LowRankSparseLinear<float>, kLinearKinds> layers;
+    for (int k = 0; k < kLinearKinds; ++k) {
+      const std::string name = layer_name(l, k);
       auto& layer = layers[std::size_t(k)];
       if (lmshrink::has_compressed_layer(st, name)) {
         layer = lmshrink::get_compressed_layer<float>(st, name);
@@ -125,8 +127,10 @@ inline Gpt2Weights<float> read_gpt2_checkpoint(const lmshrink::SafeTensors& st, 
   return w;
 }
 
-inline Gpt2Weights<float> read_gpt2_checkpoint(const std::string& path) {
-  return read_gpt2_checkpoint(lmshrink::read_safetensors(path), path);
+inline Weights<float> read_checkpoint(const std::string& path) {
+  return read_checkpoint(lmshrink::read_safetensors(path), path);
 }
 
-}  // namespace examples
+}  // namespace gpt2
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -1,88 +1,90 @@
 #pragma once
-// The GPT-2 family behind examples::Model (model.hpp): Hugging Face "gpt2" directories, trained
-// by Gpt2Trainer, packed as CompactGpt2, checkpointed by gpt2_checkpoint.hpp. Header-only like the
+// The GPT-2 family behind models::Model (model.hpp): Hugging Face "gpt2" directories, trained
+// by gpt2::Trainer, packed as Compact, checkpointed by gpt2/checkpoint.hpp. Header-only like the
 // rest of the family; gpt2_model.cpp registers it.
-#include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/truncation.hpp>
+#include "../../io/hf_checkpoint.hpp"
+#include "../../truncation.hpp"
 
 #include <cmath>
 
 #include "../model.hpp"
-#include "gpt2_checkpoint.hpp"
-#include "gpt2_decoder.hpp"
-#include "gpt2_trainer.hpp"
+#include "checkpoint.hpp"
+#include "decoder.hpp"
+#include "trainer.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace gpt2 {
 
-/// The plain tensors of Gpt2Weights or Gpt2Grads (the same fields), in one order: wte, wpe,
+/// The plain tensors of Weights or Grads (the same fields), in one order: wte, wpe,
 /// the final norm, then each block's two norms.
 template <class T>
-std::vector<TensorRef> gpt2_plain_tensors(T& x) {
+std::vector<TensorRef> plain_tensors_of(T& x) {
   std::vector<TensorRef> out{{x.wte.data(), x.wte.size()}, {x.wpe.data(), x.wpe.size()},
                              {x.lnf_w.data(), x.lnf_w.size()}, {x.lnf_b.data(), x.lnf_b.size()}};
   for (std::size_t l = 0; l < x.ln1_w.size(); ++l)
     for (auto* v : {&x.ln1_w[l], &x.ln1_b[l], &x.ln2_w[l], &x.ln2_b[l]}) out.push_back({v->data(), v->size()});
   return out;
 }
-inline std::vector<TensorRef> plain_tensors(Gpt2Grads<float>& g) { return gpt2_plain_tensors(g); }
+inline std::vector<TensorRef> plain_tensors(Grads<float>& g) { return plain_tensors_of(g); }
 
-using Gpt2Net = TrainerNet<Gpt2Trainer<float>>;
+using TrainingNet = TrainerNet<Trainer<float>>;
 
 template <class View>
-class Gpt2ModelDecoder final : public Decoder {
+class ModelDecoder final : public models::Decoder {
  public:
-  explicit Gpt2ModelDecoder(View view) : d_(std::move(view)) {}
+  explicit ModelDecoder(View view) : d_(std::move(view)) {}
   const Eigen::VectorXf& forward_token(int token, int pos) override { return d_.forward(token, pos); }
   const Mat& forward_sequence(const int* tokens, int n) override { return d_.forward_sequence(tokens, n); }
 
  private:
-  Gpt2Decoder<View> d_;
+  gpt2::Decoder<View> d_;
 };
 
-class Gpt2Packed final : public Packed {
+class Packed final : public models::Packed {
  public:
-  explicit Gpt2Packed(CompactGpt2 m) : m_(std::move(m)) {}
-  std::unique_ptr<Decoder> decoder(const lmshrink::CompactForwardOptions& options) const override {
-    return std::make_unique<Gpt2ModelDecoder<Gpt2CompactView>>(Gpt2CompactView(m_, options));
+  explicit Packed(Compact m) : m_(std::move(m)) {}
+  std::unique_ptr<models::Decoder> decoder(const lmshrink::CompactForwardOptions& options) const override {
+    return std::make_unique<ModelDecoder<CompactView>>(CompactView(m_, options));
   }
   std::int64_t parameters() const override { return m_.parameters(); }
   std::int64_t bytes() const override { return m_.bytes(); }
   std::int64_t index_bytes() const override { return m_.index_bytes(); }
-  const CompactGpt2& model() const { return m_; }
+  const Compact& model() const { return m_; }
 
  private:
-  CompactGpt2 m_;
+  Compact m_;
 };
 
-class Gpt2TrainableModel final : public Model {
+class Model final : public models::Model {
  public:
-  explicit Gpt2TrainableModel(Gpt2Weights<float> w) : w_(std::move(w)) {}
+  explicit Model(Weights<float> w) : w_(std::move(w)) {}
 
   std::string family() const override { return "gpt2"; }
   ModelShape shape() const override {
     const auto& c = w_.config;
     return {c.n_layers, c.dim, c.vocab_size, c.n_positions, c.n_heads, c.n_heads};
   }
-  int linear_kinds() const override { return kGpt2LinearKinds; }
+  int linear_kinds() const override { return kLinearKinds; }
   std::string linear_name(int l, int kind) const override {
-    return "h." + std::to_string(l) + "." + gpt2_linear_kind_name(kind);
+    return "h." + std::to_string(l) + "." + linear_kind_name(kind);
   }
   bool attention_linear(int kind) const override { return kind <= kGproj; }
   Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
-  std::vector<TensorRef> plain_params() override { return gpt2_plain_tensors(w_); }
-  std::unique_ptr<Model> clone() const override { return std::make_unique<Gpt2TrainableModel>(w_); }
-  std::unique_ptr<Model> truncated(const std::vector<int>& keep) const override {
+  std::vector<TensorRef> plain_params() override { return plain_tensors_of(w_); }
+  std::unique_ptr<models::Model> clone() const override { return std::make_unique<Model>(w_); }
+  std::unique_ptr<models::Model> truncated(const std::vector<int>& keep) const override {
     lmshrink::validate_selection(keep, w_.config.n_layers);
-    Gpt2Weights<float> t = w_;
+    Weights<float> t = w_;
     t.config.n_layers = int(keep.size());
     t.ln1_w = lmshrink::keep_layers(w_.ln1_w, keep);
     t.ln1_b = lmshrink::keep_layers(w_.ln1_b, keep);
     t.ln2_w = lmshrink::keep_layers(w_.ln2_w, keep);
     t.ln2_b = lmshrink::keep_layers(w_.ln2_b, keep);
     t.linear = lmshrink::keep_layers(w_.linear, keep);
-    return std::make_unique<Gpt2TrainableModel>(std::move(t));
+    return std::make_unique<Model>(std::move(t));
   }
-  std::unique_ptr<Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
+  std::unique_ptr<models::Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
     lmshrink::Gpt2Config c = w_.config;
     const double d = c.dim;
     // Per block: c_attn and attn c_proj with their biases kept, the MLP (2·d·h + h + d) narrowed.
@@ -91,7 +93,7 @@ class Gpt2TrainableModel final : public Model {
     const auto hidden = std::int64_t(std::floor((per_block - attention - d) / (2 * d + 1)));
     if (!(linear_ratio > 0 && linear_ratio <= 1) || hidden < 1)
       lmshrink::fail<lmshrink::value_error>(
-          "Model::from_scratch", "ratio ", linear_ratio, " of the linear weights leaves no MLP width "
+          "models::Model::from_scratch", "ratio ", linear_ratio, " of the linear weights leaves no MLP width "
           "once attention's ", attention, " parameters per block are kept; a larger ratio is needed");
     c.hidden_dim = int(hidden);
     // GPT-2's init: N(0, 0.02), the residual outputs (both c_proj) scaled by 1/√(2L), zero
@@ -116,16 +118,16 @@ class Gpt2TrainableModel final : public Model {
       m.fc_proj_w.push_back(normal(c.dim, c.hidden_dim, sd_out)), m.fc_proj_b.push_back(zeros(c.dim));
     }
     m.lnf_w = ones(c.dim), m.lnf_b = zeros(c.dim);
-    return std::make_unique<Gpt2TrainableModel>(Gpt2Weights<float>::from_model(m));
+    return std::make_unique<Model>(Weights<float>::from_model(m));
   }
-  std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<Gpt2Net>(w_, batch, n); }
-  std::unique_ptr<Packed> pack() const override { return std::make_unique<Gpt2Packed>(CompactGpt2::pack(w_)); }
-  std::unique_ptr<Decoder> decoder() const override {
-    return std::make_unique<Gpt2ModelDecoder<Gpt2WeightsView>>(Gpt2WeightsView(w_));
+  std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<TrainingNet>(w_, batch, n); }
+  std::unique_ptr<models::Packed> pack() const override { return std::make_unique<Packed>(Compact::pack(w_)); }
+  std::unique_ptr<models::Decoder> decoder() const override {
+    return std::make_unique<ModelDecoder<WeightsView>>(WeightsView(w_));
   }
   void save(const std::string& path, const std::string& method,
             const std::map<std::string, std::string>& extra) const override {
-    save_gpt2_checkpoint(w_, path, method, extra);
+    save_checkpoint(w_, path, method, extra);
   }
   std::string export_dense(const std::string& stem) const override {
     lmshrink::write_hf_gpt2(w_.to_model(), stem + "_hf");
@@ -136,8 +138,10 @@ class Gpt2TrainableModel final : public Model {
   std::int64_t linear_dense_parameters() const override { return w_.linear_dense_parameters(); }
 
  private:
-  Gpt2Weights<float> w_;
+  Weights<float> w_;
 };
 
 
-}  // namespace examples
+}  // namespace gpt2
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -5,8 +5,8 @@
 // head tied to the token embedding. Every linear layer is a lmshrink::LowRankSparseLinear with
 // a bias (a dense layer is rank 0 with all of W in S).
 //
-//   auto w = examples::Gpt2Weights<float>::from_model(lmshrink::read_hf_gpt2("gpt2"));
-//   examples::Gpt2Trainer<float> net(w, batch, n);
+//   auto w = models::Weights<float>::from_model(lmshrink::read_hf_gpt2("gpt2"));
+//   models::Trainer<float> net(w, batch, n);
 //   const auto& logits = net.forward(tokens);     // (batch·n, vocab)
 //   net.zero_grad();  net.backward(dlogits);      // net.grads() for every parameter
 //
@@ -21,24 +21,26 @@
 #include <Eigen/Core>
 #include <array>
 #include <cmath>
-#include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/low_rank_sparse_linear.hpp>
-#include <lmshrink/models/activations.hpp>
-#include <lmshrink/models/attention.hpp>
-#include <lmshrink/models/norms.hpp>
-#include <lmshrink/pruner.hpp>
+#include "../../io/hf_checkpoint.hpp"
+#include "../../low_rank_sparse_linear.hpp"
+#include "../activations.hpp"
+#include "../attention.hpp"
+#include "../norms.hpp"
+#include "../../pruner.hpp"
 #include <string>
 #include <vector>
 
 #include "../linear_blocks.hpp"
-#include "gpt2_block.hpp"
+#include "block.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace gpt2 {
 
 using lmshrink::models::gelu_tanh;
 
 template <class Scalar>
-struct Gpt2Weights {
+struct Weights {
   using Mat = lmshrink::RowMatrix<Scalar>;
   using Vec = lmshrink::Vector<Scalar>;
   using Layer = lmshrink::LowRankSparseLinear<Scalar>;
@@ -48,11 +50,11 @@ struct Gpt2Weights {
   Mat wpe;  // (n_positions, dim)
   std::vector<Vec> ln1_w, ln1_b, ln2_w, ln2_b;
   Vec lnf_w, lnf_b;
-  std::vector<std::array<Layer, kGpt2LinearKinds>> linear;  // [layer][kind], each with a bias
+  std::vector<std::array<Layer, kLinearKinds>> linear;  // [layer][kind], each with a bias
 
   /// Dense layers: rank 0, W in S, every row live; c_attn split into q, k, v.
-  static Gpt2Weights from_model(const lmshrink::Gpt2Model& m) {
-    Gpt2Weights w;
+  static Weights from_model(const lmshrink::Gpt2Model& m) {
+    Weights w;
     w.config = m.config;
     const int d = m.config.dim;
     w.wte = m.wte.template cast<Scalar>();
@@ -69,7 +71,7 @@ struct Gpt2Weights {
       w.ln1_b.push_back(m.ln1_b[l].template cast<Scalar>());
       w.ln2_w.push_back(m.ln2_w[l].template cast<Scalar>());
       w.ln2_b.push_back(m.ln2_b[l].template cast<Scalar>());
-      std::array<Layer, kGpt2LinearKinds> layers;
+      std::array<Layer, kLinearKinds> layers;
       for (int part = 0; part < 3; ++part)
         layers[std::size_t(part)] = dense(m.attn_w[l].middleRows(part * d, d), m.attn_b[l].segment(part * d, d));
       layers[kGproj] = dense(m.proj_w[l], m.proj_b[l]);
@@ -124,24 +126,24 @@ struct Gpt2Weights {
   std::int64_t linear_dense_parameters() const { return dense_linear_parameters(linear); }
 };
 
-/// Gradients of every parameter of Gpt2Weights, same shapes.
+/// Gradients of every parameter of Weights, same shapes.
 template <class Scalar>
-struct Gpt2Grads {
-  using W = Gpt2Weights<Scalar>;
+struct Grads {
+  using W = Weights<Scalar>;
   typename W::Mat wte, wpe;
   std::vector<typename W::Vec> ln1_w, ln1_b, ln2_w, ln2_b;
   typename W::Vec lnf_w, lnf_b;
-  std::vector<std::array<typename W::Layer::Gradients, kGpt2LinearKinds>> linear;
+  std::vector<std::array<typename W::Layer::Gradients, kLinearKinds>> linear;
 
-  explicit Gpt2Grads(const W& w) {
+  explicit Grads(const W& w) {
     wte.setZero(w.wte.rows(), w.wte.cols());
     wpe.setZero(w.wpe.rows(), w.wpe.cols());
     lnf_w.setZero(w.lnf_w.size());
     lnf_b.setZero(w.lnf_b.size());
     for (std::size_t l = 0; l < w.linear.size(); ++l) {
       for (auto* v : {&ln1_w, &ln1_b, &ln2_w, &ln2_b}) v->push_back(W::Vec::Zero(w.config.dim));
-      std::array<typename W::Layer::Gradients, kGpt2LinearKinds> g;
-      for (int k = 0; k < kGpt2LinearKinds; ++k) g[std::size_t(k)] = w.linear[l][std::size_t(k)].make_gradients();
+      std::array<typename W::Layer::Gradients, kLinearKinds> g;
+      for (int k = 0; k < kLinearKinds; ++k) g[std::size_t(k)] = w.linear[l][std::size_t(k)].make_gradients();
       linear.push_back(std::move(g));
     }
   }
@@ -161,15 +163,15 @@ struct Gpt2Grads {
 /// Full-sequence forward and backward over `batch` sequences of `n` tokens (positions 0..n−1 in
 /// every sequence). Buffers are sized once, at construction.
 template <class Scalar>
-class Gpt2Trainer {
+class Trainer {
  public:
-  using W = Gpt2Weights<Scalar>;
+  using W = Weights<Scalar>;
   using Mat = typename W::Mat;
   using Vec = typename W::Vec;
 
-  Gpt2Trainer(W& weights, int batch, int n) : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n) {
+  Trainer(W& weights, int batch, int n) : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n) {
     if (batch < 1 || n < 1 || n > c_.n_positions)
-      lmshrink::fail<lmshrink::value_error>("Gpt2Trainer", "batch must be >= 1 and n in [1, ",
+      lmshrink::fail<lmshrink::value_error>("gpt2::Trainer", "batch must be >= 1 and n in [1, ",
                                                     c_.n_positions, "], got batch ", batch, ", n ", n);
     const int N = batch * n, d = c_.dim;
     hs_ = c_.head_size();
@@ -190,7 +192,7 @@ class Gpt2Trainer {
   int length() const { return n_; }
   W& weights() { return w_; }
   const W& weights() const { return w_; }
-  Gpt2Grads<Scalar>& grads() { return g_; }
+  Grads<Scalar>& grads() { return g_; }
   void zero_grad() { g_.set_zero(); }
 
   /// Logits (batch·n, vocab) for tokens (batch·n).
@@ -198,7 +200,7 @@ class Gpt2Trainer {
     const int N = batch_ * n_;
     for (int t = 0; t < N; ++t) {
       if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
-        lmshrink::fail<lmshrink::value_error>("Gpt2Trainer::forward", "token ", tokens[t], " at ", t,
+        lmshrink::fail<lmshrink::value_error>("gpt2::Trainer::forward", "token ", tokens[t], " at ", t,
                                                       " is outside [0, ", c_.vocab_size, ")");
       tokens_[std::size_t(t)] = tokens[t];
     }
@@ -212,7 +214,7 @@ class Gpt2Trainer {
       const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
         lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, a.p, att);
       };
-      gpt2_block_forward<Scalar>(c_, norms(l), linear, attend, a,
+      block_forward<Scalar>(c_, norms(l), linear, attend, a,
                                  l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
     }
     layer_norm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
@@ -222,7 +224,7 @@ class Gpt2Trainer {
 
   /// The residual stream after block l (before any norm) from the last forward: (batch·n, dim).
   const Mat& block_output(int l) const {
-    check_block("Gpt2Trainer::block_output", l);
+    check_block("gpt2::Trainer::block_output", l);
     return l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_;
   }
 
@@ -230,7 +232,7 @@ class Gpt2Trainer {
   /// and v, the attention output for c_proj, ln_2's output for c_fc, GELU's output for the
   /// MLP's c_proj.
   const Mat& linear_input(int l, int kind) const {
-    check_block("Gpt2Trainer::linear_input", l);
+    check_block("gpt2::Trainer::linear_input", l);
     const auto& a = act_[std::size_t(l)];
     switch (kind) {
       case kGq: case kGk: case kGv: return a.a1;
@@ -238,15 +240,15 @@ class Gpt2Trainer {
       case kGfc: return a.a2;
       case kGfcProj: return a.g;
       default:
-        lmshrink::fail<lmshrink::value_error>("Gpt2Trainer::linear_input", "kind ", kind,
-                                                      " is outside [0, ", kGpt2LinearKinds, ")");
+        lmshrink::fail<lmshrink::value_error>("gpt2::Trainer::linear_input", "kind ", kind,
+                                                      " is outside [0, ", kLinearKinds, ")");
     }
   }
 
   /// Accumulates the gradients of every parameter for dlogits = ∂loss/∂logits of the last
   /// forward, plus, when given, dblock[l] = ∂loss/∂block_output(l) (empty matrices skipped).
   void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr) {
-    static constexpr const char* where = "Gpt2Trainer::backward";
+    static constexpr const char* where = "gpt2::Trainer::backward";
     lmshrink::check_shape(where, "dlogits", dlogits, logits_.rows(), logits_.cols());
     if (dblock) {
       if (int(dblock->size()) != c_.n_layers)
@@ -272,8 +274,8 @@ class Gpt2Trainer {
         lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq,
                                                             dk, dv);
       };
-      gpt2_block_backward<Scalar>(norms(l), linear_backward, attend_backward, a, work_, dx_,
-                                  Gpt2BlockNorms<Vec>{g_.ln1_w[L], g_.ln1_b[L], g_.ln2_w[L], g_.ln2_b[L]});
+      block_backward<Scalar>(norms(l), linear_backward, attend_backward, a, work_, dx_,
+                                  BlockNorms<Vec>{g_.ln1_w[L], g_.ln1_b[L], g_.ln2_w[L], g_.ln2_b[L]});
     }
     for (int t = 0; t < batch_ * n_; ++t) {
       g_.wte.row(tokens_[std::size_t(t)]) += dx_.row(t);
@@ -282,12 +284,12 @@ class Gpt2Trainer {
   }
 
  private:
-  struct Activations : Gpt2BlockState<Scalar> {
+  struct Activations : BlockState<Scalar> {
     std::vector<Mat> p;  // softmax probabilities per (sequence, head)
-    std::array<typename W::Layer::Cache, kGpt2LinearKinds> cache;
+    std::array<typename W::Layer::Cache, kLinearKinds> cache;
   };
 
-  Gpt2BlockNorms<const Vec> norms(int l) const {
+  BlockNorms<const Vec> norms(int l) const {
     const std::size_t L = std::size_t(l);
     return {w_.ln1_w[L], w_.ln1_b[L], w_.ln2_w[L], w_.ln2_b[L]};
   }
@@ -304,15 +306,17 @@ class Gpt2Trainer {
   lmshrink::models::AttentionShape attention_shape() const { return {batch_, n_, c_.n_heads, c_.n_heads, hs_}; }
 
   W& w_;
-  Gpt2Grads<Scalar> g_;
+  Grads<Scalar> g_;
   lmshrink::Gpt2Config c_;
   int batch_, n_, hs_ = 0;
   std::vector<Activations> act_;
   Mat x_final_, xhat_f_, xf_, logits_;
   Vec rstd_f_;
-  Gpt2BlockWorkspace<Scalar> work_;
+  BlockWorkspace<Scalar> work_;
   Mat dx_, dxa_, dp_;
   std::vector<int> tokens_;
 };
 
-}  // namespace examples
+}  // namespace gpt2
+}  // namespace models
+LMSHRINK_NAMESPACE_END

@@ -4,36 +4,38 @@
 // rest (embedding, RMSNorm gains) are plain tensors. Full-sequence forward over a batch of
 // sequences, and the backward of all of it; the user owns the loop:
 //
-//   examples::LlamaWeights<float> w = examples::LlamaWeights<float>::from_model(teacher);
-//   examples::LlamaTrainer<float> net(w, batch, n);
+//   models::Weights<float> w = models::Weights<float>::from_model(teacher);
+//   models::Trainer<float> net(w, batch, n);
 //   const auto& logits = net.forward(tokens);      // (batch·n, vocab)
 //   ... loss, dlogits ...
 //   net.zero_grad();  net.backward(dlogits);       // net.grads() for every parameter
 //
-// Semantics are run.c's (see llama_decoder.hpp); the backward is checked against central
+// Semantics are run.c's (see decoder.hpp); the backward is checked against central
 // differences in double by tests/test_trainer.cpp.
 
 #include <Eigen/Core>
 #include <array>
 #include <cmath>
-#include <lmshrink/io/llama2c.hpp>
-#include <lmshrink/low_rank_sparse_linear.hpp>
-#include <lmshrink/models/activations.hpp>
-#include <lmshrink/models/attention.hpp>
-#include <lmshrink/models/norms.hpp>
-#include <lmshrink/models/rope.hpp>
-#include <lmshrink/optim.hpp>
-#include <lmshrink/pruner.hpp>
+#include "../../io/llama2c.hpp"
+#include "../../low_rank_sparse_linear.hpp"
+#include "../activations.hpp"
+#include "../attention.hpp"
+#include "../norms.hpp"
+#include "../rope.hpp"
+#include "../../optim.hpp"
+#include "../../pruner.hpp"
 #include <string>
 #include <vector>
 
 #include "../linear_blocks.hpp"
-#include "llama_block.hpp"
+#include "block.hpp"
 
-namespace examples {
+LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace llama {
 
 template <class Scalar>
-struct LlamaWeights {
+struct Weights {
   using Mat = lmshrink::RowMatrix<Scalar>;
   using Vec = lmshrink::Vector<Scalar>;
   using Layer = lmshrink::LowRankSparseLinear<Scalar>;
@@ -46,8 +48,8 @@ struct LlamaWeights {
   std::vector<std::array<Layer, kLinearKinds>> linear;  // [layer][kind]
 
   /// Dense layers: rank 0, W in S, every row live.
-  static LlamaWeights from_model(const lmshrink::Llama2cModel& m) {
-    LlamaWeights w;
+  static Weights from_model(const lmshrink::Llama2cModel& m) {
+    Weights w;
     w.config = m.config;
     w.embedding = m.token_embedding.template cast<Scalar>();
     if (!m.config.shared_classifier) w.classifier = m.wcls.template cast<Scalar>();
@@ -97,16 +99,16 @@ struct LlamaWeights {
   std::int64_t linear_dense_parameters() const { return dense_linear_parameters(linear); }
 };
 
-/// Gradients of every parameter of LlamaWeights, same shapes.
+/// Gradients of every parameter of Weights, same shapes.
 template <class Scalar>
-struct LlamaGrads {
-  using W = LlamaWeights<Scalar>;
+struct Grads {
+  using W = Weights<Scalar>;
   typename W::Mat embedding, classifier;
   std::vector<typename W::Vec> rms_att, rms_ffn;
   typename W::Vec rms_final;
   std::vector<std::array<typename W::Layer::Gradients, kLinearKinds>> linear;
 
-  explicit LlamaGrads(const W& w) {
+  explicit Grads(const W& w) {
     embedding.setZero(w.embedding.rows(), w.embedding.cols());
     classifier.setZero(w.classifier.rows(), w.classifier.cols());
     rms_final.setZero(w.rms_final.size());
@@ -134,16 +136,16 @@ struct LlamaGrads {
 /// Full-sequence forward and backward over `batch` sequences of `n` tokens each (positions
 /// 0..n−1 in every sequence). Buffers are sized once, at construction.
 template <class Scalar>
-class LlamaTrainer {
+class Trainer {
  public:
-  using W = LlamaWeights<Scalar>;
+  using W = Weights<Scalar>;
   using Mat = typename W::Mat;
   using Vec = typename W::Vec;
 
-  LlamaTrainer(W& weights, int batch, int n)
+  Trainer(W& weights, int batch, int n)
       : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n),
         rope_(c_.seq_len, c_.head_size(), c_.rope_theta) {
-    static constexpr const char* where = "LlamaTrainer";
+    static constexpr const char* where = "llama::Trainer";
     if (batch < 1 || n < 1 || n > c_.seq_len)
       lmshrink::fail<lmshrink::value_error>(where, "batch must be >= 1 and n in [1, ",
                                                     c_.seq_len, "], got batch ", batch, ", n ", n);
@@ -170,7 +172,7 @@ class LlamaTrainer {
   int length() const { return n_; }
   W& weights() { return w_; }
   const W& weights() const { return w_; }
-  LlamaGrads<Scalar>& grads() { return g_; }
+  Grads<Scalar>& grads() { return g_; }
   void zero_grad() { g_.set_zero(); }
 
   /// Logits (batch·n, vocab) for tokens (batch·n), sequence by sequence.
@@ -179,7 +181,7 @@ class LlamaTrainer {
   /// The output of block l (the residual stream after it, before any norm) from the last
   /// forward: (batch·n, dim). Layer-wise distillation matches these between student and teacher.
   const Mat& block_output(int l) const {
-    check_block("LlamaTrainer::block_output", l);
+    check_block("llama::Trainer::block_output", l);
     return l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_;
   }
 
@@ -187,7 +189,7 @@ class LlamaTrainer {
   /// statistics accumulate): xb_att for wq/wk/wv, the attention output for wo, xb_ffn for
   /// w1/w3, silu(w1·x)∘(w3·x) for w2.
   const Mat& linear_input(int l, int kind) const {
-    check_block("LlamaTrainer::linear_input", l);
+    check_block("llama::Trainer::linear_input", l);
     const auto& a = act_[std::size_t(l)];
     switch (kind) {
       case kWq: case kWk: case kWv: return a.xb_att;
@@ -195,7 +197,7 @@ class LlamaTrainer {
       case kW1: case kW3: return a.xb_ffn;
       case kW2: return a.h;
       default:
-        lmshrink::fail<lmshrink::value_error>("LlamaTrainer::linear_input", "kind ", kind,
+        lmshrink::fail<lmshrink::value_error>("llama::Trainer::linear_input", "kind ", kind,
                                                       " is outside [0, ", kLinearKinds, ")");
     }
   }
@@ -206,7 +208,7 @@ class LlamaTrainer {
   void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr);
 
  private:
-  struct Activations : LlamaBlockState<Scalar> {
+  struct Activations : BlockState<Scalar> {
     std::vector<Mat> p;  // softmax probabilities per (sequence, head)
     std::array<typename W::Layer::Cache, kLinearKinds> cache;
   };
@@ -226,12 +228,12 @@ class LlamaTrainer {
   }
 
   W& w_;
-  LlamaGrads<Scalar> g_;
+  Grads<Scalar> g_;
   lmshrink::Llama2cConfig c_;
   int batch_, n_, hs_ = 0;
   lmshrink::models::RopeTable<Scalar> rope_;
   std::vector<Activations> act_;
-  LlamaBlockWorkspace<Scalar> work_;
+  BlockWorkspace<Scalar> work_;
   Mat x_final_, xb_final_, logits_;
   Vec r_final_;
   Mat dx_, dxb_, dp_;
@@ -242,8 +244,8 @@ class LlamaTrainer {
 // them (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES, float and double are compiled once, by
 // examples/models/llama/instances/.
 template <class Scalar>
-const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const int* tokens) {
-  static constexpr const char* where = "LlamaTrainer::forward";
+const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens) {
+  static constexpr const char* where = "llama::Trainer::forward";
   const int N = batch_ * n_;
   for (int t = 0; t < N; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
@@ -261,7 +263,7 @@ const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const in
       rope_.rotate_rows(k, n_, +1);
       lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, a.p, att);
     };
-    llama_block_forward<Scalar>(c_, w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear, attend, a,
+    block_forward<Scalar>(c_, w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear, attend, a,
                                 l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
   }
   lmshrink::models::rms_norm_forward<Scalar>(x_final_, w_.rms_final, c_.norm_eps, xb_final_, r_final_);
@@ -270,17 +272,17 @@ const typename LlamaTrainer<Scalar>::Mat& LlamaTrainer<Scalar>::forward(const in
 }
 
 template <class Scalar>
-void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dblock) {
-  lmshrink::check_shape("LlamaTrainer::backward", "dlogits", dlogits, logits_.rows(),
+void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dblock) {
+  lmshrink::check_shape("llama::Trainer::backward", "dlogits", dlogits, logits_.rows(),
                                 logits_.cols());
   if (dblock) {
     if (int(dblock->size()) != c_.n_layers)
-      lmshrink::fail<lmshrink::shape_error>("LlamaTrainer::backward", "dblock has ",
+      lmshrink::fail<lmshrink::shape_error>("llama::Trainer::backward", "dblock has ",
                                                     dblock->size(), " matrices but the model has ",
                                                     c_.n_layers, " blocks");
     for (const auto& d : *dblock)
       if (d.size() != 0)
-        lmshrink::check_shape("LlamaTrainer::backward", "dblock[l]", d, logits_.rows(), c_.dim);
+        lmshrink::check_shape("llama::Trainer::backward", "dblock[l]", d, logits_.rows(), c_.dim);
   }
   Mat& dcls = c_.shared_classifier ? g_.embedding : g_.classifier;
   dcls.noalias() += dlogits.transpose() * xb_final_;
@@ -300,20 +302,20 @@ void LlamaTrainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* 
       rope_.rotate_rows(dq, n_, -1);
       rope_.rotate_rows(dk, n_, -1);
     };
-    llama_block_backward<Scalar>(w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear_backward,
+    block_backward<Scalar>(w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear_backward,
                                  attend_backward, a, work_, dx_, g_.rms_att[std::size_t(l)],
                                  g_.rms_ffn[std::size_t(l)]);
   }
   for (int t = 0; t < batch_ * n_; ++t) g_.embedding.row(tokens_[std::size_t(t)]) += dx_.row(t);
 }
 
-/// A decoder view (llama_decoder.hpp) of trainable weights: a model is scored and sampled
+/// A decoder view (decoder.hpp) of trainable weights: a model is scored and sampled
 /// through the very layers it trains with (or teaches with), not through a copy. Each view has
 /// its own layer cache, so one view per thread.
 class WeightsView {
  public:
-  WeightsView(const LlamaWeights<float>& w) : w_(&w) {}  // NOLINT: implicit, a view
-  WeightsView(LlamaWeights<float>&&) = delete;            // a view of a temporary would dangle
+  WeightsView(const Weights<float>& w) : w_(&w) {}  // NOLINT: implicit, a view
+  WeightsView(Weights<float>&&) = delete;            // a view of a temporary would dangle
   const lmshrink::Llama2cConfig& config() const { return w_->config; }
   const lmshrink::RowMatrix<float>& embedding() const { return w_->embedding; }
   const lmshrink::RowMatrix<float>& classifier() const {
@@ -333,13 +335,15 @@ class WeightsView {
   }
 
  private:
-  const LlamaWeights<float>* w_;
+  const Weights<float>* w_;
   lmshrink::LowRankSparseLinear<float>::Cache cache_;
 };
 
 #ifdef LMSHRINK_EXTERN_TEMPLATES
-extern template class LlamaTrainer<float>;
-extern template class LlamaTrainer<double>;
+extern template class Trainer<float>;
+extern template class Trainer<double>;
 #endif
 
-}  // namespace examples
+}  // namespace llama
+}  // namespace models
+LMSHRINK_NAMESPACE_END
