@@ -1,15 +1,20 @@
-# lmshrink_add_instances(<name> [options for the instance files...])
+# lmshrink_add_instances(<name> [MODELS] [options for the instance files...])
 #
 # A static library holding lmshrink's float and double instances of its heavy templates
-# (svd_init's SVDs, LowRankSparseLinear's products), each compiled once, in its own file, so
-# that they build in parallel. Targets linking it get LMSHRINK_EXTERN_TEMPLATES, so none of their
+# (svd_init's SVDs, LowRankSparseLinear's products; with MODELS also the model tier's: the Llama
+# trainer), each compiled once, in its own file, so that they build in parallel. Targets linking it get LMSHRINK_EXTERN_TEMPLATES, so none of their
 # files compiles those instances again (docs/build.md). Give the library the same code-generation
 # flags (e.g. -march) as the targets that link it: Eigen's memory alignment depends on them.
 # The folder of the instance files is the global property LMSHRINK_INSTANCES_DIR, set by
 # lmshrink's CMakeLists.txt (add_subdirectory) or by its installed package (find_package).
 function(lmshrink_add_instances name)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "MODELS" "" "")
   get_property(dir GLOBAL PROPERTY LMSHRINK_INSTANCES_DIR)
   file(GLOB sources "${dir}/*.cpp")
+  if(arg_MODELS)
+    file(GLOB model_sources "${dir}/models/*.cpp")
+    list(APPEND sources ${model_sources})
+  endif()
   if(NOT sources)
     message(FATAL_ERROR "lmshrink_add_instances: no instance files in '${dir}'")
   endif()
@@ -20,6 +25,6 @@ function(lmshrink_add_instances name)
     set_source_files_properties(${dir}/svd_exact_float.cpp ${dir}/svd_exact_double.cpp PROPERTIES
       COMPILE_OPTIONS "$<$<AND:$<CONFIG:Release>,$<CXX_COMPILER_ID:GNU,Clang>>:-O2>")
   endif()
-  target_link_libraries(${name} PUBLIC lmshrink::lmshrink ${ARGN})
+  target_link_libraries(${name} PUBLIC lmshrink::lmshrink ${arg_UNPARSED_ARGUMENTS})
   target_compile_definitions(${name} PUBLIC LMSHRINK_EXTERN_TEMPLATES)
 endfunction()

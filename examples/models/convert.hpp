@@ -1,7 +1,7 @@
 #pragma once
 // Checkpoint conversion between llama2.c files and Hugging Face directories, and between dtypes
-// (models.cpp; lmshrink_convert is its command line). Declared apart from model.hpp so that a
-// caller does not compile Eigen.
+// (lmshrink::models::convert_checkpoint, wrapped in models.cpp; lmshrink_convert is its command
+// line). Declared apart from the registry so that a caller does not compile Eigen.
 #include <cstdint>
 #include <string>
 

@@ -1,7 +1,7 @@
 #pragma once
-// The one place of the examples that knows every family (defined in models.cpp): a teacher
-// from a path, a checkpoint of any family, a tokenizer. The interface names are brought into
-// namespace examples for the apps.
+// The examples' entry to the registry (lmshrink/models/registry.hpp, compiled once, in
+// models.cpp): a teacher from a path, a checkpoint of any family, a tokenizer with the bundled
+// files as defaults. The interface names are brought into namespace examples for the apps.
 #include <lmshrink/models/model.hpp>
 #include <memory>
 #include <string>
@@ -29,7 +29,7 @@ std::unique_ptr<Model> load_checkpoint(const std::string& path);
 std::unique_ptr<Model> load_checkpoint(const std::vector<char>& bytes, const std::string& path);
 /// The tokenizer for `model`: `path` when given (a llama2.c tokenizer file, or a directory with
 /// GPT-2's vocab.json + merges.txt or encoder.json + vocab.bpe), else the tokenizer files in
-/// the model's directory, else the bundled one of the family.
+/// the model's directory, else the bundled one of the family (examples/data/).
 std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& model_path,
                                       const std::string& path);
 

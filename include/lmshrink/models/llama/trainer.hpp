@@ -242,7 +242,7 @@ class Trainer {
 
 // forward and backward, out of the class so that an explicit instantiation declaration covers
 // them (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES, float and double are compiled once, by
-// examples/models/llama/instances/.
+// src/instances/models/ (lmshrink_add_instances(... MODELS)).
 template <class Scalar>
 const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens) {
   static constexpr const char* where = "llama::Trainer::forward";

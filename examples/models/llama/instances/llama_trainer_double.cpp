@@ -1,5 +1,0 @@
-// The examples' trainer for double, compiled once (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES,
-// no other file compiles lmshrink::models::llama::Trainer<double>'s forward and backward.
-#include <lmshrink/models/llama/trainer.hpp>
-
-template class lmshrink::models::llama::Trainer<double>;
