@@ -19,7 +19,7 @@ namespace models {
 namespace gpt2 {
 
 /// The six linear layers of a GPT-2 block (c_attn split into q, k and v).
-enum Gpt2LinearKind : int { kGq, kGk, kGv, kGproj, kGfc, kGfcProj };
+enum LinearKind : int { kQ, kK, kV, kProj, kFc, kFcProj };
 constexpr int kLinearKinds = 6;
 
 inline const char* linear_kind_name(int k) {
@@ -65,16 +65,16 @@ void block_forward(const lmshrink::Gpt2Config& c, const BlockNorms<const lmshrin
                         lmshrink::RowMatrix<Scalar>& out) {
   namespace models = lmshrink::models;
   models::layer_norm_forward<Scalar>(s.x, n.ln1_w, n.ln1_b, c.norm_eps, s.xhat1, s.rstd1, s.a1);
-  linear(kGq, s.a1, s.q);
-  linear(kGk, s.a1, s.k);
-  linear(kGv, s.a1, s.v);
+  linear(kQ, s.a1, s.q);
+  linear(kK, s.a1, s.k);
+  linear(kV, s.a1, s.v);
   attend(s.q, s.k, s.v, s.att);
-  linear(kGproj, s.att, s.tmp);
+  linear(kProj, s.att, s.tmp);
   s.x_mid = s.x + s.tmp;
   models::layer_norm_forward<Scalar>(s.x_mid, n.ln2_w, n.ln2_b, c.norm_eps, s.xhat2, s.rstd2, s.a2);
-  linear(kGfc, s.a2, s.h);
+  linear(kFc, s.a2, s.h);
   models::gelu_forward<Scalar>(s.h, s.g);
-  linear(kGfcProj, s.g, s.tmp);
+  linear(kFcProj, s.g, s.tmp);
   out = s.x_mid + s.tmp;
 }
 
@@ -102,19 +102,19 @@ void block_backward(const BlockNorms<const lmshrink::Vector<Scalar>>& n, LinearB
   namespace models = lmshrink::models;
   // out = x_mid + mlp.c_proj(gelu(c_fc(ln_2(x_mid)))): dx becomes ∂/∂x_mid.
   w.dg.setZero();
-  linear_backward(kGfcProj, s.g, dx, w.dg);
+  linear_backward(kFcProj, s.g, dx, w.dg);
   models::gelu_backward<Scalar>(s.h, w.dg, w.dh);
   w.dxa.setZero();
-  linear_backward(kGfc, s.a2, w.dh, w.dxa);
+  linear_backward(kFc, s.a2, w.dh, w.dxa);
   models::layer_norm_backward<Scalar>(s.xhat2, s.rstd2, n.ln2_w, w.dxa, dx, dn.ln2_w, dn.ln2_b);
   // x_mid = x + c_proj(attention(q, k, v)): dx becomes ∂/∂x.
   w.datt.setZero();
-  linear_backward(kGproj, s.att, dx, w.datt);
+  linear_backward(kProj, s.att, dx, w.datt);
   attend_backward(w.datt, w.dq, w.dk, w.dv);
   w.dxa.setZero();
-  linear_backward(kGq, s.a1, w.dq, w.dxa);
-  linear_backward(kGk, s.a1, w.dk, w.dxa);
-  linear_backward(kGv, s.a1, w.dv, w.dxa);
+  linear_backward(kQ, s.a1, w.dq, w.dxa);
+  linear_backward(kK, s.a1, w.dk, w.dxa);
+  linear_backward(kV, s.a1, w.dv, w.dxa);
   models::layer_norm_backward<Scalar>(s.xhat1, s.rstd1, n.ln1_w, w.dxa, dx, dn.ln1_w, dn.ln1_b);
 }
 

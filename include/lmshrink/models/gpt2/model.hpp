@@ -69,7 +69,7 @@ class Model final : public models::Model {
   std::string linear_name(int l, int kind) const override {
     return "h." + std::to_string(l) + "." + linear_kind_name(kind);
   }
-  bool attention_linear(int kind) const override { return kind <= kGproj; }
+  bool attention_linear(int kind) const override { return kind <= kProj; }
   Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
   std::vector<TensorRef> plain_params() override { return plain_tensors_of(w_); }
   std::unique_ptr<models::Model> clone() const override { return std::make_unique<Model>(w_); }

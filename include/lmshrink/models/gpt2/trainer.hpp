@@ -74,9 +74,9 @@ struct Weights {
       std::array<Layer, kLinearKinds> layers;
       for (int part = 0; part < 3; ++part)
         layers[std::size_t(part)] = dense(m.attn_w[l].middleRows(part * d, d), m.attn_b[l].segment(part * d, d));
-      layers[kGproj] = dense(m.proj_w[l], m.proj_b[l]);
-      layers[kGfc] = dense(m.fc_w[l], m.fc_b[l]);
-      layers[kGfcProj] = dense(m.fc_proj_w[l], m.fc_proj_b[l]);
+      layers[kProj] = dense(m.proj_w[l], m.proj_b[l]);
+      layers[kFc] = dense(m.fc_w[l], m.fc_b[l]);
+      layers[kFcProj] = dense(m.fc_proj_w[l], m.fc_proj_b[l]);
       w.linear.push_back(std::move(layers));
     }
     return w;
@@ -105,12 +105,12 @@ struct Weights {
       }
       m.attn_w.push_back(qkv);
       m.attn_b.push_back(qkv_b);
-      m.proj_w.push_back(lin[kGproj].to_dense().template cast<float>());
-      m.proj_b.push_back(lin[kGproj].bias().template cast<float>());
-      m.fc_w.push_back(lin[kGfc].to_dense().template cast<float>());
-      m.fc_b.push_back(lin[kGfc].bias().template cast<float>());
-      m.fc_proj_w.push_back(lin[kGfcProj].to_dense().template cast<float>());
-      m.fc_proj_b.push_back(lin[kGfcProj].bias().template cast<float>());
+      m.proj_w.push_back(lin[kProj].to_dense().template cast<float>());
+      m.proj_b.push_back(lin[kProj].bias().template cast<float>());
+      m.fc_w.push_back(lin[kFc].to_dense().template cast<float>());
+      m.fc_b.push_back(lin[kFc].bias().template cast<float>());
+      m.fc_proj_w.push_back(lin[kFcProj].to_dense().template cast<float>());
+      m.fc_proj_b.push_back(lin[kFcProj].bias().template cast<float>());
     }
     return m;
   }
@@ -235,10 +235,10 @@ class Trainer {
     check_block("gpt2::Trainer::linear_input", l);
     const auto& a = act_[std::size_t(l)];
     switch (kind) {
-      case kGq: case kGk: case kGv: return a.a1;
-      case kGproj: return a.att;
-      case kGfc: return a.a2;
-      case kGfcProj: return a.g;
+      case kQ: case kK: case kV: return a.a1;
+      case kProj: return a.att;
+      case kFc: return a.a2;
+      case kFcProj: return a.g;
       default:
         lmshrink::fail<lmshrink::value_error>("gpt2::Trainer::linear_input", "kind ", kind,
                                                       " is outside [0, ", kLinearKinds, ")");
