@@ -1,0 +1,236 @@
+#pragma once
+// Hugging Face's config.json: the hyperparameters lmshrink uses, under neutral names (HfConfig),
+// read with every value checked (parse_hf_config, read_hf_config) and written back with the keys
+// Hugging Face's own classes write (hf_config_json). Families: io/hf_llama.hpp, io/hf_gpt2.hpp.
+#include <Eigen/Core>
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+#include <string_view>
+
+#include "../config.hpp"
+#pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
+#define LMSHRINK_INSIDE_LIBRARY
+#include "../detail/json.hpp"
+#include "../detail/read_file.hpp"
+#pragma pop_macro("LMSHRINK_INSIDE_LIBRARY")
+#include "../errors.hpp"
+#include "../types.hpp"
+
+LMSHRINK_NAMESPACE_BEGIN
+
+/// The hyperparameters of config.json that lmshrink uses, under neutral names.
+struct HfConfig {
+  std::string model_type;     // "llama" or "gpt2"
+  int vocab_size = 0;
+  int hidden_size = 0;        // llama hidden_size, gpt2 n_embd
+  int intermediate_size = 0;  // llama intermediate_size, gpt2 n_inner (4·n_embd when null)
+  int num_layers = 0;         // num_hidden_layers, n_layer
+  int num_heads = 0;          // num_attention_heads, n_head
+  int num_kv_heads = 0;       // num_key_value_heads (= num_heads when absent); gpt2: num_heads
+  int max_positions = 0;      // max_position_embeddings, n_positions
+  double norm_eps = 1e-5;     // rms_norm_eps, layer_norm_epsilon
+  double rope_theta = 10000;  // llama only
+  bool tie_word_embeddings = false;
+  std::string activation;     // llama "silu"; gpt2 "gelu_new" (tanh approximation)
+
+  int head_size() const { return hidden_size / num_heads; }
+};
+
+namespace detail {
+
+class HfConfigReader {
+ public:
+  HfConfigReader(const char* where, const std::string& source, const JsonValue& root)
+      : where_(where), source_(source), root_(root) {}
+
+  template <class... Parts>
+  [[noreturn]] void bad(const Parts&... parts) const {
+    fail<format_error>(where_, "'", source_, "': ", parts...);
+  }
+  const JsonValue* get(const char* key) const { return root_.find(key); }
+  bool present(const char* key) const {
+    const JsonValue* v = get(key);
+    return v != nullptr && v->kind != JsonValue::Kind::null;
+  }
+  int integer(const char* key, int lo, int hi) const {
+    const JsonValue* v = get(key);
+    if (v == nullptr) bad("the key '", key, "' is missing");
+    if (!v->is_integer || v->integer < lo || v->integer > hi)
+      bad("'", key, "' is ", v->kind == JsonValue::Kind::number ? v->text : v->kind_name(),
+          "; an integer in [", lo, ", ", hi, "] was expected");
+    return int(v->integer);
+  }
+  double number(const char* key, double fallback, double lo, double hi) const {
+    if (!present(key)) return fallback;
+    const JsonValue* v = get(key);
+    if (v->kind != JsonValue::Kind::number || !(v->number >= lo && v->number <= hi))
+      bad("'", key, "' is ", v->kind == JsonValue::Kind::number ? v->text : v->kind_name(),
+          "; a number in [", lo, ", ", hi, "] was expected");
+    return v->number;
+  }
+  bool boolean(const char* key, bool fallback) const {
+    if (!present(key)) return fallback;
+    const JsonValue* v = get(key);
+    if (v->kind != JsonValue::Kind::boolean) bad("'", key, "' is ", v->kind_name(), "; true or false was expected");
+    return v->boolean;
+  }
+  std::string text(const char* key, const std::string& fallback) const {
+    if (!present(key)) return fallback;
+    const JsonValue* v = get(key);
+    if (v->kind != JsonValue::Kind::string) bad("'", key, "' is ", v->kind_name(), "; a string was expected");
+    return v->text;
+  }
+  /// A feature lmshrink does not implement: the key must be absent, null, or `ok`.
+  void unsupported_unless_false(const char* key, const char* what) const {
+    if (present(key) && !(get(key)->kind == JsonValue::Kind::boolean && !get(key)->boolean))
+      bad("'", key, "' is set; lmshrink does not implement ", what);
+  }
+
+ private:
+  const char* where_;
+  const std::string& source_;
+  const JsonValue& root_;
+};
+
+}  // namespace detail
+
+/// Parses config.json's text (`source` names it in messages). format_error for a missing or
+/// out-of-range value, an unknown model_type, or a feature lmshrink does not implement.
+inline HfConfig parse_hf_config(std::string_view text, const std::string& source) {
+  static constexpr const char* where = "read_hf_config";
+  const detail::JsonValue root = detail::parse_json(where, source, text, {64, 1 << 16});
+  if (root.kind != detail::JsonValue::Kind::object)
+    detail::fail<format_error>(where, "'", source, "' is ", root.kind_name(), "; an object was expected");
+  const detail::HfConfigReader r(where, source, root);
+  HfConfig c;
+  c.model_type = r.text("model_type", "");
+  constexpr int big = 1 << 20;
+  if (c.model_type == "llama") {
+    c.vocab_size = r.integer("vocab_size", 1, big);
+    c.hidden_size = r.integer("hidden_size", 2, 1 << 16);
+    c.intermediate_size = r.integer("intermediate_size", 1, 1 << 18);
+    c.num_layers = r.integer("num_hidden_layers", 1, 1 << 10);
+    c.num_heads = r.integer("num_attention_heads", 1, 1 << 12);
+    c.num_kv_heads = r.present("num_key_value_heads") ? r.integer("num_key_value_heads", 1, 1 << 12) : c.num_heads;
+    c.max_positions = r.integer("max_position_embeddings", 1, big);
+    c.norm_eps = r.number("rms_norm_eps", 1e-6, 1e-12, 1.0);
+    c.rope_theta = r.number("rope_theta", 10000.0, 1.0, 1e12);
+    c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
+    c.activation = r.text("hidden_act", "silu");
+    if (c.activation != "silu")
+      r.bad("'hidden_act' is '", c.activation, "'; lmshrink's Llama implements \"silu\"");
+    if (r.present("rope_scaling"))
+      r.bad("'rope_scaling' is set; lmshrink implements plain RoPE (no scaling)");
+    r.unsupported_unless_false("attention_bias", "biases on Llama's attention projections");
+    r.unsupported_unless_false("mlp_bias", "biases on Llama's MLP");
+    if (c.hidden_size % c.num_heads != 0 || c.head_size() % 2 != 0)
+      r.bad("hidden_size ", c.hidden_size, " and ", c.num_heads, " heads do not give an even head "
+            "size");
+    if (r.present("head_dim") && r.integer("head_dim", 1, 1 << 16) != c.head_size())
+      r.bad("'head_dim' is ", r.integer("head_dim", 1, 1 << 16), " but hidden_size / heads is ",
+            c.head_size(), "; lmshrink implements head_dim = hidden_size / num_attention_heads");
+    if (c.num_heads % c.num_kv_heads != 0)
+      r.bad(c.num_heads, " attention heads are not a multiple of ", c.num_kv_heads, " key/value heads");
+    if (std::int64_t(c.max_positions) * (c.head_size() / 2) > (std::int64_t(1) << 28))
+      r.bad("max_position_embeddings ", c.max_positions, " × head size ", c.head_size(),
+            " / 2 is more than the 2^28 RoPE table entries lmshrink supports");
+  } else if (c.model_type == "gpt2") {
+    c.vocab_size = r.integer("vocab_size", 1, big);
+    c.hidden_size = r.integer("n_embd", 1, 1 << 16);
+    c.num_layers = r.integer("n_layer", 1, 1 << 10);
+    c.num_heads = r.integer("n_head", 1, 1 << 12);
+    c.num_kv_heads = c.num_heads;
+    c.max_positions = r.present("n_positions") ? r.integer("n_positions", 1, big) : r.integer("n_ctx", 1, big);
+    c.intermediate_size = r.present("n_inner") ? r.integer("n_inner", 1, 1 << 18) : 4 * c.hidden_size;
+    c.norm_eps = r.number("layer_norm_epsilon", 1e-5, 1e-12, 1.0);
+    c.tie_word_embeddings = r.boolean("tie_word_embeddings", true);
+    c.activation = r.text("activation_function", "gelu_new");
+    if (c.activation != "gelu_new" && c.activation != "gelu_pytorch_tanh")
+      r.bad("'activation_function' is '", c.activation, "'; lmshrink's GPT-2 implements the tanh "
+            "approximation of GELU (\"gelu_new\" or \"gelu_pytorch_tanh\")");
+    if (!c.tie_word_embeddings)
+      r.bad("'tie_word_embeddings' is false; lmshrink's GPT-2 ties the head to wte");
+    if (!r.boolean("scale_attn_weights", true))
+      r.bad("'scale_attn_weights' is false; lmshrink's GPT-2 scales attention by 1/sqrt(head size)");
+    r.unsupported_unless_false("scale_attn_by_inverse_layer_idx", "attention scaled by layer index");
+    r.unsupported_unless_false("add_cross_attention", "cross-attention");
+    if (c.hidden_size % c.num_heads != 0)
+      r.bad("n_embd ", c.hidden_size, " is not a multiple of n_head ", c.num_heads);
+  } else if (c.model_type.empty()) {
+    r.bad("the key 'model_type' is missing; \"llama\" or \"gpt2\" was expected");
+  } else {
+    r.bad("model_type '", c.model_type, "' is not supported; \"llama\" or \"gpt2\" was expected");
+  }
+  return c;
+}
+
+inline HfConfig read_hf_config(const std::string& path) {
+  const std::vector<char> bytes = detail::read_file_bytes(
+      "read_hf_config", path, 2, "a JSON object", std::int64_t(1) << 20,
+      "more than the 1 MiB a config.json may have");
+  return parse_hf_config(std::string_view(bytes.data(), bytes.size()), path);
+}
+
+/// config.json for `c`, with the keys Hugging Face's own classes write.
+inline std::string hf_config_json(const HfConfig& c) {
+  const auto num = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return std::string(buf);
+  };
+  std::string s = "{\n";
+  const auto add = [&](const char* key, const std::string& value, bool last = false) {
+    s += "  \"";
+    s += key;
+    s += "\": " + value + (last ? "\n" : ",\n");
+  };
+  const auto str = [](const std::string& v) {
+    std::string out;
+    detail::json_escape(out, v);
+    return out;
+  };
+  if (c.model_type == "llama") {
+    add("architectures", "[\"LlamaForCausalLM\"]");
+    add("model_type", "\"llama\"");
+    add("vocab_size", std::to_string(c.vocab_size));
+    add("hidden_size", std::to_string(c.hidden_size));
+    add("intermediate_size", std::to_string(c.intermediate_size));
+    add("num_hidden_layers", std::to_string(c.num_layers));
+    add("num_attention_heads", std::to_string(c.num_heads));
+    add("num_key_value_heads", std::to_string(c.num_kv_heads));
+    add("max_position_embeddings", std::to_string(c.max_positions));
+    add("rms_norm_eps", num(c.norm_eps));
+    add("rope_theta", num(c.rope_theta));
+    add("hidden_act", str(c.activation.empty() ? "silu" : c.activation));
+    add("tie_word_embeddings", c.tie_word_embeddings ? "true" : "false");
+    add("torch_dtype", "\"float32\"", true);
+  } else if (c.model_type == "gpt2") {
+    add("architectures", "[\"GPT2LMHeadModel\"]");
+    add("model_type", "\"gpt2\"");
+    add("vocab_size", std::to_string(c.vocab_size));
+    add("n_embd", std::to_string(c.hidden_size));
+    add("n_inner", std::to_string(c.intermediate_size));
+    add("n_layer", std::to_string(c.num_layers));
+    add("n_head", std::to_string(c.num_heads));
+    add("n_positions", std::to_string(c.max_positions));
+    add("n_ctx", std::to_string(c.max_positions));
+    add("layer_norm_epsilon", num(c.norm_eps));
+    add("activation_function", str(c.activation.empty() ? "gelu_new" : c.activation));
+    add("tie_word_embeddings", "true");
+    add("torch_dtype", "\"float32\"", true);
+  } else {
+    detail::fail<value_error>("hf_config_json", "model_type '", c.model_type, "'; \"llama\" or "
+                              "\"gpt2\" was expected");
+  }
+  return s + "}\n";
+}
+
+LMSHRINK_NAMESPACE_END
