@@ -367,6 +367,23 @@ void LowRankSparseLinear<Scalar_>::backward_impl(ConstMatrixRef<Scalar> x,
   }
 }
 
+/// A rank-0 LowRankSparseLinear holding W in S: the dense layer of the ITP baseline (the pruner
+/// on a plain dense weight), or any unpruned dense layer.
+template <class Scalar>
+LowRankSparseLinear<Scalar> make_dense_layer(detail::non_deduced_t<ConstMatrixRef<Scalar>> w,
+                                             bool with_bias = false) {
+  LowRankSparseLinear<Scalar> layer(w.rows(), w.cols(), 0, with_bias);
+  detail::check_finite("make_dense_layer", "W", w);
+  layer.S() = w;
+  return layer;
+}
+
+/// Prunes every row of S: the low-rank-only baseline (call after svd_init).
+template <class Scalar>
+void make_low_rank_only(LowRankSparseLinear<Scalar>& layer) {
+  layer.set_row_mask(RowMask::Zero(layer.out_features()));
+}
+
 // Explicit instantiation (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES defined, the float and
 // double layers are compiled once, by src/instances/ (the target lmshrink::instances).
 #define LMSHRINK_LOW_RANK_SPARSE_LINEAR_INSTANCES(prefix) \

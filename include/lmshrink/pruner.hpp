@@ -13,7 +13,8 @@
 //   }
 //
 // Only S is scored and pruned. The baselines use the same API: ITP is the pruner on a rank-0
-// layer (S = W, see make_dense_layer), low-rank only is a layer whose rows of S are all pruned.
+// layer (S = W, make_dense_layer in low_rank_sparse_linear.hpp), low-rank only is a layer whose
+// rows of S are all pruned (make_low_rank_only).
 
 #include <algorithm>
 #include <cmath>
@@ -643,22 +644,5 @@ class Pruner {
   std::vector<Entry> entries_;
   Index last_step_ = -1;
 };
-
-/// A rank-0 LowRankSparseLinear holding W in S: the dense layer of the ITP baseline (the pruner
-/// on a plain dense weight).
-template <class Scalar>
-LowRankSparseLinear<Scalar> make_dense_layer(detail::non_deduced_t<ConstMatrixRef<Scalar>> w,
-                                             bool with_bias = false) {
-  LowRankSparseLinear<Scalar> layer(w.rows(), w.cols(), 0, with_bias);
-  detail::check_finite("make_dense_layer", "W", w);
-  layer.S() = w;
-  return layer;
-}
-
-/// Prunes every row of S: the low-rank-only baseline (call after svd_init).
-template <class Scalar>
-void make_low_rank_only(LowRankSparseLinear<Scalar>& layer) {
-  layer.set_row_mask(RowMask::Zero(layer.out_features()));
-}
 
 LMSHRINK_NAMESPACE_END
