@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 
+#include "../checkpoint.hpp"
 #include "trainer.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
@@ -23,105 +24,66 @@ inline std::string layer_name(int l, int kind) {
   return "transformer.h." + std::to_string(l) + "." + linear_kind_name(kind);
 }
 
+/// Writes the weights atomically; `method` names how the compressed layers were made, `extra`
+/// is added to the metadata.
 inline void save_checkpoint(const Weights<float>& w, const std::string& path, const std::string& method,
-                                  const std::map<std::string, std::string>& extra = {}) {
-  lmshrink::SafeTensors st;
+                            const std::map<std::string, std::string>& extra = {}) {
   const auto& c = w.config;
-  st.metadata = extra;
-  st.metadata["format"] = "pt";
-  st.metadata["lmshrink.checkpoint"] = "gpt2/1";
-  st.metadata["vocab_size"] = std::to_string(c.vocab_size);
-  st.metadata["dim"] = std::to_string(c.dim);
-  st.metadata["hidden_dim"] = std::to_string(c.hidden_dim);
-  st.metadata["n_layers"] = std::to_string(c.n_layers);
-  st.metadata["n_heads"] = std::to_string(c.n_heads);
-  st.metadata["n_positions"] = std::to_string(c.n_positions);
-  char eps[32];
-  std::snprintf(eps, sizeof eps, "%.17g", c.norm_eps);
-  st.metadata["norm_eps"] = eps;
-  st.put("transformer.wte.weight", w.wte);
-  st.put("transformer.wpe.weight", w.wpe);
-  st.put("transformer.ln_f.weight", w.lnf_w);
-  st.put("transformer.ln_f.bias", w.lnf_b);
+  CheckpointWriter out("gpt2", method, extra);
+  out.integer("vocab_size", c.vocab_size);
+  out.integer("dim", c.dim);
+  out.integer("hidden_dim", c.hidden_dim);
+  out.integer("n_layers", c.n_layers);
+  out.integer("n_heads", c.n_heads);
+  out.integer("n_positions", c.n_positions);
+  out.real("norm_eps", c.norm_eps);
+  out.tensor("transformer.wte.weight", w.wte);
+  out.tensor("transformer.wpe.weight", w.wpe);
+  out.tensor("transformer.ln_f.weight", w.lnf_w);
+  out.tensor("transformer.ln_f.bias", w.lnf_b);
   for (int l = 0; l < c.n_layers; ++l) {
     const std::size_t L = std::size_t(l);
     const std::string p = "transformer.h." + std::to_string(l) + ".";
-    st.put(p + "ln_1.weight", w.ln1_w[L]);
-    st.put(p + "ln_1.bias", w.ln1_b[L]);
-    st.put(p + "ln_2.weight", w.ln2_w[L]);
-    st.put(p + "ln_2.bias", w.ln2_b[L]);
-    for (int k = 0; k < kLinearKinds; ++k) {
-      const auto& layer = w.linear[L][std::size_t(k)];
-      const std::string name = layer_name(l, k);
-      if (layer.rank() == 0 && layer.live_rows() == layer.out_features() && !layer.has_element_mask()) {
-        st.put(name + ".weight", layer.S());
-        st.put(name + ".bias", layer.bias());
-      } else {
-        lmshrink::put_compressed_layer(st, name, layer, method);
-      }
-    }
+    out.tensor(p + "ln_1.weight", w.ln1_w[L]);
+    out.tensor(p + "ln_1.bias", w.ln1_b[L]);
+    out.tensor(p + "ln_2.weight", w.ln2_w[L]);
+    out.tensor(p + "ln_2.bias", w.ln2_b[L]);
+    for (int k = 0; k < kLinearKinds; ++k) out.linear(layer_name(l, k), w.linear[L][std::size_t(k)]);
   }
-  lmshrink::write_safetensors(st, path);
+  out.write(path);
 }
 
 /// Reads a checkpoint written by gpt2::save_checkpoint (`st` already in memory; `path` names it in
 /// messages).
 inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
-  static constexpr const char* where = "gpt2::read_checkpoint";
-  if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "gpt2/1")
-    lmshrink::fail<lmshrink::format_error>(where, "'", path, "' has no 'lmshrink.checkpoint: gpt2/1' "
-                                                   "metadata; it was not written by gpt2::save_checkpoint");
+  const CheckpointReader in(st, path, "gpt2");
   Weights<float> w;
   auto& c = w.config;
   const int big = 1 << 20;
-  c.vocab_size = int(st.meta_int("vocab_size", 1, big));
-  c.dim = int(st.meta_int("dim", 1, 1 << 16));
-  c.hidden_dim = int(st.meta_int("hidden_dim", 1, 1 << 18));
-  c.n_layers = int(st.meta_int("n_layers", 1, 1 << 10));
-  c.n_heads = int(st.meta_int("n_heads", 1, c.dim));
-  c.n_positions = int(st.meta_int("n_positions", 1, big));
-  const std::string& eps = st.meta("norm_eps");
-  char* end = nullptr;
-  c.norm_eps = std::strtod(eps.c_str(), &end);
-  if (eps.empty() || *end != '\0' || !(c.norm_eps >= 1e-12 && c.norm_eps <= 1))
-    lmshrink::fail<lmshrink::format_error>(where, "'", path, "': metadata 'norm_eps' is '", eps,
-                                                   "'; a number in [1e-12, 1] was expected");
-  if (c.dim % c.n_heads != 0)
-    lmshrink::fail<lmshrink::format_error>(where, "'", path, "': dim ", c.dim,
-                                                   " is not a multiple of n_heads ", c.n_heads);
-  // A compressed layer's dense S is not justified by the file's bytes (see ReadLimits).
-  const std::int64_t dense = std::int64_t(c.n_layers) * (4 * std::int64_t(c.dim) * c.dim + 2 * std::int64_t(c.hidden_dim) * c.dim);
-  if (dense > (std::int64_t(1) << 31))
-    lmshrink::fail<lmshrink::format_error>(where, "'", path, "' describes ", dense, " linear weights; at "
-                                                   "most 2^31 are supported by the examples' model layer");
-  w.wte = st.matrix<float>("transformer.wte.weight", c.vocab_size, c.dim);
-  w.wpe = st.matrix<float>("transformer.wpe.weight", c.n_positions, c.dim);
-  w.lnf_w = st.vector<float>("transformer.ln_f.weight", c.dim);
-  w.lnf_b = st.vector<float>("transformer.ln_f.bias", c.dim);
+  c.vocab_size = in.integer("vocab_size", 1, big);
+  c.dim = in.integer("dim", 1, 1 << 16);
+  c.hidden_dim = in.integer("hidden_dim", 1, 1 << 18);
+  c.n_layers = in.integer("n_layers", 1, 1 << 10);
+  c.n_heads = in.integer("n_heads", 1, c.dim);
+  c.n_positions = in.integer("n_positions", 1, big);
+  c.norm_eps = in.real("norm_eps", 1e-12, 1);
+  if (c.dim % c.n_heads != 0) in.refuse("dim ", c.dim, " is not a multiple of n_heads ", c.n_heads);
+  in.check_linear_entries(std::int64_t(c.n_layers) *
+                          (4 * std::int64_t(c.dim) * c.dim + 2 * std::int64_t(c.hidden_dim) * c.dim));
+  w.wte = in.matrix("transformer.wte.weight", c.vocab_size, c.dim);
+  w.wpe = in.matrix("transformer.wpe.weight", c.n_positions, c.dim);
+  w.lnf_w = in.vector("transformer.ln_f.weight", c.dim);
+  w.lnf_b = in.vector("transformer.ln_f.bias", c.dim);
   const int outs[kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
   const int ins[kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim};
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
-    w.ln1_w.push_back(st.vector<float>(p + "ln_1.weight", c.dim));
-    w.ln1_b.push_back(st.vector<float>(p + "ln_1.bias", c.dim));
-    w.ln2_w.push_back(st.vector<float>(p + "ln_2.weight", c.dim));
-    w.ln2_b.push_back(st.vector<float>(p + "ln_2.bias", c.dim));
+    w.ln1_w.push_back(in.vector(p + "ln_1.weight", c.dim));
+    w.ln1_b.push_back(in.vector(p + "ln_1.bias", c.dim));
+    w.ln2_w.push_back(in.vector(p + "ln_2.weight", c.dim));
+    w.ln2_b.push_back(in.vector(p + "ln_2.bias", c.dim));
     std::array<lmshrink::LowRankSparseLinear<float>, kLinearKinds> layers;
-    for (int k = 0; k < kLinearKinds; ++k) {
-      const std::string name = layer_name(l, k);
-      auto& layer = layers[std::size_t(k)];
-      if (lmshrink::has_compressed_layer(st, name)) {
-        layer = lmshrink::get_compressed_layer<float>(st, name);
-        if (layer.out_features() != outs[k] || layer.in_features() != ins[k] || !layer.has_bias())
-          lmshrink::fail<lmshrink::format_error>(where, "'", path, "': layer '", name, "' is ",
-                                                         layer.out_features(), "x", layer.in_features(),
-                                                         layer.has_bias() ? "" : " without a bias",
-                                                         " but the config needs ", outs[k], "x", ins[k], " with a bias");
-      } else {
-        layer = lmshrink::make_dense_layer<float>(st.matrix<float>(name + ".weight", outs[k], ins[k]), true);
-        layer.bias() = st.vector<float>(name + ".bias", outs[k]);
-      }
-    }
+    for (int k = 0; k < kLinearKinds; ++k) layers[std::size_t(k)] = in.linear(layer_name(l, k), outs[k], ins[k], true);
     w.linear.push_back(std::move(layers));
   }
   return w;

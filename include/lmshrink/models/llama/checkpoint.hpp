@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "../checkpoint.hpp"
 #include "trainer.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
@@ -70,55 +71,40 @@ void permute_output_rows(lmshrink::LowRankSparseLinear<Scalar>& layer, Source so
   if (elements.size()) layer.set_element_mask(new_elements);
 }
 
-template <class Scalar>
-bool is_dense_layer(const lmshrink::LowRankSparseLinear<Scalar>& layer) {
-  return layer.rank() == 0 && layer.live_rows() == layer.out_features() && !layer.has_element_mask();
-}
-
 /// Writes the weights atomically; `method` names how the compressed layers were made, `extra`
 /// is added to the metadata.
 inline void save_checkpoint(const Weights<float>& w, const std::string& path,
                             const std::string& method,
                             const std::map<std::string, std::string>& extra = {}) {
-  lmshrink::SafeTensors st;
   const auto& c = w.config;
-  st.metadata = extra;
-  st.metadata["format"] = "pt";
-  st.metadata["lmshrink.checkpoint"] = "llama/1";
-  st.metadata["lmshrink.rope_layout"] = "hf";
-  st.metadata["dim"] = std::to_string(c.dim);
-  st.metadata["hidden_dim"] = std::to_string(c.hidden_dim);
-  st.metadata["n_layers"] = std::to_string(c.n_layers);
-  st.metadata["n_heads"] = std::to_string(c.n_heads);
-  st.metadata["n_kv_heads"] = std::to_string(c.n_kv_heads);
-  st.metadata["vocab_size"] = std::to_string(c.vocab_size);
-  st.metadata["seq_len"] = std::to_string(c.seq_len);
-  st.metadata["tie_word_embeddings"] = c.shared_classifier ? "true" : "false";
-  char number[32];
-  std::snprintf(number, sizeof number, "%.17g", c.norm_eps);
-  st.metadata["norm_eps"] = number;
-  std::snprintf(number, sizeof number, "%.17g", c.rope_theta);
-  st.metadata["rope_theta"] = number;
-  st.put("model.embed_tokens.weight", w.embedding);
-  if (!c.shared_classifier) st.put("lm_head.weight", w.classifier);
-  st.put("model.norm.weight", w.rms_final);
+  CheckpointWriter out("llama", method, extra);
+  out.text("lmshrink.rope_layout", "hf");
+  out.integer("dim", c.dim);
+  out.integer("hidden_dim", c.hidden_dim);
+  out.integer("n_layers", c.n_layers);
+  out.integer("n_heads", c.n_heads);
+  out.integer("n_kv_heads", c.n_kv_heads);
+  out.integer("vocab_size", c.vocab_size);
+  out.integer("seq_len", c.seq_len);
+  out.text("tie_word_embeddings", c.shared_classifier ? "true" : "false");
+  out.real("norm_eps", c.norm_eps);
+  out.real("rope_theta", c.rope_theta);
+  out.tensor("model.embed_tokens.weight", w.embedding);
+  if (!c.shared_classifier) out.tensor("lm_head.weight", w.classifier);
+  out.tensor("model.norm.weight", w.rms_final);
   const int hs = c.head_size();
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    st.put(p + "input_layernorm.weight", w.rms_att[std::size_t(l)]);
-    st.put(p + "post_attention_layernorm.weight", w.rms_ffn[std::size_t(l)]);
+    out.tensor(p + "input_layernorm.weight", w.rms_att[std::size_t(l)]);
+    out.tensor(p + "post_attention_layernorm.weight", w.rms_ffn[std::size_t(l)]);
     for (int k = 0; k < kLinearKinds; ++k) {
       lmshrink::LowRankSparseLinear<float> layer = w.linear[std::size_t(l)][std::size_t(k)];
       if (k == kWq || k == kWk)
         permute_output_rows(layer, [hs](Eigen::Index r) { return hf_rope_source(r, hs); }, false);
-      const std::string name = hf_linear_name(l, k);
-      if (is_dense_layer(layer))
-        st.put(name + ".weight", layer.S());
-      else
-        lmshrink::put_compressed_layer(st, name, layer, method);
+      out.linear(hf_linear_name(l, k), layer);
     }
   }
-  lmshrink::write_safetensors(st, path);
+  out.write(path);
 }
 
 /// Whether a llama2.c file can hold the model (it implies RMSNorm eps 1e-5 and RoPE base 10000).
@@ -129,71 +115,42 @@ inline bool fits_llama2c(const lmshrink::Llama2cConfig& c) {
 /// Reads a checkpoint written by llama::save_checkpoint: every layer as stored, dense or compressed
 /// (`st` already in memory; `path` names it in messages).
 inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
-  if (st.metadata.count("lmshrink.checkpoint") == 0 || st.meta("lmshrink.checkpoint") != "llama/1")
-    lmshrink::fail<lmshrink::format_error>(
-        "llama::read_checkpoint", "'", path, "' has no 'lmshrink.checkpoint: llama/1' metadata; it was "
-        "not written by llama::save_checkpoint");
+  const CheckpointReader in(st, path, "llama");
   Weights<float> w;
   auto& c = w.config;
   const int big = 1 << 20;
-  c.dim = int(st.meta_int("dim", 2, big));
-  c.hidden_dim = int(st.meta_int("hidden_dim", 1, big));
-  c.n_layers = int(st.meta_int("n_layers", 1, 4096));
-  c.n_heads = int(st.meta_int("n_heads", 1, c.dim));
-  c.n_kv_heads = int(st.meta_int("n_kv_heads", 1, c.n_heads));
-  c.vocab_size = int(st.meta_int("vocab_size", 1, big));
-  c.seq_len = int(st.meta_int("seq_len", 1, big));
-  c.shared_classifier = st.meta("tie_word_embeddings") == "true";
+  c.dim = in.integer("dim", 2, big);
+  c.hidden_dim = in.integer("hidden_dim", 1, big);
+  c.n_layers = in.integer("n_layers", 1, 4096);
+  c.n_heads = in.integer("n_heads", 1, c.dim);
+  c.n_kv_heads = in.integer("n_kv_heads", 1, c.n_heads);
+  c.vocab_size = in.integer("vocab_size", 1, big);
+  c.seq_len = in.integer("seq_len", 1, big);
+  c.shared_classifier = in.flag("tie_word_embeddings");
   // Absent from checkpoints written before they were recorded: llama2.c's values.
-  const auto real = [&](const char* key, double fallback, double lo, double hi) {
-    if (!st.metadata.count(key)) return fallback;
-    const std::string& s = st.meta(key);
-    char* end = nullptr;
-    const double v = std::strtod(s.c_str(), &end);
-    if (s.empty() || *end != '\0' || !(v >= lo && v <= hi))
-      lmshrink::fail<lmshrink::format_error>("llama::read_checkpoint", "'", path, "': metadata '", key,
-                                                     "' is '", s, "'; a number in [", lo, ", ", hi,
-                                                     "] was expected");
-    return v;
-  };
-  c.norm_eps = real("norm_eps", 1e-5, 1e-12, 1.0);
-  c.rope_theta = real("rope_theta", 10000.0, 1.0, 1e12);
+  const double llama2c_eps = 1e-5, llama2c_theta = 10000;
+  c.norm_eps = in.real("norm_eps", 1e-12, 1.0, &llama2c_eps);
+  c.rope_theta = in.real("rope_theta", 1.0, 1e12, &llama2c_theta);
   if (c.dim % c.n_heads != 0 || c.head_size() % 2 != 0 || c.n_heads % c.n_kv_heads != 0)
-    lmshrink::fail<lmshrink::format_error>(
-        "llama::read_checkpoint", "'", path, "': dim ", c.dim, ", ", c.n_heads, " heads and ",
-        c.n_kv_heads, " kv heads do not give an even head size shared by whole groups");
-  // A compressed layer's dense S is not justified by the file's bytes (see ReadLimits): bound the
-  // whole model's before any layer is built.
-  const std::int64_t dense_entries =
-      std::int64_t(c.n_layers) * (2 * std::int64_t(c.dim) * c.dim + 2 * std::int64_t(c.kv_dim()) * c.dim +
-                                  3 * std::int64_t(c.hidden_dim) * c.dim);
-  if (dense_entries > (std::int64_t(1) << 31))
-    lmshrink::fail<lmshrink::format_error>(
-        "llama::read_checkpoint", "'", path, "' describes ", dense_entries, " linear weights; at most 2^31 "
-        "are supported by the examples' model layer");
-  w.embedding = st.matrix<float>("model.embed_tokens.weight", c.vocab_size, c.dim);
-  if (!c.shared_classifier) w.classifier = st.matrix<float>("lm_head.weight", c.vocab_size, c.dim);
-  w.rms_final = st.vector<float>("model.norm.weight", c.dim);
+    in.refuse("dim ", c.dim, ", ", c.n_heads, " heads and ", c.n_kv_heads,
+              " kv heads do not give an even head size shared by whole groups");
+  in.check_linear_entries(std::int64_t(c.n_layers) *
+                          (2 * std::int64_t(c.dim) * c.dim + 2 * std::int64_t(c.kv_dim()) * c.dim +
+                           3 * std::int64_t(c.hidden_dim) * c.dim));
+  w.embedding = in.matrix("model.embed_tokens.weight", c.vocab_size, c.dim);
+  if (!c.shared_classifier) w.classifier = in.matrix("lm_head.weight", c.vocab_size, c.dim);
+  w.rms_final = in.vector("model.norm.weight", c.dim);
   const int outs[kLinearKinds] = {c.dim, c.kv_dim(), c.kv_dim(), c.dim, c.hidden_dim, c.dim, c.hidden_dim};
   const int ins[kLinearKinds] = {c.dim, c.dim, c.dim, c.dim, c.dim, c.hidden_dim, c.dim};
   const int hs = c.head_size();
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    w.rms_att.push_back(st.vector<float>(p + "input_layernorm.weight", c.dim));
-    w.rms_ffn.push_back(st.vector<float>(p + "post_attention_layernorm.weight", c.dim));
+    w.rms_att.push_back(in.vector(p + "input_layernorm.weight", c.dim));
+    w.rms_ffn.push_back(in.vector(p + "post_attention_layernorm.weight", c.dim));
     std::array<lmshrink::LowRankSparseLinear<float>, kLinearKinds> layers;
     for (int k = 0; k < kLinearKinds; ++k) {
-      const std::string name = hf_linear_name(l, k);
       auto& layer = layers[std::size_t(k)];
-      if (lmshrink::has_compressed_layer(st, name)) {
-        layer = lmshrink::get_compressed_layer<float>(st, name);
-        if (layer.out_features() != outs[k] || layer.in_features() != ins[k])
-          lmshrink::fail<lmshrink::format_error>(
-              "llama::read_checkpoint", "'", path, "': layer '", name, "' is ", layer.out_features(), "x",
-              layer.in_features(), " but the config needs ", outs[k], "x", ins[k]);
-      } else {
-        layer = lmshrink::make_dense_layer<float>(st.matrix<float>(name + ".weight", outs[k], ins[k]));
-      }
+      layer = in.linear(hf_linear_name(l, k), outs[k], ins[k], false);
       if (k == kWq || k == kWk)
         permute_output_rows(layer, [hs](Eigen::Index r) { return hf_rope_source(r, hs); }, true);
     }
