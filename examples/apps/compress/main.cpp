@@ -357,20 +357,10 @@ Texts generate_texts(const Run& run) {
   return t;
 }
 
-/// The students. Side by side, one core each, while at least `threads` remain (no
-/// synchronisation: the fastest use of the cores); the rest one at a time, each on all cores
-/// (its shards in parallel). Results do not depend on the schedule: shards are fixed. Over
-/// several processes, one at a time (each process runs its shards of every batch).
-std::vector<Result> train_students(Run& run, const Texts& texts, const Calibration& calib) {
+/// What every student shares: the options, the teacher, the texts, the calibration statistics
+/// and the folder being written.
+void share_inputs(Run& run, const Texts& texts, const Calibration& calib, Shared& sh) {
   const Options& o = run.o;
-  const std::vector<Job>& jobs = run.jobs;
-  const int threads = run.threads;
-  const std::size_t side_by_side =
-      run.team->size() > 1 ? 0
-      : o.schedule == StudentSchedule::students ? jobs.size()
-      : o.schedule == StudentSchedule::shards ? 0
-                                              : jobs.size() - jobs.size() % std::size_t(threads);
-  Shared sh;
   sh.opt = &o;
   sh.teacher = run.teacher.get();
   sh.train = &texts.train;
@@ -387,8 +377,44 @@ std::vector<Result> train_students(Run& run, const Texts& texts, const Calibrati
   sh.team = run.team;
   sh.out_dir = run.staged ? run.staged->path() : o.out;
   sh.shards = run.shards;
-  sh.steps_total = long(jobs.size()) * run.steps;
-  sh.status.assign(std::size_t(threads), "");
+  sh.steps_total = long(run.jobs.size()) * run.steps;
+  sh.status.assign(std::size_t(run.threads), "");
+}
+
+/// A student's line under the progress bar: its size, validation and held-out NLL, time.
+std::string student_line(const Result& r, bool heldout) {
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "  %-14s %8lld params  linear %.3f  validation NLL %.4f (%.4f before fine-tuning)",
+                job_name(r.job).c_str(), static_cast<long long>(r.parameters),
+                double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll);
+  std::string text = line;
+  if (heldout) {
+    std::snprintf(line, sizeof line, "  held-out NLL %.4f  ppl %7.3f", r.score.nll, r.score.ppl);
+    text += line;
+  }
+  std::snprintf(line, sizeof line, "  (%.0f s)", r.train_seconds);
+  text += line;
+  if (r.exchanged_per_step > 0)
+    text += "  " + std::to_string((r.exchanged_per_step + 512) / 1024) + " KiB of gradients received per step";
+  return text;
+}
+
+/// The students. Side by side, one core each, while at least `threads` remain (no
+/// synchronisation: the fastest use of the cores); the rest one at a time, each on all cores
+/// (its shards in parallel). Results do not depend on the schedule: shards are fixed. Over
+/// several processes, one at a time (each process runs its shards of every batch).
+std::vector<Result> train_students(Run& run, const Texts& texts, const Calibration& calib) {
+  const Options& o = run.o;
+  const std::vector<Job>& jobs = run.jobs;
+  const int threads = run.threads;
+  const std::size_t side_by_side =
+      run.team->size() > 1 ? 0
+      : o.schedule == StudentSchedule::students ? jobs.size()
+      : o.schedule == StudentSchedule::shards ? 0
+                                              : jobs.size() - jobs.size() % std::size_t(threads);
+  Shared sh;
+  share_inputs(run, texts, calib, sh);
   std::vector<Result> results(jobs.size());
   examples::Progress bar("train    ", double(sh.steps_total));
   sh.bar = &bar;
@@ -402,22 +428,7 @@ std::vector<Result> train_students(Run& run, const Texts& texts, const Calibrati
         if (!error.empty()) return;
       }
       results[j] = run_job(jobs[j], sh, worker, job_threads);
-      const Result& r = results[j];
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "  %-14s %8lld params  linear %.3f  validation NLL %.4f (%.4f before fine-tuning)",
-                    job_name(r.job).c_str(), static_cast<long long>(r.parameters),
-                    double(r.linear_live) / double(r.linear_dense), r.val_score.nll, r.val_init_score.nll);
-      std::string text = line;
-      if (o.heldout) {
-        std::snprintf(line, sizeof line, "  held-out NLL %.4f  ppl %7.3f", r.score.nll, r.score.ppl);
-        text += line;
-      }
-      std::snprintf(line, sizeof line, "  (%.0f s)", r.train_seconds);
-      text += line;
-      if (r.exchanged_per_step > 0)
-        text += "  " + std::to_string((r.exchanged_per_step + 512) / 1024) + " KiB of gradients received per step";
-      bar.print(text);
+      bar.print(student_line(results[j], o.heldout));
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(error_mutex);
       if (error.empty()) error = e.what();
