@@ -8,7 +8,7 @@
 namespace examples {
 
 struct Converted {
-  std::string from_format;  // "llama2.c", "llama" or "gpt2"
+  std::string from_format;  // "llama2.c", "llama", "qwen2" or "gpt2"
   std::int64_t parameters = 0;
 };
 

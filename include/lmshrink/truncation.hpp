@@ -114,6 +114,11 @@ inline Llama2cModel truncate_layers(const Llama2cModel& model, const LayerSelect
   out.w1 = keep_layers(model.w1, keep, require_sorted);
   out.w2 = keep_layers(model.w2, keep, require_sorted);
   out.w3 = keep_layers(model.w3, keep, require_sorted);
+  if (model.config.qkv_bias) {
+    out.bq = keep_layers(model.bq, keep, require_sorted);
+    out.bk = keep_layers(model.bk, keep, require_sorted);
+    out.bv = keep_layers(model.bv, keep, require_sorted);
+  }
   return out;
 }
 

@@ -11,9 +11,9 @@ namespace compress {
 namespace {
 
 const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
-  --model PATH          llama2.c checkpoint, or Hugging Face directory of a "llama" or "gpt2"
-                        model (config.json + model.safetensors or shards; default: bundled
-                        stories260K.bin)
+  --model PATH          llama2.c checkpoint, or Hugging Face directory of a "llama", "qwen2"
+                        or "gpt2" model (config.json + model.safetensors or shards; default:
+                        bundled stories260K.bin)
   --tokenizer PATH      llama2.c tokenizer file, or a directory with GPT-2's vocab.json +
                         merges.txt (or encoder.json + vocab.bpe) (default: those in the model's
                         directory, else the bundled tok512.bin or GPT-2 files)

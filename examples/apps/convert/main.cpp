@@ -4,7 +4,7 @@
 //   lmshrink_convert IN OUT [--dtype f32|f16|bf16] [--shard-mb N]
 //
 // IN is a llama2.c file (.bin) or a Hugging Face directory (config.json + model.safetensors or
-// shards; "llama" or "gpt2"). OUT is a directory (written in Hugging Face layout) or, for a
+// shards; "llama", "qwen2" or "gpt2"). OUT is a directory (written in Hugging Face layout) or, for a
 // Llama model, a file name ending in .bin (llama2.c). --shard-mb splits the weights into shards
 // of at most N MiB with model.safetensors.index.json.
 #include <cstdio>

@@ -44,104 +44,127 @@ struct HfConfig {
   int head_size() const { return hidden_size / num_heads; }
 };
 
-namespace detail {
-
-class HfConfigReader {
+/// config.json's keys, typed and bounded: what parse_hf_config reads them with, and what a model
+/// family outside io/ reads its own keys with (lmshrink/models/qwen2/). Every error is a
+/// format_error naming the function and the file.
+class HfConfigFields {
  public:
-  HfConfigReader(const char* where, const std::string& source, const JsonValue& root)
-      : where_(where), source_(source), root_(root) {}
+  /// Parses `text` (`source` names it); refused unless it is a JSON object.
+  HfConfigFields(const char* where, std::string source, std::string_view text)
+      : where_(where), source_(std::move(source)),
+        root_(detail::parse_json(where, source_, text, {64, 1 << 16})) {
+    if (root_.kind != detail::JsonValue::Kind::object)
+      detail::fail<format_error>(where, "'", source_, "' is ", root_.kind_name(), "; an object was expected");
+  }
+  /// Reads config.json at `path` (at most 1 MiB).
+  static HfConfigFields read(const char* where, const std::string& path) {
+    const std::vector<char> bytes = detail::read_file_bytes(
+        where, path, 2, "a JSON object", std::int64_t(1) << 20,
+        "more than the 1 MiB a config.json may have");
+    return HfConfigFields(where, path, std::string_view(bytes.data(), bytes.size()));
+  }
 
+  const std::string& source() const { return source_; }
   template <class... Parts>
   [[noreturn]] void bad(const Parts&... parts) const {
-    fail<format_error>(where_, "'", source_, "': ", parts...);
+    detail::fail<format_error>(where_, "'", source_, "': ", parts...);
   }
-  const JsonValue* get(const char* key) const { return root_.find(key); }
   bool present(const char* key) const {
-    const JsonValue* v = get(key);
-    return v != nullptr && v->kind != JsonValue::Kind::null;
+    const detail::JsonValue* v = get(key);
+    return v != nullptr && v->kind != detail::JsonValue::Kind::null;
   }
+  /// A required integer in [lo, hi].
   int integer(const char* key, int lo, int hi) const {
-    const JsonValue* v = get(key);
+    const detail::JsonValue* v = get(key);
     if (v == nullptr) bad("the key '", key, "' is missing");
     if (!v->is_integer || v->integer < lo || v->integer > hi)
-      bad("'", key, "' is ", v->kind == JsonValue::Kind::number ? v->text : v->kind_name(),
+      bad("'", key, "' is ", v->kind == detail::JsonValue::Kind::number ? v->text : v->kind_name(),
           "; an integer in [", lo, ", ", hi, "] was expected");
     return int(v->integer);
   }
+  /// A number in [lo, hi], or `fallback` when absent or null.
   double number(const char* key, double fallback, double lo, double hi) const {
     if (!present(key)) return fallback;
-    const JsonValue* v = get(key);
-    if (v->kind != JsonValue::Kind::number || !(v->number >= lo && v->number <= hi))
-      bad("'", key, "' is ", v->kind == JsonValue::Kind::number ? v->text : v->kind_name(),
+    const detail::JsonValue* v = get(key);
+    if (v->kind != detail::JsonValue::Kind::number || !(v->number >= lo && v->number <= hi))
+      bad("'", key, "' is ", v->kind == detail::JsonValue::Kind::number ? v->text : v->kind_name(),
           "; a number in [", lo, ", ", hi, "] was expected");
     return v->number;
   }
   bool boolean(const char* key, bool fallback) const {
     if (!present(key)) return fallback;
-    const JsonValue* v = get(key);
-    if (v->kind != JsonValue::Kind::boolean) bad("'", key, "' is ", v->kind_name(), "; true or false was expected");
+    const detail::JsonValue* v = get(key);
+    if (v->kind != detail::JsonValue::Kind::boolean) bad("'", key, "' is ", v->kind_name(), "; true or false was expected");
     return v->boolean;
   }
   std::string text(const char* key, const std::string& fallback) const {
     if (!present(key)) return fallback;
-    const JsonValue* v = get(key);
-    if (v->kind != JsonValue::Kind::string) bad("'", key, "' is ", v->kind_name(), "; a string was expected");
+    const detail::JsonValue* v = get(key);
+    if (v->kind != detail::JsonValue::Kind::string) bad("'", key, "' is ", v->kind_name(), "; a string was expected");
     return v->text;
   }
-  /// A feature lmshrink does not implement: the key must be absent, null, or `ok`.
+  /// A feature lmshrink does not implement: the key must be absent, null, or false.
   void unsupported_unless_false(const char* key, const char* what) const {
-    if (present(key) && !(get(key)->kind == JsonValue::Kind::boolean && !get(key)->boolean))
+    if (present(key) && !(get(key)->kind == detail::JsonValue::Kind::boolean && !get(key)->boolean))
       bad("'", key, "' is set; lmshrink does not implement ", what);
   }
 
  private:
+  const detail::JsonValue* get(const char* key) const { return root_.find(key); }
+
   const char* where_;
-  const std::string& source_;
-  const JsonValue& root_;
+  std::string source_;
+  detail::JsonValue root_;
 };
 
-}  // namespace detail
+/// The keys Llama-shaped configs share ("llama", and the families built on it such as "qwen2"):
+/// sizes, heads, RMSNorm eps, RoPE base, tied embeddings, silu; refused: RoPE scaling, a
+/// head_dim other than hidden_size / heads, heads not a multiple of kv heads, an odd head size.
+inline HfConfig llama_shaped_hf_config(const HfConfigFields& r, const char* family) {
+  HfConfig c;
+  constexpr int big = 1 << 20;
+  c.model_type = family;
+  c.vocab_size = r.integer("vocab_size", 1, big);
+  c.hidden_size = r.integer("hidden_size", 2, 1 << 16);
+  c.intermediate_size = r.integer("intermediate_size", 1, 1 << 18);
+  c.num_layers = r.integer("num_hidden_layers", 1, 1 << 10);
+  c.num_heads = r.integer("num_attention_heads", 1, 1 << 12);
+  c.num_kv_heads = r.present("num_key_value_heads") ? r.integer("num_key_value_heads", 1, 1 << 12) : c.num_heads;
+  c.max_positions = r.integer("max_position_embeddings", 1, big);
+  c.norm_eps = r.number("rms_norm_eps", 1e-6, 1e-12, 1.0);
+  c.rope_theta = r.number("rope_theta", 10000.0, 1.0, 1e12);
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
+  c.activation = r.text("hidden_act", "silu");
+  if (c.activation != "silu")
+    r.bad("'hidden_act' is '", c.activation, "'; lmshrink's ", family, " implements \"silu\"");
+  if (r.present("rope_scaling"))
+    r.bad("'rope_scaling' is set; lmshrink implements plain RoPE (no scaling)");
+  if (c.hidden_size % c.num_heads != 0 || c.head_size() % 2 != 0)
+    r.bad("hidden_size ", c.hidden_size, " and ", c.num_heads, " heads do not give an even head "
+          "size");
+  if (r.present("head_dim") && r.integer("head_dim", 1, 1 << 16) != c.head_size())
+    r.bad("'head_dim' is ", r.integer("head_dim", 1, 1 << 16), " but hidden_size / heads is ",
+          c.head_size(), "; lmshrink implements head_dim = hidden_size / num_attention_heads");
+  if (c.num_heads % c.num_kv_heads != 0)
+    r.bad(c.num_heads, " attention heads are not a multiple of ", c.num_kv_heads, " key/value heads");
+  if (std::int64_t(c.max_positions) * (c.head_size() / 2) > (std::int64_t(1) << 28))
+    r.bad("max_position_embeddings ", c.max_positions, " × head size ", c.head_size(),
+          " / 2 is more than the 2^28 RoPE table entries lmshrink supports");
+  return c;
+}
 
 /// Parses config.json's text (`source` names it in messages). format_error for a missing or
 /// out-of-range value, an unknown model_type, or a feature lmshrink does not implement.
 inline HfConfig parse_hf_config(std::string_view text, const std::string& source) {
   static constexpr const char* where = "read_hf_config";
-  const detail::JsonValue root = detail::parse_json(where, source, text, {64, 1 << 16});
-  if (root.kind != detail::JsonValue::Kind::object)
-    detail::fail<format_error>(where, "'", source, "' is ", root.kind_name(), "; an object was expected");
-  const detail::HfConfigReader r(where, source, root);
+  const HfConfigFields r(where, source, text);
   HfConfig c;
   c.model_type = r.text("model_type", "");
   constexpr int big = 1 << 20;
   if (c.model_type == "llama") {
-    c.vocab_size = r.integer("vocab_size", 1, big);
-    c.hidden_size = r.integer("hidden_size", 2, 1 << 16);
-    c.intermediate_size = r.integer("intermediate_size", 1, 1 << 18);
-    c.num_layers = r.integer("num_hidden_layers", 1, 1 << 10);
-    c.num_heads = r.integer("num_attention_heads", 1, 1 << 12);
-    c.num_kv_heads = r.present("num_key_value_heads") ? r.integer("num_key_value_heads", 1, 1 << 12) : c.num_heads;
-    c.max_positions = r.integer("max_position_embeddings", 1, big);
-    c.norm_eps = r.number("rms_norm_eps", 1e-6, 1e-12, 1.0);
-    c.rope_theta = r.number("rope_theta", 10000.0, 1.0, 1e12);
-    c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
-    c.activation = r.text("hidden_act", "silu");
-    if (c.activation != "silu")
-      r.bad("'hidden_act' is '", c.activation, "'; lmshrink's Llama implements \"silu\"");
-    if (r.present("rope_scaling"))
-      r.bad("'rope_scaling' is set; lmshrink implements plain RoPE (no scaling)");
+    c = llama_shaped_hf_config(r, "llama");
     r.unsupported_unless_false("attention_bias", "biases on Llama's attention projections");
     r.unsupported_unless_false("mlp_bias", "biases on Llama's MLP");
-    if (c.hidden_size % c.num_heads != 0 || c.head_size() % 2 != 0)
-      r.bad("hidden_size ", c.hidden_size, " and ", c.num_heads, " heads do not give an even head "
-            "size");
-    if (r.present("head_dim") && r.integer("head_dim", 1, 1 << 16) != c.head_size())
-      r.bad("'head_dim' is ", r.integer("head_dim", 1, 1 << 16), " but hidden_size / heads is ",
-            c.head_size(), "; lmshrink implements head_dim = hidden_size / num_attention_heads");
-    if (c.num_heads % c.num_kv_heads != 0)
-      r.bad(c.num_heads, " attention heads are not a multiple of ", c.num_kv_heads, " key/value heads");
-    if (std::int64_t(c.max_positions) * (c.head_size() / 2) > (std::int64_t(1) << 28))
-      r.bad("max_position_embeddings ", c.max_positions, " × head size ", c.head_size(),
-            " / 2 is more than the 2^28 RoPE table entries lmshrink supports");
   } else if (c.model_type == "gpt2") {
     c.vocab_size = r.integer("vocab_size", 1, big);
     c.hidden_size = r.integer("n_embd", 1, 1 << 16);
@@ -177,6 +200,11 @@ inline HfConfig read_hf_config(const std::string& path) {
       "read_hf_config", path, 2, "a JSON object", std::int64_t(1) << 20,
       "more than the 1 MiB a config.json may have");
   return parse_hf_config(std::string_view(bytes.data(), bytes.size()), path);
+}
+
+/// config.json's model_type at `path` ("" when absent), the family's to read the rest.
+inline std::string read_hf_model_type(const std::string& path) {
+  return HfConfigFields::read("read_hf_config", path).text("model_type", "");
 }
 
 /// config.json for `c`, with the keys Hugging Face's own classes write.

@@ -243,10 +243,11 @@ inline std::set<std::string> shards_named_by_index(const std::string& dir) {
 /// (detail/atomic_directory.hpp): a reader sees the old model or the new one, never a mix, even
 /// when the writer is killed. Afterwards it holds exactly the new model's files, plus whatever
 /// else the old directory held beside its model (tokenizer files, a README).
-inline void write_hf_directory(const HfConfig& config, const SafeTensors& st, const std::string& dir,
+/// `config_json` is config.json's text, written as given (a family outside io/ writes its own).
+inline void write_hf_directory(const std::string& config_json, const SafeTensors& st, const std::string& dir,
                                std::int64_t max_shard_bytes = 0) {
   namespace fs = std::filesystem;
-  const std::string json = hf_config_json(config);  // refuses a bad config before anything is written
+  const std::string& json = config_json;
   std::int64_t total = 0;
   for (const auto& [name, t] : st.tensors) total += std::int64_t(t.bytes.size());
   const auto fill = [&](const std::string& out) {
@@ -290,6 +291,13 @@ inline void write_hf_directory(const HfConfig& config, const SafeTensors& st, co
   const std::set<std::string> old_shards = detail::shards_named_by_index(dir);
   detail::replace_directory_atomically(
       "write_hf", dir, [&](const std::string& name) { return detail::kept_beside_model(name, old_shards); }, fill);
+}
+
+/// The same with config.json made from `config` (hf_config_json refuses a bad config before
+/// anything is written).
+inline void write_hf_directory(const HfConfig& config, const SafeTensors& st, const std::string& dir,
+                               std::int64_t max_shard_bytes = 0) {
+  write_hf_directory(hf_config_json(config), st, dir, max_shard_bytes);
 }
 
 /// A checkpoint directory's config and tensors, read from one version of the directory even when

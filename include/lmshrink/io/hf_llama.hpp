@@ -65,11 +65,12 @@ inline Llama2cConfig llama_config_of(const HfConfig& h, const std::string& sourc
   return c;
 }
 
-/// A Llama model from a config and its tensors in Hugging Face layout (`source` names them).
-inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, const std::string& source) {
-  static constexpr const char* where = "read_hf_llama";
+/// A Llama-shaped model from its config and its tensors in Hugging Face layout (`source` names
+/// them): the tensors of "llama", and of "qwen2" when c.qkv_bias (q/k/v_proj.bias).
+inline Llama2cModel llama_tensors_from_hf(const Llama2cConfig& config, const SafeTensors& st,
+                                          const std::string& source, const char* where = "read_hf_llama") {
   Llama2cModel m;
-  auto& c = m.config = llama_config_of(hf, source);
+  const auto& c = m.config = config;
   detail::HfTensorReader read(where, st, source);
   const auto matrix = [&](const std::string& name, int rows, int cols) { return read.matrix(name, rows, cols); };
   const auto vector = [&](const std::string& name, int size) { return read.vector(name, size); };
@@ -88,6 +89,11 @@ inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, con
     for (Index r = 0; r < hf_rows.rows(); ++r) out.row(hf_rope_source(r, hs)) = hf_rows.row(r);
     return out;
   };
+  const auto unrope_bias = [&](const Vector<float>& hf_rows) {
+    Vector<float> out(hf_rows.size());
+    for (Index r = 0; r < hf_rows.size(); ++r) out[hf_rope_source(r, hs)] = hf_rows[r];
+    return out;
+  };
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     m.rms_att.push_back(vector(p + "input_layernorm.weight", c.dim));
@@ -99,6 +105,11 @@ inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, con
     m.w1.push_back(matrix(p + "mlp.gate_proj.weight", c.hidden_dim, c.dim));
     m.w2.push_back(matrix(p + "mlp.down_proj.weight", c.dim, c.hidden_dim));
     m.w3.push_back(matrix(p + "mlp.up_proj.weight", c.hidden_dim, c.dim));
+    if (c.qkv_bias) {
+      m.bq.push_back(unrope_bias(vector(p + "self_attn.q_proj.bias", c.dim)));
+      m.bk.push_back(unrope_bias(vector(p + "self_attn.k_proj.bias", kv)));
+      m.bv.push_back(vector(p + "self_attn.v_proj.bias", kv));
+    }
   }
   read.check_all_used([](const std::string& name) {
     return detail::ends_with(name, ".rotary_emb.inv_freq");  // a buffer older versions saved
@@ -108,6 +119,11 @@ inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, con
   return m;
 }
 
+/// A Llama model from a config and its tensors in Hugging Face layout (`source` names them).
+inline Llama2cModel llama_from_hf(const HfConfig& hf, const SafeTensors& st, const std::string& source) {
+  return llama_tensors_from_hf(llama_config_of(hf, source), st, source);
+}
+
 /// Reads a Llama checkpoint directory (config.json + model.safetensors or shards).
 inline Llama2cModel read_hf_llama(const std::string& dir) {
   llama_config_of(read_hf_config((std::filesystem::path(dir) / "config.json").string()), dir);  // the family first
@@ -115,7 +131,8 @@ inline Llama2cModel read_hf_llama(const std::string& dir) {
   return llama_from_hf(c.config, c.tensors, dir);
 }
 
-/// The tensors of `m` in Hugging Face layout, as `dtype`.
+/// The tensors of `m` in Hugging Face layout, as `dtype` (with q/k/v_proj.bias when
+/// m.config.qkv_bias, as "qwen2" stores them).
 inline SafeTensors llama_to_hf(const Llama2cModel& m, Dtype dtype = Dtype::f32) {
   const auto& c = m.config;
   SafeTensors st;
@@ -141,6 +158,16 @@ inline SafeTensors llama_to_hf(const Llama2cModel& m, Dtype dtype = Dtype::f32) 
     detail::put_matrix_as(st, p + "mlp.gate_proj.weight", m.w1[L], dtype);
     detail::put_matrix_as(st, p + "mlp.down_proj.weight", m.w2[L], dtype);
     detail::put_matrix_as(st, p + "mlp.up_proj.weight", m.w3[L], dtype);
+    if (c.qkv_bias) {
+      const auto rope_bias = [&](const Vector<float>& b) {
+        Vector<float> out(b.size());
+        for (Index r = 0; r < b.size(); ++r) out[r] = b[hf_rope_source(r, hs)];
+        return out;
+      };
+      detail::put_vector_as(st, p + "self_attn.q_proj.bias", rope_bias(m.bq.at(L)), dtype);
+      detail::put_vector_as(st, p + "self_attn.k_proj.bias", rope_bias(m.bk.at(L)), dtype);
+      detail::put_vector_as(st, p + "self_attn.v_proj.bias", m.bv.at(L), dtype);
+    }
   }
   return st;
 }
@@ -148,6 +175,9 @@ inline SafeTensors llama_to_hf(const Llama2cModel& m, Dtype dtype = Dtype::f32) 
 /// Writes `m` as a Hugging Face Llama directory (config.json + model.safetensors).
 inline void write_hf_llama(const Llama2cModel& m, const std::string& dir, Dtype dtype = Dtype::f32,
                            std::int64_t max_shard_bytes = 0) {
+  if (m.config.qkv_bias)
+    detail::fail<value_error>("write_hf_llama", "the model's wq, wk and wv have biases, which a "
+                              "\"llama\" config cannot express; write it with models::qwen2::write_hf");
   write_hf_directory(hf_config_of(m.config), llama_to_hf(m, dtype), dir, max_shard_bytes);
 }
 

@@ -45,6 +45,7 @@ struct Llama2cConfig {
   // Not in llama2.c files, which always mean these (run.c's constants); other sources set them.
   double norm_eps = 1e-5;      // RMSNorm epsilon
   double rope_theta = 10000;   // RoPE base
+  bool qkv_bias = false;       // wq, wk, wv carry a bias (Qwen2's shape; never in llama2.c files)
 
   int head_size() const { return dim / n_heads; }
   int kv_dim() const { return dim * n_kv_heads / n_heads; }
@@ -68,6 +69,7 @@ struct Llama2cModel {
   // elsewhere (a Hugging Face directory); write_llama2c then computes them (legacy_rope_table).
   RowMatrix<float> freq_cis_real, freq_cis_imag;
   RowMatrix<float> wcls;                   // (vocab, dim); empty when the embedding is shared
+  std::vector<Vector<float>> bq, bk, bv;   // L × (dim|kv_dim) when config.qkv_bias, else empty
 
   /// The 7·n_layers linear weights (wq, wk, wv, wo, w1, w2, w3 of every layer), in file order
   /// within each layer.
@@ -92,6 +94,8 @@ struct Llama2cModel {
     for (int l = 0; l < config.n_layers; ++l)
       n += rms_att[l].size() + rms_ffn[l].size() + wq[l].size() + wk[l].size() + wv[l].size() +
            wo[l].size() + w1[l].size() + w2[l].size() + w3[l].size();
+    for (const auto* b : {&bq, &bk, &bv})
+      for (const auto& v : *b) n += v.size();
     return n;
   }
 };
@@ -272,6 +276,9 @@ inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
   if (c.norm_eps != 1e-5 || c.rope_theta != 10000)
     detail::fail<value_error>(where, "the model has norm_eps ", c.norm_eps, " and rope_theta ",
                               c.rope_theta, "; a llama2.c file can only mean 1e-5 and 10000");
+  if (c.qkv_bias)
+    detail::fail<value_error>(where, "the model's wq, wk and wv have biases, which a llama2.c file "
+                              "cannot hold; write it as a Hugging Face \"qwen2\" directory");
   const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
               L = c.n_layers;
   detail::check_shape(where, "token_embedding", m.token_embedding, v, d);

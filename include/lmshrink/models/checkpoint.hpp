@@ -125,7 +125,7 @@ class CheckpointReader {
   Vector<float> vector(const std::string& name, Index n) const { return st_.vector<float>(name, n); }
 
   /// Linear layer `name`: compressed when stored so, else dense from "<name>.weight" (and
-  /// "<name>.bias" when `with_bias`); refused unless it is (out, in), with a bias when asked.
+  /// "<name>.bias" when `with_bias`); refused unless it is (out, in), with a bias exactly when asked.
   LowRankSparseLinear<float> linear(const std::string& name, int out, int in, bool with_bias) const {
     if (!has_compressed_layer(st_, name)) {
       auto layer = make_dense_layer<float>(st_.matrix<float>(name + ".weight", out, in), with_bias);
@@ -133,10 +133,10 @@ class CheckpointReader {
       return layer;
     }
     auto layer = get_compressed_layer<float>(st_, name);
-    if (layer.out_features() != out || layer.in_features() != in || (with_bias && !layer.has_bias()))
+    if (layer.out_features() != out || layer.in_features() != in || with_bias != layer.has_bias())
       refuse("layer '", name, "' is ", layer.out_features(), "x", layer.in_features(),
-             with_bias && !layer.has_bias() ? " without a bias" : "", " but the config needs ", out, "x", in,
-             with_bias ? " with a bias" : "");
+             layer.has_bias() ? " with a bias" : " without a bias", " but the config needs ", out, "x", in,
+             with_bias ? " with a bias" : " without a bias");
     return layer;
   }
 

@@ -7,7 +7,7 @@
 //   auto codec = lmshrink::models::load_codec(*teacher, path, "", defaults);
 //   auto back = lmshrink::models::load_checkpoint("student.safetensors");
 //
-// Including it compiles both families (about 40 s): programs include it in one file.
+// Including it compiles every family (about 40 s): programs include it in one file.
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -23,6 +23,7 @@
 #include "gpt2/model.hpp"
 #include "llama/model.hpp"
 #include "model.hpp"
+#include "qwen2/model.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
 namespace models {
@@ -36,7 +37,7 @@ struct CodecDefaults {
 
 /// What convert_checkpoint read.
 struct Converted {
-  std::string from_format;  ///< "llama2.c", "llama" or "gpt2"
+  std::string from_format;  ///< "llama2.c", "llama", "qwen2" or "gpt2"
   std::int64_t parameters = 0;
 };
 
@@ -84,9 +85,15 @@ inline std::unique_ptr<Model> checkpoint_model(const lmshrink::SafeTensors& st, 
   const std::string kind = it == st.metadata.end() ? "" : it->second;
   if (kind == "llama/1") return std::make_unique<lmshrink::models::llama::Model>(lmshrink::models::llama::read_checkpoint(st, path));
   if (kind == "gpt2/1") return std::make_unique<lmshrink::models::gpt2::Model>(lmshrink::models::gpt2::read_checkpoint(st, path));
+  if (kind == "qwen2/1") return lmshrink::models::qwen2::read_checkpoint(st, path);
   lmshrink::fail<lmshrink::format_error>("load_checkpoint", "'", path, "' has the metadata "
-                                                 "'lmshrink.checkpoint: ", kind, "'; \"llama/1\" or \"gpt2/1\" "
-                                                 "(a checkpoint written by Model::save) was expected");
+                                                 "'lmshrink.checkpoint: ", kind, "'; \"llama/1\", \"qwen2/1\" or "
+                                                 "\"gpt2/1\" (a checkpoint written by Model::save) was expected");
+}
+
+[[noreturn]] inline void unknown_model_type(const char* where, const std::string& config, const std::string& type) {
+  lmshrink::fail<lmshrink::format_error>(where, "'", config, "' ", type.empty() ? "has no model_type" : "has model_type '" + type + "'",
+                                         "; \"llama\", \"qwen2\" or \"gpt2\" was expected");
 }
 
 }  // namespace registry_detail
@@ -100,9 +107,11 @@ inline std::unique_ptr<Model> load_model(const std::string& path) {
   if (registry_detail::path_type(where, config) == std::filesystem::file_type::not_found)
     lmshrink::fail<lmshrink::io_error>(where, "'", path, "' is a directory without config.json; a "
                                                "llama2.c file or a Hugging Face checkpoint directory was expected");
-  const lmshrink::HfConfig c = lmshrink::read_hf_config(config);
-  if (c.model_type == "gpt2") return registry_detail::make_gpt2_model(lmshrink::read_hf_gpt2(path));
-  return registry_detail::make_llama_model(lmshrink::read_hf_llama(path));
+  const std::string type = lmshrink::read_hf_model_type(config);
+  if (type == "gpt2") return registry_detail::make_gpt2_model(lmshrink::read_hf_gpt2(path));
+  if (type == "qwen2") return lmshrink::models::qwen2::make_model(lmshrink::models::qwen2::read_hf(path));
+  if (type == "llama") return registry_detail::make_llama_model(lmshrink::read_hf_llama(path));
+  registry_detail::unknown_model_type(where, config, type);
 }
 
 /// A checkpoint written by Model::save, of any family.
@@ -143,10 +152,14 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
       }
     }
     codec = std::make_unique<lmshrink::models::gpt2::Codec>(lmshrink::read_gpt2_tokenizer(files.first, files.second));
+  } else if (model.family() == "qwen2" && source.empty()) {
+    lmshrink::fail<lmshrink::io_error>("load_codec", "no tokenizer was given for the Qwen2 model '", model_path,
+                                       "'; Qwen2's own tokenizer.json is not read yet: give a llama2.c "
+                                       "tokenizer file of its vocabulary");
   } else {
     if (source.empty()) source = defaults.llama;
     if (source.empty())
-      lmshrink::fail<lmshrink::io_error>("load_codec", "no tokenizer was given for the llama2.c model '", model_path,
+      lmshrink::fail<lmshrink::io_error>("load_codec", "no tokenizer was given for the Llama model '", model_path,
                                          "' and no default");
     codec = std::make_unique<lmshrink::models::llama::Codec>(lmshrink::read_tokenizer(source, model.shape().vocab_size));
   }
@@ -172,8 +185,18 @@ inline Converted convert_checkpoint(const std::string& in, const std::string& ou
     else lmshrink::write_hf_llama(m, out, dtype, shard_bytes);
     return {"llama2.c", m.parameter_count()};
   }
-  const lmshrink::HfConfig config = lmshrink::read_hf_config((std::filesystem::path(in) / "config.json").string());
-  if (config.model_type == "gpt2") {
+  const std::string config_path = (std::filesystem::path(in) / "config.json").string();
+  const std::string type = lmshrink::read_hf_model_type(config_path);
+  if (type == "qwen2") {
+    if (to_llama2c)
+      lmshrink::fail<lmshrink::value_error>(where, "'", in, "' is a Qwen2 model; llama2.c files cannot hold "
+                                                    "its q/k/v biases");
+    const lmshrink::Llama2cModel m = lmshrink::models::qwen2::read_hf(in);
+    lmshrink::models::qwen2::write_hf(m, out, dtype, shard_bytes);
+    return {"qwen2", m.parameter_count()};
+  }
+  if (type != "gpt2" && type != "llama") registry_detail::unknown_model_type(where, config_path, type);
+  if (type == "gpt2") {
     if (to_llama2c)
       lmshrink::fail<lmshrink::value_error>(where, "'", in, "' is a GPT-2 model; llama2.c files hold "
                                                     "Llama models only");

@@ -72,12 +72,14 @@ void permute_output_rows(lmshrink::LowRankSparseLinear<Scalar>& layer, Source so
 }
 
 /// Writes the weights atomically; `method` names how the compressed layers were made, `extra`
-/// is added to the metadata.
+/// is added to the metadata. `family` marks the file ("lmshrink.checkpoint: <family>/1"): a
+/// family built on Llama's graph (qwen2) saves through here under its own name.
 inline void save_checkpoint(const Weights<float>& w, const std::string& path,
                             const std::string& method,
-                            const std::map<std::string, std::string>& extra = {}) {
+                            const std::map<std::string, std::string>& extra = {},
+                            const std::string& family = "llama") {
   const auto& c = w.config;
-  CheckpointWriter out("llama", method, extra);
+  CheckpointWriter out(family, method, extra);
   out.text("lmshrink.rope_layout", "hf");
   out.integer("dim", c.dim);
   out.integer("hidden_dim", c.hidden_dim);
@@ -89,6 +91,7 @@ inline void save_checkpoint(const Weights<float>& w, const std::string& path,
   out.text("tie_word_embeddings", c.shared_classifier ? "true" : "false");
   out.real("norm_eps", c.norm_eps);
   out.real("rope_theta", c.rope_theta);
+  if (c.qkv_bias) out.text("qkv_bias", "true");
   out.tensor("model.embed_tokens.weight", w.embedding);
   if (!c.shared_classifier) out.tensor("lm_head.weight", w.classifier);
   out.tensor("model.norm.weight", w.rms_final);
@@ -109,13 +112,14 @@ inline void save_checkpoint(const Weights<float>& w, const std::string& path,
 
 /// Whether a llama2.c file can hold the model (it implies RMSNorm eps 1e-5 and RoPE base 10000).
 inline bool fits_llama2c(const lmshrink::Llama2cConfig& c) {
-  return c.norm_eps == 1e-5 && c.rope_theta == 10000;
+  return c.norm_eps == 1e-5 && c.rope_theta == 10000 && !c.qkv_bias;
 }
 
 /// Reads a checkpoint written by llama::save_checkpoint: every layer as stored, dense or compressed
-/// (`st` already in memory; `path` names it in messages).
-inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std::string& path) {
-  const CheckpointReader in(st, path, "llama");
+/// (`st` already in memory; `path` names it in messages; `family` as it was saved under).
+inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std::string& path,
+                                      const std::string& family = "llama") {
+  const CheckpointReader in(st, path, family);
   Weights<float> w;
   auto& c = w.config;
   const int big = 1 << 20;
@@ -131,6 +135,7 @@ inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std
   const double llama2c_eps = 1e-5, llama2c_theta = 10000;
   c.norm_eps = in.real("norm_eps", 1e-12, 1.0, &llama2c_eps);
   c.rope_theta = in.real("rope_theta", 1.0, 1e12, &llama2c_theta);
+  c.qkv_bias = st.metadata.count("qkv_bias") != 0 && in.flag("qkv_bias");
   if (c.dim % c.n_heads != 0 || c.head_size() % 2 != 0 || c.n_heads % c.n_kv_heads != 0)
     in.refuse("dim ", c.dim, ", ", c.n_heads, " heads and ", c.n_kv_heads,
               " kv heads do not give an even head size shared by whole groups");
@@ -150,7 +155,7 @@ inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std
     std::array<lmshrink::LowRankSparseLinear<float>, kLinearKinds> layers;
     for (int k = 0; k < kLinearKinds; ++k) {
       auto& layer = layers[std::size_t(k)];
-      layer = in.linear(hf_linear_name(l, k), outs[k], ins[k], false);
+      layer = in.linear(hf_linear_name(l, k), outs[k], ins[k], c.qkv_bias && k <= kWv);
       if (k == kWq || k == kWk)
         permute_output_rows(layer, [hs](Eigen::Index r) { return hf_rope_source(r, hs); }, true);
     }
@@ -159,8 +164,8 @@ inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std
   return w;
 }
 
-inline Weights<float> read_checkpoint(const std::string& path) {
-  return read_checkpoint(lmshrink::read_safetensors(path), path);
+inline Weights<float> read_checkpoint(const std::string& path, const std::string& family = "llama") {
+  return read_checkpoint(lmshrink::read_safetensors(path), path, family);
 }
 
 }  // namespace llama

@@ -61,9 +61,12 @@ struct Compact {
       const RowMat* src[kLinearKinds] = {&model.wq[L], &model.wk[L], &model.wv[L], &model.wo[L],
                                          &model.w1[L], &model.w2[L], &model.w3[L]};
       std::array<lmshrink::CompactLinear<float>, kLinearKinds> packed;
-      for (int k = 0; k < kLinearKinds; ++k)
-        packed[std::size_t(k)] =
-            lmshrink::CompactLinear<float>::pack(lmshrink::make_dense_layer<float>(*src[k]));
+      for (int k = 0; k < kLinearKinds; ++k) {
+        const lmshrink::Vector<float>* b = qkv_bias_of(model, l, k);
+        auto layer = lmshrink::make_dense_layer<float>(*src[k], b != nullptr);
+        if (b != nullptr) layer.bias() = *b;
+        packed[std::size_t(k)] = lmshrink::CompactLinear<float>::pack(layer);
+      }
       m.linear.push_back(std::move(packed));
     }
     m.pack_classifier();

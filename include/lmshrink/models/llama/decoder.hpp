@@ -64,6 +64,7 @@ class DenseView {
       ym.row(0).transpose().noalias() = W * xm.row(0).transpose();
     else
       ym.noalias() = xm * W.transpose();
+    if (const Vec* b = qkv_bias(l, kind)) ym.rowwise() += b->transpose();
   }
   /// logits (vocab) = classifier · x (dim), for one token.
   void classify(const float* x, float* logits) const {
@@ -72,6 +73,12 @@ class DenseView {
   }
 
  private:
+  const Vec* qkv_bias(int l, int kind) const {
+    if (!m_->config.qkv_bias || kind > kWv) return nullptr;
+    const auto& b = kind == kWq ? m_->bq : kind == kWk ? m_->bk : m_->bv;
+    return &b[std::size_t(l)];
+  }
+
   const lmshrink::Llama2cModel* m_;
 };
 

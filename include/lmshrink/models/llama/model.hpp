@@ -61,11 +61,29 @@ class Packed final : public models::Packed {
   Compact m_;
 };
 
+/// A dense Llama model exported as a llama2.c file when one can hold it, else as a Hugging Face
+/// "llama" directory; returns the path written.
+inline std::string export_llama(const lmshrink::Llama2cModel& dense, const std::string& stem) {
+  if (fits_llama2c(dense.config)) {
+    lmshrink::write_llama2c(dense, stem + ".bin");
+    return stem + ".bin";
+  }
+  lmshrink::write_hf_llama(dense, stem + "_hf");
+  return stem + "_hf";
+}
+
+/// What a family built on Llama's graph brings of its own (models/qwen2/): its name, which
+/// family() returns and checkpoints are marked with, and how a dense model of it is exported.
+struct Variant {
+  const char* name = "llama";
+  std::string (*export_dense)(const lmshrink::Llama2cModel& dense, const std::string& stem) = &export_llama;
+};
+
 class Model final : public models::Model {
  public:
-  explicit Model(Weights<float> w) : w_(std::move(w)) {}
+  explicit Model(Weights<float> w, Variant variant = {}) : w_(std::move(w)), variant_(variant) {}
 
-  std::string family() const override { return "llama"; }
+  std::string family() const override { return variant_.name; }
   ModelShape shape() const override {
     const auto& c = w_.config;
     return {c.n_layers, c.dim, c.vocab_size, c.seq_len, c.n_heads, c.n_kv_heads};
@@ -77,7 +95,7 @@ class Model final : public models::Model {
   bool attention_linear(int kind) const override { return kind <= kWo; }
   Layer& linear(int l, int kind) override { return w_.linear.at(std::size_t(l)).at(std::size_t(kind)); }
   std::vector<TensorRef> plain_params() override { return plain_tensors_of(w_); }
-  std::unique_ptr<models::Model> clone() const override { return std::make_unique<Model>(w_); }
+  std::unique_ptr<models::Model> clone() const override { return std::make_unique<Model>(w_, variant_); }
   std::unique_ptr<models::Model> truncated(const std::vector<int>& keep) const override {
     lmshrink::validate_selection(keep, w_.config.n_layers);
     Weights<float> t = w_;
@@ -85,11 +103,12 @@ class Model final : public models::Model {
     t.rms_att = lmshrink::keep_layers(w_.rms_att, keep);
     t.rms_ffn = lmshrink::keep_layers(w_.rms_ffn, keep);
     t.linear = lmshrink::keep_layers(w_.linear, keep);
-    return std::make_unique<Model>(std::move(t));
+    return std::make_unique<Model>(std::move(t), variant_);
   }
   std::unique_ptr<models::Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
     lmshrink::Llama2cConfig c = w_.config;
-    const std::int64_t attention = 2 * std::int64_t(c.dim) * (c.dim + c.kv_dim());  // wq, wo, wk, wv
+    const std::int64_t attention = 2 * std::int64_t(c.dim) * (c.dim + c.kv_dim()) +  // wq, wo, wk, wv
+                                   (c.qkv_bias ? c.dim + 2 * c.kv_dim() : 0);         // and their biases
     const double per_block = linear_ratio * double(w_.linear_dense_parameters()) / c.n_layers;
     const auto hidden = std::int64_t(std::floor((per_block - double(attention)) / (3.0 * c.dim)));
     if (!(linear_ratio > 0 && linear_ratio <= 1) || hidden < 1)
@@ -118,8 +137,13 @@ class Model final : public models::Model {
       m.w1.push_back(normal(c.hidden_dim, c.dim, sd));
       m.w2.push_back(normal(c.dim, c.hidden_dim, sd_out));
       m.w3.push_back(normal(c.hidden_dim, c.dim, sd));
+      if (c.qkv_bias) {
+        m.bq.push_back(lmshrink::Vector<float>::Zero(c.dim));
+        m.bk.push_back(lmshrink::Vector<float>::Zero(c.kv_dim()));
+        m.bv.push_back(lmshrink::Vector<float>::Zero(c.kv_dim()));
+      }
     }
-    return std::make_unique<Model>(Weights<float>::from_model(m));
+    return std::make_unique<Model>(Weights<float>::from_model(m), variant_);
   }
   std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<TrainingNet>(w_, batch, n); }
   std::unique_ptr<models::Packed> pack() const override { return std::make_unique<Packed>(Compact::pack(w_)); }
@@ -128,16 +152,10 @@ class Model final : public models::Model {
   }
   void save(const std::string& path, const std::string& method,
             const std::map<std::string, std::string>& extra) const override {
-    save_checkpoint(w_, path, method, extra);
+    save_checkpoint(w_, path, method, extra, variant_.name);
   }
   std::string export_dense(const std::string& stem) const override {
-    const lmshrink::Llama2cModel dense = w_.to_model();
-    if (fits_llama2c(dense.config)) {
-      lmshrink::write_llama2c(dense, stem + ".bin");
-      return stem + ".bin";
-    }
-    lmshrink::write_hf_llama(dense, stem + "_hf");
-    return stem + "_hf";
+    return variant_.export_dense(w_.to_model(), stem);
   }
   std::int64_t parameters() const override { return w_.parameters(); }
   std::int64_t linear_parameters() const override { return w_.linear_parameters(); }
@@ -145,6 +163,7 @@ class Model final : public models::Model {
 
  private:
   Weights<float> w_;
+  Variant variant_;
 };
 
 

@@ -65,6 +65,11 @@ inline lmshrink::Llama2cModel synthetic_model(const lmshrink::Llama2cConfig& c, 
     m.w1.push_back(random_matrix(c.hidden_dim, c.dim, rng));
     m.w2.push_back(random_matrix(c.dim, c.hidden_dim, rng));
     m.w3.push_back(random_matrix(c.hidden_dim, c.dim, rng));
+    if (c.qkv_bias) {
+      m.bq.push_back(0.1f * random_matrix(c.dim, 1, rng).col(0));
+      m.bk.push_back(0.1f * random_matrix(c.kv_dim(), 1, rng).col(0));
+      m.bv.push_back(0.1f * random_matrix(c.kv_dim(), 1, rng).col(0));
+    }
   }
   m.rms_final = Vec::Ones(c.dim);
   return m;

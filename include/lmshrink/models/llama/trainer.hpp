@@ -34,6 +34,13 @@ LMSHRINK_NAMESPACE_BEGIN
 namespace models {
 namespace llama {
 
+/// The bias of linear `kind` of block l in a dense model: q/k/v's when config.qkv_bias, else none.
+inline const lmshrink::Vector<float>* qkv_bias_of(const lmshrink::Llama2cModel& m, int l, int kind) {
+  if (!m.config.qkv_bias || kind > kWv) return nullptr;
+  const auto& b = kind == kWq ? m.bq : kind == kWk ? m.bk : m.bv;
+  return &b.at(std::size_t(l));
+}
+
 template <class Scalar>
 struct Weights {
   using Mat = lmshrink::RowMatrix<Scalar>;
@@ -61,8 +68,11 @@ struct Weights {
       const lmshrink::RowMatrix<float>* src[kLinearKinds] = {&m.wq[L], &m.wk[L], &m.wv[L], &m.wo[L],
                                                              &m.w1[L], &m.w2[L], &m.w3[L]};
       std::array<Layer, kLinearKinds> layers;
-      for (int k = 0; k < kLinearKinds; ++k)
-        layers[std::size_t(k)] = lmshrink::make_dense_layer<Scalar>(src[k]->template cast<Scalar>());
+      for (int k = 0; k < kLinearKinds; ++k) {
+        const lmshrink::Vector<float>* b = qkv_bias_of(m, l, k);
+        layers[std::size_t(k)] = lmshrink::make_dense_layer<Scalar>(src[k]->template cast<Scalar>(), b != nullptr);
+        if (b != nullptr) layers[std::size_t(k)].bias() = b->template cast<Scalar>();
+      }
       w.linear.push_back(std::move(layers));
     }
     return w;
@@ -82,6 +92,9 @@ struct Weights {
       m.rms_ffn.push_back(rms_ffn[std::size_t(l)].template cast<float>());
       for (int k = 0; k < kLinearKinds; ++k)
         dst[k]->push_back(linear[std::size_t(l)][std::size_t(k)].to_dense().template cast<float>());
+      if (config.qkv_bias)
+        for (auto [k, b] : {std::pair{kWq, &m.bq}, std::pair{kWk, &m.bk}, std::pair{kWv, &m.bv}})
+          b->push_back(linear[std::size_t(l)][std::size_t(k)].bias().template cast<float>());
     }
     return m;  // the legacy RoPE tables stay empty: write_llama2c computes them
   }
