@@ -207,58 +207,81 @@ inline std::string read_hf_model_type(const std::string& path) {
   return HfConfigFields::read("read_hf_config", path).text("model_type", "");
 }
 
-/// config.json for `c`, with the keys Hugging Face's own classes write.
-inline std::string hf_config_json(const HfConfig& c) {
-  const auto num = [](double v) {
+namespace detail {
+/// config.json's text, one key a line, in the order given.
+class HfConfigJsonWriter {
+ public:
+  void raw(const char* key, const std::string& value) { keys_.emplace_back(key, value); }
+  void integer(const char* key, std::int64_t v) { raw(key, std::to_string(v)); }
+  void boolean(const char* key, bool v) { raw(key, v ? "true" : "false"); }
+  void number(const char* key, double v) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.17g", v);
-    return std::string(buf);
-  };
-  std::string s = "{\n";
-  const auto add = [&](const char* key, const std::string& value, bool last = false) {
-    s += "  \"";
-    s += key;
-    s += "\": " + value + (last ? "\n" : ",\n");
-  };
-  const auto str = [](const std::string& v) {
+    raw(key, buf);
+  }
+  void text(const char* key, const std::string& v) {
     std::string out;
-    detail::json_escape(out, v);
-    return out;
-  };
-  if (c.model_type == "llama") {
-    add("architectures", "[\"LlamaForCausalLM\"]");
-    add("model_type", "\"llama\"");
-    add("vocab_size", std::to_string(c.vocab_size));
-    add("hidden_size", std::to_string(c.hidden_size));
-    add("intermediate_size", std::to_string(c.intermediate_size));
-    add("num_hidden_layers", std::to_string(c.num_layers));
-    add("num_attention_heads", std::to_string(c.num_heads));
-    add("num_key_value_heads", std::to_string(c.num_kv_heads));
-    add("max_position_embeddings", std::to_string(c.max_positions));
-    add("rms_norm_eps", num(c.norm_eps));
-    add("rope_theta", num(c.rope_theta));
-    add("hidden_act", str(c.activation.empty() ? "silu" : c.activation));
-    add("tie_word_embeddings", c.tie_word_embeddings ? "true" : "false");
-    add("torch_dtype", "\"float32\"", true);
-  } else if (c.model_type == "gpt2") {
-    add("architectures", "[\"GPT2LMHeadModel\"]");
-    add("model_type", "\"gpt2\"");
-    add("vocab_size", std::to_string(c.vocab_size));
-    add("n_embd", std::to_string(c.hidden_size));
-    add("n_inner", std::to_string(c.intermediate_size));
-    add("n_layer", std::to_string(c.num_layers));
-    add("n_head", std::to_string(c.num_heads));
-    add("n_positions", std::to_string(c.max_positions));
-    add("n_ctx", std::to_string(c.max_positions));
-    add("layer_norm_epsilon", num(c.norm_eps));
-    add("activation_function", str(c.activation.empty() ? "gelu_new" : c.activation));
-    add("tie_word_embeddings", "true");
-    add("torch_dtype", "\"float32\"", true);
-  } else {
+    json_escape(out, v);
+    raw(key, out);
+  }
+  std::string str() const {
+    std::string s = "{\n";
+    for (std::size_t i = 0; i < keys_.size(); ++i)
+      s += "  \"" + keys_[i].first + "\": " + keys_[i].second + (i + 1 < keys_.size() ? ",\n" : "\n");
+    return s + "}\n";
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> keys_;
+};
+}  // namespace detail
+
+/// config.json of a Llama-shaped model (c.model_type: "llama", or a family built on it) with
+/// the keys LlamaConfig writes, `architecture` first, `extra` keys (already JSON) after
+/// hidden_act, and `torch_dtype` last.
+inline std::string llama_shaped_hf_config_json(const HfConfig& c, const std::string& architecture,
+                                               const std::vector<std::pair<std::string, std::string>>& extra = {},
+                                               const std::string& torch_dtype = "float32") {
+  detail::HfConfigJsonWriter w;
+  w.raw("architectures", "[\"" + architecture + "\"]");
+  w.text("model_type", c.model_type);
+  w.integer("vocab_size", c.vocab_size);
+  w.integer("hidden_size", c.hidden_size);
+  w.integer("intermediate_size", c.intermediate_size);
+  w.integer("num_hidden_layers", c.num_layers);
+  w.integer("num_attention_heads", c.num_heads);
+  w.integer("num_key_value_heads", c.num_kv_heads);
+  w.integer("max_position_embeddings", c.max_positions);
+  w.number("rms_norm_eps", c.norm_eps);
+  w.number("rope_theta", c.rope_theta);
+  w.text("hidden_act", c.activation.empty() ? "silu" : c.activation);
+  for (const auto& [key, value] : extra) w.raw(key.c_str(), value);
+  w.boolean("tie_word_embeddings", c.tie_word_embeddings);
+  w.text("torch_dtype", torch_dtype);
+  return w.str();
+}
+
+/// config.json for `c`, with the keys Hugging Face's own classes write.
+inline std::string hf_config_json(const HfConfig& c) {
+  if (c.model_type == "llama") return llama_shaped_hf_config_json(c, "LlamaForCausalLM");
+  if (c.model_type != "gpt2")
     detail::fail<value_error>("hf_config_json", "model_type '", c.model_type, "'; \"llama\" or "
                               "\"gpt2\" was expected");
-  }
-  return s + "}\n";
+  detail::HfConfigJsonWriter w;
+  w.raw("architectures", "[\"GPT2LMHeadModel\"]");
+  w.text("model_type", "gpt2");
+  w.integer("vocab_size", c.vocab_size);
+  w.integer("n_embd", c.hidden_size);
+  w.integer("n_inner", c.intermediate_size);
+  w.integer("n_layer", c.num_layers);
+  w.integer("n_head", c.num_heads);
+  w.integer("n_positions", c.max_positions);
+  w.integer("n_ctx", c.max_positions);
+  w.number("layer_norm_epsilon", c.norm_eps);
+  w.text("activation_function", c.activation.empty() ? "gelu_new" : c.activation);
+  w.boolean("tie_word_embeddings", true);
+  w.text("torch_dtype", "float32");
+  return w.str();
 }
 
 LMSHRINK_NAMESPACE_END

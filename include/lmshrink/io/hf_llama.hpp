@@ -47,10 +47,8 @@ inline HfConfig hf_config_of(const Llama2cConfig& c) {
 
 // ---- Llama --------------------------------------------------------------------------------
 
-inline Llama2cConfig llama_config_of(const HfConfig& h, const std::string& source) {
-  if (h.model_type != "llama")
-    detail::fail<format_error>("read_hf_llama", "'", source, "' is a '", h.model_type, "' model; "
-                               "\"llama\" was expected");
+/// The Llama config of a Llama-shaped HfConfig (llama_shaped_hf_config), whatever its model_type.
+inline Llama2cConfig llama_config_from(const HfConfig& h) {
   Llama2cConfig c;
   c.dim = h.hidden_size;
   c.hidden_dim = h.intermediate_size;
@@ -63,6 +61,13 @@ inline Llama2cConfig llama_config_of(const HfConfig& h, const std::string& sourc
   c.norm_eps = h.norm_eps;
   c.rope_theta = h.rope_theta;
   return c;
+}
+
+inline Llama2cConfig llama_config_of(const HfConfig& h, const std::string& source) {
+  if (h.model_type != "llama")
+    detail::fail<format_error>("read_hf_llama", "'", source, "' is a '", h.model_type, "' model; "
+                               "\"llama\" was expected");
+  return llama_config_from(h);
 }
 
 /// A Llama-shaped model from its config and its tensors in Hugging Face layout (`source` names

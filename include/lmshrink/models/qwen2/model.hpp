@@ -12,7 +12,6 @@
 //
 // The registry (registry.hpp) recognises it by model_type "qwen2" and by checkpoints marked
 // "qwen2/1".
-#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -38,19 +37,8 @@ inline lmshrink::Llama2cConfig config_from_hf(const lmshrink::HfConfigFields& r)
   // Qwen2Config's own default for an absent num_key_value_heads is 32, not the head count:
   // every real config states it, so it is required rather than guessed.
   r.integer("num_key_value_heads", 1, 1 << 12);
-  const lmshrink::HfConfig h = lmshrink::llama_shaped_hf_config(r, "qwen2");
+  lmshrink::Llama2cConfig c = lmshrink::llama_config_from(lmshrink::llama_shaped_hf_config(r, "qwen2"));
   r.unsupported_unless_false("use_sliding_window", "sliding-window attention");
-  lmshrink::Llama2cConfig c;
-  c.dim = h.hidden_size;
-  c.hidden_dim = h.intermediate_size;
-  c.n_layers = h.num_layers;
-  c.n_heads = h.num_heads;
-  c.n_kv_heads = h.num_kv_heads;
-  c.vocab_size = h.vocab_size;
-  c.seq_len = h.max_positions;
-  c.shared_classifier = h.tie_word_embeddings;
-  c.norm_eps = h.norm_eps;
-  c.rope_theta = h.rope_theta;
   c.qkv_bias = true;
   return c;
 }
@@ -60,32 +48,10 @@ inline std::string config_json(const lmshrink::Llama2cConfig& c, lmshrink::Dtype
   if (!c.qkv_bias)
     lmshrink::fail<lmshrink::value_error>("qwen2::config_json", "the model has no q/k/v biases; a "
                                           "Qwen2 model has them (write it as \"llama\")");
-  const auto num = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return std::string(buf);
-  };
+  lmshrink::HfConfig h = lmshrink::hf_config_of(c);
+  h.model_type = "qwen2";
   const char* torch_dtype = dtype == lmshrink::Dtype::bf16 ? "bfloat16" : dtype == lmshrink::Dtype::f16 ? "float16" : "float32";
-  std::string s = "{\n";
-  const auto add = [&](const char* key, const std::string& value, bool last = false) {
-    s += std::string("  \"") + key + "\": " + value + (last ? "\n" : ",\n");
-  };
-  add("architectures", "[\"Qwen2ForCausalLM\"]");
-  add("model_type", "\"qwen2\"");
-  add("vocab_size", std::to_string(c.vocab_size));
-  add("hidden_size", std::to_string(c.dim));
-  add("intermediate_size", std::to_string(c.hidden_dim));
-  add("num_hidden_layers", std::to_string(c.n_layers));
-  add("num_attention_heads", std::to_string(c.n_heads));
-  add("num_key_value_heads", std::to_string(c.n_kv_heads));
-  add("max_position_embeddings", std::to_string(c.seq_len));
-  add("rms_norm_eps", num(c.norm_eps));
-  add("rope_theta", num(c.rope_theta));
-  add("hidden_act", "\"silu\"");
-  add("use_sliding_window", "false");
-  add("tie_word_embeddings", c.shared_classifier ? "true" : "false");
-  add("torch_dtype", std::string("\"") + torch_dtype + "\"", true);
-  return s + "}\n";
+  return lmshrink::llama_shaped_hf_config_json(h, "Qwen2ForCausalLM", {{"use_sliding_window", "false"}}, torch_dtype);
 }
 
 /// Reads a Qwen2 checkpoint directory (config.json + model.safetensors or shards), from one
