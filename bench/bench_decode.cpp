@@ -38,6 +38,7 @@
 #include <lmshrink/models/llama/decoder.hpp>
 #include "cli/svg_plot.hpp"
 #include <lmshrink/models/llama/synthetic.hpp>
+#include <lmshrink/models/llama/llama2c.hpp>
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -48,7 +49,7 @@ namespace {
 struct ModelSet {
   std::string name;
   int tokens = 0;  // generated per iteration, from position 0
-  lmshrink::Llama2cModel dense;
+  lmshrink::models::llama::DenseModel dense;
   lmshrink::models::llama::Compact packed;
   std::map<std::string, lmshrink::models::llama::Compact> students;  // "q:50", "q:50/cls", ...
 };
@@ -66,7 +67,7 @@ ModelSet& model_set(const std::string& name) {
   auto set = std::make_unique<ModelSet>();
   set->name = name;
   if (name == "stories260K") {
-    set->dense = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+    set->dense = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
     set->tokens = 256;
   } else if (name == "stories15M") {
     set->dense = lmshrink::models::llama::synthetic_model(lmshrink::models::llama::stories15m_shape(), 1);

@@ -154,6 +154,7 @@ TEST_CASE("200 kills at random moments during saves: the destination is always c
 
 #include <lmshrink/io/hf_checkpoint.hpp>
 #include <set>
+#include <lmshrink/models/hf.hpp>
 
 namespace {
 
@@ -166,7 +167,7 @@ struct DirVersion {
 };
 
 DirVersion dir_version(char fill, int tensors, std::size_t bytes_each, std::int64_t shard_bytes) {
-  lmshrink::Llama2cConfig c;
+  lmshrink::models::llama::Config c;
   c.dim = 8;
   c.hidden_dim = 16;
   c.n_layers = 1;
@@ -175,7 +176,7 @@ DirVersion dir_version(char fill, int tensors, std::size_t bytes_each, std::int6
   c.vocab_size = 100 + fill;  // the version, readable from config.json alone
   c.seq_len = 32;
   DirVersion v;
-  v.config = lmshrink::hf_config_of(c);
+  v.config = lmshrink::models::llama::hf_config_of(c);
   std::vector<std::uint8_t> data(bytes_each, static_cast<std::uint8_t>(fill));
   for (int i = 0; i < tensors; ++i)
     v.tensors.put("t" + std::to_string(i), lmshrink::Dtype::u8, {std::int64_t(bytes_each)}, data.data());
@@ -185,15 +186,15 @@ DirVersion dir_version(char fill, int tensors, std::size_t bytes_each, std::int6
 }
 
 void save(const DirVersion& v, const std::string& dir) {
-  lmshrink::write_hf_directory(v.config, v.tensors, dir, v.shard_bytes);
+  lmshrink::models::write_hf_directory(v.config, v.tensors, dir, v.shard_bytes);
 }
 
 /// The version letter when config and every tensor agree and are complete; 'm' for a mix of two
 /// versions; '?' when the directory cannot be read.
 char which_dir(const std::string& dir, int tensors_a, int tensors_b, std::size_t bytes) {
-  lmshrink::HfCheckpoint c;
+  lmshrink::models::HfCheckpoint c;
   try {
-    c = lmshrink::read_hf_directory(dir);
+    c = lmshrink::models::read_hf_directory(dir);
   } catch (const std::exception&) {
     return '?';
   }

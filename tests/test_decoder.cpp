@@ -13,6 +13,8 @@
 #include <lmshrink/models/llama/decoder.hpp>
 
 #include "test_helpers.hpp"
+#include <lmshrink/models/llama/llama2c.hpp>
+#include <lmshrink/models/llama/hf.hpp>
 
 namespace {
 
@@ -66,7 +68,7 @@ TEST_CASE("encoding the held-out stories with the protocol gives the reference s
 }
 
 TEST_CASE("greedy generation reproduces run.c's sample token for token", "[decoder]") {
-  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto want = test::read_u16(LMSHRINK_DATA_DIR "/stories260K_greedy_t0.ids.u16");
   lmshrink::models::llama::DenseKvDecoder dec(model);
   int token = 1;
@@ -81,7 +83,7 @@ TEST_CASE("greedy generation reproduces run.c's sample token for token", "[decod
 }
 
 TEST_CASE("the first evaluation window's NLL matches the README", "[decoder]") {
-  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   lmshrink::models::llama::DenseKvDecoder dec(model);
   const auto s = lmshrink::models::llama::score_window(dec, stream.data(), stream.data() + 1, 512);
@@ -94,7 +96,7 @@ TEST_CASE("the first evaluation window's NLL matches the README", "[decoder]") {
 }
 
 TEST_CASE("the full-sequence forward equals the KV-cache forward", "[decoder]") {
-  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   lmshrink::models::llama::DenseKvDecoder kv(model);
   lmshrink::models::llama::DenseSequenceDecoder seq(model);
@@ -111,12 +113,12 @@ TEST_CASE("the full-sequence forward equals the KV-cache forward", "[decoder]") 
 }
 
 TEST_CASE("stories260K converted to Hugging Face layout gives the same logits and NLL", "[decoder][hf]") {
-  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   const std::string dir = LMSHRINK_TEST_TMP "/stories260K_hf";
   std::filesystem::remove_all(dir);
-  lmshrink::write_hf_llama(model, dir);
-  const auto hf = lmshrink::read_hf_llama(dir);  // no lmshrink metadata: config.json only
+  lmshrink::models::llama::write_hf(model, dir);
+  const auto hf = lmshrink::models::llama::read_hf(dir);  // no lmshrink metadata: config.json only
   lmshrink::models::llama::DenseSequenceDecoder a(model), b(hf);
   const auto& la = a.forward(stream.data(), 512);
   const auto& lb = b.forward(stream.data(), 512);
@@ -125,8 +127,8 @@ TEST_CASE("stories260K converted to Hugging Face layout gives the same logits an
   REQUIRE(std::abs(s.nll_sum / 512.0 - 1.239298) < 1e-4);
   // BF16 weights: close, not identical.
   std::filesystem::remove_all(dir);
-  lmshrink::write_hf_llama(model, dir, lmshrink::Dtype::bf16);
-  const auto bf16 = lmshrink::read_hf_llama(dir);
+  lmshrink::models::llama::write_hf(model, dir, lmshrink::Dtype::bf16);
+  const auto bf16 = lmshrink::models::llama::read_hf(dir);
   lmshrink::models::llama::DenseSequenceDecoder c(bf16);
   const auto sc = lmshrink::models::score_logits<float>(c.forward(stream.data(), 512), stream.data() + 1);
   CAPTURE(sc.nll_sum / 512.0);

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <lmshrink/lmshrink.hpp>
+#include <lmshrink/models/llama/llama2c.hpp>
 
 using Catch::Matchers::Contains;
 using Catch::Matchers::Equals;
@@ -29,7 +30,7 @@ TEST_CASE("every error kind derives from lmshrink::error and std::runtime_error"
         "[lmshrink.format] f: x");
   check([] { lmshrink::detail::fail<lmshrink::state_error>("f", "x"); }, "[lmshrink.state] f: x");
   REQUIRE_THROWS_AS(lmshrink::rank_from_ratio(2.0, 4, 4), lmshrink::value_error);
-  REQUIRE_THROWS_AS(lmshrink::read_llama2c("/nonexistent/model.bin"), lmshrink::io_error);
+  REQUIRE_THROWS_AS(lmshrink::models::llama::read_llama2c("/nonexistent/model.bin"), lmshrink::io_error);
 }
 
 TEST_CASE("version macros agree", "[errors]") {

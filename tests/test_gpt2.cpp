@@ -21,6 +21,7 @@
 
 #include "mixed_layer.hpp"
 #include "test_helpers.hpp"
+#include <lmshrink/models/gpt2/hf.hpp>
 
 namespace {
 
@@ -88,7 +89,7 @@ void check_tensor(const char* name, M& param, const G& grad, Net& net, const std
 
 // An independent forward, written for clarity from the architecture's definition: one token
 // at a time, attention over explicit loops, the fused c_attn of the model file.
-lmshrink::RowMatrix<double> reference_forward(const lmshrink::Gpt2Model& m, const std::vector<int>& tokens) {
+lmshrink::RowMatrix<double> reference_forward(const lmshrink::models::gpt2::DenseModel& m, const std::vector<int>& tokens) {
   const auto& c = m.config;
   const int n = int(tokens.size()), d = c.dim, hs = c.head_size();
   using Vd = Eigen::VectorXd;
@@ -205,7 +206,7 @@ TEST_CASE("GPT-2's backward equals central differences, every parameter, with bi
 TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders equal it", "[gpt2]") {
   std::mt19937 rng(12);
   const auto dense = tiny_gpt2<float>(rng, false);
-  const lmshrink::Gpt2Model model = dense.to_model();
+  const lmshrink::models::gpt2::DenseModel model = dense.to_model();
   REQUIRE(model.attn_w[1].rows() == 24);
   const std::vector<int> tokens = {3, 0, 10, 7, 7, 1};
   const auto want = reference_forward(model, tokens);
@@ -247,8 +248,8 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   // A Hugging Face checkpoint of the (dense) model reads back to identical logits.
   const std::string dir = LMSHRINK_TEST_TMP "/gpt2_hf";
   std::filesystem::remove_all(dir);
-  lmshrink::write_hf_gpt2(small.to_model(), dir);
-  const auto back = lmshrink::models::gpt2::Compact::pack_dense(lmshrink::read_hf_gpt2(dir));
+  lmshrink::models::gpt2::write_hf(small.to_model(), dir);
+  const auto back = lmshrink::models::gpt2::Compact::pack_dense(lmshrink::models::gpt2::read_hf(dir));
   lmshrink::models::gpt2::Decoder<lmshrink::models::gpt2::CompactView> dec2(back);
   REQUIRE((dec2.forward_sequence(tokens.data(), 6) - whole).cwiseAbs().maxCoeff() < 1e-5);
   std::filesystem::remove_all(dir);
@@ -262,7 +263,7 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
 TEST_CASE("write the tiny GPT-2 of the main job's tests", "[.make_tiny_gpt2]") {
   const char* out = std::getenv("TINY_GPT2_DIR");
   REQUIRE(out != nullptr);
-  lmshrink::Gpt2Model m;
+  lmshrink::models::gpt2::DenseModel m;
   auto& c = m.config;
   c.vocab_size = 50257, c.dim = 64, c.hidden_dim = 256, c.n_layers = 12, c.n_heads = 2, c.n_positions = 32;
   lmshrink::SplitMix64 rng(2019);
@@ -292,7 +293,7 @@ TEST_CASE("write the tiny GPT-2 of the main job's tests", "[.make_tiny_gpt2]") {
   m.lnf_w = ones(c.dim);
   m.lnf_b = zeros(c.dim);
   const std::string dir = out;
-  lmshrink::write_hf_gpt2(m, dir);
+  lmshrink::models::gpt2::write_hf(m, dir);
   namespace fs = std::filesystem;
   fs::copy_file(LMSHRINK_DATA_DIR "/gpt2_encoder.json", dir + "/vocab.json", fs::copy_options::overwrite_existing);
   fs::copy_file(LMSHRINK_DATA_DIR "/gpt2_vocab.bpe", dir + "/merges.txt", fs::copy_options::overwrite_existing);

@@ -9,12 +9,13 @@
 #include <iterator>
 #include <limits>
 #include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/models/llama/llama2c.hpp>
 #include <lmshrink/io/safetensors.hpp>
 #include <lmshrink/io/tokenizer.hpp>
 #include <lmshrink/pruner.hpp>
 #include <string>
 #include <vector>
+#include <lmshrink/models/hf.hpp>
 
 using Catch::Matchers::Contains;
 using lmshrink::Index;
@@ -294,15 +295,15 @@ TEST_CASE("3. an F64 value beyond FLT_MAX is refused when read as float, naming 
   CHECK(lmshrink::get_compressed_layer<double>(layer, "l").U()(0, 0) == 1e300);
 
   // A Hugging Face Llama whose final norm gain is one F64 1e300.
-  const lmshrink::Llama2cModel m = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
-  auto tensors = lmshrink::llama_to_hf(m);
+  const lmshrink::models::llama::DenseModel m = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  auto tensors = lmshrink::models::llama::to_hf(m);
   std::vector<double> gain(std::size_t(m.config.dim), 1.0);
   gain[3] = 1e300;
   tensors.tensors.erase("model.norm.weight");
   tensors.put("model.norm.weight", lmshrink::Dtype::f64, {m.config.dim}, gain.data());
   const std::string dir = temp_path("f64_gain");
-  lmshrink::write_hf_directory(lmshrink::hf_config_of(m.config), tensors, dir);
-  REQUIRE_THROWS_WITH(lmshrink::read_hf_llama(dir), Contains("tensor 'model.norm.weight' entry 3 is 1e+300 (F64)"));
+  lmshrink::models::write_hf_directory(lmshrink::models::llama::hf_config_of(m.config), tensors, dir);
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_hf(dir), Contains("tensor 'model.norm.weight' entry 3 is 1e+300 (F64)"));
   std::filesystem::remove_all(dir);
 }
 
@@ -368,7 +369,7 @@ TEST_CASE("6. a long max_position_embeddings costs nothing when a Hugging Face L
   // A 2 MiB checkpoint (one block, dim 512, one head, F16) with a context of 2^20 positions:
   // before, the reader computed 2 x 2^28 legacy RoPE entries (2 GiB). Now the tables stay empty
   // and write_llama2c computes them.
-  lmshrink::Llama2cModel wide;
+  lmshrink::models::llama::DenseModel wide;
   auto& c = wide.config;
   c.dim = 512;
   c.hidden_dim = 4;
@@ -387,22 +388,22 @@ TEST_CASE("6. a long max_position_embeddings costs nothing when a Hugging Face L
   wide.w2 = {lmshrink::RowMatrix<float>::Constant(512, 4, 0.1f)};
   wide.rms_final = lmshrink::Vector<float>::Ones(512);
   const std::string dir = temp_path("long_context");
-  lmshrink::write_hf_llama(wide, dir, lmshrink::Dtype::f16);
+  lmshrink::models::llama::write_hf(wide, dir, lmshrink::Dtype::f16);
   CHECK(std::filesystem::file_size(dir + "/model.safetensors") < (std::uintmax_t(2) << 20) + 65536);
   const auto t0 = std::chrono::steady_clock::now();
-  const auto back = lmshrink::read_hf_llama(dir);
+  const auto back = lmshrink::models::llama::read_hf(dir);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   CHECK(back.config.seq_len == 1 << 20);
   CHECK(back.freq_cis_real.size() == 0);
   CHECK(back.freq_cis_imag.size() == 0);
   CHECK(seconds < 5);  // before: 2 GiB and many seconds
-  const lmshrink::Llama2cModel m = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const lmshrink::models::llama::DenseModel m = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const lmshrink::RowMatrix<float> file_real = m.freq_cis_real;
   // At the real context, the tables write_llama2c computes match the file's to float rounding.
-  lmshrink::write_hf_llama(m, dir);
+  lmshrink::models::llama::write_hf(m, dir);
   const std::string bin = temp_path("long_context.bin");
-  lmshrink::write_llama2c(lmshrink::read_hf_llama(dir), bin);
-  const auto again = lmshrink::read_llama2c(bin);
+  lmshrink::models::llama::write_llama2c(lmshrink::models::llama::read_hf(dir), bin);
+  const auto again = lmshrink::models::llama::read_llama2c(bin);
   CHECK(again.freq_cis_real.rows() == m.config.seq_len);
   CHECK((again.freq_cis_real - file_real).cwiseAbs().maxCoeff() < 3e-6f);
   std::filesystem::remove_all(dir);
@@ -412,7 +413,7 @@ TEST_CASE("6. a long max_position_embeddings costs nothing when a Hugging Face L
 TEST_CASE("11. messages quote hostile bytes escaped, never raw", "[hardening][errors]") {
   const auto message = [](const std::string& json) {
     try {
-      (void)lmshrink::parse_hf_config(json, "config.json");
+      (void)lmshrink::models::parse_hf_config(json, "config.json");
     } catch (const lmshrink::error& e) {
       return std::string(e.what());
     }

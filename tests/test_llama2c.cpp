@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/models/llama/llama2c.hpp>
 #include <string>
 #include <vector>
 #include <unistd.h>
@@ -38,7 +38,7 @@ std::string temp_path(const std::string& name) {
 }  // namespace
 
 TEST_CASE("reads the real stories260K checkpoint", "[llama2c][real]") {
-  auto m = lmshrink::read_llama2c(kModel);
+  auto m = lmshrink::models::llama::read_llama2c(kModel);
   const auto& c = m.config;
   REQUIRE(c.dim == 64);
   REQUIRE(c.hidden_dim == 172);
@@ -75,14 +75,14 @@ TEST_CASE("reads the real stories260K checkpoint", "[llama2c][real]") {
 TEST_CASE("write_llama2c round-trips byte for byte, shared and separate classifier",
           "[llama2c]") {
   const std::string out = temp_path("roundtrip.bin");
-  auto m = lmshrink::read_llama2c(kModel);
-  lmshrink::write_llama2c(m, out);
+  auto m = lmshrink::models::llama::read_llama2c(kModel);
+  lmshrink::models::llama::write_llama2c(m, out);
   REQUIRE(read_bytes(out) == read_bytes(kModel));
 
   m.config.shared_classifier = false;
   m.wcls = m.token_embedding * 0.5f;
-  lmshrink::write_llama2c(m, out);
-  const auto back = lmshrink::read_llama2c(out);
+  lmshrink::models::llama::write_llama2c(m, out);
+  const auto back = lmshrink::models::llama::read_llama2c(out);
   REQUIRE_FALSE(back.config.shared_classifier);
   REQUIRE(back.config.vocab_size == 512);
   REQUIRE(back.wcls == m.wcls);
@@ -92,27 +92,27 @@ TEST_CASE("write_llama2c round-trips byte for byte, shared and separate classifi
 
 TEST_CASE("missing, truncated, padded and inconsistent checkpoints are rejected",
           "[llama2c][errors]") {
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c(temp_path("does-not-exist.bin")),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(temp_path("does-not-exist.bin")),
                       Contains("[lmshrink.io] read_llama2c: cannot open"));
   // A directory was reported as a 9223372036854775807-byte file.
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c(LMSHRINK_DATA_DIR),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR),
                       Contains("[lmshrink.io] read_llama2c: '") && Contains("' is a directory; a file was expected"));
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c("/dev/null"), Contains("is not a regular file"));
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c("/dev/null"), Contains("is not a regular file"));
   const auto good = read_bytes(kModel);
   const std::string bad = temp_path("bad.bin");
 
   write_bytes(bad, std::vector<char>(good.begin(), good.begin() + 10));
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c(bad),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(bad),
                       Contains("a 28-byte header was expected, the file has 10 bytes"));
   for (std::size_t cut : {std::size_t(28), std::size_t(5000), good.size() - 1}) {
     write_bytes(bad, std::vector<char>(good.begin(), good.begin() + cut));
-    REQUIRE_THROWS_WITH(lmshrink::read_llama2c(bad),
+    REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(bad),
                         Contains("bytes but its header") && Contains("describes 1056540 bytes"));
   }
   auto padded = good;
   padded.insert(padded.end(), 4, 0);
   write_bytes(bad, padded);
-  REQUIRE_THROWS_AS(lmshrink::read_llama2c(bad), lmshrink::format_error);
+  REQUIRE_THROWS_AS(lmshrink::models::llama::read_llama2c(bad), lmshrink::format_error);
 
   const auto with_header_field = [&](int field, std::int32_t value) {
     auto b = good;
@@ -120,41 +120,41 @@ TEST_CASE("missing, truncated, padded and inconsistent checkpoints are rejected"
     write_bytes(bad, b);
   };
   with_header_field(0, 0);
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c(bad), Contains("header field dim must be in [1, 65536], got 0"));
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(bad), Contains("header field dim must be in [1, 65536], got 0"));
   with_header_field(3, 7);
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c(bad),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(bad),
                       Contains("dim (64) must be a multiple of n_heads (7)"));
   with_header_field(4, 3);
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c(bad),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(bad),
                       Contains("n_heads (8) must be a multiple of n_kv_heads (3)"));
   with_header_field(2, -5);
-  REQUIRE_THROWS_AS(lmshrink::read_llama2c(bad), lmshrink::format_error);
+  REQUIRE_THROWS_AS(lmshrink::models::llama::read_llama2c(bad), lmshrink::format_error);
   with_header_field(5, std::numeric_limits<std::int32_t>::min());  // was reported as "got 0"
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c(bad),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(bad),
                       Contains("vocab_size must be in [1, 1048576]") && Contains("got -2147483648"));
   with_header_field(5, -512);  // separate classifier announced but missing
-  REQUIRE_THROWS_AS(lmshrink::read_llama2c(bad), lmshrink::format_error);
+  REQUIRE_THROWS_AS(lmshrink::models::llama::read_llama2c(bad), lmshrink::format_error);
   with_header_field(1, 0x7fffffff);  // absurd hidden_dim: no overflow, no huge allocation
-  REQUIRE_THROWS_AS(lmshrink::read_llama2c(bad), lmshrink::format_error);
+  REQUIRE_THROWS_AS(lmshrink::models::llama::read_llama2c(bad), lmshrink::format_error);
 
   auto nan = good;
   const float q = std::numeric_limits<float>::quiet_NaN();
   std::memcpy(nan.data() + 28 + 4 * (512 * 64 + 5 * 64 + 7), &q, 4);
   write_bytes(bad, nan);
-  REQUIRE_THROWS_WITH(lmshrink::read_llama2c(bad),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::read_llama2c(bad),
                       Contains("tensor layers.0.attention.wq holds a non-finite value"));
   std::remove(bad.c_str());
 }
 
 TEST_CASE("a failed write leaves the previous checkpoint intact", "[llama2c][errors]") {
   const std::string out = temp_path("keep.bin");
-  auto m = lmshrink::read_llama2c(kModel);
-  lmshrink::write_llama2c(m, out);
+  auto m = lmshrink::models::llama::read_llama2c(kModel);
+  lmshrink::models::llama::write_llama2c(m, out);
   const auto before = read_bytes(out);
 
   auto broken = m;
   broken.w2[3].resize(10, 10);
-  REQUIRE_THROWS_WITH(lmshrink::write_llama2c(broken, out),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::write_llama2c(broken, out),
                       Contains("[lmshrink.shape] write_llama2c: w2 is 10x10 but 64x172"));
   REQUIRE(read_bytes(out) == before);
 
@@ -177,7 +177,7 @@ TEST_CASE("a failed write leaves the previous checkpoint intact", "[llama2c][err
   for (const auto& entry : std::filesystem::directory_iterator(dir))
     REQUIRE(entry.path().filename().string().rfind(prefix, 0) != 0);
 
-  REQUIRE_THROWS_WITH(lmshrink::write_llama2c(m, temp_path("no-such-dir/x.bin")),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::write_llama2c(m, temp_path("no-such-dir/x.bin")),
                       Contains("[lmshrink.io] write_llama2c: cannot write") &&
                           Contains("no-such-dir' does not exist"));
   std::remove(out.c_str());

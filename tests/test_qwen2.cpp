@@ -308,7 +308,7 @@ TEST_CASE("a truncated or from-scratch Qwen2 stays qwen2, with its biases", "[qw
 
 TEST_CASE("the q/k/v bias gradients of the trainer equal central differences in double", "[qwen2][trainer]") {
   const HfQwen2 hf(true);
-  const lmshrink::Llama2cModel m = lmshrink::models::qwen2::read_hf(hf.write("gradients"));
+  const lmshrink::models::llama::DenseModel m = lmshrink::models::qwen2::read_hf(hf.write("gradients"));
   auto w = lmshrink::models::llama::Weights<double>::from_model(m);
   const int batch = 2, n = 5;
   lmshrink::models::llama::Trainer<double> net(w, batch, n);
@@ -375,12 +375,12 @@ TEST_CASE("what lmshrink does not implement of Qwen2, and files that disagree, a
                       Catch::Contains("model.layers.0.self_attn.q_proj.bias"));
 
   // Biases cannot be dropped silently: not into a llama2.c file, nor a "llama" config.
-  const lmshrink::Llama2cModel m = lmshrink::models::qwen2::read_hf(hf.write("writers"));
-  REQUIRE_THROWS_AS(lmshrink::write_llama2c(m, std::string(LMSHRINK_TEST_TMP) + "/qwen2.bin"), lmshrink::value_error);
+  const lmshrink::models::llama::DenseModel m = lmshrink::models::qwen2::read_hf(hf.write("writers"));
+  REQUIRE_THROWS_AS(lmshrink::models::llama::write_llama2c(m, std::string(LMSHRINK_TEST_TMP) + "/qwen2.bin"), lmshrink::value_error);
   REQUIRE(!fs::exists(std::string(LMSHRINK_TEST_TMP) + "/qwen2.bin"));
-  REQUIRE_THROWS_WITH(lmshrink::write_hf_llama(m, std::string(LMSHRINK_TEST_TMP) + "/qwen2_as_llama"),
+  REQUIRE_THROWS_WITH(lmshrink::models::llama::write_hf(m, std::string(LMSHRINK_TEST_TMP) + "/qwen2_as_llama"),
                       Catch::Contains("models::qwen2::write_hf"));
-  lmshrink::Llama2cModel plain = m;
+  lmshrink::models::llama::DenseModel plain = m;
   plain.config.qkv_bias = false;
   REQUIRE_THROWS_AS(lmshrink::models::qwen2::make_model(plain), lmshrink::value_error);
 

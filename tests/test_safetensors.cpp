@@ -13,6 +13,7 @@
 #include <lmshrink/pruner.hpp>
 #include <lmshrink/svd_init.hpp>
 #include <string>
+#include <lmshrink/models/hf.hpp>
 
 namespace {
 
@@ -237,8 +238,8 @@ lmshrink::Vector<float> rand_vector(lmshrink::Index n, std::uint64_t seed) {
   return rand_matrix(n, 1, seed).col(0);
 }
 
-lmshrink::Llama2cModel tiny_llama(bool tied) {
-  lmshrink::Llama2cModel m;
+lmshrink::models::llama::DenseModel tiny_llama(bool tied) {
+  lmshrink::models::llama::DenseModel m;
   auto& c = m.config;
   c = {8, 12, 2, 2, 1, 16, 8, tied};
   c.norm_eps = 1e-6;
@@ -261,8 +262,8 @@ lmshrink::Llama2cModel tiny_llama(bool tied) {
   return m;
 }
 
-lmshrink::Gpt2Model tiny_gpt2() {
-  lmshrink::Gpt2Model m;
+lmshrink::models::gpt2::DenseModel tiny_gpt2() {
+  lmshrink::models::gpt2::DenseModel m;
   auto& c = m.config;
   c.vocab_size = 20, c.dim = 8, c.hidden_dim = 32, c.n_layers = 2, c.n_heads = 2, c.n_positions = 6;
   std::uint64_t seed = 200;
@@ -287,7 +288,7 @@ lmshrink::Gpt2Model tiny_gpt2() {
   return m;
 }
 
-bool same_llama(const lmshrink::Llama2cModel& a, const lmshrink::Llama2cModel& b) {
+bool same_llama(const lmshrink::models::llama::DenseModel& a, const lmshrink::models::llama::DenseModel& b) {
   const auto& x = a.config;
   const auto& y = b.config;
   bool same = x.dim == y.dim && x.hidden_dim == y.hidden_dim && x.n_layers == y.n_layers &&
@@ -304,7 +305,7 @@ bool same_llama(const lmshrink::Llama2cModel& a, const lmshrink::Llama2cModel& b
   return same;
 }
 
-bool same_gpt2(const lmshrink::Gpt2Model& a, const lmshrink::Gpt2Model& b) {
+bool same_gpt2(const lmshrink::models::gpt2::DenseModel& a, const lmshrink::models::gpt2::DenseModel& b) {
   bool same = a.wte == b.wte && a.wpe == b.wpe && a.lnf_w == b.lnf_w && a.lnf_b == b.lnf_b &&
               a.config.norm_eps == b.config.norm_eps && a.attn_w.size() == b.attn_w.size();
   for (std::size_t l = 0; same && l < a.attn_w.size(); ++l)
@@ -366,8 +367,8 @@ TEST_CASE("Llama checkpoints in Hugging Face layout round-trip, with rotate-half
   for (const bool tied : {false, true}) {
     const auto model = tiny_llama(tied);
     const std::string dir = fresh_dir(tied ? "llama_tied" : "llama");
-    lmshrink::write_hf_llama(model, dir);
-    const auto config = lmshrink::read_hf_config(dir + "/config.json");
+    lmshrink::models::llama::write_hf(model, dir);
+    const auto config = lmshrink::models::read_hf_config(dir + "/config.json");
     REQUIRE(config.model_type == "llama");
     REQUIRE(config.num_kv_heads == 1);
     REQUIRE(config.norm_eps == 1e-6);
@@ -383,15 +384,15 @@ TEST_CASE("Llama checkpoints in Hugging Face layout round-trip, with rotate-half
     REQUIRE(q.row(5) == model.wq[1].row(6));
     const auto k = st.matrix<float>("model.layers.0.self_attn.k_proj.weight", 4, 8);
     REQUIRE(k.row(1) == model.wk[0].row(2));
-    REQUIRE(same_llama(lmshrink::read_hf_llama(dir), model));
+    REQUIRE(same_llama(lmshrink::models::llama::read_hf(dir), model));
   }
   // F16 and BF16 files read back as the rounded values; shards read back whole.
   const auto model = tiny_llama(false);
   for (const auto dtype : {lmshrink::Dtype::f16, lmshrink::Dtype::bf16}) {
     const std::string dir = fresh_dir("llama_half");
-    lmshrink::write_hf_llama(model, dir, dtype);
+    lmshrink::models::llama::write_hf(model, dir, dtype);
     REQUIRE(lmshrink::read_safetensors(dir + "/model.safetensors").tensors.at("model.norm.weight").dtype == dtype);
-    const auto back = lmshrink::read_hf_llama(dir);
+    const auto back = lmshrink::models::llama::read_hf(dir);
     const auto rounded = [&](float x) {
       return dtype == lmshrink::Dtype::f16
                  ? lmshrink::detail::half_to_float(lmshrink::detail::float_to_half(x))
@@ -402,52 +403,52 @@ TEST_CASE("Llama checkpoints in Hugging Face layout round-trip, with rotate-half
     REQUIRE(back.token_embedding.isApprox(model.token_embedding, dtype == lmshrink::Dtype::f16 ? 1e-3f : 1e-2f));
   }
   const std::string dir = fresh_dir("llama_sharded");
-  lmshrink::write_hf_llama(model, dir, lmshrink::Dtype::f32, 1000);
+  lmshrink::models::llama::write_hf(model, dir, lmshrink::Dtype::f32, 1000);
   REQUIRE(!fs::exists(dir + "/model.safetensors"));
   REQUIRE(fs::exists(dir + "/model.safetensors.index.json"));
   int shards = 0;
   for (const auto& e : fs::directory_iterator(dir)) shards += e.path().filename().string().rfind("model-", 0) == 0;
   REQUIRE(shards > 5);
-  REQUIRE(same_llama(lmshrink::read_hf_llama(dir), model));
+  REQUIRE(same_llama(lmshrink::models::llama::read_hf(dir), model));
 }
 
 TEST_CASE("GPT-2 checkpoints: Conv1D (in, out) weights, with or without the transformer prefix",
           "[hf]") {
   const auto model = tiny_gpt2();
   const std::string dir = fresh_dir("gpt2");
-  lmshrink::write_hf_gpt2(model, dir);
+  lmshrink::models::gpt2::write_hf(model, dir);
   auto st = lmshrink::read_safetensors(dir + "/model.safetensors");
   REQUIRE(st.tensors.at("transformer.h.1.attn.c_attn.weight").shape == std::vector<std::int64_t>{8, 24});
   REQUIRE(st.tensors.at("transformer.h.0.mlp.c_proj.weight").shape == std::vector<std::int64_t>{32, 8});
   REQUIRE(st.matrix<float>("transformer.h.0.mlp.c_fc.weight", 8, 32)(3, 17) == model.fc_w[0](17, 3));
-  REQUIRE(lmshrink::read_hf_config(dir + "/config.json").activation == "gelu_new");
-  REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
+  REQUIRE(lmshrink::models::read_hf_config(dir + "/config.json").activation == "gelu_new");
+  REQUIRE(same_gpt2(lmshrink::models::gpt2::read_hf(dir), model));
   // The hub's gpt2 file: names without "transformer.", with the causal-mask buffers.
   lmshrink::SafeTensors hub;
   for (auto& [name, t] : st.tensors) hub.tensors[name.substr(std::string("transformer.").size())] = t;
   const float mask[36] = {};
   hub.put("h.0.attn.bias", lmshrink::Dtype::f32, {1, 1, 6, 6}, mask);
   lmshrink::write_safetensors(hub, dir + "/model.safetensors");
-  REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
+  REQUIRE(same_gpt2(lmshrink::models::gpt2::read_hf(dir), model));
   // A tied lm_head copy is accepted when it is the copy.
   hub.put("lm_head.weight", model.wte);
   lmshrink::write_safetensors(hub, dir + "/model.safetensors");
-  REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
+  REQUIRE(same_gpt2(lmshrink::models::gpt2::read_hf(dir), model));
   // Beside "transformer." names too (GPT2LMHeadModel.save_pretrained without tying).
   st.put("lm_head.weight", model.wte);
   lmshrink::write_safetensors(st, dir + "/model.safetensors");
-  REQUIRE(same_gpt2(lmshrink::read_hf_gpt2(dir), model));
+  REQUIRE(same_gpt2(lmshrink::models::gpt2::read_hf(dir), model));
   auto other = model.wte;
   other(0, 0) += 1;
   hub.put("lm_head.weight", other);
   lmshrink::write_safetensors(hub, dir + "/model.safetensors");
-  require_throw<lmshrink::format_error>([&] { lmshrink::read_hf_gpt2(dir); }, "lm_head.weight differs from wte");
+  require_throw<lmshrink::format_error>([&] { lmshrink::models::gpt2::read_hf(dir); }, "lm_head.weight differs from wte");
 }
 
 TEST_CASE("config.json and checkpoint directories that disagree or are unsupported are clear errors",
           "[hf][errors]") {
   using lmshrink::format_error;
-  const auto config = [](const std::string& json) { return lmshrink::parse_hf_config(json, "config.json"); };
+  const auto config = [](const std::string& json) { return lmshrink::models::parse_hf_config(json, "config.json"); };
   const std::string llama = R"("model_type": "llama", "vocab_size": 16, "hidden_size": 8,
       "intermediate_size": 12, "num_hidden_layers": 2, "num_attention_heads": 2,
       "max_position_embeddings": 8)";
@@ -497,7 +498,7 @@ TEST_CASE("config.json and checkpoint directories that disagree or are unsupport
   // Directories: the config and the tensors disagree.
   const auto model = tiny_llama(false);
   const std::string dir = fresh_dir("llama_bad");
-  lmshrink::write_hf_llama(model, dir);
+  lmshrink::models::llama::write_hf(model, dir);
   const auto config_text = slurp(dir + "/config.json");
   const auto with_config = [&](const std::string& from, const std::string& to) {
     std::string t = config_text;
@@ -506,41 +507,41 @@ TEST_CASE("config.json and checkpoint directories that disagree or are unsupport
     spit(dir + "/config.json", t.replace(at, from.size(), to));
   };
   with_config("\"hidden_size\": 8", "\"hidden_size\": 16");
-  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); },
+  require_throw<format_error>([&] { lmshrink::models::llama::read_hf(dir); },
                               "disagrees with config.json: [lmshrink.format] SafeTensors::matrix: tensor "
                               "'model.embed_tokens.weight' has shape [16x8] but [16x16] was expected");
   with_config("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
-  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); },
+  require_throw<format_error>([&] { lmshrink::models::llama::read_hf(dir); },
                               "holds the tensor 'model.layers.1.input_layernorm.weight', which config.json's model does not have");
   with_config("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
-  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); },
+  require_throw<format_error>([&] { lmshrink::models::llama::read_hf(dir); },
                               "tensor 'model.layers.2.input_layernorm.weight' is missing");
   with_config("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
-  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); }, "lm_head.weight differs");
+  require_throw<format_error>([&] { lmshrink::models::llama::read_hf(dir); }, "lm_head.weight differs");
   spit(dir + "/config.json", config_text);
-  require_throw<format_error>([&] { lmshrink::read_hf_gpt2(dir); }, "is a 'llama' model; \"gpt2\" was expected");
+  require_throw<format_error>([&] { lmshrink::models::gpt2::read_hf(dir); }, "is a 'llama' model; \"gpt2\" was expected");
   // A weight in a dtype that is not a float, and one with a non-finite value.
   auto st = lmshrink::read_safetensors(dir + "/model.safetensors");
   const auto good = st;
   const std::vector<std::int32_t> ints(8, 1);
   st.put("model.norm.weight", lmshrink::Dtype::i32, {8}, ints.data());
   lmshrink::write_safetensors(st, dir + "/model.safetensors");
-  require_throw<format_error>([&] { lmshrink::read_hf_llama(dir); },
+  require_throw<format_error>([&] { lmshrink::models::llama::read_hf(dir); },
                               "tensor 'model.norm.weight' is I32; a floating-point dtype was expected");
   st = good;
   lmshrink::Vector<float> nan = model.rms_final;
   nan[3] = std::nanf("");
   st.put("model.norm.weight", nan);
   lmshrink::write_safetensors(st, dir + "/model.safetensors");
-  require_throw<lmshrink::numeric_error>([&] { lmshrink::read_hf_llama(dir); }, "non-finite value at entry 3");
+  require_throw<lmshrink::numeric_error>([&] { lmshrink::models::llama::read_hf(dir); }, "non-finite value at entry 3");
   // No weights at all; a config.json that is not there.
   fs::remove(dir + "/model.safetensors");
-  require_throw<lmshrink::io_error>([&] { lmshrink::read_hf_llama(dir); }, "model.safetensors");
-  require_throw<lmshrink::io_error>([&] { lmshrink::read_hf_llama(tmp("no_such_dir")); }, "config.json");
+  require_throw<lmshrink::io_error>([&] { lmshrink::models::llama::read_hf(dir); }, "model.safetensors");
+  require_throw<lmshrink::io_error>([&] { lmshrink::models::llama::read_hf(tmp("no_such_dir")); }, "config.json");
 
   // Shard indexes that point outside the directory, at missing tensors, or miss some.
   const std::string sharded = fresh_dir("llama_bad_index");
-  lmshrink::write_hf_llama(model, sharded, lmshrink::Dtype::f32, 1000);
+  lmshrink::models::llama::write_hf(model, sharded, lmshrink::Dtype::f32, 1000);
   const std::string index_text = slurp(sharded + "/model.safetensors.index.json");
   const auto with_index = [&](const std::string& from, const std::string& to) {
     std::string t = index_text;
@@ -549,9 +550,9 @@ TEST_CASE("config.json and checkpoint directories that disagree or are unsupport
     spit(sharded + "/model.safetensors.index.json", t.replace(at, from.size(), to));
   };
   with_index("\"model-00001-of-", "\"../model-00001-of-");
-  require_throw<format_error>([&] { lmshrink::read_hf_llama(sharded); }, "a file name in the same directory was expected");
+  require_throw<format_error>([&] { lmshrink::models::llama::read_hf(sharded); }, "a file name in the same directory was expected");
   with_index("\"weight_map\"", "\"weights\"");
-  require_throw<format_error>([&] { lmshrink::read_hf_llama(sharded); }, "has no \"weight_map\" object");
+  require_throw<format_error>([&] { lmshrink::models::llama::read_hf(sharded); }, "has no \"weight_map\" object");
   with_index("\"model.norm.weight\"", "\"model.norm.weight2\"");
-  require_throw<format_error>([&] { lmshrink::read_hf_llama(sharded); }, "lacks 'model.norm.weight2'");
+  require_throw<format_error>([&] { lmshrink::models::llama::read_hf(sharded); }, "lacks 'model.norm.weight2'");
 }

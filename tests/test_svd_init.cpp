@@ -2,7 +2,7 @@
 #include <Eigen/SVD>
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/models/llama/llama2c.hpp>
 #include <lmshrink/calibration.hpp>
 #include <lmshrink/svd_init.hpp>
 
@@ -150,7 +150,7 @@ TEST_CASE("randomized SVD is within 1% of the exact truncated error on a decayin
 }
 
 TEST_CASE("randomized SVD is within 1% of exact on every matrix of stories260K", "[svd][real]") {
-  auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto weights = model.linear_weights();
   REQUIRE(weights.size() == 35);
   for (const double ratio : {0.05, 0.1, 0.25, 0.5}) {

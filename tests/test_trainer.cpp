@@ -21,6 +21,7 @@
 
 #include "mixed_layer.hpp"
 #include "test_helpers.hpp"
+#include <lmshrink/models/llama/llama2c.hpp>
 
 namespace {
 
@@ -208,7 +209,7 @@ TEST_CASE("layer-wise distillation refuses mismatched inputs", "[trainer][layerw
 
 TEST_CASE("the trainable decoder's forward equals the reference decoder on stories260K",
           "[trainer]") {
-  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   auto w = lmshrink::models::llama::Weights<float>::from_model(model);
   REQUIRE(w.parameters() == model.parameter_count());
@@ -228,8 +229,8 @@ TEST_CASE("the trainable decoder's forward equals the reference decoder on stori
   // The legacy RoPE tables are left to write_llama2c, which computes what the file had.
   REQUIRE(back.freq_cis_real.size() == 0);
   const std::string path = std::string(LMSHRINK_TEST_TMP) + "/trainer_round_trip.bin";
-  lmshrink::write_llama2c(back, path);
-  const auto file = lmshrink::read_llama2c(path);
+  lmshrink::models::llama::write_llama2c(back, path);
+  const auto file = lmshrink::models::llama::read_llama2c(path);
   REQUIRE(file.freq_cis_real.isApprox(model.freq_cis_real, 1e-5f));
   REQUIRE(file.freq_cis_imag.isApprox(model.freq_cis_imag, 1e-5f));
   std::remove(path.c_str());
@@ -240,7 +241,7 @@ TEST_CASE("the trainable decoder's forward equals the reference decoder on stori
 }
 
 TEST_CASE("the compact decoder equals the trainable one it was packed from", "[trainer]") {
-  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   auto w = lmshrink::models::llama::Weights<float>::from_model(model);
   // Compress every linear layer: rank from ratio 0.2, a third of S's rows kept, one layer
@@ -279,7 +280,7 @@ TEST_CASE("the compact decoder equals the trainable one it was packed from", "[t
 }
 
 TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trainer][checkpoint]") {
-  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto stream = test::read_u16(LMSHRINK_DATA_DIR "/tinystories_valid_first1000.tok512.u16");
   auto w = lmshrink::models::llama::Weights<float>::from_model(model);
   // Layer 1 compressed in three ways; the rest dense.
@@ -354,7 +355,7 @@ TEST_CASE("a student's kept share must match its nominal ratio within 1 %", "[tr
   REQUIRE_THROWS_AS(lmshrink::models::checked_linear_ratio("a", 1012, 2000, 0.5), lmshrink::state_error);
   REQUIRE_THROWS_AS(lmshrink::models::checked_linear_ratio("a", 1, 0, 0.5), lmshrink::value_error);
   // A real case: ITP "at 0.5" that pruned nothing (every Taylor score 0) is refused.
-  const auto w = lmshrink::models::llama::Weights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin"));
+  const auto w = lmshrink::models::llama::Weights<float>::from_model(lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin"));
   REQUIRE_THROWS_AS(lmshrink::models::checked_linear_ratio("itp", w.linear_parameters(), w.linear_dense_parameters(), 0.5),
                     lmshrink::state_error);
 }
@@ -367,7 +368,7 @@ TEST_CASE("validation text must not repeat training text", "[trainer][data]") {
                       Catch::Matchers::Contains("1 validation stories (the first is story 1, 20 tokens) also appear in the training stream"));
   // Sampled stories: two seeds give disjoint streams; one seed twice is caught.
   const lmshrink::models::llama::Model teacher(
-      lmshrink::models::llama::Weights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
+      lmshrink::models::llama::Weights<float>::from_model(lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
   const lmshrink::models::llama::Codec codec(lmshrink::read_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin"));
   const auto s1 = examples::sample_stories(teacher, codec, 600, 1, 1);
   const auto s2 = examples::sample_stories(teacher, codec, 600, 2, 1);
@@ -379,7 +380,7 @@ TEST_CASE("validation text must not repeat training text", "[trainer][data]") {
 
 TEST_CASE("a from-scratch student holds the ratio's linear weights, randomly initialised", "[trainer][scratch]") {
   const lmshrink::models::llama::Model teacher(
-      lmshrink::models::llama::Weights<float>::from_model(lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
+      lmshrink::models::llama::Weights<float>::from_model(lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
   // stories260K: dim 64, kv 32, hidden 172, 5 blocks. Attention 2·64·(64+32) = 12288 per block,
   // 226560 linear weights in all; half of them leaves floor((22656 - 12288) / (3·64)) = 54 hidden.
   const auto a = teacher.from_scratch(0.5, 3), b = teacher.from_scratch(0.5, 3), c = teacher.from_scratch(0.5, 4);
@@ -463,7 +464,7 @@ TEST_CASE("sharded training gives the batch's loss and gradients, the same for a
 
 TEST_CASE("the teacher packed like the students generates what the dense decoder does",
           "[trainer][decode]") {
-  const auto model = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto model = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   const auto packed = lmshrink::models::llama::Compact::pack_dense(model);
   REQUIRE(packed.parameters() == model.parameter_count());
   lmshrink::models::llama::DenseKvDecoder dense(model);

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <lmshrink/truncation.hpp>
 #include <string>
+#include <lmshrink/models/llama/llama2c.hpp>
 
 using lmshrink::LayerSelection;
 
@@ -44,9 +45,9 @@ TEST_CASE("blocks of an in-memory model are kept in selection order", "[truncati
 
 TEST_CASE("the real stories260K truncated to blocks {0, 2, 4} is a valid smaller checkpoint",
           "[truncation]") {
-  const auto teacher = lmshrink::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
+  const auto teacher = lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin");
   REQUIRE(teacher.config.n_layers == 5);
-  const auto student = lmshrink::truncate_layers(teacher, {0, 2, 4});
+  const auto student = lmshrink::models::llama::truncate_layers(teacher, {0, 2, 4});
   REQUIRE(student.config.n_layers == 3);
 
   // Parameters per block, from the config: two norms, four attention and three FFN matrices.
@@ -56,8 +57,8 @@ TEST_CASE("the real stories260K truncated to blocks {0, 2, 4} is a valid smaller
   REQUIRE(teacher.parameter_count() - student.parameter_count() == 2 * per_block);
 
   const std::string path = LMSHRINK_TEST_TMP "/stories260K_blocks_0_2_4.bin";
-  lmshrink::write_llama2c(student, path);
-  const auto loaded = lmshrink::read_llama2c(path);
+  lmshrink::models::llama::write_llama2c(student, path);
+  const auto loaded = lmshrink::models::llama::read_llama2c(path);
   std::remove(path.c_str());
   REQUIRE(loaded.config.n_layers == 3);
   REQUIRE(loaded.parameter_count() == student.parameter_count());
@@ -76,7 +77,7 @@ TEST_CASE("the real stories260K truncated to blocks {0, 2, 4} is a valid smaller
     REQUIRE(loaded.rms_att[s] == teacher.rms_att[t]);
     REQUIRE(loaded.rms_ffn[s] == teacher.rms_ffn[t]);
   }
-  REQUIRE_THROWS_AS(lmshrink::truncate_layers(teacher, {0, 5}), lmshrink::value_error);
+  REQUIRE_THROWS_AS(lmshrink::models::llama::truncate_layers(teacher, {0, 5}), lmshrink::value_error);
 }
 
 TEST_CASE("tensor names are remapped for GPT-2 and Llama naming", "[truncation]") {

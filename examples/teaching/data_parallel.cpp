@@ -8,7 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/models/llama/llama2c.hpp>
 #include <lmshrink/mpi.hpp>
 #include <lmshrink/optim.hpp>
 #include <lmshrink/svd_init.hpp>
@@ -32,7 +32,7 @@ static int run(int argc, char** argv, int rank, int ranks) {
     else if (a == "--steps") steps = std::atoi(argv[i + 1]);
     else lmshrink::fail<lmshrink::value_error>("lmshrink_data_parallel", "unknown option ", a);
   }
-  auto model = lmshrink::read_llama2c(path);
+  auto model = lmshrink::models::llama::read_llama2c(path);
   std::vector<lmshrink::NamedWeight> weights;
   for (auto& w : model.linear_weights())
     if (w.name.rfind("layers." + std::to_string(block) + ".", 0) == 0) weights.push_back(w);

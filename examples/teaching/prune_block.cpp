@@ -13,6 +13,7 @@
 #include <lmshrink/lmshrink.hpp>
 #include <string>
 #include <vector>
+#include <lmshrink/models/llama/llama2c.hpp>
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -181,7 +182,7 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    auto model = lmshrink::read_llama2c(model_path);
+    auto model = lmshrink::models::llama::read_llama2c(model_path);
     if (block < 0 || block >= model.config.n_layers)
       throw lmshrink::value_error("[lmshrink.value] prune_block: --layer must be in [0, " +
                                   std::to_string(model.config.n_layers) + "), got " +

@@ -15,6 +15,7 @@
 
 #include "cli/output_dir.hpp"
 #include "cli/svg_plot.hpp"
+#include <lmshrink/models/llama/llama2c.hpp>
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    auto model = lmshrink::read_llama2c(model_path);
+    auto model = lmshrink::models::llama::read_llama2c(model_path);
     const auto& c = model.config;
     std::printf("%s: dim %d, hidden %d, %d layers, %d heads (%d kv), vocab %d, %lld parameters\n\n",
                 model_path.c_str(), c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,

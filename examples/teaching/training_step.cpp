@@ -10,6 +10,7 @@
 #include <cstring>
 #include <lmshrink/lmshrink.hpp>
 #include <string>
+#include <lmshrink/models/llama/llama2c.hpp>
 
 #ifndef LMSHRINK_DATA_DIR
 #define LMSHRINK_DATA_DIR "examples/data"
@@ -44,7 +45,7 @@ int main(int argc, char** argv) {
   }
   try {
     // --8<-- [setup]
-    auto model = lmshrink::read_llama2c(model_path);
+    auto model = lmshrink::models::llama::read_llama2c(model_path);
     const Matrix& w = model.w1[0];  // (172, 64): FFN gate of the first block
     lmshrink::LowRankSparseLinear<float> layer;
     lmshrink::SvdInitOptions opt;

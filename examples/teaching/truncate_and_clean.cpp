@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#include <lmshrink/models/llama/llama2c.hpp>
 
 namespace {
 
@@ -93,15 +94,15 @@ int main(int argc, char** argv) {
   }
   try {
     // ---- 1. truncation ----
-    const auto teacher = lmshrink::read_llama2c(model_path);
+    const auto teacher = lmshrink::models::llama::read_llama2c(model_path);
     const auto keep = parse_list(keep_arg);
-    const auto student = lmshrink::truncate_layers(teacher, keep);
+    const auto student = lmshrink::models::llama::truncate_layers(teacher, keep);
     examples::prepare_output_directory("lmshrink_truncate_and_clean", out_dir);
     std::string name = "stories260K_blocks";
     for (int b : keep) name += "_" + std::to_string(b);
     const std::string path = out_dir + "/" + name + ".bin";
-    lmshrink::write_llama2c(student, path);
-    const auto reloaded = lmshrink::read_llama2c(path);
+    lmshrink::models::llama::write_llama2c(student, path);
+    const auto reloaded = lmshrink::models::llama::read_llama2c(path);
     std::printf("teacher  %s: %d blocks, %lld parameters, %lld bytes\n", model_path.c_str(),
                 teacher.config.n_layers, static_cast<long long>(teacher.parameter_count()),
                 static_cast<long long>(std::filesystem::file_size(model_path)));

@@ -16,7 +16,6 @@
 #include "sparse_plus_low_rank.hpp"
 #include "reconstruction.hpp"
 #include "storage_allocation.hpp"
-#include "io/llama2c.hpp"
 #include "io/safetensors.hpp"
 #include "io/tokenizer.hpp"
 #include "io/hf_checkpoint.hpp"

@@ -2,7 +2,7 @@
 // Layer truncation: a student built from a teacher by keeping a subset of its blocks.
 //
 //   auto keep = lmshrink::every_other_layer(12);              // {0, 2, 4, 6, 8, 10}
-//   auto student = lmshrink::truncate_layers(teacher, keep);  // llama2.c model, in memory
+//   auto student = lmshrink::models::llama::truncate_layers(teacher, keep);  // llama2.c model, in memory
 //   auto renamed = lmshrink::truncate_tensor_names(names, keep, 12);  // any named checkpoint
 //
 // Strategies: first k, last k, every other (the best of the truncation study), DistilGPT-2's
@@ -18,7 +18,6 @@
 
 #include "config.hpp"
 #include "errors.hpp"
-#include "io/llama2c.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
 
@@ -89,36 +88,6 @@ std::vector<Block> keep_layers(const std::vector<Block>& blocks, const LayerSele
   std::vector<Block> out;
   out.reserve(keep.size());
   for (int i : keep) out.push_back(blocks[std::size_t(i)]);
-  return out;
-}
-
-/// A llama2.c model with only the selected blocks; embeddings, norms, RoPE tables and the
-/// classifier are copied.
-inline Llama2cModel truncate_layers(const Llama2cModel& model, const LayerSelection& keep,
-                                    bool require_sorted = true) {
-  validate_selection(keep, model.config.n_layers, require_sorted);
-  Llama2cModel out;
-  out.config = model.config;
-  out.config.n_layers = static_cast<int>(keep.size());
-  out.token_embedding = model.token_embedding;
-  out.rms_final = model.rms_final;
-  out.freq_cis_real = model.freq_cis_real;
-  out.freq_cis_imag = model.freq_cis_imag;
-  out.wcls = model.wcls;
-  out.rms_att = keep_layers(model.rms_att, keep, require_sorted);
-  out.wq = keep_layers(model.wq, keep, require_sorted);
-  out.wk = keep_layers(model.wk, keep, require_sorted);
-  out.wv = keep_layers(model.wv, keep, require_sorted);
-  out.wo = keep_layers(model.wo, keep, require_sorted);
-  out.rms_ffn = keep_layers(model.rms_ffn, keep, require_sorted);
-  out.w1 = keep_layers(model.w1, keep, require_sorted);
-  out.w2 = keep_layers(model.w2, keep, require_sorted);
-  out.w3 = keep_layers(model.w3, keep, require_sorted);
-  if (model.config.qkv_bias) {
-    out.bq = keep_layers(model.bq, keep, require_sorted);
-    out.bk = keep_layers(model.bk, keep, require_sorted);
-    out.bv = keep_layers(model.bv, keep, require_sorted);
-  }
   return out;
 }
 

@@ -6,6 +6,7 @@
 // stride other than 1) silently makes a temporary copy; a writable `MatrixRef` refuses to compile.
 
 #include <Eigen/Core>
+#include <string>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -105,5 +106,11 @@ MatrixMap<Scalar> map_rows_mut(const char* where, const char* what, Scalar* data
 }
 
 }  // namespace detail
+
+/// A named view of one linear weight of the model, (out, in) row-major.
+struct NamedWeight {
+  std::string name;  // e.g. "layers.3.feed_forward.w1"
+  RowMatrix<float>* matrix;
+};
 
 LMSHRINK_NAMESPACE_END

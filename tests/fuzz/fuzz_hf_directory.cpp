@@ -9,6 +9,7 @@
 
 #include "fuzz_check.hpp"
 #include "fuzz_files.hpp"
+#include <lmshrink/models/hf.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto parts = fuzz::split_parts(data, size, 9);
@@ -26,15 +27,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::write_file(dir + "/" + name, parts[i + 1]);
   }
   try {
-    const lmshrink::HfCheckpoint c = lmshrink::read_hf_directory(dir);
+    const lmshrink::models::HfCheckpoint c = lmshrink::models::read_hf_directory(dir);
     if (c.config.model_type == "llama") {
-      const lmshrink::Llama2cModel m = lmshrink::llama_from_hf(c.config, c.tensors, dir);
-      const lmshrink::Llama2cModel back = lmshrink::llama_from_hf(c.config, lmshrink::llama_to_hf(m), "again");
+      const lmshrink::models::llama::DenseModel m = lmshrink::models::llama::from_hf(c.config, c.tensors, dir);
+      const lmshrink::models::llama::DenseModel back = lmshrink::models::llama::from_hf(c.config, lmshrink::models::llama::to_hf(m), "again");
       FUZZ_CHECK(back.token_embedding == m.token_embedding && back.wq == m.wq && back.w2 == m.w2 &&
                  back.rms_final == m.rms_final && back.wcls == m.wcls);
     } else {
-      const lmshrink::Gpt2Model m = lmshrink::gpt2_from_hf(c.config, c.tensors, dir);
-      const lmshrink::Gpt2Model back = lmshrink::gpt2_from_hf(c.config, lmshrink::gpt2_to_hf(m), "again");
+      const lmshrink::models::gpt2::DenseModel m = lmshrink::models::gpt2::from_hf(c.config, c.tensors, dir);
+      const lmshrink::models::gpt2::DenseModel back = lmshrink::models::gpt2::from_hf(c.config, lmshrink::models::gpt2::to_hf(m), "again");
       FUZZ_CHECK(back.wte == m.wte && back.attn_w == m.attn_w && back.fc_proj_b == m.fc_proj_b);
     }
   } catch (const lmshrink::error&) {

@@ -10,17 +10,18 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
+#include <lmshrink/models/hf.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
   try {
     if (data[0] % 2 == 0) {
-      const lmshrink::HfConfig c = lmshrink::parse_hf_config(text, "fuzz");
+      const lmshrink::HfConfig c = lmshrink::models::parse_hf_config(text, "fuzz");
       FUZZ_CHECK(c.vocab_size > 0 && c.hidden_size > 0 && c.num_layers > 0 && c.num_heads > 0);
       FUZZ_CHECK(c.hidden_size % c.num_heads == 0 && c.num_heads % c.num_kv_heads == 0);
       FUZZ_CHECK(c.model_type == "llama" || c.model_type == "gpt2");
-      const lmshrink::HfConfig back = lmshrink::parse_hf_config(lmshrink::hf_config_json(c), "again");
+      const lmshrink::HfConfig back = lmshrink::models::parse_hf_config(lmshrink::models::hf_config_json(c), "again");
       FUZZ_CHECK(back.model_type == c.model_type && back.vocab_size == c.vocab_size &&
                  back.hidden_size == c.hidden_size && back.intermediate_size == c.intermediate_size &&
                  back.num_layers == c.num_layers && back.num_heads == c.num_heads &&

@@ -8,13 +8,14 @@
 #include <iterator>
 #include <lmshrink/io/gpt2_tokenizer.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
-#include <lmshrink/io/llama2c.hpp>
+#include <lmshrink/models/llama/llama2c.hpp>
 #include <lmshrink/io/safetensors.hpp>
 #include <lmshrink/io/tokenizer.hpp>
 #include <string>
 #include <vector>
 
 #include "pruner_variants.hpp"
+#include <lmshrink/models/hf.hpp>
 
 namespace fs = std::filesystem;
 using lmshrink::Index;
@@ -69,8 +70,8 @@ void safetensors(const fs::path& dir) {
 }
 
 /// A one-block Llama of dim 4 with every weight set (its legacy RoPE tables empty).
-lmshrink::Llama2cModel tiny_llama(bool shared) {
-  lmshrink::Llama2cModel m;
+lmshrink::models::llama::DenseModel tiny_llama(bool shared) {
+  lmshrink::models::llama::DenseModel m;
   auto& c = m.config;
   c = {4, 6, 1, 2, 1, 8, 3, shared};
   const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
@@ -91,10 +92,10 @@ lmshrink::Llama2cModel tiny_llama(bool shared) {
 
 void llama2c(const fs::path& dir) {
   for (int shared = 0; shared < 2; ++shared) {
-    lmshrink::Llama2cModel m = tiny_llama(shared == 1);
+    lmshrink::models::llama::DenseModel m = tiny_llama(shared == 1);
     m.freq_cis_real = ramp(m.config.seq_len, m.config.head_size() / 2, 0.1f);
     m.freq_cis_imag = ramp(m.config.seq_len, m.config.head_size() / 2, 0.1f);
-    lmshrink::write_llama2c(m, (dir / (shared ? "tiny_shared.bin" : "tiny_wcls.bin")).string());
+    lmshrink::models::llama::write_llama2c(m, (dir / (shared ? "tiny_shared.bin" : "tiny_wcls.bin")).string());
   }
 }
 
@@ -121,12 +122,12 @@ void write_text(const fs::path& path, const std::string& bytes) {
 // Selector byte 0: config.json files as lmshrink writes them and as Hugging Face ships them;
 // selector 1: a byte-level vocabulary with two merges.
 void hf_text(const fs::path& dir) {
-  lmshrink::Llama2cConfig llama{8, 12, 2, 2, 1, 16, 8, false};
-  lmshrink::Gpt2Config gpt2;
+  lmshrink::models::llama::Config llama{8, 12, 2, 2, 1, 16, 8, false};
+  lmshrink::models::gpt2::Config gpt2;
   gpt2.vocab_size = 20, gpt2.dim = 8, gpt2.hidden_dim = 32, gpt2.n_layers = 2, gpt2.n_heads = 2,
   gpt2.n_positions = 6;
-  write_text(dir / "llama_config", std::string(1, '\0') + lmshrink::hf_config_json(lmshrink::hf_config_of(llama)));
-  write_text(dir / "gpt2_config", std::string(1, '\0') + lmshrink::hf_config_json(lmshrink::hf_config_of(gpt2)));
+  write_text(dir / "llama_config", std::string(1, '\0') + lmshrink::models::hf_config_json(lmshrink::models::llama::hf_config_of(llama)));
+  write_text(dir / "gpt2_config", std::string(1, '\0') + lmshrink::models::hf_config_json(lmshrink::models::gpt2::hf_config_of(gpt2)));
   write_text(dir / "gpt2_hub_config", std::string(1, '\0') + R"({
   "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
   "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
@@ -173,7 +174,7 @@ std::string file_bytes(const fs::path& path) {
 // Directories as the writers make them (one file, or an index and shards), packed as
 // config.json then (name, contents) pairs.
 void hf_directories(const fs::path& dir) {
-  lmshrink::Gpt2Model g;
+  lmshrink::models::gpt2::DenseModel g;
   g.config.vocab_size = 8, g.config.dim = 4, g.config.hidden_dim = 8, g.config.n_layers = 1, g.config.n_heads = 2,
   g.config.n_positions = 3;
   g.wte = ramp(8, 4, 0.1f);
@@ -199,12 +200,12 @@ void hf_directories(const fs::path& dir) {
     write_text(dir / name, parts(items));
   };
   for (int shared = 0; shared < 2; ++shared) {
-    lmshrink::write_hf_llama(tiny_llama(shared == 1), tmp.string(), lmshrink::Dtype::f32);
+    lmshrink::models::llama::write_hf(tiny_llama(shared == 1), tmp.string(), lmshrink::Dtype::f32);
     pack(shared ? "llama_shared" : "llama_wcls");
   }
-  lmshrink::write_hf_llama(tiny_llama(false), tmp.string(), lmshrink::Dtype::bf16, 200);
+  lmshrink::models::llama::write_hf(tiny_llama(false), tmp.string(), lmshrink::Dtype::bf16, 200);
   pack("llama_bf16_shards");
-  lmshrink::write_hf_gpt2(g, tmp.string(), lmshrink::Dtype::f16);
+  lmshrink::models::gpt2::write_hf(g, tmp.string(), lmshrink::Dtype::f16);
   pack("gpt2_f16");
   fs::remove_all(tmp);
 }

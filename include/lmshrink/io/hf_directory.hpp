@@ -3,7 +3,8 @@
 // model.safetensors.index.json. Tensors are read as one SafeTensors (read_hf_tensors), named
 // tensors as float of the expected shape (detail::HfTensorReader), and written as F32, F16 or
 // BF16; a directory is replaced as a whole (write_hf_directory) and read from one version of it
-// (read_hf_directory). What each family's tensors are called: io/hf_llama.hpp, io/hf_gpt2.hpp.
+// (lmshrink::read_directory_consistently). What each family's tensors are called:
+// lmshrink/models/<family>/hf.hpp.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cctype>
@@ -291,29 +292,6 @@ inline void write_hf_directory(const std::string& config_json, const SafeTensors
   const std::set<std::string> old_shards = detail::shards_named_by_index(dir);
   detail::replace_directory_atomically(
       "write_hf", dir, [&](const std::string& name) { return detail::kept_beside_model(name, old_shards); }, fill);
-}
-
-/// The same with config.json made from `config` (hf_config_json refuses a bad config before
-/// anything is written).
-inline void write_hf_directory(const HfConfig& config, const SafeTensors& st, const std::string& dir,
-                               std::int64_t max_shard_bytes = 0) {
-  write_hf_directory(hf_config_json(config), st, dir, max_shard_bytes);
-}
-
-/// A checkpoint directory's config and tensors, read from one version of the directory even when
-/// a save replaces it meanwhile (detail/atomic_directory.hpp).
-struct HfCheckpoint {
-  HfConfig config;
-  SafeTensors tensors;
-};
-
-inline HfCheckpoint read_hf_directory(const std::string& dir) {
-  return detail::read_directory_consistently("read_hf", dir, [](const std::string& path) {
-    HfCheckpoint c;
-    c.config = read_hf_config((std::filesystem::path(path) / "config.json").string());
-    c.tensors = read_hf_tensors(path);
-    return c;
-  });
 }
 
 LMSHRINK_NAMESPACE_END

@@ -9,18 +9,21 @@
 //
 // Including it compiles every family (about 40 s): programs include it in one file.
 #include <filesystem>
+#include <string_view>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "../files.hpp"
 #include "../io/gpt2_tokenizer.hpp"
 #include "../io/hf_checkpoint.hpp"
-#include "../io/llama2c.hpp"
 #include "../io/safetensors.hpp"
 #include "../io/tokenizer.hpp"
 #include "codecs.hpp"
 #include "gpt2/model.hpp"
+#include "hf.hpp"
+#include "llama/llama2c.hpp"
 #include "llama/model.hpp"
 #include "model.hpp"
 #include "qwen2/model.hpp"
@@ -73,10 +76,10 @@ inline void check_vocab(const TextCodec& codec, const Model& model, const std::s
                                                    model.shape().vocab_size);
 }
 
-inline std::unique_ptr<Model> make_llama_model(const lmshrink::Llama2cModel& m) {
+inline std::unique_ptr<Model> make_llama_model(const lmshrink::models::llama::DenseModel& m) {
   return std::make_unique<lmshrink::models::llama::Model>(lmshrink::models::llama::Weights<float>::from_model(m));
 }
-inline std::unique_ptr<Model> make_gpt2_model(const lmshrink::Gpt2Model& m) {
+inline std::unique_ptr<Model> make_gpt2_model(const lmshrink::models::gpt2::DenseModel& m) {
   return std::make_unique<lmshrink::models::gpt2::Model>(lmshrink::models::gpt2::Weights<float>::from_model(m));
 }
 
@@ -102,15 +105,15 @@ inline std::unique_ptr<Model> checkpoint_model(const lmshrink::SafeTensors& st, 
 /// the family. lmshrink::error on anything else.
 inline std::unique_ptr<Model> load_model(const std::string& path) {
   static constexpr const char* where = "load_model";
-  if (!registry_detail::is_directory_path(where, path)) return registry_detail::make_llama_model(lmshrink::read_llama2c(path));
+  if (!registry_detail::is_directory_path(where, path)) return registry_detail::make_llama_model(lmshrink::models::llama::read_llama2c(path));
   const std::string config = (std::filesystem::path(path) / "config.json").string();
   if (registry_detail::path_type(where, config) == std::filesystem::file_type::not_found)
     lmshrink::fail<lmshrink::io_error>(where, "'", path, "' is a directory without config.json; a "
                                                "llama2.c file or a Hugging Face checkpoint directory was expected");
   const std::string type = lmshrink::read_hf_model_type(config);
-  if (type == "gpt2") return registry_detail::make_gpt2_model(lmshrink::read_hf_gpt2(path));
+  if (type == "gpt2") return registry_detail::make_gpt2_model(lmshrink::models::gpt2::read_hf(path));
   if (type == "qwen2") return lmshrink::models::qwen2::make_model(lmshrink::models::qwen2::read_hf(path));
-  if (type == "llama") return registry_detail::make_llama_model(lmshrink::read_hf_llama(path));
+  if (type == "llama") return registry_detail::make_llama_model(lmshrink::models::llama::read_hf(path));
   registry_detail::unknown_model_type(where, config, type);
 }
 
@@ -180,9 +183,9 @@ inline Converted convert_checkpoint(const std::string& in, const std::string& ou
     lmshrink::fail<lmshrink::value_error>(where, "dtype '", dtype_name, "'; f32, f16 or bf16 was expected");
   const bool to_llama2c = out.size() >= 4 && out.compare(out.size() - 4, 4, ".bin") == 0;
   if (!registry_detail::is_directory_path(where, in)) {  // a llama2.c file
-    const lmshrink::Llama2cModel m = lmshrink::read_llama2c(in);
-    if (to_llama2c) lmshrink::write_llama2c(m, out);
-    else lmshrink::write_hf_llama(m, out, dtype, shard_bytes);
+    const lmshrink::models::llama::DenseModel m = lmshrink::models::llama::read_llama2c(in);
+    if (to_llama2c) lmshrink::models::llama::write_llama2c(m, out);
+    else lmshrink::models::llama::write_hf(m, out, dtype, shard_bytes);
     return {"llama2.c", m.parameter_count()};
   }
   const std::string config_path = (std::filesystem::path(in) / "config.json").string();
@@ -191,7 +194,7 @@ inline Converted convert_checkpoint(const std::string& in, const std::string& ou
     if (to_llama2c)
       lmshrink::fail<lmshrink::value_error>(where, "'", in, "' is a Qwen2 model; llama2.c files cannot hold "
                                                     "its q/k/v biases");
-    const lmshrink::Llama2cModel m = lmshrink::models::qwen2::read_hf(in);
+    const lmshrink::models::llama::DenseModel m = lmshrink::models::qwen2::read_hf(in);
     lmshrink::models::qwen2::write_hf(m, out, dtype, shard_bytes);
     return {"qwen2", m.parameter_count()};
   }
@@ -200,13 +203,13 @@ inline Converted convert_checkpoint(const std::string& in, const std::string& ou
     if (to_llama2c)
       lmshrink::fail<lmshrink::value_error>(where, "'", in, "' is a GPT-2 model; llama2.c files hold "
                                                     "Llama models only");
-    const lmshrink::Gpt2Model m = lmshrink::read_hf_gpt2(in);
-    lmshrink::write_hf_gpt2(m, out, dtype, shard_bytes);
+    const lmshrink::models::gpt2::DenseModel m = lmshrink::models::gpt2::read_hf(in);
+    lmshrink::models::gpt2::write_hf(m, out, dtype, shard_bytes);
     return {"gpt2", m.parameter_count()};
   }
-  const lmshrink::Llama2cModel m = lmshrink::read_hf_llama(in);
-  if (to_llama2c) lmshrink::write_llama2c(m, out);
-  else lmshrink::write_hf_llama(m, out, dtype, shard_bytes);
+  const lmshrink::models::llama::DenseModel m = lmshrink::models::llama::read_hf(in);
+  if (to_llama2c) lmshrink::models::llama::write_llama2c(m, out);
+  else lmshrink::models::llama::write_hf(m, out, dtype, shard_bytes);
   return {"llama", m.parameter_count()};
 }
 

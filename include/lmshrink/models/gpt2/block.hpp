@@ -10,7 +10,7 @@
 // x_mid + mlp.c_proj(gelu(mlp.c_fc(ln_2(x_mid)))), as Hugging Face's GPT2Block.
 
 #include <Eigen/Core>
-#include "../../io/hf_checkpoint.hpp"
+#include "dense.hpp"
 #include "../activations.hpp"
 #include "../norms.hpp"
 
@@ -49,7 +49,7 @@ struct BlockState {
   Mat tmp;                        // a residual branch's output before it is added
   Vec rstd1, rstd2;               // 1/std per token
 
-  void resize(Eigen::Index rows, const lmshrink::Gpt2Config& c) {
+  void resize(Eigen::Index rows, const Config& c) {
     for (Mat* m : {&x, &xhat1, &a1, &q, &k, &v, &att, &x_mid, &xhat2, &a2, &tmp}) m->resize(rows, c.dim);
     h.resize(rows, c.hidden_dim);
     g.resize(rows, c.hidden_dim);
@@ -60,7 +60,7 @@ struct BlockState {
 
 /// s.x → out through one block.
 template <class Scalar, class Linear, class Attend>
-void block_forward(const lmshrink::Gpt2Config& c, const BlockNorms<const lmshrink::Vector<Scalar>>& n,
+void block_forward(const Config& c, const BlockNorms<const lmshrink::Vector<Scalar>>& n,
                         Linear&& linear, Attend&& attend, BlockState<Scalar>& s,
                         lmshrink::RowMatrix<Scalar>& out) {
   namespace models = lmshrink::models;
@@ -84,7 +84,7 @@ struct BlockWorkspace {
   using Mat = lmshrink::RowMatrix<Scalar>;
   Mat dxa, dq, dk, dv, datt, dh, dg;
 
-  void resize(Eigen::Index rows, const lmshrink::Gpt2Config& c) {
+  void resize(Eigen::Index rows, const Config& c) {
     for (Mat* m : {&dxa, &dq, &dk, &dv, &datt}) m->resize(rows, c.dim);
     dh.resize(rows, c.hidden_dim);
     dg.resize(rows, c.hidden_dim);

@@ -5,7 +5,7 @@
 // mlp.c_proj): "<name>.weight" (out, in) and "<name>.bias" when dense, else
 // lmshrink::put_compressed_layer's tensors, so the file loads without knowing ρ. The metadata
 // holds the config. (A dense GPT-2 goes back to Hugging Face's own layout with
-// lmshrink::write_hf_gpt2.)
+// lmshrink::models::gpt2::write_hf.)
 
 #include <cstdio>
 #include <cstdlib>

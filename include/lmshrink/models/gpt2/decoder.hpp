@@ -3,7 +3,7 @@
 // packs as rank 0 with every row kept, so teacher and students run the same code), and a
 // decoder with a KV cache for generation and a full-sequence forward for scoring.
 //
-//   auto teacher = models::Compact::pack_dense(lmshrink::read_hf_gpt2("gpt2"));
+//   auto teacher = models::Compact::pack_dense(lmshrink::models::gpt2::read_hf("gpt2"));
 //   models::Decoder dec(teacher);
 //   const auto& logits = dec.forward(token, pos);          // (vocab), token by token
 //   const auto& all = dec.forward_sequence(tokens, n);     // (n, vocab), positions 0..n−1
@@ -12,7 +12,7 @@
 #include <array>
 #include <cmath>
 #include "../../compact.hpp"
-#include "../../io/hf_checkpoint.hpp"
+#include "dense.hpp"
 #include "../activations.hpp"
 #include "../attention.hpp"
 #include "../norms.hpp"
@@ -29,7 +29,7 @@ namespace gpt2 {
 struct Compact {
   using RowMat = lmshrink::RowMatrix<float>;
   using Vec = lmshrink::Vector<float>;
-  lmshrink::Gpt2Config config;
+  Config config;
   RowMat wte, wpe;
   std::vector<Vec> ln1_w, ln1_b, ln2_w, ln2_b;
   Vec lnf_w, lnf_b;
@@ -52,7 +52,7 @@ struct Compact {
     return m;
   }
 
-  static Compact pack_dense(const lmshrink::Gpt2Model& model) {
+  static Compact pack_dense(const DenseModel& model) {
     return pack(Weights<float>::from_model(model));
   }
 
@@ -98,7 +98,7 @@ class CompactView {
                   const lmshrink::CompactForwardOptions& options = {})
       : m_(&m), options_(options) {}
   CompactView(Compact&&, const lmshrink::CompactForwardOptions& = {}) = delete;  // would dangle
-  const lmshrink::Gpt2Config& config() const { return m_->config; }
+  const Config& config() const { return m_->config; }
   const RowMat& wte() const { return m_->wte; }
   const RowMat& wpe() const { return m_->wpe; }
   BlockNorms<const Vec> norms(int l) const {
@@ -127,7 +127,7 @@ class WeightsView {
   using Vec = lmshrink::Vector<float>;
   WeightsView(const Weights<float>& w) : w_(&w) {}  // NOLINT: implicit, a view
   WeightsView(Weights<float>&&) = delete;           // a view of a temporary would dangle
-  const lmshrink::Gpt2Config& config() const { return w_->config; }
+  const Config& config() const { return w_->config; }
   const RowMat& wte() const { return w_->wte; }
   const RowMat& wpe() const { return w_->wpe; }
   BlockNorms<const Vec> norms(int l) const {
@@ -159,7 +159,7 @@ class Decoder {
       : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()),
         cache_(c_.n_layers, c_.n_positions, c_.n_heads, c_.n_heads, hs_) {}
 
-  const lmshrink::Gpt2Config& config() const { return c_; }
+  const Config& config() const { return c_; }
 
   /// Logits (vocab) of the token at `pos`, given the cached positions 0..pos−1.
   const Vec& forward(int token, int pos) {
@@ -222,7 +222,7 @@ class Decoder {
   void final_norm() { lmshrink::models::layer_norm_forward<float>(x_, m_.lnf_w(), m_.lnf_b(), c_.norm_eps, xhat_, rstd_, a_); }
 
   View m_;
-  lmshrink::Gpt2Config c_;
+  Config c_;
   int hs_;
   lmshrink::models::KvCache<float> cache_;
   std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head

@@ -2,7 +2,7 @@
 // The GPT-2 family behind models::Model (model.hpp): Hugging Face "gpt2" directories, trained
 // by gpt2::Trainer, packed as Compact, checkpointed by gpt2/checkpoint.hpp. Header-only like the
 // rest of the family; gpt2_model.cpp registers it.
-#include "../../io/hf_checkpoint.hpp"
+#include "hf.hpp"
 #include "../../truncation.hpp"
 
 #include <cmath>
@@ -85,7 +85,7 @@ class Model final : public models::Model {
     return std::make_unique<Model>(std::move(t));
   }
   std::unique_ptr<models::Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
-    lmshrink::Gpt2Config c = w_.config;
+    Config c = w_.config;
     const double d = c.dim;
     // Per block: c_attn and attn c_proj with their biases kept, the MLP (2·d·h + h + d) narrowed.
     const double attention = 4 * d * d + 4 * d;
@@ -105,7 +105,7 @@ class Model final : public models::Model {
     const auto ones = [](int n) { return lmshrink::Vector<float>::Ones(n).eval(); };
     const auto zeros = [](int n) { return lmshrink::Vector<float>::Zero(n).eval(); };
     const double sd = 0.02, sd_out = sd / std::sqrt(2.0 * c.n_layers);
-    lmshrink::Gpt2Model m;
+    DenseModel m;
     m.config = c;
     m.wte = normal(c.vocab_size, c.dim, sd);
     m.wpe = normal(c.n_positions, c.dim, sd);
@@ -130,7 +130,7 @@ class Model final : public models::Model {
     save_checkpoint(w_, path, method, extra);
   }
   std::string export_dense(const std::string& stem) const override {
-    lmshrink::write_hf_gpt2(w_.to_model(), stem + "_hf");
+    write_hf(w_.to_model(), stem + "_hf");
     return stem + "_hf";
   }
   std::int64_t parameters() const override { return w_.parameters(); }

@@ -5,7 +5,7 @@
 // head tied to the token embedding. Every linear layer is a lmshrink::LowRankSparseLinear with
 // a bias (a dense layer is rank 0 with all of W in S).
 //
-//   auto w = models::Weights<float>::from_model(lmshrink::read_hf_gpt2("gpt2"));
+//   auto w = models::Weights<float>::from_model(lmshrink::models::gpt2::read_hf("gpt2"));
 //   models::Trainer<float> net(w, batch, n);
 //   const auto& logits = net.forward(tokens);     // (batch·n, vocab)
 //   net.zero_grad();  net.backward(dlogits);      // net.grads() for every parameter
@@ -21,7 +21,7 @@
 #include <Eigen/Core>
 #include <array>
 #include <cmath>
-#include "../../io/hf_checkpoint.hpp"
+#include "dense.hpp"
 #include "../../low_rank_sparse_linear.hpp"
 #include "../activations.hpp"
 #include "../attention.hpp"
@@ -45,7 +45,7 @@ struct Weights {
   using Vec = lmshrink::Vector<Scalar>;
   using Layer = lmshrink::LowRankSparseLinear<Scalar>;
 
-  lmshrink::Gpt2Config config;
+  Config config;
   Mat wte;  // (vocab, dim); also the head
   Mat wpe;  // (n_positions, dim)
   std::vector<Vec> ln1_w, ln1_b, ln2_w, ln2_b;
@@ -53,7 +53,7 @@ struct Weights {
   std::vector<std::array<Layer, kLinearKinds>> linear;  // [layer][kind], each with a bias
 
   /// Dense layers: rank 0, W in S, every row live; c_attn split into q, k, v.
-  static Weights from_model(const lmshrink::Gpt2Model& m) {
+  static Weights from_model(const DenseModel& m) {
     Weights w;
     w.config = m.config;
     const int d = m.config.dim;
@@ -83,8 +83,8 @@ struct Weights {
   }
 
   /// The dense model these weights represent (U·V + S∘M and the bias per linear layer).
-  lmshrink::Gpt2Model to_model() const {
-    lmshrink::Gpt2Model m;
+  DenseModel to_model() const {
+    DenseModel m;
     m.config = config;
     const int d = config.dim;
     m.wte = wte.template cast<float>();
@@ -307,7 +307,7 @@ class Trainer {
 
   W& w_;
   Grads<Scalar> g_;
-  lmshrink::Gpt2Config c_;
+  Config c_;
   int batch_, n_, hs_ = 0;
   std::vector<Activations> act_;
   Mat x_final_, xhat_f_, xf_, logits_;

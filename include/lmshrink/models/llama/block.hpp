@@ -10,7 +10,7 @@
 // x_mid + w2·(silu(w1·RMSNorm(x_mid))∘(w3·RMSNorm(x_mid))), as llama2.c's run.c.
 
 #include <Eigen/Core>
-#include "../../io/llama2c.hpp"
+#include "dense.hpp"
 #include "../activations.hpp"
 #include "../norms.hpp"
 
@@ -42,7 +42,7 @@ struct BlockState {
   Mat tmp;                  // a residual branch's output before it is added
   Vec r_att, r_ffn;         // 1/rms per token
 
-  void resize(Eigen::Index rows, const lmshrink::Llama2cConfig& c) {
+  void resize(Eigen::Index rows, const Config& c) {
     for (Mat* m : {&x, &xb_att, &q, &att, &x_mid, &xb_ffn, &tmp}) m->resize(rows, c.dim);
     k.resize(rows, c.kv_dim());
     v.resize(rows, c.kv_dim());
@@ -54,7 +54,7 @@ struct BlockState {
 
 /// s.x → out through one block (out may be s.x's source: s.x is read only before out is written).
 template <class Scalar, class Linear, class Attend>
-void block_forward(const lmshrink::Llama2cConfig& c, const lmshrink::Vector<Scalar>& rms_att,
+void block_forward(const Config& c, const lmshrink::Vector<Scalar>& rms_att,
                          const lmshrink::Vector<Scalar>& rms_ffn, Linear&& linear, Attend&& attend,
                          BlockState<Scalar>& s, lmshrink::RowMatrix<Scalar>& out) {
   namespace models = lmshrink::models;
@@ -79,7 +79,7 @@ struct BlockWorkspace {
   using Mat = lmshrink::RowMatrix<Scalar>;
   Mat dxb, dq, dk, dv, datt, dh, dh1, dh3;
 
-  void resize(Eigen::Index rows, const lmshrink::Llama2cConfig& c) {
+  void resize(Eigen::Index rows, const Config& c) {
     for (Mat* m : {&dxb, &dq, &datt}) m->resize(rows, c.dim);
     dk.resize(rows, c.kv_dim());
     dv.resize(rows, c.kv_dim());

@@ -11,7 +11,7 @@
 // k_proj are permuted to Hugging Face's rotate-half RoPE layout, as its llama2.c converter
 // does; loading undoes it. The metadata also holds the llama2.c config.
 
-#include "../../io/hf_checkpoint.hpp"
+#include "hf.hpp"
 #include "../../io/safetensors.hpp"
 #include <cstdio>
 #include <cstdlib>
@@ -35,7 +35,6 @@ inline std::string hf_linear_name(int layer, int kind) {
   return "model.layers." + std::to_string(layer) + "." + names[kind];
 }
 
-using lmshrink::hf_rope_source;
 
 /// Permutes the output rows of a layer (U, S, the row mask, the element mask and the bias):
 /// new row r = old row source(r), or the inverse when `inverse`.
@@ -111,7 +110,7 @@ inline void save_checkpoint(const Weights<float>& w, const std::string& path,
 }
 
 /// Whether a llama2.c file can hold the model (it implies RMSNorm eps 1e-5 and RoPE base 10000).
-inline bool fits_llama2c(const lmshrink::Llama2cConfig& c) {
+inline bool fits_llama2c(const Config& c) {
   return c.norm_eps == 1e-5 && c.rope_theta == 10000 && !c.qkv_bias;
 }
 

@@ -24,7 +24,7 @@ namespace models {
 namespace llama {
 
 struct Compact {
-  lmshrink::Llama2cConfig config;
+  Config config;
   RowMat embedding, classifier;  // classifier empty when shared
   std::vector<Vec> rms_att, rms_ffn;
   Vec rms_final;
@@ -48,7 +48,7 @@ struct Compact {
   }
 
   /// A dense model in the same form: every matrix packed as rank 0 with every row kept.
-  static Compact pack_dense(const lmshrink::Llama2cModel& model) {
+  static Compact pack_dense(const DenseModel& model) {
     Compact m;
     m.config = model.config;
     m.embedding = model.token_embedding;
@@ -119,7 +119,7 @@ class CompactView {
   CompactView(const Compact& m,  // NOLINT: implicit, a view
               const lmshrink::CompactForwardOptions& options = {})
       : m_(&m), options_(options) {}
-  const lmshrink::Llama2cConfig& config() const { return m_->config; }
+  const Config& config() const { return m_->config; }
   const RowMat& embedding() const { return m_->embedding; }
   const RowMat& classifier() const {
     return m_->config.shared_classifier ? m_->embedding : m_->classifier;

@@ -17,7 +17,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
-#include "../../io/llama2c.hpp"
+#include "dense.hpp"
 #include "../activations.hpp"
 #include "../attention.hpp"
 #include "../norms.hpp"
@@ -43,9 +43,9 @@ using RowMat = lmshrink::RowMatrix<float>;
 /// runs lmshrink::CompactLinear.
 class DenseView {
  public:
-  DenseView(const lmshrink::Llama2cModel& m) : m_(&m) {}  // NOLINT: implicit, a view
-  DenseView(lmshrink::Llama2cModel&&) = delete;            // a view of a temporary would dangle
-  const lmshrink::Llama2cConfig& config() const { return m_->config; }
+  DenseView(const DenseModel& m) : m_(&m) {}  // NOLINT: implicit, a view
+  DenseView(DenseModel&&) = delete;            // a view of a temporary would dangle
+  const Config& config() const { return m_->config; }
   const RowMat& embedding() const { return m_->token_embedding; }
   const RowMat& classifier() const {
     return m_->config.shared_classifier ? m_->token_embedding : m_->wcls;
@@ -79,7 +79,7 @@ class DenseView {
     return &b[std::size_t(l)];
   }
 
-  const lmshrink::Llama2cModel* m_;
+  const DenseModel* m_;
 };
 
 using RopeTable = lmshrink::models::RopeTable<float>;
@@ -99,7 +99,7 @@ class KvDecoder {
     logits_.resize(c_.vocab_size);
   }
 
-  const lmshrink::Llama2cConfig& config() const { return c_; }
+  const Config& config() const { return c_; }
 
   /// Logits (vocab) for `token` at position `pos`; positions 0..pos−1 must have been run since
   /// the sequence started (a new sequence simply starts again at pos 0).
@@ -131,7 +131,7 @@ class KvDecoder {
 
  private:
   View m_;
-  lmshrink::Llama2cConfig c_;
+  Config c_;
   int hs_, kv_dim_;
   RopeTable rope_;
   lmshrink::models::KvCache<float> cache_;
@@ -148,7 +148,7 @@ class SequenceDecoder {
   explicit SequenceDecoder(View m)
       : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), rope_(c_.seq_len, hs_, c_.rope_theta) {}
 
-  const lmshrink::Llama2cConfig& config() const { return c_; }
+  const Config& config() const { return c_; }
 
   /// Logits (n, vocab) for tokens[0..n), positions 0..n−1.
   const RowMat& forward(const int* tokens, int n) {
@@ -186,7 +186,7 @@ class SequenceDecoder {
 
  private:
   View m_;
-  lmshrink::Llama2cConfig c_;
+  Config c_;
   int hs_;
   RopeTable rope_;
   std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head

@@ -2,8 +2,8 @@
 // The Llama family behind models::Model (model.hpp): llama2.c files and Hugging Face "llama"
 // directories, trained by llama::Trainer, packed as Compact, checkpointed by
 // checkpoint.hpp. Header-only like the rest of the family; llama_model.cpp registers it.
-#include "../../io/hf_checkpoint.hpp"
-#include "../../io/llama2c.hpp"
+#include "hf.hpp"
+#include "llama2c.hpp"
 #include "../../truncation.hpp"
 
 #include <cmath>
@@ -63,12 +63,12 @@ class Packed final : public models::Packed {
 
 /// A dense Llama model exported as a llama2.c file when one can hold it, else as a Hugging Face
 /// "llama" directory; returns the path written.
-inline std::string export_llama(const lmshrink::Llama2cModel& dense, const std::string& stem) {
+inline std::string export_llama(const DenseModel& dense, const std::string& stem) {
   if (fits_llama2c(dense.config)) {
-    lmshrink::write_llama2c(dense, stem + ".bin");
+    write_llama2c(dense, stem + ".bin");
     return stem + ".bin";
   }
-  lmshrink::write_hf_llama(dense, stem + "_hf");
+  write_hf(dense, stem + "_hf");
   return stem + "_hf";
 }
 
@@ -76,7 +76,7 @@ inline std::string export_llama(const lmshrink::Llama2cModel& dense, const std::
 /// family() returns and checkpoints are marked with, and how a dense model of it is exported.
 struct Variant {
   const char* name = "llama";
-  std::string (*export_dense)(const lmshrink::Llama2cModel& dense, const std::string& stem) = &export_llama;
+  std::string (*export_dense)(const DenseModel& dense, const std::string& stem) = &export_llama;
 };
 
 class Model final : public models::Model {
@@ -106,7 +106,7 @@ class Model final : public models::Model {
     return std::make_unique<Model>(std::move(t), variant_);
   }
   std::unique_ptr<models::Model> from_scratch(double linear_ratio, std::uint64_t seed) const override {
-    lmshrink::Llama2cConfig c = w_.config;
+    Config c = w_.config;
     const std::int64_t attention = 2 * std::int64_t(c.dim) * (c.dim + c.kv_dim()) +  // wq, wo, wk, wv
                                    (c.qkv_bias ? c.dim + 2 * c.kv_dim() : 0);         // and their biases
     const double per_block = linear_ratio * double(w_.linear_dense_parameters()) / c.n_layers;
@@ -122,7 +122,7 @@ class Model final : public models::Model {
       return random_normal(rng, rows, cols, sd);
     };
     const double sd = 0.02, sd_out = sd / std::sqrt(2.0 * c.n_layers);
-    lmshrink::Llama2cModel m;
+    DenseModel m;
     m.config = c;
     m.token_embedding = normal(c.vocab_size, c.dim, sd);
     if (!c.shared_classifier) m.wcls = normal(c.vocab_size, c.dim, sd);

@@ -11,7 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include "../../random.hpp"
-#include "../../io/llama2c.hpp"
+#include "dense.hpp"
 #include "../../low_rank_sparse_linear.hpp"
 #include <string>
 
@@ -22,16 +22,16 @@ namespace models {
 namespace llama {
 
 /// GPT-2 small's shapes as a Llama: 768 wide, 12 blocks of 12 heads, 3072 hidden, vocab 50,257.
-inline lmshrink::Llama2cConfig gpt2_small_shape() {
-  lmshrink::Llama2cConfig c;
+inline Config gpt2_small_shape() {
+  Config c;
   c.dim = 768, c.hidden_dim = 3072, c.n_layers = 12, c.n_heads = 12, c.n_kv_heads = 12;
   c.vocab_size = 50257, c.seq_len = 1024, c.shared_classifier = true;
   return c;
 }
 
 /// stories15M's shapes: 288 wide, 6 blocks of 6 heads, 768 hidden, vocab 32,000.
-inline lmshrink::Llama2cConfig stories15m_shape() {
-  lmshrink::Llama2cConfig c;
+inline Config stories15m_shape() {
+  Config c;
   c.dim = 288, c.hidden_dim = 768, c.n_layers = 6, c.n_heads = 6, c.n_kv_heads = 6;
   c.vocab_size = 32000, c.seq_len = 256, c.shared_classifier = true;
   return c;
@@ -49,10 +49,10 @@ inline RowMat random_matrix(Eigen::Index rows, Eigen::Index cols, lmshrink::Spli
 }  // namespace detail_synthetic
 
 /// A dense model of the given shape with N(0, 1/in) weights and unit gains.
-inline lmshrink::Llama2cModel synthetic_model(const lmshrink::Llama2cConfig& c, std::uint64_t seed) {
+inline DenseModel synthetic_model(const Config& c, std::uint64_t seed) {
   using detail_synthetic::random_matrix;
   lmshrink::SplitMix64 rng(seed);
-  lmshrink::Llama2cModel m;
+  DenseModel m;
   m.config = c;
   m.token_embedding = random_matrix(c.vocab_size, c.dim, rng);
   for (int l = 0; l < c.n_layers; ++l) {
@@ -125,7 +125,7 @@ inline lmshrink::CompactLinear<float> synthetic_layer(Eigen::Index out, Eigen::I
 
 /// The compact form of `model` with every linear layer (and optionally the classifier) at the
 /// options' budget. Its weights are random: for speed only.
-inline Compact synthetic_compact(const lmshrink::Llama2cModel& model,
+inline Compact synthetic_compact(const DenseModel& model,
                                       const SyntheticCompactOptions& o) {
   lmshrink::SplitMix64 rng(o.seed);
   const auto& c = model.config;

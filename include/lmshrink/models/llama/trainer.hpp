@@ -16,7 +16,7 @@
 #include <Eigen/Core>
 #include <array>
 #include <cmath>
-#include "../../io/llama2c.hpp"
+#include "dense.hpp"
 #include "../../low_rank_sparse_linear.hpp"
 #include "../activations.hpp"
 #include "../attention.hpp"
@@ -35,7 +35,7 @@ namespace models {
 namespace llama {
 
 /// The bias of linear `kind` of block l in a dense model: q/k/v's when config.qkv_bias, else none.
-inline const lmshrink::Vector<float>* qkv_bias_of(const lmshrink::Llama2cModel& m, int l, int kind) {
+inline const lmshrink::Vector<float>* qkv_bias_of(const DenseModel& m, int l, int kind) {
   if (!m.config.qkv_bias || kind > kWv) return nullptr;
   const auto& b = kind == kWq ? m.bq : kind == kWk ? m.bk : m.bv;
   return &b.at(std::size_t(l));
@@ -47,7 +47,7 @@ struct Weights {
   using Vec = lmshrink::Vector<Scalar>;
   using Layer = lmshrink::LowRankSparseLinear<Scalar>;
 
-  lmshrink::Llama2cConfig config;
+  Config config;
   Mat embedding;   // (vocab, dim); also the classifier when config.shared_classifier
   Mat classifier;  // (vocab, dim) when not shared, else empty
   std::vector<Vec> rms_att, rms_ffn;
@@ -55,7 +55,7 @@ struct Weights {
   std::vector<std::array<Layer, kLinearKinds>> linear;  // [layer][kind]
 
   /// Dense layers: rank 0, W in S, every row live.
-  static Weights from_model(const lmshrink::Llama2cModel& m) {
+  static Weights from_model(const DenseModel& m) {
     Weights w;
     w.config = m.config;
     w.embedding = m.token_embedding.template cast<Scalar>();
@@ -79,8 +79,8 @@ struct Weights {
   }
 
   /// The dense model these weights represent (U·V + S∘M per linear layer), as float.
-  lmshrink::Llama2cModel to_model() const {
-    lmshrink::Llama2cModel m;
+  DenseModel to_model() const {
+    DenseModel m;
     m.config = config;
     m.token_embedding = embedding.template cast<float>();
     if (!config.shared_classifier) m.wcls = classifier.template cast<float>();
@@ -242,7 +242,7 @@ class Trainer {
 
   W& w_;
   Grads<Scalar> g_;
-  lmshrink::Llama2cConfig c_;
+  Config c_;
   int batch_, n_, hs_ = 0;
   lmshrink::models::RopeTable<Scalar> rope_;
   std::vector<Activations> act_;
@@ -329,7 +329,7 @@ class WeightsView {
  public:
   WeightsView(const Weights<float>& w) : w_(&w) {}  // NOLINT: implicit, a view
   WeightsView(Weights<float>&&) = delete;            // a view of a temporary would dangle
-  const lmshrink::Llama2cConfig& config() const { return w_->config; }
+  const Config& config() const { return w_->config; }
   const lmshrink::RowMatrix<float>& embedding() const { return w_->embedding; }
   const lmshrink::RowMatrix<float>& classifier() const {
     return w_->config.shared_classifier ? w_->embedding : w_->classifier;

@@ -8,7 +8,7 @@
 //   w2 (L, dim, hidden), w3 (L, hidden, dim), rms_final (dim), freq_cis_real (seq, head/2),
 //   freq_cis_imag (seq, head/2), and wcls (vocab, dim) only when vocab_size < 0 in the header.
 //
-//   auto model = lmshrink::read_llama2c("stories260K.bin");
+//   lmshrink::models::llama::DenseModel model = lmshrink::models::llama::read_llama2c("stories260K.bin");
 //   for (auto& w : model.linear_weights()) svd_init<float>(*w.matrix, layer, opt);
 
 #include <Eigen/Core>
@@ -22,88 +22,24 @@
 #include <string>
 #include <vector>
 
-#include "../config.hpp"
+#include "../../config.hpp"
 #pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
 #define LMSHRINK_INSIDE_LIBRARY
-#include "../detail/atomic_file.hpp"
-#include "../detail/read_file.hpp"
+#include "../../detail/atomic_file.hpp"
+#include "../../detail/read_file.hpp"
 #pragma pop_macro("LMSHRINK_INSIDE_LIBRARY")
-#include "../errors.hpp"
-#include "../types.hpp"
+#include "../../errors.hpp"
+#include "../../types.hpp"
+#include "dense.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
+namespace models {
+namespace llama {
 
-struct Llama2cConfig {
-  int dim = 0;
-  int hidden_dim = 0;
-  int n_layers = 0;
-  int n_heads = 0;
-  int n_kv_heads = 0;
-  int vocab_size = 0;  // always positive here; the sign of the file's field is shared_classifier
-  int seq_len = 0;
-  bool shared_classifier = true;
-  // Not in llama2.c files, which always mean these (run.c's constants); other sources set them.
-  double norm_eps = 1e-5;      // RMSNorm epsilon
-  double rope_theta = 10000;   // RoPE base
-  bool qkv_bias = false;       // wq, wk, wv carry a bias (Qwen2's shape; never in llama2.c files)
-
-  int head_size() const { return dim / n_heads; }
-  int kv_dim() const { return dim * n_kv_heads / n_heads; }
-};
-
-/// A named view of one linear weight of the model, (out, in) row-major.
-struct NamedWeight {
-  std::string name;  // e.g. "layers.3.feed_forward.w1"
-  RowMatrix<float>* matrix;
-};
-
-struct Llama2cModel {
-  Llama2cConfig config;
-  RowMatrix<float> token_embedding;        // (vocab, dim)
-  std::vector<Vector<float>> rms_att;      // L × (dim)
-  std::vector<RowMatrix<float>> wq, wk, wv, wo;  // L × (dim|kv_dim, dim)
-  std::vector<Vector<float>> rms_ffn;      // L × (dim)
-  std::vector<RowMatrix<float>> w1, w2, w3;  // L × (hidden, dim), (dim, hidden), (hidden, dim)
-  Vector<float> rms_final;                 // (dim)
-  // (seq_len, head_size/2): the legacy RoPE tables of a llama2.c file. Empty for a model from
-  // elsewhere (a Hugging Face directory); write_llama2c then computes them (legacy_rope_table).
-  RowMatrix<float> freq_cis_real, freq_cis_imag;
-  RowMatrix<float> wcls;                   // (vocab, dim); empty when the embedding is shared
-  std::vector<Vector<float>> bq, bk, bv;   // L × (dim|kv_dim) when config.qkv_bias, else empty
-
-  /// The 7·n_layers linear weights (wq, wk, wv, wo, w1, w2, w3 of every layer), in file order
-  /// within each layer.
-  std::vector<NamedWeight> linear_weights() {
-    std::vector<NamedWeight> out;
-    for (int l = 0; l < config.n_layers; ++l) {
-      const std::string p = "layers." + std::to_string(l) + ".";
-      out.push_back({p + "attention.wq", &wq[l]});
-      out.push_back({p + "attention.wk", &wk[l]});
-      out.push_back({p + "attention.wv", &wv[l]});
-      out.push_back({p + "attention.wo", &wo[l]});
-      out.push_back({p + "feed_forward.w1", &w1[l]});
-      out.push_back({p + "feed_forward.w2", &w2[l]});
-      out.push_back({p + "feed_forward.w3", &w3[l]});
-    }
-    return out;
-  }
-
-  /// Parameters (the RoPE tables are not parameters).
-  std::int64_t parameter_count() const {
-    std::int64_t n = token_embedding.size() + rms_final.size() + wcls.size();
-    for (int l = 0; l < config.n_layers; ++l)
-      n += rms_att[l].size() + rms_ffn[l].size() + wq[l].size() + wk[l].size() + wv[l].size() +
-           wo[l].size() + w1[l].size() + w2[l].size() + w3[l].size();
-    for (const auto* b : {&bq, &bk, &bv})
-      for (const auto& v : *b) n += v.size();
-    return n;
-  }
-};
-
-namespace detail {
+namespace llama2c_detail {
 
 /// Bytes of the whole file a header describes, or -1 if the numbers are absurd.
-inline std::int64_t llama2c_file_bytes(const Llama2cConfig& c) {
+inline std::int64_t llama2c_file_bytes(const Config& c) {
   const std::int64_t d = c.dim, h = c.hidden_dim, L = c.n_layers, v = c.vocab_size,
                      s = c.seq_len, kv = std::int64_t(c.dim) * c.n_kv_heads / c.n_heads,
                      hs = c.dim / c.n_heads;
@@ -113,10 +49,10 @@ inline std::int64_t llama2c_file_bytes(const Llama2cConfig& c) {
   return 7 * 4 + floats * 4;
 }
 
-inline void validate_llama2c_config(const char* where, const Llama2cConfig& c) {
+inline void validate_llama2c_config(const char* where, const Config& c) {
   const auto positive = [&](const char* name, int v, int max) {
     if (v <= 0 || v > max)
-      fail<format_error>(where, "header field ", name, " must be in [1, ", max, "], got ", v);
+      fail<lmshrink::format_error>(where, "header field ", name, " must be in [1, ", max, "], got ", v);
   };
   positive("dim", c.dim, 1 << 16);
   positive("hidden_dim", c.hidden_dim, 1 << 18);
@@ -126,13 +62,13 @@ inline void validate_llama2c_config(const char* where, const Llama2cConfig& c) {
   positive("vocab_size", c.vocab_size, 1 << 20);
   positive("seq_len", c.seq_len, 1 << 20);
   if (c.dim % c.n_heads != 0)
-    fail<format_error>(where, "dim (", c.dim, ") must be a multiple of n_heads (", c.n_heads,
+    fail<lmshrink::format_error>(where, "dim (", c.dim, ") must be a multiple of n_heads (", c.n_heads,
                        ")");
   if (c.n_heads % c.n_kv_heads != 0)
-    fail<format_error>(where, "n_heads (", c.n_heads, ") must be a multiple of n_kv_heads (",
+    fail<lmshrink::format_error>(where, "n_heads (", c.n_heads, ") must be a multiple of n_kv_heads (",
                        c.n_kv_heads, ")");
   if (c.head_size() % 2 != 0)
-    fail<format_error>(where, "head size dim/n_heads (", c.head_size(),
+    fail<lmshrink::format_error>(where, "head size dim/n_heads (", c.head_size(),
                        ") must be even for RoPE pairs");
 }
 
@@ -142,18 +78,18 @@ class Llama2cReader {
       : where_(where), path_(path), data_(data), size_(size) {}
   void read(void* dst, std::size_t n, const char* what) {
     if (n > size_ - pos_)
-      fail<format_error>(where_, "'", path_, "' is truncated in ", what, ": needed ", n,
+      fail<lmshrink::format_error>(where_, "'", path_, "' is truncated in ", what, ": needed ", n,
                          " bytes at offset ", pos_, ", file has ", size_);
     if (n > 0) std::memcpy(dst, data_ + pos_, n);
     pos_ += n;
   }
   template <class M>
-  void tensor(M& m, Index rows, Index cols, const std::string& what) {
+  void tensor(M& m, lmshrink::Index rows, lmshrink::Index cols, const std::string& what) {
     m.resize(rows, cols);
     read(m.data(), static_cast<std::size_t>(rows * cols) * sizeof(float), what.c_str());
-    for (Index i = 0; i < m.size(); ++i)
+    for (lmshrink::Index i = 0; i < m.size(); ++i)
       if (!std::isfinite(m.data()[i]))
-        fail<format_error>(where_, "'", path_, "' tensor ", what, " holds a non-finite value (",
+        fail<lmshrink::format_error>(where_, "'", path_, "' tensor ", what, " holds a non-finite value (",
                            m.data()[i], ") at flat index ", i);
   }
   std::size_t position() const { return pos_; }
@@ -171,29 +107,29 @@ inline void check_little_endian() {
   unsigned char first;
   std::memcpy(&first, &probe, 1);
   if (first != 1)
-    fail<io_error>("llama2c", "big-endian hosts are not supported by the llama2.c reader");
+    fail<lmshrink::io_error>("llama2c", "big-endian hosts are not supported by the llama2.c reader");
 }
 
-}  // namespace detail
+}  // namespace llama2c_detail
 
 /// Parses a checkpoint held in memory (`source` names it in messages), checking that its size
 /// matches its header exactly and that every value is finite. Nothing is allocated before the
 /// header's sizes are checked against `size`.
-inline Llama2cModel parse_llama2c(const char* data, std::size_t size_bytes,
+inline DenseModel parse_llama2c(const char* data, std::size_t size_bytes,
                                   const std::string& source = "<memory>") {
   static constexpr const char* where = "read_llama2c";
   const std::string& path = source;
-  detail::check_little_endian();
+  llama2c_detail::check_little_endian();
   if (size_bytes < 28)
-    detail::fail<format_error>(where, "'", path, "' is truncated: a 28-byte header was expected, "
+    lmshrink::detail::fail<lmshrink::format_error>(where, "'", path, "' is truncated: a 28-byte header was expected, "
                                "the file has ", size_bytes, " bytes");
   const auto size = static_cast<std::int64_t>(size_bytes);
 
-  detail::Llama2cReader r(where, path, data, size_bytes);
+  llama2c_detail::Llama2cReader r(where, path, data, size_bytes);
   std::int32_t h[7];
   r.read(h, sizeof h, "the header");
-  Llama2cModel m;
-  Llama2cConfig& c = m.config;
+  DenseModel m;
+  Config& c = m.config;
   c.dim = h[0];
   c.hidden_dim = h[1];
   c.n_layers = h[2];
@@ -201,31 +137,31 @@ inline Llama2cModel parse_llama2c(const char* data, std::size_t size_bytes,
   c.n_kv_heads = h[4];
   c.shared_classifier = h[5] > 0;
   if (h[5] == 0 || h[5] < -(1 << 20) || h[5] > (1 << 20))
-    detail::fail<format_error>(where, "'", path, "': header field vocab_size must be in [1, ",
+    lmshrink::detail::fail<lmshrink::format_error>(where, "'", path, "': header field vocab_size must be in [1, ",
                                1 << 20, "] (negative: a separate classifier follows), got ", h[5]);
   c.vocab_size = h[5] < 0 ? -h[5] : h[5];
   c.seq_len = h[6];
-  detail::validate_llama2c_config(where, c);
-  const std::int64_t expected = detail::llama2c_file_bytes(c);
+  llama2c_detail::validate_llama2c_config(where, c);
+  const std::int64_t expected = llama2c_detail::llama2c_file_bytes(c);
   if (expected != size)
-    detail::fail<format_error>(
+    lmshrink::detail::fail<lmshrink::format_error>(
         where, "'", path, "' has ", size, " bytes but its header (dim=", c.dim, " hidden_dim=",
         c.hidden_dim, " n_layers=", c.n_layers, " n_heads=", c.n_heads, " n_kv_heads=",
         c.n_kv_heads, " vocab_size=", h[5], " seq_len=", c.seq_len, ") describes ", expected,
         " bytes; the file is truncated, padded or not a llama2.c checkpoint");
 
-  const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
+  const lmshrink::Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
               L = c.n_layers;
   r.tensor(m.token_embedding, v, d, "token_embedding");
-  const auto per_layer_vec = [&](std::vector<Vector<float>>& dst, const char* name) {
+  const auto per_layer_vec = [&](std::vector<lmshrink::Vector<float>>& dst, const char* name) {
     dst.resize(L);
-    for (Index l = 0; l < L; ++l)
+    for (lmshrink::Index l = 0; l < L; ++l)
       r.tensor(dst[l], d, 1, std::string("layers.") + std::to_string(l) + "." + name);
   };
-  const auto per_layer = [&](std::vector<RowMatrix<float>>& dst, Index rows, Index cols,
+  const auto per_layer = [&](std::vector<lmshrink::RowMatrix<float>>& dst, lmshrink::Index rows, lmshrink::Index cols,
                              const char* name) {
     dst.resize(L);
-    for (Index l = 0; l < L; ++l)
+    for (lmshrink::Index l = 0; l < L; ++l)
       r.tensor(dst[l], rows, cols, std::string("layers.") + std::to_string(l) + "." + name);
   };
   per_layer_vec(m.rms_att, "attention_norm");
@@ -246,8 +182,8 @@ inline Llama2cModel parse_llama2c(const char* data, std::size_t size_bytes,
 
 /// Reads a whole checkpoint, checking that the file size matches its header exactly and that
 /// every value is finite.
-inline Llama2cModel read_llama2c(const std::string& path) {
-  const std::vector<char> bytes = detail::read_file_bytes(
+inline DenseModel read_llama2c(const std::string& path) {
+  const std::vector<char> bytes = lmshrink::detail::read_file_bytes(
       "read_llama2c", path, 28, "a 28-byte header", std::int64_t(1) << 40,
       "larger than any supported model");
   return parse_llama2c(bytes.data(), bytes.size(), path);
@@ -255,9 +191,9 @@ inline Llama2cModel read_llama2c(const std::string& path) {
 
 /// Rows [first, first + n) of the legacy RoPE table llama2.c files carry: cos (or sin, `imag`)
 /// of pos / theta^(2i / head_size), computed in double.
-inline RowMatrix<float> legacy_rope_table(const Llama2cConfig& c, int first, int n, bool imag) {
+inline lmshrink::RowMatrix<float> legacy_rope_table(const Config& c, int first, int n, bool imag) {
   const int hs = c.head_size(), half = hs / 2;
-  RowMatrix<float> t(n, half);
+  lmshrink::RowMatrix<float> t(n, half);
   for (int p = 0; p < n; ++p)
     for (int i = 0; i < half; ++i) {
       const double angle = (first + p) / std::pow(double(c.rope_theta), 2.0 * i / hs);
@@ -268,23 +204,23 @@ inline RowMatrix<float> legacy_rope_table(const Llama2cConfig& c, int first, int
 
 /// Writes a checkpoint atomically (temporary file, then rename). Shapes are checked against
 /// model.config first; nothing is written if they disagree.
-inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
+inline void write_llama2c(const DenseModel& m, const std::string& path) {
   static constexpr const char* where = "write_llama2c";
-  detail::check_little_endian();
-  const Llama2cConfig& c = m.config;
-  detail::validate_llama2c_config(where, c);
+  llama2c_detail::check_little_endian();
+  const Config& c = m.config;
+  llama2c_detail::validate_llama2c_config(where, c);
   if (c.norm_eps != 1e-5 || c.rope_theta != 10000)
-    detail::fail<value_error>(where, "the model has norm_eps ", c.norm_eps, " and rope_theta ",
+    lmshrink::detail::fail<lmshrink::value_error>(where, "the model has norm_eps ", c.norm_eps, " and rope_theta ",
                               c.rope_theta, "; a llama2.c file can only mean 1e-5 and 10000");
   if (c.qkv_bias)
-    detail::fail<value_error>(where, "the model's wq, wk and wv have biases, which a llama2.c file "
+    lmshrink::detail::fail<lmshrink::value_error>(where, "the model's wq, wk and wv have biases, which a llama2.c file "
                               "cannot hold; write it as a Hugging Face \"qwen2\" directory");
-  const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
+  const lmshrink::Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
               L = c.n_layers;
-  detail::check_shape(where, "token_embedding", m.token_embedding, v, d);
+  lmshrink::detail::check_shape(where, "token_embedding", m.token_embedding, v, d);
   const auto count = [&](std::size_t n, const char* what) {
     if (n != static_cast<std::size_t>(L))
-      detail::fail<shape_error>(where, what, " has ", n, " layers but n_layers is ", L);
+      lmshrink::detail::fail<lmshrink::shape_error>(where, what, " has ", n, " layers but n_layers is ", L);
   };
   count(m.rms_att.size(), "rms_att");
   count(m.rms_ffn.size(), "rms_ffn");
@@ -295,26 +231,26 @@ inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
   count(m.w1.size(), "w1");
   count(m.w2.size(), "w2");
   count(m.w3.size(), "w3");
-  for (Index l = 0; l < L; ++l) {
-    detail::check_shape(where, "rms_att", m.rms_att[l], d, 1);
-    detail::check_shape(where, "rms_ffn", m.rms_ffn[l], d, 1);
-    detail::check_shape(where, "wq", m.wq[l], d, d);
-    detail::check_shape(where, "wk", m.wk[l], kv, d);
-    detail::check_shape(where, "wv", m.wv[l], kv, d);
-    detail::check_shape(where, "wo", m.wo[l], d, d);
-    detail::check_shape(where, "w1", m.w1[l], hd, d);
-    detail::check_shape(where, "w2", m.w2[l], d, hd);
-    detail::check_shape(where, "w3", m.w3[l], hd, d);
+  for (lmshrink::Index l = 0; l < L; ++l) {
+    lmshrink::detail::check_shape(where, "rms_att", m.rms_att[l], d, 1);
+    lmshrink::detail::check_shape(where, "rms_ffn", m.rms_ffn[l], d, 1);
+    lmshrink::detail::check_shape(where, "wq", m.wq[l], d, d);
+    lmshrink::detail::check_shape(where, "wk", m.wk[l], kv, d);
+    lmshrink::detail::check_shape(where, "wv", m.wv[l], kv, d);
+    lmshrink::detail::check_shape(where, "wo", m.wo[l], d, d);
+    lmshrink::detail::check_shape(where, "w1", m.w1[l], hd, d);
+    lmshrink::detail::check_shape(where, "w2", m.w2[l], d, hd);
+    lmshrink::detail::check_shape(where, "w3", m.w3[l], hd, d);
   }
-  detail::check_shape(where, "rms_final", m.rms_final, d, 1);
+  lmshrink::detail::check_shape(where, "rms_final", m.rms_final, d, 1);
   const bool tables = m.freq_cis_real.size() > 0 || m.freq_cis_imag.size() > 0;
   if (tables) {
-    detail::check_shape(where, "freq_cis_real", m.freq_cis_real, c.seq_len, c.head_size() / 2);
-    detail::check_shape(where, "freq_cis_imag", m.freq_cis_imag, c.seq_len, c.head_size() / 2);
+    lmshrink::detail::check_shape(where, "freq_cis_real", m.freq_cis_real, c.seq_len, c.head_size() / 2);
+    lmshrink::detail::check_shape(where, "freq_cis_imag", m.freq_cis_imag, c.seq_len, c.head_size() / 2);
   }
-  if (!c.shared_classifier) detail::check_shape(where, "wcls", m.wcls, v, d);
+  if (!c.shared_classifier) lmshrink::detail::check_shape(where, "wcls", m.wcls, v, d);
 
-  detail::write_file_atomically(where, path, [&](std::FILE* f) {
+  lmshrink::detail::write_file_atomically(where, path, [&](std::FILE* f) {
     const std::int32_t h[7] = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
                                c.shared_classifier ? c.vocab_size : -c.vocab_size, c.seq_len};
     bool ok = std::fwrite(h, sizeof h, 1, f) == 1;
@@ -349,4 +285,6 @@ inline void write_llama2c(const Llama2cModel& m, const std::string& path) {
   });
 }
 
+}  // namespace llama
+}  // namespace models
 LMSHRINK_NAMESPACE_END
