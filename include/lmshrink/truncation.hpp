@@ -2,8 +2,11 @@
 // Layer truncation: a student built from a teacher by keeping a subset of its blocks.
 //
 //   auto keep = lmshrink::every_other_layer(12);              // {0, 2, 4, 6, 8, 10}
-//   auto student = lmshrink::models::llama::truncate_layers(teacher, keep);  // llama2.c model, in memory
+//   auto blocks = lmshrink::keep_layers(teacher_blocks, keep);  // any per-block vector
 //   auto renamed = lmshrink::truncate_tensor_names(names, keep, 12);  // any named checkpoint
+//
+// A family's dense model is truncated by its own function (lmshrink::models::llama::truncate_layers)
+// and its trainable model by models::Model::truncated, both on these.
 //
 // Strategies: first k, last k, every other (the best of the truncation study), DistilGPT-2's
 // {0, 2, 4, 7, 9, 11}, or an explicit list. The kept blocks are renumbered 0..k-1 in the order

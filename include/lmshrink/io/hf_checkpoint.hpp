@@ -4,7 +4,7 @@
 // written back in the same layout. This header gathers the two that hold it: io/hf_config.hpp
 // (config.json's keys, typed and bounded) and io/hf_directory.hpp (tensors, shards, dtypes,
 // atomic directory saves). What each family's keys and tensors are is the model tier's
-// (lmshrink/models/llama/hf.hpp, gpt2/hf.hpp, qwen2/model.hpp); lmshrink/models/registry.hpp
+// (lmshrink/models/llama/hf.hpp, gpt2/hf.hpp, qwen2/hf.hpp); lmshrink/models/hf.hpp
 // reads any of them by model_type.
 //
 //   std::string type = lmshrink::read_hf_model_type("gpt2/config.json");          // "gpt2"
