@@ -3,8 +3,9 @@
 // Qwen2's block is Llama's with biases on q_proj, k_proj and v_proj (grouped-query attention,
 // tied or separate embeddings, RoPE base and RMSNorm eps from config.json), so the family runs
 // Llama's one block definition (llama::block_forward) through Llama's trainer, decoders,
-// compact form and checkpoint skeleton under its own name. What is Qwen2's own is here: its
-// config.json keys and what it refuses, its directory read and written, and its Model.
+// compact form and checkpoint skeleton under its own name. What is Qwen2's own is its
+// config.json keys, what it refuses and its directory read and written (hf.hpp), and its Model
+// (here: its name and export, make_model, read_checkpoint).
 //
 //   lmshrink::models::llama::DenseModel m = lmshrink::models::qwen2::read_hf("Qwen2.5-0.5B");
 //   std::unique_ptr<lmshrink::models::Model> teacher = lmshrink::models::qwen2::make_model(m);
