@@ -147,16 +147,24 @@ struct SmallPruner {
   }
 };
 
-/// A saved state with its step field (bytes 16..23) replaced.
-std::vector<char> state_with_step(std::int64_t step) {
+/// A saved state (after steps 0..2), edited by `edit`, as the bytes of its file.
+template <class Edit>
+std::vector<char> edited_state(Edit edit) {
   SmallPruner p;
   for (int g = 0; g < 3; ++g) p.pruner.after_optimizer_step(g);
-  const std::string path = temp_path("state.bin");
+  const std::string path = temp_path("state.safetensors");
   p.pruner.save(path);
+  lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
+  edit(st);
+  lmshrink::write_safetensors(st, path);
   auto bytes = read_all(path);
   std::filesystem::remove(path);
-  std::memcpy(bytes.data() + 16, &step, 8);
   return bytes;
+}
+
+/// A saved state with its step replaced.
+std::vector<char> state_with_step(std::int64_t step) {
+  return edited_state([step](lmshrink::SafeTensors& st) { st.metadata["lmshrink.step"] = std::to_string(step); });
 }
 
 }  // namespace
@@ -185,18 +193,22 @@ TEST_CASE("3. a pruner state's step and values are range-checked", "[hardening][
   REQUIRE_THROWS_WITH(fresh.pruner.parse_state(early.data(), early.size(), "state"),
                       Contains("step -1 (no step yet) but non-zero importance"));
   // Negative Taylor importance cannot come from save() either.
-  auto negative = good;
-  const double minus = -1.0;
-  const std::size_t ema_at = 8 + 3 * 8 + 8 + 1 + 3 * 8;  // magic, header, name, shape and flag
-  std::memcpy(negative.data() + ema_at, &minus, 8);
+  const auto negative = edited_state([](lmshrink::SafeTensors& st) {
+    const double minus = -1.0;
+    std::memcpy(st.tensors.at("l.ema").bytes.data(), &minus, 8);
+  });
   REQUIRE_THROWS_WITH(fresh.pruner.parse_state(negative.data(), negative.size(), "state"),
                       Contains("negative importance in layer 'l'"));
+  // A step that is no integer at all.
+  const auto words = edited_state([](lmshrink::SafeTensors& st) { st.metadata["lmshrink.step"] = "3 "; });
+  REQUIRE_THROWS_WITH(fresh.pruner.parse_state(words.data(), words.size(), "state"),
+                      Contains("has the metadata 'lmshrink.step: 3 '; an integer was expected"));
   // A file larger than any state of these layers is refused before it is read.
-  const std::string big = temp_path("big_state.bin");
+  const std::string big = temp_path("big_state.safetensors");
   {
     std::ofstream out(big, std::ios::binary);
     out.write(good.data(), std::streamsize(good.size()));
-    out << std::string(8192, 'x');
+    out << std::string(std::size_t(1) << 20, 'x');
   }
   REQUIRE_THROWS_WITH(fresh.pruner.load(big), Contains("larger than the state of the layers added"));
   std::filesystem::remove(big);

@@ -233,7 +233,7 @@ TEST_CASE("columns and elements granularity, per-layer thresholds", "[pruner]") 
 }
 
 TEST_CASE("a resumed pruner makes bit-identical decisions", "[pruner][state]") {
-  const std::string path = LMSHRINK_TEST_TMP "/pruner_state.bin";
+  const std::string path = LMSHRINK_TEST_TMP "/pruner_state.safetensors";
   auto opt = options(lmshrink::MaskMode::reference);
   opt.importance.beta2 = 0.7;  // exercise the uncertainty state too
   // Uninterrupted.
@@ -303,7 +303,7 @@ TEST_CASE("pruner misuse and bad state files are errors", "[pruner][errors]") {
   bad.importance.beta1 = 2;
   REQUIRE_THROWS_AS(lmshrink::Pruner<double>(bad), lmshrink::value_error);
 
-  const std::string path = LMSHRINK_TEST_TMP "/pruner_bad.bin";
+  const std::string path = LMSHRINK_TEST_TMP "/pruner_bad.safetensors";
   REQUIRE_THROWS_AS(pruner.load(path + ".missing"), lmshrink::io_error);
   pruner.save(path);
   std::ifstream in(path, std::ios::binary);
@@ -312,16 +312,38 @@ TEST_CASE("pruner misuse and bad state files are errors", "[pruner][errors]") {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), std::streamsize(bytes.size()));
   };
-  write(std::vector<char>(good.begin(), good.begin() + 100));
-  REQUIRE_THROWS_WITH(pruner.load(path), Contains("is truncated"));
-  auto magic = good;
-  magic[0] = 'X';
-  write(magic);
+  // The state is a safetensors file: every cut of it is refused, at the header or in the data.
+  for (const std::size_t cut : {std::size_t(0), std::size_t(7), std::size_t(100), good.size() - 1}) {
+    CAPTURE(cut);
+    write(std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(cut)));
+    REQUIRE_THROWS_WITH(pruner.load(path), Contains("truncated"));
+  }
+  // A safetensors file that is not a pruner state (a checkpoint, say), and one of another version.
+  write(good);
+  lmshrink::SafeTensors foreign = lmshrink::read_safetensors(path);
+  foreign.metadata.erase("lmshrink.pruner_state");
+  lmshrink::write_safetensors(foreign, path);
+  REQUIRE_THROWS_WITH(pruner.load(path), Contains("is not an lmshrink pruner state"));
+  foreign.metadata["lmshrink.pruner_state"] = "2";
+  lmshrink::write_safetensors(foreign, path);
   REQUIRE_THROWS_WITH(pruner.load(path), Contains("is not an lmshrink pruner state"));
   auto longer = good;
   longer.push_back(0);
   write(longer);
   REQUIRE_THROWS_WITH(pruner.load(path), Contains("1 trailing bytes"));
+  // A tensor no layer has, and a mask of another dtype.
+  lmshrink::SafeTensors extra = foreign;
+  extra.metadata["lmshrink.pruner_state"] = "1";
+  extra.put("c.ema", Eigen::MatrixXd::Zero(2, 2).eval());
+  lmshrink::write_safetensors(extra, path);
+  REQUIRE_THROWS_WITH(pruner.load(path), Contains("holds the tensor 'c.ema', which no layer of this pruner has"));
+  lmshrink::SafeTensors retyped = foreign;
+  retyped.metadata["lmshrink.pruner_state"] = "1";
+  const std::vector<std::int32_t> ints(16, 1);
+  retyped.tensors.erase("a.rows");
+  retyped.put("a.rows", lmshrink::Dtype::i32, {16}, ints.data());
+  lmshrink::write_safetensors(retyped, path);
+  REQUIRE_THROWS_WITH(pruner.load(path), Contains("tensor 'a.rows' is I32 [16] but U8 [16] was expected"));
   write(good);
   lmshrink::Pruner<double> other(opt);
   other.add("b", setup.layers[1], setup.grads[1]);

@@ -17,6 +17,7 @@
 // rows of S are all pruned (make_low_rank_only).
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -30,11 +31,11 @@
 #include "config.hpp"
 #pragma push_macro("LMSHRINK_INSIDE_LIBRARY")
 #define LMSHRINK_INSIDE_LIBRARY
-#include "detail/atomic_file.hpp"
 #include "detail/read_file.hpp"
 #pragma pop_macro("LMSHRINK_INSIDE_LIBRARY")
 #include "errors.hpp"
 #include "importance.hpp"
+#include "io/safetensors.hpp"
 #include "low_rank_sparse_linear.hpp"
 #include "schedule.hpp"
 #include "threshold.hpp"
@@ -265,35 +266,28 @@ class Pruner {
     return a;
   }
 
-  /// Saves step, moving averages, window accumulators and masks (atomically).
+  /// Saves step, moving averages, window accumulators and masks, atomically, as safetensors:
+  /// metadata "lmshrink.pruner_state: 1", the step, the scalar size and the layers' names in
+  /// order; per layer "<name>.ema", ".window_mean", ".uncertainty" (when on), as the pruner's
+  /// scalar, and ".rows", ".elements" as U8 masks.
   void save(const std::string& path) const {
-    detail::write_file_atomically("Pruner::save", path, [&](std::FILE* f) {
-      bool ok = true;
-      const auto put = [&](const void* p, std::size_t n) {
-        ok = ok && (n == 0 || std::fwrite(p, 1, n, f) == n);
-      };
-      const auto put_i64 = [&](std::int64_t v) { put(&v, sizeof v); };
-      put(kMagic, sizeof kMagic);
-      put_i64(static_cast<std::int64_t>(sizeof(Scalar)));
-      put_i64(last_step_);
-      put_i64(static_cast<std::int64_t>(entries_.size()));
-      for (const auto& e : entries_) {
-        put_i64(static_cast<std::int64_t>(e.name.size()));
-        put(e.name.data(), e.name.size());
-        put_i64(e.tracker.rows());
-        put_i64(e.tracker.cols());
-        put_i64(e.tracker.uses_uncertainty() ? 1 : 0);
-        const auto put_m = [&](const Matrix& m) {
-          put(m.data(), sizeof(Scalar) * static_cast<std::size_t>(m.size()));
-        };
-        put_m(e.tracker.ema());
-        put_m(e.tracker.window_mean());
-        if (e.tracker.uses_uncertainty()) put_m(e.tracker.uncertainty());
-        put(e.rows.data(), static_cast<std::size_t>(e.rows.size()));
-        put(e.elements.data(), static_cast<std::size_t>(e.elements.size()));
-      }
-      return ok;
-    });
+    SafeTensors st;
+    st.metadata["lmshrink.pruner_state"] = "1";
+    st.metadata["lmshrink.scalar_bytes"] = std::to_string(sizeof(Scalar));
+    st.metadata["lmshrink.step"] = std::to_string(last_step_);
+    st.metadata["lmshrink.layers"] = std::to_string(entries_.size());
+    const Dtype scalar = sizeof(Scalar) == 4 ? Dtype::f32 : Dtype::f64;
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      const Entry& e = entries_[i];
+      st.metadata["lmshrink.layer." + std::to_string(i)] = e.name;
+      const std::vector<std::int64_t> shape{e.tracker.rows(), e.tracker.cols()};
+      st.put(e.name + ".ema", scalar, shape, e.tracker.ema().data());
+      st.put(e.name + ".window_mean", scalar, shape, e.tracker.window_mean().data());
+      if (e.tracker.uses_uncertainty()) st.put(e.name + ".uncertainty", scalar, shape, e.tracker.uncertainty().data());
+      st.put(e.name + ".rows", Dtype::u8, {e.rows.size()}, e.rows.data());
+      st.put(e.name + ".elements", Dtype::u8, shape, e.elements.data());
+    }
+    write_safetensors(st, path);
   }
 
   /// Restores a state saved by save() into a pruner with the same layers (names and shapes) and
@@ -301,7 +295,7 @@ class Pruner {
   /// than the state of these layers; every field is checked before anything changes.
   void load(const std::string& path) {
     const std::vector<char> bytes = detail::read_file_bytes(
-        "Pruner::load", path, 8, "an 8-byte magic", state_size_bound(),
+        "Pruner::load", path, 8, "an 8-byte header length", state_size_bound(),
         "larger than the state of the layers added");
     parse_state(bytes.data(), bytes.size(), path);
   }
@@ -310,70 +304,88 @@ class Pruner {
   void parse_state(const char* data, std::size_t size, const std::string& source = "<memory>") {
     static constexpr const char* where = "Pruner::load";
     const std::string& path = source;
-    std::size_t pos = 0;
-    const auto get = [&](void* p, std::size_t n, const char* what) {
-      if (n > size - pos)
-        detail::fail<format_error>(where, "'", path, "' is truncated in ", what, ": needed ", n,
-                                   " bytes at offset ", pos, ", file has ", size);
-      if (n) std::memcpy(p, data + pos, n);
-      pos += n;
+    SafeTensors st;
+    try {
+      st = parse_safetensors(data, size, source);
+    } catch (const format_error& e) {
+      detail::fail<format_error>(where, "'", path, "' is not an lmshrink pruner state: ", e.what());
+    }
+    const auto meta = [&](const std::string& key) -> const std::string& {
+      const auto it = st.metadata.find(key);
+      if (it == st.metadata.end())
+        detail::fail<format_error>(where, "'", path, "' has no metadata '", key, "'");
+      return it->second;
     };
-    const auto get_i64 = [&](const char* what) {
-      std::int64_t v;
-      get(&v, sizeof v, what);
+    // An integer metadata value, read whole; out-of-range values are the caller's to refuse.
+    const auto integer = [&](const std::string& key) {
+      const std::string& text = meta(key);
+      std::int64_t v = 0;
+      const auto [end, status] = std::from_chars(text.data(), text.data() + text.size(), v, 10);
+      if (text.empty() || status != std::errc() || end != text.data() + text.size())
+        detail::fail<format_error>(where, "'", path, "' has the metadata '", key, ": ", text,
+                                   "'; an integer was expected");
       return v;
     };
-    char magic[sizeof kMagic];
-    get(magic, sizeof magic, "the header");
-    if (std::memcmp(magic, kMagic, sizeof kMagic) != 0)
-      detail::fail<format_error>(where, "'", path, "' is not an lmshrink pruner state");
-    const std::int64_t scalar_size = get_i64("the header");
+    if (st.metadata.count("lmshrink.pruner_state") == 0 || st.metadata.at("lmshrink.pruner_state") != "1")
+      detail::fail<format_error>(where, "'", path, "' is not an lmshrink pruner state (no "
+                                 "'lmshrink.pruner_state: 1' metadata)");
+    const std::int64_t scalar_size = integer("lmshrink.scalar_bytes");
     if (scalar_size != static_cast<std::int64_t>(sizeof(Scalar)))
       detail::fail<format_error>(where, "'", path, "' holds ", scalar_size,
                                  "-byte scalars but this pruner uses ", sizeof(Scalar));
-    const std::int64_t step = get_i64("the header");
+    const std::int64_t step = integer("lmshrink.step");
     if (step < -1 || step > kMaxStep)
       detail::fail<format_error>(where, "'", path, "' has step ", step,
                                  "; -1 (no step yet) or a step in [0, 2^62] was expected");
-    const std::int64_t count = get_i64("the header");
+    const std::int64_t count = integer("lmshrink.layers");
     if (count != static_cast<std::int64_t>(entries_.size()))
       detail::fail<format_error>(where, "'", path, "' holds ", count, " layers but ",
                                  entries_.size(), " were added");
+    const Dtype scalar = sizeof(Scalar) == 4 ? Dtype::f32 : Dtype::f64;
+    // The tensor `name` exactly as save() writes it: its dtype and shape, else a format_error.
+    const auto stored = [&](const std::string& name, Dtype dtype,
+                            const std::vector<std::int64_t>& shape) -> const StoredTensor& {
+      const auto it = st.tensors.find(name);
+      if (it == st.tensors.end())
+        detail::fail<format_error>(where, "'", path, "' has no tensor '", name, "'");
+      if (it->second.dtype != dtype || it->second.shape != shape)
+        detail::fail<format_error>(where, "'", path, "': tensor '", name, "' is ",
+                                   dtype_name(it->second.dtype), " ", detail::shape_text(it->second.shape),
+                                   " but ", dtype_name(dtype), " ", detail::shape_text(shape),
+                                   " was expected");
+      return it->second;
+    };
     struct Loaded {
       Matrix ema, wm, unc;
       RowMask rows;
       ElementMask elements;
     };
     std::vector<Loaded> loaded(entries_.size());
+    std::size_t tensors = 0;
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       const auto& e = entries_[i];
-      const std::int64_t len = get_i64("a layer name");
-      if (len < 0 || len > 4096)
-        detail::fail<format_error>(where, "'", path, "' has a layer name of length ", len);
-      std::string name(static_cast<std::size_t>(len), '\0');
-      get(&name[0], name.size(), "a layer name");
+      const std::string& name = meta("lmshrink.layer." + std::to_string(i));
       if (name != e.name)
         detail::fail<format_error>(where, "layer ", i, " is '", name, "' in '", path,
                                    "' but '", e.name, "' here");
-      const std::int64_t rows = get_i64("a shape"), cols = get_i64("a shape"),
-                         unc = get_i64("a flag");
-      if (rows != e.tracker.rows() || cols != e.tracker.cols())
-        detail::fail<format_error>(where, "layer '", name, "' is ", rows, "x", cols, " in '",
-                                   path, "' but ", e.tracker.rows(), "x", e.tracker.cols(), " here");
-      if ((unc != 0) != e.tracker.uses_uncertainty())
+      const std::int64_t rows = e.tracker.rows(), cols = e.tracker.cols();
+      const bool unc = e.tracker.uses_uncertainty();
+      if ((st.tensors.count(name + ".uncertainty") != 0) != unc)
         detail::fail<format_error>(where, "'", path, "' and this pruner disagree on uncertainty");
       Loaded& l = loaded[i];
-      const auto get_m = [&](Matrix& m, const char* what) {
+      const auto get_m = [&](Matrix& m, const char* suffix, const char* what) {
+        const StoredTensor& t = stored(name + suffix, scalar, {rows, cols});
         m.resize(rows, cols);
-        get(m.data(), sizeof(Scalar) * static_cast<std::size_t>(m.size()), what);
+        if (m.size()) std::memcpy(m.data(), t.bytes.data(), t.bytes.size());
         for (Index k = 0; k < m.size(); ++k)
           if (!std::isfinite(m.data()[k]))
             detail::fail<format_error>(where, "'", path, "' has a non-finite ", what,
                                        " value in layer '", name, "'");
+        ++tensors;
       };
-      get_m(l.ema, "ema");
-      get_m(l.wm, "window mean");
-      if (unc) get_m(l.unc, "uncertainty");
+      get_m(l.ema, ".ema", "ema");
+      get_m(l.wm, ".window_mean", "window mean");
+      if (unc) get_m(l.unc, ".uncertainty", "uncertainty");
       // Taylor and magnitude sensitivities are >= 0, and so are their averages; movement may
       // be negative. Uncertainty is a mean of absolute values. Before any step all are zero.
       const bool signed_scores = options_.importance.kind == ImportanceKind::movement;
@@ -386,10 +398,13 @@ class Pruner {
                        (unc && (l.unc.array() != 0).any())))
         detail::fail<format_error>(where, "'", path, "' has step -1 (no step yet) but non-zero "
                                    "importance in layer '", name, "'");
+      const StoredTensor& row_mask = stored(name + ".rows", Dtype::u8, {rows});
+      const StoredTensor& element_mask = stored(name + ".elements", Dtype::u8, {rows, cols});
+      tensors += 2;
       l.rows.resize(rows);
-      get(l.rows.data(), static_cast<std::size_t>(rows), "a row mask");
+      if (rows) std::memcpy(l.rows.data(), row_mask.bytes.data(), row_mask.bytes.size());
       l.elements.resize(rows, cols);
-      get(l.elements.data(), static_cast<std::size_t>(rows * cols), "an element mask");
+      if (l.elements.size()) std::memcpy(l.elements.data(), element_mask.bytes.data(), element_mask.bytes.size());
       if ((l.rows.array() > 1).any() || (l.elements.array() > 1).any())
         detail::fail<format_error>(where, "'", path, "' has mask values other than 0 and 1");
       if (!e.element_masks && (l.elements.array() != 1).any())
@@ -397,8 +412,23 @@ class Pruner {
                                    "', which a rows-granularity pruner without element masks "
                                    "never makes");
     }
-    if (pos != size)
-      detail::fail<format_error>(where, "'", path, "' has ", size - pos, " trailing bytes");
+    if (st.tensors.size() != tensors)
+      for (const auto& [name, t] : st.tensors) {
+        bool ours = false;
+        for (const auto& e : entries_)
+          for (const char* suffix : {".ema", ".window_mean", ".uncertainty", ".rows", ".elements"})
+            ours = ours || name == e.name + suffix;
+        if (!ours)
+          detail::fail<format_error>(where, "'", path, "' holds the tensor '", name,
+                                     "', which no layer of this pruner has");
+      }
+    // save() writes nothing after the tensors: bytes beyond them are not a state's.
+    std::uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<unsigned char>(data[i]);
+    std::uint64_t used = 8 + header;
+    for (const auto& [name, t] : st.tensors) used += t.bytes.size();
+    if (used != size)
+      detail::fail<format_error>(where, "'", path, "' has ", size - used, " trailing bytes");
     // Everything checked: now change state.
     for (std::size_t i = 0; i < entries_.size(); ++i) {
       auto& e = entries_[i];
@@ -411,16 +441,14 @@ class Pruner {
   }
 
  private:
-  static constexpr char kMagic[8] = {'L', 'M', 'S', 'P', 'R', 'U', 'N', '1'};
-
-  /// The largest state of the layers added, with names of any length load() reads (4096), so a
-  /// state whose names differ is still read and reported by name.
+  /// The largest state of the layers added, with names of any length load() reads, so a state
+  /// whose names differ is still read and reported by name: the data, and a JSON header of at
+  /// most 64 KiB plus 16 KiB per layer (its name in the metadata and in five tensor entries).
   std::int64_t state_size_bound() const {
-    std::int64_t n = 8 + 3 * 8;
+    std::int64_t n = 8 + (std::int64_t(64) << 10);
     for (const auto& e : entries_) {
       const std::int64_t entries = e.tracker.rows() * e.tracker.cols();
-      n += 8 + 4096 + 3 * 8 + entries * std::int64_t(sizeof(Scalar)) * 3 +
-           e.tracker.rows() + entries;
+      n += (std::int64_t(16) << 10) + entries * std::int64_t(sizeof(Scalar)) * 3 + e.tracker.rows() + entries;
     }
     return n;
   }

@@ -3,8 +3,10 @@
 //                                   tokenizer_files,half_floats,layer_metadata}/*
 // The bundled model and tokenizer are added by the callers (ctest and cmake/quickstart.sh fuzz).
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <lmshrink/io/gpt2_tokenizer.hpp>
 #include <lmshrink/io/hf_checkpoint.hpp>
@@ -253,11 +255,55 @@ void pruner_states(const fs::path& dir) {
   }
 }
 
+/// The pruner-state regressions (tests/fuzz/regressions/pruner_state/): states that once loaded
+/// and must not. Each is a real save after three steps with one field changed, behind the byte
+/// that picks the pruner's options (pruner_variants.hpp).
+void pruner_state_regressions(const fs::path& dir) {
+  const auto write = [&](const char* name, int variant, const std::function<void(lmshrink::SafeTensors&)>& edit) {
+    fuzz::PrunerRig rig(variant);
+    for (int g = 0; g < 3; ++g) rig.pruner.after_optimizer_step(g);
+    const fs::path tmp = dir / "state.tmp";
+    rig.pruner.save(tmp.string());
+    lmshrink::SafeTensors st = lmshrink::read_safetensors(tmp.string());
+    edit(st);
+    lmshrink::write_safetensors(st, tmp.string());
+    std::ifstream in(tmp, std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), {});
+    in.close();
+    fs::remove(tmp);
+    bytes.insert(bytes.begin(), char(variant));
+    std::ofstream out(dir / name, std::ios::binary);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+  };
+  const auto step = [](const char* value) {
+    return [value](lmshrink::SafeTensors& st) { st.metadata["lmshrink.step"] = value; };
+  };
+  write("step_int64_max", 0, step("9223372036854775807"));  // the next step overflowed
+  write("step_minus_1000", 3, step("-1000"));               // re-opened add()
+  write("step_2p62_plus_1", 1, step("4611686018427387905"));
+  write("step_minus_1_after_steps", 6, step("-1"));         // importance without a step
+  write("negative_taylor_importance", 0, [](lmshrink::SafeTensors& st) {
+    const float minus = -1.0f;
+    std::memcpy(st.tensors.at("layers.0.wq.ema").bytes.data(), &minus, sizeof minus);
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--pruner-regressions") {
+    try {
+      fs::create_directories(argv[2]);
+      pruner_state_regressions(argv[2]);
+      std::printf("wrote the pruner-state regressions to %s\n", argv[2]);
+      return 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 1;
+    }
+  }
   if (argc != 2) {
-    std::fprintf(stderr, "usage: fuzz_make_corpus DIR\n");
+    std::fprintf(stderr, "usage: fuzz_make_corpus DIR | --pruner-regressions DIR\n");
     return 2;
   }
   try {

@@ -244,6 +244,22 @@ inline std::set<std::string> shards_named_by_index(const std::string& dir) {
 /// (detail/atomic_directory.hpp): a reader sees the old model or the new one, never a mix, even
 /// when the writer is killed. Afterwards it holds exactly the new model's files, plus whatever
 /// else the old directory held beside its model (tokenizer files, a README).
+/// A model of `model_type` from directory `dir`, read from one version of it even while a save
+/// replaces it: another model_type is a format_error naming `where`; else `read(fields, tensors)`
+/// with config.json's keys (HfConfigFields) and the tensors (read_hf_tensors). How each family
+/// reads its directory (lmshrink/models/<family>/hf.hpp).
+template <class Read>
+auto read_hf_model(const char* where, const std::string& model_type, const std::string& dir, Read read) {
+  return detail::read_directory_consistently("read_hf", dir, [&](const std::string& path) {
+    const HfConfigFields fields =
+        HfConfigFields::read("read_hf_config", (std::filesystem::path(path) / "config.json").string());
+    const std::string type = fields.text("model_type", "");
+    if (type != model_type)  // the family first
+      detail::fail<format_error>(where, "'", dir, "' is a '", type, "' model; \"", model_type, "\" was expected");
+    return read(fields, read_hf_tensors(path));
+  });
+}
+
 /// `config_json` is config.json's text, written as given (a family outside io/ writes its own).
 inline void write_hf_directory(const std::string& config_json, const SafeTensors& st, const std::string& dir,
                                std::int64_t max_shard_bytes = 0) {

@@ -148,12 +148,9 @@ inline std::string config_json(const lmshrink::HfConfig& c) {
 
 /// Reads a GPT-2 checkpoint directory, from one version of it even while a save replaces it.
 inline DenseModel read_hf(const std::string& dir) {
-  return lmshrink::read_directory_consistently("read_hf", dir, [&](const std::string& path) {
-    const auto fields = lmshrink::HfConfigFields::read("read_hf_config", (std::filesystem::path(path) / "config.json").string());
-    const std::string type = fields.text("model_type", "");
-    if (type != "gpt2")  // the family first
-      lmshrink::fail<lmshrink::format_error>("read_hf_gpt2", "'", dir, "' is a '", type, "' model; \"gpt2\" was expected");
-    return from_hf(hf_config(fields), lmshrink::read_hf_tensors(path), dir);
+  return lmshrink::read_hf_model("read_hf_gpt2", "gpt2", dir, [&](const lmshrink::HfConfigFields& fields,
+                                                                   const lmshrink::SafeTensors& tensors) {
+    return from_hf(hf_config(fields), tensors, dir);
   });
 }
 

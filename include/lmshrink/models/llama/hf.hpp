@@ -207,12 +207,9 @@ inline lmshrink::HfConfig hf_config(const lmshrink::HfConfigFields& r) {
 /// Reads a Llama checkpoint directory (config.json + model.safetensors or shards), from one
 /// version of it even while a save replaces it.
 inline DenseModel read_hf(const std::string& dir) {
-  return lmshrink::read_directory_consistently("read_hf", dir, [&](const std::string& path) {
-    const auto fields = lmshrink::HfConfigFields::read("read_hf_config", (std::filesystem::path(path) / "config.json").string());
-    const std::string type = fields.text("model_type", "");
-    if (type != "llama")  // the family first
-      lmshrink::fail<lmshrink::format_error>("read_hf_llama", "'", dir, "' is a '", type, "' model; \"llama\" was expected");
-    return from_hf(hf_config(fields), lmshrink::read_hf_tensors(path), dir);
+  return lmshrink::read_hf_model("read_hf_llama", "llama", dir, [&](const lmshrink::HfConfigFields& fields,
+                                                                     const lmshrink::SafeTensors& tensors) {
+    return from_hf(hf_config(fields), tensors, dir);
   });
 }
 

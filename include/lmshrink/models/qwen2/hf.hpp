@@ -48,11 +48,9 @@ inline std::string config_json(const lmshrink::models::llama::Config& c, lmshrin
 /// Reads a Qwen2 checkpoint directory (config.json + model.safetensors or shards), from one
 /// version of it even while a save replaces it.
 inline lmshrink::models::llama::DenseModel read_hf(const std::string& dir) {
-  static constexpr const char* where = "qwen2::read_hf";
-  return lmshrink::read_directory_consistently(where, dir, [&](const std::string& path) {
-    const auto fields = lmshrink::HfConfigFields::read(where, (std::filesystem::path(path) / "config.json").string());
-    const lmshrink::models::llama::Config c = config_from_hf(fields);
-    return lmshrink::models::llama::tensors_from_hf(c, lmshrink::read_hf_tensors(path), dir, where);
+  return lmshrink::read_hf_model("qwen2::read_hf", "qwen2", dir, [&](const lmshrink::HfConfigFields& fields,
+                                                                      const lmshrink::SafeTensors& tensors) {
+    return lmshrink::models::llama::tensors_from_hf(config_from_hf(fields), tensors, dir, "qwen2::read_hf");
   });
 }
 
