@@ -37,13 +37,15 @@ if [ "$what" = test ]; then
   cmake --workflow --preset test
 elif [ "$what" = fuzz ]; then
   seconds="${2:-60}"
-  targets=(safetensors llama2c tokenizer pruner_state hf_text hf_directory tokenizer_files half_floats layer_metadata)
+  targets=(safetensors llama2c tokenizer pruner_state hf_text hf_directory tokenizer_files half_floats layer_metadata
+           sentencepiece)
   cmake --preset fuzz >/dev/null
   cmake --build --preset fuzz --target fuzz_make_corpus "${targets[@]/#/fuzz_}"
   bin=build/fuzz/tests/fuzz
   mkdir -p out/fuzz
   "$bin/fuzz_make_corpus" out/fuzz/corpus >/dev/null
   cp examples/data/tok512.bin out/fuzz/corpus/tokenizer/
+  cp examples/data/tok512.model tests/data/spm_*.model out/fuzz/corpus/sentencepiece/
   jobs_at_once=$(nproc)
   for t in "${targets[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$jobs_at_once" ]; do sleep 1; done
