@@ -301,6 +301,7 @@ void plan_students(Run& run) {
   std::printf("lmshrink_compress: %s (%s, dim %d, %d layers, %d heads/%d kv, vocab %d, %lld parameters)\n",
               o.model.c_str(), run.teacher->family().c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads,
               c.vocab_size, static_cast<long long>(run.teacher->parameters()));
+  std::printf("tokenizer: %s\n", run.codec->description().c_str());
   const std::int64_t per_step = std::int64_t(o.batch) * run.length;
   run.steps = o.tokens > 0 ? int((o.tokens + per_step - 1) / per_step) : o.steps;
   run.data_windows = o.data_windows > 0 ? o.data_windows : std::max(1, run.steps * o.batch / 2);

@@ -14,9 +14,11 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
   --model PATH          llama2.c checkpoint, or Hugging Face directory of a "llama", "qwen2"
                         or "gpt2" model (config.json + model.safetensors or shards; default:
                         bundled stories260K.bin)
-  --tokenizer PATH      llama2.c tokenizer file, or a directory with GPT-2's vocab.json +
-                        merges.txt (or encoder.json + vocab.bpe) (default: those in the model's
-                        directory, else the bundled tok512.bin or GPT-2 files)
+  --tokenizer PATH      SentencePiece tokenizer.model, llama2.c tokenizer file, or a directory
+                        with tokenizer.model or GPT-2's vocab.json + merges.txt (or encoder.json
+                        + vocab.bpe) (default: those in the model's directory; for a model file,
+                        or a directory with no tokenizer files, the bundled tok512.bin or GPT-2
+                        files)
   --eval PATH           held-out tokens (.u16 stream) or text (stories separated by
                         <|endoftext|>, encoded with the README protocol) (default: the
                         bundled stories, as tok512's reference stream when the model uses

@@ -105,6 +105,25 @@ class HfConfigFields {
     if (v->kind != detail::JsonValue::Kind::string) bad("'", key, "' is ", v->kind_name(), "; a string was expected");
     return v->text;
   }
+  /// Token ids such as bos_token_id / eos_token_id: absent or null → none; an integer or an array
+  /// of integers (Llama 3.1 lists several EOS ids), each in [0, vocab).
+  std::vector<int> token_ids(const char* key, int vocab) const {
+    if (!present(key)) return {};
+    const detail::JsonValue* v = get(key);
+    std::vector<const detail::JsonValue*> items;
+    if (v->kind == detail::JsonValue::Kind::array)
+      for (const auto& item : v->items) items.push_back(&item);
+    else
+      items.push_back(v);
+    std::vector<int> ids;
+    for (const detail::JsonValue* item : items) {
+      if (!item->is_integer || item->integer < 0 || item->integer >= vocab)
+        bad("'", key, "' holds ", item->kind == detail::JsonValue::Kind::number ? item->text : item->kind_name(),
+            "; a token id in [0, ", vocab, ") or a list of them was expected");
+      ids.push_back(int(item->integer));
+    }
+    return ids;
+  }
   /// A feature lmshrink does not implement: the key must be absent, null, or false.
   void unsupported_unless_false(const char* key, const char* what) const {
     if (present(key) && !(get(key)->kind == detail::JsonValue::Kind::boolean && !get(key)->boolean))

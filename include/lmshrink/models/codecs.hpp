@@ -1,9 +1,13 @@
 #pragma once
-// The families' tokenizers behind models::TextCodec: llama2.c's (BOS starts a story, and the
-// next BOS ends it, as in run.c) and GPT-2's byte-level BPE (<|endoftext|> between stories).
+// The families' tokenizers behind models::TextCodec: llama2.c's tokenizer.bin and SentencePiece's
+// tokenizer.model (a story starts with BOS; it ends with the next BOS for llama2.c models, as
+// in run.c, and with EOS for Hugging Face models: load_codec chooses) and GPT-2's byte-level
+// BPE (<|endoftext|> between stories).
 #include "../io/gpt2_tokenizer.hpp"
+#include "../io/sentencepiece.hpp"
 #include "../io/tokenizer.hpp"
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model.hpp"
@@ -13,17 +17,54 @@ namespace models {
 
 namespace llama {
 
+/// llama2.c's tokenizer.bin, whose format fixes BOS at 1 (run.c); a story ends with `end`
+/// (BOS by default: run.c's convention, the next story's start).
 class Codec final : public TextCodec {
  public:
-  explicit Codec(lmshrink::Tokenizer tok) : tok_(std::move(tok)) {}
+  explicit Codec(lmshrink::Tokenizer tok, std::string description = "", int end = lmshrink::Tokenizer::kBos)
+      : tok_(std::move(tok)), description_(std::move(description)), end_(end) {}
   int vocab_size() const override { return tok_.vocab_size(); }
   std::vector<int> encode_story(const std::string& story) const override { return tok_.encode(story, true, false); }
   std::string decode(const std::vector<int>& ids) const override { return tok_.decode(ids); }
   int story_start() const override { return lmshrink::Tokenizer::kBos; }
-  int story_end() const override { return lmshrink::Tokenizer::kBos; }  // run.c: BOS starts the next story
+  int story_end() const override { return end_; }
+  std::string description() const override { return description_; }
 
  private:
   lmshrink::Tokenizer tok_;
+  std::string description_;
+  int end_;
+};
+
+/// SentencePiece's tokenizer.model: a story is `start` (BOS) and the text's pieces, and ends
+/// with `end`.
+class SentencePieceCodec final : public TextCodec {
+ public:
+  SentencePieceCodec(lmshrink::SentencePieceTokenizer tok, int start, int end, std::string description = "")
+      : tok_(std::move(tok)), start_(start), end_(end), description_(std::move(description)) {
+    for (const auto& [id, what] : {std::pair<int, const char*>{start_, "start"}, {end_, "end"}})
+      if (id < 0 || id >= tok_.vocab_size())
+        lmshrink::fail<lmshrink::value_error>("SentencePieceCodec", "the story ", what, " token is ", id,
+                                              "; an id in [0, ", tok_.vocab_size(),
+                                              ") was expected (the model has no BOS or EOS piece?)");
+  }
+  int vocab_size() const override { return tok_.vocab_size(); }
+  std::vector<int> encode_story(const std::string& story) const override {
+    std::vector<int> ids{start_};
+    const std::vector<int> text = tok_.encode(story);
+    ids.insert(ids.end(), text.begin(), text.end());
+    return ids;
+  }
+  std::string decode(const std::vector<int>& ids) const override { return tok_.decode(ids); }
+  int story_start() const override { return start_; }
+  int story_end() const override { return end_; }
+  std::string description() const override { return description_; }
+  const lmshrink::SentencePieceTokenizer& tokenizer() const { return tok_; }
+
+ private:
+  lmshrink::SentencePieceTokenizer tok_;
+  int start_, end_;
+  std::string description_;
 };
 
 }  // namespace llama
@@ -32,7 +73,8 @@ namespace gpt2 {
 
 class Codec final : public TextCodec {
  public:
-  explicit Codec(lmshrink::Gpt2Tokenizer tok) : tok_(std::move(tok)) {
+  explicit Codec(lmshrink::Gpt2Tokenizer tok, std::string description = "")
+      : tok_(std::move(tok)), description_(std::move(description)) {
     if (tok_.end_of_text() < 0)
       lmshrink::fail<lmshrink::format_error>("load_codec", "the GPT-2 vocabulary has no <|endoftext|> "
                                                      "token, which separates stories");
@@ -52,9 +94,11 @@ class Codec final : public TextCodec {
   }
   int story_start() const override { return tok_.end_of_text(); }
   int story_end() const override { return tok_.end_of_text(); }
+  std::string description() const override { return description_; }
 
  private:
   lmshrink::Gpt2Tokenizer tok_;
+  std::string description_;
 };
 
 }  // namespace gpt2

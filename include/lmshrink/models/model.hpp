@@ -167,6 +167,8 @@ class TextCodec {
   /// The token a story starts with, and the one that ends it when generating.
   virtual int story_start() const = 0;
   virtual int story_end() const = 0;
+  /// Where the tokenizer came from and what it is, for programs to print.
+  virtual std::string description() const { return ""; }
 };
 
 /// The share of the teacher's linear weights a student keeps, live / teacher_linear, checked

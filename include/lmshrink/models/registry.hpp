@@ -12,12 +12,15 @@
 #include <string_view>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "../files.hpp"
 #include "../io/gpt2_tokenizer.hpp"
 #include "../io/hf_checkpoint.hpp"
+#include "../io/hf_config.hpp"
+#include "../io/sentencepiece.hpp"
 #include "../io/safetensors.hpp"
 #include "../io/tokenizer.hpp"
 #include "codecs.hpp"
@@ -69,11 +72,48 @@ inline std::pair<std::string, std::string> gpt2_files_in(const std::string& dir)
   return {"", ""};
 }
 
-inline void check_vocab(const TextCodec& codec, const Model& model, const std::string& where) {
-  if (codec.vocab_size() != model.shape().vocab_size)
-    lmshrink::fail<lmshrink::format_error>("load_codec", "the tokenizer ", where, " has ",
-                                                   codec.vocab_size(), " tokens but the model's vocabulary has ",
-                                                   model.shape().vocab_size);
+inline void check_vocab_size(int tokens, int model_vocab, const std::string& where) {
+  if (tokens != model_vocab)
+    lmshrink::fail<lmshrink::format_error>("load_codec", "the tokenizer ", where, " has ", tokens,
+                                           " tokens but the model's vocabulary has ", model_vocab,
+                                           "; give --tokenizer the model's own tokenizer (tokenizer.model, a "
+                                           "llama2.c tokenizer file, or GPT-2's vocab.json + merges.txt)");
+}
+
+inline bool ends_with(const std::string& s, const char* suffix) {
+  const std::size_t n = std::char_traits<char>::length(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+/// The tokenizer files a directory holds ("" for each one absent).
+struct TokenizerFiles {
+  std::string sentencepiece;          // tokenizer.model
+  std::string hf_json;                // tokenizer.json
+  std::string gpt2_vocab, gpt2_merges;
+  bool any() const { return !sentencepiece.empty() || !hf_json.empty() || !gpt2_vocab.empty(); }
+  std::string listing() const {
+    std::string out;
+    for (const std::string* f : {&sentencepiece, &hf_json, &gpt2_vocab, &gpt2_merges})
+      if (!f->empty()) out += (out.empty() ? "" : ", ") + std::filesystem::path(*f).filename().string();
+    return out;
+  }
+};
+
+inline TokenizerFiles tokenizer_files_in(const std::string& dir) {
+  TokenizerFiles files;
+  const auto regular = [&](const char* name) {
+    const std::filesystem::path p = std::filesystem::path(dir) / name;
+    return path_type("load_codec", p) == std::filesystem::file_type::regular ? p.string() : std::string();
+  };
+  files.sentencepiece = regular("tokenizer.model");
+  files.hf_json = regular("tokenizer.json");
+  std::tie(files.gpt2_vocab, files.gpt2_merges) = gpt2_files_in(dir);
+  return files;
+}
+
+[[noreturn]] inline void unreadable_tokenizer_json(const std::string& file, const std::string& wanted) {
+  lmshrink::fail<lmshrink::io_error>("load_codec", "'", file, "' is a Hugging Face tokenizer.json, which "
+                                     "lmshrink does not read yet; give ", wanted, " of the same vocabulary");
 }
 
 inline std::unique_ptr<Model> make_llama_model(const lmshrink::models::llama::DenseModel& m) {
@@ -127,47 +167,87 @@ inline std::unique_ptr<Model> load_checkpoint(const std::vector<char>& bytes, co
   return registry_detail::checkpoint_model(lmshrink::parse_safetensors(bytes.data(), bytes.size(), path), path);
 }
 
-/// The tokenizer for `model`: `path` when given (a llama2.c tokenizer file, or a directory with
-/// GPT-2's vocab.json + merges.txt or encoder.json + vocab.bpe), else the tokenizer files in the
-/// model's directory, else `defaults`' file for its family. format_error when its vocabulary is
-/// not the model's.
+/// The tokenizer for `model`, from the first of:
+///  - `path`: a tokenizer file (SentencePiece's tokenizer.model, or llama2.c's tokenizer.bin for
+///    any other name) or a directory holding tokenizer files;
+///  - the model's own directory, when it is one (a Hugging Face checkpoint);
+///  - `defaults`' files for its family, when the model is a file (llama2.c, or a checkpoint
+///    written by Model::save) or its directory holds no tokenizer files at all; the codec's
+///    description says so.
+/// A directory is read for tokenizer.model (the Llama family) or vocab.json + merges.txt /
+/// encoder.json + vocab.bpe (GPT-2). Files it holds but lmshrink cannot read (tokenizer.json) are
+/// an io_error naming what is there and what would do; format_error when the vocabulary is not
+/// the model's. A story starts with BOS (the config's bos_token_id first, then the tokenizer's)
+/// and ends with the config's or tokenizer's EOS for a Hugging Face model, with the next BOS for
+/// llama2.c files and checkpoints (run.c's convention, which stories260K was trained with).
 inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& model_path, const std::string& path,
                                              const CodecDefaults& defaults = {}) {
-  std::unique_ptr<TextCodec> codec;
-  std::string source = path;
-  if (model.family() == "gpt2") {
-    std::pair<std::string, std::string> files;
-    if (!path.empty()) {
-      files = registry_detail::is_directory_path("load_codec", path) ? registry_detail::gpt2_files_in(path) : std::pair<std::string, std::string>{"", ""};
-      if (files.first.empty())
-        lmshrink::fail<lmshrink::io_error>("load_codec", "'", path, "' is not a directory with GPT-2's "
-                                                   "vocab.json + merges.txt (or encoder.json + vocab.bpe)");
-    } else {
-      files = registry_detail::gpt2_files_in(model_path);
-      source = model_path;
-      if (files.first.empty()) {
-        if (defaults.gpt2_vocab.empty())
-          lmshrink::fail<lmshrink::io_error>("load_codec", "'", model_path, "' holds no GPT-2 tokenizer files "
-                                             "(vocab.json + merges.txt, or encoder.json + vocab.bpe) and no "
-                                             "default was given");
-        files = {defaults.gpt2_vocab, defaults.gpt2_merges};
-        source = "the default GPT-2 tokenizer ('" + defaults.gpt2_vocab + "')";
-      }
-    }
-    codec = std::make_unique<lmshrink::models::gpt2::Codec>(lmshrink::read_gpt2_tokenizer(files.first, files.second));
-  } else if (model.family() == "qwen2" && source.empty()) {
-    lmshrink::fail<lmshrink::io_error>("load_codec", "no tokenizer was given for the Qwen2 model '", model_path,
-                                       "'; Qwen2's own tokenizer.json is not read yet: give a llama2.c "
-                                       "tokenizer file of its vocabulary");
-  } else {
-    if (source.empty()) source = defaults.llama;
-    if (source.empty())
-      lmshrink::fail<lmshrink::io_error>("load_codec", "no tokenizer was given for the Llama model '", model_path,
-                                         "' and no default");
-    codec = std::make_unique<lmshrink::models::llama::Codec>(lmshrink::read_tokenizer(source, model.shape().vocab_size));
+  static constexpr const char* where = "load_codec";
+  const bool gpt2 = model.family() == "gpt2";
+  const int vocab = model.shape().vocab_size;
+  const bool hf_model = registry_detail::is_directory_path(where, model_path);
+  std::vector<int> config_bos, config_eos;
+  if (hf_model) {
+    const auto config = lmshrink::HfConfigFields::read(where, (std::filesystem::path(model_path) / "config.json").string());
+    config_bos = config.token_ids("bos_token_id", vocab);
+    config_eos = config.token_ids("eos_token_id", vocab);
   }
-  registry_detail::check_vocab(*codec, model, "'" + source + "'");
-  return codec;
+  const auto sentencepiece = [&](const std::string& file, const std::string& why) -> std::unique_ptr<TextCodec> {
+    lmshrink::SentencePieceTokenizer tok = lmshrink::read_sentencepiece(file);
+    registry_detail::check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
+    const int start = config_bos.empty() ? tok.bos_id() : config_bos.front();
+    const int end = !hf_model ? start : !config_eos.empty() ? config_eos.front() : tok.eos_id();
+    std::string text = "SentencePiece '" + file + "' (" + std::to_string(tok.vocab_size()) + " pieces, BOS " +
+                       std::to_string(start) + ", story end " + std::to_string(end) + ")" + why;
+    return std::make_unique<lmshrink::models::llama::SentencePieceCodec>(std::move(tok), start, end, std::move(text));
+  };
+  const auto llama2c = [&](const std::string& file, const std::string& why) -> std::unique_ptr<TextCodec> {
+    lmshrink::Tokenizer tok = lmshrink::read_tokenizer(file);
+    registry_detail::check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
+    const int end = hf_model && !config_eos.empty() ? config_eos.front() : lmshrink::Tokenizer::kBos;
+    return std::make_unique<lmshrink::models::llama::Codec>(
+        std::move(tok), "llama2.c tokenizer '" + file + "' (" + std::to_string(vocab) + " tokens)" + why, end);
+  };
+  const auto gpt2_codec = [&](const std::string& vocab_file, const std::string& merges, const std::string& why) -> std::unique_ptr<TextCodec> {
+    auto codec = std::make_unique<lmshrink::models::gpt2::Codec>(
+        lmshrink::read_gpt2_tokenizer(vocab_file, merges), "GPT-2 BPE '" + vocab_file + "' + '" + merges + "'" + why);
+    registry_detail::check_vocab_size(codec->vocab_size(), vocab, "'" + vocab_file + "'");
+    return codec;
+  };
+  // 1. A tokenizer given by the caller.
+  if (!path.empty() && !registry_detail::is_directory_path(where, path)) {
+    if (gpt2)
+      lmshrink::fail<lmshrink::io_error>(where, "'", path, "' is a file; GPT-2's tokenizer is a directory with "
+                                         "vocab.json + merges.txt (or encoder.json + vocab.bpe)");
+    if (registry_detail::ends_with(path, ".json"))
+      registry_detail::unreadable_tokenizer_json(path, "a tokenizer.model or a llama2.c tokenizer file");
+    return registry_detail::ends_with(path, ".model") ? sentencepiece(path, "") : llama2c(path, "");
+  }
+  // 2. A directory's tokenizer files: the caller's, or the model's own.
+  if (!path.empty() || hf_model) {
+    const std::string dir = path.empty() ? model_path : path;
+    const registry_detail::TokenizerFiles files = registry_detail::tokenizer_files_in(dir);
+    if (gpt2 && !files.gpt2_vocab.empty()) return gpt2_codec(files.gpt2_vocab, files.gpt2_merges, "");
+    if (!gpt2 && !files.sentencepiece.empty()) return sentencepiece(files.sentencepiece, "");
+    const std::string wanted = gpt2 ? "vocab.json + merges.txt (or encoder.json + vocab.bpe)" : "tokenizer.model";
+    if (!files.hf_json.empty())
+      registry_detail::unreadable_tokenizer_json(files.hf_json, wanted);
+    if (files.any() || !path.empty())
+      lmshrink::fail<lmshrink::io_error>(where, "'", dir, "' holds ", files.any() ? files.listing() : "no tokenizer files",
+                                         " but a ", model.family(), " model needs ", wanted);
+  }
+  // 3. The family's default.
+  const std::string why = hf_model ? ", the default: '" + model_path + "' holds no tokenizer files" : ", the default";
+  if (gpt2) {
+    if (defaults.gpt2_vocab.empty())
+      lmshrink::fail<lmshrink::io_error>(where, "no tokenizer was given for the GPT-2 model '", model_path,
+                                         "' and there is no default: give a directory with vocab.json + merges.txt");
+    return gpt2_codec(defaults.gpt2_vocab, defaults.gpt2_merges, why);
+  }
+  if (defaults.llama.empty())
+    lmshrink::fail<lmshrink::io_error>(where, "no tokenizer was given for the ", model.family(), " model '", model_path,
+                                       "' and there is no default: give a tokenizer.model or a llama2.c tokenizer file");
+  return registry_detail::ends_with(defaults.llama, ".model") ? sentencepiece(defaults.llama, why) : llama2c(defaults.llama, why);
 }
 
 /// Reads `in` (a llama2.c file or a Hugging Face directory) and writes `out`: a llama2.c file

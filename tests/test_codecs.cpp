@@ -1,0 +1,132 @@
+// How a model finds its tokenizer (models::load_codec): the caller's file or directory, the model
+// directory's own files, the family's default; SentencePiece's tokenizer.model as a codec with
+// BOS/EOS from config.json and the tokenizer; files that cannot be read named with what would do.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <lmshrink/models/registry.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fs = std::filesystem;
+using Catch::Contains;
+
+namespace {
+
+const std::string kData = LMSHRINK_DATA_DIR;
+
+lmshrink::models::CodecDefaults bundled() {
+  lmshrink::models::CodecDefaults d;
+  d.llama = kData + "/tok512.bin";
+  d.gpt2_vocab = kData + "/gpt2_encoder.json";
+  d.gpt2_merges = kData + "/gpt2_vocab.bpe";
+  return d;
+}
+
+/// stories260K as a Hugging Face directory under the test folder, with `files` copied in
+/// ({source, name in the directory}) and `config_extra` ("\"key\": value, ...") added to its
+/// config.json.
+std::string hf_dir(const std::string& name, const std::vector<std::pair<std::string, std::string>>& files = {},
+                   const std::string& config_extra = "") {
+  const std::string dir = std::string(LMSHRINK_TEST_TMP) + "/codecs_" + name;
+  fs::remove_all(dir);
+  lmshrink::models::llama::write_hf(lmshrink::models::llama::read_llama2c(kData + "/stories260K.bin"), dir);
+  for (const auto& [source, file] : files) fs::copy_file(source, dir + "/" + file);
+  if (!config_extra.empty()) {
+    std::ifstream in(dir + "/config.json");
+    std::string config((std::istreambuf_iterator<char>(in)), {});
+    config.insert(config.find('{') + 1, "\n  " + config_extra + ",");
+    std::ofstream(dir + "/config.json", std::ios::trunc) << config;
+  }
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("a llama2.c model takes the given tokenizer file, or the default", "[codecs]") {
+  const auto model = lmshrink::models::load_model(kData + "/stories260K.bin");
+  const auto fallback = lmshrink::models::load_codec(*model, kData + "/stories260K.bin", "", bundled());
+  CHECK(fallback->description() == "llama2.c tokenizer '" + kData + "/tok512.bin' (512 tokens), the default");
+  CHECK(fallback->story_start() == 1);
+  CHECK(fallback->story_end() == 1);  // run.c: the next story's BOS ends a story
+
+  const auto spm = lmshrink::models::load_codec(*model, kData + "/stories260K.bin", kData + "/tok512.model");
+  REQUIRE(dynamic_cast<const lmshrink::models::llama::SentencePieceCodec*>(spm.get()) != nullptr);
+  CHECK(spm->story_start() == 1);
+  CHECK(spm->story_end() == 1);
+  CHECK(spm->description() == "SentencePiece '" + kData + "/tok512.model' (512 pieces, BOS 1, story end 1)");
+  // Both tokenizers give the same ids to ordinary text (they differ on repeated spaces only).
+  const std::string story = "Once upon a time, there was a little girl named Lily. She liked 3 red apples!";
+  CHECK(spm->encode_story(story) == fallback->encode_story(story));
+  CHECK(spm->decode(spm->encode_story(story)) == story);
+
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, kData + "/stories260K.bin", "", {}),
+                    Contains("no tokenizer was given for the llama model") && Contains("there is no default"));
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, kData + "/stories260K.bin", kData + "/tokenizer.json"),
+                    Contains("tokenizer.json, which lmshrink does not read yet; give a tokenizer.model"));
+}
+
+TEST_CASE("a Hugging Face directory's own tokenizer.model is used, with its config's BOS and EOS",
+          "[codecs]") {
+  const std::string plain = hf_dir("spm", {{kData + "/tok512.model", "tokenizer.model"}});
+  const auto model = lmshrink::models::load_model(plain);
+  const auto codec = lmshrink::models::load_codec(*model, plain, "", bundled());
+  CHECK(codec->description() == "SentencePiece '" + plain + "/tokenizer.model' (512 pieces, BOS 1, story end 2)");
+  CHECK(codec->story_start() == 1);
+  CHECK(codec->story_end() == 2);  // a Hugging Face model's stories end with EOS
+
+  // config.json's ids come first; a list of EOS ids (Llama 3.1) gives its first.
+  const std::string ids = hf_dir("spm_ids", {{kData + "/tok512.model", "tokenizer.model"}}, "\"bos_token_id\": 2, \"eos_token_id\": [1, 2]");
+  const auto from_config = lmshrink::models::load_codec(*model, ids, "");
+  CHECK(from_config->story_start() == 2);
+  CHECK(from_config->story_end() == 1);
+  CHECK(from_config->encode_story("Hi").front() == 2);
+  const std::string bad = hf_dir("spm_bad_ids", {{kData + "/tok512.model", "tokenizer.model"}}, "\"eos_token_id\": 512");
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, bad, ""),
+                    Contains("config.json") && Contains("'eos_token_id' holds 512; a token id in [0, 512)"));
+
+  // A directory without tokenizer files takes the default, and says so.
+  const std::string bare = hf_dir("bare");
+  const auto fallback = lmshrink::models::load_codec(*model, bare, "", bundled());
+  CHECK(fallback->description() == "llama2.c tokenizer '" + kData + "/tok512.bin' (512 tokens), the default: '" +
+                                        bare + "' holds no tokenizer files");
+  CHECK(fallback->story_end() == 1);
+  // --tokenizer naming a directory uses that directory's files.
+  const auto other = lmshrink::models::load_codec(*model, bare, plain);
+  CHECK(dynamic_cast<const lmshrink::models::llama::SentencePieceCodec*>(other.get()) != nullptr);
+}
+
+TEST_CASE("tokenizer files that cannot be used are errors that say what would do", "[codecs][errors]") {
+  const std::string bare = hf_dir("errors_bare");
+  const auto model = lmshrink::models::load_model(bare);
+  // A tokenizer.json alone: never a silent fallback to the bundled files.
+  const std::string json = hf_dir("json_only");
+  std::ofstream(json + "/tokenizer.json") << "{}";
+  CHECK_THROWS_AS(lmshrink::models::load_codec(*model, json, "", bundled()), lmshrink::io_error);
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, json, "", bundled()),
+                    Contains(json + "/tokenizer.json' is a Hugging Face tokenizer.json") &&
+                        Contains("give tokenizer.model of the same vocabulary"));
+  // GPT-2's files beside a Llama model are named, with what a Llama model needs.
+  const std::string gpt2_files = hf_dir("gpt2_files");
+  fs::copy_file(kData + "/gpt2_encoder.json", gpt2_files + "/encoder.json");
+  fs::copy_file(kData + "/gpt2_vocab.bpe", gpt2_files + "/vocab.bpe");
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, gpt2_files, "", bundled()),
+                    Contains("holds encoder.json, vocab.bpe but a llama model needs tokenizer.model"));
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, gpt2_files, bare, bundled()),
+                    Contains("'" + bare + "' holds no tokenizer files but a llama model needs tokenizer.model"));
+  // A tokenizer of another vocabulary names both sizes and what to give.
+  const std::string big = std::string(LMSHRINK_TEST_TMP) + "/codecs_big.bin";
+  {
+    std::vector<std::string> pieces;
+    std::vector<float> scores;
+    for (int i = 0; i < 600; ++i) {
+      pieces.push_back(i >= 3 && i < 259 ? "<0x00>" : "p" + std::to_string(i));
+      scores.push_back(0);
+    }
+    lmshrink::write_tokenizer(lmshrink::Tokenizer(pieces, scores), big);
+  }
+  CHECK_THROWS_AS(lmshrink::models::load_codec(*model, bare, big), lmshrink::format_error);
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, bare, big),
+                    Contains("has 600 tokens but the model's vocabulary has 512; give --tokenizer the model's own"));
+}
