@@ -38,7 +38,7 @@ if [ "$what" = test ]; then
 elif [ "$what" = fuzz ]; then
   seconds="${2:-60}"
   targets=(safetensors llama2c tokenizer pruner_state hf_text hf_directory tokenizer_files half_floats layer_metadata
-           sentencepiece)
+           sentencepiece hf_tokenizer)
   cmake --preset fuzz >/dev/null
   cmake --build --preset fuzz --target fuzz_make_corpus "${targets[@]/#/fuzz_}"
   bin=build/fuzz/tests/fuzz
@@ -46,6 +46,7 @@ elif [ "$what" = fuzz ]; then
   "$bin/fuzz_make_corpus" out/fuzz/corpus >/dev/null
   cp examples/data/tok512.bin out/fuzz/corpus/tokenizer/
   cp examples/data/tok512.model tests/data/spm_*.model out/fuzz/corpus/sentencepiece/
+  cp tests/data/hf_*_style.json out/fuzz/corpus/hf_tokenizer/
   jobs_at_once=$(nproc)
   for t in "${targets[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$jobs_at_once" ]; do sleep 1; done

@@ -1,8 +1,10 @@
 // Writes the fuzz targets' seed corpora with the library's own writers:
 //   fuzz_make_corpus DIR   →  DIR/{safetensors,llama2c,tokenizer,pruner_state,hf_text,hf_directory,
-//                                   tokenizer_files,half_floats,layer_metadata,sentencepiece}/*
-// The bundled model and tokenizers, and tests/data's SentencePiece models (sentencepiece/ is left
-// empty here), are added by the callers (ctest and cmake/quickstart.sh fuzz).
+//                                   tokenizer_files,half_floats,layer_metadata,sentencepiece,
+//                                   hf_tokenizer}/*
+// The bundled model and tokenizers, and tests/data's SentencePiece models and tokenizer.json
+// files (sentencepiece/ and hf_tokenizer/ are left empty here), are added by the callers (ctest
+// and cmake/quickstart.sh fuzz).
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -310,7 +312,8 @@ int main(int argc, char** argv) {
   try {
     const fs::path root = argv[1];
     for (const char* t : {"safetensors", "llama2c", "tokenizer", "pruner_state", "hf_text", "hf_directory",
-                          "tokenizer_files", "half_floats", "layer_metadata", "sentencepiece"})
+                          "tokenizer_files", "half_floats", "layer_metadata", "sentencepiece",
+                          "hf_tokenizer"})
       fs::create_directories(root / t);
     safetensors(root / "safetensors");
     llama2c(root / "llama2c");

@@ -104,6 +104,7 @@ class Gpt2Tokenizer {
     }
     const auto eot = ids.find("<|endoftext|>");
     end_of_text_ = eot == ids.end() ? -1 : eot->second;
+    ids_ = std::move(ids);
   }
 
   int vocab_size() const { return int(tokens_.size()); }
@@ -178,46 +179,24 @@ class Gpt2Tokenizer {
 
   /// The ids of `text`; never fails (see the header comment for bytes that are not UTF-8).
   std::vector<int> encode(std::string_view text) const {
-    if (tokens_.empty())
-      detail::fail<state_error>("Gpt2Tokenizer::encode", "the tokenizer is empty; read one first");
     std::vector<int> ids, word;
     WordMerger merger;
-    for (std::string_view piece : pre_tokenize(text)) {
-      if (piece.size() > kShortPiece) {
-        merger.reset(piece, byte_token_);
-        merger.run(merges_);
-        merger.append_tokens(ids);
-        continue;
-      }
-      // A short piece (nearly all of them): encoder.py's loop as it is, faster at this size.
-      word.clear();
-      for (char b : piece) word.push_back(byte_token_[static_cast<unsigned char>(b)]);
-      for (;;) {
-        int best_rank = -1, merged = -1;
-        std::uint64_t best_pair = 0;
-        for (std::size_t i = 0; i + 1 < word.size(); ++i) {
-          const auto it = merges_.find(pair_key(word[i], word[i + 1]));
-          if (it != merges_.end() && (best_rank < 0 || it->second.rank < best_rank)) {
-            best_rank = it->second.rank;
-            merged = it->second.token;
-            best_pair = pair_key(word[i], word[i + 1]);
-          }
-        }
-        if (best_rank < 0) break;
-        std::size_t out = 0;
-        for (std::size_t i = 0; i < word.size(); ++out) {
-          if (i + 1 < word.size() && pair_key(word[i], word[i + 1]) == best_pair) {
-            word[out] = merged;
-            i += 2;
-          } else {
-            word[out] = word[i++];
-          }
-        }
-        word.resize(out);
-      }
-      ids.insert(ids.end(), word.begin(), word.end());
-    }
+    for (std::string_view piece : pre_tokenize(text)) encode_piece(piece, ids, word, merger);
     return ids;
+  }
+
+  /// Appends the ids of one pre-tokenised piece (its bytes merged by rank): the BPE step alone,
+  /// for tokenizers that split text their own way (lmshrink/io/hf_tokenizer.hpp).
+  void encode_piece(std::string_view piece, std::vector<int>& ids) const {
+    std::vector<int> word;
+    WordMerger merger;
+    encode_piece(piece, ids, word, merger);
+  }
+
+  /// The id of the token with these bytes, or -1.
+  int find(std::string_view bytes) const {
+    const auto it = ids_.find(std::string(bytes));
+    return it == ids_.end() ? -1 : it->second;
   }
 
   /// Pieces longer than this (in bytes) are merged by WordMerger, shorter ones by the plain loop.
@@ -237,6 +216,45 @@ class Gpt2Tokenizer {
   struct Merge {
     int rank, token;
   };
+  class WordMerger;
+
+  void encode_piece(std::string_view piece, std::vector<int>& ids, std::vector<int>& word, WordMerger& merger) const {
+    if (tokens_.empty())
+      detail::fail<state_error>("Gpt2Tokenizer::encode", "the tokenizer is empty; read one first");
+    if (piece.size() > kShortPiece) {
+      merger.reset(piece, byte_token_);
+      merger.run(merges_);
+      merger.append_tokens(ids);
+      return;
+    }
+    // A short piece (nearly all of them): encoder.py's loop as it is, faster at this size.
+    word.clear();
+    for (char b : piece) word.push_back(byte_token_[static_cast<unsigned char>(b)]);
+    for (;;) {
+      int best_rank = -1, merged = -1;
+      std::uint64_t best_pair = 0;
+      for (std::size_t i = 0; i + 1 < word.size(); ++i) {
+        const auto it = merges_.find(pair_key(word[i], word[i + 1]));
+        if (it != merges_.end() && (best_rank < 0 || it->second.rank < best_rank)) {
+          best_rank = it->second.rank;
+          merged = it->second.token;
+          best_pair = pair_key(word[i], word[i + 1]);
+        }
+      }
+      if (best_rank < 0) break;
+      std::size_t out = 0;
+      for (std::size_t i = 0; i < word.size(); ++out) {
+        if (i + 1 < word.size() && pair_key(word[i], word[i + 1]) == best_pair) {
+          word[out] = merged;
+          i += 2;
+        } else {
+          word[out] = word[i++];
+        }
+      }
+      word.resize(out);
+    }
+    ids.insert(ids.end(), word.begin(), word.end());
+  }
   static std::uint64_t pair_key(int a, int b) {
     return (std::uint64_t(std::uint32_t(a)) << 32) | std::uint32_t(b);
   }
@@ -335,6 +353,7 @@ class Gpt2Tokenizer {
   }
 
   std::vector<std::string> tokens_;
+  std::unordered_map<std::string, int> ids_;
   std::unordered_map<std::uint64_t, Merge> merges_;
   int byte_token_[256] = {};
   int end_of_text_ = -1;
