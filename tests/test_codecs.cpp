@@ -64,7 +64,7 @@ TEST_CASE("a llama2.c model takes the given tokenizer file, or the default", "[c
   CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, kData + "/stories260K.bin", "", {}),
                     Contains("no tokenizer was given for the llama model") && Contains("there is no default"));
   CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, kData + "/stories260K.bin", kData + "/tokenizer.json"),
-                    Contains("tokenizer.json, which lmshrink does not read yet; give a tokenizer.model"));
+                    Contains("cannot open '" + kData + "/tokenizer.json'"));
 }
 
 TEST_CASE("a Hugging Face directory's own tokenizer.model is used, with its config's BOS and EOS",
@@ -97,22 +97,63 @@ TEST_CASE("a Hugging Face directory's own tokenizer.model is used, with its conf
   CHECK(dynamic_cast<const lmshrink::models::llama::SentencePieceCodec*>(other.get()) != nullptr);
 }
 
+TEST_CASE("a directory's tokenizer.json is used, with a padded embedding and the config's ids", "[codecs]") {
+  // stories260K with its embedding padded to 1280 rows, and a Qwen2-shaped tokenizer.json of
+  // 1160 ids (1156 + 4 added): the padding ids are never produced and decode to nothing.
+  auto m = lmshrink::models::llama::read_llama2c(kData + "/stories260K.bin");
+  m.config.vocab_size = 1280;
+  m.token_embedding.conservativeResize(1280, Eigen::NoChange);
+  m.token_embedding.bottomRows(1280 - 512).setZero();
+  const std::string dir = std::string(LMSHRINK_TEST_TMP) + "/codecs_padded";
+  fs::remove_all(dir);
+  lmshrink::models::llama::write_hf(m, dir);
+  fs::copy_file(LMSHRINK_TEST_DATA_DIR "/hf_qwen2_style.json", dir + "/tokenizer.json");
+  const auto model = lmshrink::models::load_model(dir);
+  const auto fallback_ids = lmshrink::models::load_codec(*model, dir, "", bundled());
+  CHECK(fallback_ids->story_start() == 1156);  // no ids in config.json: <|endoftext|> starts and ends
+  CHECK(fallback_ids->story_end() == 1156);
+  CHECK(fallback_ids->description() == "Hugging Face tokenizer.json '" + dir + "/tokenizer.json' (1160 ids, the model's "
+                                       "1280 padded, story start 1156, end 1156)");
+  {
+    std::ifstream in(dir + "/config.json");
+    std::string config((std::istreambuf_iterator<char>(in)), {});
+    config.insert(config.find('{') + 1, "\n  \"bos_token_id\": 1157, \"eos_token_id\": 1158,");
+    std::ofstream(dir + "/config.json", std::ios::trunc) << config;
+  }
+  const auto codec = lmshrink::models::load_codec(*model, dir, "", bundled());
+  REQUIRE(dynamic_cast<const lmshrink::models::HfCodec*>(codec.get()) != nullptr);
+  CHECK(codec->vocab_size() == 1280);
+  CHECK(codec->story_start() == 1157);
+  CHECK(codec->story_end() == 1158);
+  const auto tok = lmshrink::read_hf_tokenizer(LMSHRINK_TEST_DATA_DIR "/hf_qwen2_style.json");
+  const std::string story = "Once upon a time, Tom's <|endoftext|> dog ran 3 miles.";
+  std::vector<int> want{1157};
+  for (int id : tok.encode(story)) want.push_back(id);  // special-token text stays text
+  CHECK(codec->encode_story(story) == want);
+  std::vector<int> with_padding = codec->encode_story(story);
+  with_padding.push_back(1200);  // a padding row: decodes to nothing
+  CHECK(codec->decode(with_padding) == story);
+  CHECK_THROWS_AS(codec->decode({1280}), lmshrink::value_error);
+}
+
 TEST_CASE("tokenizer files that cannot be used are errors that say what would do", "[codecs][errors]") {
   const std::string bare = hf_dir("errors_bare");
   const auto model = lmshrink::models::load_model(bare);
-  // A tokenizer.json alone: never a silent fallback to the bundled files.
-  const std::string json = hf_dir("json_only");
-  std::ofstream(json + "/tokenizer.json") << "{}";
-  CHECK_THROWS_AS(lmshrink::models::load_codec(*model, json, "", bundled()), lmshrink::io_error);
+  // A tokenizer.json is read, never passed over for the bundled files: this one is of another
+  // vocabulary, which is said.
+  const std::string json = hf_dir("json_only", {{LMSHRINK_TEST_DATA_DIR "/hf_llama3_style.json", "tokenizer.json"}});
+  CHECK_THROWS_AS(lmshrink::models::load_codec(*model, json, "", bundled()), lmshrink::format_error);
   CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, json, "", bundled()),
-                    Contains(json + "/tokenizer.json' is a Hugging Face tokenizer.json") &&
-                        Contains("give tokenizer.model of the same vocabulary"));
+                    Contains(json + "/tokenizer.json' has 1") && Contains("tokens but the model's vocabulary has 512"));
+  std::ofstream(json + "/tokenizer.json", std::ios::trunc) << "{}";
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, json, "", bundled()),
+                    Contains(json + "/tokenizer.json': the file.model is missing"));
   // GPT-2's files beside a Llama model are named, with what a Llama model needs.
   const std::string gpt2_files = hf_dir("gpt2_files");
   fs::copy_file(kData + "/gpt2_encoder.json", gpt2_files + "/encoder.json");
   fs::copy_file(kData + "/gpt2_vocab.bpe", gpt2_files + "/vocab.bpe");
   CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, gpt2_files, "", bundled()),
-                    Contains("holds encoder.json, vocab.bpe but a llama model needs tokenizer.model"));
+                    Contains("holds encoder.json, vocab.bpe but a llama model needs tokenizer.model or tokenizer.json"));
   CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, gpt2_files, bare, bundled()),
                     Contains("'" + bare + "' holds no tokenizer files but a llama model needs tokenizer.model"));
   // A tokenizer of another vocabulary names both sizes and what to give.

@@ -4,6 +4,7 @@
 // in run.c, and with EOS for Hugging Face models: load_codec chooses) and GPT-2's byte-level
 // BPE (<|endoftext|> between stories).
 #include "../io/gpt2_tokenizer.hpp"
+#include "../io/hf_tokenizer.hpp"
 #include "../io/sentencepiece.hpp"
 #include "../io/tokenizer.hpp"
 #include <string>
@@ -102,5 +103,46 @@ class Codec final : public TextCodec {
 };
 
 }  // namespace gpt2
+
+/// Hugging Face's tokenizer.json (any family): a story is `start` and the text's ids (special
+/// tokens typed in the text stay text), and ends with `end`. A model whose embedding has more
+/// rows than the tokenizer has ids (a padded vocabulary: Qwen2's 151,936 for 151,665) keeps its
+/// own size; the padding ids decode to nothing.
+class HfCodec final : public TextCodec {
+ public:
+  HfCodec(lmshrink::HfTokenizer tok, int start, int end, int model_vocab, std::string description = "")
+      : tok_(std::move(tok)), start_(start), end_(end), vocab_(model_vocab), description_(std::move(description)) {
+    if (model_vocab < tok_.vocab_size())
+      lmshrink::fail<lmshrink::format_error>("HfCodec", "the tokenizer has ", tok_.vocab_size(),
+                                             " ids but the model's vocabulary has ", model_vocab);
+    for (const auto& [id, what] : {std::pair<int, const char*>{start_, "start"}, {end_, "end"}})
+      if (id < 0 || id >= tok_.vocab_size())
+        lmshrink::fail<lmshrink::value_error>("HfCodec", "the story ", what, " token is ", id, "; an id in [0, ",
+                                              tok_.vocab_size(), ") was expected");
+  }
+  int vocab_size() const override { return vocab_; }
+  std::vector<int> encode_story(const std::string& story) const override {
+    std::vector<int> ids{start_};
+    const std::vector<int> text = tok_.encode(story);
+    ids.insert(ids.end(), text.begin(), text.end());
+    return ids;
+  }
+  std::string decode(const std::vector<int>& ids) const override {
+    std::vector<int> known;
+    for (int id : ids)
+      if (id < tok_.vocab_size() || id >= vocab_) known.push_back(id);  // out of range: decode names it
+    return tok_.decode(known, /*skip_special=*/true);
+  }
+  int story_start() const override { return start_; }
+  int story_end() const override { return end_; }
+  std::string description() const override { return description_; }
+  const lmshrink::HfTokenizer& tokenizer() const { return tok_; }
+
+ private:
+  lmshrink::HfTokenizer tok_;
+  int start_, end_, vocab_;
+  std::string description_;
+};
+
 }  // namespace models
 LMSHRINK_NAMESPACE_END

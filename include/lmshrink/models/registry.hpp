@@ -20,6 +20,7 @@
 #include "../io/gpt2_tokenizer.hpp"
 #include "../io/hf_checkpoint.hpp"
 #include "../io/hf_config.hpp"
+#include "../io/hf_tokenizer.hpp"
 #include "../io/sentencepiece.hpp"
 #include "../io/safetensors.hpp"
 #include "../io/tokenizer.hpp"
@@ -111,10 +112,6 @@ inline TokenizerFiles tokenizer_files_in(const std::string& dir) {
   return files;
 }
 
-[[noreturn]] inline void unreadable_tokenizer_json(const std::string& file, const std::string& wanted) {
-  lmshrink::fail<lmshrink::io_error>("load_codec", "'", file, "' is a Hugging Face tokenizer.json, which "
-                                     "lmshrink does not read yet; give ", wanted, " of the same vocabulary");
-}
 
 inline std::unique_ptr<Model> make_llama_model(const lmshrink::models::llama::DenseModel& m) {
   return std::make_unique<lmshrink::models::llama::Model>(lmshrink::models::llama::Weights<float>::from_model(m));
@@ -168,18 +165,20 @@ inline std::unique_ptr<Model> load_checkpoint(const std::vector<char>& bytes, co
 }
 
 /// The tokenizer for `model`, from the first of:
-///  - `path`: a tokenizer file (SentencePiece's tokenizer.model, or llama2.c's tokenizer.bin for
-///    any other name) or a directory holding tokenizer files;
+///  - `path`: a tokenizer file (tokenizer.json for a name ending in ".json", SentencePiece's
+///    tokenizer.model for ".model", else llama2.c's tokenizer.bin) or a directory holding them;
 ///  - the model's own directory, when it is one (a Hugging Face checkpoint);
 ///  - `defaults`' files for its family, when the model is a file (llama2.c, or a checkpoint
 ///    written by Model::save) or its directory holds no tokenizer files at all; the codec's
 ///    description says so.
-/// A directory is read for tokenizer.model (the Llama family) or vocab.json + merges.txt /
-/// encoder.json + vocab.bpe (GPT-2). Files it holds but lmshrink cannot read (tokenizer.json) are
-/// an io_error naming what is there and what would do; format_error when the vocabulary is not
-/// the model's. A story starts with BOS (the config's bos_token_id first, then the tokenizer's)
-/// and ends with the config's or tokenizer's EOS for a Hugging Face model, with the next BOS for
-/// llama2.c files and checkpoints (run.c's convention, which stories260K was trained with).
+/// A directory is read for tokenizer.model (the Llama family first), vocab.json + merges.txt /
+/// encoder.json + vocab.bpe (GPT-2 first), then tokenizer.json (lmshrink/io/hf_tokenizer.hpp);
+/// a directory with other files only is an io_error naming what is there and what would do;
+/// format_error when the vocabulary is not the model's (a tokenizer.json may have fewer ids than
+/// a padded embedding). A story starts with BOS (the config's bos_token_id first, then the
+/// tokenizer's) and ends with the config's or tokenizer's EOS for a Hugging Face model, with the
+/// next BOS for llama2.c files and checkpoints (run.c's convention, which stories260K was
+/// trained with); with tokenizer.json and no ids in the config, <|endoftext|> does both.
 inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& model_path, const std::string& path,
                                              const CodecDefaults& defaults = {}) {
   static constexpr const char* where = "load_codec";
@@ -208,6 +207,26 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
     return std::make_unique<lmshrink::models::llama::Codec>(
         std::move(tok), "llama2.c tokenizer '" + file + "' (" + std::to_string(vocab) + " tokens)" + why, end);
   };
+  const auto hf_json = [&](const std::string& file) -> std::unique_ptr<TextCodec> {
+    lmshrink::HfTokenizer tok = lmshrink::read_hf_tokenizer(file);
+    if (tok.vocab_size() > vocab) registry_detail::check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
+    int start = config_bos.empty() ? -1 : config_bos.front();
+    int end = config_eos.empty() ? -1 : config_eos.front();
+    if (gpt2 || (start < 0 && end < 0)) {  // GPT-2's convention: <|endoftext|> between texts
+      const int eot = tok.find("<|endoftext|>");
+      if (start < 0) start = eot;
+      if (end < 0) end = eot;
+    }
+    if (start < 0) start = end;
+    if (end < 0) end = start;
+    if (start < 0)
+      lmshrink::fail<lmshrink::format_error>(where, "'", model_path, "/config.json' gives no bos_token_id or "
+                                             "eos_token_id and '", file, "' has no <|endoftext|>: a story needs a start token");
+    std::string text = "Hugging Face tokenizer.json '" + file + "' (" + std::to_string(tok.vocab_size()) + " ids" +
+                       (tok.vocab_size() < vocab ? ", the model's " + std::to_string(vocab) + " padded" : std::string()) +
+                       ", story start " + std::to_string(start) + ", end " + std::to_string(end) + ")";
+    return std::make_unique<lmshrink::models::HfCodec>(std::move(tok), start, end, vocab, std::move(text));
+  };
   const auto gpt2_codec = [&](const std::string& vocab_file, const std::string& merges, const std::string& why) -> std::unique_ptr<TextCodec> {
     auto codec = std::make_unique<lmshrink::models::gpt2::Codec>(
         lmshrink::read_gpt2_tokenizer(vocab_file, merges), "GPT-2 BPE '" + vocab_file + "' + '" + merges + "'" + why);
@@ -216,11 +235,10 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
   };
   // 1. A tokenizer given by the caller.
   if (!path.empty() && !registry_detail::is_directory_path(where, path)) {
+    if (registry_detail::ends_with(path, ".json")) return hf_json(path);
     if (gpt2)
-      lmshrink::fail<lmshrink::io_error>(where, "'", path, "' is a file; GPT-2's tokenizer is a directory with "
+      lmshrink::fail<lmshrink::io_error>(where, "'", path, "' is neither tokenizer.json nor a directory with GPT-2's "
                                          "vocab.json + merges.txt (or encoder.json + vocab.bpe)");
-    if (registry_detail::ends_with(path, ".json"))
-      registry_detail::unreadable_tokenizer_json(path, "a tokenizer.model or a llama2.c tokenizer file");
     return registry_detail::ends_with(path, ".model") ? sentencepiece(path, "") : llama2c(path, "");
   }
   // 2. A directory's tokenizer files: the caller's, or the model's own.
@@ -229,9 +247,9 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
     const registry_detail::TokenizerFiles files = registry_detail::tokenizer_files_in(dir);
     if (gpt2 && !files.gpt2_vocab.empty()) return gpt2_codec(files.gpt2_vocab, files.gpt2_merges, "");
     if (!gpt2 && !files.sentencepiece.empty()) return sentencepiece(files.sentencepiece, "");
-    const std::string wanted = gpt2 ? "vocab.json + merges.txt (or encoder.json + vocab.bpe)" : "tokenizer.model";
-    if (!files.hf_json.empty())
-      registry_detail::unreadable_tokenizer_json(files.hf_json, wanted);
+    if (!files.hf_json.empty()) return hf_json(files.hf_json);
+    const std::string wanted = gpt2 ? "vocab.json + merges.txt (or encoder.json + vocab.bpe, or tokenizer.json)"
+                                    : "tokenizer.model or tokenizer.json";
     if (files.any() || !path.empty())
       lmshrink::fail<lmshrink::io_error>(where, "'", dir, "' holds ", files.any() ? files.listing() : "no tokenizer files",
                                          " but a ", model.family(), " model needs ", wanted);
