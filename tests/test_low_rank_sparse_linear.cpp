@@ -211,6 +211,23 @@ TEST_CASE("batch size may change between calls on one cache", "[layer]") {
   REQUIRE(cache.capacity() >= 8);
 }
 
+TEST_CASE("one cache shared by layers of different ranks stays the size of the largest product", "[layer]") {
+  // A decoder runs every layer of a compressed model through one cache; alternating ranks once
+  // grew it geometrically (rank 1 then 6 then 1 ... until the allocation failed).
+  const auto low = make_layer<float>(Shape{12, 10, 1, 8}, false, Masks::rows, 43);
+  const auto high = make_layer<float>(Shape{12, 10, 6, 8}, false, Masks::rows, 44);
+  LowRankSparseLinear<float>::Cache cache;
+  const Matrix<float> x = test::random_matrix<float>(2, 10, 45);
+  Matrix<float> y(2, 12);
+  for (int round = 0; round < 60; ++round) {
+    high.forward(x, y, cache);
+    REQUIRE((y - naive_forward(high, x)).cwiseAbs().maxCoeff() < 1e-4f);
+    low.forward(x, y, cache);
+    REQUIRE((y - naive_forward(low, x)).cwiseAbs().maxCoeff() < 1e-4f);
+  }
+  CHECK(cache.capacity() == 12);  // 2 tokens x rank 6 values, read at rank 1
+}
+
 TEST_CASE("raw pointer overloads read and write strided buffers without copies", "[layer]") {
   const Shape s{6, 5, 2, 3};
   const auto layer = make_layer<double>(s, true, Masks::elements, 51);

@@ -274,10 +274,13 @@ class LowRankSparseLinear {
     return CacheMap(buf.data(), n, rank());
   }
 
+  // A cache may serve layers of different ranks (a decoder's one cache for every layer): it is
+  // sized for this product, n·rank values, and grows only to the largest such product. (Asking
+  // for the previous capacity at the new rank would grow it geometrically as ranks alternate.)
   void prepare_cache(Cache& cache, Index n) const {
     if (cache.capacity_ < n || cache.rank_ != rank() ||
         static_cast<Index>(cache.xv_.size()) < n * rank())
-      cache.reserve(std::max(n, cache.capacity_), rank());
+      cache.reserve(n, rank());
   }
 
   void backward_impl(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
