@@ -145,6 +145,57 @@ TEST_CASE("RoPE rotates pairs by position, grows its table and its inverse is th
   CHECK_THROWS_AS(models::RopeTable<float>(8, 3, 10000.0), lmshrink::value_error);
 }
 
+TEST_CASE("RoPE scaling: linear and Llama 3's frequencies equal the published formula in double", "[models][rope]") {
+  // Llama 3.1's constants: theta 500000, head size 128, factor 8, frequency factors 1 and 4,
+  // original context 8192. The reference follows Hugging Face's _compute_llama3_parameters,
+  // written here in double.
+  const int hs = 128;
+  const double theta = 500000, factor = 8, low = 1, high = 4, original = 8192, pi = 3.14159265358979323846;
+  lmshrink::RopeScaling llama3;
+  llama3.type = "llama3";
+  llama3.factor = factor;
+  llama3.low_freq_factor = low;
+  llama3.high_freq_factor = high;
+  llama3.original_max_positions = 8192;
+  int kept = 0, divided = 0, blended = 0;
+  for (int j = 0; j < hs / 2; ++j) {
+    const double f = 1.0 / std::pow(theta, 2.0 * j / hs);
+    const double wavelength = 2 * pi / f;
+    double want = f;
+    if (wavelength > original / low) {
+      want = f / factor;
+      ++divided;
+    } else if (wavelength >= original / high) {
+      const double smooth = (original / wavelength - low) / (high - low);
+      want = (1 - smooth) * f / factor + smooth * f;
+      ++blended;
+    } else {
+      ++kept;
+    }
+    const float got = models::scaled_rope_frequency(float(f), llama3);
+    INFO("pair " << j);
+    CHECK(double(got) == Approx(want).epsilon(2e-6));
+  }
+  CHECK(kept > 0);  // every regime occurs at these constants
+  CHECK(divided > 0);
+  CHECK(blended > 0);
+  lmshrink::RopeScaling linear;
+  linear.type = "linear";
+  linear.factor = 4;
+  CHECK(models::scaled_rope_frequency(0.5f, linear) == 0.125f);
+  CHECK(models::scaled_rope_frequency(0.5f, lmshrink::RopeScaling{}) == 0.5f);
+  // The table turns pair j at position p by p·scaled(f_j): linear scaling by 4 at position 8
+  // is the unscaled rotation at position 2.
+  models::RopeTable<double> scaled(64, 4, 10000.0, linear), plain(64, 4, 10000.0);
+  const MatD x = test::random_matrix<double>(1, 4, 23);
+  MatD a = x, b = x;
+  scaled.cover(9);
+  plain.cover(3);
+  scaled.rotate(a.data(), 4, 8);
+  plain.rotate(b.data(), 4, 2);
+  CHECK((a - b).norm() < 1e-6 * x.norm());
+}
+
 TEST_CASE("SwiGLU and GELU backwards match finite differences", "[models][activations]") {
   MatD a = test::random_matrix<double>(3, 5, 31, 2.0), b = test::random_matrix<double>(3, 5, 32);
   const MatD dh = test::random_matrix<double>(3, 5, 33);

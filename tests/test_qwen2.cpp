@@ -27,6 +27,9 @@ using VecD = Eigen::VectorXd;
 struct HfQwen2 {
   int dim = 16, hidden = 24, layers = 2, heads = 4, kv_heads = 2, vocab = 37, positions = 32;
   double eps = 1e-6, theta = 1e6;
+  // RoPE scaling of the reference (Hugging Face's formulas, in double): "", "linear" or "llama3",
+  // with factor 4, and for llama3 frequency factors 1 and 4 around an original context of 16.
+  std::string rope_scaling;
   bool tied = true;
   MatD embed, lm_head;
   VecD norm;
@@ -113,7 +116,7 @@ struct HfQwen2 {
     const std::string dir = std::string(LMSHRINK_TEST_TMP) + "/qwen2_" + name;
     fs::remove_all(dir);
     fs::create_directories(dir);
-    std::ofstream(dir + "/config.json") << config_json(extra_config);
+    std::ofstream(dir + "/config.json") << config_json(rope_scaling_json() + extra_config);
     lmshrink::write_safetensors(st ? *st : tensors(), dir + "/model.safetensors");
     return dir;
   }
@@ -130,13 +133,30 @@ struct HfQwen2 {
                  std::sqrt(x.row(t).squaredNorm() / double(x.cols()) + eps);
     return y;
   }
-  // Rotate-half RoPE: pairs (i, i + hs/2) of each head, angle pos · theta^(−2i/hs).
+  double scaled(double f) const {
+    const double factor = 4, low = 1, high = 4, original = 16, pi = 3.14159265358979323846;
+    if (rope_scaling == "linear") return f / factor;
+    if (rope_scaling != "llama3") return f;
+    const double wavelength = 2 * pi / f;
+    if (wavelength < original / high) return f;
+    if (wavelength > original / low) return f / factor;
+    const double s = (original / wavelength - low) / (high - low);
+    return (1 - s) * f / factor + s * f;
+  }
+  std::string rope_scaling_json() const {
+    if (rope_scaling == "linear") return "  \"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0},\n";
+    if (rope_scaling == "llama3")
+      return "  \"rope_scaling\": {\"factor\": 4.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+             "\"original_max_position_embeddings\": 16, \"rope_type\": \"llama3\"},\n";
+    return "";
+  }
+  // Rotate-half RoPE: pairs (i, i + hs/2) of each head, angle pos · scaled(theta^(−2i/hs)).
   void rope(MatD& x, int n_heads) const {
     const int hs = head_size(), half = hs / 2;
     for (Eigen::Index t = 0; t < x.rows(); ++t)
       for (int h = 0; h < n_heads; ++h)
         for (int i = 0; i < half; ++i) {
-          const double angle = double(t) * std::pow(theta, -2.0 * i / hs);
+          const double angle = double(t) * scaled(std::pow(theta, -2.0 * i / hs));
           const double a = x(t, h * hs + i), b = x(t, h * hs + i + half);
           x(t, h * hs + i) = a * std::cos(angle) - b * std::sin(angle);
           x(t, h * hs + i + half) = b * std::cos(angle) + a * std::sin(angle);
@@ -214,6 +234,36 @@ TEST_CASE("a Qwen2 directory is read as family qwen2, and every forward equals t
     const double trainer = max_abs_diff(expected, copy->net(1, n)->forward(kTokens.data()));
     CAPTURE(scale, seq, step, compact, trainer);
     for (const double d : {seq, step, compact, trainer}) REQUIRE(d < 2e-6 * scale);  // measured 3.6e-7 and 7.3e-7 of the largest logit
+  }
+}
+
+TEST_CASE("RoPE scaling (linear, llama3): every forward equals the float64 reference, and checkpoints keep it",
+          "[qwen2][rope]") {
+  for (const char* type : {"linear", "llama3"}) {
+    CAPTURE(type);
+    HfQwen2 hf(true);
+    hf.rope_scaling = type;
+    const std::string dir = hf.write(std::string("rope_") + type);
+    const auto model = lmshrink::models::load_model(dir);
+    const MatD expected = hf.logits(kTokens);
+    const int n = int(kTokens.size());
+    const double scale = expected.cwiseAbs().maxCoeff();
+    const double seq = max_abs_diff(expected, model->decoder()->forward_sequence(kTokens.data(), n));
+    lmshrink::RowMatrix<float> steps(n, hf.vocab);
+    const auto packed = model->pack();  // the compact form's KV-cache steps
+    const auto kv = packed->decoder();
+    for (int t = 0; t < n; ++t) steps.row(t) = kv->forward_token(kTokens[std::size_t(t)], t).transpose();
+    const double step = max_abs_diff(expected, steps);
+    auto copy = model->clone();
+    const double trainer = max_abs_diff(expected, copy->net(1, n)->forward(kTokens.data()));
+    const std::string path = std::string(LMSHRINK_TEST_TMP) + "/qwen2_rope_" + type + ".safetensors";
+    model->save(path, "dense", {});
+    const double reloaded = max_abs_diff(expected, lmshrink::models::load_checkpoint(path)->decoder()->forward_sequence(kTokens.data(), n));
+    CAPTURE(scale, seq, step, trainer, reloaded);
+    for (const double d : {seq, step, trainer, reloaded}) REQUIRE(d < 2e-6 * scale);
+    // Without the scaling the reference differs: the check sees it.
+    hf.rope_scaling = "";
+    REQUIRE(max_abs_diff(hf.logits(kTokens), model->decoder()->forward_sequence(kTokens.data(), n)) > 1e-3 * scale);
   }
 }
 
@@ -349,7 +399,7 @@ TEST_CASE("what lmshrink does not implement of Qwen2, and files that disagree, a
     REQUIRE_THROWS_AS(lmshrink::models::load_model(dir), lmshrink::format_error);
     REQUIRE_THROWS_WITH(lmshrink::models::load_model(dir), Catch::Contains(message));
   };
-  refused("  \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0},\n", "'rope_scaling' is set");
+  refused("  \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0},\n", "the type is 'yarn'");
   refused("  \"head_dim\": 8,\n", "'head_dim' is 8 but hidden_size / heads is 4");
   // use_sliding_window is already false in the config; a second key overrides it in the parser.
   {

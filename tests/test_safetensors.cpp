@@ -14,6 +14,7 @@
 #include <lmshrink/svd_init.hpp>
 #include <string>
 #include <lmshrink/models/hf.hpp>
+#include <lmshrink/models/llama/llama2c.hpp>
 
 namespace {
 
@@ -402,6 +403,19 @@ TEST_CASE("Llama checkpoints in Hugging Face layout round-trip, with rotate-half
     REQUIRE(back.wq[0](5, 2) == rounded(model.wq[0](5, 2)));
     REQUIRE(back.token_embedding.isApprox(model.token_embedding, dtype == lmshrink::Dtype::f16 ? 1e-3f : 1e-2f));
   }
+  // RoPE scaling is written as Llama 3.1 writes it and read back; a llama2.c file cannot hold it.
+  auto scaled = tiny_llama(false);
+  scaled.config.rope_scaling.type = "llama3";
+  scaled.config.rope_scaling.factor = 8;
+  scaled.config.rope_scaling.original_max_positions = 4;
+  scaled.config.norm_eps = 1e-5;  // what a llama2.c file can mean, so that only the scaling is refused
+  scaled.config.rope_theta = 10000;
+  const std::string scaled_dir = fresh_dir("llama_rope_scaling");
+  lmshrink::models::llama::write_hf(scaled, scaled_dir);
+  REQUIRE(slurp(scaled_dir + "/config.json").find("\"rope_type\": \"llama3\"") != std::string::npos);
+  REQUIRE(lmshrink::models::llama::read_hf(scaled_dir).config.rope_scaling == scaled.config.rope_scaling);
+  require_throw<lmshrink::value_error>([&] { lmshrink::models::llama::write_llama2c(scaled, fresh_dir("x") + "/m.bin"); },
+                                       "RoPE scaling");
   const std::string dir = fresh_dir("llama_sharded");
   lmshrink::models::llama::write_hf(model, dir, lmshrink::Dtype::f32, 1000);
   REQUIRE(!fs::exists(dir + "/model.safetensors"));
@@ -457,6 +471,15 @@ TEST_CASE("config.json and checkpoint directories that disagree or are unsupport
   REQUIRE(minimal.rope_theta == 10000);
   REQUIRE(minimal.num_kv_heads == 2);
   REQUIRE(!minimal.tie_word_embeddings);
+  REQUIRE(!minimal.rope_scaling.enabled());
+  // RoPE scaling as Llama 3.1 writes it, and the older "type" key of linear scaling.
+  const auto llama31 = config("{" + llama + R"(, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0,
+      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}})");
+  REQUIRE(llama31.rope_scaling.type == "llama3");
+  REQUIRE(llama31.rope_scaling.factor == 8);
+  REQUIRE(llama31.rope_scaling.high_freq_factor == 4);
+  REQUIRE(llama31.rope_scaling.original_max_positions == 8192);
+  REQUIRE(config("{" + llama + R"(, "rope_scaling": {"type": "linear", "factor": 2}})").rope_scaling.factor == 2);
   const std::string gpt2 = R"("model_type": "gpt2", "vocab_size": 20, "n_embd": 8, "n_layer": 2,
       "n_head": 2, "n_positions": 6)";
   const auto g = config("{" + gpt2 + ", \"n_inner\": null}");
@@ -473,7 +496,13 @@ TEST_CASE("config.json and checkpoint directories that disagree or are unsupport
       {R"({"model_type": "llama", "vocab_size": 16.5})", "'vocab_size' is 16.5"},
       {R"({"model_type": "llama", "vocab_size": "16"})", "'vocab_size' is a string"},
       {"{" + llama + ", \"hidden_act\": \"gelu\"}", "'hidden_act' is 'gelu'"},
-      {"{" + llama + ", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2}}", "'rope_scaling' is set"},
+      {"{" + llama + ", \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2}}",
+       "'config.json': in 'rope_scaling', the type is 'dynamic'; lmshrink implements \"linear\" and \"llama3\""},
+      {"{" + llama + ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8}}",
+       "'low_freq_factor' is missing; llama3 scaling needs it"},
+      {"{" + llama + ", \"rope_scaling\": {\"type\": \"linear\"}}", "in 'rope_scaling', 'factor' is missing"},
+      {"{" + llama + ", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 0.5}}", "'factor' is 0.5"},
+      {"{" + llama + ", \"rope_scaling\": 2}", "'rope_scaling' is a number; an object was expected"},
       {"{" + llama + ", \"attention_bias\": true}", "'attention_bias' is set"},
       {"{" + llama + ", \"num_key_value_heads\": 3}", "not a multiple of 3 key/value heads"},
       {"{" + llama + ", \"head_dim\": 8}", "'head_dim' is 8"},

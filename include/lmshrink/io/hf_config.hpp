@@ -29,6 +29,21 @@
 LMSHRINK_NAMESPACE_BEGIN
 
 /// The hyperparameters of config.json that lmshrink uses, under neutral names.
+/// config.json's rope_scaling (Hugging Face's names): "linear" divides every RoPE frequency by
+/// `factor`; "llama3" (Llama 3.1/3.2) divides the low frequencies (wavelength above
+/// original_max_positions / low_freq_factor) by `factor`, keeps the high ones (wavelength below
+/// original_max_positions / high_freq_factor), and blends in between. Empty type: no scaling.
+struct RopeScaling {
+  std::string type;
+  double factor = 1, low_freq_factor = 1, high_freq_factor = 4;
+  int original_max_positions = 0;
+  bool enabled() const { return !type.empty(); }
+  bool operator==(const RopeScaling& o) const {
+    return type == o.type && factor == o.factor && low_freq_factor == o.low_freq_factor &&
+           high_freq_factor == o.high_freq_factor && original_max_positions == o.original_max_positions;
+  }
+};
+
 struct HfConfig {
   std::string model_type;     // "llama", "qwen2", "gpt2"
   int vocab_size = 0;
@@ -40,6 +55,7 @@ struct HfConfig {
   int max_positions = 0;      // max_position_embeddings, n_positions
   double norm_eps = 1e-5;     // rms_norm_eps, layer_norm_epsilon
   double rope_theta = 10000;  // llama only
+  RopeScaling rope_scaling;   // llama only
   bool tie_word_embeddings = false;
   std::string activation;     // llama "silu"; gpt2 "gelu_new" (tanh approximation)
 
@@ -69,7 +85,7 @@ class HfConfigFields {
   const std::string& source() const { return source_; }
   template <class... Parts>
   [[noreturn]] void bad(const Parts&... parts) const {
-    detail::fail<format_error>(where_, "'", source_, "': ", parts...);
+    detail::fail<format_error>(where_, "'", source_, "': ", context_, parts...);
   }
   bool present(const char* key) const {
     const detail::JsonValue* v = get(key);
@@ -105,6 +121,14 @@ class HfConfigFields {
     if (v->kind != detail::JsonValue::Kind::string) bad("'", key, "' is ", v->kind_name(), "; a string was expected");
     return v->text;
   }
+  /// The object at `key` as fields of its own (messages say "in 'key', ..."); format_error when
+  /// it is not an object.
+  HfConfigFields object(const char* key) const {
+    const detail::JsonValue* v = get(key);
+    if (v == nullptr || v->kind != detail::JsonValue::Kind::object)
+      bad("'", key, "' is ", v == nullptr ? "missing" : v->kind_name(), "; an object was expected");
+    return HfConfigFields(where_, source_, *v, context_ + "in '" + key + "', ");
+  }
   /// Token ids such as bos_token_id / eos_token_id: absent or null → none; an integer or an array
   /// of integers (Llama 3.1 lists several EOS ids), each in [0, vocab).
   std::vector<int> token_ids(const char* key, int vocab) const {
@@ -131,11 +155,14 @@ class HfConfigFields {
   }
 
  private:
+  HfConfigFields(const char* where, std::string source, detail::JsonValue root, std::string context)
+      : where_(where), source_(std::move(source)), root_(std::move(root)), context_(std::move(context)) {}
   const detail::JsonValue* get(const char* key) const { return root_.find(key); }
 
   const char* where_;
   std::string source_;
   detail::JsonValue root_;
+  std::string context_;  // "in 'rope_scaling', " for a nested object
 };
 
 /// config.json's model_type at `path` ("" when absent), the family's to read the rest.

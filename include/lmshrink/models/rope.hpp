@@ -4,7 +4,7 @@
 // p·theta^(−2j/head_size). The angles are computed in float as run.c does (float pow, cos and
 // sin), so that a model trained or converted elsewhere meets the rotation it was trained with.
 //
-//   models::RopeTable<float> rope(max_positions, head_size, theta);
+//   models::RopeTable<float> rope(max_positions, head_size, theta);   // , scaling (rope_scaling)
 //   rope.cover(n);                                 // positions [0, n) available
 //   rope.rotate_rows(q, n, +1);                    // rows are sequences of n tokens
 //   rope.rotate_rows(dq, n, −1);                   // the backward: the inverse rotation
@@ -15,19 +15,41 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "../config.hpp"
+#include "../io/hf_config.hpp"
 #include "../types.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
 namespace models {
 
+/// A RoPE frequency after rope_scaling, in float as Hugging Face computes it (its inv_freq
+/// tensors are float32): linear divides by the factor; llama3 divides frequencies whose
+/// wavelength 2π/f exceeds original / low_freq_factor, keeps those below original /
+/// high_freq_factor, and in between blends f/factor and f by s = (original/wavelength −
+/// low_freq_factor) / (high_freq_factor − low_freq_factor): (1 − s)·f/factor + s·f.
+inline float scaled_rope_frequency(float f, const RopeScaling& s) {
+  if (!s.enabled()) return f;
+  const float factor = float(s.factor);
+  if (s.type == "linear") return f / factor;
+  const float original = float(s.original_max_positions);
+  const float low_wavelength = original / float(s.low_freq_factor);
+  const float high_wavelength = original / float(s.high_freq_factor);
+  const float wavelength = 2.0f * 3.14159265358979323846f / f;
+  if (wavelength < high_wavelength) return f;
+  if (wavelength > low_wavelength) return f / factor;
+  const float smooth = (original / wavelength - float(s.low_freq_factor)) / float(s.high_freq_factor - s.low_freq_factor);
+  return (1.0f - smooth) * f / factor + smooth * f;
+}
+
 template <class Scalar>
 class RopeTable {
  public:
-  RopeTable(int max_positions, int head_size, double theta)
-      : half_(head_size / 2), head_size_(head_size), max_positions_(max_positions), theta_(theta) {
+  RopeTable(int max_positions, int head_size, double theta, RopeScaling scaling = {})
+      : half_(head_size / 2), head_size_(head_size), max_positions_(max_positions), theta_(theta),
+        scaling_(std::move(scaling)) {
     static constexpr const char* where = "RopeTable";
     if (head_size < 2 || head_size % 2 != 0)
       lmshrink::detail::fail<value_error>(where, "head_size must be even and >= 2, got ", head_size);
@@ -53,7 +75,8 @@ class RopeTable {
     sin_.resize(cos_.size());
     for (int pos = covered_; pos < target; ++pos)
       for (int j = 0; j < half_; ++j) {
-        const float freq = 1.0f / std::pow(float(theta_), float(2 * j) / float(head_size_));
+        const float freq =
+            scaled_rope_frequency(1.0f / std::pow(float(theta_), float(2 * j) / float(head_size_)), scaling_);
         const float angle = float(pos) * freq;
         cos_[std::size_t(pos) * half_ + std::size_t(j)] = Scalar(std::cos(angle));
         sin_[std::size_t(pos) * half_ + std::size_t(j)] = Scalar(std::sin(angle));
@@ -93,6 +116,7 @@ class RopeTable {
  private:
   int half_, head_size_, max_positions_;
   double theta_;
+  RopeScaling scaling_;
   int covered_ = 0;
   std::vector<Scalar> cos_, sin_;
 };

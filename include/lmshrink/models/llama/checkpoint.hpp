@@ -90,6 +90,13 @@ inline void save_checkpoint(const Weights<float>& w, const std::string& path,
   out.text("tie_word_embeddings", c.shared_classifier ? "true" : "false");
   out.real("norm_eps", c.norm_eps);
   out.real("rope_theta", c.rope_theta);
+  if (c.rope_scaling.enabled()) {
+    out.text("rope_scaling_type", c.rope_scaling.type);
+    out.real("rope_scaling_factor", c.rope_scaling.factor);
+    out.real("rope_scaling_low_freq_factor", c.rope_scaling.low_freq_factor);
+    out.real("rope_scaling_high_freq_factor", c.rope_scaling.high_freq_factor);
+    out.integer("rope_scaling_original_max_positions", c.rope_scaling.original_max_positions);
+  }
   if (c.qkv_bias) out.text("qkv_bias", "true");
   out.tensor("model.embed_tokens.weight", w.embedding);
   if (!c.shared_classifier) out.tensor("lm_head.weight", w.classifier);
@@ -111,7 +118,7 @@ inline void save_checkpoint(const Weights<float>& w, const std::string& path,
 
 /// Whether a llama2.c file can hold the model (it implies RMSNorm eps 1e-5 and RoPE base 10000).
 inline bool fits_llama2c(const Config& c) {
-  return c.norm_eps == 1e-5 && c.rope_theta == 10000 && !c.qkv_bias;
+  return c.norm_eps == 1e-5 && c.rope_theta == 10000 && !c.qkv_bias && !c.rope_scaling.enabled();
 }
 
 /// Reads a checkpoint written by llama::save_checkpoint: every layer as stored, dense or compressed
@@ -135,6 +142,15 @@ inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std
   c.norm_eps = in.real("norm_eps", 1e-12, 1.0, &llama2c_eps);
   c.rope_theta = in.real("rope_theta", 1.0, 1e12, &llama2c_theta);
   c.qkv_bias = st.metadata.count("qkv_bias") != 0 && in.flag("qkv_bias");
+  if (st.metadata.count("rope_scaling_type")) {
+    c.rope_scaling.type = st.meta("rope_scaling_type");
+    if (c.rope_scaling.type != "linear" && c.rope_scaling.type != "llama3")
+      in.refuse("rope_scaling_type is '", c.rope_scaling.type, "'; \"linear\" or \"llama3\" was expected");
+    c.rope_scaling.factor = in.real("rope_scaling_factor", 1.0, 1e6);
+    c.rope_scaling.low_freq_factor = in.real("rope_scaling_low_freq_factor", 1e-6, 1e6);
+    c.rope_scaling.high_freq_factor = in.real("rope_scaling_high_freq_factor", 1e-6, 1e6);
+    c.rope_scaling.original_max_positions = in.integer("rope_scaling_original_max_positions", 0, big);
+  }
   if (c.dim % c.n_heads != 0 || c.head_size() % 2 != 0 || c.n_heads % c.n_kv_heads != 0)
     in.refuse("dim ", c.dim, ", ", c.n_heads, " heads and ", c.n_kv_heads,
               " kv heads do not give an even head size shared by whole groups");

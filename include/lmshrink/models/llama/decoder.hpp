@@ -91,7 +91,7 @@ class KvDecoder {
  public:
   explicit KvDecoder(View m)
       : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), kv_dim_(c_.kv_dim()),
-        rope_(c_.seq_len, hs_, c_.rope_theta), cache_(c_.n_layers, c_.seq_len, c_.n_heads, c_.n_kv_heads, hs_) {
+        rope_(c_.seq_len, hs_, c_.rope_theta, c_.rope_scaling), cache_(c_.n_layers, c_.seq_len, c_.n_heads, c_.n_kv_heads, hs_) {
     state_.resize(1, c_);
     x_.resize(1, c_.dim);
     xb_.resize(1, c_.dim);
@@ -146,7 +146,7 @@ template <class View>
 class SequenceDecoder {
  public:
   explicit SequenceDecoder(View m)
-      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), rope_(c_.seq_len, hs_, c_.rope_theta) {}
+      : m_(std::move(m)), c_(m_.config()), hs_(c_.head_size()), rope_(c_.seq_len, hs_, c_.rope_theta, c_.rope_scaling) {}
 
   const Config& config() const { return c_; }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../config.hpp"
+#include "../../io/hf_config.hpp"
 #include "../../truncation.hpp"
 #include "../../types.hpp"
 
@@ -32,6 +33,7 @@ struct Config {
   // Not in llama2.c files, which always mean these (run.c's constants); other sources set them.
   double norm_eps = 1e-5;      // RMSNorm epsilon
   double rope_theta = 10000;   // RoPE base
+  lmshrink::RopeScaling rope_scaling;  // none unless a Hugging Face config sets it
   bool qkv_bias = false;       // wq, wk, wv carry a bias (Qwen2's shape; never in llama2.c files)
 
   int head_size() const { return dim / n_heads; }

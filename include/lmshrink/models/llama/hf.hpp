@@ -27,8 +27,9 @@ namespace models {
 namespace llama {
 
 /// The keys every Llama-shaped config.json shares ("llama", and the families built on it: "qwen2"):
-/// sizes, heads, RMSNorm eps, RoPE base, tied embeddings, silu; refused: RoPE scaling, a
-/// head_dim other than hidden_size / heads, heads not a multiple of kv heads, an odd head size.
+/// sizes, heads, RMSNorm eps, RoPE base and scaling (linear, llama3), tied embeddings, silu;
+/// refused: other RoPE scalings, a head_dim other than hidden_size / heads, heads not a multiple
+/// of kv heads, an odd head size.
 inline lmshrink::HfConfig hf_config_keys(const lmshrink::HfConfigFields& r, const char* family) {
   lmshrink::HfConfig c;
   constexpr int big = 1 << 20;
@@ -46,8 +47,27 @@ inline lmshrink::HfConfig hf_config_keys(const lmshrink::HfConfigFields& r, cons
   c.activation = r.text("hidden_act", "silu");
   if (c.activation != "silu")
     r.bad("'hidden_act' is '", c.activation, "'; lmshrink's ", family, " implements \"silu\"");
-  if (r.present("rope_scaling"))
-    r.bad("'rope_scaling' is set; lmshrink implements plain RoPE (no scaling)");
+  if (r.present("rope_scaling")) {
+    const lmshrink::HfConfigFields s = r.object("rope_scaling");
+    // "rope_type" since transformers 4.43; "type" before.
+    const std::string type = s.present("rope_type") ? s.text("rope_type", "") : s.text("type", "");
+    if (type != "linear" && type != "llama3")
+      s.bad("the type is '", type, "'; lmshrink implements \"linear\" and \"llama3\" RoPE scaling (not dynamic NTK, "
+            "YaRN or LongRoPE)");
+    c.rope_scaling.type = type;
+    c.rope_scaling.factor = s.number("factor", 0.0, 1.0, 1e6);
+    if (!s.present("factor")) s.bad("'factor' is missing");
+    if (type == "llama3") {
+      for (const char* key : {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
+        if (!s.present(key)) s.bad("'", key, "' is missing; llama3 scaling needs it");
+      c.rope_scaling.low_freq_factor = s.number("low_freq_factor", 1.0, 1e-6, 1e6);
+      c.rope_scaling.high_freq_factor = s.number("high_freq_factor", 4.0, 1e-6, 1e6);
+      c.rope_scaling.original_max_positions = s.integer("original_max_position_embeddings", 1, big);
+      if (!(c.rope_scaling.high_freq_factor > c.rope_scaling.low_freq_factor))
+        s.bad("high_freq_factor ", c.rope_scaling.high_freq_factor, " is not above low_freq_factor ",
+              c.rope_scaling.low_freq_factor);
+    }
+  }
   if (c.hidden_size % c.num_heads != 0 || c.head_size() % 2 != 0)
     r.bad("hidden_size ", c.hidden_size, " and ", c.num_heads, " heads do not give an even head "
           "size");
@@ -80,6 +100,19 @@ inline std::string config_json(const lmshrink::HfConfig& c, const std::string& a
   w.integer("max_position_embeddings", c.max_positions);
   w.number("rms_norm_eps", c.norm_eps);
   w.number("rope_theta", c.rope_theta);
+  if (c.rope_scaling.enabled()) {
+    lmshrink::HfConfigJsonWriter s;
+    s.text("rope_type", c.rope_scaling.type);
+    s.number("factor", c.rope_scaling.factor);
+    if (c.rope_scaling.type == "llama3") {
+      s.number("low_freq_factor", c.rope_scaling.low_freq_factor);
+      s.number("high_freq_factor", c.rope_scaling.high_freq_factor);
+      s.integer("original_max_position_embeddings", c.rope_scaling.original_max_positions);
+    }
+    std::string object = s.str();
+    object.pop_back();  // the object's own newline
+    w.raw("rope_scaling", object);
+  }
   w.text("hidden_act", c.activation.empty() ? "silu" : c.activation);
   for (const auto& [key, value] : extra) w.raw(key.c_str(), value);
   w.boolean("tie_word_embeddings", c.tie_word_embeddings);
@@ -107,6 +140,7 @@ inline lmshrink::HfConfig hf_config_of(const Config& c) {
   h.max_positions = c.seq_len;
   h.norm_eps = c.norm_eps;
   h.rope_theta = c.rope_theta;
+  h.rope_scaling = c.rope_scaling;
   h.tie_word_embeddings = c.shared_classifier;
   h.activation = "silu";
   return h;
@@ -127,6 +161,7 @@ inline Config config_from(const lmshrink::HfConfig& h) {
   c.shared_classifier = h.tie_word_embeddings;
   c.norm_eps = h.norm_eps;
   c.rope_theta = h.rope_theta;
+  c.rope_scaling = h.rope_scaling;
   return c;
 }
 

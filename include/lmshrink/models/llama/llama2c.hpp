@@ -215,6 +215,9 @@ inline void write_llama2c(const DenseModel& m, const std::string& path) {
   if (c.qkv_bias)
     lmshrink::detail::fail<lmshrink::value_error>(where, "the model's wq, wk and wv have biases, which a llama2.c file "
                               "cannot hold; write it as a Hugging Face \"qwen2\" directory");
+  if (c.rope_scaling.enabled())
+    lmshrink::detail::fail<lmshrink::value_error>(where, "the model has \"", c.rope_scaling.type, "\" RoPE scaling, which "
+                              "a llama2.c file cannot hold; write it as a Hugging Face directory");
   const lmshrink::Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size,
               L = c.n_layers;
   lmshrink::detail::check_shape(where, "token_embedding", m.token_embedding, v, d);

@@ -157,7 +157,7 @@ class Trainer {
 
   Trainer(W& weights, int batch, int n)
       : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n),
-        rope_(c_.seq_len, c_.head_size(), c_.rope_theta) {
+        rope_(c_.seq_len, c_.head_size(), c_.rope_theta, c_.rope_scaling) {
     static constexpr const char* where = "llama::Trainer";
     if (batch < 1 || n < 1 || n > c_.seq_len)
       lmshrink::fail<lmshrink::value_error>(where, "batch must be >= 1 and n in [1, ",
