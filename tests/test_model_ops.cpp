@@ -274,11 +274,17 @@ TEST_CASE("the KV-cache step gives the whole-sequence attention row by row", "[m
     MatD att(n, heads * hs);
     models::causal_attention_forward<double>(s, q, k, v, p, att);
     models::KvCache<double> cache(layers, 16, heads, kv_heads, hs);
+    CHECK(cache.capacity() == 0);
     VecD out(heads * hs);
     for (int pos = 0; pos < n; ++pos) {
       cache.attend(layer, pos, q.row(pos).data(), k.row(pos).data(), v.row(pos).data(), out.data());
-      CHECK((out.transpose() - att.row(pos)).norm() < 1e-13);
+      CHECK((out.transpose() - att.row(pos)).norm() < 1e-13);  // across every growth of the cache
     }
+    CHECK(cache.capacity() == 8);  // 1, 2, 4, 8: memory for the positions used, not the 16
+    // A context of 2^20 positions costs nothing until it is used.
+    models::KvCache<double> huge(layers, 1 << 20, heads, kv_heads, hs);
+    huge.attend(layer, 0, q.data(), k.data(), v.data(), out.data());
+    CHECK(huge.capacity() == 1);
     CHECK_THROWS_WITH(cache.attend(layer, 16, q.data(), k.data(), v.data(), out.data()),
                       Catch::Contains("layer 0") || Catch::Contains("position 16"));
   }

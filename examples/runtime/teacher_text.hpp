@@ -7,6 +7,7 @@
 //   examples::check_disjoint(train, val);                 // lmshrink::value_error on overlap
 //   std::vector<int> stream = examples::concatenate(train);
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -28,13 +29,16 @@ using Story = std::vector<int>;
 /// story start until the model emits the story end (BOS for llama2.c models, <|endoftext|> for
 /// GPT-2) or fills its context, until `tokens_needed` tokens are there. Story i draws from its own
 /// stream seeded by (seed, i), so the text does not depend on the number of threads.
-/// `progress(tokens, stories)` is called after each round. With a team of several processes,
+/// A story is at most `context` tokens (0: the model's context). `progress(tokens, stories)` is
+/// called after each round. With a team of several processes,
 /// each samples every size-th story of a round and the round is gathered: the same stories.
 inline std::vector<Story> sample_stories(
     const Model& teacher, const TextCodec& codec, std::size_t tokens_needed, std::uint64_t seed,
-    int threads, const std::function<void(std::size_t, std::size_t)>& progress = {}, Team* team = nullptr) {
+    int threads, const std::function<void(std::size_t, std::size_t)>& progress = {}, Team* team = nullptr,
+    int context = 0) {
   const int ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
-  const int start = codec.story_start(), end = codec.story_end(), ctx = teacher.shape().seq_len;
+  const int start = codec.story_start(), end = codec.story_end();
+  const int ctx = context > 0 ? std::min(context, teacher.shape().seq_len) : teacher.shape().seq_len;
   (void)threads;  // without OpenMP, one thread
   std::vector<Story> stories;
   std::size_t have = 0;

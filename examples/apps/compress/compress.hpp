@@ -45,7 +45,8 @@ struct Options {
   int steps = 0;
   std::int64_t tokens = 160 * 4 * 512;
   int batch = 4;
-  int length = 0;          // training sequence length; 0 = the model's seq_len
+  int context = 0;         // scoring windows, generation and the default training length; 0 = the model's seq_len
+  int length = 0;          // training sequence length; 0 = the context
   int data_windows = 0;    // distinct generated training windows; 0 = steps·batch/2 (two epochs)
   int eval_windows = 0;    // 0 = all
   bool heldout = true;     // score the held-out stories (off for recipe studies)
@@ -168,6 +169,7 @@ struct Shared {
   int windows = 0, length = 0, steps = 0;
   const std::vector<int>* eval;
   int eval_windows = 0, eval_len = 0;
+  int context = 0;  // the most positions a sample is generated to
   const std::vector<int>* val;
   int val_windows = 0;
   const Calibration* calib = nullptr;

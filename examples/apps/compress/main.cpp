@@ -4,7 +4,8 @@
 //   lmshrink_compress [options]          (defaults: the bundled stories260K, about 5 minutes)
 //
 // 1. Loads the teacher, its tokenizer and the held-out token stream; scores the teacher with
-//    the README protocol (non-overlapping windows of seq_len inputs, next tokens as targets).
+//    the README protocol (non-overlapping windows of --context inputs, the model's seq_len by
+//    default, next tokens as targets).
 // 2. Generates training text with the teacher (seeded sampling at temperature 1; never the
 //    held-out stories).
 // 3. For every method and ratio, builds a student from the teacher and fine-tunes it with the
@@ -237,7 +238,7 @@ struct Run {
   lmshrink::models::ModelShape c;
   std::unique_ptr<lmshrink::models::TextCodec> codec;
   std::vector<int> eval;
-  int eval_len = 0, eval_windows = 0, length = 0, steps = 0, data_windows = 0;
+  int eval_len = 0, eval_windows = 0, length = 0, steps = 0, data_windows = 0, context = 0;
   std::vector<Job> jobs;
   std::optional<lmshrink::StagedDirectory> staged;
   bool any_oats = false;
@@ -260,13 +261,17 @@ void read_inputs(Run& run, int argc, char** argv) {
     if (run.eval[i] < 0 || run.eval[i] >= c.vocab_size)
       fail<lmshrink::format_error>("lmshrink_compress", "'", o.eval, "' token ", i, " is ",
                                    run.eval[i], "; the model's vocabulary is [0, ", c.vocab_size, ")");
-  run.eval_len = c.seq_len;
+  run.context = o.context > 0 ? o.context : c.seq_len;
+  if (run.context > c.seq_len)
+    fail<lmshrink::value_error>("lmshrink_compress", "--context ", run.context, " exceeds the model's context of ",
+                                c.seq_len, " positions");
+  run.eval_len = run.context;
   const int available = int((run.eval.size() - 1) / std::size_t(run.eval_len));
   if (available < 1)
     fail<lmshrink::value_error>("lmshrink_compress", "'", o.eval, "' has ", run.eval.size(),
                                 " tokens; one window needs ", run.eval_len + 1);
   run.eval_windows = o.eval_windows > 0 ? std::min(o.eval_windows, available) : available;
-  run.length = o.length > 0 ? o.length : c.seq_len;
+  run.length = o.length > 0 ? o.length : run.context;
   if (run.length > c.seq_len)
     fail<lmshrink::value_error>("lmshrink_compress", "--length ", run.length,
                                 " exceeds the model's seq_len ", c.seq_len);
@@ -341,11 +346,11 @@ Texts generate_texts(const Run& run) {
   const auto train_stories = examples::sample_stories(*run.teacher, *run.codec, need, o.seed, run.threads,
                                                       [&](std::size_t have, std::size_t n) {
     bar.update(double(std::min(have, need)), std::to_string(n) + " training stories");
-  }, run.team);
+  }, run.team, run.context);
   const auto val_stories = examples::sample_stories(*run.teacher, *run.codec, val_need, o.val_seed, run.threads,
                                                     [&](std::size_t have, std::size_t n) {
     bar.update(double(need + std::min(have, val_need)), std::to_string(n) + " validation stories");
-  }, run.team);
+  }, run.team, run.context);
   examples::check_disjoint(train_stories, val_stories);
   t.train = examples::concatenate(train_stories);
   t.val = examples::concatenate(val_stories);
@@ -370,6 +375,7 @@ void share_inputs(Run& run, const Texts& texts, const Calibration& calib, Shared
   sh.eval = &run.eval;
   sh.eval_windows = run.eval_windows;
   sh.eval_len = run.eval_len;
+  sh.context = run.context;
   sh.val = &texts.val;
   sh.val_windows = o.val_windows;
   sh.calib = &calib;
@@ -460,8 +466,8 @@ double measure_speed(const Run& run, std::vector<Result>& results) {
     for (std::size_t i = 0; i < results.size(); ++i) {
       std::vector<double> t_teacher, t_student;
       for (int r = 0; r < reps; ++r) {
-        t_teacher.push_back(generation_seconds(decoders_of(*teacher_packed), *run.codec, o.speed_tokens, run.c.seq_len));
-        t_student.push_back(generation_seconds(decoders_of(*results[i].compact), *run.codec, o.speed_tokens, run.c.seq_len));
+        t_teacher.push_back(generation_seconds(decoders_of(*teacher_packed), *run.codec, o.speed_tokens, run.context));
+        t_student.push_back(generation_seconds(decoders_of(*results[i].compact), *run.codec, o.speed_tokens, run.context));
       }
       std::sort(t_teacher.begin(), t_teacher.end());
       std::sort(t_student.begin(), t_student.end());
@@ -633,7 +639,7 @@ int main(int argc, char** argv) {
     std::vector<Result> results = train_students(run, texts, calib);
     teacher.tokens_per_s = measure_speed(run, results);
     teacher.sample = sample_text(*run.codec, greedy(decoders_of(*run.teacher), *run.codec, run.o.sample_tokens,
-                                                    run.c.seq_len));
+                                                    run.context));
     const std::string table = write_outputs(run, teacher, results);
     if (!team->leader()) return 0;
     std::printf("\n%s\n", table.c_str());

@@ -34,7 +34,10 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
                         (default: 327680, 160 steps of 4 x 512)
   --steps N             or the budget in optimizer steps
   --batch N             sequences per step (default: 4)
-  --length N            training sequence length (default: the model's seq_len)
+  --context N           positions used: held-out and validation windows, generated text and
+                        samples, and the training length (default: the model's seq_len; Llama
+                        3.x's 131,072 would need a 64 GiB attention matrix per window)
+  --length N            training sequence length (default: the context)
   --data-windows N      distinct generated training windows (default: steps*batch/2)
   --eval-windows N      held-out windows scored (default: all)
   --no-heldout          score only the validation stream (for recipe studies)
@@ -231,6 +234,7 @@ Options parse(int argc, char** argv) {
     }
     else if (a == "--batch") o.batch = int(parse_int("--batch", v, 1, 4096));
     else if (a == "--length") o.length = int(parse_int("--length", v, 2, 1 << 20));
+    else if (a == "--context") o.context = int(parse_int("--context", v, 2, 1 << 20));
     else if (a == "--data-windows") o.data_windows = int(parse_int("--data-windows", v, 1, 1 << 24));
     else if (a == "--eval-windows") o.eval_windows = int(parse_int("--eval-windows", v, 1, 1 << 24));
     else if (a == "--val-windows") o.val_windows = int(parse_int("--val-windows", v, 1, 1 << 24));

@@ -574,7 +574,7 @@ void save_and_score(const Job& job, Shared& sh, const lmshrink::models::Model& w
   const DecoderFactory decoders = decoders_of(*res.compact);
   res.val_score = evaluate(decoders, *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team);
   if (o.heldout) res.score = evaluate(decoders, *sh.eval, sh.eval_windows, sh.eval_len, job_threads, sh.team);
-  res.sample = sample_text(*sh.codec, greedy(decoders, *sh.codec, o.sample_tokens, w.shape().seq_len));
+  res.sample = sample_text(*sh.codec, greedy(decoders, *sh.codec, o.sample_tokens, sh.context));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 //   models::KvCache<float> cache(layers, positions, heads, kv_heads, head_size);
 //   cache.attend(layer, pos, q, k, v, out);                  // one token at position pos
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -125,6 +126,9 @@ void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Sca
 template <class Scalar>
 class KvCache {
  public:
+  /// A cache for up to `positions` positions. Its memory grows with the positions used (doubling,
+  /// at most to `positions`): a model's context can be far longer than what is generated (Llama
+  /// 3.1's 131,072 positions would be gigabytes up front).
   KvCache(int layers, int positions, int heads, int kv_heads, int head_size)
       : layers_(layers), positions_(positions), shape_{1, 1, heads, kv_heads, head_size},
         kv_dim_(kv_heads * head_size) {
@@ -132,12 +136,29 @@ class KvCache {
     if (layers < 1 || positions < 1)
       lmshrink::detail::fail<value_error>("KvCache", "layers ", layers, " and positions ", positions,
                                           " must be >= 1");
-    keys_.assign(std::size_t(layers) * std::size_t(positions) * std::size_t(kv_dim_), Scalar(0));
-    values_.assign(keys_.size(), Scalar(0));
-    scores_.resize(positions);
   }
 
   int positions() const { return positions_; }
+  /// Positions the cache has memory for now.
+  int capacity() const { return capacity_; }
+
+  /// Makes room for positions [0, n) (allocates only when they grow).
+  void reserve(int n) {
+    if (n <= capacity_) return;
+    const int grown = std::min(positions_, std::max(n, 2 * capacity_));
+    // Layout per layer: kv_dim rows of `capacity` positions; re-laid out at the new stride.
+    std::vector<Scalar> keys(std::size_t(layers_) * std::size_t(grown) * std::size_t(kv_dim_), Scalar(0));
+    std::vector<Scalar> values(keys.size(), Scalar(0));
+    for (std::size_t row = 0; row < std::size_t(layers_) * std::size_t(kv_dim_); ++row)
+      for (int t = 0; t < capacity_; ++t) {
+        keys[row * std::size_t(grown) + std::size_t(t)] = keys_[row * std::size_t(capacity_) + std::size_t(t)];
+        values[row * std::size_t(grown) + std::size_t(t)] = values_[row * std::size_t(capacity_) + std::size_t(t)];
+      }
+    keys_.swap(keys);
+    values_.swap(values);
+    scores_.resize(grown);
+    capacity_ = grown;
+  }
 
   /// Stores layer `layer`'s key k and value v (kv_heads·hs each) at position pos, then writes
   /// out (heads·hs) = attention of q (heads·hs) over positions 0..pos. Positions before pos must
@@ -146,9 +167,10 @@ class KvCache {
     if (layer < 0 || layer >= layers_ || pos < 0 || pos >= positions_)
       lmshrink::detail::fail<value_error>("KvCache::attend", "layer ", layer, " and position ", pos,
                                           " must be in [0, ", layers_, ") and [0, ", positions_, ")");
+    reserve(pos + 1);
     using Rows = Eigen::Map<const RowMatrix<Scalar>, 0, Eigen::OuterStride<>>;
     using Vec = Vector<Scalar>;
-    const int T = positions_, n = pos + 1, hs = shape_.head_size, group = shape_.heads / shape_.kv_heads;
+    const int T = capacity_, n = pos + 1, hs = shape_.head_size, group = shape_.heads / shape_.kv_heads;
     Scalar* keys = keys_.data() + std::size_t(layer) * T * kv_dim_;
     Scalar* values = values_.data() + std::size_t(layer) * T * kv_dim_;
     for (int i = 0; i < kv_dim_; ++i) {
@@ -173,6 +195,7 @@ class KvCache {
   int layers_, positions_;
   AttentionShape shape_;
   int kv_dim_;
+  int capacity_ = 0;
   std::vector<Scalar> keys_, values_;
   Vector<Scalar> scores_;
 };
