@@ -439,9 +439,9 @@ TEST_CASE("what lmshrink does not implement of Qwen2, and files that disagree, a
   REQUIRE_THROWS_WITH(lmshrink::models::load_codec(*model, hf.write("codec"), ""),
                       Catch::Contains("no tokenizer was given for the qwen2 model") &&
                           Catch::Contains("give a tokenizer.model or a llama2.c tokenizer file"));
-  // An unknown family names the three it knows.
-  const std::string dir = hf.write("mistral");
-  std::ofstream(dir + "/config.json") << "{\"model_type\": \"mistral\"}";
+  // An unknown family names those it knows.
+  const std::string dir = hf.write("gpt_neox");
+  std::ofstream(dir + "/config.json") << "{\"model_type\": \"gpt_neox\"}";
   REQUIRE_THROWS_WITH(lmshrink::models::load_model(dir),
-                      Catch::Contains("model_type 'mistral'") && Catch::Contains("\"qwen2\""));
+                      Catch::Contains("model_type 'gpt_neox'") && Catch::Contains("\"qwen2\""));
 }

@@ -489,7 +489,7 @@ TEST_CASE("config.json and checkpoint directories that disagree or are unsupport
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"[1]", "is an array; an object was expected"},
       {"{\"vocab_size\": 3}", "the key 'model_type' is missing"},
-      {"{\"model_type\": \"mistral\"}", "model_type 'mistral' is not supported"},
+      {"{\"model_type\": \"gpt_neox\"}", "model_type 'gpt_neox' is not supported"},
       {"{\"model_type\": \"llama\"}", "the key 'vocab_size' is missing"},
       {"{" + llama + ", \"vocab_size\": 16}", "has the key 'vocab_size' twice"},
       {R"({"model_type": "llama", "vocab_size": -1})", "'vocab_size' is -1; an integer in [1, "},

@@ -20,6 +20,7 @@
 #include "../io/safetensors.hpp"
 #include "gpt2/hf.hpp"
 #include "llama/hf.hpp"
+#include "mistral/hf.hpp"
 #include "qwen2/hf.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
@@ -38,8 +39,13 @@ inline lmshrink::HfConfig parse_hf_config(std::string_view text, const std::stri
     c.model_type = "qwen2";
     return c;
   }
-  if (type.empty()) r.bad("the key 'model_type' is missing; \"llama\", \"qwen2\" or \"gpt2\" was expected");
-  r.bad("model_type '", type, "' is not supported; \"llama\", \"qwen2\" or \"gpt2\" was expected");
+  if (type == "mistral") {
+    lmshrink::HfConfig c = llama::hf_config_of(mistral::config_from_hf(r));
+    c.model_type = "mistral";
+    return c;
+  }
+  if (type.empty()) r.bad("the key 'model_type' is missing; \"llama\", \"mistral\", \"qwen2\" or \"gpt2\" was expected");
+  r.bad("model_type '", type, "' is not supported; \"llama\", \"mistral\", \"qwen2\" or \"gpt2\" was expected");
 }
 
 inline lmshrink::HfConfig read_hf_config(const std::string& path) {
@@ -58,8 +64,9 @@ inline std::string hf_config_json(const lmshrink::HfConfig& c) {
     q.qkv_bias = true;
     return qwen2::config_json(q);
   }
+  if (c.model_type == "mistral") return mistral::config_json(llama::config_from(c));
   lmshrink::fail<lmshrink::value_error>("hf_config_json", "model_type '", c.model_type, "'; \"llama\", "
-                                        "\"qwen2\" or \"gpt2\" was expected");
+                                        "\"mistral\", \"qwen2\" or \"gpt2\" was expected");
 }
 
 /// Writes a directory (io/hf_directory.hpp) with config.json made from `config` (refused before

@@ -30,6 +30,7 @@
 #include "llama/llama2c.hpp"
 #include "llama/model.hpp"
 #include "model.hpp"
+#include "mistral/model.hpp"
 #include "qwen2/model.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
@@ -44,7 +45,7 @@ struct CodecDefaults {
 
 /// What convert_checkpoint read.
 struct Converted {
-  std::string from_format;  ///< "llama2.c", "llama", "qwen2" or "gpt2"
+  std::string from_format;  ///< "llama2.c", "llama", "mistral", "qwen2" or "gpt2"
   std::int64_t parameters = 0;
 };
 
@@ -126,14 +127,15 @@ inline std::unique_ptr<Model> checkpoint_model(const lmshrink::SafeTensors& st, 
   if (kind == "llama/1") return std::make_unique<lmshrink::models::llama::Model>(lmshrink::models::llama::read_checkpoint(st, path));
   if (kind == "gpt2/1") return std::make_unique<lmshrink::models::gpt2::Model>(lmshrink::models::gpt2::read_checkpoint(st, path));
   if (kind == "qwen2/1") return lmshrink::models::qwen2::read_checkpoint(st, path);
+  if (kind == "mistral/1") return lmshrink::models::mistral::read_checkpoint(st, path);
   lmshrink::fail<lmshrink::format_error>("load_checkpoint", "'", path, "' has the metadata "
-                                                 "'lmshrink.checkpoint: ", kind, "'; \"llama/1\", \"qwen2/1\" or "
+                                                 "'lmshrink.checkpoint: ", kind, "'; \"llama/1\", \"qwen2/1\", \"mistral/1\" or "
                                                  "\"gpt2/1\" (a checkpoint written by Model::save) was expected");
 }
 
 [[noreturn]] inline void unknown_model_type(const char* where, const std::string& config, const std::string& type) {
   lmshrink::fail<lmshrink::format_error>(where, "'", config, "' ", type.empty() ? "has no model_type" : "has model_type '" + type + "'",
-                                         "; \"llama\", \"qwen2\" or \"gpt2\" was expected");
+                                         "; \"llama\", \"mistral\", \"qwen2\" or \"gpt2\" was expected");
 }
 
 }  // namespace registry_detail
@@ -150,6 +152,7 @@ inline std::unique_ptr<Model> load_model(const std::string& path) {
   const std::string type = lmshrink::read_hf_model_type(config);
   if (type == "gpt2") return registry_detail::make_gpt2_model(lmshrink::models::gpt2::read_hf(path));
   if (type == "qwen2") return lmshrink::models::qwen2::make_model(lmshrink::models::qwen2::read_hf(path));
+  if (type == "mistral") return lmshrink::models::mistral::make_model(lmshrink::models::mistral::read_hf(path));
   if (type == "llama") return registry_detail::make_llama_model(lmshrink::models::llama::read_hf(path));
   registry_detail::unknown_model_type(where, config, type);
 }
@@ -295,6 +298,14 @@ inline Converted convert_checkpoint(const std::string& in, const std::string& ou
     const lmshrink::models::llama::DenseModel m = lmshrink::models::qwen2::read_hf(in);
     lmshrink::models::qwen2::write_hf(m, out, dtype, shard_bytes);
     return {"qwen2", m.parameter_count()};
+  }
+  if (type == "mistral") {
+    if (to_llama2c)
+      lmshrink::fail<lmshrink::value_error>(where, "'", in, "' is a Mistral model; convert it to a Hugging Face "
+                                                    "directory (a llama2.c file holds model_type \"llama\")");
+    const lmshrink::models::llama::DenseModel m = lmshrink::models::mistral::read_hf(in);
+    lmshrink::models::mistral::write_hf(m, out, dtype, shard_bytes);
+    return {"mistral", m.parameter_count()};
   }
   if (type != "gpt2" && type != "llama") registry_detail::unknown_model_type(where, config_path, type);
   if (type == "gpt2") {
