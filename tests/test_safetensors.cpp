@@ -393,6 +393,9 @@ TEST_CASE("Llama checkpoints in Hugging Face layout round-trip, with rotate-half
     const std::string dir = fresh_dir("llama_half");
     lmshrink::models::llama::write_hf(model, dir, dtype);
     REQUIRE(lmshrink::read_safetensors(dir + "/model.safetensors").tensors.at("model.norm.weight").dtype == dtype);
+    // config.json says what the weights are, so that a consumer loads them as such.
+    REQUIRE(slurp(dir + "/config.json").find(dtype == lmshrink::Dtype::f16 ? "\"torch_dtype\": \"float16\""
+                                                                             : "\"torch_dtype\": \"bfloat16\"") != std::string::npos);
     const auto back = lmshrink::models::llama::read_hf(dir);
     const auto rounded = [&](float x) {
       return dtype == lmshrink::Dtype::f16

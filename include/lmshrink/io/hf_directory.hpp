@@ -32,6 +32,11 @@
 
 LMSHRINK_NAMESPACE_BEGIN
 
+/// config.json's torch_dtype for weights stored as `dtype` ("float32", "float16", "bfloat16").
+inline const char* torch_dtype_name(Dtype dtype) {
+  return dtype == Dtype::bf16 ? "bfloat16" : dtype == Dtype::f16 ? "float16" : "float32";
+}
+
 // ---- tensors: one file or shards -------------------------------------------------------------
 
 /// The tensors of a checkpoint directory: model.safetensors, or else the shards that

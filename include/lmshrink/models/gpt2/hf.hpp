@@ -127,8 +127,8 @@ inline lmshrink::HfConfig hf_config(const lmshrink::HfConfigFields& r) {
   return c;
 }
 
-/// config.json for `c`, with the keys GPT2Config writes.
-inline std::string config_json(const lmshrink::HfConfig& c) {
+/// config.json for `c`, with the keys GPT2Config writes; `torch_dtype` names the weights' dtype.
+inline std::string config_json(const lmshrink::HfConfig& c, const std::string& torch_dtype = "float32") {
   lmshrink::HfConfigJsonWriter w;
   w.raw("architectures", "[\"GPT2LMHeadModel\"]");
   w.text("model_type", "gpt2");
@@ -142,7 +142,7 @@ inline std::string config_json(const lmshrink::HfConfig& c) {
   w.number("layer_norm_epsilon", c.norm_eps);
   w.text("activation_function", c.activation.empty() ? "gelu_new" : c.activation);
   w.boolean("tie_word_embeddings", true);
-  w.text("torch_dtype", "float32");
+  w.text("torch_dtype", torch_dtype);
   return w.str();
 }
 
@@ -187,7 +187,8 @@ inline lmshrink::SafeTensors to_hf(const DenseModel& m, lmshrink::Dtype dtype = 
 
 inline void write_hf(const DenseModel& m, const std::string& dir, lmshrink::Dtype dtype = lmshrink::Dtype::f32,
                           std::int64_t max_shard_bytes = 0) {
-  lmshrink::write_hf_directory(config_json(hf_config_of(m.config)), to_hf(m, dtype), dir, max_shard_bytes);
+  lmshrink::write_hf_directory(config_json(hf_config_of(m.config), lmshrink::torch_dtype_name(dtype)), to_hf(m, dtype), dir,
+                               max_shard_bytes);
 }
 
 }  // namespace gpt2

@@ -295,8 +295,8 @@ inline void write_hf(const DenseModel& m, const std::string& dir, lmshrink::Dtyp
   if (m.config.qkv_bias)
     lmshrink::detail::fail<lmshrink::value_error>("write_hf", "the model's wq, wk and wv have biases, which a "
                               "\"llama\" config cannot express; write it with models::qwen2::write_hf");
-  lmshrink::write_hf_directory(config_json(hf_config_of(m.config), "LlamaForCausalLM"), to_hf(m, dtype), dir,
-                               max_shard_bytes);
+  lmshrink::write_hf_directory(config_json(hf_config_of(m.config), "LlamaForCausalLM", {}, lmshrink::torch_dtype_name(dtype)),
+                               to_hf(m, dtype), dir, max_shard_bytes);
 }
 
 }  // namespace llama

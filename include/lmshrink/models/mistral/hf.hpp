@@ -43,7 +43,7 @@ inline std::string config_json(const lmshrink::models::llama::Config& c, lmshrin
                                           "Mistral config cannot express; write it as \"qwen2\"");
   lmshrink::HfConfig h = llama::hf_config_of(c);
   h.model_type = "mistral";
-  const char* torch_dtype = dtype == lmshrink::Dtype::bf16 ? "bfloat16" : dtype == lmshrink::Dtype::f16 ? "float16" : "float32";
+  const char* torch_dtype = lmshrink::torch_dtype_name(dtype);
   return lmshrink::models::llama::config_json(h, "MistralForCausalLM", {{"sliding_window", "null"}}, torch_dtype);
 }
 

@@ -41,7 +41,7 @@ inline std::string config_json(const lmshrink::models::llama::Config& c, lmshrin
                                           "Qwen2 model has them (write it as \"llama\")");
   lmshrink::HfConfig h = llama::hf_config_of(c);
   h.model_type = "qwen2";
-  const char* torch_dtype = dtype == lmshrink::Dtype::bf16 ? "bfloat16" : dtype == lmshrink::Dtype::f16 ? "float16" : "float32";
+  const char* torch_dtype = lmshrink::torch_dtype_name(dtype);
   return lmshrink::models::llama::config_json(h, "Qwen2ForCausalLM", {{"use_sliding_window", "false"}}, torch_dtype);
 }
 
