@@ -54,10 +54,17 @@ TEST_CASE("a Mistral directory runs Llama's forward under its own name", "[mistr
   CHECK(max_abs_diff(back->decoder()->forward_sequence(tokens.data(), 64), want) < 1e-5);
   const std::string exported = back->export_dense(std::string(LMSHRINK_TEST_TMP) + "/mistral_export");
   CHECK(lmshrink::models::load_model(exported)->family() == "mistral");
+  // A conversion takes the tokenizer along: the converted directory is usable as it stands.
+  fs::copy_file(kData + "/tok512.model", dir + "/tokenizer.model", fs::copy_options::overwrite_existing);
   const std::string converted = std::string(LMSHRINK_TEST_TMP) + "/mistral_bf16";
   fs::remove_all(converted);
-  CHECK(lmshrink::models::convert_checkpoint(dir, converted, "bf16", 0).from_format == "mistral");
+  const auto done = lmshrink::models::convert_checkpoint(dir, converted, "bf16", 0);
+  CHECK(done.from_format == "mistral");
+  CHECK(done.companion_files == std::vector<std::string>{"tokenizer.model"});
   CHECK(lmshrink::models::read_hf_config(converted + "/config.json").model_type == "mistral");
+  const auto converted_model = lmshrink::models::load_model(converted);
+  CHECK(lmshrink::models::load_codec(*converted_model, converted, "")->description().find(converted + "/tokenizer.model") !=
+        std::string::npos);
   CHECK_THROWS_WITH(lmshrink::models::convert_checkpoint(dir, converted + ".bin", "f32", 0),
                     Contains("is a Mistral model"));
 }

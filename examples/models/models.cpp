@@ -30,7 +30,7 @@ std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& mod
 Converted convert_checkpoint(const std::string& in, const std::string& out, const std::string& dtype,
                              std::int64_t shard_bytes) {
   const lmshrink::models::Converted done = lmshrink::models::convert_checkpoint(in, out, dtype, shard_bytes);
-  return {done.from_format, done.parameters};
+  return {done.from_format, done.parameters, done.companion_files};
 }
 
 }  // namespace examples

@@ -4,6 +4,7 @@
 
 #include "runtime/sharded_trainer.hpp"
 #include <lmshrink/files.hpp>
+#include <lmshrink/io/hf_directory.hpp>
 
 #include "compress.hpp"
 
@@ -559,7 +560,13 @@ void save_and_score(const Job& job, Shared& sh, const lmshrink::models::Model& w
     w.save(ckpt, method, {{"lmshrink.method", method}, {"lmshrink.linear_ratio", ratio_text}});
     // A truncated student is a plain dense model: also exported for other programs (a llama2.c
     // file when that format can hold it, else a Hugging Face directory).
-    if (info(job.method).start == StudentStart::truncated) w.export_dense(sh.out_dir + "/checkpoints/" + file_stem(job));
+    // A teacher's tokenizer files go along, so that the export can be used as it stands.
+    if (info(job.method).start == StudentStart::truncated) {
+      const std::string exported = w.export_dense(sh.out_dir + "/checkpoints/" + file_stem(job));
+      std::error_code ec;
+      if (std::filesystem::is_directory(o.model, ec) && std::filesystem::is_directory(exported, ec))
+        lmshrink::copy_hf_companion_files(o.model, exported);
+    }
   }
   std::vector<char> saved;
   if (sh.team->leader())

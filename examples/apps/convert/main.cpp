@@ -47,8 +47,10 @@ int main(int argc, char** argv) {
   if (in.empty() || out.empty()) return usage();
   try {
     const examples::Converted c = examples::convert_checkpoint(in, out, dtype, std::int64_t(shard_mb) << 20);
-    std::printf("%s (%s, %lld parameters) -> %s\n", in.c_str(), c.from_format.c_str(),
-                static_cast<long long>(c.parameters), out.c_str());
+    std::string along;
+    for (const std::string& f : c.companion_files) along += (along.empty() ? " (with " : ", ") + f;
+    std::printf("%s (%s, %lld parameters) -> %s%s\n", in.c_str(), c.from_format.c_str(),
+                static_cast<long long>(c.parameters), out.c_str(), along.empty() ? "" : (along + ")").c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -31,6 +32,32 @@
 #include "safetensors.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
+
+/// The files that go with a Hugging Face model beside its config and weights: its tokenizer (any
+/// of the formats) and its generation settings. A converted or exported model is usable as it
+/// stands only with them.
+inline constexpr const char* kHfCompanionFiles[] = {
+    "tokenizer.model",  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "added_tokens.json", "vocab.json",    "merges.txt",            "generation_config.json"};
+
+/// Copies the companion files `from_dir` holds into `to_dir`, each atomically (a failed copy
+/// leaves the old file or none); returns their names. Each is at most 256 MiB.
+inline std::vector<std::string> copy_hf_companion_files(const std::string& from_dir, const std::string& to_dir) {
+  static constexpr const char* where = "copy_hf_companion_files";
+  std::vector<std::string> copied;
+  for (const char* name : kHfCompanionFiles) {
+    const std::filesystem::path from = std::filesystem::path(from_dir) / name;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(from, ec)) continue;
+    const std::vector<char> bytes = detail::read_file_bytes(where, from.string(), 0, "", std::int64_t(256) << 20,
+                                                            "more than the 256 MiB a tokenizer file may have");
+    detail::write_file_atomically(where, (std::filesystem::path(to_dir) / name).string(), [&](std::FILE* f) {
+      return bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    });
+    copied.push_back(name);
+  }
+  return copied;
+}
 
 /// config.json's torch_dtype for weights stored as `dtype` ("float32", "float16", "bfloat16").
 inline const char* torch_dtype_name(Dtype dtype) {

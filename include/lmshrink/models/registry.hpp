@@ -47,6 +47,7 @@ struct CodecDefaults {
 struct Converted {
   std::string from_format;  ///< "llama2.c", "llama", "mistral", "qwen2" or "gpt2"
   std::int64_t parameters = 0;
+  std::vector<std::string> companion_files;  ///< tokenizer and generation files copied along
 };
 
 namespace registry_detail {
@@ -271,11 +272,10 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
   return registry_detail::ends_with(defaults.llama, ".model") ? sentencepiece(defaults.llama, why) : llama2c(defaults.llama, why);
 }
 
-/// Reads `in` (a llama2.c file or a Hugging Face directory) and writes `out`: a llama2.c file
-/// when `out` ends in ".bin" (Llama models only), else a Hugging Face directory with weights of
-/// `dtype` ("f32", "f16" or "bf16"), in shards of at most `shard_bytes` when > 0.
-inline Converted convert_checkpoint(const std::string& in, const std::string& out, const std::string& dtype_name,
-                             std::int64_t shard_bytes) {
+namespace registry_detail {
+/// convert_checkpoint's weights and config (below).
+inline Converted convert_weights(const std::string& in, const std::string& out, const std::string& dtype_name,
+                                 std::int64_t shard_bytes) {
   static constexpr const char* where = "convert_checkpoint";
   lmshrink::Dtype dtype = lmshrink::Dtype::f32;
   if (dtype_name == "f16") dtype = lmshrink::Dtype::f16;
@@ -320,6 +320,20 @@ inline Converted convert_checkpoint(const std::string& in, const std::string& ou
   if (to_llama2c) lmshrink::models::llama::write_llama2c(m, out);
   else lmshrink::models::llama::write_hf(m, out, dtype, shard_bytes);
   return {"llama", m.parameter_count()};
+}
+}  // namespace registry_detail
+
+/// Reads `in` (a llama2.c file or a Hugging Face directory) and writes `out`: a llama2.c file
+/// when `out` ends in ".bin" (Llama models only), else a Hugging Face directory with weights of
+/// `dtype` ("f32", "f16" or "bf16"), in shards of at most `shard_bytes` when > 0. From directory to
+/// directory, the tokenizer and generation files go along (io/hf_directory.hpp's
+/// kHfCompanionFiles).
+inline Converted convert_checkpoint(const std::string& in, const std::string& out, const std::string& dtype_name,
+                                    std::int64_t shard_bytes) {
+  Converted c = registry_detail::convert_weights(in, out, dtype_name, shard_bytes);
+  if (registry_detail::is_directory_path("convert_checkpoint", in) && registry_detail::is_directory_path("convert_checkpoint", out))
+    c.companion_files = lmshrink::copy_hf_companion_files(in, out);
+  return c;
 }
 
 }  // namespace models
