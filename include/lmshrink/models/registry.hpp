@@ -287,7 +287,7 @@ inline Converted convert_weights(const std::string& in, const std::string& out, 
     const lmshrink::models::llama::DenseModel m = lmshrink::models::llama::read_llama2c(in);
     if (to_llama2c) lmshrink::models::llama::write_llama2c(m, out);
     else lmshrink::models::llama::write_hf(m, out, dtype, shard_bytes);
-    return {"llama2.c", m.parameter_count()};
+    return {"llama2.c", m.parameter_count(), {}};
   }
   const std::string config_path = (std::filesystem::path(in) / "config.json").string();
   const std::string type = lmshrink::read_hf_model_type(config_path);
@@ -297,7 +297,7 @@ inline Converted convert_weights(const std::string& in, const std::string& out, 
                                                     "its q/k/v biases");
     const lmshrink::models::llama::DenseModel m = lmshrink::models::qwen2::read_hf(in);
     lmshrink::models::qwen2::write_hf(m, out, dtype, shard_bytes);
-    return {"qwen2", m.parameter_count()};
+    return {"qwen2", m.parameter_count(), {}};
   }
   if (type == "mistral") {
     if (to_llama2c)
@@ -305,7 +305,7 @@ inline Converted convert_weights(const std::string& in, const std::string& out, 
                                                     "directory (a llama2.c file holds model_type \"llama\")");
     const lmshrink::models::llama::DenseModel m = lmshrink::models::mistral::read_hf(in);
     lmshrink::models::mistral::write_hf(m, out, dtype, shard_bytes);
-    return {"mistral", m.parameter_count()};
+    return {"mistral", m.parameter_count(), {}};
   }
   if (type != "gpt2" && type != "llama") registry_detail::unknown_model_type(where, config_path, type);
   if (type == "gpt2") {
@@ -314,12 +314,12 @@ inline Converted convert_weights(const std::string& in, const std::string& out, 
                                                     "Llama models only");
     const lmshrink::models::gpt2::DenseModel m = lmshrink::models::gpt2::read_hf(in);
     lmshrink::models::gpt2::write_hf(m, out, dtype, shard_bytes);
-    return {"gpt2", m.parameter_count()};
+    return {"gpt2", m.parameter_count(), {}};
   }
   const lmshrink::models::llama::DenseModel m = lmshrink::models::llama::read_hf(in);
   if (to_llama2c) lmshrink::models::llama::write_llama2c(m, out);
   else lmshrink::models::llama::write_hf(m, out, dtype, shard_bytes);
-  return {"llama", m.parameter_count()};
+  return {"llama", m.parameter_count(), {}};
 }
 }  // namespace registry_detail
 
