@@ -20,6 +20,8 @@
 #include "io/tokenizer.hpp"
 #include "io/hf_checkpoint.hpp"
 #include "io/gpt2_tokenizer.hpp"
+#include "io/hf_tokenizer.hpp"
+#include "io/sentencepiece.hpp"
 #include "schedule.hpp"
 #include "importance.hpp"
 #include "threshold.hpp"
