@@ -2,6 +2,8 @@
 // directory's own files, the family's default; SentencePiece's tokenizer.model as a codec with
 // BOS/EOS from config.json and the tokenizer; files that cannot be read named with what would do.
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <lmshrink/random.hpp>
 #include <filesystem>
 #include <fstream>
 #include <lmshrink/models/registry.hpp>
@@ -170,4 +172,76 @@ TEST_CASE("tokenizer files that cannot be used are errors that say what would do
   CHECK_THROWS_AS(lmshrink::models::load_codec(*model, bare, big), lmshrink::format_error);
   CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, bare, big),
                     Contains("has 600 tokens but the model's vocabulary has 512; give --tokenizer the model's own"));
+}
+
+namespace {
+
+/// A random Llama-shaped model (N(0, 0.02) weights, unit norms) of vocabulary `vocab`.
+lmshrink::models::llama::DenseModel random_llama(int vocab, int dim, int hidden, int layers, int heads, int kv_heads,
+                                                 bool tied, bool biases, std::uint64_t seed) {
+  lmshrink::models::llama::DenseModel m;
+  auto& c = m.config;
+  c.dim = dim, c.hidden_dim = hidden, c.n_layers = layers, c.n_heads = heads, c.n_kv_heads = kv_heads;
+  c.vocab_size = vocab, c.seq_len = 512, c.shared_classifier = tied, c.qkv_bias = biases;
+  c.norm_eps = 1e-5, c.rope_theta = 10000;
+  lmshrink::SplitMix64 rng(seed);
+  const auto normal = [&](lmshrink::Index r, lmshrink::Index k) {
+    lmshrink::RowMatrix<float> x(r, k);
+    for (lmshrink::Index i = 0; i < x.size(); ++i) x.data()[i] = float(0.02 * rng.normal());
+    return x;
+  };
+  const auto vector = [&](int n, float scale) { return lmshrink::Vector<float>(normal(n, 1).col(0) * (scale / 0.02f)); };
+  m.token_embedding = normal(vocab, dim);
+  if (!tied) m.wcls = normal(vocab, dim);
+  for (int l = 0; l < layers; ++l) {
+    m.rms_att.push_back(lmshrink::Vector<float>::Ones(dim));
+    m.rms_ffn.push_back(lmshrink::Vector<float>::Ones(dim));
+    m.wq.push_back(normal(dim, dim));
+    m.wk.push_back(normal(c.kv_dim(), dim));
+    m.wv.push_back(normal(c.kv_dim(), dim));
+    m.wo.push_back(normal(dim, dim));
+    m.w1.push_back(normal(hidden, dim));
+    m.w2.push_back(normal(dim, hidden));
+    m.w3.push_back(normal(hidden, dim));
+    if (biases) {
+      m.bq.push_back(vector(dim, 0.02f));
+      m.bk.push_back(vector(c.kv_dim(), 0.02f));
+      m.bv.push_back(vector(c.kv_dim(), 0.02f));
+    }
+  }
+  m.rms_final = lmshrink::Vector<float>::Ones(dim);
+  return m;
+}
+
+}  // namespace
+
+// Directories shaped like the Hub's models, with random weights and the real tokenizer formats
+// (the test files of tests/data): the main job's examples run on them (example_compress_*_like).
+// Hidden: ctest runs it as example_make_hub_shaped, with HUB_SHAPED_DIR set.
+TEST_CASE("write Hub-shaped model directories for the main job's tests", "[.make_hub_shaped]") {
+  const char* out = std::getenv("HUB_SHAPED_DIR");
+  REQUIRE(out != nullptr);
+  const std::string root = out;
+  fs::create_directories(root);
+  const std::string data = LMSHRINK_TEST_DATA_DIR;
+  // TinyLlama-1.1B's shape in small: untied, 8 query heads per key/value head, SentencePiece.
+  const std::string tinyllama = root + "/tinyllama_like";
+  lmshrink::models::llama::write_hf(random_llama(700, 64, 176, 2, 8, 1, false, false, 11), tinyllama);
+  fs::copy_file(data + "/spm_llama_style.model", tinyllama + "/tokenizer.model", fs::copy_options::overwrite_existing);
+  // SmolLM-135M's: tied embeddings, 3 query heads per key/value head, tokenizer.json with its
+  // specials at ids 0-2.
+  const std::string smollm = root + "/smollm_like";
+  const int smollm_ids = lmshrink::read_hf_tokenizer(data + "/hf_smollm_style.json").vocab_size();
+  lmshrink::models::llama::write_hf(random_llama(smollm_ids, 48, 128, 2, 6, 2, true, false, 12), smollm);
+  fs::copy_file(data + "/hf_smollm_style.json", smollm + "/tokenizer.json", fs::copy_options::overwrite_existing);
+  // Qwen2-0.5B's: q/k/v biases, grouped queries, tied, an embedding padded past the tokenizer.
+  const std::string qwen2 = root + "/qwen2_like";
+  lmshrink::models::qwen2::write_hf(random_llama(1280, 64, 176, 2, 4, 2, true, true, 13), qwen2);
+  fs::copy_file(data + "/hf_qwen2_style.json", qwen2 + "/tokenizer.json", fs::copy_options::overwrite_existing);
+  for (const std::string& dir : {tinyllama, smollm, qwen2}) {
+    const auto model = lmshrink::models::load_model(dir);
+    const auto codec = lmshrink::models::load_codec(*model, dir, "");
+    std::printf("wrote %s (%s, %lld parameters; %s)\n", dir.c_str(), model->family().c_str(),
+                static_cast<long long>(model->parameters()), codec->description().c_str());
+  }
 }
