@@ -100,12 +100,13 @@ TEST_CASE("a Hugging Face directory's own tokenizer.model is used, with its conf
 }
 
 TEST_CASE("a directory's tokenizer.json is used, with a padded embedding and the config's ids", "[codecs]") {
-  // stories260K with its embedding padded to 1280 rows, and a Qwen2-shaped tokenizer.json of
-  // 1160 ids (1156 + 4 added): the padding ids are never produced and decode to nothing.
+  // stories260K with its embedding padded to 1216 rows (19 x 64), and a Qwen2-shaped
+  // tokenizer.json of 1160 ids (1156 + 4 added): the padding ids are never produced and decode
+  // to nothing.
   auto m = lmshrink::models::llama::read_llama2c(kData + "/stories260K.bin");
-  m.config.vocab_size = 1280;
-  m.token_embedding.conservativeResize(1280, Eigen::NoChange);
-  m.token_embedding.bottomRows(1280 - 512).setZero();
+  m.config.vocab_size = 1216;
+  m.token_embedding.conservativeResize(1216, Eigen::NoChange);
+  m.token_embedding.bottomRows(1216 - 512).setZero();
   const std::string dir = std::string(LMSHRINK_TEST_TMP) + "/codecs_padded";
   fs::remove_all(dir);
   lmshrink::models::llama::write_hf(m, dir);
@@ -114,8 +115,8 @@ TEST_CASE("a directory's tokenizer.json is used, with a padded embedding and the
   const auto fallback_ids = lmshrink::models::load_codec(*model, dir, "", bundled());
   CHECK(fallback_ids->story_start() == 1156);  // no ids in config.json: <|endoftext|> starts and ends
   CHECK(fallback_ids->story_end() == 1156);
-  CHECK(fallback_ids->description() == "Hugging Face tokenizer.json '" + dir + "/tokenizer.json' (1160 ids, the model's "
-                                       "1280 padded, story start 1156, end 1156)");
+  CHECK(fallback_ids->description() == "Hugging Face tokenizer.json '" + dir + "/tokenizer.json' (1160 ids, story start "
+                                       "1156, end 1156), padded to the model's 1216 ids");
   {
     std::ifstream in(dir + "/config.json");
     std::string config((std::istreambuf_iterator<char>(in)), {});
@@ -123,8 +124,10 @@ TEST_CASE("a directory's tokenizer.json is used, with a padded embedding and the
     std::ofstream(dir + "/config.json", std::ios::trunc) << config;
   }
   const auto codec = lmshrink::models::load_codec(*model, dir, "", bundled());
-  REQUIRE(dynamic_cast<const lmshrink::models::HfCodec*>(codec.get()) != nullptr);
-  CHECK(codec->vocab_size() == 1280);
+  const auto* padded = dynamic_cast<const lmshrink::models::PaddedCodec*>(codec.get());
+  REQUIRE(padded != nullptr);
+  CHECK(dynamic_cast<const lmshrink::models::HfCodec*>(&padded->inner()) != nullptr);
+  CHECK(codec->vocab_size() == 1216);
   CHECK(codec->story_start() == 1157);
   CHECK(codec->story_end() == 1158);
   const auto tok = lmshrink::read_hf_tokenizer(LMSHRINK_TEST_DATA_DIR "/hf_qwen2_style.json");
@@ -135,7 +138,11 @@ TEST_CASE("a directory's tokenizer.json is used, with a padded embedding and the
   std::vector<int> with_padding = codec->encode_story(story);
   with_padding.push_back(1200);  // a padding row: decodes to nothing
   CHECK(codec->decode(with_padding) == story);
-  CHECK_THROWS_AS(codec->decode({1280}), lmshrink::value_error);
+  CHECK_THROWS_AS(codec->decode({1216}), lmshrink::value_error);
+  // Padding is a few rows (under 1024 and 5 % of the tokenizer's ids), not another tokenizer:
+  // tok512 for this model is refused.
+  CHECK_THROWS_WITH(lmshrink::models::load_codec(*model, dir, kData + "/tok512.model"),
+                    Contains("has 512 tokens but the model's vocabulary has 1216"));
 }
 
 TEST_CASE("tokenizer files that cannot be used are errors that say what would do", "[codecs][errors]") {
@@ -236,7 +243,7 @@ TEST_CASE("write Hub-shaped model directories for the main job's tests", "[.make
   fs::copy_file(data + "/hf_smollm_style.json", smollm + "/tokenizer.json", fs::copy_options::overwrite_existing);
   // Qwen2-0.5B's: q/k/v biases, grouped queries, tied, an embedding padded past the tokenizer.
   const std::string qwen2 = root + "/qwen2_like";
-  lmshrink::models::qwen2::write_hf(random_llama(1280, 64, 176, 2, 4, 2, true, true, 13), qwen2);
+  lmshrink::models::qwen2::write_hf(random_llama(1216, 64, 176, 2, 4, 2, true, true, 13), qwen2);
   fs::copy_file(data + "/hf_qwen2_style.json", qwen2 + "/tokenizer.json", fs::copy_options::overwrite_existing);
   for (const std::string& dir : {tinyllama, smollm, qwen2}) {
     const auto model = lmshrink::models::load_model(dir);

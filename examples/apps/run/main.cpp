@@ -121,11 +121,13 @@ bool is_checkpoint(const std::string& path) {
 /// SentencePiece and llama2.c tokenizers never read control pieces from text).
 class SpecialParsingCodec final : public lmshrink::models::TextCodec {
  public:
-  explicit SpecialParsingCodec(const lmshrink::models::HfCodec& codec) : codec_(codec) {}
+  /// `codec` as loaded (perhaps padded), `hf` the tokenizer.json codec inside it.
+  SpecialParsingCodec(const lmshrink::models::TextCodec& codec, const lmshrink::models::HfCodec& hf)
+      : codec_(codec), hf_(hf) {}
   int vocab_size() const override { return codec_.vocab_size(); }
   std::vector<int> encode_story(const std::string& story) const override {
-    std::vector<int> ids{codec_.story_start()};
-    const std::vector<int> text = codec_.tokenizer().encode(story, /*parse_special=*/true);
+    std::vector<int> ids{hf_.story_start()};
+    const std::vector<int> text = hf_.tokenizer().encode(story, /*parse_special=*/true);
     ids.insert(ids.end(), text.begin(), text.end());
     return ids;
   }
@@ -135,7 +137,8 @@ class SpecialParsingCodec final : public lmshrink::models::TextCodec {
   std::string description() const override { return codec_.description() + ", special tokens parsed"; }
 
  private:
-  const lmshrink::models::HfCodec& codec_;
+  const lmshrink::models::TextCodec& codec_;
+  const lmshrink::models::HfCodec& hf_;
 };
 
 double median(std::vector<double> v) {
@@ -259,11 +262,12 @@ int main(int argc, char** argv) {
     const std::unique_ptr<examples::TextCodec> loaded = examples::load_codec(*model, o.model, o.tokenizer);
     std::unique_ptr<examples::TextCodec> parsing;
     if (o.parse_special) {
-      const auto* hf = dynamic_cast<const lmshrink::models::HfCodec*>(loaded.get());
+      const auto* padded = dynamic_cast<const lmshrink::models::PaddedCodec*>(loaded.get());
+      const auto* hf = dynamic_cast<const lmshrink::models::HfCodec*>(padded ? &padded->inner() : loaded.get());
       if (hf == nullptr)
         lmshrink::fail<lmshrink::value_error>("lmshrink_run", "--parse-special applies to tokenizer.json tokenizers; ",
                                               loaded->description(), " never reads special tokens from text");
-      parsing = std::make_unique<SpecialParsingCodec>(*hf);
+      parsing = std::make_unique<SpecialParsingCodec>(*loaded, *hf);
     }
     const examples::TextCodec& codec = parsing ? *parsing : *loaded;
     const examples::ModelShape& c = model->shape();

@@ -7,6 +7,7 @@
 #include "../io/hf_tokenizer.hpp"
 #include "../io/sentencepiece.hpp"
 #include "../io/tokenizer.hpp"
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -105,34 +106,24 @@ class Codec final : public TextCodec {
 }  // namespace gpt2
 
 /// Hugging Face's tokenizer.json (any family): a story is `start` and the text's ids (special
-/// tokens typed in the text stay text), and ends with `end`. A model whose embedding has more
-/// rows than the tokenizer has ids (a padded vocabulary: Qwen2's 151,936 for 151,665) keeps its
-/// own size; the padding ids decode to nothing.
+/// tokens typed in the text stay text), and ends with `end`.
 class HfCodec final : public TextCodec {
  public:
-  HfCodec(lmshrink::HfTokenizer tok, int start, int end, int model_vocab, std::string description = "")
-      : tok_(std::move(tok)), start_(start), end_(end), vocab_(model_vocab), description_(std::move(description)) {
-    if (model_vocab < tok_.vocab_size())
-      lmshrink::fail<lmshrink::format_error>("HfCodec", "the tokenizer has ", tok_.vocab_size(),
-                                             " ids but the model's vocabulary has ", model_vocab);
+  HfCodec(lmshrink::HfTokenizer tok, int start, int end, std::string description = "")
+      : tok_(std::move(tok)), start_(start), end_(end), description_(std::move(description)) {
     for (const auto& [id, what] : {std::pair<int, const char*>{start_, "start"}, {end_, "end"}})
       if (id < 0 || id >= tok_.vocab_size())
         lmshrink::fail<lmshrink::value_error>("HfCodec", "the story ", what, " token is ", id, "; an id in [0, ",
                                               tok_.vocab_size(), ") was expected");
   }
-  int vocab_size() const override { return vocab_; }
+  int vocab_size() const override { return tok_.vocab_size(); }
   std::vector<int> encode_story(const std::string& story) const override {
     std::vector<int> ids{start_};
     const std::vector<int> text = tok_.encode(story);
     ids.insert(ids.end(), text.begin(), text.end());
     return ids;
   }
-  std::string decode(const std::vector<int>& ids) const override {
-    std::vector<int> known;
-    for (int id : ids)
-      if (id < tok_.vocab_size() || id >= vocab_) known.push_back(id);  // out of range: decode names it
-    return tok_.decode(known, /*skip_special=*/true);
-  }
+  std::string decode(const std::vector<int>& ids) const override { return tok_.decode(ids, /*skip_special=*/true); }
   int story_start() const override { return start_; }
   int story_end() const override { return end_; }
   std::string description() const override { return description_; }
@@ -140,8 +131,39 @@ class HfCodec final : public TextCodec {
 
  private:
   lmshrink::HfTokenizer tok_;
-  int start_, end_, vocab_;
+  int start_, end_;
   std::string description_;
+};
+
+/// A tokenizer of a model whose embedding has more rows than the tokenizer has ids (a padded
+/// vocabulary: Qwen2-0.5B's 151,936 rows for 151,665 ids, GPT-2 trained at 50,304 for 50,257):
+/// the model's size, and the padding ids (never produced by encoding, seldom sampled) decode to
+/// nothing.
+class PaddedCodec final : public TextCodec {
+ public:
+  PaddedCodec(std::unique_ptr<TextCodec> inner, int model_vocab) : inner_(std::move(inner)), vocab_(model_vocab) {
+    if (model_vocab < inner_->vocab_size())
+      lmshrink::fail<lmshrink::format_error>("PaddedCodec", "the tokenizer has ", inner_->vocab_size(),
+                                             " ids but the model's vocabulary has ", model_vocab);
+  }
+  int vocab_size() const override { return vocab_; }
+  std::vector<int> encode_story(const std::string& story) const override { return inner_->encode_story(story); }
+  std::string decode(const std::vector<int>& ids) const override {
+    std::vector<int> known;
+    for (int id : ids)
+      if (id < inner_->vocab_size() || id >= vocab_) known.push_back(id);  // out of range: decode names it
+    return inner_->decode(known);
+  }
+  int story_start() const override { return inner_->story_start(); }
+  int story_end() const override { return inner_->story_end(); }
+  std::string description() const override {
+    return inner_->description() + ", padded to the model's " + std::to_string(vocab_) + " ids";
+  }
+  const TextCodec& inner() const { return *inner_; }
+
+ private:
+  std::unique_ptr<TextCodec> inner_;
+  int vocab_;
 };
 
 }  // namespace models

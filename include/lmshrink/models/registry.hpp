@@ -75,8 +75,15 @@ inline std::pair<std::string, std::string> gpt2_files_in(const std::string& dir)
   return {"", ""};
 }
 
+/// Whether a model of `model_vocab` ids with a tokenizer of `tokens` is a padded vocabulary: a
+/// few unused rows past the tokenizer's ids (fewer than 1024 and 5 % of them; Qwen2-0.5B has
+/// 271, GPT-2 at 50,304 has 47), not another tokenizer.
+inline bool padded_vocabulary(int tokens, int model_vocab) {
+  return model_vocab > tokens && model_vocab - tokens < 1024 && std::int64_t(model_vocab - tokens) * 20 < tokens;
+}
+
 inline void check_vocab_size(int tokens, int model_vocab, const std::string& where) {
-  if (tokens != model_vocab)
+  if (tokens != model_vocab && !padded_vocabulary(tokens, model_vocab))
     lmshrink::fail<lmshrink::format_error>("load_codec", "the tokenizer ", where, " has ", tokens,
                                            " tokens but the model's vocabulary has ", model_vocab,
                                            "; give --tokenizer the model's own tokenizer (tokenizer.model, a "
@@ -183,12 +190,27 @@ inline std::unique_ptr<Model> load_checkpoint(const std::vector<char>& bytes, co
 /// tokenizer's) and ends with the config's or tokenizer's EOS for a Hugging Face model, with the
 /// next BOS for llama2.c files and checkpoints (run.c's convention, which stories260K was
 /// trained with); with tokenizer.json and no ids in the config, <|endoftext|> does both.
+namespace registry_detail {
+inline std::unique_ptr<TextCodec> load_codec_of_size(const Model& model, const std::string& model_path,
+                                                     const std::string& path, const CodecDefaults& defaults);
+}  // namespace registry_detail
+
 inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::string& model_path, const std::string& path,
                                              const CodecDefaults& defaults = {}) {
+  std::unique_ptr<TextCodec> codec = registry_detail::load_codec_of_size(model, model_path, path, defaults);
+  const int vocab = model.shape().vocab_size;
+  if (codec->vocab_size() < vocab) return std::make_unique<PaddedCodec>(std::move(codec), vocab);
+  return codec;
+}
+
+namespace registry_detail {
+/// load_codec's tokenizer, of its own size (≤ the model's when padded).
+inline std::unique_ptr<TextCodec> load_codec_of_size(const Model& model, const std::string& model_path,
+                                                     const std::string& path, const CodecDefaults& defaults) {
   static constexpr const char* where = "load_codec";
   const bool gpt2 = model.family() == "gpt2";
   const int vocab = model.shape().vocab_size;
-  const bool hf_model = registry_detail::is_directory_path(where, model_path);
+  const bool hf_model = is_directory_path(where, model_path);
   std::vector<int> config_bos, config_eos;
   if (hf_model) {
     const auto config = lmshrink::HfConfigFields::read(where, (std::filesystem::path(model_path) / "config.json").string());
@@ -197,7 +219,7 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
   }
   const auto sentencepiece = [&](const std::string& file, const std::string& why) -> std::unique_ptr<TextCodec> {
     lmshrink::SentencePieceTokenizer tok = lmshrink::read_sentencepiece(file);
-    registry_detail::check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
+    check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
     const int start = config_bos.empty() ? tok.bos_id() : config_bos.front();
     const int end = !hf_model ? start : !config_eos.empty() ? config_eos.front() : tok.eos_id();
     std::string text = "SentencePiece '" + file + "' (" + std::to_string(tok.vocab_size()) + " pieces, BOS " +
@@ -206,14 +228,14 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
   };
   const auto llama2c = [&](const std::string& file, const std::string& why) -> std::unique_ptr<TextCodec> {
     lmshrink::Tokenizer tok = lmshrink::read_tokenizer(file);
-    registry_detail::check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
+    check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
     const int end = hf_model && !config_eos.empty() ? config_eos.front() : lmshrink::Tokenizer::kBos;
     return std::make_unique<lmshrink::models::llama::Codec>(
         std::move(tok), "llama2.c tokenizer '" + file + "' (" + std::to_string(vocab) + " tokens)" + why, end);
   };
   const auto hf_json = [&](const std::string& file) -> std::unique_ptr<TextCodec> {
     lmshrink::HfTokenizer tok = lmshrink::read_hf_tokenizer(file);
-    if (tok.vocab_size() > vocab) registry_detail::check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
+    check_vocab_size(tok.vocab_size(), vocab, "'" + file + "'");
     int start = config_bos.empty() ? -1 : config_bos.front();
     int end = config_eos.empty() ? -1 : config_eos.front();
     if (gpt2 || (start < 0 && end < 0)) {  // GPT-2's convention: <|endoftext|> between texts
@@ -226,29 +248,28 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
     if (start < 0)
       lmshrink::fail<lmshrink::format_error>(where, "'", model_path, "/config.json' gives no bos_token_id or "
                                              "eos_token_id and '", file, "' has no <|endoftext|>: a story needs a start token");
-    std::string text = "Hugging Face tokenizer.json '" + file + "' (" + std::to_string(tok.vocab_size()) + " ids" +
-                       (tok.vocab_size() < vocab ? ", the model's " + std::to_string(vocab) + " padded" : std::string()) +
-                       ", story start " + std::to_string(start) + ", end " + std::to_string(end) + ")";
-    return std::make_unique<lmshrink::models::HfCodec>(std::move(tok), start, end, vocab, std::move(text));
+    std::string text = "Hugging Face tokenizer.json '" + file + "' (" + std::to_string(tok.vocab_size()) +
+                       " ids, story start " + std::to_string(start) + ", end " + std::to_string(end) + ")";
+    return std::make_unique<lmshrink::models::HfCodec>(std::move(tok), start, end, std::move(text));
   };
   const auto gpt2_codec = [&](const std::string& vocab_file, const std::string& merges, const std::string& why) -> std::unique_ptr<TextCodec> {
     auto codec = std::make_unique<lmshrink::models::gpt2::Codec>(
         lmshrink::read_gpt2_tokenizer(vocab_file, merges), "GPT-2 BPE '" + vocab_file + "' + '" + merges + "'" + why);
-    registry_detail::check_vocab_size(codec->vocab_size(), vocab, "'" + vocab_file + "'");
+    check_vocab_size(codec->vocab_size(), vocab, "'" + vocab_file + "'");
     return codec;
   };
   // 1. A tokenizer given by the caller.
-  if (!path.empty() && !registry_detail::is_directory_path(where, path)) {
-    if (registry_detail::ends_with(path, ".json")) return hf_json(path);
+  if (!path.empty() && !is_directory_path(where, path)) {
+    if (ends_with(path, ".json")) return hf_json(path);
     if (gpt2)
       lmshrink::fail<lmshrink::io_error>(where, "'", path, "' is neither tokenizer.json nor a directory with GPT-2's "
                                          "vocab.json + merges.txt (or encoder.json + vocab.bpe)");
-    return registry_detail::ends_with(path, ".model") ? sentencepiece(path, "") : llama2c(path, "");
+    return ends_with(path, ".model") ? sentencepiece(path, "") : llama2c(path, "");
   }
   // 2. A directory's tokenizer files: the caller's, or the model's own.
   if (!path.empty() || hf_model) {
     const std::string dir = path.empty() ? model_path : path;
-    const registry_detail::TokenizerFiles files = registry_detail::tokenizer_files_in(dir);
+    const TokenizerFiles files = tokenizer_files_in(dir);
     if (gpt2 && !files.gpt2_vocab.empty()) return gpt2_codec(files.gpt2_vocab, files.gpt2_merges, "");
     if (!gpt2 && !files.sentencepiece.empty()) return sentencepiece(files.sentencepiece, "");
     if (!files.hf_json.empty()) return hf_json(files.hf_json);
@@ -269,8 +290,9 @@ inline std::unique_ptr<TextCodec> load_codec(const Model& model, const std::stri
   if (defaults.llama.empty())
     lmshrink::fail<lmshrink::io_error>(where, "no tokenizer was given for the ", model.family(), " model '", model_path,
                                        "' and there is no default: give a tokenizer.model or a llama2.c tokenizer file");
-  return registry_detail::ends_with(defaults.llama, ".model") ? sentencepiece(defaults.llama, why) : llama2c(defaults.llama, why);
+  return ends_with(defaults.llama, ".model") ? sentencepiece(defaults.llama, why) : llama2c(defaults.llama, why);
 }
+}  // namespace registry_detail
 
 namespace registry_detail {
 /// convert_checkpoint's weights and config (below).
@@ -283,7 +305,7 @@ inline Converted convert_weights(const std::string& in, const std::string& out, 
   else if (dtype_name != "f32")
     lmshrink::fail<lmshrink::value_error>(where, "dtype '", dtype_name, "'; f32, f16 or bf16 was expected");
   const bool to_llama2c = out.size() >= 4 && out.compare(out.size() - 4, 4, ".bin") == 0;
-  if (!registry_detail::is_directory_path(where, in)) {  // a llama2.c file
+  if (!is_directory_path(where, in)) {  // a llama2.c file
     const lmshrink::models::llama::DenseModel m = lmshrink::models::llama::read_llama2c(in);
     if (to_llama2c) lmshrink::models::llama::write_llama2c(m, out);
     else lmshrink::models::llama::write_hf(m, out, dtype, shard_bytes);
