@@ -527,6 +527,17 @@ TEST_CASE("config.json and checkpoint directories that disagree or are unsupport
     require_throw<format_error>([&] { config(json); }, "[lmshrink.format] read_hf_config: 'config.json'");
   }
 
+  // A directory of PyTorch pickles is refused with the command that converts it.
+  {
+    const std::string pickled = fresh_dir("pytorch_only");
+    lmshrink::models::llama::write_hf(tiny_llama(false), pickled);
+    fs::rename(pickled + "/model.safetensors", pickled + "/pytorch_model.bin");
+    require_throw<lmshrink::io_error>([&] { lmshrink::models::llama::read_hf(pickled); },
+                                      "holds pytorch_model.bin (a PyTorch pickle) and no model.safetensors");
+    require_throw<lmshrink::io_error>([&] { lmshrink::models::llama::read_hf(pickled); },
+                                      "save_pretrained('" + pickled + "-safetensors', safe_serialization=True)");
+  }
+
   // Directories: the config and the tensors disagree.
   const auto model = tiny_llama(false);
   const std::string dir = fresh_dir("llama_bad");

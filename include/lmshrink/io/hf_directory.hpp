@@ -74,6 +74,17 @@ inline SafeTensors read_hf_tensors(const std::string& dir) {
   const fs::path single = fs::path(dir) / "model.safetensors";
   const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
   std::error_code ec;
+  if (!fs::exists(single, ec) && !fs::exists(index_path, ec)) {
+    // PyTorch's pickle checkpoints are not read: unpickling can run any code the file holds,
+    // and a safe subset reader would still be a second format to trust. One command converts.
+    for (const char* pickle : {"pytorch_model.bin", "pytorch_model.bin.index.json"})
+      if (fs::exists(fs::path(dir) / pickle, ec))
+        detail::fail<io_error>(where, "'", dir, "' holds ", pickle, " (a PyTorch pickle) and no model.safetensors; "
+                               "lmshrink reads safetensors only, since unpickling can run code. Convert it once, where "
+                               "transformers is installed: python -c \"from transformers import AutoModelForCausalLM as M; "
+                               "M.from_pretrained('", dir, "').save_pretrained('", dir, "-safetensors', "
+                               "safe_serialization=True)\" (then copy the tokenizer files along)");
+  }
   if (fs::exists(single, ec) || !fs::exists(index_path, ec)) return read_safetensors(single.string());
   const std::vector<char> bytes = detail::read_file_bytes(
       where, index_path.string(), 2, "a JSON object", std::int64_t(64) << 20,
