@@ -69,6 +69,41 @@ TEST_CASE("a Mistral directory runs Llama's forward under its own name", "[mistr
                     Contains("is a Mistral model"));
 }
 
+TEST_CASE("config.json keeps every key it had through conversions, checkpoints and exports", "[mistral][hf]") {
+  // A key lmshrink does not use (bos/eos ids, a model's own settings) is written back as it was
+  // read: by a conversion, and by the export of a checkpoint of the model.
+  const std::string dir = mistral_dir("keys", "null");
+  {
+    std::ifstream in(dir + "/config.json");
+    std::string config((std::istreambuf_iterator<char>(in)), {});
+    config.insert(config.find('{') + 1, "\n  \"bos_token_id\": 0, \"eos_token_id\": [0, 2], \"_name_or_path\": \"x/y\",\n"
+                                        "  \"custom\": {\"a\": [1, 2.5e-3, null], \"b\": \"\\u00e9\"},");
+    std::ofstream(dir + "/config.json", std::ios::trunc) << config;
+  }
+  const auto has_keys = [](const std::string& config_dir) {
+    std::ifstream in(config_dir + "/config.json");
+    const std::string config((std::istreambuf_iterator<char>(in)), {});
+    INFO(config);
+    CHECK(config.find("\"bos_token_id\": 0") != std::string::npos);
+    CHECK(config.find("\"eos_token_id\": [0, 2]") != std::string::npos);
+    CHECK(config.find("\"_name_or_path\": \"x/y\"") != std::string::npos);
+    CHECK(config.find("\"custom\": {\"a\": [1, 2.5e-3, null], \"b\": \"\xc3\xa9\"}") != std::string::npos);
+    CHECK(config.find("\"torch_dtype\": \"float32\"") != std::string::npos);
+    CHECK(config.find("\"model_type\": \"mistral\"") != std::string::npos);
+  };
+  const std::string converted = std::string(LMSHRINK_TEST_TMP) + "/mistral_keys_converted";
+  fs::remove_all(converted);
+  lmshrink::models::convert_checkpoint(dir, converted, "f32", 0);
+  has_keys(converted);
+  const std::string path = std::string(LMSHRINK_TEST_TMP) + "/mistral_keys.safetensors";
+  lmshrink::models::load_model(dir)->save(path, "dense", {});
+  has_keys(lmshrink::models::load_checkpoint(path)->export_dense(std::string(LMSHRINK_TEST_TMP) + "/mistral_keys_export"));
+  // The codec of the converted model starts stories with the config's BOS, 0.
+  const auto model = lmshrink::models::load_model(converted);
+  fs::copy_file(kData + "/tok512.model", converted + "/tokenizer.model", fs::copy_options::overwrite_existing);
+  CHECK(lmshrink::models::load_codec(*model, converted, "")->story_start() == 0);
+}
+
 TEST_CASE("a sliding window shorter than the context becomes the context", "[mistral]") {
   const auto windowed = lmshrink::models::load_model(mistral_dir("window", "128"));
   CHECK(windowed->shape().seq_len == 128);  // no position past the window is ever attended

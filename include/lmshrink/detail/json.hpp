@@ -71,6 +71,34 @@ struct JsonValue {
   }
 };
 
+/// Appends `v` as compact JSON text (numbers as their literal).
+inline void json_dump(std::string& out, const JsonValue& v) {
+  switch (v.kind) {
+    case JsonValue::Kind::null: out += "null"; break;
+    case JsonValue::Kind::boolean: out += v.boolean ? "true" : "false"; break;
+    case JsonValue::Kind::number: out += v.text; break;
+    case JsonValue::Kind::string: json_escape(out, v.text); break;
+    case JsonValue::Kind::array:
+      out += '[';
+      for (std::size_t i = 0; i < v.items.size(); ++i) {
+        if (i) out += ", ";
+        json_dump(out, v.items[i]);
+      }
+      out += ']';
+      break;
+    case JsonValue::Kind::object:
+      out += '{';
+      for (std::size_t i = 0; i < v.members.size(); ++i) {
+        if (i) out += ", ";
+        json_escape(out, v.members[i].first);
+        out += ": ";
+        json_dump(out, v.members[i].second);
+      }
+      out += '}';
+      break;
+  }
+}
+
 struct JsonLimits {
   int max_depth = 64;
   std::int64_t max_values = 1 << 20;

@@ -56,6 +56,9 @@ struct HfConfig {
   double norm_eps = 1e-5;     // rms_norm_eps, layer_norm_epsilon
   double rope_theta = 10000;  // llama only
   RopeScaling rope_scaling;   // llama only
+  // Every key of the config.json read, as JSON text: written back after the writer's own keys
+  // (bos/eos ids, generation defaults, a model's own settings), so nothing read is dropped.
+  std::vector<std::pair<std::string, std::string>> source_keys;
   bool tie_word_embeddings = false;
   std::string activation;     // llama "silu"; gpt2 "gelu_new" (tanh approximation)
 
@@ -121,6 +124,16 @@ class HfConfigFields {
     if (v->kind != detail::JsonValue::Kind::string) bad("'", key, "' is ", v->kind_name(), "; a string was expected");
     return v->text;
   }
+  /// Every key of the object, its value as JSON text, in file order.
+  std::vector<std::pair<std::string, std::string>> members() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& [key, value] : root_.members) {
+      std::string text;
+      detail::json_dump(text, value);
+      out.emplace_back(key, std::move(text));
+    }
+    return out;
+  }
   /// The object at `key` as fields of its own (messages say "in 'key', ..."); format_error when
   /// it is not an object.
   HfConfigFields object(const char* key) const {
@@ -185,6 +198,15 @@ class HfConfigJsonWriter {
     std::string out;
     detail::json_escape(out, v);
     raw(key, out);
+  }
+  /// Adds the keys of `source` this writer has not written (the config.json a model was read
+  /// from keeps every key it had).
+  void keep(const std::vector<std::pair<std::string, std::string>>& source) {
+    for (const auto& [key, value] : source) {
+      bool written = false;
+      for (const auto& k : keys_) written = written || k.first == key;
+      if (!written) keys_.emplace_back(key, value);
+    }
   }
   std::string str() const {
     std::string s = "{\n";

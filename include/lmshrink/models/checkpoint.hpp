@@ -19,9 +19,11 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "../config.hpp"
 #include "../errors.hpp"
+#include "../io/hf_config.hpp"
 #include "../io/safetensors.hpp"
 #include "../low_rank_sparse_linear.hpp"
 #include "../types.hpp"
@@ -49,6 +51,18 @@ class CheckpointWriter {
   }
 
   void text(const std::string& key, const std::string& value) { st_.metadata[key] = value; }
+  /// The keys of the config.json the model was read from (HfConfig::source_keys), as one JSON
+  /// object under "hf_config", so that an export from the checkpoint keeps them.
+  void hf_source_keys(const std::vector<std::pair<std::string, std::string>>& keys) {
+    if (keys.empty()) return;
+    std::string json = "{";
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (i) json += ", ";
+      detail::json_escape(json, keys[i].first);
+      json += ": " + keys[i].second;
+    }
+    st_.metadata["hf_config"] = json + "}";
+  }
   void integer(const std::string& key, std::int64_t value) { st_.metadata[key] = std::to_string(value); }
   /// A real number that reads back exactly (%.17g).
   void real(const std::string& key, double value) {
@@ -101,6 +115,11 @@ class CheckpointReader {
 
   int integer(const char* key, std::int64_t lo, std::int64_t hi) const { return int(st_.meta_int(key, lo, hi)); }
   bool flag(const char* key) const { return st_.meta(key) == "true"; }
+  /// The config.json keys stored by CheckpointWriter::hf_source_keys (none when absent).
+  std::vector<std::pair<std::string, std::string>> hf_source_keys() const {
+    if (st_.metadata.count("hf_config") == 0) return {};
+    return HfConfigFields(where_.c_str(), path_ + " (metadata 'hf_config')", st_.meta("hf_config")).members();
+  }
   /// A real number in [lo, hi]; `fallback` when the key is absent (else the key is required).
   double real(const char* key, double lo, double hi, const double* fallback = nullptr) const {
     if (fallback != nullptr && st_.metadata.count(key) == 0) return *fallback;

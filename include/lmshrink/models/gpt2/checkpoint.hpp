@@ -37,6 +37,7 @@ inline void save_checkpoint(const Weights<float>& w, const std::string& path, co
   out.integer("n_heads", c.n_heads);
   out.integer("n_positions", c.n_positions);
   out.real("norm_eps", c.norm_eps);
+  out.hf_source_keys(c.hf_source_keys);
   out.tensor("transformer.wte.weight", w.wte);
   out.tensor("transformer.wpe.weight", w.wpe);
   out.tensor("transformer.ln_f.weight", w.lnf_w);
@@ -67,6 +68,7 @@ inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std
   c.n_heads = in.integer("n_heads", 1, c.dim);
   c.n_positions = in.integer("n_positions", 1, big);
   c.norm_eps = in.real("norm_eps", 1e-12, 1);
+  c.hf_source_keys = in.hf_source_keys();
   if (c.dim % c.n_heads != 0) in.refuse("dim ", c.dim, " is not a multiple of n_heads ", c.n_heads);
   in.check_linear_entries(std::int64_t(c.n_layers) *
                           (4 * std::int64_t(c.dim) * c.dim + 2 * std::int64_t(c.hidden_dim) * c.dim));

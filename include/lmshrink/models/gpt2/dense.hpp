@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../config.hpp"
@@ -25,6 +26,8 @@ struct Config {
   int n_heads = 0;
   int n_positions = 0;
   double norm_eps = 1e-5;
+  // The config.json the model was read from, every key (lmshrink::HfConfig::source_keys).
+  std::vector<std::pair<std::string, std::string>> hf_source_keys;
 
   int head_size() const { return dim / n_heads; }
 };

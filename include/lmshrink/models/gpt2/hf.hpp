@@ -36,6 +36,7 @@ inline lmshrink::HfConfig hf_config_of(const Config& c) {
   h.norm_eps = c.norm_eps;
   h.tie_word_embeddings = true;
   h.activation = "gelu_new";
+  h.source_keys = c.hf_source_keys;
   return h;
 }
 
@@ -53,6 +54,7 @@ inline Config config_of(const lmshrink::HfConfig& h, const std::string& source) 
   c.n_heads = h.num_heads;
   c.n_positions = h.max_positions;
   c.norm_eps = h.norm_eps;
+  c.hf_source_keys = h.source_keys;
   return c;
 }
 
@@ -103,6 +105,7 @@ inline lmshrink::HfConfig hf_config(const lmshrink::HfConfigFields& r) {
   lmshrink::HfConfig c;
   constexpr int big = 1 << 20;
   c.model_type = "gpt2";
+  c.source_keys = r.members();
   c.vocab_size = r.integer("vocab_size", 1, big);
   c.hidden_size = r.integer("n_embd", 1, 1 << 16);
   c.num_layers = r.integer("n_layer", 1, 1 << 10);
@@ -143,6 +146,7 @@ inline std::string config_json(const lmshrink::HfConfig& c, const std::string& t
   w.text("activation_function", c.activation.empty() ? "gelu_new" : c.activation);
   w.boolean("tie_word_embeddings", true);
   w.text("torch_dtype", torch_dtype);
+  w.keep(c.source_keys);
   return w.str();
 }
 

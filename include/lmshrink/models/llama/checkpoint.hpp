@@ -98,6 +98,7 @@ inline void save_checkpoint(const Weights<float>& w, const std::string& path,
     out.integer("rope_scaling_original_max_positions", c.rope_scaling.original_max_positions);
   }
   if (c.qkv_bias) out.text("qkv_bias", "true");
+  out.hf_source_keys(c.hf_source_keys);
   out.tensor("model.embed_tokens.weight", w.embedding);
   if (!c.shared_classifier) out.tensor("lm_head.weight", w.classifier);
   out.tensor("model.norm.weight", w.rms_final);
@@ -142,6 +143,7 @@ inline Weights<float> read_checkpoint(const lmshrink::SafeTensors& st, const std
   c.norm_eps = in.real("norm_eps", 1e-12, 1.0, &llama2c_eps);
   c.rope_theta = in.real("rope_theta", 1.0, 1e12, &llama2c_theta);
   c.qkv_bias = st.metadata.count("qkv_bias") != 0 && in.flag("qkv_bias");
+  c.hf_source_keys = in.hf_source_keys();
   if (st.metadata.count("rope_scaling_type")) {
     c.rope_scaling.type = st.meta("rope_scaling_type");
     if (c.rope_scaling.type != "linear" && c.rope_scaling.type != "llama3")

@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../../config.hpp"
@@ -34,6 +35,9 @@ struct Config {
   double norm_eps = 1e-5;      // RMSNorm epsilon
   double rope_theta = 10000;   // RoPE base
   lmshrink::RopeScaling rope_scaling;  // none unless a Hugging Face config sets it
+  // The config.json the model was read from, every key (lmshrink::HfConfig::source_keys): an
+  // export writes back those its writer does not set itself.
+  std::vector<std::pair<std::string, std::string>> hf_source_keys;
   bool qkv_bias = false;       // wq, wk, wv carry a bias (Qwen2's shape; never in llama2.c files)
 
   int head_size() const { return dim / n_heads; }

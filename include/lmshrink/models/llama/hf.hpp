@@ -34,6 +34,7 @@ inline lmshrink::HfConfig hf_config_keys(const lmshrink::HfConfigFields& r, cons
   lmshrink::HfConfig c;
   constexpr int big = 1 << 20;
   c.model_type = family;
+  c.source_keys = r.members();
   c.vocab_size = r.integer("vocab_size", 1, big);
   c.hidden_size = r.integer("hidden_size", 2, 1 << 16);
   c.intermediate_size = r.integer("intermediate_size", 1, 1 << 18);
@@ -117,6 +118,7 @@ inline std::string config_json(const lmshrink::HfConfig& c, const std::string& a
   for (const auto& [key, value] : extra) w.raw(key.c_str(), value);
   w.boolean("tie_word_embeddings", c.tie_word_embeddings);
   w.text("torch_dtype", torch_dtype);
+  w.keep(c.source_keys);
   return w.str();
 }
 
@@ -141,6 +143,7 @@ inline lmshrink::HfConfig hf_config_of(const Config& c) {
   h.norm_eps = c.norm_eps;
   h.rope_theta = c.rope_theta;
   h.rope_scaling = c.rope_scaling;
+  h.source_keys = c.hf_source_keys;
   h.tie_word_embeddings = c.shared_classifier;
   h.activation = "silu";
   return h;
@@ -162,6 +165,7 @@ inline Config config_from(const lmshrink::HfConfig& h) {
   c.norm_eps = h.norm_eps;
   c.rope_theta = h.rope_theta;
   c.rope_scaling = h.rope_scaling;
+  c.hf_source_keys = h.source_keys;
   return c;
 }
 
