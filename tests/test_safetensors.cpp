@@ -406,6 +406,30 @@ TEST_CASE("Llama checkpoints in Hugging Face layout round-trip, with rotate-half
     REQUIRE(back.wq[0](5, 2) == rounded(model.wq[0](5, 2)));
     REQUIRE(back.token_embedding.isApprox(model.token_embedding, dtype == lmshrink::Dtype::f16 ? 1e-3f : 1e-2f));
   }
+  // llama2.c → Hugging Face → llama2.c is byte-exact: the file's own RoPE tables travel beside
+  // the weights; a model without them removes a stale table file; a wrong table is refused.
+  {
+    const std::string bin = std::string(LMSHRINK_DATA_DIR) + "/stories260K.bin";
+    const std::string hf = fresh_dir("llama2c_round_trip");
+    lmshrink::models::llama::write_hf(lmshrink::models::llama::read_llama2c(bin), hf);
+    REQUIRE(fs::exists(hf + "/" + lmshrink::models::llama::kLlama2cRopeFile));
+    const std::string back_dir = fresh_dir("llama2c_round_trip_back");
+    fs::create_directories(back_dir);
+    const std::string back = back_dir + "/back.bin";
+    lmshrink::models::llama::write_llama2c(lmshrink::models::llama::read_hf(hf), back);
+    REQUIRE(slurp(back) == slurp(bin));
+    auto no_tables = lmshrink::models::llama::read_hf(hf);
+    no_tables.freq_cis_real.resize(0, 0);
+    no_tables.freq_cis_imag.resize(0, 0);
+    no_tables.wq[0](0, 0) += 1;  // another model saved into the same directory
+    lmshrink::models::llama::write_hf(no_tables, hf);
+    REQUIRE(!fs::exists(hf + "/" + lmshrink::models::llama::kLlama2cRopeFile));
+    auto wrong = lmshrink::models::llama::read_llama2c(bin);
+    wrong.freq_cis_imag(3, 1) += 0.01f;
+    lmshrink::models::llama::write_hf(wrong, hf);
+    require_throw<lmshrink::format_error>([&] { lmshrink::models::llama::read_hf(hf); },
+                                          "entry (3, 1) is not the RoPE table of this model");
+  }
   // RoPE scaling is written as Llama 3.1 writes it and read back; a llama2.c file cannot hold it.
   auto scaled = tiny_llama(false);
   scaled.config.rope_scaling.type = "llama3";

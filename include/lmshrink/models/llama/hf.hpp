@@ -9,6 +9,7 @@
 //   lmshrink::models::llama::DenseModel m = lmshrink::models::llama::read_hf("TinyStories-llama");
 //   lmshrink::models::llama::write_hf(m, "out", lmshrink::Dtype::bf16);
 #include <cstdint>
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -245,11 +246,42 @@ inline lmshrink::HfConfig hf_config(const lmshrink::HfConfigFields& r) {
 
 /// Reads a Llama checkpoint directory (config.json + model.safetensors or shards), from one
 /// version of it even while a save replaces it.
+/// The side file of a directory written from a llama2.c model: the file's own RoPE tables
+/// (freq_cis_real, freq_cis_imag), which llama2.c's exporter computed with PyTorch's float32 cos
+/// and sin; recomputing them differs in the last bit for ~10 % of the entries, so they are kept
+/// for a byte-exact way back (write_llama2c). Hugging Face's readers ignore the file.
+inline constexpr const char* kLlama2cRopeFile = "llama2c_rope.safetensors";
+
+namespace hf_detail {
+/// Reads `dir`'s kLlama2cRopeFile into m (when there is one), checked against m's shape and
+/// the formula (each entry within 1e-5 of cos/sin(pos / theta^(2i / head_size))).
+inline void read_llama2c_rope(const std::string& dir, DenseModel& m) {
+  const std::string path = (std::filesystem::path(dir) / kLlama2cRopeFile).string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return;
+  const lmshrink::SafeTensors st = lmshrink::read_safetensors(path);
+  const Config& c = m.config;
+  const int half = c.head_size() / 2;
+  m.freq_cis_real = st.matrix<float>("freq_cis_real", c.seq_len, half);
+  m.freq_cis_imag = st.matrix<float>("freq_cis_imag", c.seq_len, half);
+  for (int p = 0; p < c.seq_len; ++p)
+    for (int i = 0; i < half; ++i) {
+      const double angle = p / std::pow(c.rope_theta, 2.0 * i / c.head_size());
+      if (!(std::abs(m.freq_cis_real(p, i) - std::cos(angle)) < 1e-5) || !(std::abs(m.freq_cis_imag(p, i) - std::sin(angle)) < 1e-5))
+        lmshrink::detail::fail<lmshrink::format_error>("read_hf", "'", path, "' entry (", p, ", ", i, ") is not the RoPE "
+                                                       "table of this model (theta ", c.rope_theta, ", head size ",
+                                                       c.head_size(), ")");
+    }
+}
+}  // namespace hf_detail
+
 inline DenseModel read_hf(const std::string& dir) {
-  return lmshrink::read_hf_model("read_hf_llama", "llama", dir, [&](const lmshrink::HfConfigFields& fields,
-                                                                     const lmshrink::SafeTensors& tensors) {
+  DenseModel m = lmshrink::read_hf_model("read_hf_llama", "llama", dir, [&](const lmshrink::HfConfigFields& fields,
+                                                                             const lmshrink::SafeTensors& tensors) {
     return from_hf(hf_config(fields), tensors, dir);
   });
+  hf_detail::read_llama2c_rope(dir, m);
+  return m;
 }
 
 /// The tensors of `m` in Hugging Face layout, as `dtype` (with q/k/v_proj.bias when
@@ -301,6 +333,19 @@ inline void write_hf(const DenseModel& m, const std::string& dir, lmshrink::Dtyp
                               "\"llama\" config cannot express; write it with models::qwen2::write_hf");
   lmshrink::write_hf_directory(config_json(hf_config_of(m.config), "LlamaForCausalLM", {}, lmshrink::torch_dtype_name(dtype)),
                                to_hf(m, dtype), dir, max_shard_bytes);
+  // A llama2.c model's own RoPE tables go beside it (kLlama2cRopeFile); none for any other, and
+  // a stale one from an earlier save of the directory goes.
+  const std::string rope = (std::filesystem::path(dir) / kLlama2cRopeFile).string();
+  if (m.freq_cis_real.size() > 0 && m.freq_cis_imag.size() > 0) {
+    lmshrink::SafeTensors st;
+    st.metadata["lmshrink.llama2c_rope"] = "1";
+    st.put("freq_cis_real", m.freq_cis_real);
+    st.put("freq_cis_imag", m.freq_cis_imag);
+    lmshrink::write_safetensors(st, rope);
+  } else {
+    std::error_code ec;
+    std::filesystem::remove(rope, ec);
+  }
 }
 
 }  // namespace llama
