@@ -14,6 +14,11 @@ TEST_CASE("selection strategies", "[truncation]") {
   REQUIRE(lmshrink::every_other_layer(12) == LayerSelection{0, 2, 4, 6, 8, 10});
   REQUIRE(lmshrink::every_other_layer(5) == LayerSelection{0, 2, 4});
   REQUIRE(lmshrink::distilgpt2_layers() == LayerSelection{0, 2, 4, 7, 9, 11});
+  REQUIRE(lmshrink::distilgpt2_layers(12) == LayerSelection{0, 2, 4, 7, 9, 11});
+  REQUIRE(lmshrink::distilgpt2_layers(24) == LayerSelection{0, 2, 4, 6, 8, 10, 13, 15, 17, 19, 21, 23});
+  REQUIRE(lmshrink::distilgpt2_layers(6) == LayerSelection{0, 3, 5});  // 2.5 rounds away from 0
+  REQUIRE(lmshrink::distilgpt2_layers(3) == LayerSelection{0});
+  for (int n = 2; n <= 48; ++n) REQUIRE_NOTHROW(lmshrink::validate_selection(lmshrink::distilgpt2_layers(n), n));
   REQUIRE(lmshrink::first_layers(1, 1) == LayerSelection{0});
   REQUIRE_THROWS_WITH(lmshrink::first_layers(12, 0), Catch::Contains("k must be in [1, 12], got 0"));
   REQUIRE_THROWS_WITH(lmshrink::last_layers(4, 5), Catch::Contains("k must be in [1, 4], got 5"));

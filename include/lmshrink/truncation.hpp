@@ -13,6 +13,7 @@
 // given; embeddings, the final norm and the head are copied unchanged.
 
 #include <algorithm>
+#include <cmath>
 #include <cctype>
 #include <optional>
 #include <string>
@@ -59,8 +60,17 @@ inline LayerSelection every_other_layer(int n_layers) {
   return s;
 }
 
-/// DistilGPT-2's initialization from GPT-2 small: blocks {0, 2, 4, 7, 9, 11} of 12.
-inline LayerSelection distilgpt2_layers() { return {0, 2, 4, 7, 9, 11}; }
+/// DistilGPT-2's initialization: half the blocks, spread evenly from the first to the last,
+/// block round(i·(n − 1)/(k − 1)) for i < k = n/2 (at least 1). For GPT-2 small's 12 blocks, its
+/// published {0, 2, 4, 7, 9, 11}; for 24, {0, 2, 4, 6, 8, 10, 13, 15, 17, 19, 21, 23}.
+inline LayerSelection distilgpt2_layers(int n_layers = 12) {
+  detail::check_layer_count("distilgpt2_layers", n_layers);
+  const int k = std::max(1, n_layers / 2);
+  LayerSelection s;
+  for (int i = 0; i < k; ++i)
+    s.push_back(k == 1 ? 0 : int(std::lround(double(i) * (n_layers - 1) / double(k - 1))));
+  return s;
+}
 
 /// Throws value_error unless `keep` is a non-empty list of distinct blocks in [0, n_layers);
 /// with `require_sorted`, also ascending (the order blocks run in must not change).

@@ -40,6 +40,7 @@ struct Options {
   std::vector<Method> methods = {Method::losparse, Method::lowrank, Method::itp, Method::oats, Method::trunc_kd};
   std::vector<double> ratios = {0.5};
   std::vector<int> keep = {0, 2, 4};
+  std::string keep_rule;  // a preset's blocks, chosen once the teacher's depth is known ("distilgpt2", "every-other")
   Loss trunc_loss = Loss::recipe;  // trunc-kd's loss
   // The budget per student: --tokens (steps = tokens / (batch·length), rounded up), or --steps.
   int steps = 0;

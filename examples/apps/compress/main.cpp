@@ -275,6 +275,8 @@ void read_inputs(Run& run, int argc, char** argv) {
   if (run.length > c.seq_len)
     fail<lmshrink::value_error>("lmshrink_compress", "--length ", run.length,
                                 " exceeds the model's seq_len ", c.seq_len);
+  if (o.keep_rule == "distilgpt2") o.keep = lmshrink::distilgpt2_layers(c.n_layers);
+  else if (o.keep_rule == "every-other") o.keep = lmshrink::every_other_layer(c.n_layers);
   bool any_trunc = false;
   for (Method m : o.methods) any_trunc |= info(m).start == StudentStart::truncated;
   if (any_trunc) lmshrink::validate_selection(o.keep, c.n_layers);

@@ -26,9 +26,10 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
   --out DIR             output folder (default: out/compress)
 @METHODS@  --ratios LIST         remaining ratios of the linear weights (default: 0.5)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
-@TRUNC_LOSS@  --preset NAME         distilgpt2: trunc-kd of a 12-block GPT-2 to blocks 0,2,4,7,9,11
-                        with the triple loss (DistilGPT-2's recipe); distilgpt2-alternate:
-                        the same with blocks 0,2,4,6,8,10. --methods, --keep and
+@TRUNC_LOSS@  --preset NAME         distilgpt2: trunc-kd of a GPT-2 to half its blocks, spread
+                        evenly from the first to the last (12 blocks: 0,2,4,7,9,11), with the
+                        triple loss (DistilGPT-2's recipe); distilgpt2-alternate: the same
+                        with every other block (0,2,4,6,8,10). --methods, --keep and
                         --trunc-loss given too override it
   --tokens N            training tokens per student; steps = ceil(N / (batch * length))
                         (default: 327680, 160 steps of 4 x 512)
@@ -329,8 +330,7 @@ Options parse(int argc, char** argv) {
                                 o.reconstruct_damping);
   if (!preset.empty()) {  // DistilGPT-2 (Sanh et al.): every other block of GPT-2, triple loss
     if (!methods_given) o.methods = {Method::trunc_kd};
-    if (!keep_given)
-      o.keep = preset == "distilgpt2" ? lmshrink::distilgpt2_layers() : lmshrink::every_other_layer(12);
+    if (!keep_given) o.keep_rule = preset == "distilgpt2" ? "distilgpt2" : "every-other";
     if (!trunc_loss_given) o.trunc_loss = Loss::triple;
   }
   if (steps_given && tokens_given)
