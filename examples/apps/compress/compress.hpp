@@ -36,6 +36,7 @@ struct Options {
   std::string model = LMSHRINK_DATA_DIR "/stories260K.bin";
   std::string tokenizer;  // empty: the model directory's tokenizer files, else the family's bundled one
   std::string eval;  // empty: default_eval()
+  bool parse_special = false;  // special-token text in --eval's stories as the special tokens (tokenizer.json)
   std::string out = "out/compress";
   std::vector<Method> methods = {Method::losparse, Method::lowrank, Method::itp, Method::oats, Method::trunc_kd};
   std::vector<double> ratios = {0.5};

@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <fstream>
 #include <lmshrink/files.hpp>
+#include <lmshrink/models/codecs.hpp>
 #include <optional>
 #include <sstream>
 
@@ -237,6 +238,7 @@ struct Run {
   std::unique_ptr<lmshrink::models::Model> teacher;
   lmshrink::models::ModelShape c;
   std::unique_ptr<lmshrink::models::TextCodec> codec;
+  std::unique_ptr<lmshrink::models::TextCodec> eval_codec;  // --parse-special: the held-out text's
   std::vector<int> eval;
   int eval_len = 0, eval_windows = 0, length = 0, steps = 0, data_windows = 0, context = 0;
   std::vector<Job> jobs;
@@ -255,8 +257,9 @@ void read_inputs(Run& run, int argc, char** argv) {
   run.teacher = examples::load_model(o.model);
   const lmshrink::models::ModelShape& c = run.c = run.teacher->shape();
   run.codec = examples::load_codec(*run.teacher, o.model, o.tokenizer);
+  if (o.parse_special) run.eval_codec = std::make_unique<lmshrink::models::SpecialTokenCodec>(*run.codec);
   if (o.eval.empty()) o.eval = default_eval(*run.codec);
-  run.eval = read_eval_tokens(o.eval, *run.codec);
+  run.eval = read_eval_tokens(o.eval, run.eval_codec ? *run.eval_codec : *run.codec);
   for (std::size_t i = 0; i < run.eval.size(); ++i)
     if (run.eval[i] < 0 || run.eval[i] >= c.vocab_size)
       fail<lmshrink::format_error>("lmshrink_compress", "'", o.eval, "' token ", i, " is ",

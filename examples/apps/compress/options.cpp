@@ -23,6 +23,8 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
                         <|endoftext|>, encoded with the README protocol) (default: the
                         bundled stories, as tok512's reference stream when the model uses
                         tok512, else as text)
+  --parse-special       special-token text in --eval's stories is the special token (a
+                        tokenizer.json's; by default it is text, docs/tokenizers.md)
   --out DIR             output folder (default: out/compress)
 @METHODS@  --ratios LIST         remaining ratios of the linear weights (default: 0.5)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
@@ -199,6 +201,10 @@ Options parse(int argc, char** argv) {
     }
     if (a == "--no-heldout") {
       o.heldout = false;
+      continue;
+    }
+    if (a == "--parse-special") {
+      o.parse_special = true;
       continue;
     }
     if (i + 1 >= argc) fail<lmshrink::value_error>("lmshrink_compress", "unknown option or missing value: '", a, "'\n", usage());

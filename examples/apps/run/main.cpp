@@ -117,30 +117,6 @@ bool is_checkpoint(const std::string& path) {
   return path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
 }
 
-/// The codec, reading special-token text as the special tokens when asked (tokenizer.json only:
-/// SentencePiece and llama2.c tokenizers never read control pieces from text).
-class SpecialParsingCodec final : public lmshrink::models::TextCodec {
- public:
-  /// `codec` as loaded (perhaps padded), `hf` the tokenizer.json codec inside it.
-  SpecialParsingCodec(const lmshrink::models::TextCodec& codec, const lmshrink::models::HfCodec& hf)
-      : codec_(codec), hf_(hf) {}
-  int vocab_size() const override { return codec_.vocab_size(); }
-  std::vector<int> encode_story(const std::string& story) const override {
-    std::vector<int> ids{hf_.story_start()};
-    const std::vector<int> text = hf_.tokenizer().encode(story, /*parse_special=*/true);
-    ids.insert(ids.end(), text.begin(), text.end());
-    return ids;
-  }
-  std::string decode(const std::vector<int>& ids) const override { return codec_.decode(ids); }
-  int story_start() const override { return codec_.story_start(); }
-  int story_end() const override { return codec_.story_end(); }
-  std::string description() const override { return codec_.description() + ", special tokens parsed"; }
-
- private:
-  const lmshrink::models::TextCodec& codec_;
-  const lmshrink::models::HfCodec& hf_;
-};
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
@@ -260,15 +236,8 @@ int main(int argc, char** argv) {
     const std::unique_ptr<examples::Model> model =
         is_checkpoint(o.model) ? examples::load_checkpoint(o.model) : examples::load_model(o.model);
     const std::unique_ptr<examples::TextCodec> loaded = examples::load_codec(*model, o.model, o.tokenizer);
-    std::unique_ptr<examples::TextCodec> parsing;
-    if (o.parse_special) {
-      const auto* padded = dynamic_cast<const lmshrink::models::PaddedCodec*>(loaded.get());
-      const auto* hf = dynamic_cast<const lmshrink::models::HfCodec*>(padded ? &padded->inner() : loaded.get());
-      if (hf == nullptr)
-        lmshrink::fail<lmshrink::value_error>("lmshrink_run", "--parse-special applies to tokenizer.json tokenizers; ",
-                                              loaded->description(), " never reads special tokens from text");
-      parsing = std::make_unique<SpecialParsingCodec>(*loaded, *hf);
-    }
+    std::unique_ptr<examples::TextCodec> parsing;  // --parse-special
+    if (o.parse_special) parsing = std::make_unique<lmshrink::models::SpecialTokenCodec>(*loaded);
     const examples::TextCodec& codec = parsing ? *parsing : *loaded;
     const examples::ModelShape& c = model->shape();
     std::fprintf(stderr, "%s (%s, dim %d, %d layers, vocab %d, context %d, %lld parameters); tokenizer: %s\n",

@@ -166,5 +166,37 @@ class PaddedCodec final : public TextCodec {
   int vocab_;
 };
 
+/// A tokenizer.json codec (perhaps inside a PaddedCodec) that reads special-token text in a
+/// story as the special tokens, as Hugging Face's tokenizers do (--parse-special); everything
+/// else is `codec`'s. value_error for any other codec: SentencePiece and llama2.c tokenizers
+/// never read control pieces from text.
+class SpecialTokenCodec final : public TextCodec {
+ public:
+  explicit SpecialTokenCodec(const TextCodec& codec) : codec_(codec), hf_(find_hf(codec)) {}
+  int vocab_size() const override { return codec_.vocab_size(); }
+  std::vector<int> encode_story(const std::string& story) const override {
+    std::vector<int> ids{hf_.story_start()};
+    const std::vector<int> text = hf_.tokenizer().encode(story, /*parse_special=*/true);
+    ids.insert(ids.end(), text.begin(), text.end());
+    return ids;
+  }
+  std::string decode(const std::vector<int>& ids) const override { return codec_.decode(ids); }
+  int story_start() const override { return codec_.story_start(); }
+  int story_end() const override { return codec_.story_end(); }
+  std::string description() const override { return codec_.description() + ", special tokens parsed"; }
+
+ private:
+  static const HfCodec& find_hf(const TextCodec& codec) {
+    const auto* padded = dynamic_cast<const PaddedCodec*>(&codec);
+    const auto* hf = dynamic_cast<const HfCodec*>(padded ? &padded->inner() : &codec);
+    if (hf == nullptr)
+      lmshrink::fail<lmshrink::value_error>("SpecialTokenCodec", "special tokens are parsed by tokenizer.json "
+                                            "tokenizers; ", codec.description(), " never reads them from text");
+    return *hf;
+  }
+  const TextCodec& codec_;
+  const HfCodec& hf_;
+};
+
 }  // namespace models
 LMSHRINK_NAMESPACE_END
