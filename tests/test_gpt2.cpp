@@ -255,6 +255,25 @@ TEST_CASE("GPT-2's forward equals a straightforward implementation; the decoders
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("a forward-only GPT-2 trainer gives the training net's outputs and holds no gradients", "[gpt2]") {
+  std::mt19937 rng(31);
+  auto w = tiny_gpt2<float>(rng, true);
+  const std::vector<int> tokens = {3, 0, 10, 7, 7, 1, 2, 9, 4, 4, 8, 5};
+  lmshrink::models::gpt2::Trainer<float> train(w, 2, 6);
+  lmshrink::models::gpt2::Trainer<float> infer(w, 2, 6, lmshrink::models::NetMode::forward_only);
+  REQUIRE(infer.mode() == lmshrink::models::NetMode::forward_only);
+  const lmshrink::RowMatrix<float> want = train.forward(tokens.data());
+  REQUIRE(infer.forward(tokens.data()) == want);  // bit for bit
+  for (int l = 0; l < 2; ++l) {
+    REQUIRE(infer.block_output(l) == train.block_output(l));
+    for (int k = 0; k < lmshrink::models::gpt2::kLinearKinds; ++k) REQUIRE(infer.linear_input(l, k) == train.linear_input(l, k));
+  }
+  REQUIRE(infer.grads().linear.empty());
+  REQUIRE(infer.grads().wte.size() == 0);
+  REQUIRE_THROWS_WITH(infer.backward(want), Catch::Contains("forward-only"));
+  REQUIRE_THROWS_AS(infer.backward(want), lmshrink::state_error);
+}
+
 // Not a check: writes the small random GPT-2 the main job's GPT-2 tests run on (no pretrained
 // GPT-2 can be downloaded here), as a Hugging Face directory with GPT-2's tokenizer files beside
 // it. GPT-2's vocabulary and 12 blocks (so DistilGPT-2's block choice applies), 64 dimensions,

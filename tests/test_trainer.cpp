@@ -404,6 +404,26 @@ TEST_CASE("a from-scratch student holds the ratio's linear weights, randomly ini
   REQUIRE_THROWS_AS(teacher.from_scratch(1.5, 1), lmshrink::value_error);
 }
 
+TEST_CASE("a forward-only net gives the training net's outputs and holds no gradients", "[trainer]") {
+  std::mt19937 rng(17);
+  lmshrink::models::llama::Model model(tiny_model<float>(false, rng));
+  const int batch = 2, n = 6;
+  std::vector<int> tokens(std::size_t(batch * n));
+  for (auto& t : tokens) t = int(rng() % 13);
+  const auto train = model.net(batch, n);
+  const auto infer = model.net(batch, n, lmshrink::models::NetMode::forward_only);
+  const lmshrink::RowMatrix<float> want = train->forward(tokens.data());
+  REQUIRE(infer->forward(tokens.data()) == want);  // bit for bit
+  for (int l = 0; l < model.shape().n_layers; ++l) {
+    REQUIRE(infer->block_output(l) == train->block_output(l));
+    for (int k = 0; k < model.linear_kinds(); ++k) REQUIRE(infer->linear_input(l, k) == train->linear_input(l, k));
+  }
+  REQUIRE_THROWS_WITH(infer->backward(want, nullptr), Catch::Contains("forward-only"));
+  REQUIRE_THROWS_AS(infer->linear_grad(0, 0), lmshrink::state_error);
+  REQUIRE_THROWS_AS(infer->plain_grads(), lmshrink::state_error);
+  REQUIRE_NOTHROW(train->linear_grad(0, 0));
+}
+
 TEST_CASE("sharded training gives the batch's loss and gradients, the same for any thread count",
           "[trainer][shards]") {
   using Wf = lmshrink::models::llama::Weights<float>;

@@ -11,6 +11,11 @@
 LMSHRINK_NAMESPACE_BEGIN
 namespace models {
 
+/// What a Net is for. A forward-only net (a teacher's, calibration's) holds no gradients, no
+/// backward workspace and one attention-probability buffer shared by its blocks: the memory of
+/// its forward alone. Its backward is a state_error.
+enum class NetMode { training, forward_only };
+
 /// Σ live_parameters() over every block's layers.
 template <class Blocks>
 std::int64_t live_linear_parameters(const Blocks& blocks) {

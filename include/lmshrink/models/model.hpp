@@ -20,6 +20,7 @@
 #include "../errors.hpp"
 #include <cstdint>
 #include "../low_rank_sparse_linear.hpp"
+#include "linear_blocks.hpp"
 #include <map>
 #include <memory>
 #include <string>
@@ -76,7 +77,7 @@ template <class Trainer>
 class TrainerNet final : public Net {
  public:
   template <class Weights>
-  TrainerNet(Weights& w, int batch, int n) : t_(w, batch, n) {}
+  TrainerNet(Weights& w, int batch, int n, NetMode mode = NetMode::training) : t_(w, batch, n, mode) {}
   int batch() const override { return t_.batch(); }
   const Mat& forward(const int* tokens) override { return t_.forward(tokens); }
   void backward(const Mat& dlogits, const std::vector<Mat>* dblock) override { t_.backward(dlogits, dblock); }
@@ -84,11 +85,20 @@ class TrainerNet final : public Net {
   const Mat& block_output(int l) const override { return t_.block_output(l); }
   const Mat& linear_input(int l, int kind) const override { return t_.linear_input(l, kind); }
   Layer::Gradients& linear_grad(int l, int kind) override {
+    check_training("Net::linear_grad");
     return t_.grads().linear.at(std::size_t(l)).at(std::size_t(kind));
   }
-  std::vector<TensorRef> plain_grads() override { return plain_tensors(t_.grads()); }
+  std::vector<TensorRef> plain_grads() override {
+    check_training("Net::plain_grads");
+    return plain_tensors(t_.grads());
+  }
 
  private:
+  void check_training(const char* where) const {
+    if (t_.mode() != NetMode::training)
+      lmshrink::fail<lmshrink::state_error>(where, "this net was made forward-only (NetMode::forward_only) and "
+                                                   "holds no gradients; make it with NetMode::training");
+  }
   Trainer t_;
 };
 
@@ -137,7 +147,9 @@ class Model {
   /// attention, its linear layers `linear_ratio` of this model's (the FFN narrowed to fit), and
   /// random weights from `seed`. The floor a compression method has to beat.
   virtual std::unique_ptr<Model> from_scratch(double linear_ratio, std::uint64_t seed) const = 0;
-  virtual std::unique_ptr<Net> net(int batch, int n) = 0;
+  /// A net over `batch` sequences of n tokens that trains this model (NetMode::training), or
+  /// only runs its forward (NetMode::forward_only: a teacher's; no gradients).
+  virtual std::unique_ptr<Net> net(int batch, int n, NetMode mode = NetMode::training) = 0;
   virtual std::unique_ptr<Packed> pack() const = 0;
   /// A decoder over this model's own layers (KV cache and full sequence), the one forward its
   /// family trains with: a teacher is scored and sampled by the layers that give the

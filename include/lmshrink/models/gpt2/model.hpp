@@ -120,7 +120,9 @@ class Model final : public models::Model {
     m.lnf_w = ones(c.dim), m.lnf_b = zeros(c.dim);
     return std::make_unique<Model>(Weights<float>::from_model(m));
   }
-  std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<TrainingNet>(w_, batch, n); }
+  std::unique_ptr<Net> net(int batch, int n, NetMode mode = NetMode::training) override {
+    return std::make_unique<TrainingNet>(w_, batch, n, mode);
+  }
   std::unique_ptr<models::Packed> pack() const override { return std::make_unique<Packed>(Compact::pack(w_)); }
   std::unique_ptr<models::Decoder> decoder() const override {
     return std::make_unique<ModelDecoder<WeightsView>>(WeightsView(w_));

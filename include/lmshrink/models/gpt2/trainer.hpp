@@ -135,6 +135,7 @@ struct Grads {
   typename W::Vec lnf_w, lnf_b;
   std::vector<std::array<typename W::Layer::Gradients, kLinearKinds>> linear;
 
+  Grads() = default;  // none: a forward-only trainer's
   explicit Grads(const W& w) {
     wte.setZero(w.wte.rows(), w.wte.cols());
     wpe.setZero(w.wpe.rows(), w.wpe.cols());
@@ -169,24 +170,33 @@ class Trainer {
   using Mat = typename W::Mat;
   using Vec = typename W::Vec;
 
-  Trainer(W& weights, int batch, int n) : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n) {
+  Trainer(W& weights, int batch, int n, NetMode mode = NetMode::training)
+      : w_(weights), g_(mode == NetMode::training ? Grads<Scalar>(weights) : Grads<Scalar>()), c_(weights.config),
+        mode_(mode), batch_(batch), n_(n) {
     if (batch < 1 || n < 1 || n > c_.n_positions)
       lmshrink::fail<lmshrink::value_error>("gpt2::Trainer", "batch must be >= 1 and n in [1, ",
                                                     c_.n_positions, "], got batch ", batch, ", n ", n);
     const int N = batch * n, d = c_.dim;
     hs_ = c_.head_size();
     act_.resize(std::size_t(c_.n_layers));
+    const bool training = mode == NetMode::training;
     for (auto& a : act_) {
       a.resize(N, c_);
-      a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      if (training) a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
     }
-    work_.resize(N, c_);
-    for (Mat* m : {&x_final_, &xhat_f_, &xf_, &dx_, &dxa_}) m->resize(N, d);
+    if (!training) shared_p_.resize(1);  // every block's forward reuses it
+    for (Mat* m : {&x_final_, &xhat_f_, &xf_}) m->resize(N, d);
+    if (training) {
+      work_.resize(N, c_);
+      for (Mat* m : {&dx_, &dxa_}) m->resize(N, d);
+      dp_.resize(n, n);
+    }
     rstd_f_.resize(N);
-    dp_.resize(n, n);
     logits_.resize(N, c_.vocab_size);
     tokens_.assign(std::size_t(N), 0);
   }
+
+  NetMode mode() const { return mode_; }
 
   int batch() const { return batch_; }
   int length() const { return n_; }
@@ -212,7 +222,8 @@ class Trainer {
         lin[std::size_t(kind)].forward(in, out, a.cache[std::size_t(kind)]);
       };
       const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
-        lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, a.p, att);
+        lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v,
+                                                           mode_ == NetMode::training ? a.p : shared_p_, att);
       };
       block_forward<Scalar>(c_, norms(l), linear, attend, a,
                                  l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
@@ -249,6 +260,9 @@ class Trainer {
   /// forward, plus, when given, dblock[l] = ∂loss/∂block_output(l) (empty matrices skipped).
   void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr) {
     static constexpr const char* where = "gpt2::Trainer::backward";
+    if (mode_ != NetMode::training)
+      lmshrink::fail<lmshrink::state_error>(where, "this trainer was made forward-only (NetMode::forward_only); "
+                                            "make it with NetMode::training to run backward");
     lmshrink::check_shape(where, "dlogits", dlogits, logits_.rows(), logits_.cols());
     if (dblock) {
       if (int(dblock->size()) != c_.n_layers)
@@ -308,8 +322,10 @@ class Trainer {
   W& w_;
   Grads<Scalar> g_;
   Config c_;
+  NetMode mode_;
   int batch_, n_, hs_ = 0;
   std::vector<Activations> act_;
+  std::vector<Mat> shared_p_;  // forward-only: one probability buffer for every block
   Mat x_final_, xhat_f_, xf_, logits_;
   Vec rstd_f_;
   BlockWorkspace<Scalar> work_;

@@ -145,7 +145,9 @@ class Model final : public models::Model {
     }
     return std::make_unique<Model>(Weights<float>::from_model(m), variant_);
   }
-  std::unique_ptr<Net> net(int batch, int n) override { return std::make_unique<TrainingNet>(w_, batch, n); }
+  std::unique_ptr<Net> net(int batch, int n, NetMode mode = NetMode::training) override {
+    return std::make_unique<TrainingNet>(w_, batch, n, mode);
+  }
   std::unique_ptr<models::Packed> pack() const override { return std::make_unique<Packed>(Compact::pack(w_)); }
   std::unique_ptr<models::Decoder> decoder() const override {
     return std::make_unique<ModelDecoder<WeightsView>>(WeightsView(w_));

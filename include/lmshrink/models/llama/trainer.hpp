@@ -121,6 +121,7 @@ struct Grads {
   typename W::Vec rms_final;
   std::vector<std::array<typename W::Layer::Gradients, kLinearKinds>> linear;
 
+  Grads() = default;  // none: a forward-only trainer's
   explicit Grads(const W& w) {
     embedding.setZero(w.embedding.rows(), w.embedding.cols());
     classifier.setZero(w.classifier.rows(), w.classifier.cols());
@@ -155,8 +156,9 @@ class Trainer {
   using Mat = typename W::Mat;
   using Vec = typename W::Vec;
 
-  Trainer(W& weights, int batch, int n)
-      : w_(weights), g_(weights), c_(weights.config), batch_(batch), n_(n),
+  Trainer(W& weights, int batch, int n, NetMode mode = NetMode::training)
+      : w_(weights), g_(mode == NetMode::training ? Grads<Scalar>(weights) : Grads<Scalar>()),
+        c_(weights.config), mode_(mode), batch_(batch), n_(n),
         rope_(c_.seq_len, c_.head_size(), c_.rope_theta, c_.rope_scaling) {
     static constexpr const char* where = "llama::Trainer";
     if (batch < 1 || n < 1 || n > c_.seq_len)
@@ -166,20 +168,26 @@ class Trainer {
     hs_ = c_.head_size();
     rope_.cover(n);
     act_.resize(std::size_t(c_.n_layers));
+    const bool training = mode == NetMode::training;
     for (auto& a : act_) {
       a.resize(N, c_);
-      a.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      if (training) a.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
     }
-    work_.resize(N, c_);
+    if (!training) shared_p_.resize(1);  // every block's forward reuses it
     x_final_.resize(N, dim);
     xb_final_.resize(N, dim);
     r_final_.resize(N);
     logits_.resize(N, c_.vocab_size);
-    dx_.resize(N, dim);
-    dxb_.resize(N, dim);
-    dp_.resize(n, n);
+    if (training) {
+      work_.resize(N, c_);
+      dx_.resize(N, dim);
+      dxb_.resize(N, dim);
+      dp_.resize(n, n);
+    }
     tokens_.assign(std::size_t(N), 0);
   }
+
+  NetMode mode() const { return mode_; }
 
   int batch() const { return batch_; }
   int length() const { return n_; }
@@ -243,9 +251,11 @@ class Trainer {
   W& w_;
   Grads<Scalar> g_;
   Config c_;
+  NetMode mode_;
   int batch_, n_, hs_ = 0;
   lmshrink::models::RopeTable<Scalar> rope_;
   std::vector<Activations> act_;
+  std::vector<Mat> shared_p_;  // forward-only: one probability buffer for every block
   BlockWorkspace<Scalar> work_;
   Mat x_final_, xb_final_, logits_;
   Vec r_final_;
@@ -274,7 +284,8 @@ const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens)
     const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
       rope_.rotate_rows(q, n_, +1);
       rope_.rotate_rows(k, n_, +1);
-      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, a.p, att);
+      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v,
+                                                         mode_ == NetMode::training ? a.p : shared_p_, att);
     };
     block_forward<Scalar>(c_, w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear, attend, a,
                                 l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
@@ -286,6 +297,9 @@ const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens)
 
 template <class Scalar>
 void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dblock) {
+  if (mode_ != NetMode::training)
+    lmshrink::fail<lmshrink::state_error>("llama::Trainer::backward", "this trainer was made forward-only "
+                                          "(NetMode::forward_only); make it with NetMode::training to run backward");
   lmshrink::check_shape("llama::Trainer::backward", "dlogits", dlogits, logits_.rows(),
                                 logits_.cols());
   if (dblock) {
