@@ -16,6 +16,10 @@
 #include "../examples/runtime/sharded_trainer.hpp"
 #include <lmshrink/models/llama/synthetic.hpp>
 #include "../examples/runtime/teacher_text.hpp"
+#include "../examples/runtime/text_cache.hpp"
+#include <lmshrink/models/calibration.hpp>
+#include <cstring>
+#include <filesystem>
 #include <lmshrink/sparse_plus_low_rank.hpp>
 #include <lmshrink/svd_init.hpp>
 
@@ -376,6 +380,116 @@ TEST_CASE("validation text must not repeat training text", "[trainer][data]") {
   REQUIRE(s1[0][0] == 1);  // stories start with BOS
   REQUIRE_NOTHROW(examples::check_disjoint(s1, s2));
   REQUIRE_THROWS_AS(examples::check_disjoint(s1, examples::sample_stories(teacher, codec, 300, 1, 1)), lmshrink::value_error);
+}
+
+TEST_CASE("stories are the same however they are sampled: threads, rounds, a cached prefix, a cap", "[trainer][data]") {
+  lmshrink::models::llama::Model teacher(
+      lmshrink::models::llama::Weights<float>::from_model(lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
+  const lmshrink::models::llama::Codec codec(lmshrink::read_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin"));
+  examples::StoryOptions capped;
+  capped.max_tokens = 24;
+  const auto one = examples::sample_stories(teacher, codec, 300, 5, 1, {}, nullptr, capped);
+  REQUIRE(examples::story_cap(teacher, capped) == 24);
+  std::size_t total = 0;
+  for (const auto& s : one) {
+    REQUIRE(s.size() <= 24);
+    REQUIRE(s[0] == 1);
+    total += s.size();
+  }
+  // The fewest stories holding 300 tokens.
+  REQUIRE(total >= 300);
+  REQUIRE(total - one.back().size() < 300);
+  REQUIRE(examples::sample_stories(teacher, codec, 300, 5, 2, {}, nullptr, capped) == one);
+  examples::StoryOptions rounds = capped;
+  rounds.round = 3;
+  REQUIRE(examples::sample_stories(teacher, codec, 300, 5, 1, {}, nullptr, rounds) == one);
+  const std::vector<examples::Story> prefix(one.begin(), one.begin() + 4);
+  REQUIRE(examples::sample_stories(teacher, codec, 300, 5, 1, {}, nullptr, capped, prefix) == one);
+  // More tokens: the same stories first.
+  const auto more = examples::sample_stories(teacher, codec, 600, 5, 1, {}, nullptr, capped, one);
+  REQUIRE(std::equal(one.begin(), one.end(), more.begin()));
+}
+
+TEST_CASE("the text cache reads back what it wrote and uses nothing else", "[trainer][data][errors]") {
+  const std::vector<examples::Story> stories = {{1, 5, 7}, {1}, {1, 2, 3, 4, 5, 6}};
+  const std::string path = LMSHRINK_TEST_TMP "/text_cache_test/stories.bin";
+  std::filesystem::remove_all(LMSHRINK_TEST_TMP "/text_cache_test");
+  examples::write_cached_text(path, 42, 8, stories);  // makes the folder
+  const auto bytes = lmshrink::read_file_bytes("test", path, 0, "a cache", 1 << 20, "too large");
+  REQUIRE(bytes.size() == 16 + 8 + 4 + 8 + 4 * (3 + 10));
+  const auto good = examples::parse_cached_text(bytes, 42, 8, 10);
+  REQUIRE(good.problem.empty());
+  REQUIRE(good.stories == stories);
+  REQUIRE_THAT(examples::parse_cached_text(bytes, 43, 8, 10).problem, Catch::Matchers::Contains("other inputs"));
+  REQUIRE_THAT(examples::parse_cached_text(bytes, 42, 6, 10).problem, Catch::Matchers::Contains("other inputs"));
+  REQUIRE_THAT(examples::parse_cached_text(bytes, 42, 8, 7).problem, Catch::Matchers::Contains("token 7, outside the vocabulary"));
+  // Every truncation is refused with a reason, never read past its end.
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    const auto cut = examples::parse_cached_text(std::vector<char>(bytes.begin(), bytes.begin() + std::ptrdiff_t(n)), 42, 8, 10);
+    CAPTURE(n);
+    REQUIRE(cut.stories.empty());
+    REQUIRE(!cut.problem.empty());
+  }
+  auto longer = bytes;
+  longer.push_back(0);
+  REQUIRE_THAT(examples::parse_cached_text(longer, 42, 8, 10).problem, Catch::Matchers::Contains("1 bytes after its last story"));
+  auto huge = bytes;
+  const std::uint64_t count = std::uint64_t(1) << 60;
+  std::memcpy(huge.data() + 28, &count, 8);
+  REQUIRE_THAT(examples::parse_cached_text(huge, 42, 8, 10).problem, Catch::Matchers::Contains("claims 1152921504606846976 stories"));
+  auto zero_length = bytes;
+  const std::uint32_t zero = 0;
+  std::memcpy(zero_length.data() + 36, &zero, 4);
+  REQUIRE_THAT(examples::parse_cached_text(zero_length, 42, 8, 10).problem, Catch::Matchers::Contains("story 0 is truncated or longer"));
+  auto foreign = bytes;
+  foreign[0] = 'L';
+  REQUIRE_THAT(examples::parse_cached_text(foreign, 42, 8, 10).problem, Catch::Matchers::Contains("not an lmshrink text cache"));
+  std::filesystem::remove_all(LMSHRINK_TEST_TMP "/text_cache_test");
+}
+
+TEST_CASE("calibration accumulates each distinct input once, the same bits on any thread count", "[trainer][calibration]") {
+  std::mt19937 rng(23);
+  lmshrink::models::llama::Model model(tiny_model<float>(false, rng));
+  const int length = 5, windows = 3;
+  std::vector<int> stream(std::size_t(length * windows + 2));
+  for (auto& t : stream) t = int(rng() % 13);
+  // The reference: every layer's own accumulator, window after window.
+  const int L = model.shape().n_layers, K = model.linear_kinds();
+  std::vector<std::vector<lmshrink::GramAccumulator>> want(static_cast<std::size_t>(L));
+  for (auto& block : want) block.resize(static_cast<std::size_t>(K));
+  const auto net = model.net(1, length);
+  for (int l = 0; l < L; ++l)
+    for (int k = 0; k < K; ++k) want[std::size_t(l)][std::size_t(k)].reset(model.linear(l, k).in_features());
+  for (int w = 0; w < windows; ++w) {
+    net->forward(stream.data() + w * length);
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k) want[std::size_t(l)][std::size_t(k)].add<float>(net->linear_input(l, k));
+  }
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    int calls = 0;
+    auto calib = lmshrink::models::collect_calibration(model, stream, length, windows, threads, [&](int done, int total) {
+      REQUIRE(total == windows);
+      REQUIRE(done <= windows);
+      ++calls;
+    });
+    REQUIRE(calls == (windows + std::min(threads, windows) - 1) / std::min(threads, windows));
+    REQUIRE(calib.distinct_inputs() == std::size_t(4 * L));  // wq wk wv | wo | w1 w3 | w2
+    REQUIRE(&calib.at(1, lmshrink::models::llama::kWq) == &calib.at(1, lmshrink::models::llama::kWv));
+    REQUIRE(&calib.at(1, lmshrink::models::llama::kW1) == &calib.at(1, lmshrink::models::llama::kW3));
+    REQUIRE(&calib.at(1, lmshrink::models::llama::kW1) != &calib.at(1, lmshrink::models::llama::kW2));
+    for (int l = 0; l < L; ++l)
+      for (int k = 0; k < K; ++k) {
+        REQUIRE(calib.at(l, k).tokens() == length * windows);
+        REQUIRE(calib.at(l, k).mean_gram() == want[std::size_t(l)][std::size_t(k)].mean_gram());  // bit for bit
+      }
+    REQUIRE_THROWS_AS(calib.at(L, 0), lmshrink::value_error);
+    calib.clear();
+    REQUIRE(calib.empty());
+    REQUIRE_THROWS_WITH(calib.at(0, 0), Catch::Matchers::Contains("they were cleared"));
+  }
+  REQUIRE_THROWS_WITH(lmshrink::models::collect_calibration(model, stream, length, 4),
+                      Catch::Matchers::Contains("4 windows of 5 need 20"));
 }
 
 TEST_CASE("a from-scratch student holds the ratio's linear weights, randomly initialised", "[trainer][scratch]") {

@@ -3,6 +3,7 @@
 // job, each from its own seed, and a check that the two share no story.
 //
 //   auto train = examples::sample_stories(*teacher, codec, 100000, /*seed=*/20231, threads, on_progress);
+//   // (options: StoryOptions{context, max_tokens}; stories already sampled, e.g. from a cache)
 //   auto val = examples::sample_stories(*teacher, codec, 30000, /*seed=*/7, threads, on_progress);
 //   examples::check_disjoint(train, val);                 // lmshrink::value_error on overlap
 //   std::vector<int> stream = examples::concatenate(train);
@@ -25,27 +26,49 @@ namespace examples {
 
 using Story = std::vector<int>;
 
+/// How stories are sampled: at most `context` positions each (0: the model's context), cut at
+/// `max_tokens` tokens (0: no cut; a model that never emits its end token otherwise writes every
+/// story to the full context).
+struct StoryOptions {
+  int context = 0;
+  int max_tokens = 0;
+  int round = 0;      // stories sampled per round; 0: as many as the missing tokens need, at most 16
+  bool trim = true;   // keep the fewest stories that hold the tokens needed (else every one sampled)
+};
+
+/// The most tokens a story can have under `o` for `teacher`.
+inline int story_cap(const Model& teacher, const StoryOptions& o) {
+  const int ctx = o.context > 0 ? std::min(o.context, teacher.shape().seq_len) : teacher.shape().seq_len;
+  return o.max_tokens > 0 ? std::min(o.max_tokens, ctx) : ctx;
+}
+
 /// Stories sampled at temperature 1 by the teacher's own layers (Model::decoder), each from the codec's
 /// story start until the model emits the story end (BOS for llama2.c models, <|endoftext|> for
-/// GPT-2) or fills its context, until `tokens_needed` tokens are there. Story i draws from its own
-/// stream seeded by (seed, i), so the text does not depend on the number of threads.
-/// A story is at most `context` tokens (0: the model's context). `progress(tokens, stories)` is
-/// called after each round. With a team of several processes,
+/// GPT-2, the config's EOS for Hugging Face models) or reaches story_cap tokens, until
+/// `tokens_needed` tokens are there. Story i draws from its own stream seeded by (seed, i), so
+/// the text depends neither on the number of threads nor on how many stories a round samples;
+/// `stories` may hold stories 0..k−1 already (from a cache), and sampling goes on from story k.
+/// `progress(tokens, stories)` is called after each round. With a team of several processes,
 /// each samples every size-th story of a round and the round is gathered: the same stories.
 inline std::vector<Story> sample_stories(
     const Model& teacher, const TextCodec& codec, std::size_t tokens_needed, std::uint64_t seed,
     int threads, const std::function<void(std::size_t, std::size_t)>& progress = {}, Team* team = nullptr,
-    int context = 0) {
+    const StoryOptions& options = {}, std::vector<Story> stories = {}) {
   const int ranks = team ? team->size() : 1, rank = team ? team->rank() : 0;
   const int start = codec.story_start(), end = codec.story_end();
-  const int ctx = context > 0 ? std::min(context, teacher.shape().seq_len) : teacher.shape().seq_len;
+  const int cap = story_cap(teacher, options);
   (void)threads;  // without OpenMP, one thread
-  std::vector<Story> stories;
   std::size_t have = 0;
-  const int round = 16;
+  for (const Story& s : stories) have += s.size();
   while (have < tokens_needed) {
+    // Enough stories for what is missing were each to reach the cap, at least one per thread and
+    // process, at most 16.
+    const std::size_t missing = (tokens_needed - have + std::size_t(cap) - 1) / std::size_t(cap);
+    const int round = options.round > 0 ? options.round
+                                        : int(std::max<std::size_t>(std::size_t(std::max(1, threads)) * std::size_t(ranks),
+                                                                    std::min<std::size_t>(16, missing)));
     const std::size_t first = stories.size();
-    stories.resize(first + round);
+    stories.resize(first + std::size_t(round));
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
 #endif
@@ -55,7 +78,7 @@ inline std::vector<Story> sample_stories(
       Story& story = stories[first + std::size_t(s)];
       int token = start;
       story.push_back(start);
-      for (int pos = 0; pos + 1 < ctx; ++pos) {
+      for (int pos = 0; pos + 1 < cap; ++pos) {
         const auto& z = dec->forward_token(token, pos);
         const double max = z.maxCoeff();
         double sum = 0;
@@ -92,6 +115,11 @@ inline std::vector<Story> sample_stories(
     for (std::size_t s = first; s < stories.size(); ++s) have += stories[s].size();
     if (progress) progress(have, stories.size());
   }
+  // The fewest stories that hold the tokens needed: the same list however it was sampled or cached.
+  if (!options.trim) return stories;
+  std::size_t keep = 0;
+  for (std::size_t total = 0; keep < stories.size() && total < tokens_needed; ++keep) total += stories[keep].size();
+  stories.resize(keep);
   return stories;
 }
 

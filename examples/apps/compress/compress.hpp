@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <lmshrink/lmshrink.hpp>
+#include <lmshrink/models/calibration.hpp>
 #include <lmshrink/models/scoring.hpp>
 #include <mutex>
 #include <optional>
@@ -52,6 +53,10 @@ struct Options {
   int data_windows = 0;    // distinct generated training windows; 0 = steps·batch/2 (two epochs)
   int eval_windows = 0;    // 0 = all
   bool heldout = true;     // score the held-out stories (off for recipe studies)
+  int story_tokens = 0;    // generated stories cut at this many tokens (0: the context)
+  std::string text_cache;  // folder of generated text kept between runs; empty: beside --out; "off"
+  std::string train_text;  // the user's training text instead of generated text (empty: generate)
+  std::string val_text;    // the user's validation text instead of generated text (empty: generate)
   int val_windows = 64;    // validation windows (teacher text from val_seed), scored for every student
   std::uint64_t val_seed = 7;
   double lr = 5e-3;
@@ -139,7 +144,7 @@ struct Job {
   // Overrides of Shared::train and Shared::calib (same number of windows), for studies that
   // train on several streams in one run.
   const std::vector<int>* train = nullptr;
-  const std::vector<std::vector<lmshrink::GramAccumulator>>* calib = nullptr;
+  const lmshrink::models::Calibration* calib = nullptr;
 };
 
 // The job's peak learning rate: Job::lr, else --method-lr's rate for its method, else --lr.
@@ -161,8 +166,8 @@ struct Result {
   std::shared_ptr<const lmshrink::models::Packed> compact;
 };
 
-// Calibration statistics of the teacher's linear-layer inputs, [block][kind].
-using Calibration = std::vector<std::vector<lmshrink::GramAccumulator>>;
+// Calibration statistics of the teacher's linear-layer inputs, one per distinct input.
+using Calibration = lmshrink::models::Calibration;
 
 struct Shared {
   const Options* opt;
@@ -175,6 +180,9 @@ struct Shared {
   const std::vector<int>* val;
   int val_windows = 0;
   const Calibration* calib = nullptr;
+  // When set, the students still to read `calib`; the last one clears owned_calib (= calib).
+  std::atomic<int>* calib_readers = nullptr;
+  Calibration* owned_calib = nullptr;
   const lmshrink::models::TextCodec* codec;
   examples::Team* team = nullptr;  // the processes of a data-parallel run; never null in run_job
   std::string out_dir;             // where rank 0 writes: the run's staging folder (StagedDirectory)
@@ -189,8 +197,6 @@ struct Shared {
 std::string job_name(const Job& j);
 /// Job::label, else the method's name.
 inline std::string label(const Job& j) { return j.label.empty() ? std::string(name(j.method)) : j.label; }
-Calibration collect_calibration(lmshrink::models::Model& teacher, const std::vector<int>& train,
-                                int length, int windows);
 /// Fits layer (l, k) of a student to a target weight under statistics of its inputs.
 using LayerFit = std::function<void(int l, int k, const lmshrink::RowMatrix<float>& target,
                                     const lmshrink::GramAccumulator& stats)>;
@@ -199,6 +205,10 @@ using LayerFit = std::function<void(int l, int k, const lmshrink::RowMatrix<floa
 /// reproduces the teacher's outputs (lmshrink::reconstruction_target).
 void reconstruct_sequentially(lmshrink::models::Model& teacher, lmshrink::models::Model& student, const std::vector<int>& train,
                               int length, int windows, double damping, const LayerFit& fit);
+/// What can be known of a job before any work: a value_error naming the reason when it cannot
+/// produce a reportable student in `steps` steps (no mask step left to reach the final ratio,
+/// no budget for S after the low-rank part, biases above the ratio).
+void check_job(const Options& o, const Job& job, const lmshrink::models::Model& teacher, int steps);
 /// One student, its batch in `Options::shards` shards run on `job_threads` threads (the same
 /// result for any thread count).
 Result run_job(const Job& job, Shared& sh, int worker, int job_threads);

@@ -38,6 +38,7 @@
 #include <lmshrink/models/codecs.hpp>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -47,6 +48,7 @@
 #include "cli/svg_plot.hpp"
 #include "runtime/thread_index.hpp"
 #include "runtime/teacher_text.hpp"
+#include "runtime/text_cache.hpp"
 #include "compress.hpp"
 
 using namespace compress;
@@ -240,6 +242,7 @@ struct Run {
   std::unique_ptr<lmshrink::models::TextCodec> codec;
   std::unique_ptr<lmshrink::models::TextCodec> eval_codec;  // --parse-special: the held-out text's
   std::vector<int> eval;
+  std::vector<int> train_text, val_text;  // --train-text, --val-text (empty: generated)
   int eval_len = 0, eval_windows = 0, length = 0, steps = 0, data_windows = 0, context = 0;
   std::vector<Job> jobs;
   std::optional<lmshrink::StagedDirectory> staged;
@@ -264,6 +267,23 @@ void read_inputs(Run& run, int argc, char** argv) {
     if (run.eval[i] < 0 || run.eval[i] >= c.vocab_size)
       fail<lmshrink::format_error>("lmshrink_compress", "'", o.eval, "' token ", i, " is ",
                                    run.eval[i], "; the model's vocabulary is [0, ", c.vocab_size, ")");
+  namespace fs = std::filesystem;
+  std::error_code same_error;
+  for (const auto& [flag, path, stream] : {std::tuple{"--train-text", &o.train_text, &run.train_text},
+                                           std::tuple{"--val-text", &o.val_text, &run.val_text}}) {
+    if (path->empty()) continue;
+    if (fs::equivalent(*path, o.eval, same_error))
+      fail<lmshrink::value_error>("lmshrink_compress", flag, " '", *path, "' is the held-out text (--eval); "
+                                  "the held-out stories must stay unseen");
+    *stream = read_eval_tokens(*path, *run.codec);
+    for (std::size_t i = 0; i < stream->size(); ++i)
+      if ((*stream)[i] < 0 || (*stream)[i] >= c.vocab_size)
+        fail<lmshrink::format_error>("lmshrink_compress", "'", *path, "' token ", i, " is ", (*stream)[i],
+                                     "; the model's vocabulary is [0, ", c.vocab_size, ")");
+  }
+  if (!o.train_text.empty() && !o.val_text.empty() && fs::equivalent(o.train_text, o.val_text, same_error))
+    fail<lmshrink::value_error>("lmshrink_compress", "--train-text and --val-text are the same file; validation "
+                                "text must not be training text");
   run.context = o.context > 0 ? o.context : c.seq_len;
   if (run.context > c.seq_len)
     fail<lmshrink::value_error>("lmshrink_compress", "--context ", run.context, " exceeds the model's context of ",
@@ -313,8 +333,26 @@ void plan_students(Run& run) {
               c.vocab_size, static_cast<long long>(run.teacher->parameters()));
   std::printf("tokenizer: %s\n", run.codec->description().c_str());
   const std::int64_t per_step = std::int64_t(o.batch) * run.length;
+  if (o.tokens > 0 && o.tokens < per_step)
+    fail<lmshrink::value_error>("lmshrink_compress", "--tokens ", o.tokens, " is less than one step of --batch ", o.batch,
+                                " x ", run.length, " = ", per_step, " tokens; give at least ", per_step,
+                                " or a smaller --batch or --length");
+  if (o.tokens / per_step >= (1 << 24))
+    fail<lmshrink::value_error>("lmshrink_compress", "--tokens ", o.tokens, " is more than 2^24 steps of ", per_step,
+                                " tokens");
   run.steps = o.tokens > 0 ? int((o.tokens + per_step - 1) / per_step) : o.steps;
   run.data_windows = o.data_windows > 0 ? o.data_windows : std::max(1, run.steps * o.batch / 2);
+  for (const Job& j : run.jobs) check_job(o, j, *run.teacher, run.steps);  // before any work
+  const std::size_t train_need = std::size_t(run.data_windows) * std::size_t(run.length) + 1;
+  const std::size_t val_need = std::size_t(o.val_windows) * std::size_t(run.eval_len) + 1;
+  if (!o.train_text.empty() && run.train_text.size() < train_need)
+    fail<lmshrink::value_error>("lmshrink_compress", "--train-text '", o.train_text, "' has ", run.train_text.size(),
+                                " tokens; ", run.data_windows, " windows of ", run.length, " need ", train_need,
+                                " (fewer --data-windows, or more text)");
+  if (!o.val_text.empty() && run.val_text.size() < val_need)
+    fail<lmshrink::value_error>("lmshrink_compress", "--val-text '", o.val_text, "' has ", run.val_text.size(),
+                                " tokens; ", o.val_windows, " windows of ", run.eval_len, " need ", val_need,
+                                " (fewer --val-windows, or more text)");
   std::string processes;
   if (run.team->size() > 1) processes = std::to_string(run.team->size()) + " processes x ";
   std::printf("%zu students x %d steps x %d x %d tokens (%lld tokens each), %s%d threads, %d shards per batch, seed %llu, output %s\n\n",
@@ -342,35 +380,106 @@ struct Texts {
   std::vector<int> train, val;
 };
 
+/// The folder of cached teacher text: --text-cache, "text-cache" beside --out by default, or
+/// none ("off").
+std::string text_cache_dir(const Options& o) {
+  if (o.text_cache == "off") return "";
+  if (!o.text_cache.empty()) return o.text_cache;
+  const std::filesystem::path out = std::filesystem::path(o.out).lexically_normal();
+  const std::filesystem::path parent = out.has_filename() ? out.parent_path() : out.parent_path().parent_path();
+  return (parent / "text-cache").string();
+}
+
+/// `need` tokens of stories from the teacher at `seed`: those cached (rank 0 reads the file, every
+/// rank parses the same bytes), then the rest sampled, and the cache rewritten when it grew.
+std::vector<examples::Story> teacher_stories(const Run& run, std::size_t need, std::uint64_t seed, const char* what,
+                                             examples::Progress& bar, double done) {
+  examples::StoryOptions so;
+  so.context = run.context;
+  so.max_tokens = run.o.story_tokens;
+  const std::string dir = text_cache_dir(run.o);
+  const int cap = examples::story_cap(*run.teacher, so);
+  std::uint64_t key = 0;
+  std::string path;
+  std::vector<examples::Story> cached;
+  if (!dir.empty()) {
+    key = examples::text_key(*run.teacher, *run.codec, seed, so);
+    path = examples::text_cache_path(dir, key);
+    std::vector<char> bytes;
+    std::string problem;
+    if (run.team->leader()) {
+      std::error_code error;
+      if (std::filesystem::exists(path, error)) {
+        try {
+          bytes = lmshrink::read_file_bytes("lmshrink_compress", path, 0, "a text cache", std::int64_t(1) << 38,
+                                            "more than a text cache may hold");
+        } catch (const lmshrink::error& e) {
+          problem = e.what();
+        }
+      }
+    }
+    run.team->broadcast_bytes(bytes);
+    if (!bytes.empty()) {
+      examples::CachedText c = examples::parse_cached_text(bytes, key, cap, run.codec->vocab_size());
+      cached = std::move(c.stories);
+      problem = c.problem;
+    }
+    if (!problem.empty()) bar.print("  text cache '" + path + "' not used: " + problem + "; sampling again");
+  }
+  const std::size_t from_cache = cached.size();
+  auto stories = examples::sample_stories(*run.teacher, *run.codec, need, seed, run.threads,
+                                          [&](std::size_t have, std::size_t n) {
+    bar.update(done + double(std::min(have, need)), std::to_string(n) + " " + what + " stories");
+  }, run.team, so, std::move(cached));
+  if (!path.empty() && run.team->leader() && stories.size() > from_cache)
+    examples::write_cached_text(path, key, cap, stories);
+  if (from_cache > 0)
+    bar.print("  " + std::string(what) + " text: " + std::to_string(std::min(from_cache, stories.size())) +
+              " stories from the cache '" + path + "'");
+  return stories;
+}
+
 Texts generate_texts(const Run& run) {
   const Options& o = run.o;
   const std::size_t need = std::size_t(run.data_windows) * std::size_t(run.length) + 1;
   const std::size_t val_need = std::size_t(o.val_windows) * std::size_t(run.eval_len) + 1;
   Texts t;
   examples::Progress bar("generate ", double(need + val_need));
-  const auto train_stories = examples::sample_stories(*run.teacher, *run.codec, need, o.seed, run.threads,
-                                                      [&](std::size_t have, std::size_t n) {
-    bar.update(double(std::min(have, need)), std::to_string(n) + " training stories");
-  }, run.team, run.context);
-  const auto val_stories = examples::sample_stories(*run.teacher, *run.codec, val_need, o.val_seed, run.threads,
-                                                    [&](std::size_t have, std::size_t n) {
-    bar.update(double(need + std::min(have, val_need)), std::to_string(n) + " validation stories");
-  }, run.team, run.context);
-  examples::check_disjoint(train_stories, val_stories);
-  t.train = examples::concatenate(train_stories);
-  t.val = examples::concatenate(val_stories);
-  char text[160];
-  std::snprintf(text, sizeof text, "training %zu tokens (%d windows of %d), validation %zu tokens (%d windows of %d)",
-                t.train.size(), run.data_windows, run.length, t.val.size(), o.val_windows, run.eval_len);
+  std::vector<examples::Story> train_stories, val_stories;
+  if (o.train_text.empty()) train_stories = teacher_stories(run, need, o.seed, "training", bar, 0);
+  if (o.val_text.empty()) val_stories = teacher_stories(run, val_need, o.val_seed, "validation", bar, double(need));
+  examples::check_disjoint(train_stories, val_stories);  // (text files are the user's to keep apart)
+  t.train = o.train_text.empty() ? examples::concatenate(train_stories) : run.train_text;
+  t.val = o.val_text.empty() ? examples::concatenate(val_stories) : run.val_text;
+  char text[200];
+  std::snprintf(text, sizeof text, "training %zu tokens (%d windows of %d)%s, validation %zu tokens (%d windows of %d)%s",
+                t.train.size(), run.data_windows, run.length, o.train_text.empty() ? "" : " from --train-text",
+                t.val.size(), o.val_windows, run.eval_len, o.val_text.empty() ? "" : " from --val-text");
   bar.finish(text);
   run.team->check_same("training text", {{t.train.data(), t.train.size() * sizeof(int)}});
   run.team->check_same("validation text", {{t.val.data(), t.val.size() * sizeof(int)}});
   return t;
 }
 
+/// The calibration statistics of every distinct linear-layer input of the teacher, over the
+/// first --calib-windows training windows.
+Calibration calibrate(const Run& run, const Texts& texts) {
+  const int windows = std::min(run.o.calib_windows, run.data_windows);
+  examples::Progress bar("calibrate", double(windows));
+  Calibration calib = lmshrink::models::collect_calibration(*run.teacher, texts.train, run.length, windows, run.threads,
+                                                            [&](int done, int total) {
+    bar.update(double(done), std::to_string(done) + " of " + std::to_string(total) + " windows");
+  });
+  char text[160];
+  std::snprintf(text, sizeof text, "%d windows of %d tokens, %zu Gram matrices (%.1f MiB)", windows, run.length,
+                calib.distinct_inputs(), double(calib.bytes()) / 1048576.0);
+  bar.finish(text);
+  return calib;
+}
+
 /// What every student shares: the options, the teacher, the texts, the calibration statistics
 /// and the folder being written.
-void share_inputs(Run& run, const Texts& texts, const Calibration& calib, Shared& sh) {
+void share_inputs(Run& run, const Texts& texts, Calibration& calib, Shared& sh) {
   const Options& o = run.o;
   sh.opt = &o;
   sh.teacher = run.teacher.get();
@@ -384,6 +493,7 @@ void share_inputs(Run& run, const Texts& texts, const Calibration& calib, Shared
   sh.val = &texts.val;
   sh.val_windows = o.val_windows;
   sh.calib = &calib;
+  sh.owned_calib = &calib;
   sh.steps = run.steps;
   sh.codec = run.codec.get();
   sh.team = run.team;
@@ -416,7 +526,7 @@ std::string student_line(const Result& r, bool heldout) {
 /// synchronisation: the fastest use of the cores); the rest one at a time, each on all cores
 /// (its shards in parallel). Results do not depend on the schedule: shards are fixed. Over
 /// several processes, one at a time (each process runs its shards of every batch).
-std::vector<Result> train_students(Run& run, const Texts& texts, const Calibration& calib) {
+std::vector<Result> train_students(Run& run, const Texts& texts, Calibration& calib) {
   const Options& o = run.o;
   const std::vector<Job>& jobs = run.jobs;
   const int threads = run.threads;
@@ -427,6 +537,8 @@ std::vector<Result> train_students(Run& run, const Texts& texts, const Calibrati
                                               : jobs.size() - jobs.size() % std::size_t(threads);
   Shared sh;
   share_inputs(run, texts, calib, sh);
+  std::atomic<int> calib_readers{int(jobs.size())};
+  sh.calib_readers = &calib_readers;
   std::vector<Result> results(jobs.size());
   examples::Progress bar("train    ", double(sh.steps_total));
   sh.bar = &bar;
@@ -635,10 +747,7 @@ int main(int argc, char** argv) {
     const Texts texts = generate_texts(run);
     teacher.val = evaluate(decoders_of(*run.teacher), texts.val, run.o.val_windows, run.eval_len, run.threads, run.team);
     std::printf("teacher on validation text: NLL %.4f\n", teacher.val.nll);
-    const Calibration calib =
-        run.o.whitened || run.any_oats
-            ? collect_calibration(*run.teacher, texts.train, run.length, std::min(run.o.calib_windows, run.data_windows))
-            : Calibration{};
+    Calibration calib = run.o.whitened || run.any_oats ? calibrate(run, texts) : Calibration{};
 
     // 3. The students; 4. their speed; 5. the outputs.
     std::vector<Result> results = train_students(run, texts, calib);

@@ -74,26 +74,11 @@ double peak_lr(const Options& o, const Job& job) {
   return o.lr;
 }
 
-Calibration collect_calibration(lmshrink::models::Model& teacher, const std::vector<int>& train,
-                                int length, int windows) {
-  const int L = teacher.shape().n_layers, K = teacher.linear_kinds();
-  Calibration calib(static_cast<std::size_t>(L), std::vector<lmshrink::GramAccumulator>(static_cast<std::size_t>(K)));
-  const auto tnet = teacher.net(1, length);
-  for (int l = 0; l < L; ++l)
-    for (int k = 0; k < K; ++k) calib[std::size_t(l)][std::size_t(k)].reset(teacher.linear(l, k).in_features());
-  for (int win = 0; win < windows; ++win) {
-    tnet->forward(train.data() + std::size_t(win) * std::size_t(length));
-    for (int l = 0; l < L; ++l)
-      for (int k = 0; k < K; ++k) calib[std::size_t(l)][std::size_t(k)].add<float>(tnet->linear_input(l, k));
-  }
-  return calib;
-}
-
 void reconstruct_sequentially(lmshrink::models::Model& teacher, lmshrink::models::Model& student, const std::vector<int>& train,
                               int length, int windows, double damping, const LayerFit& fit) {
   const int L = student.shape().n_layers, K = student.linear_kinds();
-  const auto snet = student.net(1, length);
-  const auto tnet = teacher.net(1, length);
+  const auto snet = student.net(1, length, lmshrink::models::NetMode::forward_only);
+  const auto tnet = teacher.net(1, length, lmshrink::models::NetMode::forward_only);
   const auto window = [&](int win) { return train.data() + std::size_t(win) * std::size_t(length); };
   snet->forward(window(0));
   for (int l = 0; l < L; ++l) {
@@ -169,14 +154,34 @@ lmshrink::PrunerOptions pruner_options(const Options& o, const MethodInfo& metho
     popt.schedule.total_steps = 2;  // unused: one mask before training
     return popt;
   }
-  const int start = int(std::lround(o.prune_start * steps));
-  const int end = std::max(start + 1, int(std::lround(o.prune_end * steps)));
+  const auto start_of = [&](int n) { return int(std::lround(o.prune_start * n)); };
+  const auto end_of = [&](int n) { return std::max(start_of(n) + 1, int(std::lround(o.prune_end * n))); };
+  const auto interval_of = [](int n) { return std::max(1, std::min(10, n / 10)); };
+  // The final ratio is reached by the first mask step at or after the phase's end (schedule.hpp:
+  // step `end` masks when it falls on the interval, every later step masks); it must come
+  // before the last step.
+  const auto reaches_final = [&](int n) {
+    const int e = end_of(n);
+    return e <= n - 2 || (e <= n - 1 && e % interval_of(n) == 0);
+  };
+  const int start = start_of(steps);
+  const int end = end_of(steps);
   prune_end_step = end;
-  if (end > steps) fail<lmshrink::value_error>("lmshrink_compress", "the pruning phase needs more steps than ", steps);
+  const bool prunes = method.init == LayerInit::prune_all || method.init == LayerInit::svd_then_prune_s;
+  if (end > steps || (prunes && !reaches_final(steps))) {
+    int enough = steps + 1;
+    while (enough < (1 << 24) && !reaches_final(enough)) ++enough;
+    const std::string fix = enough < (1 << 24) ? "at least " + std::to_string(enough) + " steps at these fractions, or "
+                                               : std::string();
+    fail<lmshrink::value_error>("lmshrink_compress", "the pruning phase (--prune-start ", o.prune_start, ", --prune-end ",
+                                o.prune_end, ") of ", steps, " steps ends at step ", end,
+                                " with no mask step left to reach the final ratio; ", method.name, " needs ", fix,
+                                "an earlier --prune-end");
+  }
   popt.schedule.total_steps = steps;
   popt.schedule.initial_warmup = start;
   popt.schedule.final_warmup = steps - end;
-  popt.schedule.mask_interval = std::max(1, std::min(10, steps / 10));
+  popt.schedule.mask_interval = interval_of(steps);
   popt.importance.window = popt.schedule.mask_interval;
   return popt;
 }
@@ -187,9 +192,25 @@ struct LayerShapes {
   std::vector<lmshrink::Index> entries;
 };
 
+/// The share of the weights left for S once layers of `ranks` are paid for; a value_error when
+/// none is.
+double sparse_share_after_low_rank(const lmshrink::models::Model& w, const std::vector<int>& ranks, const Budget& b,
+                                   const Job& job) {
+  std::int64_t low = 0;
+  const int K = w.linear_kinds();
+  for (int l = 0; l < w.shape().n_layers; ++l)
+    for (int k = 0; k < K; ++k)
+      low += ranks[std::size_t(l * K + k)] * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
+  const double sparse_share = b.weight_ratio - double(low) / b.weights;
+  if (!(sparse_share > 0))
+    fail<lmshrink::value_error>("lmshrink_compress", job_name(job), " leaves no budget for S after the low-rank part (",
+                                double(low) / b.weights, " of the weights); lower --lowrank-share");
+  return sparse_share;
+}
+
 /// oats: how --oats-allocation splits the budget between U·V and S, per matrix.
 LayerShapes oats_shapes(const Options& o, const lmshrink::models::Model& w, const Calibration& calib, const Budget& b,
-                        double ratio) {
+                        const Job& job) {
   const int L = w.shape().n_layers, K = w.linear_kinds();
   const auto size = [&](int l, int k) { return double(w.linear(l, k).out_features()) * double(w.linear(l, k).in_features()); };
   const auto budget = lmshrink::Index(std::floor(b.weight_ratio * b.weights));
@@ -203,7 +224,7 @@ LayerShapes oats_shapes(const Options& o, const lmshrink::models::Model& w, cons
       so.fit.refit_values = o.oats_refit;
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < K; ++k)
-          table.push_back(lmshrink::storage_choices<float>(w.linear(l, k).to_dense(), calib[std::size_t(l)][std::size_t(k)], so));
+          table.push_back(lmshrink::storage_choices<float>(w.linear(l, k).to_dense(), calib.at(l, k), so));
       const auto pick = lmshrink::allocate_storage(table, budget);
       for (std::size_t i = 0; i < table.size(); ++i) {
         p.ranks.push_back(int(table[i][pick[i]].rank));
@@ -234,14 +255,7 @@ LayerShapes oats_shapes(const Options& o, const lmshrink::models::Model& w, cons
       break;
     case OatsAllocation::uniform: {  // every matrix --lowrank-share in U·V
       p.ranks = ranks_for_budget(w, b.weight_ratio * o.lowrank_share);
-      std::int64_t low = 0;
-      for (int l = 0; l < L; ++l)
-        for (int k = 0; k < K; ++k)
-          low += p.ranks[std::size_t(l * K + k)] * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
-      const double sparse_share = b.weight_ratio - double(low) / b.weights;
-      if (!(sparse_share > 0))
-        fail<lmshrink::value_error>("lmshrink_compress", "oats at ratio ", ratio,
-                                    " leaves no budget for S after the low-rank part; lower --lowrank-share");
+      const double sparse_share = sparse_share_after_low_rank(w, p.ranks, b, job);
       for (int l = 0; l < L; ++l)
         for (int k = 0; k < K; ++k) p.entries.push_back(lmshrink::Index(std::floor(sparse_share * size(l, k))));
       return p;  // keeps its own rounding, as the scaling runs measured it
@@ -301,32 +315,23 @@ double initialise_layers(const Job& job, const Shared& sh, const std::vector<int
     const lmshrink::GramAccumulator none;  // --init plain: the stats are not read
     for (int l = 0; l < L; ++l)
       for (int k = 0; k < K; ++k)
-        fit_layer(l, k, w.linear(l, k).to_dense(), calib->empty() ? none : (*calib)[std::size_t(l)][std::size_t(k)]);
+        fit_layer(l, k, w.linear(l, k).to_dense(), calib->empty() ? none : calib->at(l, k));
   };
   switch (method.init) {
     case LayerInit::none: return 0;
     case LayerInit::prune_all: return b.weight_ratio;
     case LayerInit::sparse_plus_low_rank:  // data-aware S + L, one shot; S's mask stays fixed
-      shapes = oats_shapes(o, w, *calib, b, job.ratio);
+      shapes = oats_shapes(o, w, *calib, b, job);
       fit_all();
       return 0;
     case LayerInit::svd_low_rank_only:
       shapes.ranks = ranks_for_budget(w, b.weight_ratio);
       fit_all();
       return 0;
-    case LayerInit::svd_then_prune_s: {
+    case LayerInit::svd_then_prune_s:
       shapes.ranks = ranks_for_budget(w, b.weight_ratio * o.lowrank_share);
       fit_all();
-      std::int64_t low = 0;
-      for (int l = 0; l < L; ++l)
-        for (int k = 0; k < K; ++k) low += w.linear(l, k).rank() * (w.linear(l, k).out_features() + w.linear(l, k).in_features());
-      const double sparse_share = b.weight_ratio - double(low) / b.weights;
-      if (!(sparse_share > 0))
-        fail<lmshrink::value_error>("lmshrink_compress", "LoSparse at ratio ", job.ratio,
-                                    " leaves no budget for S after the low-rank part (",
-                                    double(low) / b.weights, "); lower --lowrank-share");
-      return sparse_share;
-    }
+      return sparse_share_after_low_rank(w, shapes.ranks, b, job);
   }
   return 0;
 }
@@ -341,10 +346,9 @@ void attach_layers(lmshrink::Pruner<float>& pruner, const lmshrink::PrunerOption
     for (int k = 0; k < K; ++k) {
       auto& layer = w.linear(l, k);
       pruner.add(w.linear_name(l, k), layer, net.linear_grad(l, k));
-      const auto& stats = (*calib)[std::size_t(l)][std::size_t(k)];
       if (o.whitened)
-        pruner.set_prior(l * K + k, elements ? lmshrink::element_output_energy<float>(layer.S(), stats)
-                                             : lmshrink::row_output_energy<float>(layer.S(), stats));
+        pruner.set_prior(l * K + k, elements ? lmshrink::element_output_energy<float>(layer.S(), calib->at(l, k))
+                                             : lmshrink::row_output_energy<float>(layer.S(), calib->at(l, k)));
     }
   if (o.prune_end == 0) pruner.mask(popt.schedule.final_keep);
 }
@@ -404,7 +408,7 @@ struct Distillation {
     layerwise = (loss == Loss::recipe && o->hidden_weight > 0) || loss == Loss::layerwise;
     teacher_blocks.resize(std::size_t(net.shards()));
     for (int s = 0; s < net.shards(); ++s) {
-      teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length));
+      teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length, lmshrink::models::NetMode::forward_only));
       if (layerwise || loss == Loss::triple)
         for (int l = 0; l < blocks; ++l)
           teacher_blocks[std::size_t(s)].push_back(&teacher.back()->block_output(keep ? (*keep)[std::size_t(l)] : l));
@@ -586,6 +590,16 @@ void save_and_score(const Job& job, Shared& sh, const lmshrink::models::Model& w
 
 }  // namespace
 
+void check_job(const Options& o, const Job& job, const lmshrink::models::Model& teacher, int steps) {
+  const MethodInfo& method = info(job.method);
+  const Budget budget = linear_budget(teacher, job);
+  int prune_end_step = 0;
+  pruner_options(o, method, steps, prune_end_step);
+  if (method.init == LayerInit::svd_then_prune_s ||
+      (method.init == LayerInit::sparse_plus_low_rank && o.oats_allocation == OatsAllocation::uniform))
+    sparse_share_after_low_rank(teacher, ranks_for_budget(teacher, budget.weight_ratio * o.lowrank_share), budget, job);
+}
+
 Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const Options& o = *sh.opt;
   const MethodInfo& method = info(job.method);
@@ -610,6 +624,8 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   lmshrink::Pruner<float> pruner(popt);
   examples::ShardedTrainer net(w, o.batch, sh.length, sh.shards, sh.team);
   if (prune) attach_layers(pruner, popt, o, w, net, calib);
+  // The run's calibration statistics are freed once the last student has read them.
+  if (!job.calib && sh.calib_readers && --*sh.calib_readers == 0) sh.owned_calib->clear();
   // Data parallel: every process starts from rank 0's student (the initialisation is
   // deterministic, so this only guarantees it) and prunes with the same state.
   sh.team->broadcast(w);

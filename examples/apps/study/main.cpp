@@ -327,7 +327,11 @@ int main(int argc, char** argv) {
     std::vector<int> val;
     {
       examples::Progress bar("generate ", double(so.seeds) * double(cleaning ? 2 * need : need) + double(val_need));
-      const auto val_stories = examples::sample_stories(teacher, *codec, val_need, o.val_seed, threads);
+      // Rounds of 16 stories, all kept: the study's streams as its tables were made.
+      examples::StoryOptions rounds;
+      rounds.round = 16;
+      rounds.trim = false;
+      const auto val_stories = examples::sample_stories(teacher, *codec, val_need, o.val_seed, threads, {}, nullptr, rounds);
       val = examples::concatenate(val_stories);
       double done = double(val_need);
       for (int s = 0; s < so.seeds; ++s) {
@@ -338,7 +342,7 @@ int main(int argc, char** argv) {
         const std::size_t want = cleaning ? 2 * need : need + need / 4;
         const auto stories = examples::sample_stories(teacher, *codec, want, seed, threads, [&](std::size_t have, std::size_t n) {
           bar.update(done + double(std::min(have, want)), "seed " + std::to_string(s) + ": " + std::to_string(n) + " stories");
-        });
+        }, nullptr, rounds);
         done += double(want);
         examples::check_disjoint(stories, val_stories);
         // Every stream from text, encoded the same way and cut to the same number of tokens.
@@ -374,8 +378,8 @@ int main(int argc, char** argv) {
           cleaning_notes[std::size_t(s)] = note;
         }
         if (o.whitened && has(so.studies, std::string("losses")))
-          calib[std::size_t(s)] = collect_calibration(teacher, train[std::size_t(s)], length,
-                                                      std::min(o.calib_windows, data_windows));
+          calib[std::size_t(s)] = lmshrink::models::collect_calibration(teacher, train[std::size_t(s)], length,
+                                                                        std::min(o.calib_windows, data_windows), threads);
       }
       bar.finish(std::to_string(so.seeds) + " training streams of " + std::to_string(need) +
                  " tokens, validation " + std::to_string(val.size()) + " tokens");
