@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <lmshrink/low_rank_sparse_linear.hpp>
+#include <lmshrink/optim.hpp>
+#include <lmshrink/pruner.hpp>
 #include <tuple>
 
 #include "test_helpers.hpp"
@@ -296,6 +298,59 @@ TEST_CASE("every row pruned: the layer is its low-rank part", "[layer]") {
   auto cache = layer.make_cache(s.tokens);
   layer.forward(x, y, cache);
   REQUIRE((y - x * (layer.U() * layer.V()).transpose()).norm() < 1e-12);
+}
+
+TEST_CASE("a low-rank-only layer frees S, its gradient and moments, and computes the same bits", "[layer]") {
+  const Shape s{7, 4, 2, 3};
+  auto kept = make_layer<double>(s, true, Masks::none, 71);
+  kept.set_row_mask(lmshrink::RowMask::Zero(s.out));  // every row pruned, S still held
+  auto freed = kept;
+  REQUIRE(!freed.sparse_released());
+  lmshrink::make_low_rank_only(freed);
+  REQUIRE(freed.sparse_released());
+  REQUIRE(freed.S().size() == 0);
+  REQUIRE(freed.out_features() == s.out);
+  REQUIRE(freed.in_features() == s.in);
+  REQUIRE(freed.live_parameters() == kept.live_parameters());
+  REQUIRE(freed.to_dense() == kept.to_dense());
+  auto g_kept = kept.make_gradients(), g_freed = freed.make_gradients();
+  REQUIRE(g_freed.S.size() == 0);
+  const Matrix<double> x = test::random_matrix<double>(s.tokens, s.in, 72);
+  const Matrix<double> dy = test::random_matrix<double>(s.tokens, s.out, 73);
+  Matrix<double> y1(s.tokens, s.out), y2(s.tokens, s.out), dx1 = Matrix<double>::Zero(s.tokens, s.in), dx2 = dx1;
+  auto c1 = kept.make_cache(s.tokens), c2 = freed.make_cache(s.tokens);
+  kept.forward(x, y1, c1);
+  freed.forward(x, y2, c2);
+  REQUIRE(y1 == y2);
+  kept.backward(x, dy, c1, dx1, g_kept);
+  freed.backward(x, dy, c2, dx2, g_freed);
+  REQUIRE(dx1 == dx2);
+  REQUIRE(g_kept.U == g_freed.U);
+  REQUIRE(g_kept.V == g_freed.V);
+  REQUIRE(g_kept.bias == g_freed.bias);
+  // AdamW holds no moments for it and steps U, V and the bias alike.
+  lmshrink::AdamW<double> a_kept(kept, {0.01, 0.9, 0.999, 1e-8, 0.0}), a_freed(freed, {0.01, 0.9, 0.999, 1e-8, 0.0});
+  REQUIRE(a_freed.first_moment_S().size() == 0);
+  a_kept.step(kept, g_kept);
+  a_freed.step(freed, g_freed);
+  REQUIRE(kept.U() == freed.U());
+  REQUIRE(kept.V() == freed.V());
+  REQUIRE(kept.to_dense() == freed.to_dense());
+  // The pruner has nothing to prune; a live row brings S back as zeros.
+  lmshrink::PrunerOptions po;
+  po.schedule.total_steps = 10;
+  lmshrink::Pruner<double> pruner(po);
+  REQUIRE_THROWS_AS(pruner.add("freed", freed, g_freed), lmshrink::state_error);
+  lmshrink::RowMask one = lmshrink::RowMask::Zero(s.out);
+  one[2] = 1;
+  freed.set_row_mask(one);
+  REQUIRE(!freed.sparse_released());
+  REQUIRE(freed.S().rows() == s.out);
+  REQUIRE(freed.S().norm() == 0);
+  // A layer with live rows is not released.
+  auto live = make_layer<double>(s, false, Masks::none, 74);
+  REQUIRE(!live.release_sparse());
+  REQUIRE(live.S().rows() == s.out);
 }
 
 TEST_CASE("bad input throws lmshrink errors naming what was expected and given", "[layer][errors]") {

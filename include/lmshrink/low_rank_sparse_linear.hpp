@@ -16,9 +16,14 @@
 // entries of S are not parameters: setting a mask zeroes them, forward skips pruned rows and
 // backward writes no gradient to pruned entries. Code that writes S directly should keep pruned
 // entries at zero (or call apply_masks()).
+//
+// A layer whose every row of S is pruned (low-rank only) can free S: release_sparse() leaves S(),
+// and the gradients and optimizer moments made after it, empty (0 x 0), so a low-rank student
+// holds U and V alone. A mask that makes rows live again brings S back as zeros.
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -66,6 +71,8 @@ class LowRankSparseLinear {
     }
     Index capacity() const { return capacity_; }
     Index tokens() const { return tokens_; }
+    /// Bytes of its two buffers.
+    std::int64_t bytes() const { return std::int64_t((xv_.size() + dxv_.size()) * sizeof(Scalar)); }
 
    private:
     friend class LowRankSparseLinear;
@@ -91,6 +98,8 @@ class LowRankSparseLinear {
     if (rank < 0 || rank > std::min(out_features, in_features))
       detail::fail<value_error>(where, "rank must be in [0, min(out, in)] = [0, ",
                                 std::min(out_features, in_features), "], got ", rank);
+    out_ = out_features;
+    in_ = in_features;
     U_.setZero(out_features, rank);
     V_.setZero(rank, in_features);
     S_.setZero(out_features, in_features);
@@ -101,8 +110,8 @@ class LowRankSparseLinear {
     rebuild_live_runs();
   }
 
-  Index out_features() const { return S_.rows(); }
-  Index in_features() const { return S_.cols(); }
+  Index out_features() const { return out_; }
+  Index in_features() const { return in_; }
   Index rank() const { return U_.cols(); }
   bool has_bias() const { return bias_.size() > 0; }
 
@@ -151,6 +160,7 @@ class LowRankSparseLinear {
         detail::fail<value_error>("LowRankSparseLinear::set_row_mask", "mask entries must be 0 or 1, entry ", i, " is ", int(mask[i]));
     row_mask_ = mask;
     rebuild_live_runs();
+    if (sparse_released() && live_rows_ > 0) S_.setZero(out_, in_);  // live rows again: zeros
     apply_masks();
   }
 
@@ -165,6 +175,7 @@ class LowRankSparseLinear {
                                     "mask entries must be 0 or 1, entry (", i, ", ", j, ") is ",
                                     int(mask(i, j)));
     element_mask_ = mask;
+    if (sparse_released()) S_.setZero(out_, in_);
     apply_masks();
   }
 
@@ -173,15 +184,26 @@ class LowRankSparseLinear {
   /// Zeroes the entries of S that the masks prune.
   void apply_masks() { zero_masked(S_); }
 
-  /// Zeroes the entries of `m` (shaped like S) that the masks prune: for gradients or an
-  /// optimizer's moment buffers, so that nothing regrows.
+  /// Zeroes the entries of `m` (shaped like S, or empty like a released S) that the masks prune:
+  /// for gradients or an optimizer's moment buffers, so that nothing regrows.
   void zero_masked(MatrixRef<Scalar> m) const {
+    if (m.size() == 0 && sparse_released()) return;
     detail::check_shape("LowRankSparseLinear::zero_masked", "matrix", m, out_features(),
                         in_features());
     for (Index i = 0; i < m.rows(); ++i)
       if (!row_mask_[i]) m.row(i).setZero();
     if (has_element_mask()) m.array() *= element_mask_.array().template cast<Scalar>();
   }
+
+  /// Frees S when every row is pruned and there is no element mask (a low-rank-only layer): S()
+  /// becomes 0 x 0, and so do the gradients and optimizer moments made from then on. Returns
+  /// whether S is released.
+  bool release_sparse() {
+    if (live_rows_ == 0 && !has_element_mask()) S_.resize(0, 0);
+    return sparse_released();
+  }
+  /// Whether S is freed (release_sparse): S() is empty and stands for zeros.
+  bool sparse_released() const { return S_.size() == 0 && out_ > 0; }
 
   /// Runs of consecutive live rows of S as (first row, count).
   const std::vector<std::pair<Index, Index>>& live_row_runs() const { return live_runs_; }
@@ -206,7 +228,7 @@ class LowRankSparseLinear {
 
   /// U·V + S∘M (+ nothing for bias): the weight this layer represents. Allocates; for checks.
   Matrix to_dense() const {
-    Matrix w = S_;
+    Matrix w = sparse_released() ? Matrix(Matrix::Zero(out_, in_)) : Matrix(S_);
     zero_masked(w);
     w.noalias() += U_ * V_;
     return w;
@@ -302,7 +324,8 @@ class LowRankSparseLinear {
     }
   }
 
-  Matrix U_, V_, S_;
+  Index out_ = 0, in_ = 0;
+  Matrix U_, V_, S_;  // S_ is (out, in), or 0 x 0 once released
   VectorType bias_;
   RowMask row_mask_;
   ElementMask element_mask_;
@@ -381,10 +404,12 @@ LowRankSparseLinear<Scalar> make_dense_layer(detail::non_deduced_t<ConstMatrixRe
   return layer;
 }
 
-/// Prunes every row of S: the low-rank-only baseline (call after svd_init).
+/// Prunes every row of S and frees it: the low-rank-only baseline (call after svd_init).
 template <class Scalar>
 void make_low_rank_only(LowRankSparseLinear<Scalar>& layer) {
+  layer.clear_element_mask();
   layer.set_row_mask(RowMask::Zero(layer.out_features()));
+  layer.release_sparse();
 }
 
 // Explicit instantiation (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES defined, the float and

@@ -150,6 +150,9 @@ class Pruner {
                                 "; register every layer before the first step");
     for (const auto& e : entries_)
       if (e.name == name) detail::fail<value_error>(where, "a layer named '", name, "' was already added");
+    if (layer.sparse_released())
+      detail::fail<state_error>(where, "layer '", name, "' has released its S (release_sparse: every row "
+                                "pruned); there is nothing left to prune");
     detail::check_shape(where, "grads.S", grads.S, layer.out_features(), layer.in_features());
     Entry e;
     e.name = name;

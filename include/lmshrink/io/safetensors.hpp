@@ -642,6 +642,7 @@ LowRankSparseLinear<Scalar> get_compressed_layer(const SafeTensors& st, const st
     layer.set_element_mask(em);
   }
   layer.apply_masks();
+  layer.release_sparse();  // a low-rank-only layer holds no S
   if (bias) layer.bias() = b;
   return layer;
 }

@@ -58,7 +58,7 @@ void permute_output_rows(lmshrink::LowRankSparseLinear<Scalar>& layer, Source so
   for (Eigen::Index r = 0; r < out; ++r) {
     const Eigen::Index f = from[std::size_t(r)];
     layer.U().row(r) = U.row(f);
-    layer.S().row(r) = S.row(f);
+    if (S.size() != 0) layer.S().row(r) = S.row(f);  // (a released S stays empty)
     new_rows[r] = rows[f];
     if (elements.size()) new_elements.row(r) = elements.row(f);
     if (bias.size()) layer.bias()[r] = bias[f];
