@@ -263,6 +263,52 @@ TEST_CASE("causal attention backward matches finite differences, with grouped-qu
                     Catch::Contains("k is 10x5 but 10x6 was expected"));
 }
 
+TEST_CASE("blocked attention equals the kept-probability attention, forward and backward, and finite differences",
+          "[models][attention]") {
+  // 150 positions: two full blocks of 64 and a partial one, so every block case is reached.
+  const models::AttentionShape s{2, 150, 4, 2, 3};
+  const int rows = s.batch * s.n;
+  MatD q = test::random_matrix<double>(rows, 12, 51, 2.0), k = test::random_matrix<double>(rows, 6, 52, 2.0),
+       v = test::random_matrix<double>(rows, 6, 53);
+  const MatD datt = test::random_matrix<double>(rows, 12, 54);
+  std::vector<MatD> p(std::size_t(s.batch * s.heads));
+  MatD want(rows, 12), got(rows, 12), lse;
+  models::causal_attention_forward<double>(s, q, k, v, p, want);
+  models::BlockedAttention<double> blocked;
+  blocked.forward(s, q, k, v, lse, got);
+  CHECK((got - want).cwiseAbs().maxCoeff() < 1e-13);
+  CHECK(lse.rows() == 8);
+  CHECK(lse.cols() == 150);
+  MatD dp, dq_want(rows, 12), dk_want(rows, 6), dv_want(rows, 6);
+  models::causal_attention_backward<double>(s, q, k, v, p, datt, dp, dq_want, dk_want, dv_want);
+  MatD dq = MatD::Constant(rows, 12, 9.0), dk = MatD::Constant(rows, 6, 9.0), dv = MatD::Constant(rows, 6, 9.0);
+  blocked.backward(s, q, k, v, got, lse, datt, dq, dk, dv);
+  CHECK((dq - dq_want).cwiseAbs().maxCoeff() < 1e-12);
+  CHECK((dk - dk_want).cwiseAbs().maxCoeff() < 1e-12);
+  CHECK((dv - dv_want).cwiseAbs().maxCoeff() < 1e-12);
+  // Central differences on entries spread over every block of q, k and v.
+  const auto loss = [&] {
+    MatD att(rows, 12), l;
+    models::BlockedAttention<double> b;
+    b.forward(s, q, k, v, l, att);
+    return datt.cwiseProduct(att).sum();
+  };
+  for (const auto& [m, d] : {std::pair<MatD*, MatD*>{&q, &dq}, {&k, &dk}, {&v, &dv}})
+    for (Index i = 0; i < m->size(); i += 97) {
+      const double numeric = test::central_difference(m->data() + i, 1e-6, loss);
+      INFO("entry " << i << ": analytic " << d->data()[i] << ", numeric " << numeric);
+      CHECK(std::abs(d->data()[i] - numeric) <= 1e-7 * (1 + std::abs(numeric)));
+    }
+  // float: within float rounding of the double result.
+  const lmshrink::RowMatrix<float> qf = q.cast<float>(), kf = k.cast<float>(), vf = v.cast<float>();
+  lmshrink::RowMatrix<float> attf(rows, 12), lsef;
+  models::BlockedAttention<float> bf;
+  bf.forward(s, qf, kf, vf, lsef, attf);
+  CHECK((attf.cast<double>() - want).cwiseAbs().maxCoeff() < 1e-5);
+  MatD bad_lse(3, 150);
+  CHECK_THROWS_WITH(blocked.backward(s, q, k, v, got, bad_lse, datt, dq, dk, dv), Catch::Contains("lse is 3x150 but 8x150 was expected"));
+}
+
 TEST_CASE("the KV-cache step gives the whole-sequence attention row by row", "[models][attention]") {
   const int n = 7, heads = 4, kv_heads = 2, hs = 3, layers = 2;
   const models::AttentionShape s{1, n, heads, kv_heads, hs};

@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <tuple>
 #include <vector>
 
 #include "../config.hpp"
@@ -119,6 +121,153 @@ void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Sca
       dk.block(b * n, kvh * hs, n, hs).noalias() += dp.transpose() * q.block(b * n, h * hs, n, hs);
     }
 }
+
+/// Trainers keep every head's (n, n) probabilities for sequences of up to this many positions
+/// (fastest at small head sizes); longer ones run BlockedAttention, whose memory grows with n,
+/// not n².
+inline constexpr int kKeptProbabilitiesUpTo = 512;
+inline bool blocked_attention_for(int n) { return n > kKeptProbabilitiesUpTo; }
+
+/// Attention over long sequences without the (n, n) probabilities: queries and keys in blocks
+/// of kBlock positions, an online softmax in the forward (FlashAttention's recurrence), and a
+/// backward that recomputes each block's probabilities from the forward's per-row log-sum-exp.
+/// Memory is O(n·hs) per head instead of O(n²); the results equal the kept-probability
+/// functions above within rounding (not bit for bit: the sums run in another order).
+template <class Scalar>
+struct BlockedAttention {
+  static constexpr int kBlock = 64;
+  using Mat = RowMatrix<Scalar>;
+  Mat scores, probs, dprobs;  // (kBlock, kBlock) workspaces
+  Mat acc;                    // (kBlock, hs)
+  Vector<Scalar> max, sum, delta;
+
+  /// att = softmax(q·kᵀ/sqrt(hs), causal)·v, and lse (batch·heads, n): every row's log Σ exp of
+  /// its scaled scores, kept for the backward.
+  void forward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q, const ConstMatrixRef<Scalar>& k,
+               const ConstMatrixRef<Scalar>& v, Mat& lse, MatrixRef<Scalar> att) {
+    static constexpr const char* where = "BlockedAttention::forward";
+    attention_checks::check(where, s);
+    attention_checks::check_rows(where, "q", q, s, s.heads);
+    attention_checks::check_rows(where, "k", k, s, s.kv_heads);
+    attention_checks::check_rows(where, "v", v, s, s.kv_heads);
+    attention_checks::check_rows(where, "att", att, s, s.heads);
+    const int group = s.heads / s.kv_heads, n = s.n, hs = s.head_size;
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs));
+    lse.resize(Index(s.batch) * s.heads, n);
+    reserve(hs);
+    for (int b = 0; b < s.batch; ++b)
+      for (int h = 0; h < s.heads; ++h) {
+        const int kvh = h / group;
+        for (int i0 = 0; i0 < n; i0 += kBlock) {
+          const int bq = std::min(kBlock, n - i0);
+          const auto qi = q.block(b * n + i0, h * hs, bq, hs);
+          auto m = max.head(bq);
+          auto l = sum.head(bq);
+          auto o = acc.topRows(bq);
+          m.setConstant(-std::numeric_limits<Scalar>::infinity());
+          l.setZero();
+          o.setZero();
+          for (int j0 = 0; j0 < i0 + bq; j0 += kBlock) {
+            const int bk = std::min(kBlock, n - j0);
+            auto sc = scores.topLeftCorner(bq, bk);
+            sc.noalias() = qi * k.block(b * n + j0, kvh * hs, bk, hs).transpose();
+            sc *= scale;
+            for (int r = 0; r < bq; ++r) {
+              // Keys after the query are masked: row r sees keys j0 .. i0 + r.
+              const int visible = std::min(bk, i0 + r - j0 + 1);
+              if (visible <= 0) {
+                sc.row(r).setZero();
+                continue;
+              }
+              const Scalar row_max = sc.row(r).head(visible).maxCoeff();
+              const Scalar new_max = std::max(m[r], row_max);
+              const Scalar rescale = std::exp(m[r] - new_max);  // 0 for the first block
+              sc.row(r).head(visible) = (sc.row(r).head(visible).array() - new_max).exp().matrix();
+              sc.row(r).tail(bk - visible).setZero();
+              l[r] = l[r] * rescale + sc.row(r).head(visible).sum();
+              o.row(r) *= rescale;
+              m[r] = new_max;
+            }
+            o.noalias() += sc * v.block(b * n + j0, kvh * hs, bk, hs);
+          }
+          for (int r = 0; r < bq; ++r) {
+            att.block(b * n + i0 + r, h * hs, 1, hs) = o.row(r) / l[r];
+            lse(b * s.heads + h, i0 + r) = m[r] + std::log(l[r]);
+          }
+        }
+      }
+  }
+
+  /// From datt = ∂loss/∂att, the forward's att and lse: dq (overwritten), dk and dv (zeroed,
+  /// then accumulated over the heads that share them).
+  void backward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q, const ConstMatrixRef<Scalar>& k,
+                const ConstMatrixRef<Scalar>& v, const ConstMatrixRef<Scalar>& att, const Mat& lse,
+                const ConstMatrixRef<Scalar>& datt, MatrixRef<Scalar> dq, MatrixRef<Scalar> dk, MatrixRef<Scalar> dv) {
+    static constexpr const char* where = "BlockedAttention::backward";
+    attention_checks::check(where, s);
+    for (const auto& [what, m, heads] : {std::tuple{"q", &q, s.heads}, std::tuple{"k", &k, s.kv_heads},
+                                         std::tuple{"v", &v, s.kv_heads}, std::tuple{"att", &att, s.heads},
+                                         std::tuple{"datt", &datt, s.heads}})
+      attention_checks::check_rows(where, what, *m, s, heads);
+    attention_checks::check_rows(where, "dq", dq, s, s.heads);
+    attention_checks::check_rows(where, "dk", dk, s, s.kv_heads);
+    attention_checks::check_rows(where, "dv", dv, s, s.kv_heads);
+    lmshrink::detail::check_shape(where, "lse", lse, Index(s.batch) * s.heads, s.n);
+    const int group = s.heads / s.kv_heads, n = s.n, hs = s.head_size;
+    const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs));
+    reserve(hs);
+    delta.resize(n);
+    dq.setZero();
+    dk.setZero();
+    dv.setZero();
+    for (int b = 0; b < s.batch; ++b)
+      for (int h = 0; h < s.heads; ++h) {
+        const int kvh = h / group;
+        // D_i = Σ_d datt(i, d)·att(i, d): the softmax backward's row term.
+        for (int i = 0; i < n; ++i)
+          delta[i] = datt.block(b * n + i, h * hs, 1, hs).cwiseProduct(att.block(b * n + i, h * hs, 1, hs)).sum();
+        for (int j0 = 0; j0 < n; j0 += kBlock) {
+          const int bk = std::min(kBlock, n - j0);
+          const auto kj = k.block(b * n + j0, kvh * hs, bk, hs);
+          const auto vj = v.block(b * n + j0, kvh * hs, bk, hs);
+          auto dkj = dk.block(b * n + j0, kvh * hs, bk, hs);
+          auto dvj = dv.block(b * n + j0, kvh * hs, bk, hs);
+          for (int i0 = j0; i0 < n; i0 += kBlock) {  // query blocks that see key block j0
+            const int bq = std::min(kBlock, n - i0);
+            const auto qi = q.block(b * n + i0, h * hs, bq, hs);
+            const auto doi = datt.block(b * n + i0, h * hs, bq, hs);
+            auto p = probs.topLeftCorner(bq, bk);
+            p.noalias() = qi * kj.transpose();
+            for (int r = 0; r < bq; ++r) {
+              const int visible = std::min(bk, i0 + r - j0 + 1);
+              const Scalar row_lse = lse(b * s.heads + h, i0 + r);
+              p.row(r).head(visible) = (p.row(r).head(visible).array() * scale - row_lse).exp().matrix();
+              p.row(r).tail(bk - visible).setZero();
+            }
+            dvj.noalias() += p.transpose() * doi;
+            auto dp = dprobs.topLeftCorner(bq, bk);
+            dp.noalias() = doi * vj.transpose();
+            for (int r = 0; r < bq; ++r)
+              dp.row(r) = (p.row(r).array() * (dp.row(r).array() - delta[i0 + r]) * scale).matrix();
+            dq.block(b * n + i0, h * hs, bq, hs).noalias() += dp * kj;
+            dkj.noalias() += dp.transpose() * qi;
+          }
+        }
+      }
+  }
+
+ private:
+  void reserve(int hs) {
+    if (scores.rows() != kBlock) {
+      scores.resize(kBlock, kBlock);
+      probs.resize(kBlock, kBlock);
+      dprobs.resize(kBlock, kBlock);
+      max.resize(kBlock);
+      sum.resize(kBlock);
+    }
+    if (acc.cols() != hs) acc.resize(kBlock, hs);
+  }
+};
 
 /// Keys and values of every layer for positions [0, positions), and attention of one new token
 /// against them. Keys and values are stored transposed per layer, [kv head][feature][position],

@@ -69,6 +69,9 @@ class Net {
   virtual Layer::Gradients& linear_grad(int l, int kind) = 0;
   /// Gradients of Model::plain_params(), in the same order.
   virtual std::vector<TensorRef> plain_grads() = 0;
+  /// Bytes its activations, attention, logits, workspaces and linear caches hold now (not the
+  /// gradients).
+  virtual std::int64_t buffer_bytes() const = 0;
 };
 
 /// A family's trainer as a Net. The family provides plain_tensors(its gradients), found by
@@ -92,6 +95,7 @@ class TrainerNet final : public Net {
     check_training("Net::plain_grads");
     return plain_tensors(t_.grads());
   }
+  std::int64_t buffer_bytes() const override { return t_.buffer_bytes(); }
 
  private:
   void check_training(const char* where) const {
@@ -150,6 +154,10 @@ class Model {
   /// A net over `batch` sequences of n tokens that trains this model (NetMode::training), or
   /// only runs its forward (NetMode::forward_only: a teacher's; no gradients).
   virtual std::unique_ptr<Net> net(int batch, int n, NetMode mode = NetMode::training) = 0;
+  /// The bytes a net(batch, n, mode) allocates for activations, attention, logits and
+  /// workspaces (not its gradients, nor the 2 · batch · n · rank values of each linear layer's
+  /// cache): for planning memory before any is allocated.
+  virtual std::int64_t net_activation_bytes(int batch, int n, NetMode mode) const = 0;
   virtual std::unique_ptr<Packed> pack() const = 0;
   /// A decoder over this model's own layers (KV cache and full sequence), the one forward its
   /// family trains with: a teacher is scored and sampled by the layers that give the

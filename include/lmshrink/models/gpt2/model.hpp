@@ -123,6 +123,9 @@ class Model final : public models::Model {
   std::unique_ptr<Net> net(int batch, int n, NetMode mode = NetMode::training) override {
     return std::make_unique<TrainingNet>(w_, batch, n, mode);
   }
+  std::int64_t net_activation_bytes(int batch, int n, NetMode mode) const override {
+    return Trainer<float>::activation_bytes(w_.config, batch, n, mode);
+  }
   std::unique_ptr<models::Packed> pack() const override { return std::make_unique<Packed>(Compact::pack(w_)); }
   std::unique_ptr<models::Decoder> decoder() const override {
     return std::make_unique<ModelDecoder<WeightsView>>(WeightsView(w_));

@@ -172,7 +172,7 @@ class Trainer {
 
   Trainer(W& weights, int batch, int n, NetMode mode = NetMode::training)
       : w_(weights), g_(mode == NetMode::training ? Grads<Scalar>(weights) : Grads<Scalar>()), c_(weights.config),
-        mode_(mode), batch_(batch), n_(n) {
+        mode_(mode), blocked_(blocked_attention_for(n)), batch_(batch), n_(n) {
     if (batch < 1 || n < 1 || n > c_.n_positions)
       lmshrink::fail<lmshrink::value_error>("gpt2::Trainer", "batch must be >= 1 and n in [1, ",
                                                     c_.n_positions, "], got batch ", batch, ", n ", n);
@@ -182,14 +182,14 @@ class Trainer {
     const bool training = mode == NetMode::training;
     for (auto& a : act_) {
       a.resize(N, c_);
-      if (training) a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      if (training && !blocked_) a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
     }
-    if (!training) shared_p_.resize(1);  // every block's forward reuses it
+    if (!training && !blocked_) shared_p_.resize(1);  // every block's forward reuses it
     for (Mat* m : {&x_final_, &xhat_f_, &xf_}) m->resize(N, d);
     if (training) {
       work_.resize(N, c_);
       for (Mat* m : {&dx_, &dxa_}) m->resize(N, d);
-      dp_.resize(n, n);
+      if (!blocked_) dp_.resize(n, n);
     }
     rstd_f_.resize(N);
     logits_.resize(N, c_.vocab_size);
@@ -197,6 +197,42 @@ class Trainer {
   }
 
   NetMode mode() const { return mode_; }
+
+  /// Bytes of a trainer's buffers for `batch` sequences of n tokens: activations, attention,
+  /// logits and (training) the backward's workspace; not the gradients, and not the linear
+  /// layers' caches (2 · batch · n · rank values per layer, sized by the first forward).
+  static std::int64_t activation_bytes(const Config& c, int batch, int n, NetMode mode) {
+    const std::int64_t N = std::int64_t(batch) * n, heads = std::int64_t(batch) * c.n_heads;
+    const bool training = mode == NetMode::training, blocked = blocked_attention_for(n);
+    std::int64_t values = c.n_layers * N * (11 * c.dim + 2 * c.hidden_dim + 2);
+    values += c.n_layers * (training ? (blocked ? heads * n : heads * n * n) : 0);
+    values += !training ? (blocked ? heads * n : std::int64_t(n) * n) : 0;  // one shared buffer
+    values += N * (3 * c.dim + 1 + c.vocab_size);                            // final norm, logits
+    if (training) values += N * (5 * c.dim + 2 * c.hidden_dim) + 2 * N * c.dim + (blocked ? 0 : std::int64_t(n) * n);
+    return values * std::int64_t(sizeof(Scalar)) + N * std::int64_t(sizeof(int));
+  }
+
+  /// Bytes this trainer's buffers hold now (activation_bytes's terms, and the linear caches).
+  std::int64_t buffer_bytes() const {
+    std::int64_t values = 0;
+    const auto add = [&](const auto& m) { values += std::int64_t(m.size()); };
+    for (const auto& a : act_) {
+      for (const Mat* m : {&a.x, &a.xhat1, &a.a1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.xhat2, &a.a2, &a.h, &a.g, &a.tmp}) add(*m);
+      add(a.rstd1);
+      add(a.rstd2);
+      for (const auto& p : a.p) add(p);
+      add(a.lse);
+    }
+    for (const auto& p : shared_p_) add(p);
+    add(shared_lse_);
+    for (const Mat* m : {&x_final_, &xhat_f_, &xf_, &logits_, &dx_, &dxa_, &dp_}) add(*m);
+    add(rstd_f_);
+    for (const Mat* m : {&work_.dxa, &work_.dq, &work_.dk, &work_.dv, &work_.datt, &work_.dh, &work_.dg}) add(*m);
+    std::int64_t bytes = values * std::int64_t(sizeof(Scalar)) + std::int64_t(tokens_.size() * sizeof(int));
+    for (const auto& a : act_)
+      for (const auto& cache : a.cache) bytes += cache.bytes();
+    return bytes;
+  }
 
   int batch() const { return batch_; }
   int length() const { return n_; }
@@ -222,8 +258,11 @@ class Trainer {
         lin[std::size_t(kind)].forward(in, out, a.cache[std::size_t(kind)]);
       };
       const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
-        lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v,
-                                                           mode_ == NetMode::training ? a.p : shared_p_, att);
+        if (blocked_)
+          blocked_attention_.forward(attention_shape(), q, k, v, mode_ == NetMode::training ? a.lse : shared_lse_, att);
+        else
+          lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v,
+                                                             mode_ == NetMode::training ? a.p : shared_p_, att);
       };
       block_forward<Scalar>(c_, norms(l), linear, attend, a,
                                  l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
@@ -285,8 +324,11 @@ class Trainer {
         lin[std::size_t(kind)].backward(in, dout, a.cache[std::size_t(kind)], din, gl[std::size_t(kind)]);
       };
       const auto attend_backward = [&](const Mat& datt, Mat& dq, Mat& dk, Mat& dv) {
-        lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq,
-                                                            dk, dv);
+        if (blocked_)
+          blocked_attention_.backward(attention_shape(), a.q, a.k, a.v, a.att, a.lse, datt, dq, dk, dv);
+        else
+          lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq,
+                                                              dk, dv);
       };
       block_backward<Scalar>(norms(l), linear_backward, attend_backward, a, work_, dx_,
                                   BlockNorms<Vec>{g_.ln1_w[L], g_.ln1_b[L], g_.ln2_w[L], g_.ln2_b[L]});
@@ -299,7 +341,8 @@ class Trainer {
 
  private:
   struct Activations : BlockState<Scalar> {
-    std::vector<Mat> p;  // softmax probabilities per (sequence, head)
+    std::vector<Mat> p;  // softmax probabilities per (sequence, head), up to kKeptProbabilitiesUpTo positions
+    Mat lse;             // beyond: each row's log-sum-exp per (sequence, head), for BlockedAttention
     std::array<typename W::Layer::Cache, kLinearKinds> cache;
   };
 
@@ -323,9 +366,12 @@ class Trainer {
   Grads<Scalar> g_;
   Config c_;
   NetMode mode_;
+  bool blocked_;  // BlockedAttention (long sequences) instead of kept probabilities
   int batch_, n_, hs_ = 0;
   std::vector<Activations> act_;
   std::vector<Mat> shared_p_;  // forward-only: one probability buffer for every block
+  Mat shared_lse_;             // forward-only and blocked: the same
+  lmshrink::models::BlockedAttention<Scalar> blocked_attention_;
   Mat x_final_, xhat_f_, xf_, logits_;
   Vec rstd_f_;
   BlockWorkspace<Scalar> work_;

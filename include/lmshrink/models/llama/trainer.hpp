@@ -158,7 +158,7 @@ class Trainer {
 
   Trainer(W& weights, int batch, int n, NetMode mode = NetMode::training)
       : w_(weights), g_(mode == NetMode::training ? Grads<Scalar>(weights) : Grads<Scalar>()),
-        c_(weights.config), mode_(mode), batch_(batch), n_(n),
+        c_(weights.config), mode_(mode), blocked_(blocked_attention_for(n)), batch_(batch), n_(n),
         rope_(c_.seq_len, c_.head_size(), c_.rope_theta, c_.rope_scaling) {
     static constexpr const char* where = "llama::Trainer";
     if (batch < 1 || n < 1 || n > c_.seq_len)
@@ -171,9 +171,9 @@ class Trainer {
     const bool training = mode == NetMode::training;
     for (auto& a : act_) {
       a.resize(N, c_);
-      if (training) a.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      if (training && !blocked_) a.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
     }
-    if (!training) shared_p_.resize(1);  // every block's forward reuses it
+    if (!training && !blocked_) shared_p_.resize(1);  // every block's forward reuses it
     x_final_.resize(N, dim);
     xb_final_.resize(N, dim);
     r_final_.resize(N);
@@ -182,12 +182,48 @@ class Trainer {
       work_.resize(N, c_);
       dx_.resize(N, dim);
       dxb_.resize(N, dim);
-      dp_.resize(n, n);
+      if (!blocked_) dp_.resize(n, n);
     }
     tokens_.assign(std::size_t(N), 0);
   }
 
   NetMode mode() const { return mode_; }
+
+  /// Bytes of a trainer's buffers for `batch` sequences of n tokens: activations, attention,
+  /// logits and (training) the backward's workspace; not the gradients, and not the linear
+  /// layers' caches (2 · batch · n · rank values per layer, sized by the first forward).
+  static std::int64_t activation_bytes(const Config& c, int batch, int n, NetMode mode) {
+    const std::int64_t N = std::int64_t(batch) * n, heads = std::int64_t(batch) * c.n_heads;
+    const bool training = mode == NetMode::training, blocked = blocked_attention_for(n);
+    std::int64_t values = c.n_layers * N * (7 * c.dim + 2 * c.kv_dim() + 3 * c.hidden_dim + 2);
+    values += c.n_layers * (training ? (blocked ? heads * n : heads * n * n) : 0);
+    values += !training ? (blocked ? heads * n : std::int64_t(n) * n) : 0;  // one shared buffer
+    values += N * (2 * c.dim + 1 + c.vocab_size);                            // final norm, logits
+    if (training) values += N * (3 * c.dim + 2 * c.kv_dim() + 3 * c.hidden_dim) + 2 * N * c.dim + (blocked ? 0 : std::int64_t(n) * n);
+    return values * std::int64_t(sizeof(Scalar)) + N * std::int64_t(sizeof(int));
+  }
+
+  /// Bytes this trainer's buffers hold now (activation_bytes's terms, and the linear caches).
+  std::int64_t buffer_bytes() const {
+    std::int64_t values = 0;
+    const auto add = [&](const auto& m) { values += std::int64_t(m.size()); };
+    for (const auto& a : act_) {
+      for (const Mat* m : {&a.x, &a.xb_att, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.xb_ffn, &a.h1, &a.h3, &a.h, &a.tmp}) add(*m);
+      add(a.r_att);
+      add(a.r_ffn);
+      for (const auto& p : a.p) add(p);
+      add(a.lse);
+    }
+    for (const auto& p : shared_p_) add(p);
+    add(shared_lse_);
+    for (const Mat* m : {&x_final_, &xb_final_, &logits_, &dx_, &dxb_, &dp_}) add(*m);
+    add(r_final_);
+    for (const Mat* m : {&work_.dxb, &work_.dq, &work_.dk, &work_.dv, &work_.datt, &work_.dh, &work_.dh1, &work_.dh3}) add(*m);
+    std::int64_t bytes = values * std::int64_t(sizeof(Scalar)) + std::int64_t(tokens_.size() * sizeof(int));
+    for (const auto& a : act_)
+      for (const auto& cache : a.cache) bytes += cache.bytes();
+    return bytes;
+  }
 
   int batch() const { return batch_; }
   int length() const { return n_; }
@@ -230,7 +266,8 @@ class Trainer {
 
  private:
   struct Activations : BlockState<Scalar> {
-    std::vector<Mat> p;  // softmax probabilities per (sequence, head)
+    std::vector<Mat> p;  // softmax probabilities per (sequence, head), up to kKeptProbabilitiesUpTo positions
+    Mat lse;             // beyond: each row's log-sum-exp per (sequence, head), for BlockedAttention
     std::array<typename W::Layer::Cache, kLinearKinds> cache;
   };
 
@@ -252,10 +289,13 @@ class Trainer {
   Grads<Scalar> g_;
   Config c_;
   NetMode mode_;
+  bool blocked_;  // BlockedAttention (long sequences) instead of kept probabilities
   int batch_, n_, hs_ = 0;
   lmshrink::models::RopeTable<Scalar> rope_;
   std::vector<Activations> act_;
   std::vector<Mat> shared_p_;  // forward-only: one probability buffer for every block
+  Mat shared_lse_;             // forward-only and blocked: the same
+  lmshrink::models::BlockedAttention<Scalar> blocked_attention_;
   BlockWorkspace<Scalar> work_;
   Mat x_final_, xb_final_, logits_;
   Vec r_final_;
@@ -284,8 +324,11 @@ const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens)
     const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
       rope_.rotate_rows(q, n_, +1);
       rope_.rotate_rows(k, n_, +1);
-      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v,
-                                                         mode_ == NetMode::training ? a.p : shared_p_, att);
+      if (blocked_)
+        blocked_attention_.forward(attention_shape(), q, k, v, mode_ == NetMode::training ? a.lse : shared_lse_, att);
+      else
+        lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v,
+                                                           mode_ == NetMode::training ? a.p : shared_p_, att);
     };
     block_forward<Scalar>(c_, w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear, attend, a,
                                 l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
@@ -325,7 +368,10 @@ void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dbloc
       lin[std::size_t(kind)].backward(in, dout, a.cache[std::size_t(kind)], din, gl[std::size_t(kind)]);
     };
     const auto attend_backward = [&](const Mat& datt, Mat& dq, Mat& dk, Mat& dv) {
-      lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq, dk, dv);
+      if (blocked_)
+        blocked_attention_.backward(attention_shape(), a.q, a.k, a.v, a.att, a.lse, datt, dq, dk, dv);
+      else
+        lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq, dk, dv);
       rope_.rotate_rows(dq, n_, -1);
       rope_.rotate_rows(dk, n_, -1);
     };
