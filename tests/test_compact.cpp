@@ -19,6 +19,7 @@
 #include <lmshrink/onednn.hpp>
 #endif
 
+#include "std_thread_team.hpp"
 #include "test_helpers.hpp"
 
 using lmshrink::CompactLinear;
@@ -94,32 +95,6 @@ std::vector<lmshrink::LowRankSgemm> external_gemms() {
 #endif
 }
 
-// A ThreadTeam on std::thread, to check the team contract without OpenMP: run() starts `count`
-// threads and joins them; barrier() is a generation-counting barrier over all of them.
-struct StdThreadTeam {
-  static inline std::mutex mutex;
-  static inline std::condition_variable cv;
-  static inline int expected = 0, arrived = 0, generation = 0;
-
-  static void run(int threads, void (*body)(void*, int, int), void* context) {
-    expected = threads;
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) pool.emplace_back(body, context, t, threads);
-    for (auto& th : pool) th.join();
-  }
-  static void barrier() {
-    std::unique_lock<std::mutex> lock(mutex);
-    const int gen = generation;
-    if (++arrived == expected) {
-      arrived = 0;
-      ++generation;
-      cv.notify_all();
-    } else {
-      cv.wait(lock, [gen] { return generation != gen; });
-    }
-  }
-  static lmshrink::ThreadTeam team() { return {&run, &barrier}; }
-};
 
 }  // namespace
 
@@ -311,7 +286,7 @@ TEST_CASE("strided inputs and outputs, and the raw-pointer overload", "[compact]
 }
 
 TEST_CASE("threads split the work without changing the result", "[compact][threads]") {
-  std::vector<std::pair<const char*, lmshrink::ThreadTeam>> teams{{"std::thread", StdThreadTeam::team()}};
+  std::vector<std::pair<const char*, lmshrink::ThreadTeam>> teams{{"std::thread", test::StdThreadTeam::team()}};
 #ifdef _OPENMP
   teams.emplace_back("OpenMP", lmshrink::openmp_team());
 #endif
@@ -344,7 +319,7 @@ TEST_CASE("more than one thread needs a team", "[compact][threads][errors]") {
   REQUIRE_THROWS_WITH(c.forward(x, y, ws, {2}),
                       Catch::Contains("threads = 2 needs a ThreadTeam with run and barrier"));
   lmshrink::ThreadTeam half;
-  half.run = StdThreadTeam::team().run;  // no barrier
+  half.run = test::StdThreadTeam::team().run;  // no barrier
   REQUIRE_THROWS_AS(c.forward(x, y, ws, {2, half}), lmshrink::state_error);
   c.forward(x, y, ws, {1, half});  // one thread never uses the team
 }

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include <lmshrink/detail/digest.hpp>
+#include <lmshrink/digest.hpp>
 #include <lmshrink/files.hpp>
 
 #include "teacher_text.hpp"
@@ -34,7 +34,7 @@ inline constexpr char kTextCacheMagic[16] = {'l', 'm', 's', 'h', 'r', 'i', 'n', 
 /// What determines the stories: the teacher's weights, the tokenizer's vocabulary and story
 /// tokens, the seed and the story options (not how many are needed).
 inline std::uint64_t text_key(Model& teacher, const TextCodec& codec, std::uint64_t seed, const StoryOptions& o) {
-  lmshrink::detail::Digest d;
+  lmshrink::Digest d;
   const std::string version = "lmshrink teacher text 1: temperature 1, SplitMix64 per story";
   d.add(version.data(), version.size());
   const std::string family = teacher.family();

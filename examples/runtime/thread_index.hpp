@@ -1,7 +1,9 @@
 #pragma once
 // The calling thread's index in the enclosing OpenMP team (0 without OpenMP), for the examples'
-// per-worker state.
+// per-worker state; and the library's parallel options on OpenMP's threads (one thread without).
+#include <lmshrink/compact.hpp>
 #ifdef _OPENMP
+#include <lmshrink/openmp.hpp>
 #include <omp.h>
 #endif
 
@@ -12,6 +14,16 @@ inline int thread_index() {
   return omp_get_thread_num();
 #else
   return 0;
+#endif
+}
+
+/// `threads` threads of OpenMP's team for the library's parallel calls (one without OpenMP).
+inline lmshrink::CompactForwardOptions thread_team(int threads) {
+#ifdef _OPENMP
+  return {threads, lmshrink::openmp_team()};
+#else
+  (void)threads;
+  return {1};
 #endif
 }
 

@@ -9,6 +9,7 @@
 #include "errors.hpp"
 #include "types.hpp"
 #include "random.hpp"
+#include "digest.hpp"
 #include "files.hpp"
 #include "low_rank_sparse_linear.hpp"
 #include "calibration.hpp"

@@ -36,7 +36,7 @@
 #include <utility>
 #include <vector>
 
-#include "detail/digest.hpp"
+#include "digest.hpp"
 #include "errors.hpp"
 #include "low_rank_sparse_linear.hpp"
 #include "pruner.hpp"
@@ -112,7 +112,7 @@ void broadcast(MPI_Comm comm, T* data, Index count, int root, const char* where)
     check(MPI_Bcast(data + at, int(std::min(kChunk, count - at)), datatype<T>(), root, comm), where, "MPI_Bcast");
 }
 
-using lmshrink::detail::Digest;  // detail/digest.hpp
+using lmshrink::Digest;  // digest.hpp
 
 inline std::string hex(std::uint64_t v) {
   char buf[24];

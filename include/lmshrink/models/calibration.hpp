@@ -2,16 +2,19 @@
 // Calibration statistics of every linear layer's inputs in a model, for data-aware
 // initialisation (whitened SVD, S + L fits, output-energy priors):
 //
-//   models::Calibration calib = models::collect_calibration(teacher, stream, length, windows, threads);
+//   models::Calibration calib = models::collect_calibration(teacher, stream, length, windows,
+//                                                           {threads, lmshrink::openmp_team()});
 //   const GramAccumulator& g = calib.at(block, kind);   // the Gram matrix of layer (block, kind)'s input
 //   calib.clear();                                       // frees them once every student is initialised
 //
 // Layers that read the same activations share one accumulator (Llama's wq, wk and wv; w1 and w3;
 // GPT-2's q, k and v): each distinct input's Gram matrix is accumulated once. The model runs
-// forward-only nets (no gradients). With several threads, windows are run forward side by
-// side and the accumulators are updated in parallel, each in window order: the sums are the
-// bits of one thread.
+// forward-only nets (no gradients). With several threads (a ThreadTeam, as CompactLinear takes:
+// lmshrink/openmp.hpp's, or your own), windows are run forward side by side and the
+// accumulators are updated in parallel, each in window order: the sums are the bits of one
+// thread.
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -19,12 +22,9 @@
 #include <vector>
 
 #include "../calibration.hpp"
+#include "../compact.hpp"
 #include "../errors.hpp"
 #include "model.hpp"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 LMSHRINK_NAMESPACE_BEGIN
 namespace models {
@@ -77,11 +77,41 @@ class Calibration {
   bool cleared_ = false;
 };
 
+namespace detail_calibration {
+// Runs work(i) for i in [0, n) on `parallel.threads` threads of its team (or the calling
+// thread); the first error is rethrown as a value_error from `where`.
+inline void for_each(int n, const CompactForwardOptions& parallel, const std::function<void(int)>& work,
+                     const char* where) {
+  std::vector<std::string> errors(std::size_t(std::max(n, 0)));
+  struct Context {
+    int n;
+    const std::function<void(int)>* work;
+    std::vector<std::string>* errors;
+  } context{n, &work, &errors};
+  const auto body = [](void* c, int thread, int count) {
+    auto& ctx = *static_cast<Context*>(c);
+    for (int i = thread; i < ctx.n; i += count) {
+      try {
+        (*ctx.work)(i);
+      } catch (const std::exception& e) {
+        (*ctx.errors)[std::size_t(i)] = e.what();
+      }
+    }
+  };
+  const int threads = std::min(parallel.threads, n);
+  if (threads > 1) parallel.team.run(threads, body, &context);
+  else body(&context, 0, 1);
+  for (const auto& e : errors)
+    if (!e.empty()) lmshrink::fail<value_error>(where, e);
+}
+}  // namespace detail_calibration
+
 /// The Gram matrices of every linear layer's input over `windows` consecutive windows of
 /// `length` tokens of `stream`, run forward by `model` (forward-only nets, one per thread).
-/// `progress(windows done, windows)` after each group of windows.
+/// `parallel`: threads and their team (threads > 1 needs a team's run). `progress(windows
+/// done, windows)` after each group of windows.
 inline Calibration collect_calibration(Model& model, const std::vector<int>& stream, int length, int windows,
-                                       int threads = 1,
+                                       const CompactForwardOptions& parallel = {},
                                        const std::function<void(int, int)>& progress = {}) {
   static constexpr const char* where = "models::collect_calibration";
   if (length < 1 || windows < 1)
@@ -89,10 +119,13 @@ inline Calibration collect_calibration(Model& model, const std::vector<int>& str
   if (stream.size() < std::size_t(windows) * std::size_t(length))
     lmshrink::fail<value_error>(where, "the stream has ", stream.size(), " tokens; ", windows, " windows of ",
                                 length, " need ", std::size_t(windows) * std::size_t(length));
+  if (parallel.threads < 1 || (parallel.threads > 1 && parallel.team.run == nullptr))
+    lmshrink::fail<value_error>(where, "threads = ", parallel.threads, " needs threads >= 1 and, above 1, a "
+                                "ThreadTeam with run (lmshrink/openmp.hpp's openmp_team(), or your own)");
   const int L = model.shape().n_layers, K = model.linear_kinds();
-  const int nets_wanted = std::max(1, std::min(threads, windows));
+  const int group = std::max(1, std::min(parallel.threads, windows));
   std::vector<std::unique_ptr<Net>> nets;
-  for (int i = 0; i < nets_wanted; ++i) nets.push_back(model.net(1, length, NetMode::forward_only));
+  for (int i = 0; i < group; ++i) nets.push_back(model.net(1, length, NetMode::forward_only));
   // Distinct inputs: the layers whose linear_input is the same matrix of one net.
   std::vector<std::vector<int>> input(std::size_t(L), std::vector<int>(std::size_t(K), -1));
   std::vector<std::pair<int, int>> reader;  // a layer that reads each distinct input
@@ -114,37 +147,17 @@ inline Calibration collect_calibration(Model& model, const std::vector<int>& str
   std::vector<GramAccumulator> grams(reader.size());
   for (std::size_t i = 0; i < reader.size(); ++i)
     grams[i].reset(model.linear(reader[i].first, reader[i].second).in_features());
-  const int group = int(nets.size());
-  std::vector<std::string> errors(std::max(nets.size(), grams.size()));
   for (int first = 0; first < windows; first += group) {
     const int count = std::min(group, windows - first);
     // The group's windows forward, one net each; then every accumulator adds them in order.
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(count) if (count > 1)
-#endif
-    for (int i = 0; i < count; ++i) {
-      try {
-        nets[std::size_t(i)]->forward(stream.data() + std::size_t(first + i) * std::size_t(length));
-      } catch (const std::exception& e) {
-        errors[std::size_t(i)] = e.what();
-      }
-    }
-    for (const auto& e : errors)
-      if (!e.empty()) lmshrink::fail<value_error>(where, e);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(group) if (group > 1)
-#endif
-    for (int g = 0; g < int(grams.size()); ++g) {
-      try {
-        for (int i = 0; i < count; ++i)
-          grams[std::size_t(g)].add<float>(nets[std::size_t(i)]->linear_input(reader[std::size_t(g)].first,
-                                                                             reader[std::size_t(g)].second));
-      } catch (const std::exception& e) {
-        errors[std::size_t(g)] = e.what();
-      }
-    }
-    for (const auto& e : errors)
-      if (!e.empty()) lmshrink::fail<value_error>(where, e);
+    detail_calibration::for_each(count, parallel, [&](int i) {
+      nets[std::size_t(i)]->forward(stream.data() + std::size_t(first + i) * std::size_t(length));
+    }, where);
+    detail_calibration::for_each(int(grams.size()), parallel, [&](int g) {
+      for (int i = 0; i < count; ++i)
+        grams[std::size_t(g)].add<float>(
+            nets[std::size_t(i)]->linear_input(reader[std::size_t(g)].first, reader[std::size_t(g)].second));
+    }, where);
     if (progress) progress(first + count, windows);
   }
   return Calibration(std::move(grams), std::move(input));

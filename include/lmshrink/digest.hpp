@@ -1,16 +1,19 @@
 #pragma once
 // A 64-bit digest of bytes: not cryptographic; it tells whether two states are the same bits
 // (data-parallel ranks' states, a cache's inputs).
+//
+//   lmshrink::Digest d;
+//   d.add(bytes, n);            // raw bytes
+//   d.add(matrix);              // an Eigen matrix or vector: its shape, then its values
+//   std::uint64_t key = d.value();
 
 #include <Eigen/Core>
 #include <cstdint>
 #include <cstring>
 
-#include "../config.hpp"
+#include "config.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
-namespace detail {
-
 /// Bytes in, 64 bits out; the same bytes in the same pieces give the same value.
 class Digest {
  public:
@@ -52,5 +55,4 @@ class Digest {
   std::uint64_t length_ = 0;
 };
 
-}  // namespace detail
 LMSHRINK_NAMESPACE_END
