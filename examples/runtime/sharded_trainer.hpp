@@ -6,6 +6,14 @@
 // order. The result depends on the shard count and never on the thread count: one thread runs
 // the same shards one after the other. One shard is exactly the model's Net.
 //
+// In one process the batch's gradients are shard 0's own buffers: the other shards' are added
+// into them after every backward (in shard order, the bits of a separate sum). The shards
+// cannot share one buffer through the backward itself: a backward adds several terms into a
+// parameter's gradient (a token's embedding row, a shared classifier), and adding them onto
+// another shard's sums would change the rounding with the thread schedule. So S shards hold S
+// gradient copies, not S + 1. Over several processes the batch's gradients are separate buffers
+// (the ranks' sums land there).
+//
 // With a Team of N processes (examples/runtime/team.hpp), rank r runs shards [r·S/N, (r+1)·S/N)
 // of the S shards (S a multiple of N) and the shards' gradients are summed across the ranks in
 // the same shard order: every rank gets the bits of the single process with S shards.
@@ -55,17 +63,24 @@ class ShardedTrainer {
       first += size;
     }
     batch_ = batch;
+    distributed_ = ranks > 1;
+    single_shard_ = shards == 1;
     const ModelShape shape = model.shape();
-    linear_.resize(std::size_t(shape.n_layers));
-    for (int l = 0; l < shape.n_layers; ++l)
-      for (int k = 0; k < model.linear_kinds(); ++k) linear_[std::size_t(l)].push_back(model.linear(l, k).make_gradients());
-    for (const TensorRef& t : model.plain_params()) plain_.push_back(Eigen::VectorXf::Zero(t.size));
+    if (distributed_) {
+      linear_.resize(std::size_t(shape.n_layers));
+      for (int l = 0; l < shape.n_layers; ++l)
+        for (int k = 0; k < model.linear_kinds(); ++k)
+          linear_[std::size_t(l)].push_back(model.linear(l, k).make_gradients());
+      for (const TensorRef& t : model.plain_params()) plain_.push_back(Eigen::VectorXf::Zero(t.size));
+      for (auto& g : plain_) plain_refs_.push_back({g.data(), g.size()});
+    } else {
+      plain_refs_ = shard_[0]->plain_grads();
+    }
+    for (int l = 0; l < shape.n_layers; ++l) linear_layers_.push_back(model.linear_kinds());
     const int local = int(shard_.size());
     dlogits_.resize(std::size_t(local));
     dblock_.resize(std::size_t(local));
     loss_.resize(std::size_t(local));
-    distributed_ = ranks > 1;
-    single_shard_ = shards == 1;
   }
 
   /// This process's shards.
@@ -74,9 +89,11 @@ class ShardedTrainer {
   int first_sequence(int s) const { return first_[std::size_t(s)]; }
   Net& shard(int s) { return *shard_[std::size_t(s)]; }
   /// The gradients of the last step: Σ over shards, each weighted by its share of the batch.
-  Layer::Gradients& linear_grad(int l, int kind) { return linear_[std::size_t(l)][std::size_t(kind)]; }
+  Layer::Gradients& linear_grad(int l, int kind) {
+    return distributed_ ? linear_[std::size_t(l)][std::size_t(kind)] : shard_[0]->linear_grad(l, kind);
+  }
   /// In Model::plain_params() order.
-  std::vector<Eigen::VectorXf>& plain_grads() { return plain_; }
+  const std::vector<TensorRef>& plain_grads() const { return plain_refs_; }
 
   /// Forward, loss and backward of every shard over tokens (batch·n), on up to `threads`
   /// threads; returns the batch's mean loss Σ_s (rows_s/rows)·loss_s. `loss(s, shard,
@@ -124,8 +141,8 @@ class ShardedTrainer {
   }
 
  private:
-  // totals = Σ_s g_s over every shard of the batch, in shard order (one shard: a copy, so that 1
-  // shard is the Net exactly).
+  // totals = Σ_s g_s over every shard of the batch, in shard order (in one process, onto shard
+  // 0's own gradients).
   void reduce() {
     if (distributed_) {
       std::vector<std::vector<ConstSlice>> contributions(shard_.size());
@@ -152,22 +169,22 @@ class ShardedTrainer {
       team_->sum_in_order(contributions, out);
       return;
     }
-    for (int s = 0; s < shards(); ++s) {
+    Net& first = *shard_[0];
+    const std::vector<TensorRef> totals = first.plain_grads();
+    for (int s = 1; s < shards(); ++s) {
       Net& net = *shard_[std::size_t(s)];
-      const auto add = [s](auto& to, const auto& from) {
-        if (s == 0) to = from;
-        else to += from;
-      };
       const std::vector<TensorRef> plain = net.plain_grads();
       for (std::size_t i = 0; i < plain.size(); ++i)
-        add(plain_[i], Eigen::Map<const Eigen::VectorXf>(plain[i].data, plain[i].size));
-      for (std::size_t l = 0; l < linear_.size(); ++l)
-        for (std::size_t k = 0; k < linear_[l].size(); ++k) {
-          const auto& g = net.linear_grad(int(l), int(k));
-          add(linear_[l][k].U, g.U);
-          add(linear_[l][k].V, g.V);
-          add(linear_[l][k].S, g.S);
-          add(linear_[l][k].bias, g.bias);
+        Eigen::Map<Eigen::VectorXf>(totals[i].data, totals[i].size) +=
+            Eigen::Map<const Eigen::VectorXf>(plain[i].data, plain[i].size);
+      for (int l = 0; l < int(linear_layers_.size()); ++l)
+        for (int k = 0; k < linear_layers_[std::size_t(l)]; ++k) {
+          auto& to = first.linear_grad(l, k);
+          const auto& g = net.linear_grad(l, k);
+          to.U += g.U;
+          to.V += g.V;
+          to.S += g.S;
+          to.bias += g.bias;
         }
     }
   }
@@ -177,8 +194,10 @@ class ShardedTrainer {
   bool distributed_ = false, single_shard_ = true;
   std::vector<int> first_;
   std::vector<std::unique_ptr<Net>> shard_;
-  std::vector<std::vector<Layer::Gradients>> linear_;
+  std::vector<std::vector<Layer::Gradients>> linear_;  // the batch's, over several processes
   std::vector<Eigen::VectorXf> plain_;
+  std::vector<TensorRef> plain_refs_;  // the batch's plain gradients (shard 0's in one process)
+  std::vector<int> linear_layers_;     // linear layers per block
   std::vector<Mat> dlogits_;
   std::vector<std::vector<Mat>> dblock_;
   std::vector<double> loss_;
