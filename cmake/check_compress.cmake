@@ -133,9 +133,10 @@ elseif(MODE STREQUAL "killed")
   endif()
   file(GLOB beside RELATIVE ${OUT} ${OUT}/*)
   file(READ ${OUT}/run/results.csv next)
-  if(NOT beside STREQUAL "run" OR NOT EXISTS ${OUT}/run/notes.txt OR next STREQUAL before)
-    message(FATAL_ERROR "after the next run: beside the output '${beside}' (only 'run' expected), "
-                        "notes.txt kept, new results")
+  # The teacher text cache (--text-cache, beside --out by default) is kept on purpose.
+  if(NOT beside STREQUAL "run;text-cache" OR NOT EXISTS ${OUT}/run/notes.txt OR next STREQUAL before)
+    message(FATAL_ERROR "after the next run: beside the output '${beside}' (only 'run' and the text cache "
+                        "expected), notes.txt kept, new results")
   endif()
   message(STATUS "killed run (${killed}) left the previous outputs; beside them until the next run: ${left}")
 elseif(MODE STREQUAL "pty")

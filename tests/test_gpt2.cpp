@@ -272,6 +272,17 @@ TEST_CASE("a forward-only GPT-2 trainer gives the training net's outputs and hol
   REQUIRE(infer.grads().wte.size() == 0);
   REQUIRE_THROWS_WITH(infer.backward(want), Catch::Contains("forward-only"));
   REQUIRE_THROWS_AS(infer.backward(want), lmshrink::state_error);
+  // The buffers are what the model plans for them (rank 2 in two of every three layers).
+  std::int64_t rank_sum = 0;
+  for (const auto& block : w.linear)
+    for (const auto& layer : block) rank_sum += layer.rank();
+  train.backward(lmshrink::RowMatrix<float>::Ones(want.rows(), want.cols()));
+  const auto planned = [&](lmshrink::models::NetMode mode) {
+    return lmshrink::models::gpt2::Trainer<float>::activation_bytes(w.config, 2, 6, mode) +
+           2 * 12 * rank_sum * std::int64_t(sizeof(float));
+  };
+  REQUIRE(train.buffer_bytes() == planned(lmshrink::models::NetMode::training));
+  REQUIRE(infer.buffer_bytes() == planned(lmshrink::models::NetMode::forward_only));
 }
 
 // Not a check: writes the small random GPT-2 the main job's GPT-2 tests run on (no pretrained
@@ -285,12 +296,19 @@ TEST_CASE("write the tiny GPT-2 of the main job's tests", "[.make_tiny_gpt2]") {
   lmshrink::models::gpt2::DenseModel m;
   auto& c = m.config;
   c.vocab_size = 50257, c.dim = 64, c.hidden_dim = 256, c.n_layers = 12, c.n_heads = 2, c.n_positions = 32;
+  // TINY_GPT2_SHAPE=small: GPT-2 small's shapes (GPT2Config()), for the job's plan and memory at
+  // scale; its residual projections drawn at 0.02/sqrt(2·layers), as GPT-2 initialises them.
+  const char* shape = std::getenv("TINY_GPT2_SHAPE");
+  const bool small = shape != nullptr && std::string(shape) == "small";
+  if (small) c.dim = 768, c.hidden_dim = 3072, c.n_heads = 12, c.n_positions = 1024;
+  const double residual_sd = small ? 0.02 / std::sqrt(2.0 * c.n_layers) : 0.02;
   lmshrink::SplitMix64 rng(2019);
-  const auto normal = [&](lmshrink::Index r, lmshrink::Index k) {
+  const auto normal_sd = [&](lmshrink::Index r, lmshrink::Index k, double sd) {
     lmshrink::RowMatrix<float> x(r, k);
-    for (lmshrink::Index i = 0; i < x.size(); ++i) x.data()[i] = float(0.02 * rng.normal());
+    for (lmshrink::Index i = 0; i < x.size(); ++i) x.data()[i] = float(sd * rng.normal());
     return x;
   };
+  const auto normal = [&](lmshrink::Index r, lmshrink::Index k) { return normal_sd(r, k, 0.02); };
   const auto ones = [](int n) { return lmshrink::Vector<float>::Ones(n); };
   const auto zeros = [](int n) { return lmshrink::Vector<float>::Zero(n); };
   m.wte = normal(c.vocab_size, c.dim);
@@ -300,13 +318,13 @@ TEST_CASE("write the tiny GPT-2 of the main job's tests", "[.make_tiny_gpt2]") {
     m.ln1_b.push_back(zeros(c.dim));
     m.attn_w.push_back(normal(3 * c.dim, c.dim));
     m.attn_b.push_back(zeros(3 * c.dim));
-    m.proj_w.push_back(normal(c.dim, c.dim));
+    m.proj_w.push_back(normal_sd(c.dim, c.dim, residual_sd));
     m.proj_b.push_back(zeros(c.dim));
     m.ln2_w.push_back(ones(c.dim));
     m.ln2_b.push_back(zeros(c.dim));
     m.fc_w.push_back(normal(c.hidden_dim, c.dim));
     m.fc_b.push_back(zeros(c.hidden_dim));
-    m.fc_proj_w.push_back(normal(c.dim, c.hidden_dim));
+    m.fc_proj_w.push_back(normal_sd(c.dim, c.hidden_dim, residual_sd));
     m.fc_proj_b.push_back(zeros(c.dim));
   }
   m.lnf_w = ones(c.dim);

@@ -24,6 +24,7 @@
 #include <lmshrink/svd_init.hpp>
 
 #include "mixed_layer.hpp"
+#include "std_thread_team.hpp"
 #include "test_helpers.hpp"
 #include <lmshrink/models/llama/llama2c.hpp>
 
@@ -93,8 +94,8 @@ double loss(lmshrink::models::llama::Trainer<double>& net, const std::vector<int
 template <class M, class G>
 void check_tensor(const char* name, M& param, const G& grad, lmshrink::models::llama::Trainer<double>& net,
                   const std::vector<int>& tokens, const W::Mat& r, double* worst,
-                  Hidden* hidden) {
-  for (Eigen::Index i = 0; i < param.size(); ++i) {
+                  Hidden* hidden, Eigen::Index stride = 1) {
+  for (Eigen::Index i = 0; i < param.size(); i += stride) {
     const double saved = param.data()[i], h = 1e-5;
     param.data()[i] = saved + h;
     const double up = loss(net, tokens, r, hidden);
@@ -242,6 +243,55 @@ TEST_CASE("the trainable decoder's forward equals the reference decoder on stori
   std::vector<int> bad(std::size_t(batch * n), 3);
   bad[7] = 512;
   REQUIRE_THROWS_AS(net.forward(bad.data()), lmshrink::value_error);
+}
+
+TEST_CASE("beyond 512 positions the trainer runs blocked attention: the decoder's logits, central differences",
+          "[trainer][attention]") {
+  REQUIRE(lmshrink::models::blocked_attention_for(520));
+  REQUIRE(!lmshrink::models::blocked_attention_for(512));
+  const int n = 520;
+  std::mt19937 rng(41);
+  auto wf = tiny_model<float>(true, rng);
+  wf.config.seq_len = 600;
+  std::vector<int> tokens(static_cast<std::size_t>(n));
+  for (auto& t : tokens) t = int(rng() % 13);
+  lmshrink::models::llama::Trainer<float> fnet(wf, 1, n);
+  const lmshrink::RowMatrix<float> want = fnet.forward(tokens.data());
+  const auto packed = lmshrink::models::llama::Compact::pack(wf);
+  lmshrink::models::llama::SequenceDecoder<lmshrink::models::llama::CompactView> seq(packed);
+  const double diff = (seq.forward(tokens.data(), n) - want).cwiseAbs().maxCoeff();
+  CAPTURE(diff);
+  REQUIRE(diff < 1e-4);
+  lmshrink::models::llama::Trainer<float> infer(wf, 1, n, lmshrink::models::NetMode::forward_only);
+  REQUIRE(infer.forward(tokens.data()) == want);
+
+  W w = tiny_model(true, rng);
+  w.config.seq_len = 600;
+  lmshrink::models::llama::Trainer<double> net(w, 1, n);
+  W::Mat r(n, w.config.vocab_size);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (Eigen::Index i = 0; i < r.size(); ++i) r.data()[i] = normal(rng);
+  loss(net, tokens, r);
+  net.zero_grad();
+  net.backward(r);
+  const auto g = net.grads();
+  double worst = 0;
+  check_tensor("embedding", w.embedding, g.embedding, net, tokens, r, &worst, nullptr, 5);
+  for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {
+    auto& layer = w.linear[0][std::size_t(k)];
+    const auto& gl = g.linear[0][std::size_t(k)];
+    CAPTURE(k);
+    check_tensor("U", layer.U(), gl.U, net, tokens, r, &worst, nullptr, 7);
+    check_tensor("V", layer.V(), gl.V, net, tokens, r, &worst, nullptr, 7);
+    if (layer.S().size() > 0 && layer.row_mask()[1]) {
+      auto row = layer.S().row(1);
+      const auto grow = gl.S.row(1);
+      check_tensor("S", row, grow, net, tokens, r, &worst, nullptr, 3);
+    }
+  }
+  CAPTURE(worst);
+  REQUIRE(worst < 1e-6);
+  REQUIRE(worst > 0);
 }
 
 TEST_CASE("the compact decoder equals the trainable one it was packed from", "[trainer]") {
@@ -468,7 +518,8 @@ TEST_CASE("calibration accumulates each distinct input once, the same bits on an
   for (int threads : {1, 2, 3}) {
     CAPTURE(threads);
     int calls = 0;
-    auto calib = lmshrink::models::collect_calibration(model, stream, length, windows, threads, [&](int done, int total) {
+    auto calib = lmshrink::models::collect_calibration(model, stream, length, windows,
+                                                       {threads, test::StdThreadTeam::team()}, [&](int done, int total) {
       REQUIRE(total == windows);
       REQUIRE(done <= windows);
       ++calls;
@@ -490,6 +541,8 @@ TEST_CASE("calibration accumulates each distinct input once, the same bits on an
   }
   REQUIRE_THROWS_WITH(lmshrink::models::collect_calibration(model, stream, length, 4),
                       Catch::Matchers::Contains("4 windows of 5 need 20"));
+  REQUIRE_THROWS_WITH(lmshrink::models::collect_calibration(model, stream, length, 2, {2}),
+                      Catch::Matchers::Contains("a ThreadTeam with run"));
 }
 
 TEST_CASE("a from-scratch student holds the ratio's linear weights, randomly initialised", "[trainer][scratch]") {
@@ -538,6 +591,32 @@ TEST_CASE("a forward-only net gives the training net's outputs and holds no grad
   REQUIRE_NOTHROW(train->linear_grad(0, 0));
 }
 
+TEST_CASE("a net's buffers are what the model plans for them, kept or blocked attention", "[trainer][memory]") {
+  std::mt19937 rng(19);
+  auto w = tiny_model<float>(false, rng);
+  w.config.seq_len = 600;
+  lmshrink::models::llama::Model model(std::move(w));
+  std::int64_t rank_sum = 0;
+  for (int l = 0; l < model.shape().n_layers; ++l)
+    for (int k = 0; k < model.linear_kinds(); ++k) rank_sum += model.linear(l, k).rank();
+  REQUIRE(rank_sum > 0);
+  for (int n : {6, 520})
+    for (auto mode : {lmshrink::models::NetMode::training, lmshrink::models::NetMode::forward_only}) {
+      CAPTURE(n, mode == lmshrink::models::NetMode::training);
+      const int batch = 2;
+      std::vector<int> tokens(static_cast<std::size_t>(batch * n));
+      for (auto& t : tokens) t = int(rng() % 13);
+      const auto net = model.net(batch, n, mode);
+      const auto& logits = net->forward(tokens.data());
+      if (mode == lmshrink::models::NetMode::training) net->backward(lmshrink::RowMatrix<float>::Ones(logits.rows(), logits.cols()), nullptr);
+      const std::int64_t caches = 2 * std::int64_t(batch) * n * rank_sum * std::int64_t(sizeof(float));
+      REQUIRE(net->buffer_bytes() == model.net_activation_bytes(batch, n, mode) + caches);
+    }
+  // Forward-only: no kept probabilities, no backward workspace.
+  REQUIRE(model.net_activation_bytes(2, 6, lmshrink::models::NetMode::forward_only) <
+          model.net_activation_bytes(2, 6, lmshrink::models::NetMode::training));
+}
+
 TEST_CASE("sharded training gives the batch's loss and gradients, the same for any thread count",
           "[trainer][shards]") {
   using Wf = lmshrink::models::llama::Weights<float>;
@@ -576,9 +655,9 @@ TEST_CASE("sharded training gives the batch's loss and gradients, the same for a
     const auto g_plain = whole->plain_grads();
     REQUIRE(g_plain.size() == one.plain_grads().size());
     for (std::size_t i = 0; i < g_plain.size(); ++i) {
-      REQUIRE(diff(one.plain_grads()[i], two.plain_grads()[i]) == 0.0);
-      REQUIRE(diff(one.plain_grads()[i], plain(g_plain[i])) <= 1e-5);
-      if (shards == 1) REQUIRE(diff(one.plain_grads()[i], plain(g_plain[i])) == 0.0);
+      REQUIRE(diff(plain(one.plain_grads()[i]), plain(two.plain_grads()[i])) == 0.0);
+      REQUIRE(diff(plain(one.plain_grads()[i]), plain(g_plain[i])) <= 1e-5);
+      if (shards == 1) REQUIRE(diff(plain(one.plain_grads()[i]), plain(g_plain[i])) == 0.0);
     }
     for (int l = 0; l < 2; ++l)
       for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {

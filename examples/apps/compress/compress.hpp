@@ -63,6 +63,10 @@ struct Options {
   // Per-method overrides of lr (each method at its own tuned rate, docs/recipe.md); defaults:
   // the methods table's rates.
   std::vector<std::pair<Method, double>> method_lr = default_method_lr();
+  // The default rates were tuned at width 64 (stories260K): for a wider teacher every default
+  // rate is scaled by 64/dim (Adam's stable rate falls with the fan-in). Off once --lr or
+  // --method-lr gives a rate.
+  bool scale_lr_by_width = true;
   double embed_lr_scale = 1.0;  // learning rate of the embedding and the norm gains, relative
   double lowrank_share = 0.5;  // LoSparse, losparse-elem, oats: fraction of the budget in U·V
   int oats_iterations = 5;     // oats: alternations of the low-rank fit and the hard threshold
@@ -87,6 +91,7 @@ struct Options {
   StudentSchedule schedule = StudentSchedule::automatic;
   bool exact_sums = true;  // --reduce exact; false: mpi
   int curve_points = 0;  // validation NLL this many times during training (0 = none)
+  bool plan_only = false;  // --plan: print the plan and stop
   int speed_tokens = 256;
   int sample_tokens = 40;
   std::uint64_t seed = 20231;
@@ -205,6 +210,58 @@ using LayerFit = std::function<void(int l, int k, const lmshrink::RowMatrix<floa
 /// reproduces the teacher's outputs (lmshrink::reconstruction_target).
 void reconstruct_sequentially(lmshrink::models::Model& teacher, lmshrink::models::Model& student, const std::vector<int>& train,
                               int length, int windows, double damping, const LayerFit& fit);
+/// What a student holds while it trains, as planned before it exists (bytes).
+struct StudentFootprint {
+  std::int64_t weights = 0;     // its parameters (U, V, S where kept, biases, plain tensors)
+  std::int64_t gradients = 0;   // one copy of their gradients
+  std::int64_t optimizer = 0;   // AdamW's two moments
+  std::int64_t pruner = 0;      // importance scores, masks, priors (pruning methods)
+  std::int64_t rank_sum = 0;    // Σ ranks of its linear layers (the layers' caches)
+  int blocks = 0;               // its blocks (truncation keeps fewer)
+  double linear_flops = 1;      // its linear layers' training FLOPs relative to the teacher's
+};
+StudentFootprint student_footprint(const Options& o, const Job& job, const lmshrink::models::Model& teacher);
+
+// ---- plan.cpp: what the job will take, before it starts ----
+
+struct PlanInputs {
+  const Options* o = nullptr;
+  lmshrink::models::Model* teacher = nullptr;
+  const std::vector<Job>* jobs = nullptr;
+  int steps = 0, length = 0, eval_len = 0, eval_windows = 0, data_windows = 0, context = 0;
+  int threads = 1, shards = 2;
+  int side_by_side = 1;  // students the schedule would train at once (fewer when they do not fit)
+  bool remainder_alone = true;  // the students left over from full waves train one at a time (auto)
+  bool calibrates = false;
+  bool timing = true;    // measure this machine's rates and estimate the times (else memory only)
+  std::int64_t cached_train_tokens = 0, cached_val_tokens = 0;  // teacher text already on disk
+};
+
+struct Plan {
+  struct Phase {
+    std::string name;
+    double seconds = 0;
+  };
+  std::vector<Phase> phases;
+  std::vector<std::pair<std::string, std::int64_t>> student_bytes;  // each student while it trains
+  std::int64_t teacher_bytes = 0, calibration_bytes = 0, peak_bytes = 0;
+  std::int64_t limit_bytes = -1;  // what this process may use (-1: unknown)
+  int side_by_side = 1;           // students trained at once
+  double calibration_seconds = 0; // spent measuring this machine's rates
+  double seconds() const;
+  bool fits() const { return limit_bytes < 0 || peak_bytes <= limit_bytes; }
+  std::string text() const;
+};
+
+/// The plan: the peak memory from the shapes, each phase's time from rates measured in a few
+/// seconds on this machine, and how many students fit side by side.
+Plan make_plan(const PlanInputs& in);
+/// MemAvailable plus this process's resident memory, or the cgroup's limit when lower; -1 when
+/// unknown.
+std::int64_t memory_limit_bytes();
+/// This process's peak resident memory so far (VmHWM), or -1.
+std::int64_t peak_resident_bytes();
+
 /// What can be known of a job before any work: a value_error naming the reason when it cannot
 /// produce a reportable student in `steps` steps (no mask step left to reach the final ratio,
 /// no budget for S after the low-rank part, biases above the ratio).

@@ -247,6 +247,7 @@ struct Run {
   std::vector<Job> jobs;
   std::optional<lmshrink::StagedDirectory> staged;
   bool any_oats = false;
+  int side_by_side = 1;  // students trained at once (the plan's: only as many as fit)
 };
 
 /// Every input read and checked before any work starts; the staging folder made.
@@ -314,9 +315,12 @@ void read_inputs(Run& run, int argc, char** argv) {
   check_same_inputs(*run.team, argc, argv, *run.teacher, *run.codec, run.eval);
 }
 
+/// The width the default learning rates were tuned at (stories260K's).
+constexpr int kRateWidth = 64;
+
 /// One student per method and ratio (one per method without a ratio), and the budget in steps.
 void plan_students(Run& run) {
-  const Options& o = run.o;
+  Options& o = run.o;
   for (Method m : o.methods)
     for (double r : info(m).has_ratio ? o.ratios : std::vector<double>{0.0}) {
       Job j;
@@ -332,6 +336,13 @@ void plan_students(Run& run) {
               o.model.c_str(), run.teacher->family().c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads,
               c.vocab_size, static_cast<long long>(run.teacher->parameters()));
   std::printf("tokenizer: %s\n", run.codec->description().c_str());
+  if (o.scale_lr_by_width && c.dim > kRateWidth) {  // the defaults were tuned at width 64
+    const double scale = double(kRateWidth) / double(c.dim);
+    o.lr *= scale;
+    for (auto& rate : o.method_lr) rate.second *= scale;
+    std::printf("learning rates: the defaults times %d/%d for the teacher's width (--lr or --method-lr to set them)\n",
+                kRateWidth, c.dim);
+  }
   const std::int64_t per_step = std::int64_t(o.batch) * run.length;
   if (o.tokens > 0 && o.tokens < per_step)
     fail<lmshrink::value_error>("lmshrink_compress", "--tokens ", o.tokens, " is less than one step of --batch ", o.batch,
@@ -466,8 +477,8 @@ Texts generate_texts(const Run& run) {
 Calibration calibrate(const Run& run, const Texts& texts) {
   const int windows = std::min(run.o.calib_windows, run.data_windows);
   examples::Progress bar("calibrate", double(windows));
-  Calibration calib = lmshrink::models::collect_calibration(*run.teacher, texts.train, run.length, windows, run.threads,
-                                                            [&](int done, int total) {
+  Calibration calib = lmshrink::models::collect_calibration(*run.teacher, texts.train, run.length, windows,
+                                                            examples::thread_team(run.threads), [&](int done, int total) {
     bar.update(double(done), std::to_string(done) + " of " + std::to_string(total) + " windows");
   });
   char text[160];
@@ -530,11 +541,12 @@ std::vector<Result> train_students(Run& run, const Texts& texts, Calibration& ca
   const Options& o = run.o;
   const std::vector<Job>& jobs = run.jobs;
   const int threads = run.threads;
+  // Side by side only as the plan allows: as many as fit in memory.
   const std::size_t side_by_side =
-      run.team->size() > 1 ? 0
+      run.team->size() > 1 || run.side_by_side < 2 ? 0
       : o.schedule == StudentSchedule::students ? jobs.size()
-      : o.schedule == StudentSchedule::shards ? 0
-                                              : jobs.size() - jobs.size() % std::size_t(threads);
+      : run.side_by_side < threads                ? 0
+                                                  : jobs.size() - jobs.size() % std::size_t(threads);
   Shared sh;
   share_inputs(run, texts, calib, sh);
   std::atomic<int> calib_readers{int(jobs.size())};
@@ -727,6 +739,72 @@ std::string write_outputs(Run& run, const TeacherScores& teacher, const std::vec
   return table.markdown();
 }
 
+/// Tokens of teacher text the cache already holds for `seed` (0 without a cache).
+std::int64_t cached_tokens(const Run& run, std::uint64_t seed) {
+  const std::string dir = text_cache_dir(run.o);
+  if (dir.empty()) return 0;
+  examples::StoryOptions so;
+  so.context = run.context;
+  so.max_tokens = run.o.story_tokens;
+  const std::uint64_t key = examples::text_key(*run.teacher, *run.codec, seed, so);
+  const auto cached = examples::read_cached_text(examples::text_cache_path(dir, key), key, *run.teacher, *run.codec, so);
+  std::int64_t tokens = 0;
+  for (const auto& story : cached.stories) tokens += std::int64_t(story.size());
+  return tokens;
+}
+
+PlanInputs plan_inputs(const Run& run) {
+  PlanInputs in;
+  in.o = &run.o;
+  in.teacher = run.teacher.get();
+  in.jobs = &run.jobs;
+  in.steps = run.steps;
+  in.length = run.length;
+  in.eval_len = run.eval_len;
+  in.eval_windows = run.eval_windows;
+  in.data_windows = run.data_windows;
+  in.context = run.context;
+  in.threads = run.threads;
+  in.shards = run.shards;
+  in.side_by_side = run.team->size() > 1 || run.o.schedule == StudentSchedule::shards ? 1 : run.threads;
+  in.remainder_alone = run.o.schedule != StudentSchedule::students;
+  in.calibrates = run.o.whitened || run.any_oats;
+  return in;
+}
+
+/// The plan, printed; a value_error with the numbers and the options that would fit when the
+/// peak exceeds this machine's memory.
+Plan plan_run(Run& run) {
+  PlanInputs in = plan_inputs(run);
+  if (run.o.train_text.empty()) in.cached_train_tokens = cached_tokens(run, run.o.seed);
+  if (run.o.val_text.empty()) in.cached_val_tokens = cached_tokens(run, run.o.val_seed);
+  const Plan plan = make_plan(in);
+  std::printf("%s\n", plan.text().c_str());
+  if (!plan.fits()) {
+    // The first of: fewer sequences per step, shorter sequences, that fits.
+    std::string fix;
+    Options o = run.o;
+    PlanInputs memory_only = in;
+    memory_only.o = &o;
+    memory_only.timing = false;
+    memory_only.side_by_side = 1;
+    for (int batch = o.batch; batch >= 1 && fix.empty(); batch /= 2)
+      for (int length = run.length; length >= 32 && fix.empty(); length /= 2) {
+        o.batch = batch;
+        memory_only.length = length;
+        memory_only.shards = std::min(run.shards, batch);
+        if (make_plan(memory_only).fits())
+          fix = "--batch " + std::to_string(batch) + " --length " + std::to_string(length) + " with one student at a time";
+      }
+    fail<lmshrink::value_error>("lmshrink_compress", "the plan needs ", double(plan.peak_bytes) / double(1 << 30),
+                                " GiB at its peak but this machine has ", double(plan.limit_bytes) / double(1 << 30),
+                                " GiB available; ", fix.empty() ? std::string("no smaller batch or length fits: a smaller model, fewer --methods, or more memory")
+                                                                : "it would fit with " + fix);
+  }
+  run.side_by_side = plan.side_by_side;
+  return plan;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -740,18 +818,33 @@ int main(int argc, char** argv) {
     Eigen::setNbThreads(1);  // parallel over windows, stories and students instead
     read_inputs(run, argc, argv);
     plan_students(run);
+    const Plan plan = plan_run(run);
+    if (run.o.plan_only) return 0;  // the staging folder goes unused
+    std::vector<Plan::Phase> measured;
+    auto phase_start = std::chrono::steady_clock::now();
+    const auto lap = [&](const std::string& name) {
+      const auto now = std::chrono::steady_clock::now();
+      measured.push_back({name, std::chrono::duration<double>(now - phase_start).count()});
+      phase_start = now;
+    };
 
     // 1. The teacher; 2. its text; the calibration statistics of every linear layer's inputs.
     TeacherScores teacher;
     teacher.heldout = score_teacher(run);
+    if (run.o.heldout) lap("teacher: held-out scoring");
     const Texts texts = generate_texts(run);
+    lap("teacher: text generation");
     teacher.val = evaluate(decoders_of(*run.teacher), texts.val, run.o.val_windows, run.eval_len, run.threads, run.team);
     std::printf("teacher on validation text: NLL %.4f\n", teacher.val.nll);
+    lap("teacher: validation scoring");
     Calibration calib = run.o.whitened || run.any_oats ? calibrate(run, texts) : Calibration{};
+    if (run.o.whitened || run.any_oats) lap("calibration");
 
     // 3. The students; 4. their speed; 5. the outputs.
     std::vector<Result> results = train_students(run, texts, calib);
+    lap("students");
     teacher.tokens_per_s = measure_speed(run, results);
+    if (run.o.speed_tokens > 0) lap("generation speed");
     teacher.sample = sample_text(*run.codec, greedy(decoders_of(*run.teacher), *run.codec, run.o.sample_tokens,
                                                     run.context));
     const std::string table = write_outputs(run, teacher, results);
@@ -761,6 +854,19 @@ int main(int argc, char** argv) {
     std::printf("wrote %s/results.md, results.csv, training.csv, %sperplexity_vs_parameters.svg and "
                 "checkpoints/ in %s\n", run.o.out.c_str(), run.any_oats ? "init_errors.csv, " : "",
                 examples::format_duration(wall).c_str());
+    std::printf("against the plan:\n");
+    double planned_total = 0, measured_total = 0;
+    for (std::size_t i = 0; i < measured.size() && i < plan.phases.size(); ++i) {
+      std::printf("  %-40s planned %10s, took %10s\n", plan.phases[i].name.c_str(),
+                  examples::format_duration(plan.phases[i].seconds).c_str(),
+                  examples::format_duration(measured[i].seconds).c_str());
+      planned_total += plan.phases[i].seconds;
+      measured_total += measured[i].seconds;
+    }
+    std::printf("  %-40s planned %10s, took %10s\n", "total", examples::format_duration(planned_total).c_str(),
+                examples::format_duration(measured_total).c_str());
+    std::printf("  %-40s planned %10.0f MiB, peak %7.0f MiB\n", "memory", double(plan.peak_bytes) / 1048576.0,
+                double(peak_resident_bytes()) / 1048576.0);
     return 0;
   } catch (const std::exception& e) {
     if (team && team->size() > 1) {

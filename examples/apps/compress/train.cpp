@@ -384,7 +384,7 @@ struct Optimizers {
     if (lr_plain > 0)
       for (std::size_t i = 0; i < params.size(); ++i) {
         plain[i].set_lr(lr_plain);
-        plain[i].step(params[i].data, net.plain_grads()[i].data(), params[i].size);
+        plain[i].step(params[i].data, net.plain_grads()[i].data, params[i].size);
       }
   }
 };
@@ -589,6 +589,59 @@ void save_and_score(const Job& job, Shared& sh, const lmshrink::models::Model& w
 }
 
 }  // namespace
+
+StudentFootprint student_footprint(const Options& o, const Job& job, const lmshrink::models::Model& teacher) {
+  const MethodInfo& method = info(job.method);
+  const int L = teacher.shape().n_layers, K = teacher.linear_kinds();
+  StudentFootprint f;
+  std::int64_t plain = 0;
+  for (const auto& t : const_cast<lmshrink::models::Model&>(teacher).plain_params()) plain += t.size;
+  const std::vector<int>& keep = job.keep.empty() ? o.keep : job.keep;
+  f.blocks = method.start == StudentStart::truncated ? int(keep.size()) : L;
+  const double block_share = double(f.blocks) / double(L);
+  std::int64_t values = 0, s_values = 0, dense = 0;
+  std::vector<int> ranks;
+  const Budget b = info(job.method).has_ratio ? linear_budget(teacher, job) : Budget{};
+  if (method.init == LayerInit::svd_low_rank_only) ranks = ranks_for_budget(teacher, b.weight_ratio);
+  if (method.init == LayerInit::svd_then_prune_s ||
+      (method.init == LayerInit::sparse_plus_low_rank && o.oats_allocation == OatsAllocation::uniform))
+    ranks = ranks_for_budget(teacher, b.weight_ratio * o.lowrank_share);
+  double linear_work = 0;
+  for (int l = 0; l < L; ++l)
+    for (int k = 0; k < K; ++k) {
+      const auto& layer = teacher.linear(l, k);
+      const std::int64_t out = layer.out_features(), in = layer.in_features(), size = out * in;
+      const int r = ranks.empty() ? 0 : ranks[std::size_t(l * K + k)];
+      dense += size;
+      values += r * (out + in) + layer.bias().size();
+      const bool holds_s = method.init != LayerInit::svd_low_rank_only;
+      if (holds_s) s_values += size;
+      f.rank_sum += r;
+      // Training FLOPs: U·V, and S's live rows (rows pruned during training: on average half
+      // way between all and the final share; element masks keep every row).
+      double s_rows = holds_s ? 1.0 : 0.0;
+      if (method.init == LayerInit::prune_all) s_rows = 0.5 * (1 + b.weight_ratio);
+      if (method.init == LayerInit::svd_then_prune_s && method.granularity == lmshrink::Granularity::rows)
+        s_rows = 0.5 * (1 + std::max(0.0, b.weight_ratio * (1 - o.lowrank_share)));
+      if (method.start == StudentStart::scratch) s_rows = job.ratio;
+      linear_work += double(r) * double(out + in) + s_rows * double(size);
+    }
+  if (method.start == StudentStart::scratch) s_values = std::int64_t(job.ratio * double(s_values));
+  f.linear_flops = block_share * linear_work / double(dense);
+  const std::int64_t trainable = std::int64_t(block_share * double(values + s_values)) + plain;
+  f.weights = 4 * trainable;
+  f.gradients = 4 * trainable;
+  f.optimizer = 8 * trainable;
+  if (method.granularity == lmshrink::Granularity::elements && method.init != LayerInit::none)
+    f.weights += s_values;  // the element mask, a byte per entry of S
+  if (method.init == LayerInit::prune_all || method.init == LayerInit::svd_then_prune_s) {
+    // ImportanceTracker (3 matrices) and the score, the layer's masks; per element group a
+    // score record and a prior (element granularity).
+    f.pruner = s_values * (4 * 4 + 1);
+    if (method.granularity == lmshrink::Granularity::elements) f.pruner += s_values * (24 + 8);
+  }
+  return f;
+}
 
 void check_job(const Options& o, const Job& job, const lmshrink::models::Model& teacher, int steps) {
   const MethodInfo& method = info(job.method);

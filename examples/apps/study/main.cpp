@@ -379,7 +379,8 @@ int main(int argc, char** argv) {
         }
         if (o.whitened && has(so.studies, std::string("losses")))
           calib[std::size_t(s)] = lmshrink::models::collect_calibration(teacher, train[std::size_t(s)], length,
-                                                                        std::min(o.calib_windows, data_windows), threads);
+                                                                        std::min(o.calib_windows, data_windows),
+                                                                        examples::thread_team(threads));
       }
       bar.finish(std::to_string(so.seeds) + " training streams of " + std::to_string(need) +
                  " tokens, validation " + std::to_string(val.size()) + " tokens");
