@@ -283,6 +283,16 @@ TEST_CASE("a forward-only GPT-2 trainer gives the training net's outputs and hol
   };
   REQUIRE(train.buffer_bytes() == planned(lmshrink::models::NetMode::training));
   REQUIRE(infer.buffer_bytes() == planned(lmshrink::models::NetMode::forward_only));
+  // An outputs net (a distillation teacher's): the logits and block outputs, one block's rest.
+  lmshrink::models::gpt2::Trainer<float> outputs(w, 2, 6, lmshrink::models::NetMode::outputs);
+  REQUIRE(outputs.forward(tokens.data()) == want);
+  for (int l = 0; l < 2; ++l) REQUIRE(outputs.block_output(l) == train.block_output(l));
+  REQUIRE_THROWS_AS(outputs.linear_input(0, 0), lmshrink::state_error);
+  std::int64_t shared_ranks = 0;  // an outputs net's one set of caches: each kind's largest rank
+  for (int k = 0; k < lmshrink::models::gpt2::kLinearKinds; ++k)
+    shared_ranks += std::max(w.linear[0][std::size_t(k)].rank(), w.linear[1][std::size_t(k)].rank());
+  REQUIRE(outputs.buffer_bytes() == lmshrink::models::gpt2::Trainer<float>::activation_bytes(w.config, 2, 6, lmshrink::models::NetMode::outputs) +
+                                        2 * 12 * shared_ranks * std::int64_t(sizeof(float)));
 }
 
 // Not a check: writes the small random GPT-2 the main job's GPT-2 tests run on (no pretrained

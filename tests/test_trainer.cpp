@@ -589,6 +589,12 @@ TEST_CASE("a forward-only net gives the training net's outputs and holds no grad
   REQUIRE_THROWS_AS(infer->linear_grad(0, 0), lmshrink::state_error);
   REQUIRE_THROWS_AS(infer->plain_grads(), lmshrink::state_error);
   REQUIRE_NOTHROW(train->linear_grad(0, 0));
+  // An outputs net: the same logits and block outputs, no linear inputs.
+  const auto outputs = model.net(batch, n, lmshrink::models::NetMode::outputs);
+  REQUIRE(outputs->forward(tokens.data()) == want);
+  for (int l = 0; l < model.shape().n_layers; ++l) REQUIRE(outputs->block_output(l) == train->block_output(l));
+  REQUIRE_THROWS_WITH(outputs->linear_input(0, 0), Catch::Contains("keeps only logits and block outputs"));
+  REQUIRE_THROWS_AS(outputs->backward(want, nullptr), lmshrink::state_error);
 }
 
 TEST_CASE("a net's buffers are what the model plans for them, kept or blocked attention", "[trainer][memory]") {
@@ -601,20 +607,33 @@ TEST_CASE("a net's buffers are what the model plans for them, kept or blocked at
     for (int k = 0; k < model.linear_kinds(); ++k) rank_sum += model.linear(l, k).rank();
   REQUIRE(rank_sum > 0);
   for (int n : {6, 520})
-    for (auto mode : {lmshrink::models::NetMode::training, lmshrink::models::NetMode::forward_only}) {
-      CAPTURE(n, mode == lmshrink::models::NetMode::training);
+    for (auto mode : {lmshrink::models::NetMode::training, lmshrink::models::NetMode::forward_only,
+                      lmshrink::models::NetMode::outputs}) {
+      CAPTURE(n, int(mode));
       const int batch = 2;
       std::vector<int> tokens(static_cast<std::size_t>(batch * n));
       for (auto& t : tokens) t = int(rng() % 13);
       const auto net = model.net(batch, n, mode);
       const auto& logits = net->forward(tokens.data());
       if (mode == lmshrink::models::NetMode::training) net->backward(lmshrink::RowMatrix<float>::Ones(logits.rows(), logits.cols()), nullptr);
-      const std::int64_t caches = 2 * std::int64_t(batch) * n * rank_sum * std::int64_t(sizeof(float));
+      // Every layer's caches; an outputs net reuses one set (each sized for its kind's largest rank).
+      std::int64_t ranks = rank_sum;
+      if (mode == lmshrink::models::NetMode::outputs) {
+        ranks = 0;
+        for (int k = 0; k < model.linear_kinds(); ++k) {
+          std::int64_t widest = 0;
+          for (int l = 0; l < model.shape().n_layers; ++l) widest = std::max<std::int64_t>(widest, model.linear(l, k).rank());
+          ranks += widest;
+        }
+      }
+      const std::int64_t caches = 2 * std::int64_t(batch) * n * ranks * std::int64_t(sizeof(float));
       REQUIRE(net->buffer_bytes() == model.net_activation_bytes(batch, n, mode) + caches);
     }
-  // Forward-only: no kept probabilities, no backward workspace.
+  // Forward-only: no kept probabilities, no backward workspace; outputs: one block's activations.
   REQUIRE(model.net_activation_bytes(2, 6, lmshrink::models::NetMode::forward_only) <
           model.net_activation_bytes(2, 6, lmshrink::models::NetMode::training));
+  REQUIRE(model.net_activation_bytes(2, 6, lmshrink::models::NetMode::outputs) <
+          model.net_activation_bytes(2, 6, lmshrink::models::NetMode::forward_only));
 }
 
 TEST_CASE("sharded training gives the batch's loss and gradients, the same for any thread count",

@@ -11,10 +11,13 @@
 LMSHRINK_NAMESPACE_BEGIN
 namespace models {
 
-/// What a Net is for. A forward-only net (a teacher's, calibration's) holds no gradients, no
-/// backward workspace and one attention-probability buffer shared by its blocks: the memory of
-/// its forward alone. Its backward is a state_error.
-enum class NetMode { training, forward_only };
+/// What a Net is for. A forward-only net (calibration's, reconstruction's) holds no gradients,
+/// no backward workspace and one attention-probability buffer shared by its blocks: the memory
+/// of its forward, every block's activations kept (linear_input reads them). An outputs net (a
+/// distillation teacher's) keeps only the logits and every block's output, its blocks' other
+/// activations in one buffer that each block reuses (linear_input is a state_error). Backward is
+/// a state_error for both.
+enum class NetMode { training, forward_only, outputs };
 
 /// Σ live_parameters() over every block's layers.
 template <class Blocks>

@@ -180,11 +180,14 @@ class Trainer {
     hs_ = c_.head_size();
     act_.resize(std::size_t(c_.n_layers));
     const bool training = mode == NetMode::training;
+    const bool outputs = mode == NetMode::outputs;
     for (auto& a : act_) {
-      a.resize(N, c_);
+      if (outputs) a.x.resize(N, c_.dim);  // the block's input: the previous block's output
+      else a.resize(N, c_);
       if (training && !blocked_) a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
     }
     if (!training && !blocked_) shared_p_.resize(1);  // every block's forward reuses it
+    if (outputs) scratch_.resize(N, c_);              // every block's activations, reused
     for (Mat* m : {&x_final_, &xhat_f_, &xf_}) m->resize(N, d);
     if (training) {
       work_.resize(N, c_);
@@ -204,7 +207,8 @@ class Trainer {
   static std::int64_t activation_bytes(const Config& c, int batch, int n, NetMode mode) {
     const std::int64_t N = std::int64_t(batch) * n, heads = std::int64_t(batch) * c.n_heads;
     const bool training = mode == NetMode::training, blocked = blocked_attention_for(n);
-    std::int64_t values = c.n_layers * N * (11 * c.dim + 2 * c.hidden_dim + 2);
+    const std::int64_t block = N * (11 * c.dim + 2 * c.hidden_dim + 2);
+    std::int64_t values = mode == NetMode::outputs ? c.n_layers * N * c.dim + block : c.n_layers * block;
     values += c.n_layers * (training ? (blocked ? heads * n : heads * n * n) : 0);
     values += !training ? (blocked ? heads * n : std::int64_t(n) * n) : 0;  // one shared buffer
     values += N * (3 * c.dim + 1 + c.vocab_size);                            // final norm, logits
@@ -216,7 +220,11 @@ class Trainer {
   std::int64_t buffer_bytes() const {
     std::int64_t values = 0;
     const auto add = [&](const auto& m) { values += std::int64_t(m.size()); };
-    for (const auto& a : act_) {
+    std::vector<const Activations*> all;
+    for (const auto& a : act_) all.push_back(&a);
+    all.push_back(&scratch_);
+    for (const Activations* state : all) {
+      const Activations& a = *state;
       for (const Mat* m : {&a.x, &a.xhat1, &a.a1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.xhat2, &a.a2, &a.h, &a.g, &a.tmp}) add(*m);
       add(a.rstd1);
       add(a.rstd2);
@@ -229,8 +237,8 @@ class Trainer {
     add(rstd_f_);
     for (const Mat* m : {&work_.dxa, &work_.dq, &work_.dk, &work_.dv, &work_.datt, &work_.dh, &work_.dg}) add(*m);
     std::int64_t bytes = values * std::int64_t(sizeof(Scalar)) + std::int64_t(tokens_.size() * sizeof(int));
-    for (const auto& a : act_)
-      for (const auto& cache : a.cache) bytes += cache.bytes();
+    for (const Activations* a : all)
+      for (const auto& cache : a->cache) bytes += cache.bytes();
     return bytes;
   }
 
@@ -252,7 +260,8 @@ class Trainer {
     }
     for (int t = 0; t < N; ++t) act_[0].x.row(t) = w_.wte.row(tokens[t]) + w_.wpe.row(t % n_);
     for (int l = 0; l < c_.n_layers; ++l) {
-      auto& a = act_[std::size_t(l)];
+      if (mode_ == NetMode::outputs) scratch_.x = act_[std::size_t(l)].x;
+      auto& a = mode_ == NetMode::outputs ? scratch_ : act_[std::size_t(l)];
       auto& lin = w_.linear[std::size_t(l)];
       const auto linear = [&](int kind, const Mat& in, Mat& out) {
         lin[std::size_t(kind)].forward(in, out, a.cache[std::size_t(kind)]);
@@ -283,6 +292,9 @@ class Trainer {
   /// MLP's c_proj.
   const Mat& linear_input(int l, int kind) const {
     check_block("gpt2::Trainer::linear_input", l);
+    if (mode_ == NetMode::outputs)
+      lmshrink::fail<lmshrink::state_error>("gpt2::Trainer::linear_input", "an outputs net (NetMode::outputs) keeps "
+                                            "only logits and block outputs; make it forward_only to read linear inputs");
     const auto& a = act_[std::size_t(l)];
     switch (kind) {
       case kQ: case kK: case kV: return a.a1;
@@ -370,6 +382,7 @@ class Trainer {
   int batch_, n_, hs_ = 0;
   std::vector<Activations> act_;
   std::vector<Mat> shared_p_;  // forward-only: one probability buffer for every block
+  Activations scratch_;        // outputs: every block's activations, reused block after block
   Mat shared_lse_;             // forward-only and blocked: the same
   lmshrink::models::BlockedAttention<Scalar> blocked_attention_;
   Mat x_final_, xhat_f_, xf_, logits_;
