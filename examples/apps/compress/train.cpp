@@ -668,31 +668,35 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
       : method.start == StudentStart::scratch ? sh.teacher->from_scratch(job.ratio, o.seed ^ 0x5c7a7c4ull)
                                               : sh.teacher->clone();
   lmshrink::models::Model& w = *student;
+  const auto init_start = std::chrono::steady_clock::now();
   const Budget budget = linear_budget(w, job);
   int prune_end_step = 0;
   lmshrink::PrunerOptions popt = pruner_options(o, method, sh.steps, prune_end_step);
   const double pruned_to = initialise_layers(job, sh, train, calib, w, budget, res);
+  res.init_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - init_start).count();
   const bool prune = pruned_to > 0;
   if (prune) popt.schedule.final_keep = pruned_to;
-  lmshrink::Pruner<float> pruner(popt);
-  examples::ShardedTrainer net(w, o.batch, sh.length, sh.shards, sh.team);
-  if (prune) attach_layers(pruner, popt, o, w, net, calib);
-  // The run's calibration statistics are freed once the last student has read them.
-  if (!job.calib && sh.calib_readers && --*sh.calib_readers == 0) sh.owned_calib->clear();
-  // Data parallel: every process starts from rank 0's student (the initialisation is
-  // deterministic, so this only guarantees it) and prunes with the same state.
-  sh.team->broadcast(w);
-  if (prune) sh.team->check_identical(pruner);
-  res.val_init_score = evaluate(decoders_of(*w.pack()), *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team);
+  {  // the training state, freed before the student is saved and scored
+    lmshrink::Pruner<float> pruner(popt);
+    examples::ShardedTrainer net(w, o.batch, sh.length, sh.shards, sh.team);
+    if (prune) attach_layers(pruner, popt, o, w, net, calib);
+    // The run's calibration statistics are freed once the last student has read them.
+    if (!job.calib && sh.calib_readers && --*sh.calib_readers == 0) sh.owned_calib->clear();
+    // Data parallel: every process starts from rank 0's student (the initialisation is
+    // deterministic, so this only guarantees it) and prunes with the same state.
+    sh.team->broadcast(w);
+    if (prune) sh.team->check_identical(pruner);
+    res.val_init_score = evaluate(decoders_of(*w.pack()), *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team);
 
-  // 2. Training: distillation from the teacher, AdamW, masks on the pruner's schedule.
-  const Loss loss = job.loss ? *job.loss : job.method == Method::trunc_lm ? Loss::lm : Loss::recipe;
-  Distillation distill(sh, loss, net, w, method.start == StudentStart::truncated ? &keep : nullptr);
-  Optimizers opt(w, peak_lr(o, job), sh.steps);
-  train_student(job, sh, train, w, net, distill, opt, prune ? &pruner : nullptr, prune_end_step, worker, job_threads, res);
+    // 2. Training: distillation from the teacher, AdamW, masks on the pruner's schedule.
+    const Loss loss = job.loss ? *job.loss : job.method == Method::trunc_lm ? Loss::lm : Loss::recipe;
+    Distillation distill(sh, loss, net, w, method.start == StudentStart::truncated ? &keep : nullptr);
+    Optimizers opt(w, peak_lr(o, job), sh.steps);
+    train_student(job, sh, train, w, net, distill, opt, prune ? &pruner : nullptr, prune_end_step, worker, job_threads, res);
 
-  // 3. The layers own the final masks; the student is counted, saved and scored as saved.
-  if (prune) hand_masks_to_layers(pruner, w);
+    // 3. The layers own the final masks; the student is counted, saved and scored as saved.
+    if (prune) hand_masks_to_layers(pruner, w);
+  }
   save_and_score(job, sh, w, account(job, sh, w, res), job_threads, res);
   return res;
 }
