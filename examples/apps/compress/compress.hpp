@@ -64,7 +64,7 @@ struct Options {
   // the methods table's rates.
   std::vector<std::pair<Method, double>> method_lr = default_method_lr();
   // The default rates were tuned at width 64 (stories260K): for a wider teacher every default
-  // rate is scaled by 64/dim (Adam's stable rate falls with the fan-in). Off once --lr or
+  // rate is scaled by (64/dim)² (Adam's stable rate falls with the width). Off once --lr or
   // --method-lr gives a rate.
   bool scale_lr_by_width = true;
   double embed_lr_scale = 1.0;  // learning rate of the embedding and the norm gains, relative
@@ -161,7 +161,7 @@ struct Result {
   // oats: each layer's sparse + low-rank fit (output error per iteration), by layer name.
   std::vector<std::pair<std::string, lmshrink::SparsePlusLowRankResult>> init_errors;
   Score score, val_score, val_init_score;
-  double final_loss = 0, train_seconds = 0, tokens_per_s = 0, speedup = 0;
+  double final_loss = 0, init_seconds = 0, train_seconds = 0, tokens_per_s = 0, speedup = 0;
   int rank_min = 0, rank_max = 0;
   std::int64_t exchanged_per_step = 0;  // gradient bytes each process receives per step (data parallel)
   std::string sample, checkpoint;
@@ -244,6 +244,7 @@ struct Plan {
   };
   std::vector<Phase> phases;
   std::vector<std::pair<std::string, std::int64_t>> student_bytes;  // each student while it trains
+  std::vector<std::string> student_times;  // each student's initialisation, steps and scoring
   std::int64_t teacher_bytes = 0, calibration_bytes = 0, peak_bytes = 0;
   std::int64_t limit_bytes = -1;  // what this process may use (-1: unknown)
   int side_by_side = 1;           // students trained at once

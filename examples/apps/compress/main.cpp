@@ -337,11 +337,13 @@ void plan_students(Run& run) {
               c.vocab_size, static_cast<long long>(run.teacher->parameters()));
   std::printf("tokenizer: %s\n", run.codec->description().c_str());
   if (o.scale_lr_by_width && c.dim > kRateWidth) {  // the defaults were tuned at width 64
-    const double scale = double(kRateWidth) / double(c.dim);
+    // (64/width)²: 1/width (μP's rule for Adam) still let the loss rise twentyfold in 20 steps
+    // on GPT-2 small's shapes (docs/compress.md).
+    const double scale = std::pow(double(kRateWidth) / double(c.dim), 2.0);
     o.lr *= scale;
     for (auto& rate : o.method_lr) rate.second *= scale;
-    std::printf("learning rates: the defaults times %d/%d for the teacher's width (--lr or --method-lr to set them)\n",
-                kRateWidth, c.dim);
+    std::printf("learning rates: the defaults times (%d/%d)^2 = %.3g for the teacher's width (--lr or --method-lr "
+                "to set them)\n", kRateWidth, c.dim, scale);
   }
   const std::int64_t per_step = std::int64_t(o.batch) * run.length;
   if (o.tokens > 0 && o.tokens < per_step)
@@ -526,7 +528,7 @@ std::string student_line(const Result& r, bool heldout) {
     std::snprintf(line, sizeof line, "  held-out NLL %.4f  ppl %7.3f", r.score.nll, r.score.ppl);
     text += line;
   }
-  std::snprintf(line, sizeof line, "  (%.0f s)", r.train_seconds);
+  std::snprintf(line, sizeof line, "  (initialisation %.0f s, training %.0f s)", r.init_seconds, r.train_seconds);
   text += line;
   if (r.exchanged_per_step > 0)
     text += "  " + std::to_string((r.exchanged_per_step + 512) / 1024) + " KiB of gradients received per step";

@@ -60,7 +60,7 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
   --val-seed N          seed of the validation text; must differ from --seed (default: 7)
   --lr X                peak AdamW learning rate; alone, it sets every method's rate
                         (default: 0.005, and --method-lr's rates, tuned at width 64; for a
-                        wider teacher all defaults times 64/width)
+                        wider teacher all defaults times (64/width)^2)
 @METHOD_LR@  --embed-lr-scale X    learning rate of the embedding and norm gains relative to --lr;
                         0 freezes them (default: 1)
   --lowrank-share X     LoSparse, losparse-elem, oats: share of the budget in U*V, in (0, 1)

@@ -4,27 +4,51 @@
 // a few seconds (a one- and a two-block copy of the teacher trained, run forward and decoded at
 // the job's shapes, an SVD, a Gram update).
 #include <algorithm>
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <time.h>
 
 #include "compress.hpp"
 
 namespace compress {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+/// This thread's CPU seconds so far: rates measured in CPU time hold on a busy machine too (the
+/// plan assumes the job gets its cores).
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-/// The second of two runs of `f` (the first warms caches and allocations), in seconds.
+/// The second of two runs of `f` (the first warms caches and allocations), in CPU seconds of
+/// the calling thread (every measured part runs on it).
 template <class F>
 double timed(F&& f) {
   f();
-  const auto t0 = Clock::now();
+  const double t0 = thread_cpu_seconds();
   f();
-  return seconds_since(t0);
+  return thread_cpu_seconds() - t0;
+}
+
+/// The same, with `threads` copies of the work running at once (`f(i)` on thread i, each on its
+/// own buffers): the slowest thread's CPU seconds. The job runs its shards, stories and windows
+/// side by side, and they share the memory bandwidth; a rate measured alone would be too fast.
+template <class F>
+double timed_together(int threads, F&& f) {
+  std::vector<double> seconds(std::size_t(std::max(1, threads)), 0.0);
+  for (int repeat = 0; repeat < 2; ++repeat) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(threads) if (threads > 1)
+#endif
+    for (int i = 0; i < threads; ++i) {
+      const double t0 = thread_cpu_seconds();
+      f(i);
+      seconds[std::size_t(i)] = thread_cpu_seconds() - t0;
+    }
+  }
+  return *std::max_element(seconds.begin(), seconds.end());
 }
 
 std::int64_t read_kib(const char* file, const char* key) {
@@ -61,30 +85,40 @@ double linear_share_of_block(const lmshrink::models::Model& t, int n) {
 /// student's forward + backward and the teacher's forward, per shard of `batch` sequences.
 struct StepRates {
   double train_block = 0, train_rest = 0, teacher_block = 0, teacher_rest = 0;
+  double calibration_block = 0, calibration_rest = 0;  // one window forward (forward-only net)
+  double loss = 0;                 // the distillation loss and its gradient, per shard
   double optimizer_per_value = 0;  // AdamW, seconds per parameter
 };
 
-StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n) {
+StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int threads) {
   using lmshrink::models::NetMode;
   const int L = teacher.shape().n_layers;
   std::vector<int> tokens(std::size_t(batch) * std::size_t(n));
   for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = int((i * 7919) % std::size_t(teacher.shape().vocab_size));
-  double train[2] = {0, 0}, forward[2] = {0, 0};
+  double train[2] = {0, 0}, forward[2] = {0, 0}, window[2] = {0, 0};
   for (int blocks = 1; blocks <= std::min(2, L); ++blocks) {
     std::vector<int> keep;
     for (int b = 0; b < blocks; ++b) keep.push_back(b);
     const auto part = teacher.truncated(keep);
+    // Each of `threads` nets on its own thread, as the job's shards and windows run.
     {
-      const auto net = part->net(batch, n, NetMode::training);
-      train[blocks - 1] = timed([&] {
-        const auto& logits = net->forward(tokens.data());
-        const RowMat d = RowMat::Constant(logits.rows(), logits.cols(), 1e-6f);
-        net->zero_grad();
-        net->backward(d, nullptr);
+      std::vector<std::unique_ptr<lmshrink::models::Net>> nets;
+      for (int t = 0; t < threads; ++t) nets.push_back(part->net(batch, n, NetMode::training));
+      const RowMat d = RowMat::Constant(std::int64_t(batch) * n, teacher.shape().vocab_size, 1e-6f);
+      train[blocks - 1] = timed_together(threads, [&](int t) {
+        nets[std::size_t(t)]->forward(tokens.data());
+        nets[std::size_t(t)]->zero_grad();
+        nets[std::size_t(t)]->backward(d, nullptr);
       });
     }
-    const auto fwd = part->net(batch, n, NetMode::forward_only);
-    forward[blocks - 1] = timed([&] { fwd->forward(tokens.data()); });
+    {
+      std::vector<std::unique_ptr<lmshrink::models::Net>> nets;
+      for (int t = 0; t < threads; ++t) nets.push_back(part->net(batch, n, NetMode::outputs));
+      forward[blocks - 1] = timed_together(threads, [&](int t) { nets[std::size_t(t)]->forward(tokens.data()); });
+    }
+    std::vector<std::unique_ptr<lmshrink::models::Net>> ones;
+    for (int t = 0; t < threads; ++t) ones.push_back(part->net(1, n, NetMode::forward_only));
+    window[blocks - 1] = timed_together(threads, [&](int t) { ones[std::size_t(t)]->forward(tokens.data()); });
   }
   StepRates r;
   if (L >= 2) {
@@ -96,6 +130,16 @@ StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n) {
   }
   r.train_rest = std::max(0.0, train[0] - r.train_block);
   r.teacher_rest = std::max(0.0, forward[0] - r.teacher_block);
+  r.calibration_block = L >= 2 ? std::max(0.0, window[1] - window[0]) : window[0];
+  r.calibration_rest = std::max(0.0, window[0] - r.calibration_block);
+  // The loss (KL and cross-entropy over the vocabulary, and their gradient) on up to 256 rows,
+  // scaled to the shard's rows.
+  const int rows = std::min(256, batch * n), vocab = teacher.shape().vocab_size;
+  RowMat student = RowMat::Random(rows, vocab), target = RowMat::Random(rows, vocab), dlogits(rows, vocab);
+  Eigen::VectorXi next(rows);
+  for (int i = 0; i < rows; ++i) next[i] = (i * 13) % vocab;
+  r.loss = timed([&] { lmshrink::soft_hard_loss<float>(student, target, next, dlogits, 0.5, {}); }) *
+           double(batch) * n / rows;
   // AdamW over one block's layers.
   std::int64_t values = 0;
   std::vector<lmshrink::AdamW<float>> opt;
@@ -149,7 +193,8 @@ double Plan::seconds() const {
 }
 
 std::string Plan::text() const {
-  std::string out = "plan (estimated from the shapes and rates measured here in " + examples::format_duration(calibration_seconds) + "):\n";
+  std::string out = "plan (from the shapes, and rates measured on this machine in " +
+                    examples::format_duration(calibration_seconds) + " of CPU time):\n";
   char line[256];
   for (const auto& p : phases) {
     std::snprintf(line, sizeof line, "  %-40s %10s\n", p.name.c_str(), examples::format_duration(p.seconds).c_str());
@@ -157,6 +202,7 @@ std::string Plan::text() const {
   }
   std::snprintf(line, sizeof line, "  %-40s %10s\n", "total", examples::format_duration(seconds()).c_str());
   out += line;
+  for (const auto& t : student_times) out += "    " + t + "\n";
   out += "memory: teacher " + gib(teacher_bytes) + ", calibration " + gib(calibration_bytes) + " (freed after the "
          "students' initialisation)\n";
   for (const auto& [name, bytes] : student_bytes) {
@@ -207,7 +253,7 @@ Plan make_plan(const PlanInputs& in) {
     // (activations, caches, dlogits), and the layer-wise gradients.
     const double block_share = double(f.blocks) / double(L);
     const std::int64_t own_net = std::int64_t(block_share * double(teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::training)));
-    const std::int64_t teacher_net = teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::forward_only);
+    const std::int64_t teacher_net = teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::outputs);
     const std::int64_t per_shard = f.gradients + own_net + 8 * N * f.rank_sum + teacher_net + 4 * N * s.vocab_size +
                                    4 * N * s.dim * f.blocks;
     const std::int64_t bytes = f.weights + f.optimizer + f.pruner + in.shards * per_shard;
@@ -243,8 +289,8 @@ Plan make_plan(const PlanInputs& in) {
 
   if (!in.timing) return plan;
   // ---- time: rates measured here ----
-  const auto t_measure = Clock::now();
-  const StepRates step = measure_steps(teacher, shard_batch, in.length);
+  const double t_measure = thread_cpu_seconds();
+  const StepRates step = measure_steps(teacher, shard_batch, in.length, std::max(1, in.threads));
   // Scoring: the teacher's forward over one window of up to 128 tokens, scaled by FLOPs.
   const int n0 = std::min(in.eval_len, 128);
   std::vector<int> window(std::size_t(n0) + 1);
@@ -253,36 +299,56 @@ Plan make_plan(const PlanInputs& in) {
   const double t_window0 = timed([&] { dec->forward_sequence(window.data(), n0); });
   const double rate_forward = double(n0) * forward_flops(teacher, 1.0, n0 / 2.0) / std::max(t_window0, 1e-9);
   // Generation: 8 tokens decoded one by one at positions 0..7, scaled by FLOPs to the mean position.
-  const double t_token0 = timed([&] {
+  const double t_token0 = timed_together(std::max(1, in.threads), [&](int) {
     const auto d = teacher.decoder();
     for (int p = 0; p < 8; ++p) d->forward_token(window[std::size_t(p)], p);
   }) / 8.0;
   const double rate_decode = forward_flops(teacher, 1.0, 4.0) / std::max(t_token0, 1e-12);
   // The Gram update (double) and the SVD (a layer of the teacher's first block).
-  lmshrink::GramAccumulator acc(s.dim);
-  const RowMat x = RowMat::Constant(256, s.dim, 0.5f);
+  lmshrink::Index widest_in = 0;
+  for (int k = 0; k < teacher.linear_kinds(); ++k) widest_in = std::max(widest_in, teacher.linear(0, k).in_features());
+  lmshrink::GramAccumulator acc(widest_in);
+  const RowMat x = RowMat::Random(256, widest_in);
   const double t_gram = timed([&] { acc.add<float>(x); });
-  const double rate_gram = 256.0 * double(s.dim) * s.dim / std::max(t_gram, 1e-12);
+  const double rate_gram = 256.0 * double(widest_in) * double(widest_in) / std::max(t_gram, 1e-12);
   const auto& probe = teacher.linear(0, 0);
   lmshrink::models::Layer fitted;
   lmshrink::SvdInitOptions so;
   so.rank = int(std::max<lmshrink::Index>(1, std::min(probe.out_features(), probe.in_features()) / 4));
   const RowMat w0 = probe.to_dense();
-  const double t_svd = timed([&] { lmshrink::svd_init<float>(w0, fitted, so); });
-  const auto svd_work = [](double out, double in) { return out * in * std::min(out, in); };
+  lmshrink::GramAccumulator probe_stats(probe.in_features());
+  probe_stats.add<float>(RowMat::Random(std::max<lmshrink::Index>(256, 2 * probe.in_features()), probe.in_features()));
+  const double t_svd = timed([&] {
+    if (o.whitened) lmshrink::svd_init<float>(w0, fitted, so, probe_stats);
+    else lmshrink::svd_init<float>(w0, fitted, so);
+  });
+  const auto svd_work = [](double rows, double cols) { return rows * cols * std::min(rows, cols); };
   const double rate_svd = svd_work(double(probe.out_features()), double(probe.in_features())) / std::max(t_svd, 1e-12);
-  plan.calibration_seconds = seconds_since(t_measure);
+  plan.calibration_seconds = thread_cpu_seconds() - t_measure;
 
   // ---- time: the phases ----
   const int threads = std::max(1, in.threads);
   const int cap = o.story_tokens > 0 ? std::min(o.story_tokens, in.context) : in.context;
   const double decode_token = forward_flops(teacher, 1.0, cap / 2.0) / rate_decode;
+  // Stories are sampled in rounds (teacher_text.hpp), each round's stories spread over the
+  // threads: counted as stories that reach the cap (a model that ends its stories earlier
+  // writes more, shorter ones in about the same time).
+  const auto sampling_seconds = [&](double tokens) {
+    double seconds = 0, have = 0;
+    while (have < tokens) {
+      const double missing = std::ceil((tokens - have) / cap);
+      const double round = std::max<double>(threads, std::min(16.0, missing));
+      seconds += std::ceil(round / threads) * cap * decode_token;
+      have += round * cap;
+    }
+    return seconds;
+  };
   const double train_tokens = std::max(0.0, double(in.data_windows) * in.length + 1 - double(in.cached_train_tokens));
   const double val_tokens = std::max(0.0, double(o.val_windows) * in.eval_len + 1 - double(in.cached_val_tokens));
   const double window_seconds = double(in.eval_len) * forward_flops(teacher, 1.0, in.eval_len / 2.0) / rate_forward;
   if (o.heldout) plan.phases.push_back({"teacher: held-out scoring", in.eval_windows * window_seconds / threads});
-  plan.phases.push_back({"teacher: text generation", ((o.train_text.empty() ? train_tokens : 0) +
-                                                      (o.val_text.empty() ? val_tokens : 0)) * decode_token / threads});
+  plan.phases.push_back({"teacher: text generation", (o.train_text.empty() ? sampling_seconds(train_tokens) : 0) +
+                                                         (o.val_text.empty() ? sampling_seconds(val_tokens) : 0)});
   plan.phases.push_back({"teacher: validation scoring", o.val_windows * window_seconds / threads});
   if (in.calibrates) {
     const int windows = std::min(o.calib_windows, in.data_windows);
@@ -292,8 +358,8 @@ Plan make_plan(const PlanInputs& in) {
         if (k == 0 || teacher.linear(l, k).in_features() != teacher.linear(l, k - 1).in_features())
           gram_flops += double(teacher.linear(l, k).in_features()) * teacher.linear(l, k).in_features();
     gram_flops *= double(windows) * in.length;
-    const double fwd = windows * (double(in.length) * forward_flops(teacher, 1.0, in.length / 2.0) / rate_forward);
-    plan.phases.push_back({"calibration", (fwd + gram_flops / rate_gram) / threads});
+    const double fwd = std::ceil(double(windows) / threads) * (step.calibration_rest + L * step.calibration_block);
+    plan.phases.push_back({"calibration", fwd + gram_flops / rate_gram / threads});
   }
   const double lin = linear_share_of_block(teacher, in.length);
   // The schedule: side by side (one core each) in waves, the rest one at a time on every core.
@@ -318,7 +384,7 @@ Plan make_plan(const PlanInputs& in) {
     const double init_seconds = fits * svd / rate_svd;
     // Training: per step, the shards in rounds of job_threads, then AdamW.
     const double shard = step.train_rest + f.blocks * step.train_block * (lin * f.linear_flops + (1 - lin)) +
-                         step.teacher_rest + L * step.teacher_block;
+                         step.teacher_rest + L * step.teacher_block + step.loss;
     const int shard_rounds = (in.shards + job_threads - 1) / job_threads;
     const double optimizer = step.optimizer_per_value * double(f.weights / 4);
     const double train_seconds = in.steps * (shard_rounds * shard + optimizer);
@@ -326,6 +392,11 @@ Plan make_plan(const PlanInputs& in) {
     const double student_window = window_seconds * (lin * f.linear_flops + (1 - lin));
     const double scoring = (2.0 * o.val_windows + (o.heldout ? in.eval_windows : 0)) * student_window / job_threads;
     per_student.push_back(init_seconds + train_seconds + scoring);
+    char detail[256];
+    std::snprintf(detail, sizeof detail, "%s: initialisation %s, %d steps of %.2f s, scoring %s", job_name(j).c_str(),
+                  examples::format_duration(init_seconds).c_str(), in.steps, train_seconds / std::max(1, in.steps),
+                  examples::format_duration(scoring).c_str());
+    plan.student_times.push_back(detail);
   }
   double students_seconds = 0;
   for (std::size_t i = 0; i < side; i += std::size_t(concurrent)) {
