@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -39,6 +40,15 @@ template <class M>
 void check_rows(const char* where, const char* what, const M& m, const AttentionShape& s, int heads) {
   lmshrink::detail::check_shape(where, what, m, Index(s.batch) * s.n, Index(heads) * s.head_size);
 }
+/// The forward's operands: q and att of `heads` columns groups, k and v of `kv_heads`.
+template <class Q, class K, class V, class A>
+void check_forward(const char* where, const AttentionShape& s, const Q& q, const K& k, const V& v, const A& att) {
+  check(where, s);
+  check_rows(where, "q", q, s, s.heads);
+  check_rows(where, "k", k, s, s.kv_heads);
+  check_rows(where, "v", v, s, s.kv_heads);
+  check_rows(where, "att", att, s, s.heads);
+}
 }  // namespace attention_checks
 
 /// att = softmax(q·kᵀ/sqrt(hs), causal)·v per (sequence, head). p holds batch·heads (n, n)
@@ -49,11 +59,7 @@ void causal_attention_forward(const AttentionShape& s, const ConstMatrixRef<Scal
                               const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v,
                               std::vector<RowMatrix<Scalar>>& p, MatrixRef<Scalar> att) {
   static constexpr const char* where = "causal_attention_forward";
-  attention_checks::check(where, s);
-  attention_checks::check_rows(where, "q", q, s, s.heads);
-  attention_checks::check_rows(where, "k", k, s, s.kv_heads);
-  attention_checks::check_rows(where, "v", v, s, s.kv_heads);
-  attention_checks::check_rows(where, "att", att, s, s.heads);
+  attention_checks::check_forward(where, s, q, k, v, att);
   const std::size_t kept = std::size_t(s.batch) * std::size_t(s.heads);
   if (p.size() != kept && p.size() != 1)
     lmshrink::detail::fail<shape_error>(where, "p has ", p.size(), " matrices but ", kept,
@@ -128,6 +134,16 @@ void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Sca
 inline constexpr int kKeptProbabilitiesUpTo = 512;
 inline bool blocked_attention_for(int n) { return n > kKeptProbabilitiesUpTo; }
 
+/// Values a trainer of `layers` blocks holds for attention over `batch` sequences of n tokens:
+/// training, each block's probabilities (or, blocked, its log-sum-exp) and the backward's
+/// (n, n) workspace; otherwise one buffer every block reuses.
+inline std::int64_t attention_buffer_values(int layers, int batch, int heads, int n, bool training) {
+  const std::int64_t rows = std::int64_t(batch) * heads, square = std::int64_t(n) * n;
+  const bool blocked = blocked_attention_for(n);
+  if (!training) return blocked ? rows * n : square;
+  return layers * (blocked ? rows * n : rows * square) + (blocked ? 0 : square);
+}
+
 /// Attention over long sequences without the (n, n) probabilities: queries and keys in blocks
 /// of kBlock positions, an online softmax in the forward (FlashAttention's recurrence), and a
 /// backward that recomputes each block's probabilities from the forward's per-row log-sum-exp.
@@ -146,11 +162,7 @@ struct BlockedAttention {
   void forward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q, const ConstMatrixRef<Scalar>& k,
                const ConstMatrixRef<Scalar>& v, Mat& lse, MatrixRef<Scalar> att) {
     static constexpr const char* where = "BlockedAttention::forward";
-    attention_checks::check(where, s);
-    attention_checks::check_rows(where, "q", q, s, s.heads);
-    attention_checks::check_rows(where, "k", k, s, s.kv_heads);
-    attention_checks::check_rows(where, "v", v, s, s.kv_heads);
-    attention_checks::check_rows(where, "att", att, s, s.heads);
+    attention_checks::check_forward(where, s, q, k, v, att);
     const int group = s.heads / s.kv_heads, n = s.n, hs = s.head_size;
     const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs));
     lse.resize(Index(s.batch) * s.heads, n);

@@ -196,14 +196,13 @@ class Trainer {
   /// logits and (training) the backward's workspace; not the gradients, and not the linear
   /// layers' caches (2 · batch · n · rank values per layer, sized by the first forward).
   static std::int64_t activation_bytes(const Config& c, int batch, int n, NetMode mode) {
-    const std::int64_t N = std::int64_t(batch) * n, heads = std::int64_t(batch) * c.n_heads;
-    const bool training = mode == NetMode::training, blocked = blocked_attention_for(n);
+    const std::int64_t N = std::int64_t(batch) * n;
+    const bool training = mode == NetMode::training;
     const std::int64_t block = N * (7 * c.dim + 2 * c.kv_dim() + 3 * c.hidden_dim + 2);
     std::int64_t values = mode == NetMode::outputs ? c.n_layers * N * c.dim + block : c.n_layers * block;
-    values += c.n_layers * (training ? (blocked ? heads * n : heads * n * n) : 0);
-    values += !training ? (blocked ? heads * n : std::int64_t(n) * n) : 0;  // one shared buffer
-    values += N * (2 * c.dim + 1 + c.vocab_size);                            // final norm, logits
-    if (training) values += N * (3 * c.dim + 2 * c.kv_dim() + 3 * c.hidden_dim) + 2 * N * c.dim + (blocked ? 0 : std::int64_t(n) * n);
+    values += attention_buffer_values(c.n_layers, batch, c.n_heads, n, training);
+    values += N * (2 * c.dim + 1 + c.vocab_size);  // final norm, logits
+    if (training) values += N * (3 * c.dim + 2 * c.kv_dim() + 3 * c.hidden_dim) + 2 * N * c.dim;  // the backward's workspace
     return values * std::int64_t(sizeof(Scalar)) + N * std::int64_t(sizeof(int));
   }
 
