@@ -15,6 +15,7 @@
 #include "test_helpers.hpp"
 #include <lmshrink/models/llama/llama2c.hpp>
 #include <lmshrink/models/llama/hf.hpp>
+#include <lmshrink/models/llama/synthetic.hpp>
 
 namespace {
 
@@ -154,4 +155,25 @@ TEST_CASE("the decoders' RoPE table covers the positions used, not the model's w
   whole.rotate(b, 8, 17);
   for (int i = 0; i < 8; ++i) CHECK(a[i] == b[i]);
   CHECK(a[0] == std::cos(17.0f));
+}
+
+// A Hugging Face directory with TinyLlama 1.1B's shapes and random weights (bf16, 2.2 GB), and a
+// 32,000-token llama2.c tokenizer (tok512's pieces, then pieces no text contains), for the main
+// job's plan, memory and time at that size (docs/compress.md). Hidden: run it by hand with
+// SYNTHETIC_LLAMA_DIR set.
+TEST_CASE("write a TinyLlama-shaped model with synthetic weights", "[.make_synthetic_llama]") {
+  const char* out = std::getenv("SYNTHETIC_LLAMA_DIR");
+  REQUIRE(out != nullptr);
+  const auto c = lmshrink::models::llama::tinyllama_shape();
+  lmshrink::models::llama::write_hf(lmshrink::models::llama::synthetic_model(c, 2023), out, lmshrink::Dtype::bf16);
+  const auto tok512 = lmshrink::read_tokenizer(LMSHRINK_DATA_DIR "/tok512.bin");
+  std::vector<std::string> pieces = tok512.pieces();
+  std::vector<float> scores = tok512.scores();
+  while (int(pieces.size()) < c.vocab_size) {
+    pieces.push_back("<unused" + std::to_string(pieces.size()) + ">");
+    scores.push_back(-1e6f);
+  }
+  lmshrink::write_tokenizer(lmshrink::Tokenizer(pieces, scores), std::string(out) + "/tokenizer.bin");
+  REQUIRE(lmshrink::read_tokenizer(std::string(out) + "/tokenizer.bin").vocab_size() == c.vocab_size);
+  REQUIRE(lmshrink::models::llama::read_hf(out).config.dim == c.dim);
 }

@@ -270,7 +270,7 @@ TEST_CASE("a forward-only GPT-2 trainer gives the training net's outputs and hol
   }
   REQUIRE(infer.grads().linear.empty());
   REQUIRE(infer.grads().wte.size() == 0);
-  REQUIRE_THROWS_WITH(infer.backward(want), Catch::Contains("forward-only"));
+  REQUIRE_THROWS_WITH(infer.backward(want), Catch::Contains("without gradients"));
   REQUIRE_THROWS_AS(infer.backward(want), lmshrink::state_error);
   // The buffers are what the model plans for them (rank 2 in two of every three layers).
   std::int64_t rank_sum = 0;
@@ -293,6 +293,54 @@ TEST_CASE("a forward-only GPT-2 trainer gives the training net's outputs and hol
     shared_ranks += std::max(w.linear[0][std::size_t(k)].rank(), w.linear[1][std::size_t(k)].rank());
   REQUIRE(outputs.buffer_bytes() == lmshrink::models::gpt2::Trainer<float>::activation_bytes(w.config, 2, 6, lmshrink::models::NetMode::outputs) +
                                         2 * 12 * shared_ranks * std::int64_t(sizeof(float)));
+}
+
+TEST_CASE("a recompute GPT-2 trainer gives the training net's gradients bit for bit, kept or blocked attention", "[gpt2]") {
+  std::mt19937 rng(37);
+  auto w = tiny_gpt2<float>(rng, true);
+  w.config.n_positions = 520;  // room for blocked attention
+  w.wpe = lmshrink::RowMatrix<float>::Random(520, w.config.dim);
+  using lmshrink::models::NetMode;
+  for (int n : {6, 520}) {
+    CAPTURE(n);
+    const int batch = 2, N = batch * n;
+    std::vector<int> tokens(static_cast<std::size_t>(N));
+    for (auto& t : tokens) t = int(rng() % 11);
+    lmshrink::RowMatrix<float> dlogits(N, 11);
+    for (Eigen::Index i = 0; i < dlogits.size(); ++i) dlogits.data()[i] = float(int(rng() % 200) - 100) / 100.0f;
+    std::vector<lmshrink::RowMatrix<float>> dblock(2);
+    dblock[0] = lmshrink::RowMatrix<float>::Constant(N, w.config.dim, 0.25f);
+    lmshrink::models::gpt2::Trainer<float> train(w, batch, n), rerun(w, batch, n, NetMode::recompute);
+    REQUIRE(rerun.forward(tokens.data()) == train.forward(tokens.data()));
+    train.backward(dlogits, &dblock);
+    rerun.backward(dlogits, &dblock);
+    const auto& a = train.grads();
+    const auto& b = rerun.grads();
+    REQUIRE(a.wte == b.wte);
+    REQUIRE(a.wpe == b.wpe);
+    REQUIRE(a.lnf_w == b.lnf_w);
+    REQUIRE(a.lnf_b == b.lnf_b);
+    for (std::size_t l = 0; l < 2; ++l) {
+      REQUIRE(a.ln1_w[l] == b.ln1_w[l]);
+      REQUIRE(a.ln1_b[l] == b.ln1_b[l]);
+      REQUIRE(a.ln2_w[l] == b.ln2_w[l]);
+      REQUIRE(a.ln2_b[l] == b.ln2_b[l]);
+      for (std::size_t k = 0; k < std::size_t(lmshrink::models::gpt2::kLinearKinds); ++k) {
+        REQUIRE(a.linear[l][k].U == b.linear[l][k].U);
+        REQUIRE(a.linear[l][k].V == b.linear[l][k].V);
+        REQUIRE(a.linear[l][k].S == b.linear[l][k].S);
+        REQUIRE(a.linear[l][k].bias == b.linear[l][k].bias);
+      }
+    }
+    // One block's activations, one set of caches (each kind's largest rank).
+    std::int64_t shared_ranks = 0;
+    for (int k = 0; k < lmshrink::models::gpt2::kLinearKinds; ++k)
+      shared_ranks += std::max(w.linear[0][std::size_t(k)].rank(), w.linear[1][std::size_t(k)].rank());
+    REQUIRE(rerun.buffer_bytes() == lmshrink::models::gpt2::Trainer<float>::activation_bytes(w.config, batch, n, NetMode::recompute) +
+                                        2 * std::int64_t(N) * shared_ranks * std::int64_t(sizeof(float)));
+    REQUIRE(lmshrink::models::gpt2::Trainer<float>::activation_bytes(w.config, batch, n, NetMode::recompute) <
+            lmshrink::models::gpt2::Trainer<float>::activation_bytes(w.config, batch, n, NetMode::training));
+  }
 }
 
 // Not a check: writes the small random GPT-2 the main job's GPT-2 tests run on (no pretrained

@@ -545,6 +545,29 @@ TEST_CASE("calibration accumulates each distinct input once, the same bits on an
                       Catch::Matchers::Contains("a ThreadTeam with run"));
 }
 
+TEST_CASE("calibration splits the Gram updates among the threads by cost", "[trainer][calibration]") {
+  using lmshrink::models::balanced_owners;
+  using lmshrink::models::balanced_makespan;
+  // GPT-2's four inputs per block (768, 768, 768, 3072 wide) over two blocks: round-robin gives
+  // one thread both 3072-wide updates and two 768-wide ones.
+  std::vector<double> costs;
+  for (int block = 0; block < 2; ++block)
+    for (double in : {768.0, 768.0, 768.0, 3072.0}) costs.push_back(in * in);
+  const std::vector<int> owner = balanced_owners(costs, 2);
+  REQUIRE(owner.size() == costs.size());
+  REQUIRE(owner[3] != owner[7]);  // the two wide ones on different threads
+  double load[2] = {0, 0};
+  for (std::size_t i = 0; i < costs.size(); ++i) load[owner[i]] += costs[i];
+  REQUIRE(load[0] == load[1]);  // 3072² + 3·768² each
+  REQUIRE(balanced_makespan(costs, 2) == 3072.0 * 3072.0 + 3 * 768.0 * 768.0);
+  REQUIRE(balanced_makespan(costs, 1) == 2 * (3072.0 * 3072.0 + 3 * 768.0 * 768.0));
+  REQUIRE(balanced_owners(costs, 2) == owner);  // the same owners every time
+  // Largest first, each to the least loaded thread, ties to the lowest thread and index.
+  REQUIRE(balanced_owners({1, 5, 3, 3}, 2) == std::vector<int>{0, 0, 1, 1});
+  REQUIRE(balanced_owners({2, 2}, 3) == std::vector<int>{0, 1});
+  REQUIRE(balanced_owners({}, 2).empty());
+}
+
 TEST_CASE("a from-scratch student holds the ratio's linear weights, randomly initialised", "[trainer][scratch]") {
   const lmshrink::models::llama::Model teacher(
       lmshrink::models::llama::Weights<float>::from_model(lmshrink::models::llama::read_llama2c(LMSHRINK_DATA_DIR "/stories260K.bin")));
@@ -585,7 +608,7 @@ TEST_CASE("a forward-only net gives the training net's outputs and holds no grad
     REQUIRE(infer->block_output(l) == train->block_output(l));
     for (int k = 0; k < model.linear_kinds(); ++k) REQUIRE(infer->linear_input(l, k) == train->linear_input(l, k));
   }
-  REQUIRE_THROWS_WITH(infer->backward(want, nullptr), Catch::Contains("forward-only"));
+  REQUIRE_THROWS_WITH(infer->backward(want, nullptr), Catch::Contains("without gradients"));
   REQUIRE_THROWS_AS(infer->linear_grad(0, 0), lmshrink::state_error);
   REQUIRE_THROWS_AS(infer->plain_grads(), lmshrink::state_error);
   REQUIRE_NOTHROW(train->linear_grad(0, 0));
@@ -608,17 +631,18 @@ TEST_CASE("a net's buffers are what the model plans for them, kept or blocked at
   REQUIRE(rank_sum > 0);
   for (int n : {6, 520})
     for (auto mode : {lmshrink::models::NetMode::training, lmshrink::models::NetMode::forward_only,
-                      lmshrink::models::NetMode::outputs}) {
+                      lmshrink::models::NetMode::outputs, lmshrink::models::NetMode::recompute}) {
       CAPTURE(n, int(mode));
       const int batch = 2;
       std::vector<int> tokens(static_cast<std::size_t>(batch * n));
       for (auto& t : tokens) t = int(rng() % 13);
       const auto net = model.net(batch, n, mode);
       const auto& logits = net->forward(tokens.data());
-      if (mode == lmshrink::models::NetMode::training) net->backward(lmshrink::RowMatrix<float>::Ones(logits.rows(), logits.cols()), nullptr);
-      // Every layer's caches; an outputs net reuses one set (each sized for its kind's largest rank).
+      if (lmshrink::models::net_trains(mode)) net->backward(lmshrink::RowMatrix<float>::Ones(logits.rows(), logits.cols()), nullptr);
+      // Every layer's caches; an outputs or recompute net reuses one set (each sized for its
+      // kind's largest rank).
       std::int64_t ranks = rank_sum;
-      if (mode == lmshrink::models::NetMode::outputs) {
+      if (lmshrink::models::net_keeps_block_inputs_only(mode)) {
         ranks = 0;
         for (int k = 0; k < model.linear_kinds(); ++k) {
           std::int64_t widest = 0;
@@ -634,6 +658,48 @@ TEST_CASE("a net's buffers are what the model plans for them, kept or blocked at
           model.net_activation_bytes(2, 6, lmshrink::models::NetMode::training));
   REQUIRE(model.net_activation_bytes(2, 6, lmshrink::models::NetMode::outputs) <
           model.net_activation_bytes(2, 6, lmshrink::models::NetMode::forward_only));
+  // Recompute: one block's activations and attention, not every block's.
+  REQUIRE(model.net_activation_bytes(2, 520, lmshrink::models::NetMode::recompute) <
+          model.net_activation_bytes(2, 520, lmshrink::models::NetMode::training));
+}
+
+TEST_CASE("a recompute net gives the training net's gradients bit for bit, kept or blocked attention", "[trainer][memory]") {
+  std::mt19937 rng(29);
+  auto w = tiny_model<float>(true, rng);
+  w.config.seq_len = 600;
+  lmshrink::models::llama::Model model(std::move(w));
+  for (int n : {6, 520}) {
+    CAPTURE(n);
+    const int batch = 2, N = batch * n;
+    std::vector<int> tokens(static_cast<std::size_t>(N));
+    for (auto& t : tokens) t = int(rng() % 13);
+    lmshrink::RowMatrix<float> dlogits(N, 13);
+    for (Eigen::Index i = 0; i < dlogits.size(); ++i) dlogits.data()[i] = float(int(rng() % 200) - 100) / 100.0f;
+    std::vector<lmshrink::RowMatrix<float>> dblock(std::size_t(model.shape().n_layers));
+    dblock[0] = lmshrink::RowMatrix<float>::Constant(N, model.shape().dim, 0.25f);  // a layer-wise loss on block 0
+    const auto train = model.net(batch, n, lmshrink::models::NetMode::training);
+    const auto rerun = model.net(batch, n, lmshrink::models::NetMode::recompute);
+    REQUIRE(rerun->forward(tokens.data()) == train->forward(tokens.data()));
+    for (int l = 0; l < model.shape().n_layers; ++l) REQUIRE(rerun->block_output(l) == train->block_output(l));
+    for (int step = 0; step < 2; ++step) {  // twice: the second backward accumulates as the first
+      train->backward(dlogits, &dblock);
+      rerun->backward(dlogits, &dblock);
+    }
+    for (int l = 0; l < model.shape().n_layers; ++l)
+      for (int k = 0; k < model.linear_kinds(); ++k) {
+        const auto& a = train->linear_grad(l, k);
+        const auto& b = rerun->linear_grad(l, k);
+        REQUIRE(a.U == b.U);
+        REQUIRE(a.V == b.V);
+        REQUIRE(a.S == b.S);
+        REQUIRE(a.bias == b.bias);
+      }
+    const auto pa = train->plain_grads(), pb = rerun->plain_grads();
+    REQUIRE(pa.size() == pb.size());
+    for (std::size_t i = 0; i < pa.size(); ++i)
+      REQUIRE(Eigen::Map<const Eigen::VectorXf>(pa[i].data, pa[i].size) == Eigen::Map<const Eigen::VectorXf>(pb[i].data, pb[i].size));
+    REQUIRE_THROWS_WITH(rerun->linear_input(0, 0), Catch::Contains("keeps only logits and block outputs"));
+  }
 }
 
 TEST_CASE("sharded training gives the batch's loss and gradients, the same for any thread count",

@@ -45,7 +45,10 @@ namespace examples {
 
 class ShardedTrainer {
  public:
-  ShardedTrainer(Model& model, int batch, int n, int shards, Team* team = nullptr) : n_(n), team_(team) {
+  /// `mode`: NetMode::training, or recompute (each shard's net keeps one block's activations).
+  ShardedTrainer(Model& model, int batch, int n, int shards, Team* team = nullptr,
+                 lmshrink::models::NetMode mode = lmshrink::models::NetMode::training)
+      : n_(n), team_(team) {
     if (shards < 1 || shards > batch)
       lmshrink::fail<lmshrink::value_error>("ShardedTrainer", "shards must be in [1, batch = ",
                                                     batch, "], got ", shards);
@@ -58,7 +61,7 @@ class ShardedTrainer {
       const int size = batch / shards + (s < batch % shards ? 1 : 0);
       if (s >= rank * own && s < (rank + 1) * own) {
         first_.push_back(first);
-        shard_.push_back(model.net(size, n));
+        shard_.push_back(model.net(size, n, mode));
       }
       first += size;
     }

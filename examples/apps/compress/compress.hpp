@@ -89,6 +89,7 @@ struct Options {
   int threads = 0;  // 0 = all cores
   int shards = 0;   // per batch, capped at batch; 0 = 2, or the number of processes when more
   StudentSchedule schedule = StudentSchedule::automatic;
+  Recompute recompute = Recompute::automatic;
   bool exact_sums = true;  // --reduce exact; false: mpi
   int curve_points = 0;  // validation NLL this many times during training (0 = none)
   bool plan_only = false;  // --plan: print the plan and stop
@@ -192,6 +193,7 @@ struct Shared {
   examples::Team* team = nullptr;  // the processes of a data-parallel run; never null in run_job
   std::string out_dir;             // where rank 0 writes: the run's staging folder (StagedDirectory)
   int shards = 2;                  // per batch (Options::shards resolved)
+  bool recompute = false;          // students' nets: NetMode::recompute (the plan's choice)
   examples::Progress* bar;
   std::atomic<long> steps_done{0};
   long steps_total = 0;
@@ -218,7 +220,20 @@ struct StudentFootprint {
   std::int64_t pruner = 0;      // importance scores, masks, priors (pruning methods)
   std::int64_t rank_sum = 0;    // Σ ranks of its linear layers (the layers' caches)
   int blocks = 0;               // its blocks (truncation keeps fewer)
+  bool prunes = false;          // its pruner reads the calibration statistics once its nets exist
   double linear_flops = 1;      // its linear layers' training FLOPs relative to the teacher's
+  /// A block's linear layers as the student trains them, for the plan to time: the rank, the
+  /// share of S's rows live (0: S released) and whether S has an element mask.
+  struct TrainedLayer {
+    int rank = 0;
+    double s_rows = 1;
+    bool element_mask = false;
+    bool dense() const { return rank == 0 && s_rows == 1 && !element_mask; }
+    bool operator==(const TrainedLayer& o) const {
+      return rank == o.rank && s_rows == o.s_rows && element_mask == o.element_mask;
+    }
+  };
+  std::vector<TrainedLayer> block;  // the first block's, one per linear kind
 };
 StudentFootprint student_footprint(const Options& o, const Job& job, const lmshrink::models::Model& teacher);
 
@@ -233,6 +248,7 @@ struct PlanInputs {
   int side_by_side = 1;  // students the schedule would train at once (fewer when they do not fit)
   bool remainder_alone = true;  // the students left over from full waves train one at a time (auto)
   bool calibrates = false;
+  bool recompute = false;  // students' nets rerun each block's forward in the backward
   bool timing = true;    // measure this machine's rates and estimate the times (else memory only)
   std::int64_t cached_train_tokens = 0, cached_val_tokens = 0;  // teacher text already on disk
 };
@@ -248,11 +264,16 @@ struct Plan {
   std::int64_t teacher_bytes = 0, calibration_bytes = 0, peak_bytes = 0;
   std::int64_t limit_bytes = -1;  // what this process may use (-1: unknown)
   int side_by_side = 1;           // students trained at once
+  bool recompute = false;         // students' nets rerun each block's forward in the backward
   double calibration_seconds = 0; // spent measuring this machine's rates
   double seconds() const;
   bool fits() const { return limit_bytes < 0 || peak_bytes <= limit_bytes; }
   std::string text() const;
 };
+
+/// Measured peaks have been up to 1.15x the planned peak (docs/compress.md): --recompute auto
+/// recomputes when the plan without it comes that close to the memory.
+inline constexpr double kPlanMemoryMargin = 1.15;
 
 /// The plan: the peak memory from the shapes, each phase's time from rates measured in a few
 /// seconds on this machine, and how many students fit side by side.

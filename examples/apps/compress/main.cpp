@@ -248,6 +248,7 @@ struct Run {
   std::optional<lmshrink::StagedDirectory> staged;
   bool any_oats = false;
   int side_by_side = 1;  // students trained at once (the plan's: only as many as fit)
+  bool recompute = false;  // students' nets rerun each block's forward in the backward (the plan's)
 };
 
 /// Every input read and checked before any work starts; the staging folder made.
@@ -512,6 +513,7 @@ void share_inputs(Run& run, const Texts& texts, Calibration& calib, Shared& sh) 
   sh.team = run.team;
   sh.out_dir = run.staged ? run.staged->path() : o.out;
   sh.shards = run.shards;
+  sh.recompute = run.recompute;
   sh.steps_total = long(run.jobs.size()) * run.steps;
   sh.status.assign(std::size_t(run.threads), "");
 }
@@ -771,6 +773,7 @@ PlanInputs plan_inputs(const Run& run) {
   in.side_by_side = run.team->size() > 1 || run.o.schedule == StudentSchedule::shards ? 1 : run.threads;
   in.remainder_alone = run.o.schedule != StudentSchedule::students;
   in.calibrates = run.o.whitened || run.any_oats;
+  in.recompute = run.o.recompute == Recompute::always;
   return in;
 }
 
@@ -780,6 +783,13 @@ Plan plan_run(Run& run) {
   PlanInputs in = plan_inputs(run);
   if (run.o.train_text.empty()) in.cached_train_tokens = cached_tokens(run, run.o.seed);
   if (run.o.val_text.empty()) in.cached_val_tokens = cached_tokens(run, run.o.val_seed);
+  if (run.o.recompute == Recompute::automatic) {
+    // Students that keep one block's activations instead of every block's, when it takes that.
+    PlanInputs memory_only = in;
+    memory_only.timing = false;
+    const Plan kept = make_plan(memory_only);
+    in.recompute = kept.limit_bytes > 0 && double(kept.peak_bytes) * kPlanMemoryMargin > double(kept.limit_bytes);
+  }
   const Plan plan = make_plan(in);
   std::printf("%s\n", plan.text().c_str());
   if (!plan.fits()) {
@@ -804,6 +814,7 @@ Plan plan_run(Run& run) {
                                                                 : "it would fit with " + fix);
   }
   run.side_by_side = plan.side_by_side;
+  run.recompute = plan.recompute;
   return plan;
 }
 

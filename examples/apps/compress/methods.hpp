@@ -164,4 +164,8 @@ inline const char* name(OatsAllocation a) {
 /// --schedule: how students share the cores.
 enum class StudentSchedule { automatic, students, shards };
 
+/// --recompute: whether students keep every block's activations for the backward or run each
+/// block's forward again in it (NetMode::recompute).
+enum class Recompute { automatic, always, never };
+
 }  // namespace compress

@@ -111,6 +111,9 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
                         a running sum passed from rank to rank, then broadcast; the single
                         process's bits) or mpi (MPI_Allreduce: MPI's own order, equal within
                         rounding, not bit-identical) (default: exact)
+  --recompute KIND      auto (the students keep only each block's input and run its forward
+                        again in the backward when the plan would not fit otherwise: about
+                        a third more time, one block's activations), on or off (default: auto)
   --schedule KIND       auto (students side by side, one core each, while at least
                         --threads remain; the rest one at a time on all cores), students
                         (always side by side) or shards (always one at a time) (default: auto)
@@ -324,6 +327,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--shards") o.shards = int(parse_int("--shards", v, 1, 4096));
     else if (a == "--reduce")
       o.exact_sums = parse_choice<bool>("--reduce", v, {{"exact", true}, {"mpi", false}});
+    else if (a == "--recompute")
+      o.recompute = parse_choice<Recompute>("--recompute", v, {{"auto", Recompute::automatic}, {"on", Recompute::always},
+                                                              {"off", Recompute::never}});
     else if (a == "--schedule")
       o.schedule = parse_choice<StudentSchedule>(
           "--schedule", v, {{"auto", StudentSchedule::automatic}, {"students", StudentSchedule::students},

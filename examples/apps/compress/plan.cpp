@@ -159,6 +159,67 @@ StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int 
   return r;
 }
 
+/// A copy of `dense` shaped as a student trains it: rank, live rows of S spread evenly (pruned
+/// rows split S into runs, as a pruner's do), S released, an element mask. Its values are
+/// random: a step's cost does not depend on them.
+lmshrink::models::Layer shaped_layer(const lmshrink::models::Layer& dense, const StudentFootprint::TrainedLayer& shape,
+                                     lmshrink::SplitMix64& rng) {
+  lmshrink::models::Layer layer = dense;
+  const lmshrink::Index out = layer.out_features(), in = layer.in_features();
+  if (shape.rank > 0)
+    layer.set_low_rank(lmshrink::models::random_normal(rng, out, shape.rank, 0.02),
+                       lmshrink::models::random_normal(rng, shape.rank, in, 0.02));
+  lmshrink::RowMask rows(out);
+  for (lmshrink::Index i = 0; i < out; ++i)
+    rows[i] = std::floor(double(i + 1) * shape.s_rows) > std::floor(double(i) * shape.s_rows) ? 1 : 0;
+  layer.set_row_mask(rows);
+  if (shape.element_mask) {
+    lmshrink::ElementMask mask(out, in);
+    for (lmshrink::Index i = 0; i < out; ++i)
+      for (lmshrink::Index j = 0; j < in; ++j) mask(i, j) = std::uint8_t((i + j) % 2);
+    layer.set_element_mask(mask);
+  }
+  layer.release_sparse();
+  return layer;
+}
+
+/// CPU seconds of one forward and backward through a block's linear layers on `tokens` rows,
+/// `threads` copies at once: the teacher's first block's own layers (`shape` empty), or as a
+/// student trains them. The difference to the teacher's replaces the linear layers' share of a
+/// measured block step, so no FLOP count has to say how fast a rank-r product runs.
+double linear_layers_seconds(const lmshrink::models::Model& teacher,
+                             const std::vector<StudentFootprint::TrainedLayer>& shape, lmshrink::Index tokens,
+                             int threads) {
+  using lmshrink::models::Layer;
+  const int K = teacher.linear_kinds();
+  lmshrink::SplitMix64 rng(11);
+  std::vector<Layer> layers;
+  for (int k = 0; k < K; ++k)
+    layers.push_back(shape.empty() ? teacher.linear(0, k) : shaped_layer(teacher.linear(0, k), shape[std::size_t(k)], rng));
+  struct Buffers {
+    std::vector<RowMat> x, y, dx;
+    std::vector<Layer::Cache> cache;
+    std::vector<Layer::Gradients> grads;
+  };
+  std::vector<Buffers> per_thread(std::size_t(std::max(1, threads)));
+  for (auto& b : per_thread)
+    for (const Layer& layer : layers) {
+      b.x.push_back(RowMat::Random(tokens, layer.in_features()));
+      b.y.push_back(RowMat::Random(tokens, layer.out_features()));
+      b.dx.push_back(RowMat::Zero(tokens, layer.in_features()));
+      b.cache.push_back(layer.make_cache(tokens));
+      b.grads.push_back(layer.make_gradients());
+    }
+  return timed_together(threads, [&](int t) {
+    Buffers& b = per_thread[std::size_t(t)];
+    for (std::size_t k = 0; k < layers.size(); ++k) {
+      layers[k].forward(b.x[k], b.y[k], b.cache[k]);
+      b.grads[k].set_zero();
+      layers[k].backward(b.x[k], b.y[k], b.cache[k], b.dx[k], b.grads[k]);  // y stands in for dy
+    }
+  });
+}
+
 std::string gib(std::int64_t bytes) {
   char b[32];
   if (bytes >= (std::int64_t(1) << 30)) std::snprintf(b, sizeof b, "%.2f GiB", double(bytes) / double(1 << 30));
@@ -209,6 +270,8 @@ std::string Plan::text() const {
     std::snprintf(line, sizeof line, "  %-40s %10s\n", (name + " while training").c_str(), gib(bytes).c_str());
     out += line;
   }
+  if (recompute)
+    out += "  the students keep each block's input and run its forward again in the backward (--recompute)\n";
   out += "  peak " + gib(peak_bytes) + " with " + std::to_string(side_by_side) +
          (side_by_side == 1 ? " student" : " students side by side") + "; this machine has " +
          (limit_bytes > 0 ? gib(limit_bytes) : std::string("an unknown amount")) + " available\n";
@@ -221,12 +284,14 @@ Plan make_plan(const PlanInputs& in) {
   const lmshrink::models::ModelShape s = teacher.shape();
   const int L = s.n_layers;
   Plan plan;
+  plan.recompute = in.recompute;
 
   // ---- memory ----
   std::int64_t plain = 0;
   for (const auto& t : teacher.plain_params()) plain += t.size;
   plan.teacher_bytes = 4 * (teacher.linear_dense_parameters() + plain);
   std::int64_t gram = 0;
+  std::vector<double> gram_costs;  // one update's cost per distinct input: in²
   if (in.calibrates) {
     // One Gram matrix (double) per distinct input of a block: what collect_calibration keeps.
     const auto net = teacher.net(1, 2, lmshrink::models::NetMode::forward_only);
@@ -238,6 +303,7 @@ Plan make_plan(const PlanInputs& in) {
         seen.push_back(p);
         const std::int64_t f = teacher.linear(l, k).in_features();
         gram += 8 * f * f;
+        gram_costs.push_back(double(f) * double(f));
       }
     }
   }
@@ -251,10 +317,17 @@ Plan make_plan(const PlanInputs& in) {
     const std::int64_t N = std::int64_t(shard_batch) * in.length;
     // Its state, a gradient copy per shard, each shard's net and the teacher's net beside it
     // (activations, caches, dlogits), and the layer-wise gradients.
+    // Recompute: every block's input and one block's activations and linear caches (an upper
+    // bound for a truncated student, which keeps fewer inputs).
     const double block_share = double(f.blocks) / double(L);
-    const std::int64_t own_net = std::int64_t(block_share * double(teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::training)));
+    std::int64_t block_ranks = 0;
+    for (const auto& layer : f.block) block_ranks += layer.rank;
+    const std::int64_t own_net =
+        in.recompute ? teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::recompute)
+                     : std::int64_t(block_share * double(teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::training)));
+    const std::int64_t caches = 8 * N * (in.recompute ? block_ranks : f.rank_sum);
     const std::int64_t teacher_net = teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::outputs);
-    const std::int64_t per_shard = f.gradients + own_net + 8 * N * f.rank_sum + teacher_net + 4 * N * s.vocab_size +
+    const std::int64_t per_shard = f.gradients + own_net + caches + teacher_net + 4 * N * s.vocab_size +
                                    4 * N * s.dim * f.blocks;
     const std::int64_t bytes = f.weights + f.optimizer + f.pruner + in.shards * per_shard;
     plan.student_bytes.push_back({job_name(j), bytes});
@@ -276,6 +349,10 @@ Plan make_plan(const PlanInputs& in) {
   // `c` students at once: the calibration statistics live until the last one is initialised,
   // possibly beside the others' training; one is in its initialisation or training.
   const auto peak_with = [&](int c) {
+    if (jobs == 1) {  // the statistics are freed after its initialisation (a pruner's: once its nets exist)
+      const std::int64_t during_init = gram + (feet[0].prunes ? std::max(init, sorted[0]) : init);
+      return base + std::max({calibration_phase, during_init, sorted[0]});
+    }
     std::int64_t others = 0;
     for (int i = 1; i < c && std::size_t(i) < sorted.size(); ++i) others += sorted[std::size_t(i)];
     const std::int64_t first = sorted.empty() ? 0 : std::max(init, sorted[0]);
@@ -351,27 +428,46 @@ Plan make_plan(const PlanInputs& in) {
                                                          (o.val_text.empty() ? sampling_seconds(val_tokens) : 0)});
   plan.phases.push_back({"teacher: validation scoring", o.val_windows * window_seconds / threads});
   if (in.calibrates) {
+    // The windows forward, `threads` at a time; the Gram updates split as collect_calibration
+    // splits them: the busiest thread's share.
     const int windows = std::min(o.calib_windows, in.data_windows);
-    double gram_flops = 0;
-    for (int l = 0; l < L; ++l)
-      for (int k = 0; k < teacher.linear_kinds(); ++k)
-        if (k == 0 || teacher.linear(l, k).in_features() != teacher.linear(l, k - 1).in_features())
-          gram_flops += double(teacher.linear(l, k).in_features()) * teacher.linear(l, k).in_features();
-    gram_flops *= double(windows) * in.length;
+    const double gram_flops = lmshrink::models::balanced_makespan(gram_costs, threads) * double(windows) * in.length;
     const double fwd = std::ceil(double(windows) / threads) * (step.calibration_rest + L * step.calibration_block);
-    plan.phases.push_back({"calibration", fwd + gram_flops / rate_gram / threads});
+    plan.phases.push_back({"calibration", fwd + gram_flops / rate_gram});
   }
   const double lin = linear_share_of_block(teacher, in.length);
   // The schedule: side by side (one core each) in waves, the rest one at a time on every core.
   const std::size_t side = concurrent < 2 ? 0
                            : !in.remainder_alone ? jobs
                                                  : jobs - jobs % std::size_t(concurrent);
+  // The teacher's block's linear layers, and each distinct student shape's, timed on a shard's
+  // tokens.
+  const lmshrink::Index shard_tokens = lmshrink::Index(shard_batch) * in.length;
+  double dense_layers = 0;
+  std::vector<std::pair<std::vector<StudentFootprint::TrainedLayer>, double>> timed_blocks;
+  {
+    const double t0 = thread_cpu_seconds();
+    dense_layers = linear_layers_seconds(teacher, {}, shard_tokens, threads);
+    plan.calibration_seconds += thread_cpu_seconds() - t0;
+  }
   std::vector<double> per_student;
   for (std::size_t i = 0; i < jobs; ++i) {
     const Job& j = (*in.jobs)[i];
     const StudentFootprint& f = feet[i];
     const MethodInfo& m = info(j.method);
     const int job_threads = i < side ? 1 : threads;
+    // One block's training step: the teacher's, with its linear layers' share as the student's.
+    double block_seconds = step.train_block;
+    if (!f.block.empty() && !std::all_of(f.block.begin(), f.block.end(), [](const auto& l) { return l.dense(); })) {
+      auto known = std::find_if(timed_blocks.begin(), timed_blocks.end(), [&](const auto& t) { return t.first == f.block; });
+      if (known == timed_blocks.end()) {
+        const double t0 = thread_cpu_seconds();
+        timed_blocks.push_back({f.block, linear_layers_seconds(teacher, f.block, shard_tokens, threads)});
+        plan.calibration_seconds += thread_cpu_seconds() - t0;
+        known = timed_blocks.end() - 1;
+      }
+      block_seconds = std::max(known->second, step.train_block - dense_layers + known->second);
+    }
     // Initialisation: SVD work per layer (oats: one per iteration; per-matrix: several fits).
     double fits = 0;
     if (m.init == LayerInit::svd_low_rank_only || m.init == LayerInit::svd_then_prune_s) fits = 1;
@@ -383,13 +479,14 @@ Plan make_plan(const PlanInputs& in) {
         svd += svd_work(double(teacher.linear(l, k).out_features()), double(teacher.linear(l, k).in_features()));
     const double init_seconds = fits * svd / rate_svd;
     // Training: per step, the shards in rounds of job_threads, then AdamW.
-    const double shard = step.train_rest + f.blocks * step.train_block * (lin * f.linear_flops + (1 - lin)) +
+    // Recompute runs each block's forward once more: about a third of its training step.
+    const double shard = step.train_rest + f.blocks * block_seconds * (in.recompute ? 4.0 / 3.0 : 1.0) +
                          step.teacher_rest + L * step.teacher_block + step.loss;
     const int shard_rounds = (in.shards + job_threads - 1) / job_threads;
     const double optimizer = step.optimizer_per_value * double(f.weights / 4);
     const double train_seconds = in.steps * (shard_rounds * shard + optimizer);
     // Scoring the packed student: validation before and after training, held-out after.
-    const double student_window = window_seconds * (lin * f.linear_flops + (1 - lin));
+    const double student_window = window_seconds * (lin * f.linear_flops + (1 - lin) * double(f.blocks) / L);
     const double scoring = (2.0 * o.val_windows + (o.heldout ? in.eval_windows : 0)) * student_window / job_threads;
     per_student.push_back(init_seconds + train_seconds + scoring);
     char detail[256];

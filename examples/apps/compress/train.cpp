@@ -625,6 +625,9 @@ StudentFootprint student_footprint(const Options& o, const Job& job, const lmshr
         s_rows = 0.5 * (1 + std::max(0.0, b.weight_ratio * (1 - o.lowrank_share)));
       if (method.start == StudentStart::scratch) s_rows = job.ratio;
       linear_work += double(r) * double(out + in) + s_rows * double(size);
+      if (l == 0)
+        f.block.push_back({r, s_rows, holds_s && method.granularity == lmshrink::Granularity::elements &&
+                                          method.init != LayerInit::none});
     }
   if (method.start == StudentStart::scratch) s_values = std::int64_t(job.ratio * double(s_values));
   f.linear_flops = block_share * linear_work / double(dense);
@@ -634,7 +637,8 @@ StudentFootprint student_footprint(const Options& o, const Job& job, const lmshr
   f.optimizer = 8 * trainable;
   if (method.granularity == lmshrink::Granularity::elements && method.init != LayerInit::none)
     f.weights += s_values;  // the element mask, a byte per entry of S
-  if (method.init == LayerInit::prune_all || method.init == LayerInit::svd_then_prune_s) {
+  f.prunes = method.init == LayerInit::prune_all || method.init == LayerInit::svd_then_prune_s;
+  if (f.prunes) {
     // ImportanceTracker (3 matrices) and the score, the layer's masks; per element group a
     // score record and a prior (element granularity).
     f.pruner = s_values * (4 * 4 + 1);
@@ -676,12 +680,20 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   res.init_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - init_start).count();
   const bool prune = pruned_to > 0;
   if (prune) popt.schedule.final_keep = pruned_to;
+  // The run's calibration statistics are freed once the last student has read them: after its
+  // initialisation, or once its pruner has its priors. (A 1.1B model's are 7.8 GB.)
+  const auto done_with_calibration = [&] {
+    if (!job.calib && sh.calib_readers && --*sh.calib_readers == 0) sh.owned_calib->clear();
+  };
+  if (!prune) done_with_calibration();
   {  // the training state, freed before the student is saved and scored
     lmshrink::Pruner<float> pruner(popt);
-    examples::ShardedTrainer net(w, o.batch, sh.length, sh.shards, sh.team);
-    if (prune) attach_layers(pruner, popt, o, w, net, calib);
-    // The run's calibration statistics are freed once the last student has read them.
-    if (!job.calib && sh.calib_readers && --*sh.calib_readers == 0) sh.owned_calib->clear();
+    examples::ShardedTrainer net(w, o.batch, sh.length, sh.shards, sh.team,
+                                 sh.recompute ? lmshrink::models::NetMode::recompute : lmshrink::models::NetMode::training);
+    if (prune) {
+      attach_layers(pruner, popt, o, w, net, calib);
+      done_with_calibration();
+    }
     // Data parallel: every process starts from rank 0's student (the initialisation is
     // deterministic, so this only guarantees it) and prunes with the same state.
     sh.team->broadcast(w);

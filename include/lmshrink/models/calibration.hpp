@@ -12,7 +12,7 @@
 // forward-only nets (no gradients). With several threads (a ThreadTeam, as CompactLinear takes:
 // lmshrink/openmp.hpp's, or your own), windows are run forward side by side and the
 // accumulators are updated in parallel, each in window order: the sums are the bits of one
-// thread.
+// thread. The accumulators are split among the threads by their cost (balanced_owners).
 
 #include <algorithm>
 #include <cstdint>
@@ -77,28 +77,67 @@ class Calibration {
   bool cleared_ = false;
 };
 
+/// Which of `threads` threads does each item, so that the busiest thread's total cost is small:
+/// items in decreasing cost (ties by index), each to the least loaded thread so far (ties: the
+/// lowest). The same owners for the same inputs. Gram updates cost in² each: round-robin would
+/// put every FFN down-projection's input (4·dim wide) on one of two threads.
+inline std::vector<int> balanced_owners(const std::vector<double>& costs, int threads) {
+  threads = std::max(1, threads);
+  std::vector<int> order(costs.size()), owner(costs.size(), 0);
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = int(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return costs[std::size_t(a)] > costs[std::size_t(b)]; });
+  std::vector<double> load(std::size_t(threads), 0.0);
+  for (int i : order) {
+    const auto least = std::min_element(load.begin(), load.end()) - load.begin();
+    owner[std::size_t(i)] = int(least);
+    load[std::size_t(least)] += costs[std::size_t(i)];
+  }
+  return owner;
+}
+
+/// The busiest thread's total cost under balanced_owners.
+inline double balanced_makespan(const std::vector<double>& costs, int threads) {
+  const std::vector<int> owner = balanced_owners(costs, threads);
+  std::vector<double> load(std::size_t(std::max(1, threads)), 0.0);
+  for (std::size_t i = 0; i < costs.size(); ++i) load[std::size_t(owner[i])] += costs[i];
+  return load.empty() ? 0.0 : *std::max_element(load.begin(), load.end());
+}
+
 namespace detail_calibration {
 // Runs work(i) for i in [0, n) on `parallel.threads` threads of its team (or the calling
-// thread); the first error is rethrown as a value_error from `where`.
+// thread), split by balanced_owners when `costs` (n of them) are given, else round-robin; the
+// first error is rethrown as a value_error from `where`.
 inline void for_each(int n, const CompactForwardOptions& parallel, const std::function<void(int)>& work,
-                     const char* where) {
+                     const char* where, const std::vector<double>* costs = nullptr) {
   std::vector<std::string> errors(std::size_t(std::max(n, 0)));
+  const int threads = std::min(parallel.threads, n);
   struct Context {
     int n;
     const std::function<void(int)>* work;
     std::vector<std::string>* errors;
-  } context{n, &work, &errors};
+    const std::vector<double>* costs;
+    int threads;
+    std::vector<int> owner;  // for `threads`; a team that runs fewer recomputes its own
+  } context{n, &work, &errors, costs, threads, costs ? balanced_owners(*costs, threads) : std::vector<int>{}};
   const auto body = [](void* c, int thread, int count) {
     auto& ctx = *static_cast<Context*>(c);
-    for (int i = thread; i < ctx.n; i += count) {
+    const auto run = [&](int i) {
       try {
         (*ctx.work)(i);
       } catch (const std::exception& e) {
         (*ctx.errors)[std::size_t(i)] = e.what();
       }
+    };
+    if (!ctx.costs) {
+      for (int i = thread; i < ctx.n; i += count) run(i);
+      return;
     }
+    const std::vector<int> fewer = count == ctx.threads ? std::vector<int>{} : balanced_owners(*ctx.costs, count);
+    const std::vector<int>& owner = count == ctx.threads ? ctx.owner : fewer;
+    for (int i = 0; i < ctx.n; ++i)
+      if (owner[std::size_t(i)] == thread) run(i);
   };
-  const int threads = std::min(parallel.threads, n);
   if (threads > 1) parallel.team.run(threads, body, &context);
   else body(&context, 0, 1);
   for (const auto& e : errors)
@@ -145,8 +184,12 @@ inline Calibration collect_calibration(Model& model, const std::vector<int>& str
     }
   }
   std::vector<GramAccumulator> grams(reader.size());
-  for (std::size_t i = 0; i < reader.size(); ++i)
-    grams[i].reset(model.linear(reader[i].first, reader[i].second).in_features());
+  std::vector<double> gram_cost(reader.size());  // an update costs in² per row
+  for (std::size_t i = 0; i < reader.size(); ++i) {
+    const Index in = model.linear(reader[i].first, reader[i].second).in_features();
+    grams[i].reset(in);
+    gram_cost[i] = double(in) * double(in);
+  }
   for (int first = 0; first < windows; first += group) {
     const int count = std::min(group, windows - first);
     // The group's windows forward, one net each; then every accumulator adds them in order.
@@ -157,7 +200,7 @@ inline Calibration collect_calibration(Model& model, const std::vector<int>& str
       for (int i = 0; i < count; ++i)
         grams[std::size_t(g)].add<float>(
             nets[std::size_t(i)]->linear_input(reader[std::size_t(g)].first, reader[std::size_t(g)].second));
-    }, where);
+    }, where, &gram_cost);
     if (progress) progress(first + count, windows);
   }
   return Calibration(std::move(grams), std::move(input));

@@ -16,8 +16,19 @@ namespace models {
 /// of its forward, every block's activations kept (linear_input reads them). An outputs net (a
 /// distillation teacher's) keeps only the logits and every block's output, its blocks' other
 /// activations in one buffer that each block reuses (linear_input is a state_error). Backward is
-/// a state_error for both.
-enum class NetMode { training, forward_only, outputs };
+/// a state_error for both. A recompute net trains (gradients, backward) while keeping only each
+/// block's input, as an outputs net does: its backward runs each block's forward again, one
+/// block at a time, and then that block's backward (activation checkpointing). It costs about
+/// one more forward of the blocks and holds one block's activations instead of all of them; its
+/// gradients are the bits of a training net's.
+enum class NetMode { training, forward_only, outputs, recompute };
+
+/// Whether a net in `mode` holds gradients and runs backward.
+inline bool net_trains(NetMode mode) { return mode == NetMode::training || mode == NetMode::recompute; }
+/// Whether it keeps only each block's input, its blocks' other activations in one reused buffer.
+inline bool net_keeps_block_inputs_only(NetMode mode) {
+  return mode == NetMode::outputs || mode == NetMode::recompute;
+}
 
 /// Σ live_parameters() over every block's layers.
 template <class Blocks>

@@ -99,9 +99,9 @@ class TrainerNet final : public Net {
 
  private:
   void check_training(const char* where) const {
-    if (t_.mode() != NetMode::training)
-      lmshrink::fail<lmshrink::state_error>(where, "this net was made forward-only (NetMode::forward_only) and "
-                                                   "holds no gradients; make it with NetMode::training");
+    if (!net_trains(t_.mode()))
+      lmshrink::fail<lmshrink::state_error>(where, "this net was made without gradients (NetMode::forward_only or "
+                                                   "outputs); make it with NetMode::training or recompute");
   }
   Trainer t_;
 };
@@ -151,8 +151,9 @@ class Model {
   /// attention, its linear layers `linear_ratio` of this model's (the FFN narrowed to fit), and
   /// random weights from `seed`. The floor a compression method has to beat.
   virtual std::unique_ptr<Model> from_scratch(double linear_ratio, std::uint64_t seed) const = 0;
-  /// A net over `batch` sequences of n tokens that trains this model (NetMode::training), or
-  /// only runs its forward (NetMode::forward_only: a teacher's; no gradients).
+  /// A net over `batch` sequences of n tokens that trains this model (NetMode::training, or
+  /// recompute: a block's activations at a time, for about one more forward), or only runs its
+  /// forward (NetMode::forward_only, outputs: a teacher's; no gradients).
   virtual std::unique_ptr<Net> net(int batch, int n, NetMode mode = NetMode::training) = 0;
   /// The bytes a net(batch, n, mode) allocates for activations, attention, logits and
   /// workspaces (not its gradients, nor the 2 · batch · n · rank values of each linear layer's

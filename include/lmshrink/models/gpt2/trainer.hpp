@@ -171,7 +171,7 @@ class Trainer {
   using Vec = typename W::Vec;
 
   Trainer(W& weights, int batch, int n, NetMode mode = NetMode::training)
-      : w_(weights), g_(mode == NetMode::training ? Grads<Scalar>(weights) : Grads<Scalar>()), c_(weights.config),
+      : w_(weights), g_(net_trains(mode) ? Grads<Scalar>(weights) : Grads<Scalar>()), c_(weights.config),
         mode_(mode), blocked_(blocked_attention_for(n)), batch_(batch), n_(n) {
     if (batch < 1 || n < 1 || n > c_.n_positions)
       lmshrink::fail<lmshrink::value_error>("gpt2::Trainer", "batch must be >= 1 and n in [1, ",
@@ -179,15 +179,19 @@ class Trainer {
     const int N = batch * n, d = c_.dim;
     hs_ = c_.head_size();
     act_.resize(std::size_t(c_.n_layers));
-    const bool training = mode == NetMode::training;
-    const bool outputs = mode == NetMode::outputs;
+    const bool training = net_trains(mode);
+    const bool inputs_only = net_keeps_block_inputs_only(mode);
     for (auto& a : act_) {
-      if (outputs) a.x.resize(N, c_.dim);  // the block's input: the previous block's output
+      if (inputs_only) a.x.resize(N, c_.dim);  // the block's input: the previous block's output
       else a.resize(N, c_);
-      if (training && !blocked_) a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      if (mode == NetMode::training && !blocked_) a.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
     }
     if (!training && !blocked_) shared_p_.resize(1);  // every block's forward reuses it
-    if (outputs) scratch_.resize(N, c_);              // every block's activations, reused
+    if (inputs_only) scratch_.resize(N, c_);          // every block's activations, reused
+    if (mode == NetMode::recompute) {
+      if (!blocked_) scratch_.p.assign(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      rerun_out_.resize(N, d);
+    }
     for (Mat* m : {&x_final_, &xhat_f_, &xf_}) m->resize(N, d);
     if (training) {
       work_.resize(N, c_);
@@ -206,12 +210,13 @@ class Trainer {
   /// layers' caches (2 · batch · n · rank values per layer, sized by the first forward).
   static std::int64_t activation_bytes(const Config& c, int batch, int n, NetMode mode) {
     const std::int64_t N = std::int64_t(batch) * n;
-    const bool training = mode == NetMode::training;
+    const bool training = net_trains(mode);
     const std::int64_t block = N * (11 * c.dim + 2 * c.hidden_dim + 2);
-    std::int64_t values = mode == NetMode::outputs ? c.n_layers * N * c.dim + block : c.n_layers * block;
-    values += attention_buffer_values(c.n_layers, batch, c.n_heads, n, training);
+    std::int64_t values = net_keeps_block_inputs_only(mode) ? c.n_layers * N * c.dim + block : c.n_layers * block;
+    values += attention_buffer_values(mode == NetMode::recompute ? 1 : c.n_layers, batch, c.n_heads, n, training);
     values += N * (3 * c.dim + 1 + c.vocab_size);  // final norm, logits
     if (training) values += N * (5 * c.dim + 2 * c.hidden_dim) + 2 * N * c.dim;  // the backward's workspace
+    if (mode == NetMode::recompute) values += N * c.dim;  // the rerun block's output
     return values * std::int64_t(sizeof(Scalar)) + N * std::int64_t(sizeof(int));
   }
 
@@ -232,7 +237,7 @@ class Trainer {
     }
     for (const auto& p : shared_p_) add(p);
     add(shared_lse_);
-    for (const Mat* m : {&x_final_, &xhat_f_, &xf_, &logits_, &dx_, &dxa_, &dp_}) add(*m);
+    for (const Mat* m : {&x_final_, &xhat_f_, &xf_, &logits_, &dx_, &dxa_, &dp_, &rerun_out_}) add(*m);
     add(rstd_f_);
     for (const Mat* m : {&work_.dxa, &work_.dq, &work_.dk, &work_.dv, &work_.datt, &work_.dh, &work_.dg}) add(*m);
     std::int64_t bytes = values * std::int64_t(sizeof(Scalar)) + std::int64_t(tokens_.size() * sizeof(int));
@@ -258,22 +263,10 @@ class Trainer {
       tokens_[std::size_t(t)] = tokens[t];
     }
     for (int t = 0; t < N; ++t) act_[0].x.row(t) = w_.wte.row(tokens[t]) + w_.wpe.row(t % n_);
+    const bool inputs_only = net_keeps_block_inputs_only(mode_);
     for (int l = 0; l < c_.n_layers; ++l) {
-      if (mode_ == NetMode::outputs) scratch_.x = act_[std::size_t(l)].x;
-      auto& a = mode_ == NetMode::outputs ? scratch_ : act_[std::size_t(l)];
-      auto& lin = w_.linear[std::size_t(l)];
-      const auto linear = [&](int kind, const Mat& in, Mat& out) {
-        lin[std::size_t(kind)].forward(in, out, a.cache[std::size_t(kind)]);
-      };
-      const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
-        if (blocked_)
-          blocked_attention_.forward(attention_shape(), q, k, v, mode_ == NetMode::training ? a.lse : shared_lse_, att);
-        else
-          lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v,
-                                                             mode_ == NetMode::training ? a.p : shared_p_, att);
-      };
-      block_forward<Scalar>(c_, norms(l), linear, attend, a,
-                                 l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
+      if (inputs_only) scratch_.x = act_[std::size_t(l)].x;
+      run_block(l, inputs_only ? scratch_ : act_[std::size_t(l)], l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
     }
     layer_norm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
     logits_.noalias() = xf_ * w_.wte.transpose();
@@ -291,9 +284,9 @@ class Trainer {
   /// MLP's c_proj.
   const Mat& linear_input(int l, int kind) const {
     check_block("gpt2::Trainer::linear_input", l);
-    if (mode_ == NetMode::outputs)
-      lmshrink::fail<lmshrink::state_error>("gpt2::Trainer::linear_input", "an outputs net (NetMode::outputs) keeps "
-                                            "only logits and block outputs; make it forward_only to read linear inputs");
+    if (net_keeps_block_inputs_only(mode_))
+      lmshrink::fail<lmshrink::state_error>("gpt2::Trainer::linear_input", "an outputs or recompute net keeps only "
+                                            "logits and block outputs; make it forward_only to read linear inputs");
     const auto& a = act_[std::size_t(l)];
     switch (kind) {
       case kQ: case kK: case kV: return a.a1;
@@ -310,9 +303,9 @@ class Trainer {
   /// forward, plus, when given, dblock[l] = ∂loss/∂block_output(l) (empty matrices skipped).
   void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr) {
     static constexpr const char* where = "gpt2::Trainer::backward";
-    if (mode_ != NetMode::training)
-      lmshrink::fail<lmshrink::state_error>(where, "this trainer was made forward-only (NetMode::forward_only); "
-                                            "make it with NetMode::training to run backward");
+    if (!net_trains(mode_))
+      lmshrink::fail<lmshrink::state_error>(where, "this trainer was made without gradients (NetMode::forward_only "
+                                            "or outputs); make it with NetMode::training or recompute to run backward");
     lmshrink::check_shape(where, "dlogits", dlogits, logits_.rows(), logits_.cols());
     if (dblock) {
       if (int(dblock->size()) != c_.n_layers)
@@ -326,7 +319,12 @@ class Trainer {
     dx_.setZero();
     lmshrink::models::layer_norm_backward<Scalar>(xhat_f_, rstd_f_, w_.lnf_w, dxa_, dx_, g_.lnf_w, g_.lnf_b);
     for (int l = c_.n_layers - 1; l >= 0; --l) {
-      auto& a = act_[std::size_t(l)];
+      const bool rerun = mode_ == NetMode::recompute;
+      if (rerun) {  // block l's activations again, from its kept input
+        scratch_.x = act_[std::size_t(l)].x;
+        run_block(l, scratch_, rerun_out_);
+      }
+      auto& a = rerun ? scratch_ : act_[std::size_t(l)];
       auto& lin = w_.linear[std::size_t(l)];
       auto& gl = g_.linear[std::size_t(l)];
       const std::size_t L = std::size_t(l);
@@ -373,6 +371,21 @@ class Trainer {
 
   lmshrink::models::AttentionShape attention_shape() const { return {batch_, n_, c_.n_heads, c_.n_heads, hs_}; }
 
+  // Block l's forward from a.x into out, with a's linear caches; its attention's probabilities
+  // (or log-sum-exp) in a's own buffers when the net trains, else in the one every block reuses.
+  void run_block(int l, Activations& a, Mat& out) {
+    auto& lin = w_.linear[std::size_t(l)];
+    const bool keep = net_trains(mode_);
+    const auto linear = [&](int kind, const Mat& in, Mat& y) { lin[std::size_t(kind)].forward(in, y, a.cache[std::size_t(kind)]); };
+    const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
+      if (blocked_)
+        blocked_attention_.forward(attention_shape(), q, k, v, keep ? a.lse : shared_lse_, att);
+      else
+        lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, keep ? a.p : shared_p_, att);
+    };
+    block_forward<Scalar>(c_, norms(l), linear, attend, a, out);
+  }
+
   W& w_;
   Grads<Scalar> g_;
   Config c_;
@@ -388,6 +401,7 @@ class Trainer {
   Vec rstd_f_;
   BlockWorkspace<Scalar> work_;
   Mat dx_, dxa_, dp_;
+  Mat rerun_out_;  // recompute: the output of a block run again in the backward (not read)
   std::vector<int> tokens_;
 };
 

@@ -37,6 +37,15 @@ inline Config stories15m_shape() {
   return c;
 }
 
+/// TinyLlama 1.1B's shapes: 2048 wide, 22 blocks of 32 heads over 4 key/value heads, 5632
+/// hidden, vocab 32,000, context 2048, a classifier of its own.
+inline Config tinyllama_shape() {
+  Config c;
+  c.dim = 2048, c.hidden_dim = 5632, c.n_layers = 22, c.n_heads = 32, c.n_kv_heads = 4;
+  c.vocab_size = 32000, c.seq_len = 2048, c.shared_classifier = false;
+  return c;
+}
+
 namespace detail_synthetic {
 inline void fill_normal(float* p, Eigen::Index n, float scale, lmshrink::SplitMix64& rng) {
   for (Eigen::Index i = 0; i < n; ++i) p[i] = float(rng.normal()) * scale;
@@ -72,6 +81,7 @@ inline DenseModel synthetic_model(const Config& c, std::uint64_t seed) {
     }
   }
   m.rms_final = Vec::Ones(c.dim);
+  if (!c.shared_classifier) m.wcls = random_matrix(c.vocab_size, c.dim, rng);
   return m;
 }
 

@@ -157,7 +157,7 @@ class Trainer {
   using Vec = typename W::Vec;
 
   Trainer(W& weights, int batch, int n, NetMode mode = NetMode::training)
-      : w_(weights), g_(mode == NetMode::training ? Grads<Scalar>(weights) : Grads<Scalar>()),
+      : w_(weights), g_(net_trains(mode) ? Grads<Scalar>(weights) : Grads<Scalar>()),
         c_(weights.config), mode_(mode), blocked_(blocked_attention_for(n)), batch_(batch), n_(n),
         rope_(c_.seq_len, c_.head_size(), c_.rope_theta, c_.rope_scaling) {
     static constexpr const char* where = "llama::Trainer";
@@ -168,15 +168,19 @@ class Trainer {
     hs_ = c_.head_size();
     rope_.cover(n);
     act_.resize(std::size_t(c_.n_layers));
-    const bool training = mode == NetMode::training;
-    const bool outputs = mode == NetMode::outputs;
+    const bool training = net_trains(mode);
+    const bool inputs_only = net_keeps_block_inputs_only(mode);
     for (auto& a : act_) {
-      if (outputs) a.x.resize(N, c_.dim);  // the block's input: the previous block's output
+      if (inputs_only) a.x.resize(N, c_.dim);  // the block's input: the previous block's output
       else a.resize(N, c_);
-      if (training && !blocked_) a.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      if (mode == NetMode::training && !blocked_) a.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
     }
     if (!training && !blocked_) shared_p_.resize(1);  // every block's forward reuses it
-    if (outputs) scratch_.resize(N, c_);              // every block's activations, reused
+    if (inputs_only) scratch_.resize(N, c_);          // every block's activations, reused
+    if (mode == NetMode::recompute) {
+      if (!blocked_) scratch_.p.resize(std::size_t(batch) * c_.n_heads, Mat(n, n));
+      rerun_out_.resize(N, dim);
+    }
     x_final_.resize(N, dim);
     xb_final_.resize(N, dim);
     r_final_.resize(N);
@@ -197,12 +201,13 @@ class Trainer {
   /// layers' caches (2 · batch · n · rank values per layer, sized by the first forward).
   static std::int64_t activation_bytes(const Config& c, int batch, int n, NetMode mode) {
     const std::int64_t N = std::int64_t(batch) * n;
-    const bool training = mode == NetMode::training;
+    const bool training = net_trains(mode);
     const std::int64_t block = N * (7 * c.dim + 2 * c.kv_dim() + 3 * c.hidden_dim + 2);
-    std::int64_t values = mode == NetMode::outputs ? c.n_layers * N * c.dim + block : c.n_layers * block;
-    values += attention_buffer_values(c.n_layers, batch, c.n_heads, n, training);
+    std::int64_t values = net_keeps_block_inputs_only(mode) ? c.n_layers * N * c.dim + block : c.n_layers * block;
+    values += attention_buffer_values(mode == NetMode::recompute ? 1 : c.n_layers, batch, c.n_heads, n, training);
     values += N * (2 * c.dim + 1 + c.vocab_size);  // final norm, logits
     if (training) values += N * (3 * c.dim + 2 * c.kv_dim() + 3 * c.hidden_dim) + 2 * N * c.dim;  // the backward's workspace
+    if (mode == NetMode::recompute) values += N * c.dim;  // the rerun block's output
     return values * std::int64_t(sizeof(Scalar)) + N * std::int64_t(sizeof(int));
   }
 
@@ -223,7 +228,7 @@ class Trainer {
     }
     for (const auto& p : shared_p_) add(p);
     add(shared_lse_);
-    for (const Mat* m : {&x_final_, &xb_final_, &logits_, &dx_, &dxb_, &dp_}) add(*m);
+    for (const Mat* m : {&x_final_, &xb_final_, &logits_, &dx_, &dxb_, &dp_, &rerun_out_}) add(*m);
     add(r_final_);
     for (const Mat* m : {&work_.dxb, &work_.dq, &work_.dk, &work_.dv, &work_.datt, &work_.dh, &work_.dh1, &work_.dh3}) add(*m);
     std::int64_t bytes = values * std::int64_t(sizeof(Scalar)) + std::int64_t(tokens_.size() * sizeof(int));
@@ -254,9 +259,9 @@ class Trainer {
   /// w1/w3, silu(w1·x)∘(w3·x) for w2.
   const Mat& linear_input(int l, int kind) const {
     check_block("llama::Trainer::linear_input", l);
-    if (mode_ == NetMode::outputs)
-      lmshrink::fail<lmshrink::state_error>("llama::Trainer::linear_input", "an outputs net (NetMode::outputs) keeps "
-                                            "only logits and block outputs; make it forward_only to read linear inputs");
+    if (net_keeps_block_inputs_only(mode_))
+      lmshrink::fail<lmshrink::state_error>("llama::Trainer::linear_input", "an outputs or recompute net keeps only "
+                                            "logits and block outputs; make it forward_only to read linear inputs");
     const auto& a = act_[std::size_t(l)];
     switch (kind) {
       case kWq: case kWk: case kWv: return a.xb_att;
@@ -295,6 +300,10 @@ class Trainer {
     return {batch_, n_, c_.n_heads, c_.n_kv_heads, hs_};
   }
 
+  // Block l's forward from a.x into out, with a's linear caches; its attention's probabilities
+  // (or log-sum-exp) in a's own buffers when a net trains, else in the one every block reuses.
+  void run_block(int l, Activations& a, Mat& out);
+
   W& w_;
   Grads<Scalar> g_;
   Config c_;
@@ -311,6 +320,7 @@ class Trainer {
   Mat x_final_, xb_final_, logits_;
   Vec r_final_;
   Mat dx_, dxb_, dp_;
+  Mat rerun_out_;  // recompute: the output of a block run again in the backward (not read)
   std::vector<int> tokens_;
 };
 
@@ -328,22 +338,10 @@ const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens)
     tokens_[std::size_t(t)] = tokens[t];
   }
   for (int t = 0; t < N; ++t) act_[0].x.row(t) = w_.embedding.row(tokens[t]);
+  const bool inputs_only = net_keeps_block_inputs_only(mode_);
   for (int l = 0; l < c_.n_layers; ++l) {
-    if (mode_ == NetMode::outputs) scratch_.x = act_[std::size_t(l)].x;
-    auto& a = mode_ == NetMode::outputs ? scratch_ : act_[std::size_t(l)];
-    auto& lin = w_.linear[std::size_t(l)];
-    const auto linear = [&](int kind, const Mat& in, Mat& out) { lin[std::size_t(kind)].forward(in, out, a.cache[std::size_t(kind)]); };
-    const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
-      rope_.rotate_rows(q, n_, +1);
-      rope_.rotate_rows(k, n_, +1);
-      if (blocked_)
-        blocked_attention_.forward(attention_shape(), q, k, v, mode_ == NetMode::training ? a.lse : shared_lse_, att);
-      else
-        lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v,
-                                                           mode_ == NetMode::training ? a.p : shared_p_, att);
-    };
-    block_forward<Scalar>(c_, w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear, attend, a,
-                                l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
+    if (inputs_only) scratch_.x = act_[std::size_t(l)].x;
+    run_block(l, inputs_only ? scratch_ : act_[std::size_t(l)], l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
   }
   lmshrink::models::rms_norm_forward<Scalar>(x_final_, w_.rms_final, c_.norm_eps, xb_final_, r_final_);
   logits_.noalias() = xb_final_ * classifier().transpose();
@@ -351,10 +349,27 @@ const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens)
 }
 
 template <class Scalar>
+void Trainer<Scalar>::run_block(int l, Activations& a, Mat& out) {
+  auto& lin = w_.linear[std::size_t(l)];
+  const bool keep = net_trains(mode_);
+  const auto linear = [&](int kind, const Mat& in, Mat& y) { lin[std::size_t(kind)].forward(in, y, a.cache[std::size_t(kind)]); };
+  const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
+    rope_.rotate_rows(q, n_, +1);
+    rope_.rotate_rows(k, n_, +1);
+    if (blocked_)
+      blocked_attention_.forward(attention_shape(), q, k, v, keep ? a.lse : shared_lse_, att);
+    else
+      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, keep ? a.p : shared_p_, att);
+  };
+  block_forward<Scalar>(c_, w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear, attend, a, out);
+}
+
+template <class Scalar>
 void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dblock) {
-  if (mode_ != NetMode::training)
-    lmshrink::fail<lmshrink::state_error>("llama::Trainer::backward", "this trainer was made forward-only "
-                                          "(NetMode::forward_only); make it with NetMode::training to run backward");
+  if (!net_trains(mode_))
+    lmshrink::fail<lmshrink::state_error>("llama::Trainer::backward", "this trainer was made without gradients "
+                                          "(NetMode::forward_only or outputs); make it with NetMode::training or "
+                                          "recompute to run backward");
   lmshrink::check_shape("llama::Trainer::backward", "dlogits", dlogits, logits_.rows(),
                                 logits_.cols());
   if (dblock) {
@@ -372,7 +387,12 @@ void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dbloc
   dx_.setZero();
   lmshrink::models::rms_norm_backward<Scalar>(x_final_, w_.rms_final, r_final_, dxb_, dx_, g_.rms_final);
   for (int l = c_.n_layers - 1; l >= 0; --l) {
-    auto& a = act_[std::size_t(l)];
+    const bool rerun = mode_ == NetMode::recompute;
+    if (rerun) {  // block l's activations again, from its kept input
+      scratch_.x = act_[std::size_t(l)].x;
+      run_block(l, scratch_, rerun_out_);
+    }
+    auto& a = rerun ? scratch_ : act_[std::size_t(l)];
     auto& lin = w_.linear[std::size_t(l)];
     auto& gl = g_.linear[std::size_t(l)];
     if (dblock && (*dblock)[std::size_t(l)].size() != 0) dx_ += (*dblock)[std::size_t(l)];
