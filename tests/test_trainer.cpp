@@ -539,6 +539,15 @@ TEST_CASE("calibration accumulates each distinct input once, the same bits on an
     REQUIRE(calib.empty());
     REQUIRE_THROWS_WITH(calib.at(0, 0), Catch::Matchers::Contains("they were cleared"));
   }
+  // One window at a time on two threads (less memory): the same sums.
+  int groups = 0;
+  const auto one_net = lmshrink::models::collect_calibration(model, stream, length, windows, {2, test::StdThreadTeam::team()},
+                                                             [&](int, int) { ++groups; }, 1);
+  REQUIRE(groups == windows);
+  for (int l = 0; l < L; ++l)
+    for (int k = 0; k < K; ++k) REQUIRE(one_net.at(l, k).mean_gram() == want[std::size_t(l)][std::size_t(k)].mean_gram());
+  REQUIRE_THROWS_WITH(lmshrink::models::collect_calibration(model, stream, length, 2, {}, {}, -1),
+                      Catch::Matchers::Contains("windows_at_once must be >= 0"));
   REQUIRE_THROWS_WITH(lmshrink::models::collect_calibration(model, stream, length, 4),
                       Catch::Matchers::Contains("4 windows of 5 need 20"));
   REQUIRE_THROWS_WITH(lmshrink::models::collect_calibration(model, stream, length, 2, {2}),

@@ -265,6 +265,7 @@ struct Plan {
   std::int64_t limit_bytes = -1;  // what this process may use (-1: unknown)
   int side_by_side = 1;           // students trained at once
   bool recompute = false;         // students' nets rerun each block's forward in the backward
+  int calibration_nets = 1;       // calibration windows run forward at once
   double calibration_seconds = 0; // spent measuring this machine's rates
   double seconds() const;
   bool fits() const { return limit_bytes < 0 || peak_bytes <= limit_bytes; }

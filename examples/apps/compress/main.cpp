@@ -249,6 +249,7 @@ struct Run {
   bool any_oats = false;
   int side_by_side = 1;  // students trained at once (the plan's: only as many as fit)
   bool recompute = false;  // students' nets rerun each block's forward in the backward (the plan's)
+  int calibration_nets = 1;  // calibration windows run forward at once (the plan's)
 };
 
 /// Every input read and checked before any work starts; the staging folder made.
@@ -483,7 +484,7 @@ Calibration calibrate(const Run& run, const Texts& texts) {
   Calibration calib = lmshrink::models::collect_calibration(*run.teacher, texts.train, run.length, windows,
                                                             examples::thread_team(run.threads), [&](int done, int total) {
     bar.update(double(done), std::to_string(done) + " of " + std::to_string(total) + " windows");
-  });
+  }, run.calibration_nets);
   char text[160];
   std::snprintf(text, sizeof text, "%d windows of %d tokens, %zu Gram matrices (%.1f MiB)", windows, run.length,
                 calib.distinct_inputs(), double(calib.bytes()) / 1048576.0);
@@ -815,6 +816,7 @@ Plan plan_run(Run& run) {
   }
   run.side_by_side = plan.side_by_side;
   run.recompute = plan.recompute;
+  run.calibration_nets = plan.calibration_nets;
   return plan;
 }
 

@@ -22,23 +22,41 @@ double thread_cpu_seconds() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
-/// The second of two runs of `f` (the first warms caches and allocations), in CPU seconds of
-/// the calling thread (every measured part runs on it).
+/// Repetitions of a measurement: at least 3 and 0.25 s of CPU time in all, at most 2 s or 25
+/// (a run of a second or more is measured once): the median. One run of stories260K's
+/// millisecond probes varied by a third between plans; the median of repeats by a tenth.
+template <class Once>
+double median_of_repeats(Once&& once) {
+  std::vector<double> seconds;
+  double total = 0;
+  while ((seconds.size() < 3 || total < 0.25) && total < 2.0 && seconds.size() < 25) {
+    seconds.push_back(once());
+    total += seconds.back();
+  }
+  std::nth_element(seconds.begin(), seconds.begin() + std::ptrdiff_t(seconds.size() / 2), seconds.end());
+  return seconds[seconds.size() / 2];
+}
+
+/// CPU seconds of one run of `f` on the calling thread (every measured part runs on it): the
+/// median of repeated runs after one that warms caches and allocations.
 template <class F>
 double timed(F&& f) {
   f();
-  const double t0 = thread_cpu_seconds();
-  f();
-  return thread_cpu_seconds() - t0;
+  return median_of_repeats([&] {
+    const double t0 = thread_cpu_seconds();
+    f();
+    return thread_cpu_seconds() - t0;
+  });
 }
 
 /// The same, with `threads` copies of the work running at once (`f(i)` on thread i, each on its
-/// own buffers): the slowest thread's CPU seconds. The job runs its shards, stories and windows
-/// side by side, and they share the memory bandwidth; a rate measured alone would be too fast.
+/// own buffers): the slowest thread's CPU seconds per run. The job runs its shards, stories and
+/// windows side by side, and they share the memory bandwidth; a rate measured alone would be too
+/// fast.
 template <class F>
 double timed_together(int threads, F&& f) {
   std::vector<double> seconds(std::size_t(std::max(1, threads)), 0.0);
-  for (int repeat = 0; repeat < 2; ++repeat) {
+  const auto once = [&] {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static, 1) num_threads(threads) if (threads > 1)
 #endif
@@ -47,8 +65,10 @@ double timed_together(int threads, F&& f) {
       f(i);
       seconds[std::size_t(i)] = thread_cpu_seconds() - t0;
     }
-  }
-  return *std::max_element(seconds.begin(), seconds.end());
+    return *std::max_element(seconds.begin(), seconds.end());
+  };
+  once();
+  return median_of_repeats(once);
 }
 
 std::int64_t read_kib(const char* file, const char* key) {
@@ -337,11 +357,16 @@ Plan make_plan(const PlanInputs& in) {
   for (int k = 0; k < teacher.linear_kinds(); ++k)
     widest = std::max<std::int64_t>(widest, teacher.linear(0, k).dense_parameters());
   const std::int64_t init = plan.teacher_bytes + 8 * 6 * widest;
-  const std::int64_t calibration_phase =
-      gram + std::int64_t(std::max(1, std::min(in.threads, o.calib_windows))) *
-                 teacher.net_activation_bytes(1, in.length, lmshrink::models::NetMode::forward_only);
   plan.limit_bytes = memory_limit_bytes();
   const std::int64_t base = plan.teacher_bytes + text;
+  // Calibration runs a window per thread, each net holding the window's every activation; as
+  // many at once as fit (collect_calibration's windows_at_once).
+  const std::int64_t window_net = teacher.net_activation_bytes(1, in.length, lmshrink::models::NetMode::forward_only);
+  plan.calibration_nets = std::max(1, std::min(in.threads, o.calib_windows));
+  while (plan.calibration_nets > 1 && plan.limit_bytes > 0 &&
+         double(base + gram + plan.calibration_nets * window_net) * kPlanMemoryMargin > double(plan.limit_bytes))
+    --plan.calibration_nets;
+  const std::int64_t calibration_phase = gram + plan.calibration_nets * window_net;
   const std::size_t jobs = in.jobs->size();
   std::vector<std::int64_t> sorted;
   for (const auto& named : plan.student_bytes) sorted.push_back(named.second);
@@ -432,7 +457,7 @@ Plan make_plan(const PlanInputs& in) {
     // splits them: the busiest thread's share.
     const int windows = std::min(o.calib_windows, in.data_windows);
     const double gram_flops = lmshrink::models::balanced_makespan(gram_costs, threads) * double(windows) * in.length;
-    const double fwd = std::ceil(double(windows) / threads) * (step.calibration_rest + L * step.calibration_block);
+    const double fwd = std::ceil(double(windows) / plan.calibration_nets) * (step.calibration_rest + L * step.calibration_block);
     plan.phases.push_back({"calibration", fwd + gram_flops / rate_gram});
   }
   const double lin = linear_share_of_block(teacher, in.length);

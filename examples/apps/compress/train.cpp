@@ -408,7 +408,8 @@ struct Distillation {
     layerwise = (loss == Loss::recipe && o->hidden_weight > 0) || loss == Loss::layerwise;
     teacher_blocks.resize(std::size_t(net.shards()));
     for (int s = 0; s < net.shards(); ++s) {
-      teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length, lmshrink::models::NetMode::forward_only));
+      // A teacher's net keeps only its logits and block outputs (NetMode::outputs).
+      teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length, lmshrink::models::NetMode::outputs));
       if (layerwise || loss == Loss::triple)
         for (int l = 0; l < blocks; ++l)
           teacher_blocks[std::size_t(s)].push_back(&teacher.back()->block_output(keep ? (*keep)[std::size_t(l)] : l));

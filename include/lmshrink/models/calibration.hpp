@@ -148,10 +148,12 @@ inline void for_each(int n, const CompactForwardOptions& parallel, const std::fu
 /// The Gram matrices of every linear layer's input over `windows` consecutive windows of
 /// `length` tokens of `stream`, run forward by `model` (forward-only nets, one per thread).
 /// `parallel`: threads and their team (threads > 1 needs a team's run). `progress(windows
-/// done, windows)` after each group of windows.
+/// done, windows)` after each group of windows. `windows_at_once` (0: one per thread) caps the
+/// nets, each holding a window's every activation (5.7 GB for a 1.1B model at 2048 tokens):
+/// fewer nets, the same sums.
 inline Calibration collect_calibration(Model& model, const std::vector<int>& stream, int length, int windows,
                                        const CompactForwardOptions& parallel = {},
-                                       const std::function<void(int, int)>& progress = {}) {
+                                       const std::function<void(int, int)>& progress = {}, int windows_at_once = 0) {
   static constexpr const char* where = "models::collect_calibration";
   if (length < 1 || windows < 1)
     lmshrink::fail<value_error>(where, "length and windows must be >= 1, got ", length, " and ", windows);
@@ -162,7 +164,9 @@ inline Calibration collect_calibration(Model& model, const std::vector<int>& str
     lmshrink::fail<value_error>(where, "threads = ", parallel.threads, " needs threads >= 1 and, above 1, a "
                                 "ThreadTeam with run (lmshrink/openmp.hpp's openmp_team(), or your own)");
   const int L = model.shape().n_layers, K = model.linear_kinds();
-  const int group = std::max(1, std::min(parallel.threads, windows));
+  if (windows_at_once < 0)
+    lmshrink::fail<value_error>(where, "windows_at_once must be >= 0 (0: one per thread), got ", windows_at_once);
+  const int group = std::max(1, std::min(windows_at_once > 0 ? windows_at_once : parallel.threads, windows));
   std::vector<std::unique_ptr<Net>> nets;
   for (int i = 0; i < group; ++i) nets.push_back(model.net(1, length, NetMode::forward_only));
   // Distinct inputs: the layers whose linear_input is the same matrix of one net.
