@@ -18,6 +18,7 @@
 #include <lmshrink/models/gpt2/checkpoint.hpp>
 #include <lmshrink/models/gpt2/decoder.hpp>
 #include <lmshrink/models/gpt2/trainer.hpp>
+#include <lmshrink/models/gpt2/synthetic.hpp>
 
 #include "mixed_layer.hpp"
 #include "test_helpers.hpp"
@@ -343,6 +344,28 @@ TEST_CASE("a recompute GPT-2 trainer gives the training net's gradients bit for 
   }
 }
 
+TEST_CASE("a profiled GPT-2 trainer times its phases and computes the same bits", "[gpt2][profile]") {
+  std::mt19937 rng(41);
+  auto w = tiny_gpt2<float>(rng, true);
+  const int batch = 2, n = 6, N = batch * n;
+  std::vector<int> tokens(static_cast<std::size_t>(N));
+  for (auto& t : tokens) t = int(rng() % 11);
+  const lmshrink::RowMatrix<float> dlogits = lmshrink::RowMatrix<float>::Constant(N, 11, 0.5f);
+  lmshrink::models::gpt2::Trainer<float> plain(w, batch, n), profiled(w, batch, n);
+  lmshrink::models::NetProfile profile;
+  profiled.set_profile(&profile);
+  REQUIRE(profiled.forward(tokens.data()) == plain.forward(tokens.data()));
+  profiled.backward(dlogits);
+  plain.backward(dlogits);
+  REQUIRE(profiled.grads().wte == plain.grads().wte);
+  REQUIRE(profile.forwards == 1);
+  REQUIRE(profile.backwards == 1);
+  REQUIRE(profile.linear > 0);
+  REQUIRE(profile.attention > 0);
+  REQUIRE(profile.classifier > 0);
+  REQUIRE(profile.rest() >= 0);
+}
+
 // Not a check: writes the small random GPT-2 the main job's GPT-2 tests run on (no pretrained
 // GPT-2 can be downloaded here), as a Hugging Face directory with GPT-2's tokenizer files beside
 // it. GPT-2's vocabulary and 12 blocks (so DistilGPT-2's block choice applies), 64 dimensions,
@@ -351,42 +374,13 @@ TEST_CASE("a recompute GPT-2 trainer gives the training net's gradients bit for 
 TEST_CASE("write the tiny GPT-2 of the main job's tests", "[.make_tiny_gpt2]") {
   const char* out = std::getenv("TINY_GPT2_DIR");
   REQUIRE(out != nullptr);
-  lmshrink::models::gpt2::DenseModel m;
-  auto& c = m.config;
-  c.vocab_size = 50257, c.dim = 64, c.hidden_dim = 256, c.n_layers = 12, c.n_heads = 2, c.n_positions = 32;
   // TINY_GPT2_SHAPE=small: GPT-2 small's shapes (GPT2Config()), for the job's plan and memory at
   // scale; its residual projections drawn at 0.02/sqrt(2·layers), as GPT-2 initialises them.
   const char* shape = std::getenv("TINY_GPT2_SHAPE");
   const bool small = shape != nullptr && std::string(shape) == "small";
-  if (small) c.dim = 768, c.hidden_dim = 3072, c.n_heads = 12, c.n_positions = 1024;
-  const double residual_sd = small ? 0.02 / std::sqrt(2.0 * c.n_layers) : 0.02;
-  lmshrink::SplitMix64 rng(2019);
-  const auto normal_sd = [&](lmshrink::Index r, lmshrink::Index k, double sd) {
-    lmshrink::RowMatrix<float> x(r, k);
-    for (lmshrink::Index i = 0; i < x.size(); ++i) x.data()[i] = float(sd * rng.normal());
-    return x;
-  };
-  const auto normal = [&](lmshrink::Index r, lmshrink::Index k) { return normal_sd(r, k, 0.02); };
-  const auto ones = [](int n) { return lmshrink::Vector<float>::Ones(n); };
-  const auto zeros = [](int n) { return lmshrink::Vector<float>::Zero(n); };
-  m.wte = normal(c.vocab_size, c.dim);
-  m.wpe = normal(c.n_positions, c.dim);
-  for (int l = 0; l < c.n_layers; ++l) {
-    m.ln1_w.push_back(ones(c.dim));
-    m.ln1_b.push_back(zeros(c.dim));
-    m.attn_w.push_back(normal(3 * c.dim, c.dim));
-    m.attn_b.push_back(zeros(3 * c.dim));
-    m.proj_w.push_back(normal_sd(c.dim, c.dim, residual_sd));
-    m.proj_b.push_back(zeros(c.dim));
-    m.ln2_w.push_back(ones(c.dim));
-    m.ln2_b.push_back(zeros(c.dim));
-    m.fc_w.push_back(normal(c.hidden_dim, c.dim));
-    m.fc_b.push_back(zeros(c.hidden_dim));
-    m.fc_proj_w.push_back(normal_sd(c.dim, c.hidden_dim, residual_sd));
-    m.fc_proj_b.push_back(zeros(c.dim));
-  }
-  m.lnf_w = ones(c.dim);
-  m.lnf_b = zeros(c.dim);
+  lmshrink::models::gpt2::Config c = lmshrink::models::gpt2::small_config();
+  if (!small) c.dim = 64, c.hidden_dim = 256, c.n_heads = 2, c.n_positions = 32;
+  const lmshrink::models::gpt2::DenseModel m = lmshrink::models::gpt2::synthetic_model(c, 2019, small ? -1 : 0.02);
   const std::string dir = out;
   lmshrink::models::gpt2::write_hf(m, dir);
   namespace fs = std::filesystem;

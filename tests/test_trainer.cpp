@@ -711,6 +711,39 @@ TEST_CASE("a recompute net gives the training net's gradients bit for bit, kept 
   }
 }
 
+TEST_CASE("a profiled net times its phases and computes the same bits", "[trainer][profile]") {
+  std::mt19937 rng(31);
+  lmshrink::models::llama::Model model(tiny_model<float>(true, rng));
+  const int batch = 2, n = 6, N = batch * n;
+  std::vector<int> tokens(static_cast<std::size_t>(N));
+  for (auto& t : tokens) t = int(rng() % 13);
+  const lmshrink::RowMatrix<float> dlogits = lmshrink::RowMatrix<float>::Constant(N, 13, 0.5f);
+  for (auto mode : {lmshrink::models::NetMode::training, lmshrink::models::NetMode::recompute}) {
+    CAPTURE(int(mode));
+    const auto plain = model.net(batch, n, mode), profiled = model.net(batch, n, mode);
+    lmshrink::models::NetProfile profile;
+    profiled->set_profile(&profile);
+    for (int step = 0; step < 2; ++step) {
+      REQUIRE(profiled->forward(tokens.data()) == plain->forward(tokens.data()));
+      profiled->backward(dlogits, nullptr);
+      plain->backward(dlogits, nullptr);
+    }
+    REQUIRE(profile.forwards == 2);
+    REQUIRE(profile.backwards == 2);
+    REQUIRE(profile.linear > 0);
+    REQUIRE(profile.attention > 0);
+    REQUIRE(profile.classifier > 0);
+    REQUIRE(profile.rest() >= 0);
+    REQUIRE(profiled->linear_grad(0, 0).S == plain->linear_grad(0, 0).S);
+    // Detached: nothing more is added.
+    const lmshrink::models::NetProfile before = profile;
+    profiled->set_profile(nullptr);
+    profiled->forward(tokens.data());
+    REQUIRE(profile.total == before.total);
+    REQUIRE(profile.forwards == 2);
+  }
+}
+
 TEST_CASE("sharded training gives the batch's loss and gradients, the same for any thread count",
           "[trainer][shards]") {
   using Wf = lmshrink::models::llama::Weights<float>;

@@ -88,6 +88,8 @@ class ShardedTrainer {
 
   /// This process's shards.
   int shards() const { return int(shard_.size()); }
+  /// Tokens per sequence.
+  int length() const { return n_; }
   /// First sequence of this process's shard s in the batch.
   int first_sequence(int s) const { return first_[std::size_t(s)]; }
   Net& shard(int s) { return *shard_[std::size_t(s)]; }

@@ -236,6 +236,11 @@ struct StudentFootprint {
   std::vector<TrainedLayer> block;  // the first block's, one per linear kind
 };
 StudentFootprint student_footprint(const Options& o, const Job& job, const lmshrink::models::Model& teacher);
+/// A copy of `dense` shaped as a student trains it: rank, live rows of S spread evenly (pruned
+/// rows split S into runs, as a pruner's do), S released, an element mask. Its values are
+/// random: a step's cost does not depend on them (the plan and bench_train time such layers).
+lmshrink::models::Layer shaped_layer(const lmshrink::models::Layer& dense, const StudentFootprint::TrainedLayer& shape,
+                                     lmshrink::SplitMix64& rng);
 
 // ---- plan.cpp: what the job will take, before it starts ----
 

@@ -12,6 +12,28 @@
 #include "compress.hpp"
 
 namespace compress {
+
+lmshrink::models::Layer shaped_layer(const lmshrink::models::Layer& dense, const StudentFootprint::TrainedLayer& shape,
+                                     lmshrink::SplitMix64& rng) {
+  lmshrink::models::Layer layer = dense;
+  const lmshrink::Index out = layer.out_features(), in = layer.in_features();
+  if (shape.rank > 0)
+    layer.set_low_rank(lmshrink::models::random_normal(rng, out, shape.rank, 0.02),
+                       lmshrink::models::random_normal(rng, shape.rank, in, 0.02));
+  lmshrink::RowMask rows(out);
+  for (lmshrink::Index i = 0; i < out; ++i)
+    rows[i] = std::floor(double(i + 1) * shape.s_rows) > std::floor(double(i) * shape.s_rows) ? 1 : 0;
+  layer.set_row_mask(rows);
+  if (shape.element_mask) {
+    lmshrink::ElementMask mask(out, in);
+    for (lmshrink::Index i = 0; i < out; ++i)
+      for (lmshrink::Index j = 0; j < in; ++j) mask(i, j) = std::uint8_t((i + j) % 2);
+    layer.set_element_mask(mask);
+  }
+  layer.release_sparse();
+  return layer;
+}
+
 namespace {
 
 /// This thread's CPU seconds so far: rates measured in CPU time hold on a busy machine too (the
@@ -177,30 +199,6 @@ StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int 
   });
   r.optimizer_per_value = t / double(std::max<std::int64_t>(1, values));
   return r;
-}
-
-/// A copy of `dense` shaped as a student trains it: rank, live rows of S spread evenly (pruned
-/// rows split S into runs, as a pruner's do), S released, an element mask. Its values are
-/// random: a step's cost does not depend on them.
-lmshrink::models::Layer shaped_layer(const lmshrink::models::Layer& dense, const StudentFootprint::TrainedLayer& shape,
-                                     lmshrink::SplitMix64& rng) {
-  lmshrink::models::Layer layer = dense;
-  const lmshrink::Index out = layer.out_features(), in = layer.in_features();
-  if (shape.rank > 0)
-    layer.set_low_rank(lmshrink::models::random_normal(rng, out, shape.rank, 0.02),
-                       lmshrink::models::random_normal(rng, shape.rank, in, 0.02));
-  lmshrink::RowMask rows(out);
-  for (lmshrink::Index i = 0; i < out; ++i)
-    rows[i] = std::floor(double(i + 1) * shape.s_rows) > std::floor(double(i) * shape.s_rows) ? 1 : 0;
-  layer.set_row_mask(rows);
-  if (shape.element_mask) {
-    lmshrink::ElementMask mask(out, in);
-    for (lmshrink::Index i = 0; i < out; ++i)
-      for (lmshrink::Index j = 0; j < in; ++j) mask(i, j) = std::uint8_t((i + j) % 2);
-    layer.set_element_mask(mask);
-  }
-  layer.release_sparse();
-  return layer;
 }
 
 /// CPU seconds of one forward and backward through a block's linear layers on `tokens` rows,

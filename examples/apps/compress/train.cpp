@@ -7,6 +7,7 @@
 #include <lmshrink/io/hf_directory.hpp>
 
 #include "compress.hpp"
+#include "training.hpp"
 
 namespace compress {
 
@@ -353,112 +354,117 @@ void attach_layers(lmshrink::Pruner<float>& pruner, const lmshrink::PrunerOption
   if (o.prune_end == 0) pruner.mask(popt.schedule.final_keep);
 }
 
-/// AdamW for every linear layer and plain tensor, and the learning-rate schedule: linear
-/// warm-up over the first 5 % of steps, then cosine decay to 10 % of the peak.
-struct Optimizers {
-  std::vector<std::vector<lmshrink::AdamW<float>>> linear;
-  std::vector<lmshrink::models::TensorRef> params;
-  std::vector<lmshrink::TensorAdamW<float>> plain;
-  lmshrink::WarmupCosine schedule;
+}  // namespace
 
-  Optimizers(lmshrink::models::Model& w, double peak, int steps) : params(w.plain_params()) {
-    lmshrink::AdamWOptions ao;
-    ao.lr = peak;
-    ao.weight_decay = 0;
-    linear.resize(std::size_t(w.shape().n_layers));
-    for (int l = 0; l < w.shape().n_layers; ++l)
-      for (int k = 0; k < w.linear_kinds(); ++k) linear[std::size_t(l)].emplace_back(w.linear(l, k), ao);
-    plain.assign(params.size(), lmshrink::TensorAdamW<float>(ao));
-    schedule.peak = peak;
-    schedule.total_steps = steps;
-    schedule.warmup_steps = std::max(1, steps / 20);
-  }
+Optimizers::Optimizers(lmshrink::models::Model& w, double peak, int steps) : params(w.plain_params()) {
+  lmshrink::AdamWOptions ao;
+  ao.lr = peak;
+  ao.weight_decay = 0;
+  linear.resize(std::size_t(w.shape().n_layers));
+  for (int l = 0; l < w.shape().n_layers; ++l)
+    for (int k = 0; k < w.linear_kinds(); ++k) linear[std::size_t(l)].emplace_back(w.linear(l, k), ao);
+  plain.assign(params.size(), lmshrink::TensorAdamW<float>(ao));
+  schedule.peak = peak;
+  schedule.total_steps = steps;
+  schedule.warmup_steps = std::max(1, steps / 20);
+}
 
-  void step(int at, double embed_lr_scale, lmshrink::models::Model& w, examples::ShardedTrainer& net) {
-    const double lr = lmshrink::warmup_cosine_lr(schedule, at);
-    set_lr(linear, lr);
-    for (std::size_t l = 0; l < linear.size(); ++l)
-      for (std::size_t k = 0; k < linear[l].size(); ++k)
-        linear[l][k].step(w.linear(int(l), int(k)), net.linear_grad(int(l), int(k)));
-    const double lr_plain = lr * embed_lr_scale;
-    if (lr_plain > 0)
-      for (std::size_t i = 0; i < params.size(); ++i) {
-        plain[i].set_lr(lr_plain);
-        plain[i].step(params[i].data, net.plain_grads()[i].data, params[i].size);
-      }
-  }
-};
-
-/// What the training loss needs besides the student's logits: the teacher's nets (one per
-/// shard, the same full-sequence forward), the blocks whose outputs it compares, the schedules.
-struct Distillation {
-  const Options* o = nullptr;
-  Loss loss = Loss::recipe;
-  bool layerwise = false;  // the layer-wise loss on every block
-  std::vector<std::unique_ptr<lmshrink::models::Net>> teacher;
-  std::vector<std::vector<const RowMat*>> teacher_blocks;  // [shard][student block]
-  // Annealing-KD: phase 1 (MSE to the teacher's logits scaled by temp/τ_max, temp rising 1 → 10)
-  // over the first half of the steps, hard labels after.
-  lmshrink::AnnealingKdSchedule annealing;
-  int blocks = 0, dim = 0;
-
-  Distillation(const Shared& sh, Loss loss_, examples::ShardedTrainer& net, const lmshrink::models::Model& w,
-               const std::vector<int>* keep)  // keep: the teacher block of each student block, or null
-      : o(sh.opt), loss(loss_), blocks(w.shape().n_layers), dim(w.shape().dim) {
-    layerwise = (loss == Loss::recipe && o->hidden_weight > 0) || loss == Loss::layerwise;
-    teacher_blocks.resize(std::size_t(net.shards()));
-    for (int s = 0; s < net.shards(); ++s) {
-      // A teacher's net keeps only its logits and block outputs (NetMode::outputs).
-      teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length, lmshrink::models::NetMode::outputs));
-      if (layerwise || loss == Loss::triple)
-        for (int l = 0; l < blocks; ++l)
-          teacher_blocks[std::size_t(s)].push_back(&teacher.back()->block_output(keep ? (*keep)[std::size_t(l)] : l));
+void Optimizers::step(int at, double embed_lr_scale, lmshrink::models::Model& w, examples::ShardedTrainer& net) {
+  const double lr = lmshrink::warmup_cosine_lr(schedule, at);
+  set_lr(linear, lr);
+  for (std::size_t l = 0; l < linear.size(); ++l)
+    for (std::size_t k = 0; k < linear[l].size(); ++k)
+      linear[l][k].step(w.linear(int(l), int(k)), net.linear_grad(int(l), int(k)));
+  const double lr_plain = lr * embed_lr_scale;
+  if (lr_plain > 0)
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      plain[i].set_lr(lr_plain);
+      plain[i].step(params[i].data, net.plain_grads()[i].data, params[i].size);
     }
-    annealing.phase1_steps = std::max(1, sh.steps / 2);
-  }
+}
 
-  /// The loss of shard `s` at `step` and its gradients (dlogits, dblock); `masks_final`: no mask
-  /// changes any more (--recovery-kd-alpha applies).
-  double operator()(int s, int step, bool masks_final, lmshrink::models::Net& shard, const int* tokens, const RowMat& logits,
-                    const Eigen::Ref<const Eigen::VectorXi>& targets, RowMat& dlogits, std::vector<RowMat>& dblock) {
-    if (!info(loss).teacher) return lmshrink::cross_entropy<float>(logits, targets, dlogits);
-    const RowMat& teacher_logits = teacher[std::size_t(s)]->forward(tokens);
-    lmshrink::LossOptions lo;
-    double l = 0;
-    switch (loss) {
-      case Loss::recipe:
-        lo.temperature = o->temperature;
-        l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, targets, dlogits,
-                                            masks_final ? o->recovery_kd_alpha : o->kd_alpha, lo);
-        break;
-      case Loss::kl:
-      case Loss::layerwise: l = lmshrink::kl_divergence<float>(logits, teacher_logits, dlogits, lo); break;
-      case Loss::kl_ce:  // the classic mix: T = 2, α = 0.5
-        lo.temperature = 2;
-        l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, targets, dlogits, 0.5, lo);
-        break;
-      case Loss::reverse_kl: l = lmshrink::reverse_kl_divergence<float>(logits, teacher_logits, dlogits, lo); break;
-      case Loss::jsd: l = lmshrink::jsd_divergence<float>(logits, teacher_logits, dlogits, 0.5, lo); break;
-      case Loss::annealing:
-        l = lmshrink::annealing_kd_loss<float>(annealing, step, logits, teacher_logits, targets, dlogits, lo);
-        break;
-      case Loss::triple: {  // DistilGPT-2: 5·KL(T = 2) + 2·CE + 1·(1 − cos), last block
-        const int last = blocks - 1;
-        dblock.assign(std::size_t(blocks), RowMat());
-        dblock[std::size_t(last)].resize(logits.rows(), dim);
-        l = lmshrink::distilgpt2_loss<float>(logits, teacher_logits, targets, shard.block_output(last),
-                                             *teacher_blocks[std::size_t(s)][std::size_t(last)], dlogits,
-                                             dblock[std::size_t(last)]).total;
-        break;
-      }
-      case Loss::lm: break;  // returned above
-    }
-    if (layerwise)
-      l += examples::layerwise_distillation(shard, blocks, teacher_blocks[std::size_t(s)], o->hidden_loss,
-                                            o->hidden_weight, dblock);
-    return l;
+Distillation::Distillation(const Shared& sh, Loss loss_, examples::ShardedTrainer& net, const lmshrink::models::Model& w,
+                           const std::vector<int>* keep)
+    : o(sh.opt), loss(loss_), blocks(w.shape().n_layers), dim(w.shape().dim) {
+  layerwise = (loss == Loss::recipe && o->hidden_weight > 0) || loss == Loss::layerwise;
+  teacher_blocks.resize(std::size_t(net.shards()));
+  for (int s = 0; s < net.shards(); ++s) {
+    // A teacher's net keeps only its logits and block outputs (NetMode::outputs).
+    teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length, lmshrink::models::NetMode::outputs));
+    if (layerwise || loss == Loss::triple)
+      for (int l = 0; l < blocks; ++l)
+        teacher_blocks[std::size_t(s)].push_back(&teacher.back()->block_output(keep ? (*keep)[std::size_t(l)] : l));
   }
-};
+  annealing.phase1_steps = std::max(1, sh.steps / 2);
+}
+
+double Distillation::operator()(int s, int step, bool masks_final, lmshrink::models::Net& shard, const int* tokens,
+                                const RowMat& logits, const Eigen::Ref<const Eigen::VectorXi>& targets, RowMat& dlogits,
+                                std::vector<RowMat>& dblock) {
+  if (!info(loss).teacher) return lmshrink::cross_entropy<float>(logits, targets, dlogits);
+  const RowMat& teacher_logits = teacher[std::size_t(s)]->forward(tokens);
+  lmshrink::LossOptions lo;
+  double l = 0;
+  switch (loss) {
+    case Loss::recipe:
+      lo.temperature = o->temperature;
+      l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, targets, dlogits,
+                                          masks_final ? o->recovery_kd_alpha : o->kd_alpha, lo);
+      break;
+    case Loss::kl:
+    case Loss::layerwise: l = lmshrink::kl_divergence<float>(logits, teacher_logits, dlogits, lo); break;
+    case Loss::kl_ce:  // the classic mix: T = 2, α = 0.5
+      lo.temperature = 2;
+      l = lmshrink::soft_hard_loss<float>(logits, teacher_logits, targets, dlogits, 0.5, lo);
+      break;
+    case Loss::reverse_kl: l = lmshrink::reverse_kl_divergence<float>(logits, teacher_logits, dlogits, lo); break;
+    case Loss::jsd: l = lmshrink::jsd_divergence<float>(logits, teacher_logits, dlogits, 0.5, lo); break;
+    case Loss::annealing:
+      l = lmshrink::annealing_kd_loss<float>(annealing, step, logits, teacher_logits, targets, dlogits, lo);
+      break;
+    case Loss::triple: {  // DistilGPT-2: 5·KL(T = 2) + 2·CE + 1·(1 − cos), last block
+      const int last = blocks - 1;
+      dblock.assign(std::size_t(blocks), RowMat());
+      dblock[std::size_t(last)].resize(logits.rows(), dim);
+      l = lmshrink::distilgpt2_loss<float>(logits, teacher_logits, targets, shard.block_output(last),
+                                           *teacher_blocks[std::size_t(s)][std::size_t(last)], dlogits,
+                                           dblock[std::size_t(last)]).total;
+      break;
+    }
+    case Loss::lm: break;  // returned above
+  }
+  if (layerwise)
+    l += examples::layerwise_distillation(shard, blocks, teacher_blocks[std::size_t(s)], o->hidden_loss,
+                                          o->hidden_weight, dblock);
+  return l;
+}
+
+StepOutcome training_step(int step, const int* inputs, const Eigen::VectorXi& targets, bool masks_final,
+                          examples::ShardedTrainer& net, Distillation& distill, Optimizers& opt, double embed_lr_scale,
+                          lmshrink::models::Model& w, lmshrink::Pruner<float>* pruner, int threads, StepTimes* times) {
+  using Clock = std::chrono::steady_clock;
+  const int n = net.length();
+  if (times && times->loss.size() != std::size_t(net.shards())) times->loss.assign(std::size_t(net.shards()), 0.0);
+  StepOutcome out;
+  out.loss = net.step(inputs, threads, [&](int s, lmshrink::models::Net& shard, const int* own, const RowMat& logits,
+                                           RowMat& dlogits, std::vector<RowMat>& dblock) {
+    const lmshrink::models::ProfileScope timed(times ? &times->loss[std::size_t(s)] : nullptr);
+    return distill(s, step, masks_final, shard, own, logits, targets.segment(net.first_sequence(s) * n, shard.batch() * n),
+                   dlogits, dblock);
+  });
+  if (!std::isfinite(out.loss)) return out;
+  auto t = Clock::now();
+  opt.step(step, embed_lr_scale, w, net);
+  if (times) times->optimizer += std::chrono::duration<double>(Clock::now() - t).count();
+  if (pruner) {
+    t = Clock::now();
+    out.masked = pruner->after_optimizer_step(step).masked;
+    if (times) times->pruner += std::chrono::duration<double>(Clock::now() - t).count();
+  }
+  return out;
+}
+
+namespace {
 
 /// The progress line of a worker: this student's step, loss and speed beside the others'.
 void report_step(Shared& sh, const Job& job, int worker, int step, double loss, double tokens_per_s) {
@@ -496,20 +502,16 @@ void train_student(const Job& job, Shared& sh, const std::vector<int>& train, lm
       for (int t = 0; t < n; ++t) targets[b * n + t] = src[t + 1];
     }
     const bool masks_final = !pruner || one_shot || step >= prune_end_step;
-    const double value = net.step(inputs.data(), job_threads, [&](int s, lmshrink::models::Net& shard, const int* own,
-                                                                  const RowMat& logits, RowMat& dlogits,
-                                                                  std::vector<RowMat>& dblock) {
-      return distill(s, step, masks_final, shard, own, logits, targets.segment(net.first_sequence(s) * n, shard.batch() * n),
-                     dlogits, dblock);
-    });
+    const StepOutcome outcome = training_step(step, inputs.data(), targets, masks_final, net, distill, opt,
+                                              o.embed_lr_scale, w, one_shot ? nullptr : pruner, job_threads);
+    const double value = outcome.loss;
     if (!std::isfinite(value))
       fail<lmshrink::numeric_error>("lmshrink_compress", job_name(job), ": the loss is ", value, " at step ", step,
                                     "; lower --lr");
     res.losses.push_back(float(value));
-    opt.step(step, o.embed_lr_scale, w, net);
     // Every process prunes from the same averaged gradients; their masks and importance state
     // are compared at every mask step.
-    if (pruner && !one_shot && pruner->after_optimizer_step(step).masked) sh.team->check_identical(*pruner);
+    if (outcome.masked) sh.team->check_identical(*pruner);
     if (curve_every > 0 && ((step + 1) % curve_every == 0 || step + 1 == sh.steps))
       res.curve.push_back({std::int64_t(step + 1) * B * n,
                            evaluate(decoders_of(*w.pack()), *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team).nll});

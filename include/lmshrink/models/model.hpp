@@ -21,6 +21,7 @@
 #include <cstdint>
 #include "../low_rank_sparse_linear.hpp"
 #include "linear_blocks.hpp"
+#include "net_profile.hpp"
 #include <map>
 #include <memory>
 #include <string>
@@ -72,6 +73,9 @@ class Net {
   /// Bytes its activations, attention, logits, workspaces and linear caches hold now (not the
   /// gradients).
   virtual std::int64_t buffer_bytes() const = 0;
+  /// Every later forward and backward adds its phase times to *profile (null: none);
+  /// net_profile.hpp.
+  virtual void set_profile(NetProfile* profile) = 0;
 };
 
 /// A family's trainer as a Net. The family provides plain_tensors(its gradients), found by
@@ -96,6 +100,7 @@ class TrainerNet final : public Net {
     return plain_tensors(t_.grads());
   }
   std::int64_t buffer_bytes() const override { return t_.buffer_bytes(); }
+  void set_profile(NetProfile* profile) override { t_.set_profile(profile); }
 
  private:
   void check_training(const char* where) const {

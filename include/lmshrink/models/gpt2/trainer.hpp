@@ -25,6 +25,7 @@
 #include "../../low_rank_sparse_linear.hpp"
 #include "../activations.hpp"
 #include "../attention.hpp"
+#include "../net_profile.hpp"
 #include "../norms.hpp"
 #include "../../pruner.hpp"
 #include <string>
@@ -252,9 +253,13 @@ class Trainer {
   const W& weights() const { return w_; }
   Grads<Scalar>& grads() { return g_; }
   void zero_grad() { g_.set_zero(); }
+  /// Phase times of every later forward and backward are added to *profile (null: none).
+  void set_profile(NetProfile* profile) { profile_ = profile; }
 
   /// Logits (batch·n, vocab) for tokens (batch·n).
   const Mat& forward(const int* tokens) {
+    const ProfileScope whole(profile_slot(profile_, &NetProfile::total));
+    if (profile_) ++profile_->forwards;
     const int N = batch_ * n_;
     for (int t = 0; t < N; ++t) {
       if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
@@ -269,7 +274,10 @@ class Trainer {
       run_block(l, inputs_only ? scratch_ : act_[std::size_t(l)], l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
     }
     layer_norm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
-    logits_.noalias() = xf_ * w_.wte.transpose();
+    {
+      const ProfileScope classify(profile_slot(profile_, &NetProfile::classifier));
+      logits_.noalias() = xf_ * w_.wte.transpose();
+    }
     return logits_;
   }
 
@@ -314,8 +322,13 @@ class Trainer {
       for (const auto& m : *dblock)
         if (m.size() != 0) lmshrink::check_shape(where, "dblock[l]", m, logits_.rows(), c_.dim);
     }
-    g_.wte.noalias() += dlogits.transpose() * xf_;
-    dxa_.noalias() = dlogits * w_.wte;
+    const ProfileScope whole(profile_slot(profile_, &NetProfile::total));
+    if (profile_) ++profile_->backwards;
+    {
+      const ProfileScope classify(profile_slot(profile_, &NetProfile::classifier));
+      g_.wte.noalias() += dlogits.transpose() * xf_;
+      dxa_.noalias() = dlogits * w_.wte;
+    }
     dx_.setZero();
     lmshrink::models::layer_norm_backward<Scalar>(xhat_f_, rstd_f_, w_.lnf_w, dxa_, dx_, g_.lnf_w, g_.lnf_b);
     for (int l = c_.n_layers - 1; l >= 0; --l) {
@@ -330,9 +343,11 @@ class Trainer {
       const std::size_t L = std::size_t(l);
       if (dblock && (*dblock)[L].size() != 0) dx_ += (*dblock)[L];
       const auto linear_backward = [&](int kind, const Mat& in, const Mat& dout, Mat& din) {
+        const ProfileScope timed(profile_slot(profile_, &NetProfile::linear));
         lin[std::size_t(kind)].backward(in, dout, a.cache[std::size_t(kind)], din, gl[std::size_t(kind)]);
       };
       const auto attend_backward = [&](const Mat& datt, Mat& dq, Mat& dk, Mat& dv) {
+        const ProfileScope timed(profile_slot(profile_, &NetProfile::attention));
         if (blocked_)
           blocked_attention_.backward(attention_shape(), a.q, a.k, a.v, a.att, a.lse, datt, dq, dk, dv);
         else
@@ -376,8 +391,12 @@ class Trainer {
   void run_block(int l, Activations& a, Mat& out) {
     auto& lin = w_.linear[std::size_t(l)];
     const bool keep = net_trains(mode_);
-    const auto linear = [&](int kind, const Mat& in, Mat& y) { lin[std::size_t(kind)].forward(in, y, a.cache[std::size_t(kind)]); };
+    const auto linear = [&](int kind, const Mat& in, Mat& y) {
+      const ProfileScope timed(profile_slot(profile_, &NetProfile::linear));
+      lin[std::size_t(kind)].forward(in, y, a.cache[std::size_t(kind)]);
+    };
     const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
+      const ProfileScope timed(profile_slot(profile_, &NetProfile::attention));
       if (blocked_)
         blocked_attention_.forward(attention_shape(), q, k, v, keep ? a.lse : shared_lse_, att);
       else
@@ -403,6 +422,7 @@ class Trainer {
   Mat dx_, dxa_, dp_;
   Mat rerun_out_;  // recompute: the output of a block run again in the backward (not read)
   std::vector<int> tokens_;
+  NetProfile* profile_ = nullptr;
 };
 
 }  // namespace gpt2

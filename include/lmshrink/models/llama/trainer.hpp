@@ -20,6 +20,7 @@
 #include "../../low_rank_sparse_linear.hpp"
 #include "../activations.hpp"
 #include "../attention.hpp"
+#include "../net_profile.hpp"
 #include "../norms.hpp"
 #include "../rope.hpp"
 #include "../../optim.hpp"
@@ -243,6 +244,8 @@ class Trainer {
   const W& weights() const { return w_; }
   Grads<Scalar>& grads() { return g_; }
   void zero_grad() { g_.set_zero(); }
+  /// Phase times of every later forward and backward are added to *profile (null: none).
+  void set_profile(NetProfile* profile) { profile_ = profile; }
 
   /// Logits (batch·n, vocab) for tokens (batch·n), sequence by sequence.
   const Mat& forward(const int* tokens);
@@ -322,6 +325,7 @@ class Trainer {
   Mat dx_, dxb_, dp_;
   Mat rerun_out_;  // recompute: the output of a block run again in the backward (not read)
   std::vector<int> tokens_;
+  NetProfile* profile_ = nullptr;
 };
 
 // forward and backward, out of the class so that an explicit instantiation declaration covers
@@ -330,6 +334,8 @@ class Trainer {
 template <class Scalar>
 const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens) {
   static constexpr const char* where = "llama::Trainer::forward";
+  const ProfileScope whole(profile_slot(profile_, &NetProfile::total));
+  if (profile_) ++profile_->forwards;
   const int N = batch_ * n_;
   for (int t = 0; t < N; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
@@ -344,7 +350,10 @@ const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens)
     run_block(l, inputs_only ? scratch_ : act_[std::size_t(l)], l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
   }
   lmshrink::models::rms_norm_forward<Scalar>(x_final_, w_.rms_final, c_.norm_eps, xb_final_, r_final_);
-  logits_.noalias() = xb_final_ * classifier().transpose();
+  {
+    const ProfileScope classify(profile_slot(profile_, &NetProfile::classifier));
+    logits_.noalias() = xb_final_ * classifier().transpose();
+  }
   return logits_;
 }
 
@@ -352,8 +361,12 @@ template <class Scalar>
 void Trainer<Scalar>::run_block(int l, Activations& a, Mat& out) {
   auto& lin = w_.linear[std::size_t(l)];
   const bool keep = net_trains(mode_);
-  const auto linear = [&](int kind, const Mat& in, Mat& y) { lin[std::size_t(kind)].forward(in, y, a.cache[std::size_t(kind)]); };
+  const auto linear = [&](int kind, const Mat& in, Mat& y) {
+    const ProfileScope timed(profile_slot(profile_, &NetProfile::linear));
+    lin[std::size_t(kind)].forward(in, y, a.cache[std::size_t(kind)]);
+  };
   const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
+    const ProfileScope timed(profile_slot(profile_, &NetProfile::attention));
     rope_.rotate_rows(q, n_, +1);
     rope_.rotate_rows(k, n_, +1);
     if (blocked_)
@@ -381,9 +394,14 @@ void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dbloc
       if (d.size() != 0)
         lmshrink::check_shape("llama::Trainer::backward", "dblock[l]", d, logits_.rows(), c_.dim);
   }
-  Mat& dcls = c_.shared_classifier ? g_.embedding : g_.classifier;
-  dcls.noalias() += dlogits.transpose() * xb_final_;
-  dxb_.noalias() = dlogits * classifier();
+  const ProfileScope whole(profile_slot(profile_, &NetProfile::total));
+  if (profile_) ++profile_->backwards;
+  {
+    const ProfileScope classify(profile_slot(profile_, &NetProfile::classifier));
+    Mat& dcls = c_.shared_classifier ? g_.embedding : g_.classifier;
+    dcls.noalias() += dlogits.transpose() * xb_final_;
+    dxb_.noalias() = dlogits * classifier();
+  }
   dx_.setZero();
   lmshrink::models::rms_norm_backward<Scalar>(x_final_, w_.rms_final, r_final_, dxb_, dx_, g_.rms_final);
   for (int l = c_.n_layers - 1; l >= 0; --l) {
@@ -397,9 +415,11 @@ void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dbloc
     auto& gl = g_.linear[std::size_t(l)];
     if (dblock && (*dblock)[std::size_t(l)].size() != 0) dx_ += (*dblock)[std::size_t(l)];
     const auto linear_backward = [&](int kind, const Mat& in, const Mat& dout, Mat& din) {
+      const ProfileScope timed(profile_slot(profile_, &NetProfile::linear));
       lin[std::size_t(kind)].backward(in, dout, a.cache[std::size_t(kind)], din, gl[std::size_t(kind)]);
     };
     const auto attend_backward = [&](const Mat& datt, Mat& dq, Mat& dk, Mat& dv) {
+      const ProfileScope timed(profile_slot(profile_, &NetProfile::attention));
       if (blocked_)
         blocked_attention_.backward(attention_shape(), a.q, a.k, a.v, a.att, a.lse, datt, dq, dk, dv);
       else
