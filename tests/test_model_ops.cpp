@@ -349,3 +349,53 @@ TEST_CASE("score_logits is the mean NLL of a double log-softmax and counts top-1
   const int bad[2] = {2, 3};
   CHECK_THROWS_WITH(models::score_logits<float>(logits, bad), Catch::Contains("target 3 at 1 is outside [0, 3)"));
 }
+
+namespace {
+// Attention by its definition, one query at a time: the reference the panelled kernels must equal.
+MatD naive_attention(const models::AttentionShape& s, const MatD& q, const MatD& k, const MatD& v) {
+  const int hs = s.head_size, group = s.heads / s.kv_heads;
+  MatD att = MatD::Zero(q.rows(), q.cols());
+  for (int b = 0; b < s.batch; ++b)
+    for (int h = 0; h < s.heads; ++h)
+      for (int i = 0; i < s.n; ++i) {
+        std::vector<double> w(std::size_t(i) + 1);
+        double max = -1e300, sum = 0;
+        for (int j = 0; j <= i; ++j) {
+          double dot = 0;
+          for (int d = 0; d < hs; ++d) dot += q(b * s.n + i, h * hs + d) * k(b * s.n + j, (h / group) * hs + d);
+          w[std::size_t(j)] = dot / std::sqrt(double(hs));
+          max = std::max(max, w[std::size_t(j)]);
+        }
+        for (double& x : w) sum += (x = std::exp(x - max));
+        for (int j = 0; j <= i; ++j)
+          for (int d = 0; d < hs; ++d)
+            att(b * s.n + i, h * hs + d) += w[std::size_t(j)] / sum * v(b * s.n + j, (h / group) * hs + d);
+      }
+  return att;
+}
+}  // namespace
+
+TEST_CASE("panelled causal attention equals attention by its definition and finite differences past one panel",
+          "[models][attention]") {
+  // 150 positions: panels of 64, 64 and 22 query rows, each stopping at its last query's key.
+  const models::AttentionShape s{2, 150, 4, 2, 3};
+  const int rows = s.batch * s.n;
+  MatD q = test::random_matrix<double>(rows, 12, 61, 2.0), k = test::random_matrix<double>(rows, 6, 62, 2.0),
+       v = test::random_matrix<double>(rows, 6, 63);
+  const MatD datt = test::random_matrix<double>(rows, 12, 64);
+  std::vector<MatD> p(std::size_t(s.batch * s.heads));
+  MatD att(rows, 12);
+  models::causal_attention_forward<double>(s, q, k, v, p, att);
+  CHECK((att - naive_attention(s, q, k, v)).cwiseAbs().maxCoeff() < 1e-13);
+  MatD dp, dq = MatD::Constant(rows, 12, 9.0), dk = MatD::Constant(rows, 6, 9.0), dv = MatD::Constant(rows, 6, 9.0);
+  models::causal_attention_backward<double>(s, q, k, v, p, datt, dp, dq, dk, dv);
+  const auto loss = [&] { return datt.cwiseProduct(naive_attention(s, q, k, v)).sum(); };
+  for (const auto& [m, d] : {std::pair<MatD*, MatD*>{&q, &dq}, {&k, &dk}, {&v, &dv}})
+    for (Index i = 0; i < m->size(); i += 89) {
+      const double numeric = test::central_difference(m->data() + i, 1e-6, loss);
+      INFO("entry " << i << ": analytic " << d->data()[i] << ", numeric " << numeric);
+      CHECK(std::abs(d->data()[i] - numeric) <= 1e-7 * (1 + std::abs(numeric)));
+    }
+  // The probabilities of the last panel's last row: every key, summing to 1.
+  CHECK(std::abs(p[0].row(149).sum() - 1) < 1e-13);
+}

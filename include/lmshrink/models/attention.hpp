@@ -51,9 +51,15 @@ void check_forward(const char* where, const AttentionShape& s, const Q& q, const
 }
 }  // namespace attention_checks
 
+/// Query rows per panel of the kept-probability attention: panel i0 multiplies only keys
+/// 0 .. i0 + kPanelRows − 1, about half the products of whole (n, n) squares at n = 512.
+inline constexpr int kPanelRows = 64;
+
 /// att = softmax(q·kᵀ/sqrt(hs), causal)·v per (sequence, head). p holds batch·heads (n, n)
 /// matrices that keep the probabilities for the backward, or a single one, reused, when no
-/// backward follows (scoring).
+/// backward follows (scoring). Queries run in panels of kPanelRows rows; a panel's scores,
+/// probabilities and products stop at its last query's key, so entries of p right of a panel's
+/// last key are never written or read.
 template <class Scalar>
 void causal_attention_forward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q,
                               const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v,
@@ -71,16 +77,21 @@ void causal_attention_forward(const AttentionShape& s, const ConstMatrixRef<Scal
       auto& ph = p.size() == 1 ? p[0] : p[std::size_t(b * s.heads + h)];
       ph.resize(n, n);
       const int kvh = h / group;
-      ph.noalias() = q.block(b * n, h * hs, n, hs) * k.block(b * n, kvh * hs, n, hs).transpose();
-      ph *= scale;
-      for (int t = 0; t < n; ++t) {
-        auto row = ph.row(t);
-        const Scalar max = row.head(t + 1).maxCoeff();
-        row.head(t + 1) = (row.head(t + 1).array() - max).exp().matrix();
-        row.head(t + 1) /= row.head(t + 1).sum();
-        row.tail(n - t - 1).setZero();
+      for (int i0 = 0; i0 < n; i0 += kPanelRows) {
+        const int rows = std::min(kPanelRows, n - i0), keys = i0 + rows;
+        auto panel = ph.block(i0, 0, rows, keys);
+        panel.noalias() = q.block(b * n + i0, h * hs, rows, hs) * k.block(b * n, kvh * hs, keys, hs).transpose();
+        panel *= scale;
+        for (int r = 0; r < rows; ++r) {
+          const int visible = i0 + r + 1;
+          auto row = panel.row(r);
+          const Scalar max = row.head(visible).maxCoeff();
+          row.head(visible) = (row.head(visible).array() - max).exp().matrix();
+          row.head(visible) /= row.head(visible).sum();
+          row.tail(keys - visible).setZero();
+        }
+        att.block(b * n + i0, h * hs, rows, hs).noalias() = panel * v.block(b * n, kvh * hs, keys, hs);
       }
-      att.block(b * n, h * hs, n, hs).noalias() = ph * v.block(b * n, kvh * hs, n, hs);
     }
 }
 
@@ -113,18 +124,26 @@ void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Sca
     for (int h = 0; h < s.heads; ++h) {
       const auto& ph = p[std::size_t(b * s.heads + h)];
       const int kvh = h / group;
-      const auto dout = datt.block(b * n, h * hs, n, hs);
-      dv.block(b * n, kvh * hs, n, hs).noalias() += ph.transpose() * dout;
-      dp.noalias() = dout * v.block(b * n, kvh * hs, n, hs).transpose();
-      // Softmax backward per row: ds = p∘(dp − Σ p∘dp), then the scale.
-      for (int t = 0; t < n; ++t) {
-        auto drow = dp.row(t).head(t + 1);
-        const Scalar dot = drow.dot(ph.row(t).head(t + 1));
-        drow = (ph.row(t).head(t + 1).array() * (drow.array() - dot) * scale).matrix();
-        dp.row(t).tail(n - t - 1).setZero();
+      for (int i0 = 0; i0 < n; i0 += kPanelRows) {
+        const int rows = std::min(kPanelRows, n - i0), keys = i0 + rows;
+        const auto panel = ph.block(i0, 0, rows, keys);
+        const auto dout = datt.block(b * n + i0, h * hs, rows, hs);
+        const auto kp = k.block(b * n, kvh * hs, keys, hs);
+        dv.block(b * n, kvh * hs, keys, hs).noalias() += panel.transpose() * dout;
+        auto ds = dp.block(0, 0, rows, keys);
+        ds.noalias() = dout * v.block(b * n, kvh * hs, keys, hs).transpose();
+        // Softmax backward per row: ds = p∘(dp − Σ p∘dp), then the scale.
+        for (int r = 0; r < rows; ++r) {
+          const int visible = i0 + r + 1;
+          auto drow = ds.row(r).head(visible);
+          const auto prow = panel.row(r).head(visible);
+          const Scalar dot = drow.dot(prow);
+          drow = (prow.array() * (drow.array() - dot) * scale).matrix();
+          ds.row(r).tail(keys - visible).setZero();
+        }
+        dq.block(b * n + i0, h * hs, rows, hs).noalias() = ds * kp;
+        dk.block(b * n, kvh * hs, keys, hs).noalias() += ds.transpose() * q.block(b * n + i0, h * hs, rows, hs);
       }
-      dq.block(b * n, h * hs, n, hs).noalias() = dp * k.block(b * n, kvh * hs, n, hs);
-      dk.block(b * n, kvh * hs, n, hs).noalias() += dp.transpose() * q.block(b * n, h * hs, n, hs);
     }
 }
 
