@@ -115,10 +115,15 @@ TEST_CASE("each loss equals its naive double formula", "[distillation]") {
   REQUIRE(lmshrink::mse_loss<double>(s, t, g) == Approx(naive_mse(s, t)).epsilon(1e-12));
   REQUIRE(lmshrink::mse_loss<double>(s, t, g, {}, 0.25) == Approx(naive_mse(s, t, 0.25)).epsilon(1e-12));
   REQUIRE(lmshrink::cosine_loss<double>(s, t, g) == Approx(naive_cos(s, t)).epsilon(1e-12));
-  LossOptions o2;
-  o2.temperature = 2;
-  REQUIRE(lmshrink::soft_hard_loss<double>(s, t, y, g, 0.3, o2) ==
-          Approx(0.3 * naive_kl(s, t, 2) + 0.7 * naive_ce(s, y)).epsilon(1e-12));
+  // The soft/hard mix: at T = 1 in one fused pass, a term of weight 0 skipped.
+  for (double T : {1.0, 2.0})
+    for (double alpha : {0.0, 0.3, 1.0}) {
+      CAPTURE(T, alpha);
+      LossOptions o2;
+      o2.temperature = T;
+      REQUIRE(lmshrink::soft_hard_loss<double>(s, t, y, g, alpha, o2) ==
+              Approx(alpha * naive_kl(s, t, T) + (1 - alpha) * naive_ce(s, y)).epsilon(1e-12));
+    }
 
   // DistilGPT-2's triple loss on logits and (here: 11-wide) hidden states.
   const MatD hs = test::random_matrix<double>(n, 11, 4), ht = test::random_matrix<double>(n, 11, 5);
@@ -230,6 +235,17 @@ TEST_CASE("large logits and extreme temperatures stay finite and exact", "[disti
   y << 3, 4000, 2500, 0;
   const double ce = lmshrink::cross_entropy<float>(s, y, g);
   REQUIRE(ce == Approx(naive_ce(sd, y)).epsilon(1e-6));
+  // Float logits take float exponentials: value and gradient against the double computation.
+  MatD gd(4, 5000);
+  for (double T : {1.0, 2.0}) {
+    CAPTURE(T);
+    LossOptions o;
+    o.temperature = T;
+    const double mix = lmshrink::soft_hard_loss<float>(s, t, y, g, 0.5, o);
+    REQUIRE(mix == Approx(0.5 * naive_kl(sd, td, T) + 0.5 * naive_ce(sd, y)).epsilon(1e-6));
+    lmshrink::soft_hard_loss<double>(sd, td, y, gd, 0.5, o);
+    REQUIRE((g.cast<double>() - gd).cwiseAbs().maxCoeff() <= 1e-6 * gd.cwiseAbs().maxCoeff());
+  }
 }
 
 TEST_CASE("masks, one-token sequences, fully masked batches and chunking", "[distillation]") {

@@ -41,21 +41,14 @@ namespace detail {
 
 constexpr Index kVocabTile = 2048;
 
-/// Running log-sum-exp of the values handed in tile by tile, with a weighted sum that is
-/// rescaled along with it: after all tiles, sum = Σ exp(v − max), weighted = Σ exp(v − max)·w.
-struct OnlineLse {
-  double max = -std::numeric_limits<double>::infinity();
+/// A row's log-sum-exp of z/T, taken from its maximum: sum = Σ exp((z − max)/T) and, when
+/// asked, weighted = Σ exp((z − max)/T)·(wa − wb)/T.
+struct RowLse {
+  double max = 0;  // max(z), a value of the row's scalar type
+  double inv_t = 1;
   double sum = 0, weighted = 0;
-  bool finite = true;  // every value handed in was finite
-  void rescale_to(double new_max) {
-    if (new_max > max) {
-      const double f = std::exp(max - new_max);  // 0 on the first tile
-      sum *= f;
-      weighted *= f;
-      max = new_max;
-    }
-  }
-  double lse() const { return max + std::log(sum); }
+  bool finite = true;  // every value of the row was finite
+  double lse() const { return max * inv_t + std::log(sum); }
 };
 
 template <class S>
@@ -68,6 +61,17 @@ struct LossArgs {
 };
 
 inline bool token_counts(const RowMask* mask, Index i) { return mask == nullptr || (*mask)[i] != 0; }
+
+template <class S>
+void check_targets(const LossArgs<S>& a, const Eigen::Ref<const Eigen::VectorXi>& targets) {
+  if (targets.size() != a.tokens)
+    fail<shape_error>(a.where, "targets has ", targets.size(), " entries but there are ", a.tokens,
+                      " tokens");
+  for (Index i = 0; i < a.tokens; ++i)
+    if (token_counts(a.mask, i) && (targets[i] < 0 || targets[i] >= a.width))
+      fail<value_error>(a.where, "target of token ", i, " is ", targets[i], " but must be in [0, ",
+                        a.width, ")");
+}
 
 template <class S, class A, class B, class G>
 LossArgs<S> check_loss_args(const char* where, const A& student, const B& teacher, const G& grad,
@@ -141,32 +145,41 @@ double sum_rows(const LossArgs<S>& a, const A& student, const B& other, G& grad,
   return total * a.scale;
 }
 
-/// One tile-by-tile pass over a row: the log-sum-exp of z/T and, when `wa` is given,
-/// Σ exp(z/T − max)·(wa − wb)/T. Exponentials are taken in double with Eigen's vectorized exp,
-/// one tile at a time through a stack buffer.
+/// One pass over a row for its log-sum-exp of z/T (and, when `wa` is given, the weighted sum of
+/// RowLse). The exponentials are taken in S, vectorized, from (z − max)·(1/T), which is exact up to
+/// one rounding for the terms that matter; sums are in double. A tile at a time goes through a
+/// stack buffer.
 template <class S>
-OnlineLse lse_pass(const S* z, Index width, double inv_t, const S* wa = nullptr,
-                   const S* wb = nullptr) {
+RowLse lse_pass(const S* z, Index width, double inv_t, const S* wa = nullptr,
+                const S* wb = nullptr) {
   using Tile = Eigen::Array<S, Eigen::Dynamic, 1>;
-  alignas(64) double buffer[kVocabTile];
-  OnlineLse acc;
+  const Eigen::Map<const Tile> row(z, width);
+  RowLse acc;
+  acc.inv_t = inv_t;
+  if (!row.allFinite()) {
+    acc.finite = false;  // reported by the caller
+    return acc;
+  }
+  const S top = row.maxCoeff(), it = S(inv_t);
+  acc.max = double(top);
+  alignas(64) S buffer[kVocabTile];
   for (Index j0 = 0; j0 < width; j0 += kVocabTile) {
     const Index len = std::min(kVocabTile, width - j0);
-    const Eigen::Map<const Tile> zt(z + j0, len);
-    if (!zt.allFinite()) {
-      acc.finite = false;  // reported by the caller
-      return acc;
-    }
-    acc.rescale_to(double(zt.maxCoeff()) * inv_t);
-    Eigen::Map<Eigen::ArrayXd> e(buffer, len);
-    e = (zt.template cast<double>() * inv_t - acc.max).exp();
-    acc.sum += e.sum();
+    Eigen::Map<Tile> e(buffer, len);
+    e = ((row.segment(j0, len) - top) * it).exp();
+    acc.sum += e.template cast<double>().sum();
     if (wa != nullptr) {
       const Eigen::Map<const Tile> a(wa + j0, len), b(wb + j0, len);
-      acc.weighted += (e * (a.template cast<double>() - b.template cast<double>())).sum() * inv_t;
+      acc.weighted += (e * (a - b)).template cast<double>().sum() * inv_t;
     }
   }
   return acc;
+}
+
+/// softmax(z/T) of a row whose RowLse is `l`, as an expression in S: exp((z − max)/T − log sum).
+template <class S, class Row>
+auto softmax_of(const Row& z, const RowLse& l) {
+  return ((z - S(l.max)) * S(l.inv_t) - S(std::log(l.sum))).exp();
 }
 
 /// Row map helpers for the gradient writers.
@@ -201,8 +214,7 @@ double kl_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, Matri
     const double lse_s = ls.lse(), lse_t = lt.lse();
     const detail::ConstRowArray<S> xs(zs, a.width), xt(zt, a.width);
     detail::assign_or_add(g, a.width, a.accumulate,
-                          (a.scale * T) * ((xs.template cast<double>() * inv_t - lse_s).exp() -
-                                           (xt.template cast<double>() * inv_t - lse_t).exp()));
+                          S(a.scale * T) * (detail::softmax_of<S>(xs, ls) - detail::softmax_of<S>(xt, lt)));
     return (lt.weighted / lt.sum - lse_t + lse_s) * T * T;
   });
 }
@@ -223,10 +235,9 @@ double reverse_kl_divergence(ConstMatrixRef<S> student, ConstMatrixRef<S> teache
     const double row_value = kl * T * T;
     // ∂KL/∂z_j = (1/T)·p_j·(log p_j − log q_j − KL); times T².
     const detail::ConstRowArray<S> xs(zs, a.width), xt(zt, a.width);
-    const auto ds = xs.template cast<double>() * inv_t;
-    const auto dt = xt.template cast<double>() * inv_t;
     detail::assign_or_add(g, a.width, a.accumulate,
-                          (a.scale * T) * (ds - lse_s).exp() * ((ds - dt) - (lse_s - lse_t + kl)));
+                          S(a.scale * T) * detail::softmax_of<S>(xs, ls) *
+                              ((xs - xt) * S(inv_t) - S(lse_s - lse_t + kl)));
     return row_value;
   });
 }
@@ -280,22 +291,15 @@ double cross_entropy(ConstMatrixRef<S> logits, const Eigen::Ref<const Eigen::Vec
   LossOptions plain = opt;
   plain.temperature = 1;
   const auto a = detail::check_loss_args<S>("cross_entropy", logits, logits, grad, plain, false);
-  if (targets.size() != a.tokens)
-    detail::fail<shape_error>(a.where, "targets has ", targets.size(), " entries but there are ",
-                              a.tokens, " tokens");
+  detail::check_targets(a, targets);
   return detail::sum_rows(a, logits, logits, grad, [&](Index i, const S* z, const S*, S* g) {
     const int y = targets[i];
-    if (y < 0 || y >= a.width)
-      detail::fail<value_error>(a.where, "target of token ", i, " is ", y, " but must be in [0, ",
-                                a.width, ")");
     const auto l = detail::lse_pass(z, a.width, 1.0);
     detail::check_finite_row(a.where, "logits", z, a.width, i, l.finite);
-    const double lse = l.lse();
     const detail::ConstRowArray<S> x(z, a.width);
-    detail::assign_or_add(g, a.width, a.accumulate,
-                          a.scale * (x.template cast<double>() - lse).exp());
+    detail::assign_or_add(g, a.width, a.accumulate, S(a.scale) * detail::softmax_of<S>(x, l));
     g[y] -= S(a.scale);
-    return lse - double(z[y]);
+    return l.lse() - double(z[y]);
   });
 }
 
@@ -356,19 +360,41 @@ double cosine_loss(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher, MatrixR
 
 // ---- presets and schedules -------------------------------------------------------------------
 
-/// α·KL_T + (1 − α)·CE: the classic soft/hard mix.
+/// α·KL_T + (1 − α)·CE: the classic soft/hard mix. At T = 1 both terms share the student's
+/// softmax and are taken in one pass (two exponentials per logit); a term of weight 0 is skipped.
 template <class S>
 double soft_hard_loss(ConstMatrixRef<S> student, ConstMatrixRef<S> teacher,
                       const Eigen::Ref<const Eigen::VectorXi>& targets, MatrixRef<S> grad,
                       double alpha, const LossOptions& opt = {}) {
+  const auto a = detail::check_loss_args<S>("soft_hard_loss", student, teacher, grad, opt, true);
   if (!(alpha >= 0 && alpha <= 1))
-    detail::fail<value_error>("soft_hard_loss", "alpha must be in [0, 1], got ", alpha);
+    detail::fail<value_error>(a.where, "alpha must be in [0, 1], got ", alpha);
+  detail::check_targets(a, targets);
   LossOptions o = opt;
-  o.weight = opt.weight * alpha;
-  double v = kl_divergence<S>(student, teacher, grad, o);
-  o.accumulate = true;
-  o.weight = opt.weight * (1 - alpha);
-  return v + cross_entropy<S>(student, targets, grad, o);
+  if (alpha == 0) return cross_entropy<S>(student, targets, grad, o);
+  if (alpha == 1) return kl_divergence<S>(student, teacher, grad, o);
+  if (opt.temperature != 1) {
+    o.weight = opt.weight * alpha;
+    double v = kl_divergence<S>(student, teacher, grad, o);
+    o.accumulate = true;
+    o.weight = opt.weight * (1 - alpha);
+    return v + cross_entropy<S>(student, targets, grad, o);
+  }
+  // ∂/∂z_s = scale·(p_s − α·p_t − (1 − α)·onehot(target)).
+  const S hard = S(a.scale * (1 - alpha)), soft = S(a.scale * alpha);
+  return detail::sum_rows(a, student, teacher, grad, [&](Index i, const S* zs, const S* zt, S* g) {
+    const auto ls = detail::lse_pass(zs, a.width, 1.0);
+    detail::check_finite_row(a.where, "student", zs, a.width, i, ls.finite);
+    const auto lt = detail::lse_pass(zt, a.width, 1.0, zt, zs);
+    detail::check_finite_row(a.where, "teacher", zt, a.width, i, lt.finite);
+    const double lse_s = ls.lse();
+    const detail::ConstRowArray<S> xs(zs, a.width), xt(zt, a.width);
+    detail::assign_or_add(g, a.width, a.accumulate,
+                          S(a.scale) * detail::softmax_of<S>(xs, ls) - soft * detail::softmax_of<S>(xt, lt));
+    const int y = targets[i];
+    g[y] -= hard;
+    return alpha * (lt.weighted / lt.sum - lt.lse() + lse_s) + (1 - alpha) * (lse_s - double(zs[y]));
+  });
 }
 
 struct DistilGpt2Weights {

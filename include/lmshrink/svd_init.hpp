@@ -245,8 +245,10 @@ SvdInitResult svd_init_in(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>&
 /// L·Lᵀ = g + λI and L⁻¹ (in, in): Cholesky, or, when g + λI is not positive definite in
 /// floating point (singular g with λ = 0, or rounding), a symmetric square root with eigenvalues
 /// raised to max(λ, 1e-10·mean diag), which is still a valid weight.
-inline Whitening whitening_factors(const char* where, const Eigen::MatrixXd& g, double lambda,
-                                   Eigen::MatrixXd& l, Eigen::MatrixXd& l_inv) {
+/// A template (Gram = Eigen::MatrixXd): only files that whiten compile the eigensolver.
+template <class Gram>
+Whitening whitening_factors(const char* where, const Gram& g, double lambda, Eigen::MatrixXd& l,
+                            Eigen::MatrixXd& l_inv) {
   const Index in = g.cols();
   Eigen::MatrixXd damped = g;
   damped.diagonal().array() += lambda;
