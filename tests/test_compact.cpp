@@ -250,6 +250,77 @@ TEST_CASE("packing reproduces each pruning method's layer", "[compact]") {
   }
 }
 
+TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models cheaper",
+          "[compact]") {
+  // Costs in packed multiply-adds per token (compact_form_cost): dense 64·64 = 4,096.
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 64, 0) == 4096);
+  REQUIRE(lmshrink::compact_form_cost(8, 64, 64, 3, 0) == 8 * 128 + 3 * 64);
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100) == 100 * lmshrink::kCsrEntryCost);
+  const auto fastest = lmshrink::fastest_pack();
+  const Matrix<float> x = test::random_matrix<float>(7, 64, 30);
+  const auto same_output = [&](const LowRankSparseLinear<float>& layer, const CompactLinear<float>& c) {
+    auto ws = c.make_workspace(7);
+    auto cache = layer.make_cache(7);
+    Matrix<float> got(7, 64), want(7, 64);
+    c.forward(x, got, ws);
+    layer.forward(x, want, cache);
+    require_close<float>(got, want, rounding_bound(layer, x));
+  };
+  SECTION("rank 8 and 3 kept rows (1,216): as trained, the same packing") {
+    const auto layer = make_layer<float>(64, 64, 8, 3, true, false, 31);
+    const auto c = CompactLinear<float>::pack(layer, fastest);
+    REQUIRE(c.form() == lmshrink::CompactForm::low_rank_sparse);
+    REQUIRE(c.rank() == 8);
+    REQUIRE(c.kept_rows() == 3);
+    REQUIRE(c.parameters() == CompactLinear<float>::pack(layer).parameters());
+    same_output(layer, c);
+  }
+  SECTION("rank 40 (5,120 > 4,096): dense, one 64 × 64 matrix") {
+    auto layer = make_layer<float>(64, 64, 40, 64, true, false, 32);
+    lmshrink::make_low_rank_only(layer);
+    REQUIRE(CompactLinear<float>::pack(layer).form() == lmshrink::CompactForm::low_rank);
+    const auto c = CompactLinear<float>::pack(layer, fastest);
+    REQUIRE(c.form() == lmshrink::CompactForm::dense);
+    REQUIRE(c.rank() == 0);
+    REQUIRE(c.kept_rows() == 64);
+    REQUIRE(c.parameters() == 64 * 64 + 64);
+    same_output(layer, c);
+  }
+  SECTION("an element mask at 30 % of every row: CSR would cost 3x dense, so dense") {
+    const auto layer = make_layer<float>(64, 64, 0, 64, false, true, 33);
+    REQUIRE(CompactLinear<float>::pack(layer).format() == SparseFormat::csr);
+    const auto c = CompactLinear<float>::pack(layer, fastest);
+    REQUIRE(c.form() == lmshrink::CompactForm::dense);
+    same_output(layer, c);
+  }
+  SECTION("an element mask at 3 % of the entries: CSR (1,230 < 4,096)") {
+    auto layer = make_layer<float>(64, 64, 0, 64, false, false, 34);
+    lmshrink::ElementMask m = lmshrink::ElementMask::Zero(64, 64);
+    lmshrink::SplitMix64 rng(35);
+    Index live = 0;
+    while (live < 123) {
+      const Index i = Index(rng.uniform() * 4096) % 4096;
+      if (!m.data()[i]) m.data()[i] = 1, ++live;
+    }
+    layer.set_element_mask(m);
+    const auto c = CompactLinear<float>::pack(layer, fastest);
+    REQUIRE(c.form() == lmshrink::CompactForm::sparse);
+    REQUIRE(c.format() == SparseFormat::csr);
+    REQUIRE(c.sparse_values() == 123);
+    same_output(layer, c);
+  }
+  SECTION("the format is the choice's: a fixed one is an error") {
+    auto opt = fastest;
+    opt.format = SparseFormat::rows;
+    const auto layer = make_layer<float>(16, 16, 2, 3, false, false, 36);
+    REQUIRE_THROWS_AS(CompactLinear<float>::pack(layer, opt), lmshrink::value_error);
+    REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, opt),
+                        Catch::Contains("PackForm::fastest chooses the sparse format itself"));
+  }
+  REQUIRE(std::string(lmshrink::compact_form_name(lmshrink::CompactForm::low_rank_sparse)) ==
+          "low-rank + sparse");
+}
+
 TEST_CASE("weight bytes count values and 32-bit indices, hand-computed", "[compact]") {
   // out 10, in 6, rank 2, 3 kept rows, bias: 2·(10+6) + 3·6 + 10 = 60 values, 3 row indices.
   const auto layer = make_layer<float>(10, 6, 2, 3, true, false, 1);

@@ -91,13 +91,52 @@ inline CompactKernel best_compact_kernel() {
 using LowRankSgemm = void (*)(Index m, Index n, Index k, const float* a, Index lda,
                               const float* b, Index ldb, float beta, float* c, Index ldc);
 
+/// What CompactLinear::pack stores.
+enum class PackForm {
+  as_trained,  ///< U, V and the sparse part as the layer holds them, in PackOptions::format
+  fastest,     ///< the least modelled cost (compact_form_cost): as trained, in rows or CSR, or
+               ///< dense (U·V + S as one matrix: rank 0, every row kept)
+};
+
+/// The modelled cost of one token through a compact layer, in packed multiply-adds: the
+/// low-rank and kept-row products stream packed panels like a dense product, one per value; a
+/// CSR entry costs kCsrEntryCost of them (measured at GPT-2 shapes: 7–17x at batch 1 and 8,
+/// docs/performance.md). A dense layer of the same shape costs out·in.
+constexpr double kCsrEntryCost = 10.0;
+inline double compact_form_cost(Index rank, Index out, Index in, Index kept_rows,
+                                Index csr_entries) {
+  return double(rank) * double(out + in) + double(kept_rows) * double(in) +
+         kCsrEntryCost * double(csr_entries);
+}
+
+/// The form of a packed layer, by what it stores.
+enum class CompactForm { dense, low_rank, low_rank_sparse, sparse };
+
+inline const char* compact_form_name(CompactForm form) {
+  switch (form) {
+    case CompactForm::dense: return "dense";
+    case CompactForm::low_rank: return "low-rank";
+    case CompactForm::low_rank_sparse: return "low-rank + sparse";
+    case CompactForm::sparse: return "sparse";
+  }
+  return "unknown";
+}
+
 struct PackOptions {
-  SparseFormat format = SparseFormat::automatic;
+  SparseFormat format = SparseFormat::automatic;  ///< with PackForm::fastest: automatic only
   CompactKernel kernel = CompactKernel::automatic;
   /// Null: lmshrink's kernels compute x·Vᵀ and t·Uᵀ. Else this GEMM does, on row-major U and V
   /// (float layers only); the kept rows of S still use lmshrink's kernels.
   LowRankSgemm low_rank_sgemm = nullptr;
+  PackForm form = PackForm::as_trained;
 };
+
+/// PackOptions for PackForm::fastest: how the model families pack a student.
+inline PackOptions fastest_pack() {
+  PackOptions o;
+  o.form = PackForm::fastest;
+  return o;
+}
 
 /// Threads for the parts of a forward: run(threads, body, context) calls body(context, t,
 /// count) once on each of `count` ≤ threads threads (t = 0 .. count-1) and returns when all have
@@ -155,6 +194,8 @@ class CompactLinear {
         in > std::numeric_limits<std::int32_t>::max())
       detail::fail<value_error>(where, "layer is ", out, "x", in,
                                 " but 32-bit row and column indices were expected");
+
+    if (options.form == PackForm::fastest) return pack_fastest(layer, options);
 
     CompactLinear c;
     c.out_ = out;
@@ -225,6 +266,15 @@ class CompactLinear {
   }
 
   // ---- description ---------------------------------------------------------------------------
+
+  /// Dense (rank 0, every row stored in full), low-rank (no sparse part), low-rank + sparse, or
+  /// sparse (rank 0, some rows or entries).
+  CompactForm form() const {
+    const bool sparse_part = format_ == SparseFormat::rows ? !kept_.empty() : !col_.empty();
+    if (rank_ > 0) return sparse_part ? CompactForm::low_rank_sparse : CompactForm::low_rank;
+    if (format_ == SparseFormat::rows && Index(kept_.size()) == out_) return CompactForm::dense;
+    return CompactForm::sparse;
+  }
 
   Index out_features() const { return out_; }
   Index in_features() const { return in_; }
@@ -337,6 +387,36 @@ class CompactLinear {
   }
 
  private:
+  // PackForm::fastest: the trained layer in rows or CSR format, or its dense weight, whichever
+  // compact_form_cost models cheaper (the trained form on a tie: it stores fewer values).
+  static CompactLinear pack_fastest(const LowRankSparseLinear<Scalar>& layer,
+                                    const PackOptions& options) {
+    if (options.format != SparseFormat::automatic)
+      detail::fail<value_error>("CompactLinear::pack", "PackForm::fastest chooses the sparse "
+                                "format itself; PackOptions::format must be automatic");
+    const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
+    const auto& rm = layer.row_mask();
+    const bool em = layer.has_element_mask();
+    Index kept = 0, entries = 0;
+    for (Index i = 0; i < out; ++i) {
+      if (!rm[i]) continue;
+      const Index live = em ? Index((layer.element_mask().row(i).array() != 0).count()) : in;
+      kept += live > 0;
+      entries += live;
+    }
+    PackOptions trained = options;
+    trained.form = PackForm::as_trained;
+    const double rows_cost = compact_form_cost(r, out, in, kept, 0);
+    const double csr_cost = compact_form_cost(r, out, in, 0, entries);
+    trained.format = em && csr_cost < rows_cost ? SparseFormat::csr : SparseFormat::rows;
+    if (std::min(rows_cost, em ? csr_cost : rows_cost) <= compact_form_cost(0, out, in, out, 0))
+      return pack(layer, trained);
+    auto dense = make_dense_layer<Scalar>(layer.to_dense(), layer.has_bias());
+    if (layer.has_bias()) dense.bias() = layer.bias();
+    trained.format = SparseFormat::rows;
+    return pack(dense, trained);
+  }
+
   Scalar u_at(Index i, Index k) const {
     return sgemm_ != nullptr ? u_rows_[std::size_t(i * rank_ + k)] : u_.at(i, k);
   }

@@ -232,6 +232,9 @@ int bench(const Options& o, const examples::Model& model) {
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  // --threads is the parallelism (windows, or each product's team). Eigen's own OpenMP threads
+  // would change the last digits of a score with OMP_NUM_THREADS; lmshrink_compress sets the same.
+  Eigen::setNbThreads(1);
   try {
     const std::unique_ptr<examples::Model> model =
         is_checkpoint(o.model) ? examples::load_checkpoint(o.model) : examples::load_model(o.model);

@@ -49,13 +49,13 @@ std::int64_t dense_linear_parameters(const Blocks& blocks) {
 }
 
 /// Every block's layers packed with Compact::pack (lmshrink::CompactLinear<float>), in order.
-template <class Compact, std::size_t Kinds, class Blocks>
-std::vector<std::array<Compact, Kinds>> pack_blocks(const Blocks& blocks) {
+template <class Compact, std::size_t Kinds, class Blocks, class Options>
+std::vector<std::array<Compact, Kinds>> pack_blocks(const Blocks& blocks, const Options& options) {
   std::vector<std::array<Compact, Kinds>> out;
   out.reserve(blocks.size());
   for (const auto& block : blocks) {
     std::array<Compact, Kinds> packed;
-    for (std::size_t k = 0; k < Kinds; ++k) packed[k] = Compact::pack(block[k]);
+    for (std::size_t k = 0; k < Kinds; ++k) packed[k] = Compact::pack(block[k], options);
     out.push_back(std::move(packed));
   }
   return out;

@@ -47,7 +47,7 @@ struct Compact {
     m.ln2_b = w.ln2_b;
     m.lnf_w = w.lnf_w;
     m.lnf_b = w.lnf_b;
-    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear);
+    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear, lmshrink::fastest_pack());
     m.head = lmshrink::CompactLinear<float>::pack(lmshrink::make_dense_layer<float>(m.wte));
     return m;
   }

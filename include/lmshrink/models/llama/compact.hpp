@@ -1,5 +1,6 @@
 #pragma once
-// The inference form of a compressed decoder: every linear layer packed as a
+// The inference form of a compressed decoder: every linear layer packed, in the form of least
+// modelled cost (lmshrink::PackForm::fastest), as a
 // lmshrink::CompactLinear (U, V, the kept rows of S and their indices), the rest as in the
 // dense model. Runs through the same decoders as the teacher (decoder.hpp):
 //
@@ -42,7 +43,7 @@ struct Compact {
     m.rms_att = w.rms_att;
     m.rms_ffn = w.rms_ffn;
     m.rms_final = w.rms_final;
-    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear);
+    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear, lmshrink::fastest_pack());
     m.pack_classifier();
     return m;
   }
