@@ -144,6 +144,15 @@ class CompactView {
   lmshrink::CompactLinear<float>::Workspace ws_;
 };
 
+// The decoders of a packed and of a trained model, compiled once by lmshrink::instances
+// (src/instances/models/llama_decoders.cpp, docs/build.md) when LMSHRINK_EXTERN_TEMPLATES is set.
+#ifdef LMSHRINK_EXTERN_TEMPLATES
+extern template class KvDecoder<CompactView>;
+extern template class SequenceDecoder<CompactView>;
+extern template class KvDecoder<WeightsView>;
+extern template class SequenceDecoder<WeightsView>;
+#endif
+
 }  // namespace llama
 }  // namespace models
 LMSHRINK_NAMESPACE_END

@@ -103,31 +103,7 @@ class KvDecoder {
 
   /// Logits (vocab) for `token` at position `pos`; positions 0..pos−1 must have been run since
   /// the sequence started (a new sequence simply starts again at pos 0).
-  const Vec& forward(int token, int pos) {
-    if (token < 0 || token >= c_.vocab_size)
-      lmshrink::fail<lmshrink::value_error>("llama::KvDecoder::forward", "token ", token,
-                                                    " is outside [0, ", c_.vocab_size, ")");
-    if (pos < 0 || pos >= c_.seq_len)
-      lmshrink::fail<lmshrink::value_error>("llama::KvDecoder::forward", "position ", pos,
-                                                    " is outside [0, ", c_.seq_len, ")");
-    rope_.cover(pos + 1);
-    x_ = m_.embedding().row(token);
-    for (int l = 0; l < c_.n_layers; ++l) {
-      const auto linear = [&](int kind, const RowMat& in, RowMat& out) {
-        m_.linear(l, kind, in.data(), 1, out.data());
-      };
-      const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
-        rope_.rotate(q.data(), c_.dim, pos);
-        rope_.rotate(k.data(), kv_dim_, pos);
-        cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
-      };
-      state_.x = x_;
-      block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
-    }
-    lmshrink::models::rms_norm_forward<float>(x_, m_.rms_final(), c_.norm_eps, xb_, r_);
-    m_.classify(xb_.data(), logits_.data());
-    return logits_;
-  }
+  const Vec& forward(int token, int pos);
 
  private:
   View m_;
@@ -140,6 +116,33 @@ class KvDecoder {
   Vec r_, logits_;
 };
 
+template <class View>
+const Vec& KvDecoder<View>::forward(int token, int pos) {
+  if (token < 0 || token >= c_.vocab_size)
+    lmshrink::fail<lmshrink::value_error>("llama::KvDecoder::forward", "token ", token,
+                                                  " is outside [0, ", c_.vocab_size, ")");
+  if (pos < 0 || pos >= c_.seq_len)
+    lmshrink::fail<lmshrink::value_error>("llama::KvDecoder::forward", "position ", pos,
+                                                  " is outside [0, ", c_.seq_len, ")");
+  rope_.cover(pos + 1);
+  x_ = m_.embedding().row(token);
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const auto linear = [&](int kind, const RowMat& in, RowMat& out) {
+      m_.linear(l, kind, in.data(), 1, out.data());
+    };
+    const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
+      rope_.rotate(q.data(), c_.dim, pos);
+      rope_.rotate(k.data(), kv_dim_, pos);
+      cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
+    };
+    state_.x = x_;
+    block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
+  }
+  lmshrink::models::rms_norm_forward<float>(x_, m_.rms_final(), c_.norm_eps, xb_, r_);
+  m_.classify(xb_.data(), logits_.data());
+  return logits_;
+}
+
 /// The full-sequence forward: x (n, dim) through every block, with causal attention over the
 /// sequence; every linear layer is one (n, in)·(in, out) product.
 template <class View>
@@ -151,38 +154,7 @@ class SequenceDecoder {
   const Config& config() const { return c_; }
 
   /// Logits (n, vocab) for tokens[0..n), positions 0..n−1.
-  const RowMat& forward(const int* tokens, int n) {
-    static constexpr const char* where = "llama::SequenceDecoder::forward";
-    if (n < 1 || n > c_.seq_len)
-      lmshrink::fail<lmshrink::value_error>(where, "sequence length ", n,
-                                                    " is outside [1, ", c_.seq_len, "]");
-    x_.resize(n, c_.dim);
-    for (int t = 0; t < n; ++t) {
-      if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
-        lmshrink::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
-                                                      " is outside [0, ", c_.vocab_size, ")");
-      x_.row(t) = m_.embedding().row(tokens[t]);
-    }
-    state_.resize(n, c_);
-    xb_.resize(n, c_.dim);
-    r_.resize(n);
-    const lmshrink::models::AttentionShape shape{1, n, c_.n_heads, c_.n_kv_heads, hs_};
-    for (int l = 0; l < c_.n_layers; ++l) {
-      const auto linear = [&](int kind, const RowMat& in, RowMat& out) {
-        m_.linear(l, kind, in.data(), n, out.data());
-      };
-      const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
-        rope_.rotate_rows(q, n, +1);
-        rope_.rotate_rows(k, n, +1);
-        lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
-      };
-      state_.x = x_;
-      block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
-    }
-    lmshrink::models::rms_norm_forward<float>(x_, m_.rms_final(), c_.norm_eps, xb_, r_);
-    logits_.noalias() = xb_ * m_.classifier().transpose();
-    return logits_;
-  }
+  const RowMat& forward(const int* tokens, int n);
 
  private:
   View m_;
@@ -194,6 +166,40 @@ class SequenceDecoder {
   RowMat x_, xb_, logits_;
   Vec r_;
 };
+
+template <class View>
+const RowMat& SequenceDecoder<View>::forward(const int* tokens, int n) {
+  static constexpr const char* where = "llama::SequenceDecoder::forward";
+  if (n < 1 || n > c_.seq_len)
+    lmshrink::fail<lmshrink::value_error>(where, "sequence length ", n,
+                                                  " is outside [1, ", c_.seq_len, "]");
+  x_.resize(n, c_.dim);
+  for (int t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
+      lmshrink::fail<lmshrink::value_error>(where, "token ", tokens[t], " at ", t,
+                                                    " is outside [0, ", c_.vocab_size, ")");
+    x_.row(t) = m_.embedding().row(tokens[t]);
+  }
+  state_.resize(n, c_);
+  xb_.resize(n, c_.dim);
+  r_.resize(n);
+  const lmshrink::models::AttentionShape shape{1, n, c_.n_heads, c_.n_kv_heads, hs_};
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const auto linear = [&](int kind, const RowMat& in, RowMat& out) {
+      m_.linear(l, kind, in.data(), n, out.data());
+    };
+    const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
+      rope_.rotate_rows(q, n, +1);
+      rope_.rotate_rows(k, n, +1);
+      lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
+    };
+    state_.x = x_;
+    block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);
+  }
+  lmshrink::models::rms_norm_forward<float>(x_, m_.rms_final(), c_.norm_eps, xb_, r_);
+  logits_.noalias() = xb_ * m_.classifier().transpose();
+  return logits_;
+}
 
 using DenseKvDecoder = KvDecoder<DenseView>;
 using DenseSequenceDecoder = SequenceDecoder<DenseView>;
