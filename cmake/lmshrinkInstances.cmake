@@ -10,9 +10,9 @@
 function(lmshrink_add_instances name)
   cmake_parse_arguments(PARSE_ARGV 1 arg "MODELS" "" "")
   get_property(dir GLOBAL PROPERTY LMSHRINK_INSTANCES_DIR)
-  file(GLOB sources "${dir}/*.cpp")
+  file(GLOB sources CONFIGURE_DEPENDS "${dir}/*.cpp")  # a new instance file joins without a reconfigure
   if(arg_MODELS)
-    file(GLOB model_sources "${dir}/models/*.cpp")
+    file(GLOB model_sources CONFIGURE_DEPENDS "${dir}/models/*.cpp")
     list(APPEND sources ${model_sources})
   endif()
   if(NOT sources)
