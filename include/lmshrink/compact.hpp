@@ -408,9 +408,9 @@ class CompactLinear {
     trained.form = PackForm::as_trained;
     const double rows_cost = compact_form_cost(r, out, in, kept, 0);
     const double csr_cost = compact_form_cost(r, out, in, 0, entries);
-    trained.format = em && csr_cost < rows_cost ? SparseFormat::csr : SparseFormat::rows;
-    if (std::min(rows_cost, em ? csr_cost : rows_cost) <= compact_form_cost(0, out, in, out, 0))
-      return pack(layer, trained);
+    const bool csr = em && csr_cost < rows_cost;
+    trained.format = csr ? SparseFormat::csr : SparseFormat::rows;
+    if ((csr ? csr_cost : rows_cost) <= compact_form_cost(0, out, in, out, 0)) return pack(layer, trained);
     auto dense = make_dense_layer<Scalar>(layer.to_dense(), layer.has_bias());
     if (layer.has_bias()) dense.bias() = layer.bias();
     trained.format = SparseFormat::rows;

@@ -13,15 +13,14 @@
 // Gradients overwrite `grad` (rows of masked tokens are zeroed) unless `accumulate` is set, in
 // which case they are added and masked rows are left alone.
 //
-// Vocabulary-sized losses make one to three passes over each row in tiles, with an online
-// log-sum-exp (a running maximum and a rescaled sum), and allocate nothing: no (tokens × vocab)
+// Vocabulary-sized losses take each row's maximum, then pass over the row in tiles, with
+// exponentials in the logits' type and sums in double, and allocate nothing: no (tokens × vocab)
 // softmax is ever formed, so a 50,257-token vocabulary costs no memory beyond the caller's
 // logits and gradient.
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include "config.hpp"
 #include "errors.hpp"
