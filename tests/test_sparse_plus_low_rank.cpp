@@ -155,6 +155,37 @@ TEST_CASE("sparse_plus_low_rank_init: the alternation never increases a diagonal
   REQUIRE(direct == Approx(r.relative_output_error[std::size_t(r.best_iteration)]).epsilon(1e-5));
 }
 
+TEST_CASE("sparse_plus_low_rank_init with the randomized SVD is within 1% of exact",
+          "[sparse_plus_low_rank][randomized]") {
+  // 96x160 of low rank 12 plus noise, correlated inputs: rank 12 and 5 % of the entries in S.
+  const Index out = 96, in = 160;
+  const Matrix<double> x = test::random_matrix<double>(3 * in, in, 51) *
+                           (Eigen::MatrixXd::Identity(in, in) + 0.1 * test::random_matrix<double>(in, in, 52));
+  GramAccumulator stats(in);
+  stats.add<double>(x);
+  const Matrix<double> w = test::random_matrix<double>(out, 12, 53) * test::random_matrix<double>(12, in, 54) +
+                           0.3 * test::random_matrix<double>(out, in, 55);
+  SparsePlusLowRankOptions opt;
+  opt.rank = 12;
+  opt.sparse_entries = out * in / 20;
+  opt.iterations = 3;
+  for (const LowRankFit fit : {LowRankFit::whitened, LowRankFit::scaled}) {
+    CAPTURE(int(fit));
+    opt.low_rank = fit;
+    opt.svd_method = lmshrink::SvdMethod::exact;
+    lmshrink::LowRankSparseLinear<float> a, b;
+    const auto e = lmshrink::sparse_plus_low_rank_init<float>(w.cast<float>(), a, opt, stats);
+    opt.svd_method = lmshrink::SvdMethod::randomized;
+    const auto r = lmshrink::sparse_plus_low_rank_init<float>(w.cast<float>(), b, opt, stats);
+    const double exact_error = e.relative_output_error[std::size_t(e.best_iteration)];
+    const double randomized_error = r.relative_output_error[std::size_t(r.best_iteration)];
+    CAPTURE(exact_error, randomized_error);
+    REQUIRE(randomized_error <= 1.01 * exact_error);
+    REQUIRE(randomized_error >= 0.99 * exact_error);
+    REQUIRE(b.live_sparse_entries() == opt.sparse_entries);
+  }
+}
+
 TEST_CASE("sparse_plus_low_rank_init keeps a bias and refuses bad input", "[sparse_plus_low_rank][errors]") {
   const Matrix<float> w = test::random_matrix<float>(4, 3, 31);
   GramAccumulator stats(3);

@@ -306,6 +306,104 @@ TEST_CASE("whitened SVD handles a singular Gram matrix", "[calibration]") {
   REQUIRE(((b.U() * b.V() + b.S()) - w).cwiseAbs().maxCoeff() < 1e-9);
 }
 
+TEST_CASE("the whitener applies L and its inverse without forming the inverse", "[calibration]") {
+  using lmshrink::detail::Whitener;
+  const Eigen::MatrixXd eye = Eigen::MatrixXd::Identity(2, 2);
+  const Eigen::MatrixXd w = (Eigen::MatrixXd(3, 2) << 1, 2, -3, 0.5, 0, 4).finished();
+  // Ḡ = [[4, 2], [2, 3]]: Cholesky L = [[2, 0], [1, √2]] by hand.
+  const Eigen::MatrixXd g = (Eigen::MatrixXd(2, 2) << 4, 2, 2, 3).finished();
+  const Whitener chol = lmshrink::detail::whitening_factor("test", g, 0.0);
+  REQUIRE(chol.kind == Whitening::cholesky);
+  const Eigen::MatrixXd l = chol.whiten(eye);
+  const Eigen::MatrixXd expected_l = (Eigen::MatrixXd(2, 2) << 2, 0, 1, std::sqrt(2.0)).finished();
+  REQUIRE((l - expected_l).cwiseAbs().maxCoeff() < 1e-15);
+  // w·L: the first row [1, 2] gives [1·2 + 2·1, 2·√2].
+  Eigen::MatrixXd a = chol.whiten(w);
+  REQUIRE(std::abs(a(0, 0) - 4.0) < 1e-15);
+  REQUIRE(std::abs(a(0, 1) - 2.0 * std::sqrt(2.0)) < 1e-15);
+  chol.unwhiten(a);
+  REQUIRE((a - w).cwiseAbs().maxCoeff() < 1e-14);
+  // λ is added before factoring: L·Lᵀ = Ḡ + λI.
+  const Eigen::MatrixXd ld = lmshrink::detail::whitening_factor("test", g, 0.5).whiten(eye);
+  REQUIRE((ld * ld.transpose() - g - 0.5 * eye).cwiseAbs().maxCoeff() < 1e-14);
+
+  // A singular Ḡ without damping: the eigen fallback, L = Q·diag(d) with the zero eigenvalue
+  // raised to 1e-10·mean diag, so L·Lᵀ = Ḡ + 1e-10·(the null direction's projector).
+  const Eigen::MatrixXd singular = (Eigen::MatrixXd(2, 2) << 1, 1, 1, 1).finished();
+  const Whitener fallback = lmshrink::detail::whitening_factor("test", singular, 0.0);
+  REQUIRE(fallback.kind == Whitening::eigen_fallback);
+  const Eigen::MatrixXd lf = fallback.whiten(eye);
+  const Eigen::MatrixXd null_projector = (Eigen::MatrixXd(2, 2) << 0.5, -0.5, -0.5, 0.5).finished();
+  REQUIRE((lf * lf.transpose() - singular - 1e-10 * null_projector).cwiseAbs().maxCoeff() < 1e-14);
+  Eigen::MatrixXd af = fallback.whiten(w);
+  fallback.unwhiten(af);
+  REQUIRE((af - w).cwiseAbs().maxCoeff() < 1e-9);  // the 1e-5 direction is divided back
+
+  // Kind none with a scale: diag(d), OATS's input-RMS scaling.
+  Whitener diagonal;
+  diagonal.scale = (Eigen::VectorXd(2) << 2, 0.25).finished();
+  Eigen::MatrixXd ad = diagonal.whiten(w);
+  REQUIRE(ad(1, 0) == -6.0);
+  REQUIRE(ad(1, 1) == 0.125);
+  diagonal.unwhiten(ad);
+  REQUIRE((ad - w).cwiseAbs().maxCoeff() == 0.0);
+}
+
+TEST_CASE("the whitened path reports the output error under the undamped Gram matrix",
+          "[calibration]") {
+  // ‖E·L‖² − λ‖E‖² replaces the (in, in) product: it must equal tr(E·Ḡ·Eᵀ) itself.
+  const Index out = 24, in = 40, tokens = 400;
+  const Eigen::MatrixXd x = test::random_matrix<double>(tokens, in, 31) *
+                            (Eigen::MatrixXd::Identity(in, in) + 0.4 * test::random_matrix<double>(in, in, 32));
+  const Matrix<double> w = test::random_matrix<double>(out, in, 33);
+  GramAccumulator g(in);
+  g.add<double>(x);
+  const Eigen::MatrixXd gram = g.mean_gram();
+  for (const SvdMethod method : {SvdMethod::exact, SvdMethod::randomized}) {
+    for (Index rank : {Index(1), Index(7), Index(24)}) {
+      CAPTURE(int(method), rank);
+      SvdInitOptions opt;
+      opt.rank = rank;
+      opt.method = method;
+      opt.damping = 0.05;  // large, so that a wrong λ term would show
+      lmshrink::LowRankSparseLinear<double> layer;
+      const auto r = lmshrink::svd_init<double>(w, layer, opt, g);
+      REQUIRE(r.whitening == Whitening::cholesky);
+      const Eigen::MatrixXd e = w - layer.U() * layer.V();
+      const double direct = std::sqrt((e * gram * e.transpose()).trace() / (w * gram * w.transpose()).trace());
+      REQUIRE(std::abs(r.relative_output_error - direct) <= 1e-12 + 1e-10 * direct);
+      // Σσ² over ‖W·L‖²: the randomized path estimates only rank + oversampling of them.
+      REQUIRE(r.energy_kept > 0);
+      REQUIRE(r.energy_kept <= 1 + 1e-12);
+    }
+  }
+}
+
+TEST_CASE("the whitened randomized SVD is within 1% of the exact output error", "[calibration][randomized]") {
+  // 192x640 with σ_k = 0.99^k under correlated inputs whose scales span 30x, cut to rank 48.
+  const Index out = 192, in = 640, rank = 48;
+  const Matrix<float> w = decaying_spectrum(out, in, 0.99, 41).cast<float>();
+  Eigen::VectorXd scale(in);
+  for (Index j = 0; j < in; ++j) scale[j] = std::pow(30.0, -double(j) / double(in - 1));
+  const Eigen::MatrixXd mix = Eigen::MatrixXd::Identity(in, in) + 0.05 * test::random_matrix<double>(in, in, 42);
+  const Matrix<float> x = (test::random_matrix<double>(2 * in, in, 43) * scale.asDiagonal() * mix).cast<float>();
+  GramAccumulator g(in);
+  g.add<float>(x);
+  SvdInitOptions exact;
+  exact.rank = rank;
+  SvdInitOptions randomized = exact;
+  randomized.method = SvdMethod::randomized;
+  lmshrink::LowRankSparseLinear<float> a, b, again;
+  const auto e = lmshrink::svd_init<float>(w, a, exact, g);
+  const auto r = lmshrink::svd_init<float>(w, b, randomized, g);
+  CAPTURE(e.relative_output_error, r.relative_output_error);
+  REQUIRE(r.relative_output_error >= e.relative_output_error * (1 - 1e-6));  // the optimum is exact's
+  REQUIRE(r.relative_output_error <= 1.01 * e.relative_output_error);
+  lmshrink::svd_init<float>(w, again, randomized, g);  // seeded: the same bits
+  REQUIRE(again.U() == b.U());
+  REQUIRE(again.V() == b.V());
+}
+
 TEST_CASE("whitened SVD refuses unusable statistics", "[calibration][errors]") {
   const Matrix<float> w = test::random_matrix<float>(5, 4, 10);
   lmshrink::LowRankSparseLinear<float> layer;

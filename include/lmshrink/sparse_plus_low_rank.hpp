@@ -51,6 +51,9 @@ struct SparsePlusLowRankOptions {
   /// Alternations of the low-rank and the sparse step, >= 1.
   int iterations = 5;
   LowRankFit low_rank = LowRankFit::whitened;
+  /// The low-rank step's truncated SVD: exact, or randomized with SvdInitOptions' oversampling,
+  /// power iterations and seed (docs/svd_init.md gives its accuracy).
+  SvdMethod svd_method = SvdMethod::exact;
   /// Choose S's values by least squares under the full Ḡ (see the header comment).
   bool refit_values = true;
   /// λ = damping · mean(diag Ḡ) is added to Ḡ's diagonal where Ḡ is factored or solved. >= 0.
@@ -164,12 +167,12 @@ SparsePlusLowRankResult sparse_plus_low_rank_init(detail::non_deduced_t<ConstMat
 
   // D = input RMS, floored so that a dead input keeps its entries rankable by magnitude.
   const Eigen::VectorXd d = g.diagonal().cwiseMax(1e-12 * mean_diag).cwiseSqrt();
-  Eigen::MatrixXd lw, lw_inv;  // the map of the low-rank step into its fitting space and back
+  // The map of the low-rank step into its fitting space and back.
+  detail::Whitener fit_space;
   if (options.low_rank == LowRankFit::whitened) {
-    detail::whitening_factors(where, g, lambda, lw, lw_inv);
+    fit_space = detail::whitening_factor(where, g, lambda);
   } else {
-    lw = d.asDiagonal();
-    lw_inv = d.cwiseInverse().asDiagonal();
+    fit_space.scale = d;  // diag(input RMS)
   }
 
   const Eigen::MatrixXd wd = w.template cast<double>();
@@ -188,13 +191,14 @@ SparsePlusLowRankResult sparse_plus_low_rank_init(detail::non_deduced_t<ConstMat
   double best_error = 0;
   SvdInitOptions svd;
   svd.rank = std::max<Index>(1, options.rank);
+  svd.method = options.svd_method;
   Eigen::VectorXd sigma;
   for (int it = 0; it < options.iterations; ++it) {
     if (options.rank > 0) {
       Index rank = options.rank;
-      const detail::ColMatrix<double> a = (wd - s) * lw;
+      const detail::ColMatrix<double> a = fit_space.whiten(detail::ColMatrix<double>(wd - s));
       detail::truncated_factors<double>(a, rank, svd, u, vt, sigma);
-      vt = (vt * lw_inv).eval();
+      fit_space.unwhiten(vt);
       lr.noalias() = u * vt;
     }
     if (it == 0) result.low_rank_only_error = relative(wd - lr);

@@ -242,31 +242,63 @@ SvdInitResult svd_init_in(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Scalar>&
   return result;
 }
 
-/// L·Lᵀ = g + λI and L⁻¹ (in, in): Cholesky, or, when g + λI is not positive definite in
-/// floating point (singular g with λ = 0, or rounding), a symmetric square root with eigenvalues
-/// raised to max(λ, 1e-10·mean diag), which is still a valid weight.
+/// The map of a fit into whitened space and back, applied without forming L⁻¹ (whose explicit
+/// inverse was an in³ solve): W·L and X·L⁻¹ for L lower triangular (the Cholesky factor of
+/// Ḡ + λI), for L = Q·diag(d) (the eigen fallback), or for L = diag(d) (kind none: OATS's
+/// input-RMS scaling). Member templates: only files that whiten compile the products.
+struct Whitener {
+  Whitening kind = Whitening::none;
+  Eigen::MatrixXd factor;  ///< cholesky: L; eigen_fallback: Q; none: empty
+  Eigen::VectorXd scale;   ///< eigen_fallback and none: d
+
+  /// w·L (rows, in).
+  template <class M>
+  M whiten(const M& w) const {
+    M a(w.rows(), w.cols());
+    if (kind == Whitening::cholesky) a.noalias() = w * factor.template triangularView<Eigen::Lower>();
+    else if (kind == Whitening::eigen_fallback) a.noalias() = (w * factor) * scale.asDiagonal();
+    else a.noalias() = w * scale.asDiagonal();
+    return a;
+  }
+  /// x ← x·L⁻¹, x (rows, in).
+  template <class M>
+  void unwhiten(M& x) const {
+    if (kind == Whitening::cholesky) {
+      factor.template triangularView<Eigen::Lower>().template solveInPlace<Eigen::OnTheRight>(x);
+    } else if (kind == Whitening::eigen_fallback) {
+      const M scaled = x * scale.cwiseInverse().asDiagonal();
+      x.noalias() = scaled * factor.transpose();
+    } else {
+      x = x * scale.cwiseInverse().asDiagonal();
+    }
+  }
+};
+
+/// L with L·Lᵀ = g + λI: Cholesky, or, when g + λI is not positive definite in floating point
+/// (singular g with λ = 0, or rounding), a symmetric square root with eigenvalues raised to
+/// max(λ, 1e-10·mean diag), which is still a valid weight.
 /// A template (Gram = Eigen::MatrixXd): only files that whiten compile the eigensolver.
 template <class Gram>
-Whitening whitening_factors(const char* where, const Gram& g, double lambda, Eigen::MatrixXd& l,
-                            Eigen::MatrixXd& l_inv) {
+Whitener whitening_factor(const char* where, const Gram& g, double lambda) {
   const Index in = g.cols();
   Eigen::MatrixXd damped = g;
   damped.diagonal().array() += lambda;
+  Whitener white;
   Eigen::LLT<Eigen::MatrixXd> llt(damped);
   if (llt.info() == Eigen::Success) {
-    l = llt.matrixL();
-    l_inv = llt.matrixL().solve(Eigen::MatrixXd::Identity(in, in));
-    return Whitening::cholesky;
+    white.kind = Whitening::cholesky;
+    white.factor = llt.matrixL();
+    return white;
   }
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(damped);
   if (eig.info() != Eigen::Success)
     fail<numeric_error>(where, "the eigen-decomposition of the ", in, "x", in,
                         " calibration Gram matrix did not converge");
   const double floor = std::max(lambda, 1e-10 * g.diagonal().mean());
-  const Eigen::VectorXd d = eig.eigenvalues().cwiseMax(floor).cwiseSqrt();
-  l = eig.eigenvectors() * d.asDiagonal();
-  l_inv = d.cwiseInverse().asDiagonal() * eig.eigenvectors().transpose();
-  return Whitening::eigen_fallback;
+  white.kind = Whitening::eigen_fallback;
+  white.factor = eig.eigenvectors();
+  white.scale = eig.eigenvalues().cwiseMax(floor).cwiseSqrt();
+  return white;
 }
 
 /// Whitened path, in double: L·Lᵀ = Ḡ + λI, factor W·L, map back with L⁻¹.
@@ -281,14 +313,16 @@ SvdInitResult svd_init_whitened(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Sc
                              "matrix is ", mean_diag, "); they cannot weight the output error");
   const double lambda = opt.damping * mean_diag;
   SvdInitResult result;
-  Eigen::MatrixXd l, l_inv;  // L·Lᵀ = Ḡ + λI; L⁻¹
-  result.whitening = whitening_factors(where, g, lambda, l, l_inv);
+  const Whitener white = whitening_factor(where, g, lambda);
+  result.whitening = white.kind;
   const ColMatrix<double> wd = w.template cast<double>();
-  const ColMatrix<double> a = wd * l;
+  const ColMatrix<double> a = white.whiten(wd);
   Index rank = requested_rank(opt, w.rows(), in);
   ColMatrix<double> u, vt;
   truncated_factors<double>(a, rank, opt, u, vt, result.singular_values);
-  vt = (vt * l_inv).eval();
+  ColMatrix<double> white_tail = a;  // (W − U·V)·L, before V leaves the whitened space
+  white_tail.noalias() -= u * vt;
+  white.unwhiten(vt);
   ColMatrix<double> tail = wd;
   tail.noalias() -= u * vt;
   store_factors<double, Scalar>(layer, rank, u, vt, tail);
@@ -296,11 +330,20 @@ SvdInitResult svd_init_whitened(ConstMatrixRef<Scalar> w, LowRankSparseLinear<Sc
   result.rank = rank;
   const double total = wd.squaredNorm();
   result.relative_error = total > 0 ? std::sqrt(tail.squaredNorm() / total) : 0.0;
-  const double sigma_total = result.singular_values.squaredNorm();
+  // ‖W·L‖², not Σσ²: the randomized path estimates only r + oversampling singular values.
+  const double white_total = a.squaredNorm();
   result.energy_kept =
-      sigma_total > 0 ? result.singular_values.head(rank).squaredNorm() / sigma_total : 1.0;
-  const double out_total = ((wd * g).array() * wd.array()).sum();
-  const double out_tail = ((tail * g).array() * tail.array()).sum();
+      white_total > 0 ? result.singular_values.head(rank).squaredNorm() / white_total : 1.0;
+  // tr(E·Ḡ·Eᵀ) = ‖E·L‖² − λ‖E‖² when L·Lᵀ = Ḡ + λI (Cholesky): no (in, in) product. The
+  // fallback's clamped L is not exact, so it weighs by Ḡ itself.
+  double out_total = 0, out_tail = 0;
+  if (white.kind == Whitening::cholesky) {
+    out_total = white_total - lambda * total;
+    out_tail = white_tail.squaredNorm() - lambda * tail.squaredNorm();
+  } else {
+    out_total = ((wd * g).array() * wd.array()).sum();
+    out_tail = ((tail * g).array() * tail.array()).sum();
+  }
   result.relative_output_error =
       out_total > 0 ? std::sqrt(std::max(0.0, out_tail) / out_total) : 0.0;
   return result;
