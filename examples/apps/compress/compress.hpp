@@ -81,6 +81,7 @@ struct Options {
   double hidden_weight = 1.0;  // layer-wise distillation weight (0 = off)
   examples::HiddenLoss hidden_loss = examples::HiddenLoss::mse;
   bool whitened = true;  // data-aware init: whitened SVD and output-energy priors
+  SvdChoice svd = SvdChoice::automatic;  // the initialisation's truncated SVDs
   int calib_windows = 16;
   double prune_start = 0.1, prune_end = 0.7;  // pruning phase, fractions of the steps
   lmshrink::MaskMode mask_mode = lmshrink::MaskMode::reference;
@@ -202,6 +203,13 @@ struct Shared {
 };
 
 std::string job_name(const Job& j);
+/// The SVD that fits a layer of (out, in) under --svd.
+inline lmshrink::SvdMethod svd_method(const Options& o, lmshrink::Index out, lmshrink::Index in) {
+  const bool randomized = o.svd == SvdChoice::randomized ||
+                          (o.svd == SvdChoice::automatic && std::min(out, in) >= kRandomizedSvdFrom);
+  return randomized ? lmshrink::SvdMethod::randomized : lmshrink::SvdMethod::exact;
+}
+
 /// Job::label, else the method's name.
 inline std::string label(const Job& j) { return j.label.empty() ? std::string(name(j.method)) : j.label; }
 /// Fits layer (l, k) of a student to a target weight under statistics of its inputs.

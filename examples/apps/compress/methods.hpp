@@ -143,6 +143,16 @@ inline Loss parse_loss(const std::string& text) {
                                         loss_names(), ")");
 }
 
+/// --svd: the truncated SVD of the initialisation's low-rank fits.
+enum class SvdChoice {
+  automatic,   ///< randomized where a layer's smaller side is >= kRandomizedSvdFrom, else exact
+  exact,       ///< Eigen's divide-and-conquer SVD
+  randomized,  ///< a range finder with 4 power iterations (lmshrink::SvdMethod::randomized)
+};
+
+/// --svd auto's threshold: below it the exact SVD costs little (docs/svd_init.md).
+constexpr long kRandomizedSvdFrom = 1024;
+
 /// How --oats-allocation splits an oats student's budget between U·V and S.
 enum class OatsAllocation {
   uniform,       ///< every matrix --lowrank-share in U·V

@@ -415,6 +415,7 @@ Plan make_plan(const PlanInputs& in) {
   lmshrink::models::Layer fitted;
   lmshrink::SvdInitOptions so;
   so.rank = int(std::max<lmshrink::Index>(1, std::min(probe.out_features(), probe.in_features()) / 4));
+  so.method = svd_method(o, probe.out_features(), probe.in_features());
   const RowMat w0 = probe.to_dense();
   lmshrink::GramAccumulator probe_stats(probe.in_features());
   probe_stats.add<float>(RowMat::Random(std::max<lmshrink::Index>(256, 2 * probe.in_features()), probe.in_features()));
@@ -496,11 +497,14 @@ Plan make_plan(const PlanInputs& in) {
     if (m.init == LayerInit::svd_low_rank_only || m.init == LayerInit::svd_then_prune_s) fits = 1;
     if (m.init == LayerInit::sparse_plus_low_rank)
       fits = o.oats_allocation == OatsAllocation::sparse ? 1 : o.oats_iterations * (o.oats_allocation == OatsAllocation::per_matrix ? 3.0 : 1.0);
-    double svd = 0;
+    // The layers are fitted on the job's threads, the costliest first (for_each_layer).
+    std::vector<double> svd;
     for (int l = 0; l < L; ++l)
       for (int k = 0; k < teacher.linear_kinds(); ++k)
-        svd += svd_work(double(teacher.linear(l, k).out_features()), double(teacher.linear(l, k).in_features()));
-    const double init_seconds = fits * svd / rate_svd;
+        svd.push_back(svd_work(double(teacher.linear(l, k).out_features()), double(teacher.linear(l, k).in_features())));
+    const bool parallel_fits = !(o.reconstruct && m.reconstructs);
+    const double init_seconds =
+        fits * lmshrink::models::balanced_makespan(svd, parallel_fits ? job_threads : 1) / rate_svd;
     // Training: per step, the shards in rounds of job_threads, then AdamW.
     // Recompute runs each block's forward once more: about a third of its training step.
     const double shard = step.train_rest + f.blocks * block_seconds * (in.recompute ? 4.0 / 3.0 : 1.0) +

@@ -1,4 +1,5 @@
 // lmshrink_compress: building, training, pruning and packing one student.
+#include <exception>
 #include <filesystem>
 #include <fstream>
 
@@ -193,6 +194,34 @@ struct LayerShapes {
   std::vector<lmshrink::Index> entries;
 };
 
+/// Runs fit(l, k) for every linear layer on `threads` threads, the costliest first (an SVD costs
+/// out·in·min(out, in)). Each fit reads its own layer and writes its own slots, so the results
+/// are the same bits on any number of threads. The first failing layer's error is rethrown.
+void for_each_layer(const lmshrink::models::Model& w, int threads, const std::function<void(int, int)>& fit) {
+  const int L = w.shape().n_layers, K = w.linear_kinds(), n = L * K;
+  const auto count = static_cast<std::size_t>(n);
+  std::vector<double> cost(count);
+  for (int i = 0; i < n; ++i) {
+    const double out = double(w.linear(i / K, i % K).out_features()), in = double(w.linear(i / K, i % K).in_features());
+    cost[std::size_t(i)] = out * in * std::min(out, in);
+  }
+  std::vector<int> order(count);
+  for (int i = 0; i < n; ++i) order[std::size_t(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return cost[std::size_t(a)] > cost[std::size_t(b)]; });
+  std::vector<std::exception_ptr> errors(count);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max(1, threads)) if (threads > 1)
+  for (int j = 0; j < n; ++j) {
+    const int i = order[std::size_t(j)];
+    try {
+      fit(i / K, i % K);
+    } catch (...) {
+      errors[std::size_t(i)] = std::current_exception();
+    }
+  }
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 /// The share of the weights left for S once layers of `ranks` are paid for; a value_error when
 /// none is.
 double sparse_share_after_low_rank(const lmshrink::models::Model& w, const std::vector<int>& ranks, const Budget& b,
@@ -211,21 +240,23 @@ double sparse_share_after_low_rank(const lmshrink::models::Model& w, const std::
 
 /// oats: how --oats-allocation splits the budget between U·V and S, per matrix.
 LayerShapes oats_shapes(const Options& o, const lmshrink::models::Model& w, const Calibration& calib, const Budget& b,
-                        const Job& job) {
+                        const Job& job, int threads) {
   const int L = w.shape().n_layers, K = w.linear_kinds();
   const auto size = [&](int l, int k) { return double(w.linear(l, k).out_features()) * double(w.linear(l, k).in_features()); };
   const auto budget = lmshrink::Index(std::floor(b.weight_ratio * b.weights));
   LayerShapes p;
   switch (o.oats_allocation) {
     case OatsAllocation::per_matrix: {  // each matrix's budget and split chosen from calibration
-      std::vector<std::vector<lmshrink::StorageChoice>> table;
-      lmshrink::StorageChoiceOptions so;
-      so.fit.iterations = std::min(o.oats_iterations, 3);
-      so.fit.low_rank = o.oats_fit;
-      so.fit.refit_values = o.oats_refit;
-      for (int l = 0; l < L; ++l)
-        for (int k = 0; k < K; ++k)
-          table.push_back(lmshrink::storage_choices<float>(w.linear(l, k).to_dense(), calib.at(l, k), so));
+      std::vector<std::vector<lmshrink::StorageChoice>> table(std::size_t(L * K));
+      for_each_layer(w, threads, [&](int l, int k) {
+        const auto& layer = w.linear(l, k);
+        lmshrink::StorageChoiceOptions so;
+        so.fit.iterations = std::min(o.oats_iterations, 3);
+        so.fit.low_rank = o.oats_fit;
+        so.fit.refit_values = o.oats_refit;
+        so.fit.svd_method = svd_method(o, layer.out_features(), layer.in_features());
+        table[std::size_t(l * K + k)] = lmshrink::storage_choices<float>(layer.to_dense(), calib.at(l, k), so);
+      });
       const auto pick = lmshrink::allocate_storage(table, budget);
       for (std::size_t i = 0; i < table.size(); ++i) {
         p.ranks.push_back(int(table[i][pick[i]].rank));
@@ -283,14 +314,16 @@ LayerShapes oats_shapes(const Options& o, const lmshrink::models::Model& w, cons
 /// the teacher's inputs, or, with --reconstruct sequential, block by block, the target that
 /// reproduces the teacher's outputs from the inputs the compressed student feeds the layer.
 double initialise_layers(const Job& job, const Shared& sh, const std::vector<int>& train, const Calibration* calib,
-                         lmshrink::models::Model& w, const Budget& b, Result& res) {
+                         lmshrink::models::Model& w, const Budget& b, int threads, Result& res) {
   const Options& o = *sh.opt;
   const MethodInfo& method = info(job.method);
   const int L = w.shape().n_layers, K = w.linear_kinds();
   LayerShapes shapes;
+  std::vector<std::optional<lmshrink::SparsePlusLowRankResult>> oats_fits(std::size_t(L * K));
   const LayerFit fit_layer = [&](int l, int k, const lmshrink::RowMatrix<float>& target,
                                  const lmshrink::GramAccumulator& stats) {
     auto& layer = w.linear(l, k);
+    const lmshrink::SvdMethod svd = svd_method(o, target.rows(), target.cols());
     if (method.init == LayerInit::sparse_plus_low_rank) {
       lmshrink::SparsePlusLowRankOptions so;
       so.rank = shapes.ranks[std::size_t(l * K + k)];
@@ -298,10 +331,12 @@ double initialise_layers(const Job& job, const Shared& sh, const std::vector<int
       so.iterations = o.oats_iterations;
       so.low_rank = o.oats_fit;
       so.refit_values = o.oats_refit;
-      res.init_errors.push_back({w.linear_name(l, k), lmshrink::sparse_plus_low_rank_init<float>(target, layer, so, stats)});
+      so.svd_method = svd;
+      oats_fits[std::size_t(l * K + k)] = lmshrink::sparse_plus_low_rank_init<float>(target, layer, so, stats);
     } else {
       lmshrink::SvdInitOptions so;
       so.rank = shapes.ranks[std::size_t(l * K + k)];
+      so.method = svd;
       if (o.whitened) lmshrink::svd_init<float>(target, layer, so, stats);
       else lmshrink::svd_init<float>(target, layer, so);
       if (method.init == LayerInit::svd_low_rank_only) lmshrink::make_low_rank_only(layer);
@@ -311,18 +346,20 @@ double initialise_layers(const Job& job, const Shared& sh, const std::vector<int
     if (o.reconstruct && method.reconstructs) {
       reconstruct_sequentially(*sh.teacher, w, train, sh.length, std::min(o.calib_windows, sh.windows),
                                o.reconstruct_damping, fit_layer);
-      return;
-    }
-    const lmshrink::GramAccumulator none;  // --init plain: the stats are not read
-    for (int l = 0; l < L; ++l)
-      for (int k = 0; k < K; ++k)
+    } else {
+      const lmshrink::GramAccumulator none;  // --init plain: the stats are not read
+      for_each_layer(w, threads, [&](int l, int k) {
         fit_layer(l, k, w.linear(l, k).to_dense(), calib->empty() ? none : calib->at(l, k));
+      });
+    }
+    for (int i = 0; i < L * K; ++i)
+      if (oats_fits[std::size_t(i)]) res.init_errors.push_back({w.linear_name(i / K, i % K), *oats_fits[std::size_t(i)]});
   };
   switch (method.init) {
     case LayerInit::none: return 0;
     case LayerInit::prune_all: return b.weight_ratio;
     case LayerInit::sparse_plus_low_rank:  // data-aware S + L, one shot; S's mask stays fixed
-      shapes = oats_shapes(o, w, *calib, b, job);
+      shapes = oats_shapes(o, w, *calib, b, job, threads);
       fit_all();
       return 0;
     case LayerInit::svd_low_rank_only:
@@ -679,7 +716,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
   const Budget budget = linear_budget(w, job);
   int prune_end_step = 0;
   lmshrink::PrunerOptions popt = pruner_options(o, method, sh.steps, prune_end_step);
-  const double pruned_to = initialise_layers(job, sh, train, calib, w, budget, res);
+  const double pruned_to = initialise_layers(job, sh, train, calib, w, budget, job_threads, res);
   res.init_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - init_start).count();
   const bool prune = pruned_to > 0;
   if (prune) popt.schedule.final_keep = pruned_to;
