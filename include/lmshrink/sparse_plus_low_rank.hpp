@@ -52,7 +52,7 @@ struct SparsePlusLowRankOptions {
   int iterations = 5;
   LowRankFit low_rank = LowRankFit::whitened;
   /// The low-rank step's truncated SVD: exact, or randomized with SvdInitOptions' oversampling,
-  /// power iterations and seed (docs/svd_init.md gives its accuracy).
+  /// power iterations and seed (docs/calibration.md gives its accuracy).
   SvdMethod svd_method = SvdMethod::exact;
   /// Choose S's values by least squares under the full Ḡ (see the header comment).
   bool refit_values = true;

@@ -150,7 +150,7 @@ enum class SvdChoice {
   randomized,  ///< a range finder with 4 power iterations (lmshrink::SvdMethod::randomized)
 };
 
-/// --svd auto's threshold: below it the exact SVD costs little (docs/svd_init.md).
+/// --svd auto's threshold: below it the exact SVD costs little (docs/compress.md).
 constexpr long kRandomizedSvdFrom = 1024;
 
 /// How --oats-allocation splits an oats student's budget between U·V and S.

@@ -92,7 +92,7 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
                         (default: whitened)
   --svd KIND            the initialisation's truncated SVDs: exact, randomized (a range
                         finder with 4 power iterations: within 1.1 % of exact's output error
-                        on flat spectra, docs/svd_init.md) or auto (randomized for layers
+                        on flat spectra, docs/calibration.md) or auto (randomized for layers
                         whose smaller side is at least 1024) (default: auto)
   --calib-windows N     training windows whose activations calibrate --init whitened
                         (default: 16)
