@@ -7,9 +7,10 @@
 #                                   every test (the "test" preset: clang, portable code at -O1,
 #                                   in build/test)
 # and two more:
-#   bash cmake/quickstart.sh perf   builds bench_compact, bench_decode and bench_train and
-#                                   writes their tables and plots to out/performance (about 40
-#                                   minutes), for docs/performance.md
+#   bash cmake/quickstart.sh perf   builds bench_compact, bench_pack_forms, bench_decode and
+#                                   bench_train and writes their tables and plots to
+#                                   out/performance (about 45 minutes), for docs/performance.md
+#                                   and docs/compact.md
 #   bash cmake/quickstart.sh fuzz [seconds]
 #                                   installs clang, builds the libFuzzer targets and runs each
 #                                   for the given time (default 60), as many at once as there
@@ -67,11 +68,14 @@ elif [ "$what" = fuzz ]; then
   exit $status
 elif [ "$what" = perf ]; then
   cmake --preset default >/dev/null
-  cmake --build --preset default --target bench_compact bench_decode bench_train
+  cmake --build --preset default --target bench_compact bench_pack_forms bench_decode bench_train
   mkdir -p out/performance
   ./build/default/bench/bench_compact --benchmark_repetitions=5 \
     --benchmark_report_aggregates_only=true --benchmark_min_time=0.05 \
     --benchmark_out=out/performance/bench_compact.json --report=out/performance
+  ./build/default/bench/bench_pack_forms --benchmark_repetitions=5 \
+    --benchmark_report_aggregates_only=true --benchmark_min_time=0.05 \
+    --benchmark_out=out/performance/bench_pack_forms.json --report=out/performance
   ./build/default/bench/bench_decode --benchmark_repetitions=5 \
     --benchmark_report_aggregates_only=true --benchmark_min_time=0.1 \
     --benchmark_out=out/performance/bench_decode.json --report=out/performance

@@ -252,11 +252,23 @@ TEST_CASE("packing reproduces each pruning method's layer", "[compact]") {
 
 TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models cheaper",
           "[compact]") {
-  // Costs in packed multiply-adds per token (compact_form_cost): dense 64·64 = 4,096.
-  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 64, 0) == 4096);
-  REQUIRE(lmshrink::compact_form_cost(8, 64, 64, 3, 0) == 8 * 128 + 3 * 64);
-  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100) == 100 * lmshrink::kCsrEntryCost);
+  // compact_form_cost, per token: values the panel kernels stream (rows padded to panels of 32,
+  // the last 16 wide when 16 or fewer remain), 1,500 a product per call, 20 a CSR entry per
+  // full block of 16 tokens.
+  const double call = lmshrink::kProductCallCost;
+  REQUIRE(call == 1500);
+  REQUIRE(lmshrink::kCsrEntryCost == 20);
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 64, 0) == 64 * 64 + call);               // dense
+  REQUIRE(lmshrink::compact_form_cost(8, 64, 64, 3, 0) == 16 * 64 + 64 * 8 + 2 * call);   // 4,536
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 17, 0) == 32 * 64 + call);               // 17 → 32 rows
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 38, 0) == 48 * 64 + call);               // 38 → 48
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100) == 100 * 20 + call);
+  // A batch shares each call's fixed cost; 8 tokens fill half a CSR block, at a full one's cost.
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 64, 0, 8) == 64 * 64 + call / 8);
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100, 8) == 100 * 40 + call / 8);
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100, 512) == 100 * 20 + call / 512);
   const auto fastest = lmshrink::fastest_pack();
+  REQUIRE(fastest.batch == 1);
   const Matrix<float> x = test::random_matrix<float>(7, 64, 30);
   const auto same_output = [&](const LowRankSparseLinear<float>& layer, const CompactLinear<float>& c) {
     auto ws = c.make_workspace(7);
@@ -266,34 +278,60 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
     layer.forward(x, want, cache);
     require_close<float>(got, want, rounding_bound(layer, x));
   };
-  SECTION("rank 8 and 3 kept rows (1,216): as trained, the same packing") {
+  const auto chosen = [](const LowRankSparseLinear<float>& layer, Index batch) {
+    auto o = lmshrink::fastest_pack();
+    o.batch = batch;
+    const auto c = CompactLinear<float>::pack(layer, o);
+    const auto choice = lmshrink::pack_choice(layer, batch);
+    REQUIRE(choice.form == c.form());  // pack_choice says what pack stores
+    REQUIRE(choice.format == c.format());
+    return c;
+  };
+  SECTION("rank 8 and 3 kept rows (4,536 < 5,596): as trained, the same packing") {
     const auto layer = make_layer<float>(64, 64, 8, 3, true, false, 31);
-    const auto c = CompactLinear<float>::pack(layer, fastest);
+    const auto c = chosen(layer, 1);
     REQUIRE(c.form() == lmshrink::CompactForm::low_rank_sparse);
     REQUIRE(c.rank() == 8);
     REQUIRE(c.kept_rows() == 3);
     REQUIRE(c.parameters() == CompactLinear<float>::pack(layer).parameters());
+    REQUIRE(lmshrink::pack_choice(layer).cost == 4536);
+    REQUIRE(lmshrink::pack_choice(layer).dense_cost == 5596);
     same_output(layer, c);
+    // PackForm::dense stores U·V + S whatever the costs (to reproduce a stated choice).
+    lmshrink::PackOptions dense;
+    dense.form = lmshrink::PackForm::dense;
+    const auto d = CompactLinear<float>::pack(layer, dense);
+    REQUIRE(d.form() == lmshrink::CompactForm::dense);
+    same_output(layer, d);
   }
-  SECTION("rank 40 (5,120 > 4,096): dense, one 64 × 64 matrix") {
+  SECTION("rank 40 (8,632 > 5,596): dense, one 64 × 64 matrix") {
     auto layer = make_layer<float>(64, 64, 40, 64, true, false, 32);
     lmshrink::make_low_rank_only(layer);
     REQUIRE(CompactLinear<float>::pack(layer).form() == lmshrink::CompactForm::low_rank);
-    const auto c = CompactLinear<float>::pack(layer, fastest);
+    const auto c = chosen(layer, 1);
     REQUIRE(c.form() == lmshrink::CompactForm::dense);
     REQUIRE(c.rank() == 0);
     REQUIRE(c.kept_rows() == 64);
     REQUIRE(c.parameters() == 64 * 64 + 64);
+    REQUIRE(lmshrink::pack_choice(layer).densified);
     same_output(layer, c);
+  }
+  SECTION("rank 4 of a 32 × 64 layer: faster than dense only when a batch shares the calls") {
+    auto layer = make_layer<float>(32, 64, 4, 32, false, false, 37);
+    lmshrink::make_low_rank_only(layer);
+    // One token: 16·64 + 32·4 + 2·1,500 = 4,152 against 32·64 + 1,500 = 3,548.
+    REQUIRE(chosen(layer, 1).form() == lmshrink::CompactForm::dense);
+    // 64 tokens: 1,152 + 2·1,500/64 against 2,048 + 1,500/64.
+    REQUIRE(chosen(layer, 64).form() == lmshrink::CompactForm::low_rank);
   }
   SECTION("an element mask at 30 % of every row: CSR would cost 3x dense, so dense") {
     const auto layer = make_layer<float>(64, 64, 0, 64, false, true, 33);
     REQUIRE(CompactLinear<float>::pack(layer).format() == SparseFormat::csr);
-    const auto c = CompactLinear<float>::pack(layer, fastest);
+    const auto c = chosen(layer, 1);
     REQUIRE(c.form() == lmshrink::CompactForm::dense);
     same_output(layer, c);
   }
-  SECTION("an element mask at 3 % of the entries: CSR (1,230 < 4,096)") {
+  SECTION("an element mask at 3 % of the entries: CSR for one token, dense for eight") {
     auto layer = make_layer<float>(64, 64, 0, 64, false, false, 34);
     lmshrink::ElementMask m = lmshrink::ElementMask::Zero(64, 64);
     lmshrink::SplitMix64 rng(35);
@@ -303,19 +341,39 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
       if (!m.data()[i]) m.data()[i] = 1, ++live;
     }
     layer.set_element_mask(m);
-    const auto c = CompactLinear<float>::pack(layer, fastest);
+    // One token: CSR 123·20 + 1,500 = 3,960 < 5,596. Eight: CSR 123·40 + 187.5 = 5,107.5; the
+    // rows with a live entry (more than 48 of 64, so 64 padded) cost the dense 4,096 + 187.5, and
+    // a tie keeps the trained form: those rows, their pruned entries stored as zeros.
+    const auto c = chosen(layer, 1);
     REQUIRE(c.form() == lmshrink::CompactForm::sparse);
     REQUIRE(c.format() == SparseFormat::csr);
     REQUIRE(c.sparse_values() == 123);
     same_output(layer, c);
+    const auto c8 = chosen(layer, 8);
+    REQUIRE(c8.form() == lmshrink::CompactForm::sparse);
+    REQUIRE(c8.format() == SparseFormat::rows);
+    REQUIRE(c8.kept_rows() > 48);
+    REQUIRE(lmshrink::pack_choice(layer, 8).cost == 4096 + 1500.0 / 8);
+    same_output(layer, c8);
   }
-  SECTION("the format is the choice's: a fixed one is an error") {
+  SECTION("the format is the choice's, the batch at least one token: else an error") {
     auto opt = fastest;
     opt.format = SparseFormat::rows;
     const auto layer = make_layer<float>(16, 16, 2, 3, false, false, 36);
     REQUIRE_THROWS_AS(CompactLinear<float>::pack(layer, opt), lmshrink::value_error);
     REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, opt),
                         Catch::Contains("PackForm::fastest chooses the sparse format itself"));
+    opt = fastest;
+    opt.batch = 0;
+    REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, opt),
+                        Catch::Contains("PackOptions::batch must be at least 1 token per call, got 0"));
+    REQUIRE_THROWS_WITH(lmshrink::pack_choice(layer, -2),
+                        Catch::Contains("batch must be at least 1 token per call, got -2"));
+    lmshrink::PackOptions dense;
+    dense.form = lmshrink::PackForm::dense;
+    dense.format = SparseFormat::csr;
+    REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, dense),
+                        Catch::Contains("PackForm::dense stores every row"));
   }
   REQUIRE(std::string(lmshrink::compact_form_name(lmshrink::CompactForm::low_rank_sparse)) ==
           "low-rank + sparse");

@@ -4,6 +4,8 @@
 // only.
 #include <catch2/catch.hpp>
 #include <random>
+#include <set>
+#include <string>
 #include <vector>
 
 #include <lmshrink/models/llama/decoder.hpp>
@@ -394,6 +396,21 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
   const auto nll_a = lmshrink::models::score_logits<float>(sa.forward(stream.data(), 512), stream.data() + 1).nll_sum;
   const auto nll_b = lmshrink::models::score_logits<float>(sb.forward(stream.data(), 512), stream.data() + 1).nll_sum;
   REQUIRE(nll_a == nll_b);  // identical, not just close
+  // Each compressed layer's packed form is stated, and the reloaded model packs that way.
+  REQUIRE(st.meta("lmshrink.pack_batch") == "1");
+  std::set<std::string> forms;
+  for (int l = 0; l < 5; ++l)
+    for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {
+      CAPTURE(l, k);
+      const std::string key = lmshrink::models::llama::hf_linear_name(l, k) + ".pack_form";
+      if (lmshrink::models::is_dense_layer(w.linear[std::size_t(l)][std::size_t(k)])) {
+        REQUIRE(st.metadata.count(key) == 0);
+        continue;
+      }
+      REQUIRE(st.meta(key) == lmshrink::compact_form_name(b.linear[std::size_t(l)][std::size_t(k)].form()));
+      forms.insert(st.meta(key));
+    }
+  REQUIRE(forms.size() >= 2);
   // A foreign safetensors file is refused with a clear error.
   lmshrink::SafeTensors foreign;
   foreign.put("x", Eigen::VectorXf::Ones(2).eval());

@@ -26,6 +26,7 @@
 // built with different flags therefore share one definition of every function here.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -94,19 +95,51 @@ using LowRankSgemm = void (*)(Index m, Index n, Index k, const float* a, Index l
 /// What CompactLinear::pack stores.
 enum class PackForm {
   as_trained,  ///< U, V and the sparse part as the layer holds them, in PackOptions::format
-  fastest,     ///< the least modelled cost (compact_form_cost): as trained, in rows or CSR, or
-               ///< dense (U·V + S as one matrix: rank 0, every row kept)
+  fastest,     ///< the least modelled cost at PackOptions::batch (compact_form_cost): as
+               ///< trained, in rows or CSR, or dense
+  dense,       ///< U·V + S as one matrix (rank 0, every row kept): to reproduce a stated choice
 };
 
-/// The modelled cost of one token through a compact layer, in packed multiply-adds: the
-/// low-rank and kept-row products stream packed panels like a dense product, one per value; a
-/// CSR entry costs kCsrEntryCost of them (measured at GPT-2 shapes: 7–17x at batch 1 and 8,
-/// docs/performance.md). A dense layer of the same shape costs out·in.
-constexpr double kCsrEntryCost = 10.0;
+namespace detail {
+// Rows the packed kernels compute for n rows: panels of 32, the last one 16 wide when 16 or
+// fewer of its rows are real (detail/packed_gemm.hpp).
+constexpr Index padded_panel_rows(Index n) {
+  return n <= 0 ? 0 : 32 * (n / 32) + (n % 32 == 0 ? 0 : n % 32 <= 16 ? 16 : 32);
+}
+}  // namespace detail
+
+/// compact_form_cost's units are packed multiply-adds per token, one per value a panel kernel
+/// streams. Beside them, a product's fixed cost per forward call, shared by the call's tokens,
+/// and a CSR entry's cost per token when its block of detail::kCsrTokenBlock tokens is full (a
+/// partial block costs as much as a full one). Fitted to single-thread timings of every form at
+/// stories260K's and GPT-2 small's shapes, batch 1 to 512 (bench/bench_pack_forms.cpp,
+/// docs/compact.md): about 30 ns a call, and 15–24 packed values a CSR entry.
+constexpr double kProductCallCost = 1500.0;
+constexpr double kCsrEntryCost = 20.0;
+
+/// The modelled cost of one token through a compact layer at `batch` tokens per forward call:
+/// the rows of V and the kept rows of S are one product with x (panels of padded rows), U
+/// another, CSR a third. A dense layer of the same shape is compact_form_cost(0, out, in, out,
+/// 0, batch).
 inline double compact_form_cost(Index rank, Index out, Index in, Index kept_rows,
-                                Index csr_entries) {
-  return double(rank) * double(out + in) + double(kept_rows) * double(in) +
-         kCsrEntryCost * double(csr_entries);
+                                Index csr_entries, Index batch = 1) {
+  const double tokens = double(std::max<Index>(batch, 1));
+  double values = 0, products = 0;
+  if (rank + kept_rows > 0) {
+    values += double(detail::padded_panel_rows(rank + kept_rows)) * double(in);
+    products += 1;
+  }
+  if (rank > 0) {
+    values += double(detail::padded_panel_rows(out)) * double(rank);
+    products += 1;
+  }
+  if (csr_entries > 0) {
+    const double full_blocks = batch <= 1 ? 1.0 : std::ceil(tokens / double(detail::kCsrTokenBlock)) *
+                                                 double(detail::kCsrTokenBlock) / tokens;
+    values += kCsrEntryCost * full_blocks * double(csr_entries);
+    products += 1;
+  }
+  return values + products * kProductCallCost / tokens;
 }
 
 /// The form of a packed layer, by what it stores.
@@ -129,6 +162,9 @@ struct PackOptions {
   /// (float layers only); the kept rows of S still use lmshrink's kernels.
   LowRankSgemm low_rank_sgemm = nullptr;
   PackForm form = PackForm::as_trained;
+  /// With PackForm::fastest: the tokens per forward call the form is chosen for (1: generation
+  /// token by token; the full-sequence scoring of a window runs at its length).
+  Index batch = 1;
 };
 
 /// PackOptions for PackForm::fastest: how the model families pack a student.
@@ -136,6 +172,53 @@ inline PackOptions fastest_pack() {
   PackOptions o;
   o.form = PackForm::fastest;
   return o;
+}
+
+/// What PackForm::fastest stores for a layer at `batch` tokens per call: the form
+/// (CompactLinear::form() of the result), the sparse format, whether U·V + S goes in as one
+/// dense matrix, and the modelled costs of that choice and of the dense form.
+struct PackChoice {
+  CompactForm form = CompactForm::dense;
+  SparseFormat format = SparseFormat::rows;
+  bool densified = false;
+  double cost = 0, dense_cost = 0;
+};
+
+/// The choice of PackForm::fastest, without packing: the trained form in rows or CSR format,
+/// whichever models cheaper, unless the dense form models cheaper still (the trained form wins
+/// a tie: it stores fewer values). A function of the shapes, the rank, the masks and `batch`.
+template <class Scalar>
+PackChoice pack_choice(const LowRankSparseLinear<Scalar>& layer, Index batch = 1) {
+  if (batch < 1)
+    detail::fail<value_error>("lmshrink::pack_choice", "batch must be at least 1 token per call, got ", batch);
+  const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
+  const auto& rm = layer.row_mask();
+  const bool em = layer.has_element_mask();
+  Index kept = 0, entries = 0;
+  for (Index i = 0; i < out; ++i) {
+    if (!rm[i]) continue;
+    const Index live = em ? Index((layer.element_mask().row(i).array() != 0).count()) : in;
+    kept += live > 0;
+    entries += live;
+  }
+  PackChoice c;
+  c.dense_cost = compact_form_cost(0, out, in, out, 0, batch);
+  const double rows_cost = compact_form_cost(r, out, in, kept, 0, batch);
+  const double csr_cost = compact_form_cost(r, out, in, 0, entries, batch);
+  const bool csr = em && csr_cost < rows_cost;
+  c.cost = csr ? csr_cost : rows_cost;
+  if (c.cost > c.dense_cost) {
+    c.densified = true;
+    c.cost = c.dense_cost;
+    return c;  // dense, in rows
+  }
+  c.format = csr ? SparseFormat::csr : SparseFormat::rows;
+  const bool sparse_part = csr ? entries > 0 : kept > 0;
+  if (r > 0)
+    c.form = sparse_part ? CompactForm::low_rank_sparse : CompactForm::low_rank;
+  else
+    c.form = !csr && kept == out ? CompactForm::dense : CompactForm::sparse;
+  return c;
 }
 
 /// Threads for the parts of a forward: run(threads, body, context) calls body(context, t,
@@ -195,7 +278,7 @@ class CompactLinear {
       detail::fail<value_error>(where, "layer is ", out, "x", in,
                                 " but 32-bit row and column indices were expected");
 
-    if (options.form == PackForm::fastest) return pack_fastest(layer, options);
+    if (options.form != PackForm::as_trained) return pack_chosen(layer, options);
 
     CompactLinear c;
     c.out_ = out;
@@ -387,34 +470,34 @@ class CompactLinear {
   }
 
  private:
-  // PackForm::fastest: the trained layer in rows or CSR format, or its dense weight, whichever
-  // compact_form_cost models cheaper (the trained form on a tie: it stores fewer values).
-  static CompactLinear pack_fastest(const LowRankSparseLinear<Scalar>& layer,
-                                    const PackOptions& options) {
-    if (options.format != SparseFormat::automatic)
-      detail::fail<value_error>("CompactLinear::pack", "PackForm::fastest chooses the sparse "
-                                "format itself; PackOptions::format must be automatic");
-    const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
-    const auto& rm = layer.row_mask();
-    const bool em = layer.has_element_mask();
-    Index kept = 0, entries = 0;
-    for (Index i = 0; i < out; ++i) {
-      if (!rm[i]) continue;
-      const Index live = em ? Index((layer.element_mask().row(i).array() != 0).count()) : in;
-      kept += live > 0;
-      entries += live;
+  // PackForm::fastest (pack_choice) and PackForm::dense: the trained layer in the chosen format,
+  // or U·V + S as one matrix.
+  static CompactLinear pack_chosen(const LowRankSparseLinear<Scalar>& layer,
+                                   const PackOptions& options) {
+    static constexpr const char* where = "CompactLinear::pack";
+    const bool fastest = options.form == PackForm::fastest;
+    if (fastest && options.format != SparseFormat::automatic)
+      detail::fail<value_error>(where, "PackForm::fastest chooses the sparse format itself; "
+                                       "PackOptions::format must be automatic");
+    if (!fastest && options.format == SparseFormat::csr)
+      detail::fail<value_error>(where, "PackForm::dense stores every row; PackOptions::format "
+                                       "must be automatic or rows, got csr");
+    if (options.batch < 1)
+      detail::fail<value_error>(where, "PackOptions::batch must be at least 1 token per call, got ",
+                                options.batch);
+    PackOptions plain = options;
+    plain.form = PackForm::as_trained;
+    if (fastest) {
+      const PackChoice choice = pack_choice(layer, options.batch);
+      if (!choice.densified) {
+        plain.format = choice.format;
+        return pack(layer, plain);
+      }
     }
-    PackOptions trained = options;
-    trained.form = PackForm::as_trained;
-    const double rows_cost = compact_form_cost(r, out, in, kept, 0);
-    const double csr_cost = compact_form_cost(r, out, in, 0, entries);
-    const bool csr = em && csr_cost < rows_cost;
-    trained.format = csr ? SparseFormat::csr : SparseFormat::rows;
-    if ((csr ? csr_cost : rows_cost) <= compact_form_cost(0, out, in, out, 0)) return pack(layer, trained);
     auto dense = make_dense_layer<Scalar>(layer.to_dense(), layer.has_bias());
     if (layer.has_bias()) dense.bias() = layer.bias();
-    trained.format = SparseFormat::rows;
-    return pack(dense, trained);
+    plain.format = SparseFormat::rows;
+    return pack(dense, plain);
   }
 
   Scalar u_at(Index i, Index k) const {

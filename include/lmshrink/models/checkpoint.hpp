@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../config.hpp"
+#include "../compact.hpp"
 #include "../errors.hpp"
 #include "../io/hf_config.hpp"
 #include "../io/safetensors.hpp"
@@ -74,13 +75,18 @@ class CheckpointWriter {
   void tensor(const std::string& name, const Eigen::MatrixBase<Derived>& t) {
     st_.put(name, t);
   }
-  /// A dense layer as "<name>.weight" (and "<name>.bias"), any other as a compressed layer.
+  /// A dense layer as "<name>.weight" (and "<name>.bias"), any other as a compressed layer, with
+  /// the form the families pack it in stated as "<name>.pack_form" (compact_form_name of
+  /// pack_choice at lmshrink.pack_batch tokens per call; docs/compact.md).
   void linear(const std::string& name, const LowRankSparseLinear<float>& layer) {
     if (is_dense_layer(layer)) {
       st_.put(name + ".weight", layer.S());
       if (layer.has_bias()) st_.put(name + ".bias", layer.bias());
     } else {
       put_compressed_layer(st_, name, layer, method_);
+      const Index batch = fastest_pack().batch;
+      st_.metadata["lmshrink.pack_batch"] = std::to_string(batch);
+      st_.metadata[name + ".pack_form"] = compact_form_name(pack_choice(layer, batch).form);
     }
   }
   /// Writes the file atomically.
