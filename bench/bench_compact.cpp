@@ -46,6 +46,7 @@
 
 #include "../examples/cli/svg_plot.hpp"
 #include "bench_context.hpp"
+#include "bench_random.hpp"
 
 using lmshrink::Index;
 using Matrix = lmshrink::RowMatrix<float>;
@@ -63,12 +64,8 @@ const Shape kShapes[] = {{768, 768, "gpt2"},   {2304, 768, "gpt2"}, {3072, 768, 
 const Index kBatches[] = {1, 8, 64, 512};
 const int kRatios[] = {10, 20, 30, 50, 70};  // percent of weights remaining
 
-Matrix random(Index r, Index c, std::uint64_t seed) {
-  lmshrink::SplitMix64 rng(seed);
-  Matrix m(r, c);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal());
-  return m;
-}
+Matrix random(Index r, Index c, std::uint64_t seed) { return bench::random_normal(r, c, seed); }
+using bench::pick;
 
 struct Budget {
   Index rank, kept;
@@ -78,18 +75,6 @@ Budget budget(Index out, Index in, int pct) {
   const Index rank = Index(std::floor(0.5 * total / double(out + in)));
   Index kept = Index(std::llround((total - double(rank * (out + in))) / double(in)));
   return {rank, std::clamp<Index>(kept, 0, out)};
-}
-
-// Random distinct indices in [0, n), sorted.
-std::vector<Index> pick(Index n, Index count, std::uint64_t seed) {
-  std::vector<Index> all(static_cast<std::size_t>(n));
-  std::iota(all.begin(), all.end(), Index(0));
-  lmshrink::SplitMix64 rng(seed);
-  for (Index i = n - 1; i > 0; --i)
-    std::swap(all[std::size_t(i)], all[std::size_t(Index(rng.uniform() * double(i + 1)) % (i + 1))]);
-  all.resize(static_cast<std::size_t>(count));
-  std::sort(all.begin(), all.end());
-  return all;
 }
 
 lmshrink::LowRankSparseLinear<float> make_layer(Index out, Index in, int pct, bool unstructured) {

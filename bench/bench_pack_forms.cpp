@@ -26,6 +26,7 @@
 #include <lmshrink/random.hpp>
 
 #include "bench_context.hpp"
+#include "bench_random.hpp"
 
 using lmshrink::Index;
 using Matrix = lmshrink::RowMatrix<float>;
@@ -61,24 +62,8 @@ std::vector<Form> forms_of(Shape s) {
   return f;
 }
 
-Matrix random(Index r, Index c, std::uint64_t seed) {
-  lmshrink::SplitMix64 rng(seed);
-  Matrix m(r, c);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = float(rng.normal());
-  return m;
-}
-
-// `count` distinct indices of [0, n), sorted.
-std::vector<Index> pick(Index n, Index count, std::uint64_t seed) {
-  std::vector<Index> all(static_cast<std::size_t>(n));
-  std::iota(all.begin(), all.end(), Index(0));
-  lmshrink::SplitMix64 rng(seed);
-  for (Index i = n - 1; i > 0; --i)
-    std::swap(all[std::size_t(i)], all[std::size_t(Index(rng.uniform() * double(i + 1)) % (i + 1))]);
-  all.resize(static_cast<std::size_t>(count));
-  std::sort(all.begin(), all.end());
-  return all;
-}
+Matrix random(Index r, Index c, std::uint64_t seed) { return bench::random_normal(r, c, seed); }
+using bench::pick;
 
 Layer make_layer(Shape s, const Form& f) {
   Layer layer(s.out, s.in, f.rank, true);
