@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 #include <lmshrink/lmshrink.hpp>
 #include <lmshrink/models/llama/llama2c.hpp>
+#include <sstream>
+#include <string>
+#include <string_view>
 
 using Catch::Matchers::Contains;
 using Catch::Matchers::Equals;
@@ -31,6 +34,27 @@ TEST_CASE("every error kind derives from lmshrink::error and std::runtime_error"
   check([] { lmshrink::detail::fail<lmshrink::state_error>("f", "x"); }, "[lmshrink.state] f: x");
   REQUIRE_THROWS_AS(lmshrink::rank_from_ratio(2.0, 4, 4), lmshrink::value_error);
   REQUIRE_THROWS_AS(lmshrink::models::llama::read_llama2c("/nonexistent/model.bin"), lmshrink::io_error);
+}
+
+namespace {
+struct Streamed {};
+std::ostream& operator<<(std::ostream& out, Streamed) { return out << "<streamed>"; }
+}  // namespace
+
+TEST_CASE("a message's parts are formatted as std::ostream formats them", "[errors]") {
+  char buffer[8] = "buf";
+  const std::string text = "text";
+  const std::string_view view = "view";
+  const int values[2] = {1, 2};
+  std::ostringstream expected;
+  expected << "lit " << buffer << ' ' << text << view << -3 << std::size_t(7) << 2.5f << 1e-7 << true
+           << Streamed{} << std::string("temporary") << values;
+  CHECK(lmshrink::detail::concat("lit ", buffer, ' ', text, view, -3, std::size_t(7), 2.5f, 1e-7, true,
+                                 Streamed{}, std::string("temporary"), values) == expected.str());
+  CHECK(lmshrink::detail::concat().empty());
+  REQUIRE_THROWS_WITH(lmshrink::fail<lmshrink::value_error>("f"), Equals("[lmshrink.value] f: "));
+  REQUIRE_THROWS_WITH(lmshrink::fail<lmshrink::value_error>("f", "got ", 3, " of ", text, '\x01'),
+                      Equals("[lmshrink.value] f: got 3 of text\\x01"));
 }
 
 TEST_CASE("version macros agree", "[errors]") {

@@ -369,11 +369,12 @@ TEST_CASE("5. what a file may make the readers allocate is bounded by its own si
   CHECK(built == 4);  // 4 x 16 MiB fit in 64 MiB + 256 x 15 kB = 67.9 MiB; the fifth does not
   // Reading the same layer again is not charged twice.
   for (int i = 0; i < 3; ++i) CHECK_NOTHROW(lmshrink::get_compressed_layer<float>(many, "l0"));
-  // The limits are the caller's to raise.
+  // The limits are the caller's to raise: twice the layers the default refused after 4 (all 64,
+  // 1 GiB of dense S, took 12 s of the suite under ASan at -O0 for the same check).
   lmshrink::ReadLimits generous;
   generous.derived_fixed_bytes = std::int64_t(2) << 30;
   const auto again = lmshrink::read_safetensors(regression("safetensors", "many_empty_layers_2048_squared.safetensors"));
-  for (int i = 0; i < 64; ++i) CHECK_NOTHROW(lmshrink::get_compressed_layer<float>(again, "l" + std::to_string(i), generous));
+  for (int i = 0; i < 8; ++i) CHECK_NOTHROW(lmshrink::get_compressed_layer<float>(again, "l" + std::to_string(i), generous));
 }
 
 TEST_CASE("6. a long max_position_embeddings costs nothing when a Hugging Face Llama is read",

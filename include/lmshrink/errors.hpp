@@ -3,6 +3,8 @@
 // function, what was expected and what was given, e.g.
 //   "[lmshrink.shape] LowRankSparseLinear::forward: x has 1024 columns but in_features is 768"
 
+#include <cstddef>
+#include <ostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -57,11 +59,46 @@ class state_error : public error {
 
 namespace detail {
 
-template <class... Parts>
-std::string concat(Parts&&... parts) {
+/// One part of a message: the value and how to stream it. Parts are formatted by one function
+/// for every message (`std::ostream << part`), so a call of `fail` with N parts compiles to N
+/// pairs of pointers and one call, not to a stream of its own.
+struct MessagePart {
+  const void* value;
+  void (*put)(std::ostream&, const void*);
+};
+
+template <class T>
+void put_part(std::ostream& out, const void* value) {
+  out << *static_cast<const T*>(value);
+}
+
+// An array part streams as its first element's address does (a string literal as its text).
+template <class Element>
+void put_array_part(std::ostream& out, const void* first) {
+  out << static_cast<const Element*>(first);
+}
+
+template <class T>
+MessagePart message_part(const T& value) {
+  if constexpr (std::is_array_v<T>) {
+    return {static_cast<const void*>(&value[0]), &put_array_part<std::remove_extent_t<T>>};
+  } else {
+    return {static_cast<const void*>(&value), &put_part<T>};
+  }
+}
+
+inline std::string join(const MessagePart* parts, std::size_t count) {
   std::ostringstream out;
-  (out << ... << std::forward<Parts>(parts));
+  for (std::size_t k = 0; k < count; ++k) parts[k].put(out, parts[k].value);
   return out.str();
+}
+
+/// The parts streamed one after another into one string. (Each list ends with an empty part, so
+/// that no array has size zero.)
+template <class... Parts>
+std::string concat(const Parts&... parts) {
+  const MessagePart list[sizeof...(Parts) + 1] = {message_part(parts)..., MessagePart{}};
+  return join(list, sizeof...(Parts));
 }
 
 template <class Error>
@@ -119,6 +156,11 @@ inline std::string printable(const std::string& text) {
   return out;
 }
 
+template <class Error>
+[[noreturn]] void throw_error(const char* where, const MessagePart* parts, std::size_t count) {
+  throw Error(printable(error_id<Error>() + std::string(where) + ": " + join(parts, count)));
+}
+
 }  // namespace detail
 
 /// Throws Error("[lmshrink.<kind>] <where>: <parts...>"): the library's message form, for code
@@ -127,9 +169,10 @@ inline std::string printable(const std::string& text) {
 /// file cannot carry raw bytes to a terminal.
 ///   lmshrink::fail<lmshrink::value_error>("my_trainer", "--steps must be >= 1, got ", steps);
 template <class Error, class... Parts>
-[[noreturn]] void fail(const char* where, Parts&&... parts) {
+[[noreturn]] void fail(const char* where, const Parts&... parts) {
   static_assert(std::is_base_of_v<error, Error>, "fail throws an lmshrink::error");
-  throw Error(detail::printable(detail::concat(detail::error_id<Error>(), where, ": ", std::forward<Parts>(parts)...)));
+  const detail::MessagePart list[sizeof...(Parts) + 1] = {detail::message_part(parts)..., detail::MessagePart{}};
+  detail::throw_error<Error>(where, list, sizeof...(Parts));
 }
 
 namespace detail {

@@ -228,4 +228,16 @@ SparsePlusLowRankResult sparse_plus_low_rank_init(detail::non_deduced_t<ConstMat
   return result;
 }
 
+// Explicit instantiation (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES defined, the float and
+// double fits are compiled once, by src/instances/sparse_plus_low_rank.cpp (and the whitening
+// they share with svd_init by src/instances/svd_init.cpp), not by every file that fits a layer.
+#define LMSHRINK_SPARSE_PLUS_LOW_RANK_INSTANCE(prefix, Scalar)                                      \
+  prefix template SparsePlusLowRankResult sparse_plus_low_rank_init<Scalar>(                        \
+      detail::non_deduced_t<ConstMatrixRef<Scalar>>, LowRankSparseLinear<Scalar>&,                  \
+      const SparsePlusLowRankOptions&, const GramAccumulator&);
+#ifdef LMSHRINK_EXTERN_TEMPLATES
+LMSHRINK_SPARSE_PLUS_LOW_RANK_INSTANCE(extern, float)
+LMSHRINK_SPARSE_PLUS_LOW_RANK_INSTANCE(extern, double)
+#endif
+
 LMSHRINK_NAMESPACE_END

@@ -455,6 +455,9 @@ SvdInitResult svd_init(const Scalar* w, Index out_features, Index in_features, I
   prefix template SvdInitResult detail::svd_init_whitened<Scalar>(                      \
       ConstMatrixRef<Scalar>, LowRankSparseLinear<Scalar>&, const SvdInitOptions&,      \
       const Eigen::MatrixXd&);
+#define LMSHRINK_WHITENING_INSTANCE(prefix)                                              \
+  prefix template detail::Whitener detail::whitening_factor<Eigen::MatrixXd>(const char*, \
+                                                                             const Eigen::MatrixXd&, double);
 #define LMSHRINK_SVD_INSTANCES(prefix)              \
   LMSHRINK_SVD_EXACT_INSTANCE(prefix, float)        \
   LMSHRINK_SVD_EXACT_INSTANCE(prefix, double)       \
@@ -464,7 +467,8 @@ SvdInitResult svd_init(const Scalar* w, Index out_features, Index in_features, I
   LMSHRINK_SVD_INIT_INSTANCE(prefix, double, float) \
   LMSHRINK_SVD_INIT_INSTANCE(prefix, double, double) \
   LMSHRINK_SVD_WHITENED_INSTANCE(prefix, float)     \
-  LMSHRINK_SVD_WHITENED_INSTANCE(prefix, double)
+  LMSHRINK_SVD_WHITENED_INSTANCE(prefix, double)    \
+  LMSHRINK_WHITENING_INSTANCE(prefix)
 #ifdef LMSHRINK_EXTERN_TEMPLATES
 LMSHRINK_SVD_INSTANCES(extern)
 #endif

@@ -162,48 +162,10 @@ class Decoder {
   const Config& config() const { return c_; }
 
   /// Logits (vocab) of the token at `pos`, given the cached positions 0..pos−1.
-  const Vec& forward(int token, int pos) {
-    check(token, pos);
-    resize(1);
-    x_ = m_.wte().row(token) + m_.wpe().row(pos);
-    for (int l = 0; l < c_.n_layers; ++l) {
-      const auto linear = [&](int kind, const RowMat& in, RowMat& out) { m_.linear(l, kind, in, out); };
-      const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
-        cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
-      };
-      state_.x = x_;
-      block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
-    }
-    final_norm();
-    logits1_.resize(c_.vocab_size);
-    m_.head(a_, logits1_.data());
-    return logits1_;
-  }
+  const Vec& forward(int token, int pos);
 
   /// Logits (n, vocab) of tokens at positions 0..n−1, every linear layer one product.
-  const RowMat& forward_sequence(const int* tokens, int n) {
-    if (n < 1 || n > c_.n_positions)
-      lmshrink::fail<lmshrink::value_error>("gpt2::Decoder::forward_sequence", "n must be in [1, ",
-                                                    c_.n_positions, "], got ", n);
-    resize(n);
-    for (int t = 0; t < n; ++t) {
-      check(tokens[t], t);
-      x_.row(t) = m_.wte().row(tokens[t]) + m_.wpe().row(t);
-    }
-    const lmshrink::models::AttentionShape shape{1, n, c_.n_heads, c_.n_heads, hs_};
-    for (int l = 0; l < c_.n_layers; ++l) {
-      const auto linear = [&](int kind, const RowMat& in, RowMat& out) { m_.linear(l, kind, in, out); };
-      const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
-        lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
-      };
-      state_.x = x_;
-      block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
-    }
-    final_norm();
-    logits_.resize(n, c_.vocab_size);
-    m_.head(a_, logits_.data());
-    return logits_;
-  }
+  const RowMat& forward_sequence(const int* tokens, int n);
 
  private:
   void check(int token, int pos) const {
@@ -230,6 +192,58 @@ class Decoder {
   RowMat x_, a_, xhat_, logits_;
   Vec rstd_, logits1_;
 };
+
+// The two forwards out of the class, so that an explicit instantiation declaration covers them:
+// with LMSHRINK_EXTERN_TEMPLATES, the decoders of a packed and of a trained model are compiled
+// once, by src/instances/models/gpt2.cpp (docs/build.md).
+template <class View>
+const typename Decoder<View>::Vec& Decoder<View>::forward(int token, int pos) {
+  check(token, pos);
+  resize(1);
+  x_ = m_.wte().row(token) + m_.wpe().row(pos);
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const auto linear = [&](int kind, const RowMat& in, RowMat& out) { m_.linear(l, kind, in, out); };
+    const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
+      cache_.attend(l, pos, q.data(), k.data(), v.data(), att.data());
+    };
+    state_.x = x_;
+    block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
+  }
+  final_norm();
+  logits1_.resize(c_.vocab_size);
+  m_.head(a_, logits1_.data());
+  return logits1_;
+}
+
+template <class View>
+const typename Decoder<View>::RowMat& Decoder<View>::forward_sequence(const int* tokens, int n) {
+  if (n < 1 || n > c_.n_positions)
+    lmshrink::fail<lmshrink::value_error>("gpt2::Decoder::forward_sequence", "n must be in [1, ",
+                                                  c_.n_positions, "], got ", n);
+  resize(n);
+  for (int t = 0; t < n; ++t) {
+    check(tokens[t], t);
+    x_.row(t) = m_.wte().row(tokens[t]) + m_.wpe().row(t);
+  }
+  const lmshrink::models::AttentionShape shape{1, n, c_.n_heads, c_.n_heads, hs_};
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const auto linear = [&](int kind, const RowMat& in, RowMat& out) { m_.linear(l, kind, in, out); };
+    const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
+      lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
+    };
+    state_.x = x_;
+    block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);
+  }
+  final_norm();
+  logits_.resize(n, c_.vocab_size);
+  m_.head(a_, logits_.data());
+  return logits_;
+}
+
+#ifdef LMSHRINK_EXTERN_TEMPLATES
+extern template class Decoder<CompactView>;
+extern template class Decoder<WeightsView>;
+#endif
 
 }  // namespace gpt2
 }  // namespace models

@@ -257,29 +257,7 @@ class Trainer {
   void set_profile(NetProfile* profile) { profile_ = profile; }
 
   /// Logits (batch·n, vocab) for tokens (batch·n).
-  const Mat& forward(const int* tokens) {
-    const ProfileScope whole(profile_slot(profile_, &NetProfile::total));
-    if (profile_) ++profile_->forwards;
-    const int N = batch_ * n_;
-    for (int t = 0; t < N; ++t) {
-      if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
-        lmshrink::fail<lmshrink::value_error>("gpt2::Trainer::forward", "token ", tokens[t], " at ", t,
-                                                      " is outside [0, ", c_.vocab_size, ")");
-      tokens_[std::size_t(t)] = tokens[t];
-    }
-    for (int t = 0; t < N; ++t) act_[0].x.row(t) = w_.wte.row(tokens[t]) + w_.wpe.row(t % n_);
-    const bool inputs_only = net_keeps_block_inputs_only(mode_);
-    for (int l = 0; l < c_.n_layers; ++l) {
-      if (inputs_only) scratch_.x = act_[std::size_t(l)].x;
-      run_block(l, inputs_only ? scratch_ : act_[std::size_t(l)], l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
-    }
-    layer_norm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
-    {
-      const ProfileScope classify(profile_slot(profile_, &NetProfile::classifier));
-      logits_.noalias() = xf_ * w_.wte.transpose();
-    }
-    return logits_;
-  }
+  const Mat& forward(const int* tokens);
 
   /// The residual stream after block l (before any norm) from the last forward: (batch·n, dim).
   const Mat& block_output(int l) const {
@@ -309,59 +287,7 @@ class Trainer {
 
   /// Accumulates the gradients of every parameter for dlogits = ∂loss/∂logits of the last
   /// forward, plus, when given, dblock[l] = ∂loss/∂block_output(l) (empty matrices skipped).
-  void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr) {
-    static constexpr const char* where = "gpt2::Trainer::backward";
-    if (!net_trains(mode_))
-      lmshrink::fail<lmshrink::state_error>(where, "this trainer was made without gradients (NetMode::forward_only "
-                                            "or outputs); make it with NetMode::training or recompute to run backward");
-    lmshrink::check_shape(where, "dlogits", dlogits, logits_.rows(), logits_.cols());
-    if (dblock) {
-      if (int(dblock->size()) != c_.n_layers)
-        lmshrink::fail<lmshrink::shape_error>(where, "dblock has ", dblock->size(),
-                                                      " matrices but the model has ", c_.n_layers, " blocks");
-      for (const auto& m : *dblock)
-        if (m.size() != 0) lmshrink::check_shape(where, "dblock[l]", m, logits_.rows(), c_.dim);
-    }
-    const ProfileScope whole(profile_slot(profile_, &NetProfile::total));
-    if (profile_) ++profile_->backwards;
-    {
-      const ProfileScope classify(profile_slot(profile_, &NetProfile::classifier));
-      g_.wte.noalias() += dlogits.transpose() * xf_;
-      dxa_.noalias() = dlogits * w_.wte;
-    }
-    dx_.setZero();
-    lmshrink::models::layer_norm_backward<Scalar>(xhat_f_, rstd_f_, w_.lnf_w, dxa_, dx_, g_.lnf_w, g_.lnf_b);
-    for (int l = c_.n_layers - 1; l >= 0; --l) {
-      const bool rerun = mode_ == NetMode::recompute;
-      if (rerun) {  // block l's activations again, from its kept input
-        scratch_.x = act_[std::size_t(l)].x;
-        run_block(l, scratch_, rerun_out_);
-      }
-      auto& a = rerun ? scratch_ : act_[std::size_t(l)];
-      auto& lin = w_.linear[std::size_t(l)];
-      auto& gl = g_.linear[std::size_t(l)];
-      const std::size_t L = std::size_t(l);
-      if (dblock && (*dblock)[L].size() != 0) dx_ += (*dblock)[L];
-      const auto linear_backward = [&](int kind, const Mat& in, const Mat& dout, Mat& din) {
-        const ProfileScope timed(profile_slot(profile_, &NetProfile::linear));
-        lin[std::size_t(kind)].backward(in, dout, a.cache[std::size_t(kind)], din, gl[std::size_t(kind)]);
-      };
-      const auto attend_backward = [&](const Mat& datt, Mat& dq, Mat& dk, Mat& dv) {
-        const ProfileScope timed(profile_slot(profile_, &NetProfile::attention));
-        if (blocked_)
-          blocked_attention_.backward(attention_shape(), a.q, a.k, a.v, a.att, a.lse, datt, dq, dk, dv);
-        else
-          lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq,
-                                                              dk, dv);
-      };
-      block_backward<Scalar>(norms(l), linear_backward, attend_backward, a, work_, dx_,
-                                  BlockNorms<Vec>{g_.ln1_w[L], g_.ln1_b[L], g_.ln2_w[L], g_.ln2_b[L]});
-    }
-    for (int t = 0; t < batch_ * n_; ++t) {
-      g_.wte.row(tokens_[std::size_t(t)]) += dx_.row(t);
-      g_.wpe.row(t % n_) += dx_.row(t);
-    }
-  }
+  void backward(const Mat& dlogits, const std::vector<Mat>* dblock = nullptr);
 
  private:
   struct Activations : BlockState<Scalar> {
@@ -388,22 +314,7 @@ class Trainer {
 
   // Block l's forward from a.x into out, with a's linear caches; its attention's probabilities
   // (or log-sum-exp) in a's own buffers when the net trains, else in the one every block reuses.
-  void run_block(int l, Activations& a, Mat& out) {
-    auto& lin = w_.linear[std::size_t(l)];
-    const bool keep = net_trains(mode_);
-    const auto linear = [&](int kind, const Mat& in, Mat& y) {
-      const ProfileScope timed(profile_slot(profile_, &NetProfile::linear));
-      lin[std::size_t(kind)].forward(in, y, a.cache[std::size_t(kind)]);
-    };
-    const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
-      const ProfileScope timed(profile_slot(profile_, &NetProfile::attention));
-      if (blocked_)
-        blocked_attention_.forward(attention_shape(), q, k, v, keep ? a.lse : shared_lse_, att);
-      else
-        lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, keep ? a.p : shared_p_, att);
-    };
-    block_forward<Scalar>(c_, norms(l), linear, attend, a, out);
-  }
+  void run_block(int l, Activations& a, Mat& out);
 
   W& w_;
   Grads<Scalar> g_;
@@ -424,6 +335,111 @@ class Trainer {
   std::vector<int> tokens_;
   NetProfile* profile_ = nullptr;
 };
+
+// forward, backward and the block they run, out of the class so that an explicit instantiation
+// declaration covers them (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES, float is compiled
+// once, by src/instances/models/gpt2.cpp (lmshrink_add_instances(... MODELS)).
+template <class Scalar>
+const typename Trainer<Scalar>::Mat& Trainer<Scalar>::forward(const int* tokens) {
+  const ProfileScope whole(profile_slot(profile_, &NetProfile::total));
+  if (profile_) ++profile_->forwards;
+  const int N = batch_ * n_;
+  for (int t = 0; t < N; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c_.vocab_size)
+      lmshrink::fail<lmshrink::value_error>("gpt2::Trainer::forward", "token ", tokens[t], " at ", t,
+                                                    " is outside [0, ", c_.vocab_size, ")");
+    tokens_[std::size_t(t)] = tokens[t];
+  }
+  for (int t = 0; t < N; ++t) act_[0].x.row(t) = w_.wte.row(tokens[t]) + w_.wpe.row(t % n_);
+  const bool inputs_only = net_keeps_block_inputs_only(mode_);
+  for (int l = 0; l < c_.n_layers; ++l) {
+    if (inputs_only) scratch_.x = act_[std::size_t(l)].x;
+    run_block(l, inputs_only ? scratch_ : act_[std::size_t(l)], l + 1 < c_.n_layers ? act_[std::size_t(l + 1)].x : x_final_);
+  }
+  layer_norm_forward(x_final_, w_.lnf_w, w_.lnf_b, xhat_f_, rstd_f_, xf_);
+  {
+    const ProfileScope classify(profile_slot(profile_, &NetProfile::classifier));
+    logits_.noalias() = xf_ * w_.wte.transpose();
+  }
+  return logits_;
+}
+
+template <class Scalar>
+void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dblock) {
+  static constexpr const char* where = "gpt2::Trainer::backward";
+  if (!net_trains(mode_))
+    lmshrink::fail<lmshrink::state_error>(where, "this trainer was made without gradients (NetMode::forward_only "
+                                          "or outputs); make it with NetMode::training or recompute to run backward");
+  lmshrink::check_shape(where, "dlogits", dlogits, logits_.rows(), logits_.cols());
+  if (dblock) {
+    if (int(dblock->size()) != c_.n_layers)
+      lmshrink::fail<lmshrink::shape_error>(where, "dblock has ", dblock->size(),
+                                                    " matrices but the model has ", c_.n_layers, " blocks");
+    for (const auto& m : *dblock)
+      if (m.size() != 0) lmshrink::check_shape(where, "dblock[l]", m, logits_.rows(), c_.dim);
+  }
+  const ProfileScope whole(profile_slot(profile_, &NetProfile::total));
+  if (profile_) ++profile_->backwards;
+  {
+    const ProfileScope classify(profile_slot(profile_, &NetProfile::classifier));
+    g_.wte.noalias() += dlogits.transpose() * xf_;
+    dxa_.noalias() = dlogits * w_.wte;
+  }
+  dx_.setZero();
+  lmshrink::models::layer_norm_backward<Scalar>(xhat_f_, rstd_f_, w_.lnf_w, dxa_, dx_, g_.lnf_w, g_.lnf_b);
+  for (int l = c_.n_layers - 1; l >= 0; --l) {
+    const bool rerun = mode_ == NetMode::recompute;
+    if (rerun) {  // block l's activations again, from its kept input
+      scratch_.x = act_[std::size_t(l)].x;
+      run_block(l, scratch_, rerun_out_);
+    }
+    auto& a = rerun ? scratch_ : act_[std::size_t(l)];
+    auto& lin = w_.linear[std::size_t(l)];
+    auto& gl = g_.linear[std::size_t(l)];
+    const std::size_t L = std::size_t(l);
+    if (dblock && (*dblock)[L].size() != 0) dx_ += (*dblock)[L];
+    const auto linear_backward = [&](int kind, const Mat& in, const Mat& dout, Mat& din) {
+      const ProfileScope timed(profile_slot(profile_, &NetProfile::linear));
+      lin[std::size_t(kind)].backward(in, dout, a.cache[std::size_t(kind)], din, gl[std::size_t(kind)]);
+    };
+    const auto attend_backward = [&](const Mat& datt, Mat& dq, Mat& dk, Mat& dv) {
+      const ProfileScope timed(profile_slot(profile_, &NetProfile::attention));
+      if (blocked_)
+        blocked_attention_.backward(attention_shape(), a.q, a.k, a.v, a.att, a.lse, datt, dq, dk, dv);
+      else
+        lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq,
+                                                            dk, dv);
+    };
+    block_backward<Scalar>(norms(l), linear_backward, attend_backward, a, work_, dx_,
+                                BlockNorms<Vec>{g_.ln1_w[L], g_.ln1_b[L], g_.ln2_w[L], g_.ln2_b[L]});
+  }
+  for (int t = 0; t < batch_ * n_; ++t) {
+    g_.wte.row(tokens_[std::size_t(t)]) += dx_.row(t);
+    g_.wpe.row(t % n_) += dx_.row(t);
+  }
+}
+
+template <class Scalar>
+void Trainer<Scalar>::run_block(int l, Activations& a, Mat& out) {
+  auto& lin = w_.linear[std::size_t(l)];
+  const bool keep = net_trains(mode_);
+  const auto linear = [&](int kind, const Mat& in, Mat& y) {
+    const ProfileScope timed(profile_slot(profile_, &NetProfile::linear));
+    lin[std::size_t(kind)].forward(in, y, a.cache[std::size_t(kind)]);
+  };
+  const auto attend = [&](Mat& q, Mat& k, const Mat& v, Mat& att) {
+    const ProfileScope timed(profile_slot(profile_, &NetProfile::attention));
+    if (blocked_)
+      blocked_attention_.forward(attention_shape(), q, k, v, keep ? a.lse : shared_lse_, att);
+    else
+      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, keep ? a.p : shared_p_, att);
+  };
+  block_forward<Scalar>(c_, norms(l), linear, attend, a, out);
+}
+
+#ifdef LMSHRINK_EXTERN_TEMPLATES
+extern template class Trainer<float>;
+#endif
 
 }  // namespace gpt2
 }  // namespace models
