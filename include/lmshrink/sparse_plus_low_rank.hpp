@@ -103,8 +103,9 @@ inline ElementMask largest_scaled_entries(const Eigen::MatrixXd& r, const Eigen:
 
 /// The values of S on `mask` that minimise (r − s)·Ḡ·(r − s)ᵀ row by row, r = W − U·V:
 /// Ḡ_JJ·s_J = (Ḡ·rᵀ)_J on each row's live columns J (λ on the diagonal for safety).
-inline Eigen::MatrixXd refit_sparse_values(const Eigen::MatrixXd& r, const ElementMask& mask,
-                                           const Eigen::MatrixXd& g, double lambda) {
+/// A template (Dense = Eigen::MatrixXd): only the file that compiles the fit compiles the LDLᵀ.
+template <class Dense>
+Eigen::MatrixXd refit_sparse_values(const Dense& r, const ElementMask& mask, const Dense& g, double lambda) {
   const Index rows = r.rows(), cols = r.cols();
   Eigen::MatrixXd s = Eigen::MatrixXd::Zero(rows, cols);
   const Eigen::MatrixXd rg = r * g;  // row i: (Ḡ·r_iᵀ)ᵀ
