@@ -242,7 +242,8 @@ lmshrink::Vector<float> rand_vector(lmshrink::Index n, std::uint64_t seed) {
 lmshrink::models::llama::DenseModel tiny_llama(bool tied) {
   lmshrink::models::llama::DenseModel m;
   auto& c = m.config;
-  c = {8, 12, 2, 2, 1, 16, 8, tied};
+  c.dim = 8; c.hidden_dim = 12; c.n_layers = 2; c.n_heads = 2;
+  c.n_kv_heads = 1; c.vocab_size = 16; c.seq_len = 8; c.shared_classifier = tied;
   c.norm_eps = 1e-6;
   c.rope_theta = 500000;
   std::uint64_t seed = 100;

@@ -78,7 +78,8 @@ void safetensors(const fs::path& dir) {
 lmshrink::models::llama::DenseModel tiny_llama(bool shared) {
   lmshrink::models::llama::DenseModel m;
   auto& c = m.config;
-  c = {4, 6, 1, 2, 1, 8, 3, shared};
+  c.dim = 4; c.hidden_dim = 6; c.n_layers = 1; c.n_heads = 2;
+  c.n_kv_heads = 1; c.vocab_size = 8; c.seq_len = 3; c.shared_classifier = shared;
   const Index d = c.dim, hd = c.hidden_dim, kv = c.kv_dim(), v = c.vocab_size;
   m.token_embedding = ramp(v, d, 0.1f);
   m.rms_att = {lmshrink::Vector<float>::Ones(d)};
@@ -127,7 +128,9 @@ void write_text(const fs::path& path, const std::string& bytes) {
 // Selector byte 0: config.json files as lmshrink writes them and as Hugging Face ships them;
 // selector 1: a byte-level vocabulary with two merges.
 void hf_text(const fs::path& dir) {
-  lmshrink::models::llama::Config llama{8, 12, 2, 2, 1, 16, 8, false};
+  lmshrink::models::llama::Config llama;
+  llama.dim = 8; llama.hidden_dim = 12; llama.n_layers = 2; llama.n_heads = 2;
+  llama.n_kv_heads = 1; llama.vocab_size = 16; llama.seq_len = 8; llama.shared_classifier = false;
   lmshrink::models::gpt2::Config gpt2;
   gpt2.vocab_size = 20, gpt2.dim = 8, gpt2.hidden_dim = 32, gpt2.n_layers = 2, gpt2.n_heads = 2,
   gpt2.n_positions = 6;
