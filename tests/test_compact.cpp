@@ -253,20 +253,23 @@ TEST_CASE("packing reproduces each pruning method's layer", "[compact]") {
 TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models cheaper",
           "[compact]") {
   // compact_form_cost, per token: values the panel kernels stream (rows padded to panels of 32,
-  // the last 16 wide when 16 or fewer remain), 1,500 a product per call, 20 a CSR entry per
-  // full block of 16 tokens.
-  const double call = lmshrink::kProductCallCost;
+  // the last 16 wide when 16 or fewer remain), 1,500 a forward call and 500 each further product,
+  // 20 a CSR entry and 40 a CSR row per full block of 16 tokens (a single token: per token).
+  const double call = lmshrink::kForwardCallCost, product = lmshrink::kProductCallCost;
   REQUIRE(call == 1500);
+  REQUIRE(product == 500);
   REQUIRE(lmshrink::kCsrEntryCost == 20);
-  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 64, 0) == 64 * 64 + call);               // dense
-  REQUIRE(lmshrink::compact_form_cost(8, 64, 64, 3, 0) == 16 * 64 + 64 * 8 + 2 * call);   // 4,536
-  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 17, 0) == 32 * 64 + call);               // 17 → 32 rows
-  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 38, 0) == 48 * 64 + call);               // 38 → 48
-  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100) == 100 * 20 + call);
-  // A batch shares each call's fixed cost; 8 tokens fill half a CSR block, at a full one's cost.
+  REQUIRE(lmshrink::kCsrRowCost == 40);
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 64, 0) == 64 * 64 + call);                      // dense
+  REQUIRE(lmshrink::compact_form_cost(8, 64, 64, 3, 0) == 16 * 64 + 64 * 8 + call + product);   // 3,536
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 17, 0) == 32 * 64 + call);                      // 17 → 32 rows
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 38, 0) == 48 * 64 + call);                      // 38 → 48
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100) == 100 * 20 + 64 * 40 + call);
+  REQUIRE(lmshrink::compact_form_cost(4, 64, 64, 0, 100) == 16 * 64 + 64 * 4 + 100 * 20 + 64 * 40 + call + 2 * product);
+  // A batch shares each call's fixed costs; 8 tokens fill half a CSR block, at a full one's cost.
   REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 64, 0, 8) == 64 * 64 + call / 8);
-  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100, 8) == 100 * 40 + call / 8);
-  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100, 512) == 100 * 20 + call / 512);
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100, 8) == 100 * 40 + 64 * 40 / 8.0 + call / 8);
+  REQUIRE(lmshrink::compact_form_cost(0, 64, 64, 0, 100, 512) == 100 * 20 + 64 * 40 * 32 / 512.0 + call / 512);
   const auto fastest = lmshrink::fastest_pack();
   REQUIRE(fastest.batch == 1);
   const Matrix<float> x = test::random_matrix<float>(7, 64, 30);
@@ -287,14 +290,14 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
     REQUIRE(choice.format == c.format());
     return c;
   };
-  SECTION("rank 8 and 3 kept rows (4,536 < 5,596): as trained, the same packing") {
+  SECTION("rank 8 and 3 kept rows (3,536 < 5,596): as trained, the same packing") {
     const auto layer = make_layer<float>(64, 64, 8, 3, true, false, 31);
     const auto c = chosen(layer, 1);
     REQUIRE(c.form() == lmshrink::CompactForm::low_rank_sparse);
     REQUIRE(c.rank() == 8);
     REQUIRE(c.kept_rows() == 3);
     REQUIRE(c.parameters() == CompactLinear<float>::pack(layer).parameters());
-    REQUIRE(lmshrink::pack_choice(layer).cost == 4536);
+    REQUIRE(lmshrink::pack_choice(layer).cost == 3536);
     REQUIRE(lmshrink::pack_choice(layer).dense_cost == 5596);
     same_output(layer, c);
     // PackForm::dense stores U·V + S whatever the costs (to reproduce a stated choice).
@@ -304,7 +307,7 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
     REQUIRE(d.form() == lmshrink::CompactForm::dense);
     same_output(layer, d);
   }
-  SECTION("rank 40 (8,632 > 5,596): dense, one 64 × 64 matrix") {
+  SECTION("rank 40 (8,656 > 5,596): dense, one 64 × 64 matrix") {
     auto layer = make_layer<float>(64, 64, 40, 64, true, false, 32);
     lmshrink::make_low_rank_only(layer);
     REQUIRE(CompactLinear<float>::pack(layer).form() == lmshrink::CompactForm::low_rank);
@@ -316,13 +319,21 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
     REQUIRE(lmshrink::pack_choice(layer).densified);
     same_output(layer, c);
   }
-  SECTION("rank 4 of a 32 × 64 layer: faster than dense only when a batch shares the calls") {
-    auto layer = make_layer<float>(32, 64, 4, 32, false, false, 37);
-    lmshrink::make_low_rank_only(layer);
-    // One token: 16·64 + 32·4 + 2·1,500 = 4,152 against 32·64 + 1,500 = 3,548.
+  SECTION("rank 12 and 36 kept rows: faster than dense only when a batch shares the calls") {
+    const auto layer = make_layer<float>(64, 64, 12, 36, false, false, 37);
+    // One token: 48·64 + 64·12 + 1,500 + 500 = 5,840 against 64·64 + 1,500 = 5,596.
+    REQUIRE(lmshrink::pack_choice(layer, 1).cost == 5596);
     REQUIRE(chosen(layer, 1).form() == lmshrink::CompactForm::dense);
-    // 64 tokens: 1,152 + 2·1,500/64 against 2,048 + 1,500/64.
-    REQUIRE(chosen(layer, 64).form() == lmshrink::CompactForm::low_rank);
+    // 64 tokens: 3,840 + 2,000/64 against 4,096 + 1,500/64.
+    REQUIRE(lmshrink::pack_choice(layer, 64).cost == 3840 + 2000.0 / 64);
+    REQUIRE(chosen(layer, 64).form() == lmshrink::CompactForm::low_rank_sparse);
+  }
+  SECTION("a low-rank 32 × 64 layer of rank 4 (the stories260K key and value shape): low rank for one token") {
+    auto layer = make_layer<float>(32, 64, 4, 32, false, false, 38);
+    lmshrink::make_low_rank_only(layer);
+    // 16·64 + 32·4 + 1,500 + 500 = 3,152 against 32·64 + 1,500 = 3,548 (measured 0.86x of dense).
+    REQUIRE(lmshrink::pack_choice(layer, 1).cost == 3152);
+    REQUIRE(chosen(layer, 1).form() == lmshrink::CompactForm::low_rank);
   }
   SECTION("an element mask at 30 % of every row: CSR would cost 3x dense, so dense") {
     const auto layer = make_layer<float>(64, 64, 0, 64, false, true, 33);
@@ -331,30 +342,41 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
     REQUIRE(c.form() == lmshrink::CompactForm::dense);
     same_output(layer, c);
   }
-  SECTION("an element mask at 3 % of the entries: CSR for one token, dense for eight") {
-    auto layer = make_layer<float>(64, 64, 0, 64, false, false, 34);
-    lmshrink::ElementMask m = lmshrink::ElementMask::Zero(64, 64);
+  SECTION("an element mask at 3 % of a 64 × 256 layer: CSR for one token, every row for eight") {
+    auto layer = make_layer<float>(64, 256, 0, 64, false, false, 34);
+    lmshrink::ElementMask m = lmshrink::ElementMask::Zero(64, 256);
     lmshrink::SplitMix64 rng(35);
     Index live = 0;
-    while (live < 123) {
-      const Index i = Index(rng.uniform() * 4096) % 4096;
+    while (live < 500) {
+      const Index i = Index(rng.uniform() * 16384) % 16384;
       if (!m.data()[i]) m.data()[i] = 1, ++live;
     }
     layer.set_element_mask(m);
-    // One token: CSR 123·20 + 1,500 = 3,960 < 5,596. Eight: CSR 123·40 + 187.5 = 5,107.5; the
-    // rows with a live entry (more than 48 of 64, so 64 padded) cost the dense 4,096 + 187.5, and
-    // a tie keeps the trained form: those rows, their pruned entries stored as zeros.
+    // One token: CSR 500·20 + 64·40 + 1,500 = 14,060 < 64·256 + 1,500 = 17,884. Eight: CSR
+    // 500·40 + 64·40/8 + 187.5 = 20,507.5; every row has a live entry, so the rows cost the dense
+    // 16,384 + 187.5, and a tie keeps the trained form: those rows, their pruned entries as zeros.
+    const Matrix<float> xw = test::random_matrix<float>(7, 256, 39);
+    const auto same_output_wide = [&](const CompactLinear<float>& c) {
+      auto ws = c.make_workspace(7);
+      auto cache = layer.make_cache(7);
+      Matrix<float> got(7, 64), want(7, 64);
+      c.forward(xw, got, ws);
+      layer.forward(xw, want, cache);
+      require_close<float>(got, want, rounding_bound(layer, xw));
+    };
     const auto c = chosen(layer, 1);
     REQUIRE(c.form() == lmshrink::CompactForm::sparse);
     REQUIRE(c.format() == SparseFormat::csr);
-    REQUIRE(c.sparse_values() == 123);
-    same_output(layer, c);
+    REQUIRE(c.sparse_values() == 500);
+    REQUIRE(lmshrink::pack_choice(layer, 1).cost == 14060);
+    same_output_wide(c);
     const auto c8 = chosen(layer, 8);
-    REQUIRE(c8.form() == lmshrink::CompactForm::sparse);
+    REQUIRE(c8.form() == lmshrink::CompactForm::dense);  // every row kept
+    REQUIRE_FALSE(lmshrink::pack_choice(layer, 8).densified);
     REQUIRE(c8.format() == SparseFormat::rows);
-    REQUIRE(c8.kept_rows() > 48);
-    REQUIRE(lmshrink::pack_choice(layer, 8).cost == 4096 + 1500.0 / 8);
-    same_output(layer, c8);
+    REQUIRE(c8.kept_rows() == 64);
+    REQUIRE(lmshrink::pack_choice(layer, 8).cost == 16384 + 1500.0 / 8);
+    same_output_wide(c8);
   }
   SECTION("the format is the choice's, the batch at least one token: else an error") {
     auto opt = fastest;

@@ -109,13 +109,17 @@ constexpr Index padded_panel_rows(Index n) {
 }  // namespace detail
 
 /// compact_form_cost's units are packed multiply-adds per token, one per value a panel kernel
-/// streams. Beside them, a product's fixed cost per forward call, shared by the call's tokens,
-/// and a CSR entry's cost per token when its block of detail::kCsrTokenBlock tokens is full (a
-/// partial block costs as much as a full one). Fitted to single-thread timings of every form at
-/// stories260K's and GPT-2 small's shapes, batch 1 to 512 (bench/bench_pack_forms.cpp,
-/// docs/compact.md): about 30 ns a call, and 15–24 packed values a CSR entry.
-constexpr double kProductCallCost = 1500.0;
+/// streams. Beside them: a forward call's fixed cost and each further product's, shared by the
+/// call's tokens, and a CSR product's cost per live entry and per row for every block of
+/// detail::kCsrTokenBlock tokens (a partial block costs as much as a full one). Fitted to
+/// single-thread timings of every form at stories260K's and GPT-2 small's shapes, batch 1 to 512
+/// (bench/bench_pack_forms.cpp, docs/compact.md): about 30 ns a call and 10 ns each further
+/// product at one token, 15–26 packed values a CSR entry, and 40 a CSR row (30 to 60 fit the
+/// small shapes' timings equally; CSR at 3 % density is slower than dense there at one token).
+constexpr double kForwardCallCost = 1500.0;
+constexpr double kProductCallCost = 500.0;
 constexpr double kCsrEntryCost = 20.0;
+constexpr double kCsrRowCost = 40.0;
 
 /// The modelled cost of one token through a compact layer at `batch` tokens per forward call:
 /// the rows of V and the kept rows of S are one product with x (panels of padded rows), U
@@ -134,12 +138,13 @@ inline double compact_form_cost(Index rank, Index out, Index in, Index kept_rows
     products += 1;
   }
   if (csr_entries > 0) {
-    const double full_blocks = batch <= 1 ? 1.0 : std::ceil(tokens / double(detail::kCsrTokenBlock)) *
-                                                 double(detail::kCsrTokenBlock) / tokens;
-    values += kCsrEntryCost * full_blocks * double(csr_entries);
+    const double blocks = std::ceil(tokens / double(detail::kCsrTokenBlock));
+    // One token runs its own path: an entry costs kCsrEntryCost, not a block's share.
+    const double entry_blocks = batch <= 1 ? 1.0 : blocks * double(detail::kCsrTokenBlock) / tokens;
+    values += kCsrEntryCost * entry_blocks * double(csr_entries) + kCsrRowCost * double(out) * blocks / tokens;
     products += 1;
   }
-  return values + products * kProductCallCost / tokens;
+  return values + (kForwardCallCost + kProductCallCost * std::max(products - 1, 0.0)) / tokens;
 }
 
 /// The form of a packed layer, by what it stores.
