@@ -273,13 +273,17 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
   const auto fastest = lmshrink::fastest_pack();
   REQUIRE(fastest.batch == 1);
   const Matrix<float> x = test::random_matrix<float>(7, 64, 30);
+  const auto same_output_on = [](const Matrix<float>& input, const LowRankSparseLinear<float>& layer,
+                                 const CompactLinear<float>& c) {
+    auto ws = c.make_workspace(input.rows());
+    auto cache = layer.make_cache(input.rows());
+    Matrix<float> got(input.rows(), layer.out_features()), want(input.rows(), layer.out_features());
+    c.forward(input, got, ws);
+    layer.forward(input, want, cache);
+    require_close<float>(got, want, rounding_bound(layer, input));
+  };
   const auto same_output = [&](const LowRankSparseLinear<float>& layer, const CompactLinear<float>& c) {
-    auto ws = c.make_workspace(7);
-    auto cache = layer.make_cache(7);
-    Matrix<float> got(7, 64), want(7, 64);
-    c.forward(x, got, ws);
-    layer.forward(x, want, cache);
-    require_close<float>(got, want, rounding_bound(layer, x));
+    same_output_on(x, layer, c);
   };
   const auto chosen = [](const LowRankSparseLinear<float>& layer, Index batch) {
     auto o = lmshrink::fastest_pack();
@@ -356,27 +360,19 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
     // 500·40 + 64·40/8 + 187.5 = 20,507.5; every row has a live entry, so the rows cost the dense
     // 16,384 + 187.5, and a tie keeps the trained form: those rows, their pruned entries as zeros.
     const Matrix<float> xw = test::random_matrix<float>(7, 256, 39);
-    const auto same_output_wide = [&](const CompactLinear<float>& c) {
-      auto ws = c.make_workspace(7);
-      auto cache = layer.make_cache(7);
-      Matrix<float> got(7, 64), want(7, 64);
-      c.forward(xw, got, ws);
-      layer.forward(xw, want, cache);
-      require_close<float>(got, want, rounding_bound(layer, xw));
-    };
     const auto c = chosen(layer, 1);
     REQUIRE(c.form() == lmshrink::CompactForm::sparse);
     REQUIRE(c.format() == SparseFormat::csr);
     REQUIRE(c.sparse_values() == 500);
     REQUIRE(lmshrink::pack_choice(layer, 1).cost == 14060);
-    same_output_wide(c);
+    same_output_on(xw, layer, c);
     const auto c8 = chosen(layer, 8);
     REQUIRE(c8.form() == lmshrink::CompactForm::dense);  // every row kept
     REQUIRE_FALSE(lmshrink::pack_choice(layer, 8).densified);
     REQUIRE(c8.format() == SparseFormat::rows);
     REQUIRE(c8.kept_rows() == 64);
     REQUIRE(lmshrink::pack_choice(layer, 8).cost == 16384 + 1500.0 / 8);
-    same_output_wide(c8);
+    same_output_on(xw, layer, c8);
   }
   SECTION("the format is the choice's, the batch at least one token: else an error") {
     auto opt = fastest;
