@@ -397,6 +397,143 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
           "low-rank + sparse");
 }
 
+TEST_CASE("PackForm::timed keeps the fastest candidate, dense unless another is 3 % faster",
+          "[compact]") {
+  // The selection, with a fixed table of seconds in place of the clock: which candidates are
+  // offered, in which order, what wins and what the choice states.
+  const Matrix<float> x = test::random_matrix<float>(5, 64, 60);
+  const auto same_output = [&](const LowRankSparseLinear<float>& layer, const CompactLinear<float>& c) {
+    auto ws = c.make_workspace(x.rows());
+    auto cache = layer.make_cache(x.rows());
+    Matrix<float> got(x.rows(), layer.out_features()), want(x.rows(), layer.out_features());
+    c.forward(x, got, ws);
+    layer.forward(x, want, cache);
+    require_close<float>(got, want, rounding_bound(layer, x));
+  };
+  lmshrink::PackOptions timed;
+  timed.form = lmshrink::PackForm::timed;
+  timed.batch = 3;
+  std::vector<lmshrink::CompactForm> offered;
+  std::vector<SparseFormat> formats;
+  Index batch_seen = 0;
+  const auto table = [&](std::vector<double> seconds) {
+    return [&, seconds](const std::vector<const CompactLinear<float>*>& forms, Index batch) {
+      offered.clear();
+      formats.clear();
+      for (const auto* f : forms) offered.push_back(f->form()), formats.push_back(f->format());
+      batch_seen = batch;
+      return seconds;
+    };
+  };
+  using lmshrink::CompactForm;
+  lmshrink::PackChoice choice;
+  SECTION("low rank + kept rows: dense, then the trained rows; the faster one wins") {
+    const auto layer = make_layer<float>(64, 64, 8, 3, true, false, 61);
+    auto c = lmshrink::pack_fastest_of(layer, timed, table({2e-6, 1e-6}), &choice);
+    REQUIRE(offered == std::vector<CompactForm>{CompactForm::dense, CompactForm::low_rank_sparse});
+    REQUIRE(batch_seen == 3);
+    REQUIRE(c.form() == CompactForm::low_rank_sparse);
+    REQUIRE(c.kept_rows() == 3);
+    REQUIRE(choice.form == CompactForm::low_rank_sparse);
+    REQUIRE_FALSE(choice.densified);
+    REQUIRE(choice.seconds == 1e-6);
+    REQUIRE(choice.dense_seconds == 2e-6);
+    REQUIRE(choice.cost == lmshrink::compact_form_cost(8, 64, 64, 3, 0, 3));
+    REQUIRE(choice.dense_cost == lmshrink::compact_form_cost(0, 64, 64, 64, 0, 3));
+    same_output(layer, c);
+    // Within 3 % of dense keeps dense (kTimedMargin): 0.98 of it is inside one run's noise.
+    REQUIRE(lmshrink::kTimedMargin == 0.03);
+    REQUIRE(lmshrink::pack_fastest_of(layer, timed, table({1e-6, 0.96e-6})).form() == CompactForm::low_rank_sparse);
+    c = lmshrink::pack_fastest_of(layer, timed, table({1e-6, 0.98e-6}), &choice);
+    REQUIRE(c.form() == CompactForm::dense);
+    REQUIRE(c.rank() == 0);
+    REQUIRE(choice.densified);
+    REQUIRE(choice.form == CompactForm::dense);
+    REQUIRE(choice.cost == choice.dense_cost);
+    same_output(layer, c);
+  }
+  SECTION("an element mask: dense, the rows with zeros, CSR; CSR wins when fastest") {
+    const auto layer = make_layer<float>(64, 64, 0, 40, false, true, 62);
+    Index kept = 0, entries = 0;
+    for (Index i = 0; i < 64; ++i)
+      if (layer.row_mask()[i]) {
+        const Index live = Index((layer.element_mask().row(i).array() != 0).count());
+        kept += live > 0;
+        entries += live;
+      }
+    const auto c = lmshrink::pack_fastest_of(layer, timed, table({3e-6, 4e-6, 2e-6}), &choice);
+    REQUIRE(offered == std::vector<CompactForm>{CompactForm::dense, CompactForm::sparse, CompactForm::sparse});
+    REQUIRE(formats == std::vector<SparseFormat>{SparseFormat::rows, SparseFormat::rows, SparseFormat::csr});
+    REQUIRE(c.format() == SparseFormat::csr);
+    REQUIRE(c.sparse_values() == entries);
+    REQUIRE(choice.format == SparseFormat::csr);
+    REQUIRE(choice.form == CompactForm::sparse);
+    REQUIRE(choice.cost == lmshrink::compact_form_cost(0, 64, 64, 0, entries, 3));
+    same_output(layer, c);
+    const auto r = lmshrink::pack_fastest_of(layer, timed, table({3e-6, 2e-6, 2e-6}), &choice);
+    REQUIRE(r.format() == SparseFormat::rows);  // the first of least time
+    REQUIRE(r.kept_rows() == kept);
+    REQUIRE(choice.cost == lmshrink::compact_form_cost(0, 64, 64, kept, 0, 3));
+    same_output(layer, r);
+  }
+  SECTION("a layer dense as trained is packed without timing") {
+    const auto layer = lmshrink::make_dense_layer<float>(test::random_matrix<float>(16, 64, 63), false);
+    bool timed_called = false;
+    const auto c = lmshrink::pack_fastest_of(
+        layer, timed,
+        [&](const std::vector<const CompactLinear<float>*>&, Index) {
+          timed_called = true;
+          return std::vector<double>{};
+        },
+        &choice);
+    REQUIRE_FALSE(timed_called);
+    REQUIRE(c.form() == CompactForm::dense);
+    REQUIRE_FALSE(choice.densified);
+    REQUIRE(choice.seconds == 0);
+  }
+  SECTION("the clock: PackForm::timed packs one of the candidates, same output") {
+    auto layer = make_layer<float>(64, 64, 6, 0, false, false, 64);
+    lmshrink::make_low_rank_only(layer);
+    timed.timing_repeats = 3;
+    const auto c = CompactLinear<float>::pack(layer, timed);
+    REQUIRE((c.form() == CompactForm::dense || c.form() == CompactForm::low_rank));
+    same_output(layer, c);
+    const auto dense = CompactLinear<float>::pack(layer, [] {
+      lmshrink::PackOptions d;
+      d.form = lmshrink::PackForm::dense;
+      return d;
+    }());
+    const auto seconds = lmshrink::time_compact_forms<float>({&dense, &c}, 4, 3);
+    REQUIRE(seconds.size() == 2);
+    for (double s : seconds) REQUIRE((std::isfinite(s) && s > 0));
+  }
+  SECTION("bad options and a timing of the wrong size: errors") {
+    const auto layer = make_layer<float>(16, 16, 2, 3, false, false, 65);
+    auto o = timed;
+    o.format = SparseFormat::csr;
+    REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, o),
+                        Catch::Contains("PackForm::timed chooses the sparse format itself"));
+    o = timed;
+    o.timing_repeats = 0;
+    REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, o),
+                        Catch::Contains("PackOptions::timing_repeats must be at least 1, got 0"));
+    o = timed;
+    o.batch = 0;
+    REQUIRE_THROWS_WITH(CompactLinear<float>::pack(layer, o),
+                        Catch::Contains("PackOptions::batch must be at least 1 token per call, got 0"));
+    REQUIRE_THROWS_AS(lmshrink::pack_fastest_of(layer, timed, table({1e-6})), lmshrink::state_error);
+    REQUIRE_THROWS_WITH(lmshrink::pack_fastest_of(layer, timed, table({1e-6})),
+                        Catch::Contains("returned 1 times for 2 candidate forms"));
+    REQUIRE_THROWS_WITH(lmshrink::pack_fastest_of(layer, timed, table({1e-6, std::nan("")})),
+                        Catch::Contains("timing of candidate 1 is nan"));
+    const auto wide = lmshrink::make_dense_layer<float>(test::random_matrix<float>(16, 32, 66), false);
+    const auto a = CompactLinear<float>::pack(layer), b = CompactLinear<float>::pack(wide);
+    REQUIRE_THROWS_WITH(lmshrink::time_compact_forms<float>({&a, &b}, 1, 1),
+                        Catch::Contains("must share their input width: 16 and 32"));
+    REQUIRE_THROWS_WITH(lmshrink::time_compact_forms<float>({&a}, 1, 0), Catch::Contains("repeats must be at least 1, got 0"));
+  }
+}
+
 TEST_CASE("weight bytes count values and 32-bit indices, hand-computed", "[compact]") {
   // out 10, in 6, rank 2, 3 kept rows, bias: 2·(10+6) + 3·6 + 10 = 60 values, 3 row indices.
   const auto layer = make_layer<float>(10, 6, 2, 3, true, false, 1);

@@ -230,6 +230,9 @@ TEST_CASE("a Qwen2 directory is read as family qwen2, and every forward equals t
     // The packed form and the trainer: the distillation targets come from the latter.
     const auto packed = model->pack();
     const double compact = max_abs_diff(expected, packed->decoder()->forward_sequence(kTokens.data(), n));
+    const auto forms = packed->linear_forms();  // a dense model packs every layer dense
+    REQUIRE(forms.size() == std::size_t(model->shape().n_layers * model->linear_kinds()));
+    for (const auto form : forms) REQUIRE(form == lmshrink::CompactForm::dense);
     auto copy = model->clone();
     const double trainer = max_abs_diff(expected, copy->net(1, n)->forward(kTokens.data()));
     CAPTURE(scale, seq, step, compact, trainer);

@@ -423,6 +423,23 @@ TEST_CASE("checkpoints reload to identical logits, dense and compressed", "[trai
       forms.insert(st.meta(key));
     }
   REQUIRE(forms.size() >= 2);
+  // Packed by time on this machine: each layer in its trained form or dense, the same scores to
+  // float rounding.
+  lmshrink::PackOptions timed;
+  timed.form = lmshrink::PackForm::timed;
+  timed.timing_repeats = 1;
+  const auto t = lmshrink::models::llama::Compact::pack(back, timed);
+  for (int l = 0; l < 5; ++l)
+    for (int k = 0; k < lmshrink::models::llama::kLinearKinds; ++k) {
+      CAPTURE(l, k);
+      const auto form = t.linear[std::size_t(l)][std::size_t(k)].form();
+      const auto trained = lmshrink::CompactLinear<float>::pack(back.linear[std::size_t(l)][std::size_t(k)]).form();
+      REQUIRE((form == trained || form == lmshrink::CompactForm::dense));
+    }
+  REQUIRE(lmshrink::models::packed_forms(t.linear).size() == 5 * lmshrink::models::llama::kLinearKinds);
+  lmshrink::models::llama::SequenceDecoder<lmshrink::models::llama::CompactView> st_timed(t);
+  const auto nll_t = lmshrink::models::score_logits<float>(st_timed.forward(stream.data(), 512), stream.data() + 1).nll_sum;
+  REQUIRE(nll_t == Approx(nll_a).epsilon(1e-5));
   // A foreign safetensors file is refused with a clear error.
   lmshrink::SafeTensors foreign;
   foreign.put("x", Eigen::VectorXf::Ones(2).eval());

@@ -17,7 +17,9 @@
 // enough. Without a low-rank part (rank 0, or an external GEMM) the kept rows' products go
 // straight from the micro-kernel's registers into their columns. Weights are packed once into
 // the panels the micro-kernel streams.
-// forward_reference() is the naive loop the fast path is tested against.
+// forward_reference() is the naive loop the fast path is tested against. PackOptions::form picks
+// what is stored: the trained form, the form of least modelled cost at an expected batch
+// (PackForm::fastest) or of least time on this machine (PackForm::timed), or dense.
 //
 // Everything that selects code is a value, never a macro of the including file: the
 // micro-kernels (PackOptions::kernel, chosen for the CPU at run time), an external GEMM for the
@@ -26,6 +28,7 @@
 // built with different flags therefore share one definition of every function here.
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -98,6 +101,8 @@ enum class PackForm {
   fastest,     ///< the least modelled cost at PackOptions::batch (compact_form_cost): as
                ///< trained, in rows or CSR, or dense
   dense,       ///< U·V + S as one matrix (rank 0, every row kept): to reproduce a stated choice
+  timed,       ///< the least measured time at PackOptions::batch on this machine, among the
+               ///< trained form in rows, in CSR (element masks) and dense (pack_fastest_of)
 };
 
 namespace detail {
@@ -167,10 +172,20 @@ struct PackOptions {
   /// (float layers only); the kept rows of S still use lmshrink's kernels.
   LowRankSgemm low_rank_sgemm = nullptr;
   PackForm form = PackForm::as_trained;
-  /// With PackForm::fastest: the tokens per forward call the form is chosen for (1: generation
-  /// token by token; the full-sequence scoring of a window runs at its length).
+  /// With PackForm::fastest or timed: the tokens per forward call the form is chosen for (1:
+  /// generation token by token; the full-sequence scoring of a window runs at its length).
   Index batch = 1;
+  /// With PackForm::timed: timed rounds per candidate form (the median decides), each at least
+  /// kTimedRoundSeconds of forward calls on one thread.
+  int timing_repeats = 5;
 };
+
+/// The least time one round of PackForm::timed runs a candidate for (calls are repeated to fill
+/// it, so that a call of a microsecond is not timed alone).
+constexpr double kTimedRoundSeconds = 1e-3;
+/// How much faster than dense a trained form must time for PackForm::timed to keep it: within
+/// 3 % the two are inside one run's noise, and dense is never the slower choice.
+constexpr double kTimedMargin = 0.03;
 
 /// PackOptions for PackForm::fastest: how the model families pack a student.
 inline PackOptions fastest_pack() {
@@ -187,7 +202,35 @@ struct PackChoice {
   SparseFormat format = SparseFormat::rows;
   bool densified = false;
   double cost = 0, dense_cost = 0;
+  /// PackForm::timed: the chosen form's and the dense form's median seconds per call (0 when
+  /// not timed: a layer that is dense as trained has nothing to time).
+  double seconds = 0, dense_seconds = 0;
 };
+
+namespace detail {
+// The form of the trained layer packed in `format` (rank r, `kept` rows or `entries` live
+// entries of S).
+inline CompactForm trained_form(Index r, Index out, bool csr, Index kept, Index entries) {
+  const bool sparse_part = csr ? entries > 0 : kept > 0;
+  if (r > 0) return sparse_part ? CompactForm::low_rank_sparse : CompactForm::low_rank;
+  return !csr && kept == out ? CompactForm::dense : CompactForm::sparse;
+}
+
+// Kept rows (with a live entry) and live entries of a layer's S.
+template <class Scalar>
+void count_live(const LowRankSparseLinear<Scalar>& layer, Index& kept, Index& entries) {
+  const auto& rm = layer.row_mask();
+  const bool em = layer.has_element_mask();
+  kept = 0;
+  entries = 0;
+  for (Index i = 0; i < layer.out_features(); ++i) {
+    if (!rm[i]) continue;
+    const Index live = em ? Index((layer.element_mask().row(i).array() != 0).count()) : layer.in_features();
+    kept += live > 0;
+    entries += live;
+  }
+}
+}  // namespace detail
 
 /// The choice of PackForm::fastest, without packing: the trained form in rows or CSR format,
 /// whichever models cheaper, unless the dense form models cheaper still (the trained form wins
@@ -197,15 +240,9 @@ PackChoice pack_choice(const LowRankSparseLinear<Scalar>& layer, Index batch = 1
   if (batch < 1)
     detail::fail<value_error>("lmshrink::pack_choice", "batch must be at least 1 token per call, got ", batch);
   const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
-  const auto& rm = layer.row_mask();
   const bool em = layer.has_element_mask();
   Index kept = 0, entries = 0;
-  for (Index i = 0; i < out; ++i) {
-    if (!rm[i]) continue;
-    const Index live = em ? Index((layer.element_mask().row(i).array() != 0).count()) : in;
-    kept += live > 0;
-    entries += live;
-  }
+  detail::count_live(layer, kept, entries);
   PackChoice c;
   c.dense_cost = compact_form_cost(0, out, in, out, 0, batch);
   const double rows_cost = compact_form_cost(r, out, in, kept, 0, batch);
@@ -218,11 +255,7 @@ PackChoice pack_choice(const LowRankSparseLinear<Scalar>& layer, Index batch = 1
     return c;  // dense, in rows
   }
   c.format = csr ? SparseFormat::csr : SparseFormat::rows;
-  const bool sparse_part = csr ? entries > 0 : kept > 0;
-  if (r > 0)
-    c.form = sparse_part ? CompactForm::low_rank_sparse : CompactForm::low_rank;
-  else
-    c.form = !csr && kept == out ? CompactForm::dense : CompactForm::sparse;
+  c.form = detail::trained_form(r, out, csr, kept, entries);
   return c;
 }
 
@@ -243,6 +276,15 @@ struct CompactForwardOptions {
   CompactForwardOptions(int threads_ = 1, ThreadTeam team_ = {})  // NOLINT: {threads} reads well
       : threads(threads_), team(team_) {}
 };
+
+template <class Scalar_>
+class CompactLinear;
+template <class Scalar>
+std::vector<double> time_compact_forms(const std::vector<const CompactLinear<Scalar>*>& layers, Index batch,
+                                       int repeats);
+template <class Scalar, class SecondsOf>
+CompactLinear<Scalar> pack_fastest_of(const LowRankSparseLinear<Scalar>& layer, const PackOptions& options,
+                                      SecondsOf&& seconds_of, PackChoice* choice = nullptr);
 
 template <class Scalar_>
 class CompactLinear {
@@ -480,6 +522,12 @@ class CompactLinear {
   static CompactLinear pack_chosen(const LowRankSparseLinear<Scalar>& layer,
                                    const PackOptions& options) {
     static constexpr const char* where = "CompactLinear::pack";
+    if (options.form == PackForm::timed) {
+      const int repeats = options.timing_repeats;
+      return pack_fastest_of(layer, options, [repeats](const std::vector<const CompactLinear*>& forms, Index batch) {
+        return time_compact_forms(forms, batch, repeats);
+      });
+    }
     const bool fastest = options.form == PackForm::fastest;
     if (fastest && options.format != SparseFormat::automatic)
       detail::fail<value_error>(where, "PackForm::fastest chooses the sparse format itself; "
@@ -760,5 +808,131 @@ class CompactLinear {
   detail::AlignedVector<Scalar> val_;
   VectorType bias_;
 };
+
+/// Median seconds per forward call of each layer at `batch` tokens on the calling thread:
+/// `repeats` rounds with the layers interleaved in each (so that all see the same machine), a
+/// layer's timed calls in a round filling at least kTimedRoundSeconds after one untimed call
+/// that brings its weights back into cache (as bench_pack_forms times a form: back to back, so
+/// a large layer is not charged for the other candidates' evictions). The input is a fixed
+/// pattern.
+/// The layers must share their input width. Allocates; for choosing a form, not for hot paths.
+template <class Scalar>
+std::vector<double> time_compact_forms(const std::vector<const CompactLinear<Scalar>*>& layers, Index batch,
+                                       int repeats) {
+  static constexpr const char* where = "lmshrink::time_compact_forms";
+  if (batch < 1) detail::fail<value_error>(where, "batch must be at least 1 token per call, got ", batch);
+  if (repeats < 1) detail::fail<value_error>(where, "repeats must be at least 1, got ", repeats);
+  if (layers.empty()) return {};
+  for (const auto* layer : layers)
+    if (layer == nullptr) detail::fail<value_error>(where, "a layer to time is null");
+  const Index in = layers[0]->in_features();
+  for (const auto* layer : layers)
+    if (layer->in_features() != in)
+      detail::fail<value_error>(where, "the layers to time must share their input width: ", in, " and ",
+                                layer->in_features());
+  using Clock = std::chrono::steady_clock;
+  RowMatrix<Scalar> x(batch, in);
+  for (Index i = 0; i < batch; ++i)
+    for (Index j = 0; j < in; ++j) x(i, j) = Scalar(double((i * 131 + j * 31) % 17 - 8) / 8.0);
+  const std::size_t n = layers.size();
+  std::vector<RowMatrix<Scalar>> y(n);
+  std::vector<typename CompactLinear<Scalar>::Workspace> ws(n);
+  std::vector<long> calls(n);
+  for (std::size_t c = 0; c < n; ++c) {
+    y[c].resize(batch, layers[c]->out_features());
+    ws[c] = layers[c]->make_workspace(batch);
+    layers[c]->forward(x, y[c], ws[c]);  // warm: caches, pages, the workspace
+    const auto t0 = Clock::now();
+    layers[c]->forward(x, y[c], ws[c]);
+    const double once = std::chrono::duration<double>(Clock::now() - t0).count();
+    calls[c] = long(std::min(1e6, std::ceil(kTimedRoundSeconds / std::max(once, 1e-9))));
+  }
+  std::vector<std::vector<double>> rounds(n);
+  for (int r = 0; r < repeats; ++r)
+    for (std::size_t c = 0; c < n; ++c) {
+      layers[c]->forward(x, y[c], ws[c]);
+      const auto t0 = Clock::now();
+      for (long k = 0; k < calls[c]; ++k) layers[c]->forward(x, y[c], ws[c]);
+      rounds[c].push_back(std::chrono::duration<double>(Clock::now() - t0).count() / double(calls[c]));
+    }
+  std::vector<double> median(n);
+  for (std::size_t c = 0; c < n; ++c) {
+    auto& t = rounds[c];
+    std::sort(t.begin(), t.end());
+    median[c] = t.size() % 2 ? t[t.size() / 2] : 0.5 * (t[t.size() / 2 - 1] + t[t.size() / 2]);
+  }
+  return median;
+}
+
+/// PackForm::timed with the timing given: `seconds_of(candidates, batch)` returns each candidate's
+/// seconds per call at options.batch tokens (time_compact_forms; a fixed table in tests). The
+/// candidates are the dense form (first), the trained form in rows unless that streams what dense
+/// does (rank 0, every row kept), and the trained form in CSR when the layer has an element mask.
+/// The first of least time wins, a trained form only when it times kTimedMargin faster than dense. A layer dense as trained is packed
+/// without timing. `choice`, when given, receives the choice with the modelled costs and the
+/// measured seconds.
+template <class Scalar, class SecondsOf>
+CompactLinear<Scalar> pack_fastest_of(const LowRankSparseLinear<Scalar>& layer, const PackOptions& options,
+                                      SecondsOf&& seconds_of, PackChoice* choice) {
+  static constexpr const char* where = "CompactLinear::pack";
+  if (options.format != SparseFormat::automatic)
+    detail::fail<value_error>(where, "PackForm::timed chooses the sparse format itself; "
+                                     "PackOptions::format must be automatic");
+  if (options.batch < 1)
+    detail::fail<value_error>(where, "PackOptions::batch must be at least 1 token per call, got ", options.batch);
+  if (options.timing_repeats < 1)
+    detail::fail<value_error>(where, "PackOptions::timing_repeats must be at least 1, got ", options.timing_repeats);
+  const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
+  Index kept = 0, entries = 0;
+  detail::count_live(layer, kept, entries);
+  const bool em = layer.has_element_mask();
+  // Rank 0 with every row kept: the rows format streams out × in values, as dense does (an
+  // element mask's pruned entries stored as zeros), so only CSR is a different candidate.
+  const bool rows_is_dense = r == 0 && kept == out;
+
+  PackOptions plain = options;
+  plain.form = PackForm::dense;
+  plain.format = SparseFormat::rows;
+  std::vector<CompactLinear<Scalar>> forms;
+  forms.push_back(CompactLinear<Scalar>::pack(layer, plain));
+  std::vector<SparseFormat> formats{SparseFormat::rows};
+  plain.form = PackForm::as_trained;
+  if (!rows_is_dense) {
+    forms.push_back(CompactLinear<Scalar>::pack(layer, plain));
+    formats.push_back(SparseFormat::rows);
+  }
+  if (em) {
+    plain.format = SparseFormat::csr;
+    forms.push_back(CompactLinear<Scalar>::pack(layer, plain));
+    formats.push_back(SparseFormat::csr);
+  }
+
+  PackChoice c;
+  c.dense_cost = compact_form_cost(0, out, in, out, 0, options.batch);
+  std::size_t best = 0;
+  if (forms.size() > 1) {
+    std::vector<const CompactLinear<Scalar>*> candidates;
+    for (const auto& f : forms) candidates.push_back(&f);
+    const std::vector<double> seconds = seconds_of(candidates, options.batch);
+    if (seconds.size() != forms.size())
+      detail::fail<state_error>(where, "PackForm::timed's timing returned ", seconds.size(), " times for ",
+                                forms.size(), " candidate forms");
+    for (std::size_t i = 0; i < seconds.size(); ++i)
+      if (!(std::isfinite(seconds[i]) && seconds[i] >= 0))
+        detail::fail<value_error>(where, "PackForm::timed's timing of candidate ", i, " is ", seconds[i],
+                                  "; finite seconds ≥ 0 were expected");
+    for (std::size_t i = 1; i < seconds.size(); ++i)
+      if (seconds[i] < seconds[best] && seconds[i] < (1 - kTimedMargin) * seconds[0]) best = i;
+    c.seconds = seconds[best];
+    c.dense_seconds = seconds[0];
+  }
+  const bool csr = formats[best] == SparseFormat::csr;
+  c.format = formats[best];
+  c.densified = best == 0 && !(rows_is_dense && !em);
+  c.form = best == 0 ? CompactForm::dense : detail::trained_form(r, out, csr, kept, entries);
+  c.cost = best == 0 ? c.dense_cost : compact_form_cost(r, out, in, csr ? 0 : kept, csr ? entries : 0, options.batch);
+  if (choice != nullptr) *choice = c;
+  return std::move(forms[best]);
+}
 
 LMSHRINK_NAMESPACE_END

@@ -95,6 +95,7 @@ struct Options {
   int curve_points = 0;  // validation NLL this many times during training (0 = none)
   bool plan_only = false;  // --plan: print the plan and stop
   int speed_tokens = 256;
+  bool speed_pack_timed = false;  // --speed-pack timed: students packed by time for the speed
   int sample_tokens = 40;
   std::uint64_t seed = 20231;
 };

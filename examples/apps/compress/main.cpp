@@ -598,10 +598,18 @@ double measure_speed(const Run& run, std::vector<Result>& results) {
     examples::Progress bar("speed    ", double(results.size()));
     const int reps = 7;
     for (std::size_t i = 0; i < results.size(); ++i) {
+      // --speed-pack timed: the checkpoint packed again, each layer timed on this machine.
+      std::shared_ptr<const lmshrink::models::Packed> student = results[i].compact;
+      if (o.speed_pack_timed) {
+        lmshrink::PackOptions timed = lmshrink::fastest_pack();
+        timed.form = lmshrink::PackForm::timed;
+        const std::string dir = run.staged ? run.staged->path() : o.out;
+        student = examples::load_checkpoint(dir + "/" + results[i].checkpoint)->pack(timed);
+      }
       std::vector<double> t_teacher, t_student;
       for (int r = 0; r < reps; ++r) {
         t_teacher.push_back(generation_seconds(decoders_of(*teacher_packed), *run.codec, o.speed_tokens, run.context));
-        t_student.push_back(generation_seconds(decoders_of(*results[i].compact), *run.codec, o.speed_tokens, run.context));
+        t_student.push_back(generation_seconds(decoders_of(*student), *run.codec, o.speed_tokens, run.context));
       }
       std::sort(t_teacher.begin(), t_teacher.end());
       std::sort(t_student.begin(), t_student.end());

@@ -124,6 +124,10 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
   --seed N              generation seed (default: 20231)
   --speed-tokens N      tokens generated per speed measurement; 0 skips it, and
                         then results.csv is byte-identical between runs (default: 256)
+  --speed-pack FORM     the students' layers for the speed measurement: modelled (the
+                        least modelled cost for one token, the form the checkpoint states
+                        and the scores use) or timed (least time on this machine, one
+                        token per call; lmshrink::PackForm::timed) (default: modelled)
   --sample-tokens N     length of the greedy sample in the table (default: 40)
 )";
 
@@ -342,6 +346,8 @@ Options parse(int argc, char** argv) {
           "--schedule", v, {{"auto", StudentSchedule::automatic}, {"students", StudentSchedule::students},
                             {"shards", StudentSchedule::shards}});
     else if (a == "--speed-tokens") o.speed_tokens = int(parse_int("--speed-tokens", v, 0, 1 << 20));
+    else if (a == "--speed-pack")
+      o.speed_pack_timed = parse_choice<bool>("--speed-pack", v, {{"modelled", false}, {"timed", true}});
     else if (a == "--sample-tokens") o.sample_tokens = int(parse_int("--sample-tokens", v, 1, 1 << 20));
     else if (a == "--seed") o.seed = std::uint64_t(parse_int("--seed", v, 0, (1L << 62)));
     else fail<lmshrink::value_error>("lmshrink_compress", "unknown option '", a, "'\n", usage());

@@ -5,14 +5,16 @@
 //   lmshrink_run MODEL score FILE        [--context N] [--windows N] [--threads N] [--compact]
 //   lmshrink_run MODEL generate [PROMPT] [--temperature T] [--top-p P] [--seed S] [--max-tokens N] [--compact]
 //   lmshrink_run MODEL bench             [--prompt-tokens N] [--tokens N] [--repeats N]
-//   common: [--tokenizer PATH] [--parse-special]
+//   common: [--tokenizer PATH] [--parse-special] [--pack modelled|timed]
 //
 // score: FILE is text (stories separated by <|endoftext|>, each encoded as the model's stories)
 // or a .u16 token stream, cut into non-overlapping windows of --context tokens (default: the
 // model's context) predicting the next token: the main job's protocol (README), so the NLL is the
 // job's (which scores a teacher with its own layers and a student in its compact form: --compact). generate: streams the text after PROMPT; temperature 0 is greedy, and the sampler is
 // run.c's (the same seed gives run.c's text). bench: prompt processing and generation tokens/s,
-// the model's own layers against its compact form (medians of --repeats runs).
+// the model's own layers against its compact form (medians of --repeats runs). --pack: each
+// linear layer of the compact form in the form of least modelled cost for one token per call
+// (the checkpoint's stated form; default), or of least time measured here (lmshrink::PackForm::timed).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -35,7 +37,7 @@ struct Options {
   int context = 0, windows = 0, threads = 1, max_tokens = 256, prompt_tokens = 128, tokens = 64, repeats = 5;
   float temperature = 1.0f, top_p = 0.9f;
   unsigned long long seed = 42;
-  bool compact = false, parse_special = false;
+  bool compact = false, parse_special = false, timed_pack = false;
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& why) {
@@ -53,6 +55,8 @@ struct Options {
                "  --seed S             generate: the sampler's seed, not 0 (default 42)\n"
                "  --max-tokens N       generate: tokens after the prompt (default 256)\n"
                "  --compact            score, generate: with the compact form (default: the model's own layers)\n"
+               "  --pack FORM          the compact form's layers: modelled (least modelled cost, the checkpoint's\n"
+               "                       stated form) or timed (least time on this machine, at one token) (default: modelled)\n"
                "  --prompt-tokens N    bench: prompt length (default 128)\n"
                "  --tokens N           bench: generated tokens (default 64)\n"
                "  --repeats N          bench: runs of each measurement, the median is reported (default 5)\n",
@@ -86,6 +90,12 @@ Options parse(int argc, char** argv) {
     if (a == "--tokenizer" && has_value) o.tokenizer = argv[++i];
     else if (a == "--parse-special") o.parse_special = true;
     else if (a == "--compact") o.compact = true;
+    else if (a == "--pack" && has_value) {
+      const std::string v = argv[++i];
+      if (v != "modelled" && v != "timed")
+        usage(argv[0], "[lmshrink.value] lmshrink_run: --pack '" + v + "'; modelled or timed was expected");
+      o.timed_pack = v == "timed";
+    }
     else if (a == "--context" && has_value) o.context = int(integer(argv[0], a, argv[++i], 2, 1 << 20));
     else if (a == "--windows" && has_value) o.windows = int(integer(argv[0], a, argv[++i], 1, 1 << 30));
     else if (a == "--threads" && has_value) o.threads = int(integer(argv[0], a, argv[++i], 1, 1024));
@@ -113,6 +123,25 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+std::unique_ptr<examples::Packed> pack(const Options& o, const examples::Model& model) {
+  lmshrink::PackOptions options = lmshrink::fastest_pack();
+  if (o.timed_pack) options.form = lmshrink::PackForm::timed;
+  return model.pack(options);
+}
+
+// "24 low-rank + sparse, 11 dense" for the compact form's linear layers.
+std::string form_counts(const examples::Packed& packed) {
+  using lmshrink::CompactForm;
+  const auto forms = packed.linear_forms();
+  std::string text;
+  for (const CompactForm f : {CompactForm::low_rank_sparse, CompactForm::low_rank, CompactForm::sparse, CompactForm::dense}) {
+    const auto n = std::count(forms.begin(), forms.end(), f);
+    if (n == 0) continue;
+    text += (text.empty() ? "" : ", ") + std::to_string(n) + " " + lmshrink::compact_form_name(f);
+  }
+  return text;
+}
+
 bool is_checkpoint(const std::string& path) {
   return path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
 }
@@ -135,7 +164,7 @@ int score(const Options& o, const examples::Model& model, const examples::TextCo
                                           " tokens; one window of --context ", context, " needs ", context + 1);
   const int windows = o.windows > 0 ? std::min(o.windows, available) : available;
   std::unique_ptr<examples::Packed> packed;
-  if (o.compact) packed = model.pack();
+  if (o.compact) packed = pack(o, model);
   const compress::Score s = compress::evaluate(packed ? compress::decoders_of(*packed) : compress::decoders_of(model),
                                                stream, windows, context, o.threads);
   std::printf("%s: NLL %.6f, perplexity %.4f, top-1 %.4f over %ld tokens (%d windows of %d)\n", o.argument.c_str(),
@@ -151,7 +180,7 @@ int generate(const Options& o, const examples::Model& model, const examples::Tex
   std::unique_ptr<examples::Packed> packed;
   std::unique_ptr<examples::Decoder> dec;
   if (o.compact) {
-    packed = model.pack();
+    packed = pack(o, model);
     dec = packed->decoder();
   } else {
     dec = model.decoder();
@@ -188,7 +217,7 @@ int bench(const Options& o, const examples::Model& model) {
                                           " exceed the context ", context);
   std::vector<int> prompt(std::size_t(o.prompt_tokens));
   for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = int((i * 7919 + 1) % std::size_t(model.shape().vocab_size));
-  const std::unique_ptr<examples::Packed> packed = model.pack();
+  const std::unique_ptr<examples::Packed> packed = pack(o, model);
   struct Row {
     const char* name;
     compress::DecoderFactory decoders;
@@ -225,6 +254,7 @@ int bench(const Options& o, const examples::Model& model) {
                 static_cast<long long>(&row == rows ? model.parameters() : packed->parameters()));
   std::printf("compact / own layers: %.2fx prompt, %.2fx generation\n", rows[1].prompt_rate / rows[0].prompt_rate,
               rows[1].generation_rate / rows[0].generation_rate);
+  std::printf("compact linear layers (--pack %s): %s\n", o.timed_pack ? "timed" : "modelled", form_counts(*packed).c_str());
   return 0;
 }
 

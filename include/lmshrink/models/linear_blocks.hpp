@@ -61,5 +61,14 @@ std::vector<std::array<Compact, Kinds>> pack_blocks(const Blocks& blocks, const 
   return out;
 }
 
+/// The form of every packed layer, block by block.
+template <class PackedBlocks>
+auto packed_forms(const PackedBlocks& blocks) {
+  std::vector<decltype(blocks[0][0].form())> forms;
+  for (const auto& block : blocks)
+    for (const auto& layer : block) forms.push_back(layer.form());
+  return forms;
+}
+
 }  // namespace models
 LMSHRINK_NAMESPACE_END

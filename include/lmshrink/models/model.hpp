@@ -132,6 +132,8 @@ class Packed {
   /// Bytes of every stored tensor (float32 values and int32 indices), and of the indices alone.
   virtual std::int64_t bytes() const = 0;
   virtual std::int64_t index_bytes() const = 0;
+  /// The form of every linear layer, block by block in the family's order (not the classifier).
+  virtual std::vector<lmshrink::CompactForm> linear_forms() const = 0;
 };
 
 /// The trainable weights of one model of some family: a teacher or a student.
@@ -164,7 +166,10 @@ class Model {
   /// workspaces (not its gradients, nor the 2 · batch · n · rank values of each linear layer's
   /// cache): for planning memory before any is allocated.
   virtual std::int64_t net_activation_bytes(int batch, int n, NetMode mode) const = 0;
-  virtual std::unique_ptr<Packed> pack() const = 0;
+  /// Every linear layer packed with `options` (lmshrink::PackOptions: the form, by modelled cost
+  /// or by time on this machine, and the kernels); pack() as the families pack by default.
+  virtual std::unique_ptr<Packed> pack(const lmshrink::PackOptions& options) const = 0;
+  std::unique_ptr<Packed> pack() const { return pack(lmshrink::fastest_pack()); }
   /// A decoder over this model's own layers (KV cache and full sequence), the one forward its
   /// family trains with: a teacher is scored and sampled by the layers that give the
   /// distillation targets. It reads this model, which must outlive it and not change.

@@ -36,7 +36,9 @@ struct Compact {
   std::vector<std::array<lmshrink::CompactLinear<float>, kLinearKinds>> linear;
   lmshrink::CompactLinear<float> head;  // wte packed densely, for the logits
 
-  static Compact pack(const Weights<float>& w) {
+  /// `options`: the form each linear layer is packed in (lmshrink::PackOptions; the least
+  /// modelled cost for one token per call by default, lmshrink::PackForm::timed to time them).
+  static Compact pack(const Weights<float>& w, const lmshrink::PackOptions& options = lmshrink::fastest_pack()) {
     Compact m;
     m.config = w.config;
     m.wte = w.wte;
@@ -47,7 +49,7 @@ struct Compact {
     m.ln2_b = w.ln2_b;
     m.lnf_w = w.lnf_w;
     m.lnf_b = w.lnf_b;
-    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear, lmshrink::fastest_pack());
+    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear, options);
     m.head = lmshrink::CompactLinear<float>::pack(lmshrink::make_dense_layer<float>(m.wte));
     return m;
   }

@@ -35,7 +35,9 @@ struct Compact {
   lmshrink::CompactLinear<float> packed_classifier;
   bool classifier_compressed = false;
 
-  static Compact pack(const Weights<float>& w) {
+  /// `options`: the form each linear layer is packed in (lmshrink::PackOptions; the least
+  /// modelled cost for one token per call by default, lmshrink::PackForm::timed to time them).
+  static Compact pack(const Weights<float>& w, const lmshrink::PackOptions& options = lmshrink::fastest_pack()) {
     Compact m;
     m.config = w.config;
     m.embedding = w.embedding;
@@ -43,7 +45,7 @@ struct Compact {
     m.rms_att = w.rms_att;
     m.rms_ffn = w.rms_ffn;
     m.rms_final = w.rms_final;
-    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear, lmshrink::fastest_pack());
+    m.linear = pack_blocks<lmshrink::CompactLinear<float>, kLinearKinds>(w.linear, options);
     m.pack_classifier();
     return m;
   }

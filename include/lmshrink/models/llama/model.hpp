@@ -56,6 +56,7 @@ class Packed final : public models::Packed {
   std::int64_t parameters() const override { return m_.parameters(); }
   std::int64_t bytes() const override { return m_.bytes(); }
   std::int64_t index_bytes() const override { return m_.index_bytes(); }
+  std::vector<lmshrink::CompactForm> linear_forms() const override { return packed_forms(m_.linear); }
 
  private:
   Compact m_;
@@ -151,7 +152,10 @@ class Model final : public models::Model {
   std::int64_t net_activation_bytes(int batch, int n, NetMode mode) const override {
     return Trainer<float>::activation_bytes(w_.config, batch, n, mode);
   }
-  std::unique_ptr<models::Packed> pack() const override { return std::make_unique<Packed>(Compact::pack(w_)); }
+  using models::Model::pack;
+  std::unique_ptr<models::Packed> pack(const lmshrink::PackOptions& options) const override {
+    return std::make_unique<Packed>(Compact::pack(w_, options));
+  }
   std::unique_ptr<models::Decoder> decoder() const override {
     return std::make_unique<ModelDecoder<WeightsView>>(WeightsView(w_));
   }
