@@ -84,5 +84,8 @@ elif [ "$what" = perf ]; then
 else
   cmake --preset default >/dev/null
   cmake --build --preset default --target lmshrink_compress
+  # glibc asks for transparent huge pages where the kernel gives them only on request: 1.4-2x
+  # on large models (docs/performance.md); ignored by a glibc before 2.35. Yours wins if set.
+  export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.hugetlb=1}"
   ./build/default/examples/lmshrink_compress --out out/compress "${@:2}"
 fi

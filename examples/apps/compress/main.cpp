@@ -32,6 +32,8 @@
 // The job's files: options.cpp (command line), evaluate.cpp (scoring and generation), train.cpp
 // (one student per job) and this one (the whole run and its reports); they compile in parallel.
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <lmshrink/files.hpp>
@@ -317,6 +319,21 @@ void read_inputs(Run& run, int argc, char** argv) {
   check_same_inputs(*run.team, argc, argv, *run.teacher, *run.codec, run.eval);
 }
 
+/// From this many teacher parameters on, the job says how to get huge pages when it would not.
+constexpr std::int64_t kHugePagesHintFrom = 100'000'000;
+
+/// True when transparent huge pages are given only on request (madvise) and glibc has not been
+/// told to request them: a large job then page-faults on every 4 KiB of every large matrix it
+/// allocates afresh (docs/performance.md measured about 2x on the whitened initialisation).
+bool huge_pages_not_requested() {
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.hugetlb") != nullptr) return false;
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode;
+  std::getline(thp, mode);
+  return mode.find("[madvise]") != std::string::npos;
+}
+
 /// The width the default learning rates were tuned at (stories260K's).
 constexpr int kRateWidth = 64;
 
@@ -338,6 +355,9 @@ void plan_students(Run& run) {
               o.model.c_str(), run.teacher->family().c_str(), c.dim, c.n_layers, c.n_heads, c.n_kv_heads,
               c.vocab_size, static_cast<long long>(run.teacher->parameters()));
   std::printf("tokenizer: %s\n", run.codec->description().c_str());
+  if (run.teacher->parameters() >= kHugePagesHintFrom && huge_pages_not_requested())
+    std::printf("hint: transparent huge pages are given on request only here; GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
+                "makes glibc request them (about 1.4-2x faster at these sizes, docs/performance.md)\n");
   if (o.scale_lr_by_width && c.dim > kRateWidth) {  // the defaults were tuned at width 64
     // (64/width)²: 1/width (μP's rule for Adam) still let the loss rise twentyfold in 20 steps
     // on GPT-2 small's shapes (docs/compress.md).
