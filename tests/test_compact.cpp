@@ -96,6 +96,17 @@ std::vector<lmshrink::LowRankSgemm> external_gemms() {
 }
 
 
+// The packed layer's forward equals the training layer's on `input`, to float rounding.
+void same_output_on(const Matrix<float>& input, const LowRankSparseLinear<float>& layer,
+                    const CompactLinear<float>& c) {
+  auto ws = c.make_workspace(input.rows());
+  auto cache = layer.make_cache(input.rows());
+  Matrix<float> got(input.rows(), layer.out_features()), want(input.rows(), layer.out_features());
+  c.forward(input, got, ws);
+  layer.forward(input, want, cache);
+  require_close<float>(got, want, rounding_bound(layer, input));
+}
+
 }  // namespace
 
 #define LMSHRINK_TEST_SCALARS float, double
@@ -273,15 +284,6 @@ TEST_CASE("PackForm::fastest keeps the trained form unless the dense one models 
   const auto fastest = lmshrink::fastest_pack();
   REQUIRE(fastest.batch == 1);
   const Matrix<float> x = test::random_matrix<float>(7, 64, 30);
-  const auto same_output_on = [](const Matrix<float>& input, const LowRankSparseLinear<float>& layer,
-                                 const CompactLinear<float>& c) {
-    auto ws = c.make_workspace(input.rows());
-    auto cache = layer.make_cache(input.rows());
-    Matrix<float> got(input.rows(), layer.out_features()), want(input.rows(), layer.out_features());
-    c.forward(input, got, ws);
-    layer.forward(input, want, cache);
-    require_close<float>(got, want, rounding_bound(layer, input));
-  };
   const auto same_output = [&](const LowRankSparseLinear<float>& layer, const CompactLinear<float>& c) {
     same_output_on(x, layer, c);
   };
@@ -403,12 +405,7 @@ TEST_CASE("PackForm::timed keeps the fastest candidate, dense unless another is 
   // offered, in which order, what wins and what the choice states.
   const Matrix<float> x = test::random_matrix<float>(5, 64, 60);
   const auto same_output = [&](const LowRankSparseLinear<float>& layer, const CompactLinear<float>& c) {
-    auto ws = c.make_workspace(x.rows());
-    auto cache = layer.make_cache(x.rows());
-    Matrix<float> got(x.rows(), layer.out_features()), want(x.rows(), layer.out_features());
-    c.forward(x, got, ws);
-    layer.forward(x, want, cache);
-    require_close<float>(got, want, rounding_bound(layer, x));
+    same_output_on(x, layer, c);
   };
   lmshrink::PackOptions timed;
   timed.form = lmshrink::PackForm::timed;
