@@ -3,9 +3,12 @@
 // 0.995^k (a flat spectrum, as real LM weights have), so the randomized path has to work for it.
 // Then the whitened path (svd_init with calibration statistics) at GPT-2 small's and TinyLlama's
 // shapes, at the main job's low-rank 0.5 ranks: time and the output error against exact's.
+// Last, sparse_plus_low_rank_init with S alone at density 0.5 (the main job's oats-sparse) at
+// GPT-2 small's MLP shapes: the refit's per-row solves dominate.
 
 #include <benchmark/benchmark.h>
 #include <cmath>
+#include <lmshrink/sparse_plus_low_rank.hpp>
 #include <lmshrink/svd_init.hpp>
 #include <map>
 #include <utility>
@@ -92,6 +95,23 @@ void BM_whitened_svd_init(benchmark::State& state) {
   if (c.exact_output_error > 0) state.counters["vs_exact"] = r.relative_output_error / c.exact_output_error;
 }
 
+// Args: {out, in, iterations}: S alone (rank 0) holding half the entries, values refitted.
+void BM_sparse_only_init(benchmark::State& state) {
+  const Index out = state.range(0), in = state.range(1);
+  WhitenedCase& c = whitened_case(out, in);
+  lmshrink::SparsePlusLowRankOptions opt;
+  opt.sparse_entries = out * in / 2;
+  opt.iterations = int(state.range(2));
+  lmshrink::LowRankSparseLinear<float> layer;
+  lmshrink::SparsePlusLowRankResult r;
+  for (auto _ : state) {
+    r = lmshrink::sparse_plus_low_rank_init<float>(c.w, layer, opt, c.stats);
+    benchmark::DoNotOptimize(layer.S().data());
+  }
+  state.counters["fitted_iterations"] = double(r.relative_output_error.size());
+  state.counters["output_error"] = r.relative_output_error[std::size_t(r.best_iteration)];
+}
+
 }  // namespace
 
 // Exact first at each shape, so that the randomized row can report its ratio.
@@ -103,6 +123,18 @@ BENCHMARK(BM_whitened_svd_init)
     ->Args({2048, 2048, 1})
     ->Args({2048, 5632, 0})
     ->Args({2048, 5632, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1)
+    ->Repetitions(3)
+    ->ReportAggregatesOnly(false)
+    ->MeasureProcessCPUTime()
+    ->UseRealTime();
+
+BENCHMARK(BM_sparse_only_init)
+    ->ArgNames({"out", "in", "iterations"})
+    ->Args({3072, 768, 5})
+    ->Args({768, 3072, 1})
+    ->Args({768, 3072, 5})
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1)
     ->Repetitions(3)

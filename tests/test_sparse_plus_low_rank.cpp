@@ -121,6 +121,68 @@ TEST_CASE("sparse_plus_low_rank_init: refit values solve the masked least square
   }
 }
 
+TEST_CASE("refit_sparse_values: a dead input with no damping still gets the least-squares values",
+          "[sparse_plus_low_rank]") {
+  // Column 2 of X is zero and λ = 0: a row whose mask holds it has a singular block of Ḡ, so
+  // Cholesky fails and the LDLᵀ fallback must still reach the least-squares outputs (copying
+  // the residual's own values would not: the inputs are correlated).
+  Matrix<double> x = test::random_matrix<double>(40, 5, 61) + test::random_matrix<double>(40, 1, 63).replicate(1, 5);
+  x.col(2).setZero();
+  const Eigen::MatrixXd g = x.transpose() * x / double(x.rows());
+  const Eigen::MatrixXd r = test::random_matrix<double>(3, 5, 62);
+  lmshrink::ElementMask mask = lmshrink::ElementMask::Zero(3, 5);
+  mask(0, 1) = mask(0, 2) = mask(0, 3) = 1;  // holds the dead input
+  mask(1, 0) = mask(1, 4) = 1;               // does not
+  mask(2, 2) = 1;                            // the dead input alone: its block is 0
+  const Eigen::MatrixXd s = lmshrink::detail::refit_sparse_values(r, mask, g, 0.0);
+  REQUIRE(s.allFinite());
+  for (Index i = 0; i < 3; ++i) {
+    std::vector<Index> live;
+    for (Index j = 0; j < 5; ++j)
+      if (mask(i, j)) live.push_back(j);
+    Eigen::MatrixXd xj(x.rows(), Index(live.size()));
+    for (Index p = 0; p < Index(live.size()); ++p) xj.col(p) = x.col(live[std::size_t(p)]);
+    const Eigen::VectorXd target = x * r.row(i).transpose();
+    const Eigen::VectorXd best = xj * xj.completeOrthogonalDecomposition().solve(target);
+    const Eigen::VectorXd got = x * s.row(i).transpose();
+    CAPTURE(i);
+    REQUIRE((got - best).norm() <= 1e-9 * target.norm());
+    for (Index j = 0; j < 5; ++j)
+      if (!mask(i, j)) REQUIRE(s(i, j) == 0.0);
+  }
+}
+
+TEST_CASE("sparse_plus_low_rank_init: rank 0 fits once, as many iterations would",
+          "[sparse_plus_low_rank]") {
+  // Correlated inputs and a refit: the one pass is the whole fit, whatever iterations says.
+  const Index out = 7, in = 9;
+  const Matrix<double> x = test::random_matrix<double>(60, in, 21) +
+                           test::random_matrix<double>(60, 1, 22).replicate(1, in);
+  GramAccumulator stats(in);
+  stats.add<double>(x);
+  const Matrix<double> w = test::random_matrix<double>(out, in, 23);
+  SparsePlusLowRankOptions opt;
+  opt.rank = 0;
+  opt.sparse_entries = 30;
+  opt.iterations = 1;
+  lmshrink::LowRankSparseLinear<double> once, many;
+  const auto a = lmshrink::sparse_plus_low_rank_init<double>(w, once, opt, stats);
+  opt.iterations = 6;
+  const auto b = lmshrink::sparse_plus_low_rank_init<double>(w, many, opt, stats);
+  REQUIRE(a.relative_output_error.size() == 1);
+  REQUIRE(b.relative_output_error.size() == 1);
+  REQUIRE(b.best_iteration == 0);
+  REQUIRE(b.relative_output_error[0] == a.relative_output_error[0]);
+  REQUIRE(many.element_mask() == once.element_mask());
+  REQUIRE(many.S() == once.S());
+  REQUIRE(many.rank() == 0);
+  // A rank above 0 still alternates the number of times asked.
+  opt.rank = 1;
+  opt.sparse_entries = 20;
+  const auto c = lmshrink::sparse_plus_low_rank_init<double>(w, many, opt, stats);
+  REQUIRE(c.relative_output_error.size() == 6);
+}
+
 TEST_CASE("sparse_plus_low_rank_init: the alternation never increases a diagonal-Gram error",
           "[sparse_plus_low_rank]") {
   // Independent inputs with unequal RMS: Ḡ is diagonal up to sampling; make it exactly so.

