@@ -231,6 +231,7 @@ struct StudentFootprint {
   int blocks = 0;               // its blocks (truncation keeps fewer)
   bool prunes = false;          // its pruner reads the calibration statistics once its nets exist
   double linear_flops = 1;      // its linear layers' training FLOPs relative to the teacher's
+  double weight_ratio = 0;      // its linear layers' budget as a share of the teacher's weights
   /// A block's linear layers as the student trains them, for the plan to time: the rank, the
   /// share of S's rows live (0: S released) and whether S has an element mask.
   struct TrainedLayer {

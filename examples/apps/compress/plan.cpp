@@ -106,6 +106,97 @@ std::int64_t read_kib(const char* file, const char* key) {
   return -1;
 }
 
+/// Multiply-adds of one layer's initialisation, counted as svd_init and
+/// sparse_plus_low_rank_init do the work, for the plan to scale by the rate of one fitted layer.
+/// An exact SVD is mostly matrix-vector work: it counts `exact_unit` multiply-adds per
+/// M·k² + k³/3 (k the shorter side, M the longer), a ratio measured on this machine. The
+/// whitened path's Cholesky factor runs at about half a product's rate, so counts k³/3.
+struct InitWork {
+  double exact_unit = 16;
+  double power_iterations = 4, oversampling = 10;
+  bool whitened = true;
+
+  double svd(double rows, double cols, double rank, bool randomized) const {
+    const double k = std::min(rows, cols), big = std::max(rows, cols);
+    if (!randomized) return exact_unit * (big * k * k + k * k * k / 3);
+    // The sketch and 2·q power products with an (M, l) block, a QR per product, the small
+    // Gram matrix, its eigenvectors and the two factors.
+    const double l = std::min(rank + oversampling, k), q = power_iterations;
+    return (2 * q + 2) * k * big * l + 2 * (q + 1) * k * l * l + (k + 2 * big) * l * l + 3 * l * l * l;
+  }
+  /// The factor of the Gram matrix of `cols` inputs.
+  static double factor(double cols) { return cols * cols * cols / 3; }
+  /// svd_init: the SVD of W (whitened: of W·L), and S = W − U·V; whitened also W·L and V·L⁻¹
+  /// (triangular) and (W − U·V)·L.
+  double svd_init(double rows, double cols, double rank, bool randomized) const {
+    double w = svd(rows, cols, rank, randomized) + rows * rank * cols;
+    if (whitened) w += factor(cols) + rows * cols * cols / 2 + rank * cols * cols / 2 + rows * rank * cols;
+    return w;
+  }
+  /// sparse_plus_low_rank_init: the factor and W's output energy once; per iteration the
+  /// mapped SVD and U·V, the residual's output energy, and with refit S's values (the rows'
+  /// product with the Gram matrix, then per row a Cholesky factor of its kept entries).
+  double oats(double rows, double cols, double rank, double entries, int iterations, bool randomized,
+              bool whitened_fit, bool refit) const {
+    double w = (whitened_fit ? factor(cols) : 0) + 2 * rows * cols * cols;
+    double per = rows * cols * cols;
+    if (rank > 0) {
+      per += svd(rows, cols, rank, randomized) + rows * rank * cols;
+      if (whitened_fit) per += rows * cols * cols / 2 + rank * cols * cols / 2;
+    }
+    if (refit) {
+      const double kept = entries / rows;
+      // Per row the factor's kept³/6, and its gather and small-block overhead: about 100
+      // multiply-adds' time per kept pair (fitted to 768 x 3072 and 3072 x 768 at density 0.5).
+      per += rows * cols * cols + rows * (kept * kept * kept / 6 + 100 * kept * kept);
+    }
+    return w + (rank > 0 ? iterations : 1) * per;  // rank 0 fits in one pass
+  }
+};
+
+/// The work of fitting layer (l, k) as the job's method starts it (train.cpp's
+/// initialise_layers): its rank from the footprint, and for oats S's entries as its allocation
+/// splits the budget (per matrix: every candidate storage_choices fits, then the chosen one,
+/// counted at half the budget in U·V).
+double init_work(const Options& o, const InitWork& work, LayerInit init, const StudentFootprint& f,
+                 const lmshrink::models::Model& teacher, int l, int k) {
+  const auto& layer = teacher.linear(l, k);
+  const double rows = double(layer.out_features()), cols = double(layer.in_features()), size = rows * cols;
+  const bool randomized = svd_method(o, layer.out_features(), layer.in_features()) == lmshrink::SvdMethod::randomized;
+  const double rank = f.block.empty() ? 0.0 : double(f.block[std::size_t(k)].rank);
+  switch (init) {
+    case LayerInit::none:
+    case LayerInit::prune_all: return 0;
+    case LayerInit::svd_low_rank_only:
+    case LayerInit::svd_then_prune_s: return work.svd_init(rows, cols, std::max(1.0, rank), randomized);
+    case LayerInit::sparse_plus_low_rank: break;
+  }
+  const bool whitened_fit = o.oats_fit == lmshrink::LowRankFit::whitened;
+  const double budget = f.weight_ratio * size, side = rows + cols;
+  const auto fit = [&](double r, double entries, int iterations) {
+    return work.oats(rows, cols, r, entries, iterations, randomized, whitened_fit, o.oats_refit);
+  };
+  switch (o.oats_allocation) {
+    case OatsAllocation::sparse: return fit(0, budget, o.oats_iterations);
+    case OatsAllocation::uniform: return fit(rank, std::max(0.0, budget - rank * side), o.oats_iterations);
+    case OatsAllocation::attention_lr:
+      if (teacher.attention_linear(k)) return fit(std::max(1.0, std::floor(budget / side)), 0, o.oats_iterations);
+      return fit(0, budget, o.oats_iterations);
+    case OatsAllocation::per_matrix: {
+      const lmshrink::StorageChoiceOptions choices;
+      double w = 0;
+      for (double b : choices.budgets)
+        for (double share : choices.lowrank_shares) {
+          const double r = std::min(std::min(rows, cols), std::floor(share * b * size / side));
+          w += fit(r, share == 1.0 ? 0.0 : std::max(0.0, b * size - r * side), std::min(o.oats_iterations, 3));
+        }
+      const double r = std::floor(0.5 * budget / side);
+      return w + fit(r, std::max(0.0, budget - r * side), o.oats_iterations);
+    }
+  }
+  return 0;
+}
+
 /// FLOPs of one token's forward through the teacher at context position `pos` (causal: a
 /// window of n tokens averages pos = n/2): the linear layers, the classifier, attention.
 double forward_flops(const lmshrink::models::Model& t, double linear_share, double pos) {
@@ -411,6 +502,28 @@ Plan make_plan(const PlanInputs& in) {
   const RowMat x = RowMat::Random(256, widest_in);
   const double t_gram = timed([&] { acc.add<float>(x); });
   const double rate_gram = 256.0 * double(widest_in) * double(widest_in) / std::max(t_gram, 1e-12);
+  // The exact SVD's work against the randomized one's (InitWork::exact_unit), each timed on a
+  // 512 x 512 matrix in the precision the fits use, then one layer's fit, whose time sets the
+  // rate of the rest.
+  InitWork work;
+  work.whitened = o.whitened;
+  {
+    const lmshrink::Index n = 512, r = 128;
+    const RowMat e = RowMat::Random(n, n);
+    lmshrink::models::Layer scratch;
+    lmshrink::SvdInitOptions exact, randomized;
+    exact.rank = randomized.rank = r;
+    randomized.method = lmshrink::SvdMethod::randomized;
+    randomized.randomized_in_double = o.whitened;  // the whitened path works in double
+    const double t_exact = timed([&] { lmshrink::svd_init<float>(e, scratch, exact); });
+    const double t_randomized = timed([&] { lmshrink::svd_init<float>(e, scratch, randomized); });
+    InitWork unit;
+    unit.whitened = false;
+    unit.exact_unit = 1;
+    const double rate = unit.svd_init(double(n), double(n), double(r), true) / std::max(t_randomized, 1e-12);
+    const double rest = unit.svd_init(double(n), double(n), double(r), false) - unit.svd(double(n), double(n), double(r), false);
+    work.exact_unit = std::max(1.0, (t_exact * rate - rest) / unit.svd(double(n), double(n), double(r), false));
+  }
   const auto& probe = teacher.linear(0, 0);
   lmshrink::models::Layer fitted;
   lmshrink::SvdInitOptions so;
@@ -423,8 +536,9 @@ Plan make_plan(const PlanInputs& in) {
     if (o.whitened) lmshrink::svd_init<float>(w0, fitted, so, probe_stats);
     else lmshrink::svd_init<float>(w0, fitted, so);
   });
-  const auto svd_work = [](double rows, double cols) { return rows * cols * std::min(rows, cols); };
-  const double rate_svd = svd_work(double(probe.out_features()), double(probe.in_features())) / std::max(t_svd, 1e-12);
+  const double rate_svd = work.svd_init(double(probe.out_features()), double(probe.in_features()), double(so.rank),
+                                        so.method == lmshrink::SvdMethod::randomized) /
+                          std::max(t_svd, 1e-12);
   plan.calibration_seconds = thread_cpu_seconds() - t_measure;
 
   // ---- time: the phases ----
@@ -492,19 +606,13 @@ Plan make_plan(const PlanInputs& in) {
       }
       block_seconds = std::max(known->second, step.train_block - dense_layers + known->second);
     }
-    // Initialisation: SVD work per layer (oats: one per iteration; per-matrix: several fits).
-    double fits = 0;
-    if (m.init == LayerInit::svd_low_rank_only || m.init == LayerInit::svd_then_prune_s) fits = 1;
-    if (m.init == LayerInit::sparse_plus_low_rank)
-      fits = o.oats_allocation == OatsAllocation::sparse ? 1 : o.oats_iterations * (o.oats_allocation == OatsAllocation::per_matrix ? 3.0 : 1.0);
-    // The layers are fitted on the job's threads, the costliest first (for_each_layer).
-    std::vector<double> svd;
+    // Initialisation: each layer's fit at the rank (and S's entries) it starts with.
+    std::vector<double> fits;
     for (int l = 0; l < L; ++l)
       for (int k = 0; k < teacher.linear_kinds(); ++k)
-        svd.push_back(svd_work(double(teacher.linear(l, k).out_features()), double(teacher.linear(l, k).in_features())));
+        fits.push_back(init_work(o, work, m.init, f, teacher, l, k));
     const bool parallel_fits = !(o.reconstruct && m.reconstructs);
-    const double init_seconds =
-        fits * lmshrink::models::balanced_makespan(svd, parallel_fits ? job_threads : 1) / rate_svd;
+    const double init_seconds = lmshrink::models::balanced_makespan(fits, parallel_fits ? job_threads : 1) / rate_svd;
     // Training: per step, the shards in rounds of job_threads, then AdamW.
     // Recompute runs each block's forward once more: about a third of its training step.
     const double shard = step.train_rest + f.blocks * block_seconds * (in.recompute ? 4.0 / 3.0 : 1.0) +

@@ -671,6 +671,7 @@ StudentFootprint student_footprint(const Options& o, const Job& job, const lmshr
     }
   if (method.start == StudentStart::scratch) s_values = std::int64_t(job.ratio * double(s_values));
   f.linear_flops = block_share * linear_work / double(dense);
+  f.weight_ratio = b.weight_ratio;
   const std::int64_t trainable = std::int64_t(block_share * double(values + s_values)) + plain;
   f.weights = 4 * trainable;
   f.gradients = 4 * trainable;
