@@ -112,6 +112,16 @@ void BM_sparse_only_init(benchmark::State& state) {
   state.counters["output_error"] = r.relative_output_error[std::size_t(r.best_iteration)];
 }
 
+// Runs of seconds: one iteration each, three repetitions, CPU and wall time.
+void seconds_long_runs(benchmark::internal::Benchmark* b) {
+  b->Unit(benchmark::kMillisecond)
+      ->Iterations(1)
+      ->Repetitions(3)
+      ->ReportAggregatesOnly(false)
+      ->MeasureProcessCPUTime()
+      ->UseRealTime();
+}
+
 }  // namespace
 
 // Exact first at each shape, so that the randomized row can report its ratio.
@@ -123,24 +133,14 @@ BENCHMARK(BM_whitened_svd_init)
     ->Args({2048, 2048, 1})
     ->Args({2048, 5632, 0})
     ->Args({2048, 5632, 1})
-    ->Unit(benchmark::kMillisecond)
-    ->Iterations(1)
-    ->Repetitions(3)
-    ->ReportAggregatesOnly(false)
-    ->MeasureProcessCPUTime()
-    ->UseRealTime();
+    ->Apply(seconds_long_runs);
 
 BENCHMARK(BM_sparse_only_init)
     ->ArgNames({"out", "in", "iterations"})
     ->Args({3072, 768, 5})
     ->Args({768, 3072, 1})
     ->Args({768, 3072, 5})
-    ->Unit(benchmark::kMillisecond)
-    ->Iterations(1)
-    ->Repetitions(3)
-    ->ReportAggregatesOnly(false)
-    ->MeasureProcessCPUTime()
-    ->UseRealTime();
+    ->Apply(seconds_long_runs);
 
 BENCHMARK(BM_svd_init)
     ->ArgNames({"randomized", "double", "power_it"})
