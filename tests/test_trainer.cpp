@@ -16,6 +16,8 @@
 #include <lmshrink/models/codecs.hpp>
 #include "../examples/runtime/layerwise.hpp"
 #include "../examples/runtime/sharded_trainer.hpp"
+#include "../examples/runtime/teacher_outputs.hpp"
+#include <thread>
 #include <lmshrink/models/llama/synthetic.hpp>
 #include "../examples/runtime/teacher_text.hpp"
 #include "../examples/runtime/text_cache.hpp"
@@ -846,6 +848,158 @@ TEST_CASE("sharded training gives the batch's loss and gradients, the same for a
   }
   REQUIRE_THROWS_AS(examples::ShardedTrainer(model, batch, n, 6), lmshrink::value_error);
   REQUIRE_THROWS_AS(examples::ShardedTrainer(model, batch, n, 0), lmshrink::value_error);
+}
+
+TEST_CASE("kept teacher outputs are the net's bits, computed once per batch, within the size limit",
+          "[trainer][teacher_outputs]") {
+  using Wf = lmshrink::models::llama::Weights<float>;
+  using Cache = examples::TeacherOutputCache;
+  std::mt19937 rng(11);
+  lmshrink::models::llama::Model model(tiny_model<float>(true, rng));
+  const int batch = 2, n = 5, count = batch * n, blocks = 2;
+  const auto tokens_of = [&](int seed) {
+    std::vector<int> t(static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) t[std::size_t(i)] = (seed * 7 + i * 3) % 13;
+    return t;
+  };
+  const std::vector<int> a = tokens_of(1), b = tokens_of(2), c = tokens_of(3);
+  // The reference: a fresh net's outputs for each batch.
+  const auto reference = [&](const std::vector<int>& t) {
+    const auto net = model.net(batch, n, lmshrink::models::NetMode::outputs);
+    std::vector<Wf::Mat> out{net->forward(t.data())};
+    for (int l = 0; l < blocks; ++l) out.push_back(net->block_output(l));
+    return out;
+  };
+  const auto ra = reference(a), rb = reference(b), rc = reference(c);
+  const auto same_as = [&](const Cache::Outputs& o, const std::vector<Wf::Mat>& r, int with_blocks) {
+    REQUIRE(o.logits().rows() == r[0].rows());
+    REQUIRE(o.logits().cols() == r[0].cols());
+    CHECK(o.logits() == r[0]);  // bit for bit
+    for (int l = 0; l < with_blocks; ++l) CHECK(o.block(l) == r[std::size_t(l) + 1]);
+  };
+  const auto first = model.net(batch, n, lmshrink::models::NetMode::outputs);
+  const auto second = model.net(batch, n, lmshrink::models::NetMode::outputs);
+  const std::int64_t entry = Cache::entry_bytes(count, 13, blocks, 8);
+  REQUIRE(entry == 4 * count * (13 + 2 * 8));
+
+  SECTION("a batch is computed once, then read by any net") {
+    Cache cache(10 * entry);
+    const auto x = cache.outputs(*first, a.data(), count, blocks);
+    CHECK_FALSE(x.hit());
+    same_as(x, ra, blocks);
+    const auto y = cache.outputs(*second, a.data(), count, blocks);
+    CHECK(y.hit());
+    same_as(y, ra, blocks);
+    // The first net moved on to another batch: the kept copy is unchanged.
+    const auto z = cache.outputs(*first, b.data(), count, blocks);
+    CHECK_FALSE(z.hit());
+    same_as(z, rb, blocks);
+    same_as(cache.outputs(*second, a.data(), count, 1), ra, 1);  // fewer blocks: the same entry
+    const auto st = cache.stats();
+    CHECK(st.hits == 2);
+    CHECK(st.misses == 2);
+    CHECK(st.entries == 2);
+    CHECK(st.bytes == 2 * entry);
+    CHECK(st.evicted == 0);
+  }
+  SECTION("more blocks than kept: computed again and kept with them") {
+    Cache cache(10 * entry);
+    const std::int64_t logits_only = Cache::entry_bytes(count, 13, 0, 8);
+    CHECK_FALSE(cache.outputs(*first, a.data(), count, 0).hit());
+    CHECK(cache.stats().bytes == logits_only);
+    const auto x = cache.outputs(*second, a.data(), count, blocks);
+    CHECK_FALSE(x.hit());
+    same_as(x, ra, blocks);
+    CHECK(cache.outputs(*first, a.data(), count, blocks).hit());
+    CHECK(cache.stats().entries == 1);
+    CHECK(cache.stats().bytes == entry);
+  }
+  SECTION("over the limit, the oldest entry no one reads makes room") {
+    Cache cache(2 * entry);
+    cache.outputs(*first, a.data(), count, blocks);
+    cache.outputs(*first, b.data(), count, blocks);
+    {
+      const auto held = cache.outputs(*second, a.data(), count, blocks);  // a is being read
+      CHECK(held.hit());
+      const auto x = cache.outputs(*first, c.data(), count, blocks);  // evicts b, the oldest unread
+      CHECK_FALSE(x.hit());
+      same_as(x, rc, blocks);
+      same_as(held, ra, blocks);
+      CHECK(cache.stats().evicted == 1);
+      CHECK(cache.outputs(*second, c.data(), count, blocks).hit());
+      // a and c are both being read: b is answered by the net and not kept.
+      const auto y = cache.outputs(*second, b.data(), count, blocks);
+      CHECK_FALSE(y.hit());
+      same_as(y, rb, blocks);
+      CHECK(cache.stats().entries == 2);
+      CHECK(cache.stats().evicted == 1);
+    }
+    CHECK_FALSE(cache.outputs(*second, b.data(), count, blocks).hit());  // no one reads now: a, the oldest, goes
+    CHECK(cache.stats().evicted == 2);
+    CHECK(cache.stats().bytes == 2 * entry);
+    // Every entry read at once: a new batch is answered by the net and not kept.
+    const auto hold_b = cache.outputs(*first, b.data(), count, blocks);
+    const auto hold_c = cache.outputs(*first, c.data(), count, blocks);
+    REQUIRE(hold_b.hit());
+    REQUIRE(hold_c.hit());
+    const auto x = cache.outputs(*second, a.data(), count, blocks);
+    CHECK_FALSE(x.hit());
+    same_as(x, ra, blocks);
+    CHECK(cache.stats().entries == 2);
+    CHECK_FALSE(cache.outputs(*first, a.data(), count, blocks).hit());
+  }
+  SECTION("no room at all: every call runs the caller's net") {
+    for (const std::int64_t limit : {std::int64_t(0), entry - 1}) {
+      Cache cache(limit);
+      for (int round = 0; round < 2; ++round) {
+        const auto x = cache.outputs(*first, a.data(), count, blocks);
+        CHECK_FALSE(x.hit());
+        same_as(x, ra, blocks);
+      }
+      CHECK(cache.stats().entries == 0);
+      CHECK(cache.stats().bytes == 0);
+    }
+  }
+  SECTION("callers asking for one batch at once: one computes, the others wait and read it") {
+    Cache cache(10 * entry);
+    const int callers = 4;
+    std::vector<std::unique_ptr<lmshrink::models::Net>> nets;
+    for (int i = 0; i < callers; ++i) nets.push_back(model.net(batch, n, lmshrink::models::NetMode::outputs));
+    std::vector<int> same(callers, 0);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < callers; ++i)
+      threads.emplace_back([&, i] {
+        for (int round = 0; round < 20; ++round) {
+          const auto& t = round % 2 ? a : b;
+          const auto o = cache.outputs(*nets[std::size_t(i)], t.data(), count, blocks);
+          const auto& r = round % 2 ? ra : rb;
+          bool ok = o.logits() == r[0];
+          for (int l = 0; l < blocks; ++l) ok = ok && o.block(l) == r[std::size_t(l) + 1];
+          same[std::size_t(i)] += ok;
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < callers; ++i) CHECK(same[std::size_t(i)] == 20);
+    CHECK(cache.stats().misses == 2);
+    CHECK(cache.stats().hits == callers * 20 - 2);
+  }
+  SECTION("bad input") {
+    REQUIRE_THROWS_AS(Cache(-1), lmshrink::value_error);
+    REQUIRE_THROWS_WITH(Cache(-1), Catch::Contains("got -1 bytes"));
+    Cache cache(10 * entry);
+    REQUIRE_THROWS_AS(cache.outputs(*first, a.data(), 0, blocks), lmshrink::value_error);
+    REQUIRE_THROWS_AS(cache.outputs(*first, a.data(), count, -1), lmshrink::value_error);
+    // A net over other shapes than the tokens given: named, and nothing is kept.
+    const auto wide = model.net(batch + 1, n, lmshrink::models::NetMode::outputs);
+    std::vector<int> more(std::size_t((batch + 1) * n), 1);
+    std::copy(a.begin(), a.end(), more.begin());
+    REQUIRE_THROWS_AS(cache.outputs(*wide, more.data(), count, blocks), lmshrink::shape_error);
+    REQUIRE_THROWS_WITH(cache.outputs(*wide, more.data(), count, blocks),
+                        Catch::Contains("over 10 tokens") && Catch::Contains("15 rows"));
+    CHECK(cache.stats().entries == 0);
+    CHECK(cache.stats().bytes == 0);
+    CHECK_FALSE(cache.outputs(*first, a.data(), count, blocks).hit());  // the failed batch left no entry behind
+  }
 }
 
 TEST_CASE("the teacher packed like the students generates what the dense decoder does",

@@ -21,6 +21,7 @@
 #include "runtime/layerwise.hpp"
 #include "cli/progress.hpp"
 #include "runtime/team.hpp"
+#include "runtime/teacher_outputs.hpp"
 #include "models/registry.hpp"
 #include "methods.hpp"
 
@@ -91,6 +92,9 @@ struct Options {
   int shards = 0;   // per batch, capped at batch; 0 = 2, or the number of processes when more
   StudentSchedule schedule = StudentSchedule::automatic;
   Recompute recompute = Recompute::automatic;
+  // The teacher's outputs kept for every student and epoch that trains on the same batch, MiB
+  // (-1: auto, up to 1024 and what the memory plan leaves; 0: each student runs the teacher).
+  std::int64_t teacher_cache_mb = -1;
   bool exact_sums = true;  // --reduce exact; false: mpi
   int curve_points = 0;  // validation NLL this many times during training (0 = none)
   bool plan_only = false;  // --plan: print the plan and stop
@@ -155,6 +159,11 @@ struct Job {
   const lmshrink::models::Calibration* calib = nullptr;
 };
 
+/// The job's training loss: Job::loss, else "lm" for trunc-lm and "recipe" for the others.
+inline Loss job_loss(const Job& job) {
+  return job.loss ? *job.loss : job.method == Method::trunc_lm ? Loss::lm : Loss::recipe;
+}
+
 // The job's peak learning rate: Job::lr, else --method-lr's rate for its method, else --lr.
 double peak_lr(const Options& o, const Job& job);
 
@@ -196,6 +205,7 @@ struct Shared {
   std::string out_dir;             // where rank 0 writes: the run's staging folder (StagedDirectory)
   int shards = 2;                  // per batch (Options::shards resolved)
   bool recompute = false;          // students' nets: NetMode::recompute (the plan's choice)
+  examples::TeacherOutputCache* teacher_outputs = nullptr;  // shared by the students, or null
   examples::Progress* bar;
   std::atomic<long> steps_done{0};
   long steps_total = 0;
@@ -281,6 +291,9 @@ struct Plan {
   int side_by_side = 1;           // students trained at once
   bool recompute = false;         // students' nets rerun each block's forward in the backward
   int calibration_nets = 1;       // calibration windows run forward at once
+  // The teacher's outputs kept for reuse (TeacherOutputCache's limit), and what every distinct
+  // batch of the run would take.
+  std::int64_t teacher_cache_bytes = 0, teacher_outputs_bytes = 0;
   double calibration_seconds = 0; // spent measuring this machine's rates
   double seconds() const;
   bool fits() const { return limit_bytes < 0 || peak_bytes <= limit_bytes; }

@@ -252,6 +252,7 @@ struct Run {
   int side_by_side = 1;  // students trained at once (the plan's: only as many as fit)
   bool recompute = false;  // students' nets rerun each block's forward in the backward (the plan's)
   int calibration_nets = 1;  // calibration windows run forward at once (the plan's)
+  std::int64_t teacher_cache_bytes = 0;  // the teacher's outputs kept for reuse (the plan's)
 };
 
 /// Every input read and checked before any work starts; the staging folder made.
@@ -574,6 +575,8 @@ std::vector<Result> train_students(Run& run, const Texts& texts, Calibration& ca
                                                   : jobs.size() - jobs.size() % std::size_t(threads);
   Shared sh;
   share_inputs(run, texts, calib, sh);
+  examples::TeacherOutputCache teacher_outputs(run.teacher_cache_bytes);
+  sh.teacher_outputs = &teacher_outputs;
   std::atomic<int> calib_readers{int(jobs.size())};
   sh.calib_readers = &calib_readers;
   std::vector<Result> results(jobs.size());
@@ -602,7 +605,11 @@ std::vector<Result> train_students(Run& run, const Texts& texts, Calibration& ca
   }
   for (std::size_t j = side_by_side; j < jobs.size(); ++j) train_one(j, 0, threads);
   if (!error.empty()) throw std::runtime_error(error);
-  bar.finish("done");
+  const auto kept = teacher_outputs.stats();
+  char text[200];
+  std::snprintf(text, sizeof text, "done; the teacher ran on %lld shard batches, %lld read again (%.0f MiB kept)",
+                static_cast<long long>(kept.misses), static_cast<long long>(kept.hits), double(kept.bytes) / 1048576.0);
+  bar.finish(text);
   return results;
 }
 
@@ -845,6 +852,7 @@ Plan plan_run(Run& run) {
   run.side_by_side = plan.side_by_side;
   run.recompute = plan.recompute;
   run.calibration_nets = plan.calibration_nets;
+  run.teacher_cache_bytes = plan.teacher_cache_bytes;
   return plan;
 }
 

@@ -118,6 +118,11 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
   --recompute KIND      auto (the students keep only each block's input and run its forward
                         again in the backward when the plan would not fit otherwise: about
                         a third more time, one block's activations), on or off (default: auto)
+  --teacher-cache-mb N  the teacher's logits and block outputs for a batch, computed once
+                        and kept for every student and epoch that trains on it (the same
+                        bits as computing them again), up to N MiB; -1: up to 1024 MiB and
+                        what the memory plan leaves; 0: every student runs the teacher on
+                        every batch (default: -1)
   --schedule KIND       auto (students side by side, one core each, while at least
                         --threads remain; the rest one at a time on all cores), students
                         (always side by side) or shards (always one at a time) (default: auto)
@@ -341,6 +346,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--recompute")
       o.recompute = parse_choice<Recompute>("--recompute", v, {{"auto", Recompute::automatic}, {"on", Recompute::always},
                                                               {"off", Recompute::never}});
+    else if (a == "--teacher-cache-mb") o.teacher_cache_mb = parse_int("--teacher-cache-mb", v, -1, std::int64_t(1) << 30);
     else if (a == "--schedule")
       o.schedule = parse_choice<StudentSchedule>(
           "--schedule", v, {{"auto", StudentSchedule::automatic}, {"students", StudentSchedule::students},

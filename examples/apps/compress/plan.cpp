@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 #include <time.h>
 
@@ -379,6 +380,13 @@ std::string Plan::text() const {
     std::snprintf(line, sizeof line, "  %-40s %10s\n", (name + " while training").c_str(), gib(bytes).c_str());
     out += line;
   }
+  if (teacher_outputs_bytes > 0) {
+    out += "  the teacher's outputs, kept for every student and epoch: " +
+           gib(std::min(teacher_cache_bytes, teacher_outputs_bytes)) +
+           (teacher_cache_bytes >= teacher_outputs_bytes ? " (every distinct batch)"
+                                                         : " of " + gib(teacher_outputs_bytes) + " (--teacher-cache-mb)") +
+           "\n";
+  }
   if (recompute)
     out += "  the students keep each block's input and run its forward again in the backward (--recompute)\n";
   out += "  peak " + gib(peak_bytes) + " with " + std::to_string(side_by_side) +
@@ -477,6 +485,30 @@ Plan make_plan(const PlanInputs& in) {
   while (concurrent > 1 && plan.limit_bytes > 0 && peak_with(concurrent) > plan.limit_bytes) --concurrent;
   plan.side_by_side = concurrent;
   plan.peak_bytes = peak_with(concurrent);
+  // The teacher's outputs, one entry per distinct shard batch: step t reads windows from
+  // (t·batch) mod data_windows, so the steps repeat every data_windows / gcd(batch, data_windows).
+  bool reads_teacher = false, reads_blocks = false;
+  for (const Job& j : *in.jobs) {
+    const Loss loss = job_loss(j);
+    reads_teacher |= info(loss).teacher;
+    reads_blocks |= (loss == Loss::recipe && o.hidden_weight > 0) || loss == Loss::layerwise || loss == Loss::triple;
+  }
+  std::int64_t distinct_steps = in.steps;
+  if (in.data_windows > 0 && reads_teacher) {
+    distinct_steps = std::min<std::int64_t>(in.steps, in.data_windows / std::gcd(o.batch, in.data_windows));
+    plan.teacher_outputs_bytes = distinct_steps * in.shards *
+                                 examples::TeacherOutputCache::entry_bytes(std::int64_t(shard_batch) * in.length, s.vocab_size,
+                                                                           reads_blocks ? L : 0, s.dim);
+  }
+  if (o.teacher_cache_mb >= 0) {
+    plan.teacher_cache_bytes = o.teacher_cache_mb << 20;
+  } else {  // auto: up to 1 GiB, within what the plan leaves of the memory
+    std::int64_t room = std::int64_t(1) << 30;
+    if (plan.limit_bytes > 0)
+      room = std::min(room, std::int64_t(double(plan.limit_bytes) / kPlanMemoryMargin) - plan.peak_bytes);
+    plan.teacher_cache_bytes = std::max<std::int64_t>(0, std::min(room, plan.teacher_outputs_bytes));
+  }
+  plan.peak_bytes += std::min(plan.teacher_cache_bytes, plan.teacher_outputs_bytes);
 
   if (!in.timing) return plan;
   // ---- time: rates measured here ----
@@ -588,6 +620,7 @@ Plan make_plan(const PlanInputs& in) {
     dense_layers = linear_layers_seconds(teacher, {}, shard_tokens, threads);
     plan.calibration_seconds += thread_cpu_seconds() - t0;
   }
+  const bool all_outputs_kept = plan.teacher_outputs_bytes > 0 && plan.teacher_cache_bytes >= plan.teacher_outputs_bytes;
   std::vector<double> per_student;
   for (std::size_t i = 0; i < jobs; ++i) {
     const Job& j = (*in.jobs)[i];
@@ -615,8 +648,14 @@ Plan make_plan(const PlanInputs& in) {
     const double init_seconds = lmshrink::models::balanced_makespan(fits, parallel_fits ? job_threads : 1) / rate_svd;
     // Training: per step, the shards in rounds of job_threads, then AdamW.
     // Recompute runs each block's forward once more: about a third of its training step.
+    // With every distinct batch's outputs kept, the teacher runs once per batch in the whole
+    // run: the first student pays for it, and those beside it wait for it.
+    const bool first_wave = i == 0 || (i < side && i < std::size_t(concurrent));
+    const double teacher_runs = !all_outputs_kept ? 1.0
+                                : first_wave      ? double(distinct_steps) / std::max(1, in.steps)
+                                                  : 0.0;
     const double shard = step.train_rest + f.blocks * block_seconds * (in.recompute ? 4.0 / 3.0 : 1.0) +
-                         step.teacher_rest + L * step.teacher_block + step.loss;
+                         teacher_runs * (step.teacher_rest + L * step.teacher_block) + step.loss;
     const int shard_rounds = (in.shards + job_threads - 1) / job_threads;
     const double optimizer = step.optimizer_per_value * double(f.weights / 4);
     const double train_seconds = in.steps * (shard_rounds * shard + optimizer);

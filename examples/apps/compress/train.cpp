@@ -421,17 +421,16 @@ void Optimizers::step(int at, double embed_lr_scale, lmshrink::models::Model& w,
 }
 
 Distillation::Distillation(const Shared& sh, Loss loss_, examples::ShardedTrainer& net, const lmshrink::models::Model& w,
-                           const std::vector<int>* keep)
-    : o(sh.opt), loss(loss_), blocks(w.shape().n_layers), dim(w.shape().dim) {
+                           const std::vector<int>* keep_)
+    : o(sh.opt), loss(loss_), shared_outputs(sh.teacher_outputs), blocks(w.shape().n_layers), dim(w.shape().dim),
+      length(sh.length) {
   layerwise = (loss == Loss::recipe && o->hidden_weight > 0) || loss == Loss::layerwise;
-  teacher_blocks.resize(std::size_t(net.shards()));
-  for (int s = 0; s < net.shards(); ++s) {
-    // A teacher's net keeps only its logits and block outputs (NetMode::outputs).
+  for (int l = 0; l < blocks; ++l) keep.push_back(keep_ ? (*keep_)[std::size_t(l)] : l);
+  if (layerwise || loss == Loss::triple) teacher_blocks_read = *std::max_element(keep.begin(), keep.end()) + 1;
+  teacher_blocks.assign(std::size_t(net.shards()), std::vector<const RowMat*>(std::size_t(blocks), nullptr));
+  // A teacher's net keeps only its logits and block outputs (NetMode::outputs).
+  for (int s = 0; s < net.shards(); ++s)
     teacher.push_back(sh.teacher->net(net.shard(s).batch(), sh.length, lmshrink::models::NetMode::outputs));
-    if (layerwise || loss == Loss::triple)
-      for (int l = 0; l < blocks; ++l)
-        teacher_blocks[std::size_t(s)].push_back(&teacher.back()->block_output(keep ? (*keep)[std::size_t(l)] : l));
-  }
   annealing.phase1_steps = std::max(1, sh.steps / 2);
 }
 
@@ -439,7 +438,13 @@ double Distillation::operator()(int s, int step, bool masks_final, lmshrink::mod
                                 const RowMat& logits, const Eigen::Ref<const Eigen::VectorXi>& targets, RowMat& dlogits,
                                 std::vector<RowMat>& dblock) {
   if (!info(loss).teacher) return lmshrink::cross_entropy<float>(logits, targets, dlogits);
-  const RowMat& teacher_logits = teacher[std::size_t(s)]->forward(tokens);
+  examples::TeacherOutputCache& cache = shared_outputs ? *shared_outputs : own_outputs;
+  const auto outputs = cache.outputs(*teacher[std::size_t(s)], tokens, std::int64_t(shard.batch()) * length,
+                                     teacher_blocks_read);
+  const RowMat& teacher_logits = outputs.logits();
+  if (teacher_blocks_read > 0)
+    for (int l = 0; l < blocks; ++l)
+      teacher_blocks[std::size_t(s)][std::size_t(l)] = &outputs.block(keep[std::size_t(l)]);
   lmshrink::LossOptions lo;
   double l = 0;
   switch (loss) {
@@ -742,7 +747,7 @@ Result run_job(const Job& job, Shared& sh, int worker, int job_threads) {
     res.val_init_score = evaluate(decoders_of(*w.pack()), *sh.val, sh.val_windows, sh.eval_len, job_threads, sh.team);
 
     // 2. Training: distillation from the teacher, AdamW, masks on the pruner's schedule.
-    const Loss loss = job.loss ? *job.loss : job.method == Method::trunc_lm ? Loss::lm : Loss::recipe;
+    const Loss loss = job_loss(job);
     Distillation distill(sh, loss, net, w, method.start == StudentStart::truncated ? &keep : nullptr);
     Optimizers opt(w, peak_lr(o, job), sh.steps);
     train_student(job, sh, train, w, net, distill, opt, prune ? &pruner : nullptr, prune_end_step, worker, job_threads, res);

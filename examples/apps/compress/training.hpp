@@ -14,6 +14,7 @@
 
 #include "compress.hpp"
 #include "runtime/sharded_trainer.hpp"
+#include "runtime/teacher_outputs.hpp"
 
 namespace compress {
 
@@ -32,18 +33,24 @@ struct Optimizers {
 
 /// What the training loss needs besides the student's logits: the teacher's nets (one per
 /// shard, the same full-sequence forward), the blocks whose outputs it compares, the schedules.
+/// The teacher's outputs come from sh.teacher_outputs when the run shares them (the same bits
+/// as the shard's own teacher net), else from that net.
 struct Distillation {
   const Options* o = nullptr;
   Loss loss = Loss::recipe;
   bool layerwise = false;  // the layer-wise loss on every block
   std::vector<std::unique_ptr<lmshrink::models::Net>> teacher;
-  std::vector<std::vector<const RowMat*>> teacher_blocks;  // [shard][student block]
+  examples::TeacherOutputCache* shared_outputs = nullptr;  // the run's, or null: own_outputs
+  examples::TeacherOutputCache own_outputs{0};             // keeps nothing: the net answers
+  std::vector<int> keep;                                   // the teacher block of each student block
+  int teacher_blocks_read = 0;                             // the teacher's first blocks the loss reads
+  std::vector<std::vector<const RowMat*>> teacher_blocks;  // [shard][student block], this step's
   // Annealing-KD: phase 1 (MSE to the teacher's logits scaled by temp/τ_max, temp rising 1 → 10)
   // over the first half of the steps, hard labels after.
   lmshrink::AnnealingKdSchedule annealing;
-  int blocks = 0, dim = 0;
+  int blocks = 0, dim = 0, length = 0;
 
-  /// Reads sh.opt, sh.teacher, sh.length and sh.steps. keep: the teacher block of each student
+  /// Reads sh.opt, sh.teacher, sh.teacher_outputs, sh.length and sh.steps. keep: the teacher block of each student
   /// block (truncation), or null.
   Distillation(const Shared& sh, Loss loss, examples::ShardedTrainer& net, const lmshrink::models::Model& w,
                const std::vector<int>* keep);

@@ -407,6 +407,10 @@ int main(int argc, char** argv) {
     sh.team = &one_process;
     sh.out_dir = o.out;  // the study writes in place (its checkpoints are scratch)
     sh.shards = resolve_shards(o, 1);
+    // The teacher's outputs for each batch of each stream, kept for every arm and seed that
+    // trains on it (--teacher-cache-mb; auto: up to 1 GiB, the study has no memory plan).
+    examples::TeacherOutputCache teacher_outputs((o.teacher_cache_mb < 0 ? 1024 : o.teacher_cache_mb) << 20);
+    sh.teacher_outputs = &teacher_outputs;
 
     // An arm is one row of a table: a job trained on every seed's stream (streams[s]).
     struct Arm {
