@@ -144,12 +144,13 @@ inline TeacherOutputCache::Outputs TeacherOutputCache::outputs(lmshrink::models:
   if (count < 1 || blocks < 0)
     lmshrink::fail<lmshrink::value_error>("TeacherOutputCache::outputs", "expected >= 1 tokens and >= 0 blocks, got ",
                                           count, " tokens and ", blocks, " blocks");
-  const std::uint64_t key = hash(tokens, count);
+  // A cache that keeps nothing has nothing to find: no hash, no search.
+  const std::uint64_t key = max_bytes_ > 0 ? hash(tokens, count) : 0;
   Outputs out;
   std::shared_ptr<Slot> mine;
   {
     std::unique_lock<std::mutex> lock(mutex_);
-    for (bool look = true; look;) {
+    for (bool look = max_bytes_ > 0; look;) {
       look = false;
       std::shared_ptr<Slot> fewer;  // the same tokens kept with fewer blocks than asked
       const auto range = slots_.equal_range(key);

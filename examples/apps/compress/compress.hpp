@@ -164,6 +164,12 @@ inline Loss job_loss(const Job& job) {
   return job.loss ? *job.loss : job.method == Method::trunc_lm ? Loss::lm : Loss::recipe;
 }
 
+/// The loss adds the layer-wise term on every block: "recipe" with --hidden-weight > 0, or
+/// "layerwise".
+inline bool layerwise_loss(const Options& o, Loss loss) {
+  return (loss == Loss::recipe && o.hidden_weight > 0) || loss == Loss::layerwise;
+}
+
 // The job's peak learning rate: Job::lr, else --method-lr's rate for its method, else --lr.
 double peak_lr(const Options& o, const Job& job);
 

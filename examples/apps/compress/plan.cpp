@@ -491,7 +491,7 @@ Plan make_plan(const PlanInputs& in) {
   for (const Job& j : *in.jobs) {
     const Loss loss = job_loss(j);
     reads_teacher |= info(loss).teacher;
-    reads_blocks |= (loss == Loss::recipe && o.hidden_weight > 0) || loss == Loss::layerwise || loss == Loss::triple;
+    reads_blocks |= layerwise_loss(o, loss) || loss == Loss::triple;
   }
   std::int64_t distinct_steps = in.steps;
   if (in.data_windows > 0 && reads_teacher) {

@@ -424,7 +424,7 @@ Distillation::Distillation(const Shared& sh, Loss loss_, examples::ShardedTraine
                            const std::vector<int>* keep_)
     : o(sh.opt), loss(loss_), shared_outputs(sh.teacher_outputs), blocks(w.shape().n_layers), dim(w.shape().dim),
       length(sh.length) {
-  layerwise = (loss == Loss::recipe && o->hidden_weight > 0) || loss == Loss::layerwise;
+  layerwise = layerwise_loss(*o, loss);
   for (int l = 0; l < blocks; ++l) keep.push_back(keep_ ? (*keep_)[std::size_t(l)] : l);
   if (layerwise || loss == Loss::triple) teacher_blocks_read = *std::max_element(keep.begin(), keep.end()) + 1;
   teacher_blocks.assign(std::size_t(net.shards()), std::vector<const RowMat*>(std::size_t(blocks), nullptr));
