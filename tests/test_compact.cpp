@@ -3,11 +3,11 @@
 // Every micro-kernel this CPU runs is checked from this one plain build (kernels are values
 // chosen at pack time), and so are the threads (OpenMP's team when the build has OpenMP, and a
 // std::thread team) and the oneDNN GEMM (when the build has oneDNN).
+#include <lmshrink/pruner.hpp>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <condition_variable>
 #include <lmshrink/compact.hpp>
-#include <lmshrink/pruner.hpp>
 #include <mutex>
 #include <string>
 #include <thread>

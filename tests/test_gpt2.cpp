@@ -5,6 +5,7 @@
 // written as a Hugging Face checkpoint and read back gives identical logits, and so does a
 // compressed one saved in lmshrink's form. (Also, hidden, the
 // writer of the main job's tiny GPT-2.)
+#include <lmshrink/models/gpt2/hf.hpp>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
@@ -22,7 +23,6 @@
 
 #include "mixed_layer.hpp"
 #include "test_helpers.hpp"
-#include <lmshrink/models/gpt2/hf.hpp>
 
 namespace {
 

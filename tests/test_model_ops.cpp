@@ -1,12 +1,12 @@
 // The model tier's shared ops (lmshrink/models/): every backward against central differences in
 // double, the KV-cache step against the whole-sequence attention, RoPE's table growth and
 // inverse, scoring against a hand computation, and bad input.
+#include <lmshrink/models/rope.hpp>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <lmshrink/models/activations.hpp>
 #include <lmshrink/models/attention.hpp>
 #include <lmshrink/models/norms.hpp>
-#include <lmshrink/models/rope.hpp>
 #include <lmshrink/models/scoring.hpp>
 #include <vector>
 

@@ -1,9 +1,9 @@
 // examples::make_team with MPI: the ranks of MPI_COMM_WORLD when an MPI launcher started the
 // process, else one process (no MPI_Init, so a plain run behaves as without MPI).
+#include <lmshrink/mpi.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
-#include <lmshrink/mpi.hpp>
 
 #include "../cli/progress.hpp"
 #include "team.hpp"

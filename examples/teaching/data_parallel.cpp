@@ -6,9 +6,9 @@
 //
 //   mpirun -np 2 lmshrink_data_parallel [--model stories260K.bin] [--layer 0] [--steps 200]
 
+#include <lmshrink/models/llama/llama2c.hpp>
 #include <cstdio>
 #include <cstdlib>
-#include <lmshrink/models/llama/llama2c.hpp>
 #include <lmshrink/mpi.hpp>
 #include <lmshrink/optim.hpp>
 #include <lmshrink/svd_init.hpp>

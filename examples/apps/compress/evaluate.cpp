@@ -1,6 +1,6 @@
 // lmshrink_compress: scoring, greedy generation and its timing, for the teacher and the students.
-#include <fstream>
 #include <lmshrink/io/gpt2_tokenizer.hpp>
+#include <fstream>
 #include <sstream>
 
 #include "compress.hpp"

@@ -32,12 +32,12 @@
 // The job's files: options.cpp (command line), evaluate.cpp (scoring and generation), train.cpp
 // (one student per job) and this one (the whole run and its reports); they compile in parallel.
 
+#include <lmshrink/models/codecs.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <lmshrink/files.hpp>
-#include <lmshrink/models/codecs.hpp>
 #include <optional>
 #include <sstream>
 #include <tuple>

@@ -1,11 +1,11 @@
 // lmshrink_compress: building, training, pruning and packing one student.
+#include <lmshrink/io/hf_directory.hpp>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 
 #include "runtime/sharded_trainer.hpp"
 #include <lmshrink/files.hpp>
-#include <lmshrink/io/hf_directory.hpp>
 
 #include "compress.hpp"
 #include "training.hpp"

@@ -15,12 +15,12 @@
 // the model's own layers against its compact form (medians of --repeats runs). --pack: each
 // linear layer of the compact form in the form of least modelled cost for one token per call
 // (the checkpoint's stated form; default), or of least time measured here (lmshrink::PackForm::timed).
+#include <lmshrink/compact.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <lmshrink/compact.hpp>
 #include <lmshrink/models/codecs.hpp>
 #include <lmshrink/models/sampling.hpp>
 #include <memory>
