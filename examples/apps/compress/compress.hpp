@@ -98,6 +98,7 @@ struct Options {
   bool exact_sums = true;  // --reduce exact; false: mpi
   int curve_points = 0;  // validation NLL this many times during training (0 = none)
   bool plan_only = false;  // --plan: print the plan and stop
+  double plan_probe_seconds = 0.25;  // CPU seconds each of the plan's rate measurements repeats for
   int speed_tokens = 256;
   bool speed_pack_timed = false;  // --speed-pack timed: students packed by time for the speed
   int sample_tokens = 40;

@@ -29,6 +29,10 @@ const char* kUsageTemplate = R"(usage: lmshrink_compress [options]
   --plan                print what the job would take (time per phase, memory per student,
                         the peak against this machine's memory) and stop; the plan is also
                         printed before every run, which refuses one that does not fit
+  --plan-probe-seconds S
+                        CPU seconds each of the plan's rate measurements repeats for, at
+                        least 3 runs after a warm-up (a run longer than S counts once): 0
+                        gives the quickest, noisiest plan (default: 0.25)
 @METHODS@  --ratios LIST         remaining ratios of the linear weights (default: 0.5)
   --keep LIST           blocks kept by truncation (default: 0,2,4)
 @TRUNC_LOSS@  --preset NAME         distilgpt2: trunc-kd of a GPT-2 to half its blocks, spread
@@ -346,6 +350,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--recompute")
       o.recompute = parse_choice<Recompute>("--recompute", v, {{"auto", Recompute::automatic}, {"on", Recompute::always},
                                                               {"off", Recompute::never}});
+    else if (a == "--plan-probe-seconds") o.plan_probe_seconds = parse_double("--plan-probe-seconds", v);
     else if (a == "--teacher-cache-mb") o.teacher_cache_mb = parse_int("--teacher-cache-mb", v, -1, std::int64_t(1) << 30);
     else if (a == "--schedule")
       o.schedule = parse_choice<StudentSchedule>(
@@ -370,6 +375,9 @@ Options parse(int argc, char** argv) {
   }
   if (!(o.lowrank_share > 0 && o.lowrank_share < 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--lowrank-share must be in (0, 1), got ", o.lowrank_share);
+  if (!(o.plan_probe_seconds >= 0 && o.plan_probe_seconds <= 2))
+    fail<lmshrink::value_error>("lmshrink_compress", "--plan-probe-seconds must be in [0, 2], got ",
+                                o.plan_probe_seconds);
   if (!(o.kd_alpha >= 0 && o.kd_alpha <= 1))
     fail<lmshrink::value_error>("lmshrink_compress", "--kd-alpha must be in [0, 1], got ", o.kd_alpha);
   if (!(o.recovery_kd_alpha >= 0 && o.recovery_kd_alpha <= 1))

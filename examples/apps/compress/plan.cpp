@@ -45,14 +45,15 @@ double thread_cpu_seconds() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
-/// Repetitions of a measurement: at least 3 and 0.25 s of CPU time in all, at most 2 s or 25
-/// (a run of a second or more is measured once): the median. One run of stories260K's
-/// millisecond probes varied by a third between plans; the median of repeats by a tenth.
+/// Repetitions of a measurement: at least 3 and `min_seconds` of CPU time in all
+/// (--plan-probe-seconds, 0.25 by default), at most 2 s or 25 (a run of a second or more is
+/// measured once): the median. One run of stories260K's millisecond probes varied by a third
+/// between plans; the median of repeats by a tenth.
 template <class Once>
-double median_of_repeats(Once&& once) {
+double median_of_repeats(double min_seconds, Once&& once) {
   std::vector<double> seconds;
   double total = 0;
-  while ((seconds.size() < 3 || total < 0.25) && total < 2.0 && seconds.size() < 25) {
+  while ((seconds.size() < 3 || total < min_seconds) && total < 2.0 && seconds.size() < 25) {
     seconds.push_back(once());
     total += seconds.back();
   }
@@ -63,9 +64,9 @@ double median_of_repeats(Once&& once) {
 /// CPU seconds of one run of `f` on the calling thread (every measured part runs on it): the
 /// median of repeated runs after one that warms caches and allocations.
 template <class F>
-double timed(F&& f) {
+double timed(double min_seconds, F&& f) {
   f();
-  return median_of_repeats([&] {
+  return median_of_repeats(min_seconds, [&] {
     const double t0 = thread_cpu_seconds();
     f();
     return thread_cpu_seconds() - t0;
@@ -77,7 +78,7 @@ double timed(F&& f) {
 /// windows side by side, and they share the memory bandwidth; a rate measured alone would be too
 /// fast.
 template <class F>
-double timed_together(int threads, F&& f) {
+double timed_together(int threads, double min_seconds, F&& f) {
   std::vector<double> seconds(std::size_t(std::max(1, threads)), 0.0);
   const auto once = [&] {
 #ifdef _OPENMP
@@ -91,7 +92,7 @@ double timed_together(int threads, F&& f) {
     return *std::max_element(seconds.begin(), seconds.end());
   };
   once();
-  return median_of_repeats(once);
+  return median_of_repeats(min_seconds, once);
 }
 
 std::int64_t read_kib(const char* file, const char* key) {
@@ -224,7 +225,7 @@ struct StepRates {
   double optimizer_per_value = 0;  // AdamW, seconds per parameter
 };
 
-StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int threads) {
+StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int threads, double probe_seconds) {
   using lmshrink::models::NetMode;
   const int L = teacher.shape().n_layers;
   std::vector<int> tokens(std::size_t(batch) * std::size_t(n));
@@ -239,7 +240,7 @@ StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int 
       std::vector<std::unique_ptr<lmshrink::models::Net>> nets;
       for (int t = 0; t < threads; ++t) nets.push_back(part->net(batch, n, NetMode::training));
       const RowMat d = RowMat::Constant(std::int64_t(batch) * n, teacher.shape().vocab_size, 1e-6f);
-      train[blocks - 1] = timed_together(threads, [&](int t) {
+      train[blocks - 1] = timed_together(threads, probe_seconds, [&](int t) {
         nets[std::size_t(t)]->forward(tokens.data());
         nets[std::size_t(t)]->zero_grad();
         nets[std::size_t(t)]->backward(d, nullptr);
@@ -248,11 +249,11 @@ StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int 
     {
       std::vector<std::unique_ptr<lmshrink::models::Net>> nets;
       for (int t = 0; t < threads; ++t) nets.push_back(part->net(batch, n, NetMode::outputs));
-      forward[blocks - 1] = timed_together(threads, [&](int t) { nets[std::size_t(t)]->forward(tokens.data()); });
+      forward[blocks - 1] = timed_together(threads, probe_seconds, [&](int t) { nets[std::size_t(t)]->forward(tokens.data()); });
     }
     std::vector<std::unique_ptr<lmshrink::models::Net>> ones;
     for (int t = 0; t < threads; ++t) ones.push_back(part->net(1, n, NetMode::forward_only));
-    window[blocks - 1] = timed_together(threads, [&](int t) { ones[std::size_t(t)]->forward(tokens.data()); });
+    window[blocks - 1] = timed_together(threads, probe_seconds, [&](int t) { ones[std::size_t(t)]->forward(tokens.data()); });
   }
   StepRates r;
   if (L >= 2) {
@@ -272,7 +273,7 @@ StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int 
   RowMat student = RowMat::Random(rows, vocab), target = RowMat::Random(rows, vocab), dlogits(rows, vocab);
   Eigen::VectorXi next(rows);
   for (int i = 0; i < rows; ++i) next[i] = (i * 13) % vocab;
-  r.loss = timed([&] { lmshrink::soft_hard_loss<float>(student, target, next, dlogits, 0.5, {}); }) *
+  r.loss = timed(probe_seconds, [&] { lmshrink::soft_hard_loss<float>(student, target, next, dlogits, 0.5, {}); }) *
            double(batch) * n / rows;
   // AdamW over one block's layers.
   std::int64_t values = 0;
@@ -286,7 +287,7 @@ StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int 
     grads.push_back(one->linear(0, k).make_gradients());
     values += one->linear(0, k).dense_parameters();
   }
-  const double t = timed([&] {
+  const double t = timed(probe_seconds, [&] {
     for (int k = 0; k < one->linear_kinds(); ++k) opt[std::size_t(k)].step(one->linear(0, k), grads[std::size_t(k)]);
   });
   r.optimizer_per_value = t / double(std::max<std::int64_t>(1, values));
@@ -299,7 +300,7 @@ StepRates measure_steps(lmshrink::models::Model& teacher, int batch, int n, int 
 /// measured block step, so no FLOP count has to say how fast a rank-r product runs.
 double linear_layers_seconds(const lmshrink::models::Model& teacher,
                              const std::vector<StudentFootprint::TrainedLayer>& shape, lmshrink::Index tokens,
-                             int threads) {
+                             int threads, double probe_seconds) {
   using lmshrink::models::Layer;
   const int K = teacher.linear_kinds();
   lmshrink::SplitMix64 rng(11);
@@ -320,7 +321,7 @@ double linear_layers_seconds(const lmshrink::models::Model& teacher,
       b.cache.push_back(layer.make_cache(tokens));
       b.grads.push_back(layer.make_gradients());
     }
-  return timed_together(threads, [&](int t) {
+  return timed_together(threads, probe_seconds, [&](int t) {
     Buffers& b = per_thread[std::size_t(t)];
     for (std::size_t k = 0; k < layers.size(); ++k) {
       layers[k].forward(b.x[k], b.y[k], b.cache[k]);
@@ -513,16 +514,17 @@ Plan make_plan(const PlanInputs& in) {
   if (!in.timing) return plan;
   // ---- time: rates measured here ----
   const double t_measure = thread_cpu_seconds();
-  const StepRates step = measure_steps(teacher, shard_batch, in.length, std::max(1, in.threads));
+  const double probe_seconds = o.plan_probe_seconds;
+  const StepRates step = measure_steps(teacher, shard_batch, in.length, std::max(1, in.threads), probe_seconds);
   // Scoring: the teacher's forward over one window of up to 128 tokens, scaled by FLOPs.
   const int n0 = std::min(in.eval_len, 128);
   std::vector<int> window(std::size_t(n0) + 1);
   for (std::size_t i = 0; i < window.size(); ++i) window[i] = int((i * 31) % std::size_t(s.vocab_size));
   const auto dec = teacher.decoder();
-  const double t_window0 = timed([&] { dec->forward_sequence(window.data(), n0); });
+  const double t_window0 = timed(probe_seconds, [&] { dec->forward_sequence(window.data(), n0); });
   const double rate_forward = double(n0) * forward_flops(teacher, 1.0, n0 / 2.0) / std::max(t_window0, 1e-9);
   // Generation: 8 tokens decoded one by one at positions 0..7, scaled by FLOPs to the mean position.
-  const double t_token0 = timed_together(std::max(1, in.threads), [&](int) {
+  const double t_token0 = timed_together(std::max(1, in.threads), probe_seconds, [&](int) {
     const auto d = teacher.decoder();
     for (int p = 0; p < 8; ++p) d->forward_token(window[std::size_t(p)], p);
   }) / 8.0;
@@ -532,23 +534,28 @@ Plan make_plan(const PlanInputs& in) {
   for (int k = 0; k < teacher.linear_kinds(); ++k) widest_in = std::max(widest_in, teacher.linear(0, k).in_features());
   lmshrink::GramAccumulator acc(widest_in);
   const RowMat x = RowMat::Random(256, widest_in);
-  const double t_gram = timed([&] { acc.add<float>(x); });
+  const double t_gram = timed(probe_seconds, [&] { acc.add<float>(x); });
   const double rate_gram = 256.0 * double(widest_in) * double(widest_in) / std::max(t_gram, 1e-12);
   // The exact SVD's work against the randomized one's (InitWork::exact_unit), each timed on a
-  // 512 x 512 matrix in the precision the fits use, then one layer's fit, whose time sets the
-  // rate of the rest.
+  // square matrix as wide as the teacher's layers are short (64 to 512: a 512-wide exact SVD
+  // took most of a small model's plan) in the precision the fits use, then one layer's fit,
+  // whose time sets the rate of the rest.
   InitWork work;
   work.whitened = o.whitened;
   {
-    const lmshrink::Index n = 512, r = 128;
+    lmshrink::Index n = 64;
+    for (int k = 0; k < teacher.linear_kinds(); ++k)
+      n = std::max(n, std::min(teacher.linear(0, k).out_features(), teacher.linear(0, k).in_features()));
+    n = std::min<lmshrink::Index>(n, 512);
+    const lmshrink::Index r = n / 4;
     const RowMat e = RowMat::Random(n, n);
     lmshrink::models::Layer scratch;
     lmshrink::SvdInitOptions exact, randomized;
     exact.rank = randomized.rank = r;
     randomized.method = lmshrink::SvdMethod::randomized;
     randomized.randomized_in_double = o.whitened;  // the whitened path works in double
-    const double t_exact = timed([&] { lmshrink::svd_init<float>(e, scratch, exact); });
-    const double t_randomized = timed([&] { lmshrink::svd_init<float>(e, scratch, randomized); });
+    const double t_exact = timed(probe_seconds, [&] { lmshrink::svd_init<float>(e, scratch, exact); });
+    const double t_randomized = timed(probe_seconds, [&] { lmshrink::svd_init<float>(e, scratch, randomized); });
     InitWork unit;
     unit.whitened = false;
     unit.exact_unit = 1;
@@ -564,7 +571,7 @@ Plan make_plan(const PlanInputs& in) {
   const RowMat w0 = probe.to_dense();
   lmshrink::GramAccumulator probe_stats(probe.in_features());
   probe_stats.add<float>(RowMat::Random(std::max<lmshrink::Index>(256, 2 * probe.in_features()), probe.in_features()));
-  const double t_svd = timed([&] {
+  const double t_svd = timed(probe_seconds, [&] {
     if (o.whitened) lmshrink::svd_init<float>(w0, fitted, so, probe_stats);
     else lmshrink::svd_init<float>(w0, fitted, so);
   });
@@ -617,7 +624,7 @@ Plan make_plan(const PlanInputs& in) {
   std::vector<std::pair<std::vector<StudentFootprint::TrainedLayer>, double>> timed_blocks;
   {
     const double t0 = thread_cpu_seconds();
-    dense_layers = linear_layers_seconds(teacher, {}, shard_tokens, threads);
+    dense_layers = linear_layers_seconds(teacher, {}, shard_tokens, threads, probe_seconds);
     plan.calibration_seconds += thread_cpu_seconds() - t0;
   }
   const bool all_outputs_kept = plan.teacher_outputs_bytes > 0 && plan.teacher_cache_bytes >= plan.teacher_outputs_bytes;
@@ -633,7 +640,7 @@ Plan make_plan(const PlanInputs& in) {
       auto known = std::find_if(timed_blocks.begin(), timed_blocks.end(), [&](const auto& t) { return t.first == f.block; });
       if (known == timed_blocks.end()) {
         const double t0 = thread_cpu_seconds();
-        timed_blocks.push_back({f.block, linear_layers_seconds(teacher, f.block, shard_tokens, threads)});
+        timed_blocks.push_back({f.block, linear_layers_seconds(teacher, f.block, shard_tokens, threads, probe_seconds)});
         plan.calibration_seconds += thread_cpu_seconds() - t0;
         known = timed_blocks.end() - 1;
       }
