@@ -313,87 +313,7 @@ class CompactLinear {
   /// SparseFormat::rows an element mask's pruned entries inside kept rows are stored as zeros,
   /// with SparseFormat::csr only live entries are stored.
   static CompactLinear pack(const LowRankSparseLinear<Scalar>& layer,
-                            const PackOptions& options = {}) {
-    static constexpr const char* where = "CompactLinear::pack";
-    detail::check_finite(where, "U", layer.U());
-    detail::check_finite(where, "V", layer.V());
-    detail::check_finite(where, "S", layer.S());
-    if (layer.has_bias()) detail::check_finite(where, "bias", layer.bias().transpose());
-    const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
-    if (out > std::numeric_limits<std::int32_t>::max() ||
-        in > std::numeric_limits<std::int32_t>::max())
-      detail::fail<value_error>(where, "layer is ", out, "x", in,
-                                " but 32-bit row and column indices were expected");
-
-    if (options.form != PackForm::as_trained) return pack_chosen(layer, options);
-
-    CompactLinear c;
-    c.out_ = out;
-    c.in_ = in;
-    c.rank_ = r;
-    c.bias_ = layer.bias();
-    c.format_ = options.format;
-    if (c.format_ == SparseFormat::automatic)
-      c.format_ = layer.has_element_mask() ? SparseFormat::csr : SparseFormat::rows;
-
-    c.kernel_ = options.kernel;
-    if (c.kernel_ == CompactKernel::automatic)
-      c.kernel_ = std::is_same<Scalar, float>::value ? best_compact_kernel() : CompactKernel::portable;
-    if (c.kernel_ != CompactKernel::portable && !std::is_same<Scalar, float>::value)
-      detail::fail<value_error>(where, "kernel ", compact_kernel_name(c.kernel_),
-                                " is for float layers; a double layer uses the portable kernel "
-                                "(CompactKernel::portable or automatic)");
-    if (!compact_kernel_supported(c.kernel_))
-      detail::fail<state_error>(where, "kernel ", compact_kernel_name(c.kernel_),
-                                " needs instructions this CPU lacks; it runs ",
-                                compact_kernel_name(best_compact_kernel()), " at best");
-
-    const auto& V = layer.V();
-    const auto& U = layer.U();
-    c.sgemm_ = options.low_rank_sgemm;
-    if (c.sgemm_ != nullptr) {
-      if (!std::is_same<Scalar, float>::value)
-        detail::fail<value_error>(where, "low_rank_sgemm is for float layers, got a double layer");
-      c.u_rows_.assign(U.data(), U.data() + U.size());
-      c.v_rows_.assign(V.data(), V.data() + V.size());
-    } else {
-      c.u_ = detail::PackedPanels<Scalar>::pack(U.data(), r, out, r, [](Index j) { return j; });
-      c.v_rows_in_x_panels_ = r;
-    }
-
-    const auto& rm = layer.row_mask();
-    const bool em = layer.has_element_mask();
-    const Matrix& S = layer.S();
-    if (c.format_ == SparseFormat::rows) {
-      for (Index i = 0; i < out; ++i) {
-        if (!rm[i]) continue;
-        if (em && (layer.element_mask().row(i).array() == 0).all()) continue;
-        c.kept_.push_back(static_cast<std::int32_t>(i));
-      }
-    }
-    // V's rows (no external GEMM) then the kept rows of S: one product with x for both.
-    const Index vr = c.v_rows_in_x_panels_, kept = static_cast<Index>(c.kept_.size());
-    c.x_panels_ = detail::PackedPanels<Scalar>::pack_rows(vr + kept, in, [&](Index j) {
-      return j < vr ? V.data() + j * in : S.data() + Index(c.kept_[std::size_t(j - vr)]) * in;
-    });
-    if (c.format_ == SparseFormat::csr) {
-      c.row_ptr_.assign(static_cast<std::size_t>(out + 1), 0);
-      for (Index i = 0; i < out; ++i) {
-        if (rm[i]) {
-          for (Index j = 0; j < in; ++j) {
-            if (em && !layer.element_mask()(i, j)) continue;
-            if (c.col_.size() >= std::size_t(std::numeric_limits<std::int32_t>::max()))
-              detail::fail<value_error>(where, "S has more live entries than 32-bit CSR "
-                                               "offsets can address");
-            c.col_.push_back(static_cast<std::int32_t>(j));
-            c.val_.push_back(S(i, j));
-          }
-        }
-        c.row_ptr_[static_cast<std::size_t>(i + 1)] = static_cast<std::int32_t>(c.col_.size());
-      }
-    }
-    return c;
-  }
+                            const PackOptions& options = {});
 
   // ---- description ---------------------------------------------------------------------------
 
@@ -444,17 +364,7 @@ class CompactLinear {
   const std::vector<std::int32_t>& kept_row_indices() const { return kept_; }
 
   /// U·V + S (the represented weight). Allocates; for checks.
-  Matrix to_dense() const {
-    Matrix w = Matrix::Zero(out_, in_);
-    for (Index i = 0; i < out_; ++i)
-      for (Index j = 0; j < in_; ++j) {
-        Scalar s = 0;
-        for (Index k = 0; k < rank_; ++k) s += u_at(i, k) * v_at(k, j);
-        w(i, j) = s;
-      }
-    add_sparse_to(w);
-    return w;
-  }
+  Matrix to_dense() const;
 
   // ---- forward -------------------------------------------------------------------------------
 
@@ -483,75 +393,13 @@ class CompactLinear {
   }
 
   /// The naive loop the fused kernel is checked against: same result, accumulated in double.
-  void forward_reference(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y) const {
-    static constexpr const char* where = "CompactLinear::forward_reference";
-    detail::check_input_width(where, x, in_);
-    detail::check_shape(where, "y", y, x.rows(), out_);
-    std::vector<double> t(static_cast<std::size_t>(rank_));
-    for (Index n = 0; n < x.rows(); ++n) {
-      for (Index k = 0; k < rank_; ++k) {
-        double s = 0;
-        for (Index j = 0; j < in_; ++j) s += double(v_at(k, j)) * double(x(n, j));
-        t[std::size_t(k)] = s;
-      }
-      for (Index i = 0; i < out_; ++i) {
-        double s = has_bias() ? double(bias_[i]) : 0.0;
-        for (Index k = 0; k < rank_; ++k) s += double(u_at(i, k)) * t[std::size_t(k)];
-        y(n, i) = Scalar(s);
-      }
-      if (format_ == SparseFormat::rows) {
-        for (Index j = 0; j < Index(kept_.size()); ++j) {
-          double s = 0;
-          for (Index k = 0; k < in_; ++k) s += double(s_at(j, k)) * double(x(n, k));
-          y(n, kept_[std::size_t(j)]) = Scalar(double(y(n, kept_[std::size_t(j)])) + s);
-        }
-      } else {
-        for (Index i = 0; i < out_; ++i) {
-          double s = 0;
-          for (auto e = row_ptr_[std::size_t(i)]; e < row_ptr_[std::size_t(i + 1)]; ++e)
-            s += double(val_[std::size_t(e)]) * double(x(n, col_[std::size_t(e)]));
-          y(n, i) = Scalar(double(y(n, i)) + s);
-        }
-      }
-    }
-  }
+  void forward_reference(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y) const;
 
  private:
   // PackForm::fastest (pack_choice) and PackForm::dense: the trained layer in the chosen format,
   // or U·V + S as one matrix.
   static CompactLinear pack_chosen(const LowRankSparseLinear<Scalar>& layer,
-                                   const PackOptions& options) {
-    static constexpr const char* where = "CompactLinear::pack";
-    if (options.form == PackForm::timed) {
-      const int repeats = options.timing_repeats;
-      return pack_fastest_of(layer, options, [repeats](const std::vector<const CompactLinear*>& forms, Index batch) {
-        return time_compact_forms(forms, batch, repeats);
-      });
-    }
-    const bool fastest = options.form == PackForm::fastest;
-    if (fastest && options.format != SparseFormat::automatic)
-      detail::fail<value_error>(where, "PackForm::fastest chooses the sparse format itself; "
-                                       "PackOptions::format must be automatic");
-    if (!fastest && options.format == SparseFormat::csr)
-      detail::fail<value_error>(where, "PackForm::dense stores every row; PackOptions::format "
-                                       "must be automatic or rows, got csr");
-    if (options.batch < 1)
-      detail::fail<value_error>(where, "PackOptions::batch must be at least 1 token per call, got ",
-                                options.batch);
-    PackOptions plain = options;
-    plain.form = PackForm::as_trained;
-    if (fastest) {
-      const PackChoice choice = pack_choice(layer, options.batch);
-      if (!choice.densified) {
-        plain.format = choice.format;
-        return pack(layer, plain);
-      }
-    }
-    auto dense = make_dense_layer<Scalar>(layer.to_dense(), layer.has_bias());
-    if (layer.has_bias()) dense.bias() = layer.bias();
-    plain.format = SparseFormat::rows;
-    return pack(dense, plain);
-  }
+                                   const PackOptions& options);
 
   Scalar u_at(Index i, Index k) const {
     return sgemm_ != nullptr ? u_rows_[std::size_t(i * rank_ + k)] : u_.at(i, k);
@@ -633,79 +481,7 @@ class CompactLinear {
   // team, so that no two threads write the same output; barriers separate the phases.
   // With low_rank_done, y already holds t·Uᵀ + b (the external GEMM) and only S is added.
   void run_part(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
-                int thread, int threads, void (*team_barrier)(), bool low_rank_done) const {
-    const auto barrier = [threads, team_barrier] {
-      if (threads > 1) team_barrier();
-    };
-    const detail::Isa isa = this->isa();
-    const Scalar* bias = has_bias() ? bias_.data() : nullptr;
-    detail::CsrView<Scalar> csr{row_ptr_.data(), col_.data(), val_.data()};
-    const Index vr = v_rows_in_x_panels_, width = t_width();
-    const bool fused = vr > 0 && !low_rank_done;  // [t, s] = x·[V; S_kept]ᵀ in one product
-    const Index block = fused || low_rank_done ? kTokenBlock : kOutputBlock;
-    // This thread's output panels of t·Uᵀ, and the kept rows whose outputs lie in them (kept_ is
-    // ascending): the thread adds those, so no other thread writes its columns and no barrier is
-    // needed between the product and the adds.
-    const auto pu = share(u_.panels(), thread, threads);
-    const bool row_format = format_ == SparseFormat::rows;
-    const Index k0 = row_format ? first_kept_at_or_after(pu.first * detail::kPanelWidth) : 0;
-    const Index k1 = row_format ? first_kept_at_or_after(pu.second * detail::kPanelWidth) : 0;
-    const Index out_block = output_block();
-    for (Index i0 = 0; i0 < n; i0 += block) {
-      const Index m = std::min(block, n - i0);
-      const Scalar* xb = x + i0 * ldx;
-      Scalar* yb = y + i0 * ldy;
-      if (fused) {
-        Scalar* t = ws.t_.data();
-        auto px = share(x_panels_.panels(), thread, threads);
-        detail::gemm_panels(isa, m, xb, ldx, x_panels_, px.first, px.second,
-                            detail::TileOutput<Scalar>{t, width, nullptr, nullptr});
-        barrier();
-        for (Index s0 = 0; s0 < m; s0 += out_block) {
-          const Index ms = std::min(out_block, m - s0);
-          const Scalar* ts = t + s0 * width;
-          Scalar* ys = yb + s0 * ldy;
-          detail::gemm_panels(isa, ms, ts, width, u_, pu.first, pu.second,
-                              detail::TileOutput<Scalar>{ys, ldy, bias, nullptr});
-          for (Index i = 0; i < ms; ++i)
-            for (Index j = k0; j < k1; ++j)
-              ys[i * ldy + kept_[std::size_t(j)]] += ts[i * width + vr + j];
-        }
-      } else if (!low_rank_done) {
-        // y was not written by a GEMM: start from the bias
-        auto cols = share(out_, thread, threads);
-        for (Index i = 0; i < m; ++i)
-          for (Index j = cols.first; j < cols.second; ++j)
-            yb[i * ldy + j] = bias != nullptr ? bias[j] : Scalar(0);
-      }
-      if (row_format && fused) {
-        barrier();  // the next block rewrites t
-        continue;
-      }
-      barrier();
-      if (row_format) {
-        auto ps = share(x_panels_.panels(), thread, threads);
-        detail::gemm_panels(isa, m, xb, ldx, x_panels_, ps.first, ps.second,
-                            detail::TileOutput<Scalar>{yb, ldy, nullptr, kept_.data()});
-      } else {
-        auto rows = share(out_, thread, threads);
-        if (m == 1) {
-          detail::csr_rows_one_token(csr, rows.first, rows.second, xb, yb);
-        } else {
-          for (Index t0 = 0; t0 < m; t0 += detail::kCsrTokenBlock) {
-            const Index tb = std::min(detail::kCsrTokenBlock, m - t0);
-            if (thread == 0) detail::csr_transpose_block(tb, in_, xb + t0 * ldx, ldx, ws.xt_.data());
-            barrier();
-            detail::csr_rows_token_block(csr, rows.first, rows.second,
-                                         static_cast<const Scalar*>(ws.xt_.data()), tb,
-                                         yb + t0 * ldy, ldy);
-            barrier();
-          }
-        }
-      }
-      barrier();  // the next block reuses t
-    }
-  }
+                int thread, int threads, void (*team_barrier)(), bool low_rank_done) const;
 
   // Tokens per t·Uᵀ step: at most kOutputBlock, fewer for wide layers so that their rows of y
   // (kOutputBytes) stay in L2 next to U; a multiple of the micro-tile height.
@@ -779,20 +555,7 @@ class CompactLinear {
   }
 
   void run(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy, Workspace& ws,
-           const CompactForwardOptions& options) const {
-    if (n == 0) return;
-    reserve(ws, n);
-    if (sgemm_ != nullptr) {
-      // The external GEMM threads itself (oneDNN: OpenMP's settings); the kept rows use the team.
-      for (Index i0 = 0; i0 < n; i0 += kTokenBlock) {
-        const Index m = std::min(kTokenBlock, n - i0);
-        external_low_rank(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws);
-        run_parts(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws, options, true);
-      }
-      return;
-    }
-    run_parts(n, x, ldx, y, ldy, ws, options, false);
-  }
+           const CompactForwardOptions& options) const;
 
   Index out_ = 0, in_ = 0, rank_ = 0;
   SparseFormat format_ = SparseFormat::rows;
@@ -934,5 +697,278 @@ CompactLinear<Scalar> pack_fastest_of(const LowRankSparseLinear<Scalar>& layer, 
   if (choice != nullptr) *choice = c;
   return std::move(forms[best]);
 }
+
+// CompactLinear's members defined outside the class, so that an explicit instantiation
+// declaration suppresses them (docs/build.md): packing, the forward's kernels and the checks'
+// references compile once, in src/instances/compact.cpp, for every file that links the instances.
+
+template <class Scalar_>
+CompactLinear<Scalar_> CompactLinear<Scalar_>::pack(const LowRankSparseLinear<Scalar>& layer,
+                                                    const PackOptions& options) {
+  static constexpr const char* where = "CompactLinear::pack";
+  detail::check_finite(where, "U", layer.U());
+  detail::check_finite(where, "V", layer.V());
+  detail::check_finite(where, "S", layer.S());
+  if (layer.has_bias()) detail::check_finite(where, "bias", layer.bias().transpose());
+  const Index out = layer.out_features(), in = layer.in_features(), r = layer.rank();
+  if (out > std::numeric_limits<std::int32_t>::max() ||
+      in > std::numeric_limits<std::int32_t>::max())
+    detail::fail<value_error>(where, "layer is ", out, "x", in,
+                              " but 32-bit row and column indices were expected");
+
+  if (options.form != PackForm::as_trained) return pack_chosen(layer, options);
+
+  CompactLinear c;
+  c.out_ = out;
+  c.in_ = in;
+  c.rank_ = r;
+  c.bias_ = layer.bias();
+  c.format_ = options.format;
+  if (c.format_ == SparseFormat::automatic)
+    c.format_ = layer.has_element_mask() ? SparseFormat::csr : SparseFormat::rows;
+
+  c.kernel_ = options.kernel;
+  if (c.kernel_ == CompactKernel::automatic)
+    c.kernel_ = std::is_same<Scalar, float>::value ? best_compact_kernel() : CompactKernel::portable;
+  if (c.kernel_ != CompactKernel::portable && !std::is_same<Scalar, float>::value)
+    detail::fail<value_error>(where, "kernel ", compact_kernel_name(c.kernel_),
+                              " is for float layers; a double layer uses the portable kernel "
+                              "(CompactKernel::portable or automatic)");
+  if (!compact_kernel_supported(c.kernel_))
+    detail::fail<state_error>(where, "kernel ", compact_kernel_name(c.kernel_),
+                              " needs instructions this CPU lacks; it runs ",
+                              compact_kernel_name(best_compact_kernel()), " at best");
+
+  const auto& V = layer.V();
+  const auto& U = layer.U();
+  c.sgemm_ = options.low_rank_sgemm;
+  if (c.sgemm_ != nullptr) {
+    if (!std::is_same<Scalar, float>::value)
+      detail::fail<value_error>(where, "low_rank_sgemm is for float layers, got a double layer");
+    c.u_rows_.assign(U.data(), U.data() + U.size());
+    c.v_rows_.assign(V.data(), V.data() + V.size());
+  } else {
+    c.u_ = detail::PackedPanels<Scalar>::pack(U.data(), r, out, r, [](Index j) { return j; });
+    c.v_rows_in_x_panels_ = r;
+  }
+
+  const auto& rm = layer.row_mask();
+  const bool em = layer.has_element_mask();
+  const Matrix& S = layer.S();
+  if (c.format_ == SparseFormat::rows) {
+    for (Index i = 0; i < out; ++i) {
+      if (!rm[i]) continue;
+      if (em && (layer.element_mask().row(i).array() == 0).all()) continue;
+      c.kept_.push_back(static_cast<std::int32_t>(i));
+    }
+  }
+  // V's rows (no external GEMM) then the kept rows of S: one product with x for both.
+  const Index vr = c.v_rows_in_x_panels_, kept = static_cast<Index>(c.kept_.size());
+  c.x_panels_ = detail::PackedPanels<Scalar>::pack_rows(vr + kept, in, [&](Index j) {
+    return j < vr ? V.data() + j * in : S.data() + Index(c.kept_[std::size_t(j - vr)]) * in;
+  });
+  if (c.format_ == SparseFormat::csr) {
+    c.row_ptr_.assign(static_cast<std::size_t>(out + 1), 0);
+    for (Index i = 0; i < out; ++i) {
+      if (rm[i]) {
+        for (Index j = 0; j < in; ++j) {
+          if (em && !layer.element_mask()(i, j)) continue;
+          if (c.col_.size() >= std::size_t(std::numeric_limits<std::int32_t>::max()))
+            detail::fail<value_error>(where, "S has more live entries than 32-bit CSR "
+                                             "offsets can address");
+          c.col_.push_back(static_cast<std::int32_t>(j));
+          c.val_.push_back(S(i, j));
+        }
+      }
+      c.row_ptr_[static_cast<std::size_t>(i + 1)] = static_cast<std::int32_t>(c.col_.size());
+    }
+  }
+  return c;
+}
+
+template <class Scalar_>
+auto CompactLinear<Scalar_>::to_dense() const -> Matrix {
+  Matrix w = Matrix::Zero(out_, in_);
+  for (Index i = 0; i < out_; ++i)
+    for (Index j = 0; j < in_; ++j) {
+      Scalar s = 0;
+      for (Index k = 0; k < rank_; ++k) s += u_at(i, k) * v_at(k, j);
+      w(i, j) = s;
+    }
+  add_sparse_to(w);
+  return w;
+}
+
+template <class Scalar_>
+void CompactLinear<Scalar_>::forward_reference(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y) const {
+  static constexpr const char* where = "CompactLinear::forward_reference";
+  detail::check_input_width(where, x, in_);
+  detail::check_shape(where, "y", y, x.rows(), out_);
+  std::vector<double> t(static_cast<std::size_t>(rank_));
+  for (Index n = 0; n < x.rows(); ++n) {
+    for (Index k = 0; k < rank_; ++k) {
+      double s = 0;
+      for (Index j = 0; j < in_; ++j) s += double(v_at(k, j)) * double(x(n, j));
+      t[std::size_t(k)] = s;
+    }
+    for (Index i = 0; i < out_; ++i) {
+      double s = has_bias() ? double(bias_[i]) : 0.0;
+      for (Index k = 0; k < rank_; ++k) s += double(u_at(i, k)) * t[std::size_t(k)];
+      y(n, i) = Scalar(s);
+    }
+    if (format_ == SparseFormat::rows) {
+      for (Index j = 0; j < Index(kept_.size()); ++j) {
+        double s = 0;
+        for (Index k = 0; k < in_; ++k) s += double(s_at(j, k)) * double(x(n, k));
+        y(n, kept_[std::size_t(j)]) = Scalar(double(y(n, kept_[std::size_t(j)])) + s);
+      }
+    } else {
+      for (Index i = 0; i < out_; ++i) {
+        double s = 0;
+        for (auto e = row_ptr_[std::size_t(i)]; e < row_ptr_[std::size_t(i + 1)]; ++e)
+          s += double(val_[std::size_t(e)]) * double(x(n, col_[std::size_t(e)]));
+        y(n, i) = Scalar(double(y(n, i)) + s);
+      }
+    }
+  }
+}
+
+template <class Scalar_>
+CompactLinear<Scalar_> CompactLinear<Scalar_>::pack_chosen(const LowRankSparseLinear<Scalar>& layer,
+                                                           const PackOptions& options) {
+  static constexpr const char* where = "CompactLinear::pack";
+  if (options.form == PackForm::timed) {
+    const int repeats = options.timing_repeats;
+    return pack_fastest_of(layer, options, [repeats](const std::vector<const CompactLinear*>& forms, Index batch) {
+      return time_compact_forms(forms, batch, repeats);
+    });
+  }
+  const bool fastest = options.form == PackForm::fastest;
+  if (fastest && options.format != SparseFormat::automatic)
+    detail::fail<value_error>(where, "PackForm::fastest chooses the sparse format itself; "
+                                     "PackOptions::format must be automatic");
+  if (!fastest && options.format == SparseFormat::csr)
+    detail::fail<value_error>(where, "PackForm::dense stores every row; PackOptions::format "
+                                     "must be automatic or rows, got csr");
+  if (options.batch < 1)
+    detail::fail<value_error>(where, "PackOptions::batch must be at least 1 token per call, got ",
+                              options.batch);
+  PackOptions plain = options;
+  plain.form = PackForm::as_trained;
+  if (fastest) {
+    const PackChoice choice = pack_choice(layer, options.batch);
+    if (!choice.densified) {
+      plain.format = choice.format;
+      return pack(layer, plain);
+    }
+  }
+  auto dense = make_dense_layer<Scalar>(layer.to_dense(), layer.has_bias());
+  if (layer.has_bias()) dense.bias() = layer.bias();
+  plain.format = SparseFormat::rows;
+  return pack(dense, plain);
+}
+
+template <class Scalar_>
+void CompactLinear<Scalar_>::run_part(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy,
+                                      Workspace& ws, int thread, int threads,
+                                      void (*team_barrier)(), bool low_rank_done) const {
+  const auto barrier = [threads, team_barrier] {
+    if (threads > 1) team_barrier();
+  };
+  const detail::Isa isa = this->isa();
+  const Scalar* bias = has_bias() ? bias_.data() : nullptr;
+  detail::CsrView<Scalar> csr{row_ptr_.data(), col_.data(), val_.data()};
+  const Index vr = v_rows_in_x_panels_, width = t_width();
+  const bool fused = vr > 0 && !low_rank_done;  // [t, s] = x·[V; S_kept]ᵀ in one product
+  const Index block = fused || low_rank_done ? kTokenBlock : kOutputBlock;
+  // This thread's output panels of t·Uᵀ, and the kept rows whose outputs lie in them (kept_ is
+  // ascending): the thread adds those, so no other thread writes its columns and no barrier is
+  // needed between the product and the adds.
+  const auto pu = share(u_.panels(), thread, threads);
+  const bool row_format = format_ == SparseFormat::rows;
+  const Index k0 = row_format ? first_kept_at_or_after(pu.first * detail::kPanelWidth) : 0;
+  const Index k1 = row_format ? first_kept_at_or_after(pu.second * detail::kPanelWidth) : 0;
+  const Index out_block = output_block();
+  for (Index i0 = 0; i0 < n; i0 += block) {
+    const Index m = std::min(block, n - i0);
+    const Scalar* xb = x + i0 * ldx;
+    Scalar* yb = y + i0 * ldy;
+    if (fused) {
+      Scalar* t = ws.t_.data();
+      auto px = share(x_panels_.panels(), thread, threads);
+      detail::gemm_panels(isa, m, xb, ldx, x_panels_, px.first, px.second,
+                          detail::TileOutput<Scalar>{t, width, nullptr, nullptr});
+      barrier();
+      for (Index s0 = 0; s0 < m; s0 += out_block) {
+        const Index ms = std::min(out_block, m - s0);
+        const Scalar* ts = t + s0 * width;
+        Scalar* ys = yb + s0 * ldy;
+        detail::gemm_panels(isa, ms, ts, width, u_, pu.first, pu.second,
+                            detail::TileOutput<Scalar>{ys, ldy, bias, nullptr});
+        for (Index i = 0; i < ms; ++i)
+          for (Index j = k0; j < k1; ++j)
+            ys[i * ldy + kept_[std::size_t(j)]] += ts[i * width + vr + j];
+      }
+    } else if (!low_rank_done) {
+      // y was not written by a GEMM: start from the bias
+      auto cols = share(out_, thread, threads);
+      for (Index i = 0; i < m; ++i)
+        for (Index j = cols.first; j < cols.second; ++j)
+          yb[i * ldy + j] = bias != nullptr ? bias[j] : Scalar(0);
+    }
+    if (row_format && fused) {
+      barrier();  // the next block rewrites t
+      continue;
+    }
+    barrier();
+    if (row_format) {
+      auto ps = share(x_panels_.panels(), thread, threads);
+      detail::gemm_panels(isa, m, xb, ldx, x_panels_, ps.first, ps.second,
+                          detail::TileOutput<Scalar>{yb, ldy, nullptr, kept_.data()});
+    } else {
+      auto rows = share(out_, thread, threads);
+      if (m == 1) {
+        detail::csr_rows_one_token(csr, rows.first, rows.second, xb, yb);
+      } else {
+        for (Index t0 = 0; t0 < m; t0 += detail::kCsrTokenBlock) {
+          const Index tb = std::min(detail::kCsrTokenBlock, m - t0);
+          if (thread == 0) detail::csr_transpose_block(tb, in_, xb + t0 * ldx, ldx, ws.xt_.data());
+          barrier();
+          detail::csr_rows_token_block(csr, rows.first, rows.second,
+                                       static_cast<const Scalar*>(ws.xt_.data()), tb,
+                                       yb + t0 * ldy, ldy);
+          barrier();
+        }
+      }
+    }
+    barrier();  // the next block reuses t
+  }
+}
+
+template <class Scalar_>
+void CompactLinear<Scalar_>::run(Index n, const Scalar* x, Index ldx, Scalar* y, Index ldy,
+                                 Workspace& ws, const CompactForwardOptions& options) const {
+  if (n == 0) return;
+  reserve(ws, n);
+  if (sgemm_ != nullptr) {
+    // The external GEMM threads itself (oneDNN: OpenMP's settings); the kept rows use the team.
+    for (Index i0 = 0; i0 < n; i0 += kTokenBlock) {
+      const Index m = std::min(kTokenBlock, n - i0);
+      external_low_rank(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws);
+      run_parts(m, x + i0 * ldx, ldx, y + i0 * ldy, ldy, ws, options, true);
+    }
+    return;
+  }
+  run_parts(n, x, ldx, y, ldy, ws, options, false);
+}
+
+// Explicit instantiation (docs/build.md): with LMSHRINK_EXTERN_TEMPLATES defined, the float and
+// double forms are compiled once, by src/instances/ (the target lmshrink::instances).
+#define LMSHRINK_COMPACT_LINEAR_INSTANCES(prefix) \
+  prefix template class CompactLinear<float>;    \
+  prefix template class CompactLinear<double>;
+#ifdef LMSHRINK_EXTERN_TEMPLATES
+LMSHRINK_COMPACT_LINEAR_INSTANCES(extern)
+#endif
 
 LMSHRINK_NAMESPACE_END
