@@ -56,8 +56,10 @@ class LowRankSparseLinear {
     }
   };
 
-  /// Per-call workspace: x·Vᵀ kept from forward for backward, and backward's (N, r) scratch.
-  /// Sized for up to `capacity()` tokens; a larger batch grows it (one allocation).
+  /// Per-call workspace: x·Vᵀ kept from forward for backward, and backward's (N, r) scratch;
+  /// for live rows of S scattered in short runs, up to kGatherRows of them gathered (their S
+  /// rows, and an (N, kGatherRows) product). Sized for up to `capacity()` tokens; a larger batch
+  /// or more gathered rows grow it (one allocation).
   class Cache {
    public:
     Cache() = default;
@@ -71,12 +73,15 @@ class LowRankSparseLinear {
     }
     Index capacity() const { return capacity_; }
     Index tokens() const { return tokens_; }
-    /// Bytes of its two buffers.
-    std::int64_t bytes() const { return std::int64_t((xv_.size() + dxv_.size()) * sizeof(Scalar)); }
+    /// Bytes of its buffers.
+    std::int64_t bytes() const {
+      return std::int64_t((xv_.size() + dxv_.size() + rows_.size() + cols_.size()) * sizeof(Scalar));
+    }
 
    private:
     friend class LowRankSparseLinear;
     std::vector<Scalar> xv_, dxv_;
+    std::vector<Scalar> rows_, cols_;  // gathered rows of S (or of its gradient), (N, rows) products
     Index capacity_ = 0;
     Index tokens_ = -1;  // tokens of the last forward, -1 before any
     Index rank_ = -1;
@@ -245,7 +250,11 @@ class LowRankSparseLinear {
     return g;
   }
 
-  Cache make_cache(Index max_tokens) const { return Cache(max_tokens, rank()); }
+  Cache make_cache(Index max_tokens) const {
+    Cache cache(max_tokens, rank());
+    reserve_gather(cache, max_tokens);
+    return cache;
+  }
 
   // ---- forward / backward --------------------------------------------------------------------
 
@@ -303,6 +312,22 @@ class LowRankSparseLinear {
     if (cache.capacity_ < n || cache.rank_ != rank() ||
         static_cast<Index>(cache.xv_.size()) < n * rank())
       cache.reserve(n, rank());
+    reserve_gather(cache, n);
+  }
+
+  // Live rows in runs shorter than this on average are gathered, kGatherRows at a time, into one
+  // product per group: a product per run of one or two rows ran at a fifth of a GEMM's rate.
+  static constexpr Index kGatherBelowRunLength = 32;
+  static constexpr Index kGatherRows = 64;
+  bool gathers() const {
+    return live_runs_.size() > 1 && live_rows_ < kGatherBelowRunLength * Index(live_runs_.size());
+  }
+  Index gather_rows() const { return std::min(kGatherRows, live_rows_); }
+  void reserve_gather(Cache& cache, Index n) const {
+    if (!gathers()) return;
+    const Index g = gather_rows();
+    if (static_cast<Index>(cache.rows_.size()) < g * in_) cache.rows_.resize(std::size_t(g * in_));
+    if (static_cast<Index>(cache.cols_.size()) < n * g) cache.cols_.resize(std::size_t(n * g));
   }
 
   void backward_impl(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
@@ -310,6 +335,7 @@ class LowRankSparseLinear {
 
   void rebuild_live_runs() {
     live_runs_.clear();
+    live_index_.clear();
     live_rows_ = 0;
     for (Index i = 0; i < row_mask_.size();) {
       if (!row_mask_[i]) {
@@ -319,6 +345,7 @@ class LowRankSparseLinear {
       Index j = i;
       while (j < row_mask_.size() && row_mask_[j]) ++j;
       live_runs_.emplace_back(i, j - i);
+      for (Index k = i; k < j; ++k) live_index_.push_back(k);
       live_rows_ += j - i;
       i = j;
     }
@@ -330,6 +357,7 @@ class LowRankSparseLinear {
   RowMask row_mask_;
   ElementMask element_mask_;
   std::vector<std::pair<Index, Index>> live_runs_;
+  std::vector<Index> live_index_;  // the live rows, ascending
   Index live_rows_ = 0;
 };
 
@@ -349,9 +377,21 @@ void LowRankSparseLinear<Scalar_>::forward(ConstMatrixRef<Scalar> x, MatrixRef<S
   if (n == 0) return;  // y is empty (and its data may be null: no blocks of it)
   xv.noalias() = x * V_.transpose();
   y.noalias() = xv * U_.transpose();
-  for (const auto& run : live_runs_)
-    y.middleCols(run.first, run.second).noalias() +=
-        x * S_.middleRows(run.first, run.second).transpose();
+  if (gathers()) {
+    const Index g = gather_rows();
+    for (Index r0 = 0; r0 < live_rows_; r0 += g) {
+      const Index m = std::min(g, live_rows_ - r0);
+      Eigen::Map<Matrix> s(cache.rows_.data(), m, in_);
+      Eigen::Map<Matrix> t(cache.cols_.data(), n, m);
+      for (Index j = 0; j < m; ++j) s.row(j) = S_.row(live_index_[std::size_t(r0 + j)]);
+      t.noalias() = x * s.transpose();
+      for (Index j = 0; j < m; ++j) y.col(live_index_[std::size_t(r0 + j)]) += t.col(j);
+    }
+  } else {
+    for (const auto& run : live_runs_)
+      y.middleCols(run.first, run.second).noalias() +=
+          x * S_.middleRows(run.first, run.second).transpose();
+  }
   if (has_bias()) y.rowwise() += bias_.transpose();
 }
 
@@ -380,17 +420,32 @@ void LowRankSparseLinear<Scalar_>::backward_impl(ConstMatrixRef<Scalar> x,
   grads.U.noalias() += dy.transpose() * xv;
   dxv.noalias() = dy * U_;
   grads.V.noalias() += dxv.transpose() * x;
-  for (const auto& run : live_runs_)
-    grads.S.middleRows(run.first, run.second).noalias() +=
-        dy.middleCols(run.first, run.second).transpose() * x;
+  if (dx != nullptr) dx->noalias() += dxv * V_;
+  if (gathers()) {
+    reserve_gather(cache, n);  // the mask may have changed since the forward
+    const Index g = gather_rows();
+    for (Index r0 = 0; r0 < live_rows_; r0 += g) {
+      const Index m = std::min(g, live_rows_ - r0);
+      Eigen::Map<Matrix> s(cache.rows_.data(), m, in_);
+      Eigen::Map<Matrix> dys(cache.cols_.data(), n, m);
+      for (Index j = 0; j < m; ++j) dys.col(j) = dy.col(live_index_[std::size_t(r0 + j)]);
+      if (dx != nullptr) {
+        for (Index j = 0; j < m; ++j) s.row(j) = S_.row(live_index_[std::size_t(r0 + j)]);
+        dx->noalias() += dys * s;
+      }
+      s.noalias() = dys.transpose() * x;  // the gathered rows' gradient
+      for (Index j = 0; j < m; ++j) grads.S.row(live_index_[std::size_t(r0 + j)]) += s.row(j);
+    }
+  } else {
+    for (const auto& run : live_runs_) {
+      grads.S.middleRows(run.first, run.second).noalias() +=
+          dy.middleCols(run.first, run.second).transpose() * x;
+      if (dx != nullptr)
+        dx->noalias() += dy.middleCols(run.first, run.second) * S_.middleRows(run.first, run.second);
+    }
+  }
   if (has_element_mask()) grads.S.array() *= element_mask_.array().template cast<Scalar>();
   if (has_bias()) grads.bias.noalias() += dy.colwise().sum().transpose();
-  if (dx != nullptr) {
-    dx->noalias() += dxv * V_;
-    for (const auto& run : live_runs_)
-      dx->noalias() +=
-          dy.middleCols(run.first, run.second) * S_.middleRows(run.first, run.second);
-  }
 }
 
 /// A rank-0 LowRankSparseLinear holding W in S: the dense layer of the ITP baseline (the pruner
