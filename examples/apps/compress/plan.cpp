@@ -443,7 +443,9 @@ Plan make_plan(const PlanInputs& in) {
     const std::int64_t own_net =
         in.recompute ? teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::recompute)
                      : std::int64_t(block_share * double(teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::training)));
-    const std::int64_t caches = 8 * N * (in.recompute ? block_ranks : f.rank_sum);
+    const std::int64_t gathered = 4 * 64 * (f.gather_in + N * f.gather_layers);  // scattered rows of S
+    const std::int64_t caches = 8 * N * (in.recompute ? block_ranks : f.rank_sum) +
+                                (in.recompute ? gathered / std::max(1, f.blocks) : gathered);
     const std::int64_t teacher_net = teacher.net_activation_bytes(shard_batch, in.length, lmshrink::models::NetMode::outputs);
     const std::int64_t per_shard = f.gradients + own_net + caches + teacher_net + 4 * N * s.vocab_size +
                                    4 * N * s.dim * f.blocks;

@@ -662,6 +662,11 @@ StudentFootprint student_footprint(const Options& o, const Job& job, const lmshr
       const bool holds_s = method.init != LayerInit::svd_low_rank_only;
       if (holds_s) s_values += size;
       f.rank_sum += r;
+      if (holds_s && method.granularity == lmshrink::Granularity::rows &&
+          (method.init == LayerInit::prune_all || method.init == LayerInit::svd_then_prune_s)) {
+        ++f.gather_layers;
+        f.gather_in += in;
+      }
       // Training FLOPs: U·V, and S's live rows (rows pruned during training: on average half
       // way between all and the final share; element masks keep every row).
       double s_rows = holds_s ? 1.0 : 0.0;

@@ -163,8 +163,9 @@ class Model {
   /// forward (NetMode::forward_only, outputs: a teacher's; no gradients).
   virtual std::unique_ptr<Net> net(int batch, int n, NetMode mode = NetMode::training) = 0;
   /// The bytes a net(batch, n, mode) allocates for activations, attention, logits and
-  /// workspaces (not its gradients, nor the 2 · batch · n · rank values of each linear layer's
-  /// cache): for planning memory before any is allocated.
+  /// workspaces (not its gradients, nor each linear layer's cache: 2 · batch · n · rank values,
+  /// and 64 · (in + batch · n) where pruning scattered the live rows of S): for planning memory
+  /// before any is allocated.
   virtual std::int64_t net_activation_bytes(int batch, int n, NetMode mode) const = 0;
   /// Every linear layer packed with `options` (lmshrink::PackOptions: the form, by modelled cost
   /// or by time on this machine, and the kernels); pack() as the families pack by default.

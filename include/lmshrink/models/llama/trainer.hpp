@@ -199,7 +199,8 @@ class Trainer {
 
   /// Bytes of a trainer's buffers for `batch` sequences of n tokens: activations, attention,
   /// logits and (training) the backward's workspace; not the gradients, and not the linear
-  /// layers' caches (2 · batch · n · rank values per layer, sized by the first forward).
+  /// layers' caches (2 · batch · n · rank values per layer, and 64 · (in + batch · n) where
+  /// pruning scattered the live rows of S; sized by the first forward).
   static std::int64_t activation_bytes(const Config& c, int batch, int n, NetMode mode) {
     const std::int64_t N = std::int64_t(batch) * n;
     const bool training = net_trains(mode);
