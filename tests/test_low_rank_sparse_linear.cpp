@@ -14,7 +14,9 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-enum class Masks { none, rows, elements, both };
+// zero_rows: no masks, but every fourth row of S all zero (live: the reference pruning mode's
+// pruned rows between mask steps); rows_zero: a row mask and such rows among the live ones.
+enum class Masks { none, rows, elements, both, zero_rows, rows_zero };
 
 struct Shape {
   Index out, in, rank, tokens;
@@ -27,7 +29,9 @@ LowRankSparseLinear<S> make_layer(const Shape& s, bool bias, Masks masks, std::u
   layer.V() = test::random_matrix<S>(s.rank, s.in, seed + 1);
   layer.S() = test::random_matrix<S>(s.out, s.in, seed + 2);
   if (bias) layer.bias() = test::random_matrix<S>(s.out, 1, seed + 3);
-  if (masks == Masks::rows || masks == Masks::both) {
+  if (masks == Masks::zero_rows || masks == Masks::rows_zero)
+    for (Index i = 0; i < s.out; i += 4) layer.S().row(i).setZero();
+  if (masks == Masks::rows || masks == Masks::both || masks == Masks::rows_zero) {
     lmshrink::RowMask m(s.out);
     for (Index i = 0; i < s.out; ++i) m[i] = (i % 3 != 1) && !(s.out > 2 && i == s.out - 1);
     layer.set_row_mask(m);
@@ -75,7 +79,8 @@ TEMPLATE_TEST_CASE("forward matches the naive dense reference", "[layer]", float
   using S = TestType;
   const Shape s = GENERATE(from_range(std::begin(kShapes), std::end(kShapes)));
   const bool bias = GENERATE(false, true);
-  const Masks masks = GENERATE(Masks::none, Masks::rows, Masks::elements, Masks::both);
+  const Masks masks =
+      GENERATE(Masks::none, Masks::rows, Masks::elements, Masks::both, Masks::zero_rows, Masks::rows_zero);
   CAPTURE(s.out, s.in, s.rank, s.tokens, bias, int(masks));
   const auto layer = make_layer<S>(s, bias, masks, 11);
   const Matrix<S> x = test::random_matrix<S>(s.tokens, s.in, 99);
@@ -95,7 +100,8 @@ TEMPLATE_TEST_CASE("forward matches the naive dense reference", "[layer]", float
 TEST_CASE("backward matches finite differences in double for every parameter", "[layer][grad]") {
   const Shape s = GENERATE(from_range(std::begin(kShapes), std::end(kShapes)));
   const bool bias = GENERATE(false, true);
-  const Masks masks = GENERATE(Masks::none, Masks::rows, Masks::elements, Masks::both);
+  const Masks masks =
+      GENERATE(Masks::none, Masks::rows, Masks::elements, Masks::both, Masks::zero_rows, Masks::rows_zero);
   CAPTURE(s.out, s.in, s.rank, s.tokens, bias, int(masks));
   auto layer = make_layer<double>(s, bias, masks, 5);
   Matrix<double> x = test::random_matrix<double>(s.tokens, s.in, 7);
@@ -139,7 +145,7 @@ TEST_CASE("backward matches finite differences in double for every parameter", "
 
 TEST_CASE("float backward agrees with the double backward", "[layer][grad]") {
   const Shape s = GENERATE(from_range(std::begin(kShapes), std::end(kShapes)));
-  const Masks masks = GENERATE(Masks::none, Masks::both);
+  const Masks masks = GENERATE(Masks::none, Masks::both, Masks::zero_rows);
   const auto ld = make_layer<double>(s, true, masks, 21);
   const auto lf = make_layer<float>(s, true, masks, 21);
   const Matrix<double> x = test::random_matrix<double>(s.tokens, s.in, 22);

@@ -102,14 +102,18 @@ TEMPLATE_TEST_CASE("forward and backward allocate nothing once sized", "[alloc]"
   const Index out = std::get<0>(shape), in = std::get<1>(shape), rank = std::get<2>(shape),
               tokens = std::get<3>(shape);
   const bool bias = GENERATE(false, true);
-  const int masks = GENERATE(0, 1, 2);
+  // masks 3: live rows of S that are all zero (the reference pruning mode's), which forward skips
+  const int masks = GENERATE(0, 1, 2, 3);
   CAPTURE(out, in, rank, tokens, bias, masks);
 
   lmshrink::LowRankSparseLinear<S> layer(out, in, rank, bias);
   layer.U() = test::random_matrix<S>(out, rank, 1);
   layer.V() = test::random_matrix<S>(rank, in, 2);
   layer.S() = test::random_matrix<S>(out, in, 3);
-  if (masks >= 1) {
+  if (masks == 3)
+    for (Index i = 0; i < out; ++i)
+      if (i % 4 == 1) layer.S().row(i).setZero();
+  if (masks == 1 || masks == 2) {
     lmshrink::RowMask m(out);
     for (Index i = 0; i < out; ++i) m[i] = i % 4 != 2;
     layer.set_row_mask(m);

@@ -20,6 +20,10 @@
 // A layer whose every row of S is pruned (low-rank only) can free S: release_sparse() leaves S(),
 // and the gradients and optimizer moments made after it, empty (0 x 0), so a low-rank student
 // holds U and V alone. A mask that makes rows live again brings S back as zeros.
+//
+// Live rows of S that hold only zeros add nothing to y or dx, and forward skips them (backward
+// still gives them their gradient: they are parameters). The reference pruning mode leaves such
+// rows: it zeroes pruned rows on its mask steps but keeps them live, so that they may regrow.
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -58,8 +62,9 @@ class LowRankSparseLinear {
 
   /// Per-call workspace: x·Vᵀ kept from forward for backward, and backward's (N, r) scratch;
   /// for live rows of S scattered in short runs, up to kGatherRows of them gathered (their S
-  /// rows, and an (N, kGatherRows) product). Sized for up to `capacity()` tokens; a larger batch
-  /// or more gathered rows grow it (one allocation).
+  /// rows, and an (N, kGatherRows) product); the rows the last forward multiplied (live rows
+  /// holding a non-zero), which backward's input gradient reads. Sized for up to `capacity()`
+  /// tokens; a larger batch or more gathered rows grow it (one allocation).
   class Cache {
    public:
     Cache() = default;
@@ -82,6 +87,11 @@ class LowRankSparseLinear {
     friend class LowRankSparseLinear;
     std::vector<Scalar> xv_, dxv_;
     std::vector<Scalar> rows_, cols_;  // gathered rows of S (or of its gradient), (N, rows) products
+    // The last forward's rows when some live rows of S were all zero (every_live_row_ false):
+    // the live rows holding a non-zero, ascending, and their runs.
+    std::vector<Index> nonzero_index_;
+    std::vector<std::pair<Index, Index>> nonzero_runs_;
+    bool every_live_row_ = true;
     Index capacity_ = 0;
     Index tokens_ = -1;  // tokens of the last forward, -1 before any
     Index rank_ = -1;
@@ -252,7 +262,12 @@ class LowRankSparseLinear {
 
   Cache make_cache(Index max_tokens) const {
     Cache cache(max_tokens, rank());
-    reserve_gather(cache, max_tokens);
+    reserve_gather(cache, max_tokens, live_runs_, live_rows_);
+    cache.nonzero_index_.reserve(std::size_t(out_));
+    cache.nonzero_runs_.reserve(std::size_t(out_));
+    find_nonzero_rows(cache);  // all-zero rows now: their gathers sized too
+    if (!cache.every_live_row_)
+      reserve_gather(cache, max_tokens, cache.nonzero_runs_, Index(cache.nonzero_index_.size()));
     return cache;
   }
 
@@ -312,23 +327,71 @@ class LowRankSparseLinear {
     if (cache.capacity_ < n || cache.rank_ != rank() ||
         static_cast<Index>(cache.xv_.size()) < n * rank())
       cache.reserve(n, rank());
-    reserve_gather(cache, n);
+    reserve_gather(cache, n, live_runs_, live_rows_);
   }
+
+  using Runs = std::vector<std::pair<Index, Index>>;
 
   // Live rows in runs shorter than this on average are gathered, kGatherRows at a time, into one
   // product per group: a product per run of one or two rows ran at a fifth of a GEMM's rate.
   static constexpr Index kGatherBelowRunLength = 32;
   static constexpr Index kGatherRows = 64;
-  bool gathers() const {
-    return live_runs_.size() > 1 && live_rows_ < kGatherBelowRunLength * Index(live_runs_.size());
+  static bool gathers(const Runs& runs, Index rows) {
+    return runs.size() > 1 && rows < kGatherBelowRunLength * Index(runs.size());
   }
-  Index gather_rows() const { return std::min(kGatherRows, live_rows_); }
-  void reserve_gather(Cache& cache, Index n) const {
-    if (!gathers()) return;
-    const Index g = gather_rows();
+  static Index gather_rows(Index rows) { return std::min(kGatherRows, rows); }
+  // f(first, count) for each group of up to kGatherRows of `rows` gathered rows.
+  template <class F>
+  static void for_each_group(Index rows, F&& f) {
+    const Index g = gather_rows(rows);
+    for (Index r0 = 0; r0 < rows; r0 += g) f(r0, std::min(g, rows - r0));
+  }
+  void reserve_gather(Cache& cache, Index n, const Runs& runs, Index rows) const {
+    if (!gathers(runs, rows)) return;
+    const Index g = gather_rows(rows);
     if (static_cast<Index>(cache.rows_.size()) < g * in_) cache.rows_.resize(std::size_t(g * in_));
     if (static_cast<Index>(cache.cols_.size()) < n * g) cache.cols_.resize(std::size_t(n * g));
   }
+
+  // The live rows of S that hold a non-zero, into the cache, when some live row is all zero
+  // (a row stops at its first non-zero, so a dense S costs one read per row).
+  void find_nonzero_rows(Cache& cache) const {
+    cache.every_live_row_ = true;
+    if (live_rows_ == 0 || sparse_released()) return;
+    const auto row_nonzero = [&](Index i) {
+      const Scalar* r = S_.data() + i * in_;
+      for (Index j = 0; j < in_; ++j)
+        if (r[j] != Scalar(0)) return true;
+      return false;
+    };
+    Index first_zero = -1;
+    for (Index i : live_index_)
+      if (!row_nonzero(i)) {
+        first_zero = i;
+        break;
+      }
+    if (first_zero < 0) return;
+    cache.every_live_row_ = false;
+    cache.nonzero_index_.clear();
+    cache.nonzero_runs_.clear();
+    for (Index i : live_index_) {
+      if (i != first_zero && (i < first_zero || row_nonzero(i))) {
+        if (!cache.nonzero_runs_.empty() && cache.nonzero_runs_.back().first + cache.nonzero_runs_.back().second == i)
+          ++cache.nonzero_runs_.back().second;
+        else
+          cache.nonzero_runs_.emplace_back(i, 1);
+        cache.nonzero_index_.push_back(i);
+      }
+    }
+  }
+
+  // y += x·S_Rᵀ over the rows R (ascending `index`, in `runs`): gathered kGatherRows at a time
+  // when the runs are short, else one product per run.
+  void add_rows_product(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y, Cache& cache,
+                        const std::vector<Index>& index, const Runs& runs) const;
+  // dx += dy_R·S_R over the rows R, as above.
+  void add_rows_input_gradient(ConstMatrixRef<Scalar> dy, MatrixRef<Scalar> dx, Cache& cache,
+                               const std::vector<Index>& index, const Runs& runs) const;
 
   void backward_impl(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
                      MatrixRef<Scalar>* dx, Gradients& grads) const;
@@ -377,22 +440,54 @@ void LowRankSparseLinear<Scalar_>::forward(ConstMatrixRef<Scalar> x, MatrixRef<S
   if (n == 0) return;  // y is empty (and its data may be null: no blocks of it)
   xv.noalias() = x * V_.transpose();
   y.noalias() = xv * U_.transpose();
-  if (gathers()) {
-    const Index g = gather_rows();
-    for (Index r0 = 0; r0 < live_rows_; r0 += g) {
-      const Index m = std::min(g, live_rows_ - r0);
+  find_nonzero_rows(cache);
+  if (cache.every_live_row_) add_rows_product(x, y, cache, live_index_, live_runs_);
+  else add_rows_product(x, y, cache, cache.nonzero_index_, cache.nonzero_runs_);
+  if (has_bias()) y.rowwise() += bias_.transpose();
+}
+
+template <class Scalar_>
+void LowRankSparseLinear<Scalar_>::add_rows_product(ConstMatrixRef<Scalar> x, MatrixRef<Scalar> y,
+                                                   Cache& cache, const std::vector<Index>& index,
+                                                   const Runs& runs) const {
+  const Index n = x.rows(), rows = Index(index.size());
+  if (gathers(runs, rows)) {
+    reserve_gather(cache, n, runs, rows);
+    for_each_group(rows, [&](Index r0, Index m) {
       Eigen::Map<Matrix> s(cache.rows_.data(), m, in_);
       Eigen::Map<Matrix> t(cache.cols_.data(), n, m);
-      for (Index j = 0; j < m; ++j) s.row(j) = S_.row(live_index_[std::size_t(r0 + j)]);
+      for (Index j = 0; j < m; ++j) s.row(j) = S_.row(index[std::size_t(r0 + j)]);
       t.noalias() = x * s.transpose();
-      for (Index j = 0; j < m; ++j) y.col(live_index_[std::size_t(r0 + j)]) += t.col(j);
-    }
+      for (Index j = 0; j < m; ++j) y.col(index[std::size_t(r0 + j)]) += t.col(j);
+    });
   } else {
-    for (const auto& run : live_runs_)
+    for (const auto& run : runs)
       y.middleCols(run.first, run.second).noalias() +=
           x * S_.middleRows(run.first, run.second).transpose();
   }
-  if (has_bias()) y.rowwise() += bias_.transpose();
+}
+
+template <class Scalar_>
+void LowRankSparseLinear<Scalar_>::add_rows_input_gradient(ConstMatrixRef<Scalar> dy,
+                                                          MatrixRef<Scalar> dx, Cache& cache,
+                                                          const std::vector<Index>& index,
+                                                          const Runs& runs) const {
+  const Index n = dy.rows(), rows = Index(index.size());
+  if (gathers(runs, rows)) {
+    reserve_gather(cache, n, runs, rows);
+    for_each_group(rows, [&](Index r0, Index m) {
+      Eigen::Map<Matrix> s(cache.rows_.data(), m, in_);
+      Eigen::Map<Matrix> dys(cache.cols_.data(), n, m);
+      for (Index j = 0; j < m; ++j) {
+        dys.col(j) = dy.col(index[std::size_t(r0 + j)]);
+        s.row(j) = S_.row(index[std::size_t(r0 + j)]);
+      }
+      dx.noalias() += dys * s;
+    });
+  } else {
+    for (const auto& run : runs)
+      dx.noalias() += dy.middleCols(run.first, run.second) * S_.middleRows(run.first, run.second);
+  }
 }
 
 template <class Scalar_>
@@ -421,27 +516,30 @@ void LowRankSparseLinear<Scalar_>::backward_impl(ConstMatrixRef<Scalar> x,
   dxv.noalias() = dy * U_;
   grads.V.noalias() += dxv.transpose() * x;
   if (dx != nullptr) dx->noalias() += dxv * V_;
-  if (gathers()) {
-    reserve_gather(cache, n);  // the mask may have changed since the forward
-    const Index g = gather_rows();
-    for (Index r0 = 0; r0 < live_rows_; r0 += g) {
-      const Index m = std::min(g, live_rows_ - r0);
+  // The forward skipped live rows of S that were all zero: their input gradient is zero too, but
+  // they get their own gradient below.
+  MatrixRef<Scalar>* dx_with_grads = cache.every_live_row_ ? dx : nullptr;
+  if (dx != nullptr && !cache.every_live_row_)
+    add_rows_input_gradient(dy, *dx, cache, cache.nonzero_index_, cache.nonzero_runs_);
+  if (gathers(live_runs_, live_rows_)) {
+    reserve_gather(cache, n, live_runs_, live_rows_);  // the mask may have changed since the forward
+    for_each_group(live_rows_, [&](Index r0, Index m) {
       Eigen::Map<Matrix> s(cache.rows_.data(), m, in_);
       Eigen::Map<Matrix> dys(cache.cols_.data(), n, m);
       for (Index j = 0; j < m; ++j) dys.col(j) = dy.col(live_index_[std::size_t(r0 + j)]);
-      if (dx != nullptr) {
+      if (dx_with_grads != nullptr) {
         for (Index j = 0; j < m; ++j) s.row(j) = S_.row(live_index_[std::size_t(r0 + j)]);
-        dx->noalias() += dys * s;
+        dx_with_grads->noalias() += dys * s;
       }
       s.noalias() = dys.transpose() * x;  // the gathered rows' gradient
       for (Index j = 0; j < m; ++j) grads.S.row(live_index_[std::size_t(r0 + j)]) += s.row(j);
-    }
+    });
   } else {
     for (const auto& run : live_runs_) {
       grads.S.middleRows(run.first, run.second).noalias() +=
           dy.middleCols(run.first, run.second).transpose() * x;
-      if (dx != nullptr)
-        dx->noalias() += dy.middleCols(run.first, run.second) * S_.middleRows(run.first, run.second);
+      if (dx_with_grads != nullptr)
+        dx_with_grads->noalias() += dy.middleCols(run.first, run.second) * S_.middleRows(run.first, run.second);
     }
   }
   if (has_element_mask()) grads.S.array() *= element_mask_.array().template cast<Scalar>();
