@@ -245,8 +245,9 @@ struct StudentFootprint {
   std::int64_t optimizer = 0;   // AdamW's two moments
   std::int64_t pruner = 0;      // importance scores, masks, priors (pruning methods)
   std::int64_t rank_sum = 0;    // Σ ranks of its linear layers (the layers' caches)
-  // Its layers whose rows of S the pruner scatters, and Σ of their inputs: their caches also
-  // gather up to 64 rows of S and an (N, 64) product (LowRankSparseLinear::Cache).
+  // Its layers whose rows of S the pruner scatters (the live rows of persistent masks, the
+  // non-zero rows of reference ones), and Σ of their inputs: their caches also gather up to 64
+  // rows of S and an (N, 64) product (LowRankSparseLinear::Cache).
   std::int64_t gather_layers = 0, gather_in = 0;
   int blocks = 0;               // its blocks (truncation keeps fewer)
   bool prunes = false;          // its pruner reads the calibration statistics once its nets exist

@@ -651,6 +651,13 @@ StudentFootprint student_footprint(const Options& o, const Job& job, const lmshr
   if (method.init == LayerInit::svd_then_prune_s ||
       (method.init == LayerInit::sparse_plus_low_rank && o.oats_allocation == OatsAllocation::uniform))
     ranks = ranks_for_budget(teacher, b.weight_ratio * o.lowrank_share);
+  // Where the pruner's masks live while the student trains. Reference mode zeroes pruned rows
+  // of S on mask steps but leaves every row live on the layers (they regrow in between, as
+  // LoSparse's code does), so S trains as a dense product; persistent masks, and masks set once
+  // before training (--prune-end 0), are the layers' own, and pruned rows cost nothing.
+  const bool prunes = method.init == LayerInit::prune_all || method.init == LayerInit::svd_then_prune_s;
+  const bool one_shot = o.prune_end == 0;
+  const bool masks_on_layers = prunes && (one_shot || o.mask_mode == lmshrink::MaskMode::persistent);
   double linear_work = 0;
   for (int l = 0; l < L; ++l)
     for (int k = 0; k < K; ++k) {
@@ -662,22 +669,26 @@ StudentFootprint student_footprint(const Options& o, const Job& job, const lmshr
       const bool holds_s = method.init != LayerInit::svd_low_rank_only;
       if (holds_s) s_values += size;
       f.rank_sum += r;
-      if (holds_s && method.granularity == lmshrink::Granularity::rows &&
-          (method.init == LayerInit::prune_all || method.init == LayerInit::svd_then_prune_s)) {
+      // Pruned rows scatter S's live (persistent) or non-zero (reference) rows: gathered.
+      if (holds_s && prunes && method.granularity == lmshrink::Granularity::rows) {
         ++f.gather_layers;
         f.gather_in += in;
       }
-      // Training FLOPs: U·V, and S's live rows (rows pruned during training: on average half
-      // way between all and the final share; element masks keep every row).
+      // Training FLOPs: U·V, and S's live rows. Rows pruned during training (persistent masks):
+      // on average half way between all and the final share; pruned once before training: the
+      // final share; element masks keep every row. Reference masks leave every row live.
       double s_rows = holds_s ? 1.0 : 0.0;
-      if (method.init == LayerInit::prune_all) s_rows = 0.5 * (1 + b.weight_ratio);
-      if (method.init == LayerInit::svd_then_prune_s && method.granularity == lmshrink::Granularity::rows)
-        s_rows = 0.5 * (1 + std::max(0.0, b.weight_ratio * (1 - o.lowrank_share)));
+      if (masks_on_layers && method.granularity == lmshrink::Granularity::rows) {
+        const double final_rows = method.init == LayerInit::prune_all
+                                      ? b.weight_ratio
+                                      : std::max(0.0, b.weight_ratio * (1 - o.lowrank_share));
+        s_rows = one_shot ? final_rows : 0.5 * (1 + final_rows);
+      }
       if (method.start == StudentStart::scratch) s_rows = job.ratio;
       linear_work += double(r) * double(out + in) + s_rows * double(size);
-      if (l == 0)
-        f.block.push_back({r, s_rows, holds_s && method.granularity == lmshrink::Granularity::elements &&
-                                          method.init != LayerInit::none});
+      const bool element_mask = holds_s && method.granularity == lmshrink::Granularity::elements &&
+                                method.init != LayerInit::none && (masks_on_layers || !prunes);
+      if (l == 0) f.block.push_back({r, s_rows, element_mask});
     }
   if (method.start == StudentStart::scratch) s_values = std::int64_t(job.ratio * double(s_values));
   f.linear_flops = block_share * linear_work / double(dense);
@@ -688,7 +699,7 @@ StudentFootprint student_footprint(const Options& o, const Job& job, const lmshr
   f.optimizer = 8 * trainable;
   if (method.granularity == lmshrink::Granularity::elements && method.init != LayerInit::none)
     f.weights += s_values;  // the element mask, a byte per entry of S
-  f.prunes = method.init == LayerInit::prune_all || method.init == LayerInit::svd_then_prune_s;
+  f.prunes = prunes;
   if (f.prunes) {
     // ImportanceTracker (3 matrices) and the score, the layer's masks; per element group a
     // score record and a prior (element granularity).
