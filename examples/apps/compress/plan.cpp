@@ -429,6 +429,7 @@ Plan make_plan(const PlanInputs& in) {
   const int shard_batch = (o.batch + in.shards - 1) / in.shards;
   const std::int64_t text = 4 * std::int64_t(in.data_windows) * in.length + 4 * std::int64_t(o.val_windows) * in.eval_len;
   std::vector<StudentFootprint> feet;
+  std::vector<std::int64_t> attached;  // each student's state when its pruner reads the statistics
   for (const Job& j : *in.jobs) {
     const StudentFootprint f = student_footprint(o, j, teacher);
     feet.push_back(f);
@@ -451,6 +452,9 @@ Plan make_plan(const PlanInputs& in) {
                                    4 * N * s.dim * f.blocks;
     const std::int64_t bytes = f.weights + f.optimizer + f.pruner + in.shards * per_shard;
     plan.student_bytes.push_back({job_name(j), bytes});
+    // A pruner reads the statistics once the student's nets exist, before the optimizer, the
+    // teacher's nets and the loss's buffers are made.
+    attached.push_back(f.weights + f.pruner + in.shards * (f.gradients + own_net + caches));
   }
   // Initialisation: the student starts as a copy of the teacher; the SVD's work matrices.
   std::int64_t widest = 0;
@@ -475,7 +479,7 @@ Plan make_plan(const PlanInputs& in) {
   // possibly beside the others' training; one is in its initialisation or training.
   const auto peak_with = [&](int c) {
     if (jobs == 1) {  // the statistics are freed after its initialisation (a pruner's: once its nets exist)
-      const std::int64_t during_init = gram + (feet[0].prunes ? std::max(init, sorted[0]) : init);
+      const std::int64_t during_init = gram + (feet[0].prunes ? std::max(init, attached[0]) : init);
       return base + std::max({calibration_phase, during_init, sorted[0]});
     }
     std::int64_t others = 0;

@@ -701,9 +701,10 @@ StudentFootprint student_footprint(const Options& o, const Job& job, const lmshr
     f.weights += s_values;  // the element mask, a byte per entry of S
   f.prunes = prunes;
   if (f.prunes) {
-    // ImportanceTracker (3 matrices) and the score, the layer's masks; per element group a
-    // score record and a prior (element granularity).
-    f.pruner = s_values * (4 * 4 + 1);
+    // ImportanceTracker's moving average and window mean (its uncertainty, and the score matrix
+    // that needs, stay off: β2 = 1, as the reference), the element mask the pruner keeps; per
+    // element group a score record and a prior (element granularity).
+    f.pruner = s_values * (4 * 2 + 1);
     if (method.granularity == lmshrink::Granularity::elements) f.pruner += s_values * (24 + 8);
   }
   return f;
