@@ -182,10 +182,20 @@ void compact_counters(benchmark::State& state, const lmshrink::CompactLinear<flo
                double(c.weight_bytes()) / dense_bytes(s));
 }
 
+// The compact kernel every packed layer runs (--kernel=portable|avx2|avx512; default: the best
+// this CPU has), so that one machine can time the AVX2 kernel beside the AVX-512 one.
+lmshrink::CompactKernel g_kernel = lmshrink::CompactKernel::automatic;
+
+lmshrink::PackOptions pack_options() {
+  lmshrink::PackOptions options;
+  options.kernel = g_kernel;
+  return options;
+}
+
 void bench_fused(benchmark::State& state, Shape s, Index n, int pct, bool unstructured,
                  int threads, lmshrink::LowRankSgemm sgemm) {
   const auto& layer = cached_layer(s.out, s.in, pct, unstructured);
-  lmshrink::PackOptions options;
+  lmshrink::PackOptions options = pack_options();
   options.low_rank_sgemm = sgemm;
   const auto c = lmshrink::CompactLinear<float>::pack(layer, options);
   auto ws = c.make_workspace(n);
@@ -206,7 +216,7 @@ void bench_fused(benchmark::State& state, Shape s, Index n, int pct, bool unstru
 
 void bench_unfused(benchmark::State& state, Shape s, Index n, int pct) {
   const auto& layer = cached_layer(s.out, s.in, pct, false);
-  const auto c = lmshrink::CompactLinear<float>::pack(layer);
+  const auto c = lmshrink::CompactLinear<float>::pack(layer, pack_options());
   const auto& kept = c.kept_row_indices();
   const Index k = Index(kept.size()), r = layer.rank();
   Matrix s_kept(k, s.in);
@@ -252,7 +262,7 @@ void bench_dense_cold(benchmark::State& state, Shape s) {
 }
 
 void bench_fused_cold(benchmark::State& state, Shape s, int pct) {
-  const auto c0 = lmshrink::CompactLinear<float>::pack(cached_layer(s.out, s.in, pct, false));
+  const auto c0 = lmshrink::CompactLinear<float>::pack(cached_layer(s.out, s.in, pct, false), pack_options());
   const std::size_t copies = std::size_t(std::ceil(kColdBytes / dense_bytes(s)));
   std::vector<lmshrink::CompactLinear<float>> c(copies, c0);
   auto ws = c0.make_workspace(1);
@@ -351,8 +361,8 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
               get("fused/" + tail), get("unfused/" + tail), get("csr/" + tail),
               get("fused_onednn/" + tail), 0, 0, 0, 0, 0};
         if (r.fused == 0 || r.dense_eigen == 0) continue;
-        const auto c = lmshrink::CompactLinear<float>::pack(make_layer(s.out, s.in, pct, false));
-        const auto u = lmshrink::CompactLinear<float>::pack(make_layer(s.out, s.in, pct, true));
+        const auto c = lmshrink::CompactLinear<float>::pack(make_layer(s.out, s.in, pct, false), pack_options());
+        const auto u = lmshrink::CompactLinear<float>::pack(make_layer(s.out, s.in, pct, true), pack_options());
         r.rank = c.rank();
         r.kept = c.kept_rows();
         r.compact_bytes = c.weight_bytes();
@@ -498,8 +508,37 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
 
 }  // namespace
 
+/// Takes --kernel=NAME out of argv into g_kernel; false (with a message) for an unknown name or
+/// a kernel this CPU lacks.
+bool take_kernel(int& argc, char** argv) {
+  int kept = 1;
+  bool ok = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--kernel=", 0) != 0) {
+      argv[kept++] = argv[i];
+      continue;
+    }
+    const std::string name = arg.substr(9);
+    bool known = false;
+    for (auto k : {lmshrink::CompactKernel::portable, lmshrink::CompactKernel::avx2, lmshrink::CompactKernel::avx512})
+      if (name == lmshrink::compact_kernel_name(k)) {
+        known = true;
+        g_kernel = k;
+      }
+    if (!known || !lmshrink::compact_kernel_supported(g_kernel)) {
+      std::fprintf(stderr, "bench_compact: --kernel=%s: expected portable, avx2 or avx512, one this CPU supports\n",
+                   name.c_str());
+      ok = false;
+    }
+  }
+  argc = kept;
+  return ok;
+}
+
 int main(int argc, char** argv) {
   const std::string report_dir = bench::take_report_dir(argc, argv);
+  if (!take_kernel(argc, argv)) return 2;
 #ifdef _OPENMP
   omp_set_num_threads(1);  // oneDNN and the compact kernels on one core unless a benchmark asks
 #endif
@@ -507,7 +546,9 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   bench::add_build_context();
   benchmark::AddCustomContext("compact_kernel",
-                              lmshrink::compact_kernel_name(lmshrink::best_compact_kernel()));
+                              lmshrink::compact_kernel_name(g_kernel == lmshrink::CompactKernel::automatic
+                                                                ? lmshrink::best_compact_kernel()
+                                                                : g_kernel));
 #ifdef LMSHRINK_HAVE_ONEDNN
   benchmark::AddCustomContext("onednn", "sgemm, one thread");
 #else
