@@ -393,6 +393,27 @@ TEST_CASE("bad input throws lmshrink errors naming what was expected and given",
   Matrix<float> x3 = Matrix<float>::Zero(3, 6), dy3 = Matrix<float>::Zero(3, 8);
   REQUIRE_THROWS_WITH(layer.backward(x3, dy3, cache, grads),
                       Contains("the cache holds a forward of 4 tokens"));
+  // Parameters reshaped through their accessors are refused before they are read.
+  {
+    auto reshaped = layer;
+    reshaped.S().resize(7, 6);
+    REQUIRE_THROWS_WITH(reshaped.forward(x, y, cache), Contains("S is 7x6 but 8x6 was expected"));
+    reshaped = layer;
+    reshaped.V().resize(3, 5);
+    REQUIRE_THROWS_WITH(reshaped.forward(x, y, cache), Contains("V is 3x5 but 3x6 was expected"));
+    reshaped = layer;
+    reshaped.U().resize(8, 2);  // the rank is U's: V no longer matches
+    REQUIRE_THROWS_WITH(reshaped.forward(x, y, cache), Contains("V is 3x6 but 2x6 was expected"));
+    reshaped = layer;
+    reshaped.bias().resize(5);
+    REQUIRE_THROWS_WITH(reshaped.forward(x, y, cache), Contains("bias has 5 entries but 8"));
+    reshaped = layer;
+    reshaped.S().resize(0, 0);  // as if released, but its rows are live
+    REQUIRE_THROWS_WITH(reshaped.forward(x, y, cache), Contains("S is 0x0 but 8x6 was expected"));
+    reshaped = layer;
+    reshaped.S().resize(8, 7);
+    REQUIRE_THROWS_WITH(reshaped.backward(x, dy, cache, dx, grads), Contains("S is 8x7 but 8x6 was expected"));
+  }
   auto wrong = grads;
   wrong.S.resize(8, 5);
   REQUIRE_THROWS_WITH(layer.backward(x, dy, cache, dx, wrong),

@@ -396,6 +396,19 @@ class LowRankSparseLinear {
   void backward_impl(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
                      MatrixRef<Scalar>* dx, Gradients& grads) const;
 
+  // U, V, S and bias are writable through their accessors: a product checks they still have the
+  // layer's shapes (S may be 0 x 0 only as release_sparse leaves it: no live row, no element
+  // mask) before it reads them.
+  void check_parameters(const char* where) const {
+    detail::check_shape(where, "U", U_, out_, U_.cols());
+    detail::check_shape(where, "V", V_, U_.cols(), in_);
+    if (!(sparse_released() && live_rows_ == 0 && !has_element_mask()))
+      detail::check_shape(where, "S", S_, out_, in_);
+    if (bias_.size() != 0 && bias_.size() != out_)
+      detail::fail<shape_error>(where, "bias has ", bias_.size(), " entries but ", out_,
+                                " (or none) were expected");
+  }
+
   void rebuild_live_runs() {
     live_runs_.clear();
     live_index_.clear();
@@ -432,6 +445,7 @@ void LowRankSparseLinear<Scalar_>::forward(ConstMatrixRef<Scalar> x, MatrixRef<S
   static constexpr const char* where = "LowRankSparseLinear::forward";
   detail::check_input_width(where, x, in_features());
   detail::check_shape(where, "y", y, x.rows(), out_features());
+  check_parameters(where);
   const Index n = x.rows();
   prepare_cache(cache, n);
   auto xv = cache_map(cache.xv_, n);
@@ -498,6 +512,7 @@ void LowRankSparseLinear<Scalar_>::backward_impl(ConstMatrixRef<Scalar> x,
   static constexpr const char* where = "LowRankSparseLinear::backward";
   detail::check_input_width(where, x, in_features());
   detail::check_shape(where, "dy", dy, x.rows(), out_features());
+  check_parameters(where);
   if (cache.tokens_ != x.rows() || cache.rank_ != rank())
     detail::fail<state_error>(where, "the cache holds a forward of ", cache.tokens_,
                               " tokens at rank ", cache.rank_, " but x has ", x.rows(),
