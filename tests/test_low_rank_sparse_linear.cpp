@@ -408,6 +408,9 @@ TEST_CASE("bad input throws lmshrink errors naming what was expected and given",
     reshaped.bias().resize(5);
     REQUIRE_THROWS_WITH(reshaped.forward(x, y, cache), Contains("bias has 5 entries but 8"));
     reshaped = layer;
+    reshaped.S().resize(7, 6);
+    REQUIRE_THROWS_WITH(reshaped.make_cache(4), Contains("S is 7x6 but 8x6 was expected"));
+    reshaped = layer;
     reshaped.S().resize(0, 0);  // as if released, but its rows are live
     REQUIRE_THROWS_WITH(reshaped.forward(x, y, cache), Contains("S is 0x0 but 8x6 was expected"));
     reshaped = layer;

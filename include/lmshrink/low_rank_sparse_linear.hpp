@@ -261,6 +261,7 @@ class LowRankSparseLinear {
   }
 
   Cache make_cache(Index max_tokens) const {
+    check_parameters("LowRankSparseLinear::make_cache");  // it reads S's rows
     Cache cache(max_tokens, rank());
     reserve_gather(cache, max_tokens, live_runs_, live_rows_);
     cache.nonzero_index_.reserve(std::size_t(out_));
