@@ -506,8 +506,6 @@ void write_report(const std::string& dir, const std::map<std::string, double>& t
               rows.size(), dir.c_str(), dir.c_str());
 }
 
-}  // namespace
-
 /// Takes --kernel=NAME out of argv into g_kernel; false (with a message) for an unknown name or
 /// a kernel this CPU lacks.
 bool take_kernel(int& argc, char** argv) {
@@ -535,6 +533,8 @@ bool take_kernel(int& argc, char** argv) {
   argc = kept;
   return ok;
 }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const std::string report_dir = bench::take_report_dir(argc, argv);
