@@ -9,6 +9,7 @@
 
 using lmshrink::Index;
 using lmshrink::LowRankSparseLinear;
+using lmshrink::ProductForm;
 using test::Matrix;
 using Catch::Matchers::Contains;
 
@@ -81,12 +82,15 @@ TEMPLATE_TEST_CASE("forward matches the naive dense reference", "[layer]", float
   const bool bias = GENERATE(false, true);
   const Masks masks =
       GENERATE(Masks::none, Masks::rows, Masks::elements, Masks::both, Masks::zero_rows, Masks::rows_zero);
-  CAPTURE(s.out, s.in, s.rank, s.tokens, bias, int(masks));
-  const auto layer = make_layer<S>(s, bias, masks, 11);
+  const ProductForm form = GENERATE(ProductForm::factored, ProductForm::merged);
+  CAPTURE(s.out, s.in, s.rank, s.tokens, bias, int(masks), int(form));
+  auto layer = make_layer<S>(s, bias, masks, 11);
+  layer.set_product_form(form);
   const Matrix<S> x = test::random_matrix<S>(s.tokens, s.in, 99);
   Matrix<S> y(s.tokens, s.out);
   auto cache = layer.make_cache(s.tokens);
   layer.forward(x, y, cache);
+  REQUIRE(cache.merged() == (form == ProductForm::merged));
   const Matrix<S> ref = naive_forward(layer, x);
   const double tol = std::is_same<S, float>::value ? 1e-4 : 1e-12;
   REQUIRE((y - ref).cwiseAbs().maxCoeff() <= tol * (1 + ref.cwiseAbs().maxCoeff()));
@@ -102,8 +106,10 @@ TEST_CASE("backward matches finite differences in double for every parameter", "
   const bool bias = GENERATE(false, true);
   const Masks masks =
       GENERATE(Masks::none, Masks::rows, Masks::elements, Masks::both, Masks::zero_rows, Masks::rows_zero);
-  CAPTURE(s.out, s.in, s.rank, s.tokens, bias, int(masks));
+  const ProductForm form = GENERATE(ProductForm::factored, ProductForm::merged);
+  CAPTURE(s.out, s.in, s.rank, s.tokens, bias, int(masks), int(form));
   auto layer = make_layer<double>(s, bias, masks, 5);
+  layer.set_product_form(form);
   Matrix<double> x = test::random_matrix<double>(s.tokens, s.in, 7);
   const Matrix<double> g = test::random_matrix<double>(s.tokens, s.out, 8);  // dL/dy
   auto cache = layer.make_cache(s.tokens);
@@ -146,8 +152,11 @@ TEST_CASE("backward matches finite differences in double for every parameter", "
 TEST_CASE("float backward agrees with the double backward", "[layer][grad]") {
   const Shape s = GENERATE(from_range(std::begin(kShapes), std::end(kShapes)));
   const Masks masks = GENERATE(Masks::none, Masks::both, Masks::zero_rows);
-  const auto ld = make_layer<double>(s, true, masks, 21);
-  const auto lf = make_layer<float>(s, true, masks, 21);
+  const ProductForm form = GENERATE(ProductForm::factored, ProductForm::merged);
+  auto ld = make_layer<double>(s, true, masks, 21);
+  auto lf = make_layer<float>(s, true, masks, 21);
+  ld.set_product_form(form);
+  lf.set_product_form(form);
   const Matrix<double> x = test::random_matrix<double>(s.tokens, s.in, 22);
   const Matrix<double> g = test::random_matrix<double>(s.tokens, s.out, 23);
   const auto run = [&](const auto& layer, auto scalar) {
@@ -178,7 +187,10 @@ TEST_CASE("float backward agrees with the double backward", "[layer][grad]") {
 
 TEST_CASE("backward accumulates and set_zero clears", "[layer]") {
   const Shape s{9, 6, 3, 4};
-  const auto layer = make_layer<double>(s, true, Masks::rows, 31);
+  const ProductForm form = GENERATE(ProductForm::factored, ProductForm::merged);
+  CAPTURE(int(form));
+  auto layer = make_layer<double>(s, true, Masks::rows, 31);
+  layer.set_product_form(form);  // merged: each backward after the first forms W again
   const Matrix<double> x = test::random_matrix<double>(s.tokens, s.in, 32);
   const Matrix<double> g = test::random_matrix<double>(s.tokens, s.out, 33);
   Matrix<double> y(s.tokens, s.out);
@@ -205,6 +217,67 @@ TEST_CASE("backward accumulates and set_zero clears", "[layer]") {
   REQUIRE(twice.V.norm() == 0);
   REQUIRE(twice.S.norm() == 0);
   REQUIRE(twice.bias.norm() == 0);
+}
+
+TEST_CASE("the automatic product form follows the multiply-adds", "[layer]") {
+  // stories260K's 172x64 at LoSparse 0.5's rank (11), S dense. Merging saves multiply-adds from
+  // N > out·in / (out + in) · (1 + 2 / 3r) ≈ 50 tokens, but W (out·in values) must fit in the
+  // cache's two (N, r) buffers: from N = 501.
+  const Shape s{172, 64, 11, 512};
+  auto layer = make_layer<float>(s, false, Masks::none, 81);
+  REQUIRE(layer.product_form() == ProductForm::automatic);
+  REQUIRE(layer.merges(512));
+  REQUIRE(layer.merges(501));
+  REQUIRE_FALSE(layer.merges(500));
+  REQUIRE_FALSE(layer.merges(1));
+  const Matrix<float> x = test::random_matrix<float>(s.tokens, s.in, 82);
+  const Matrix<float> dy = test::random_matrix<float>(s.tokens, s.out, 83);
+  Matrix<float> y(s.tokens, s.out), dx = Matrix<float>::Zero(s.tokens, s.in);
+  auto cache = layer.make_cache(s.tokens);
+  const auto bytes = cache.bytes();
+  layer.forward(x, y, cache);
+  REQUIRE(cache.merged());
+  REQUIRE(cache.bytes() == bytes);  // make_cache sized W
+  auto grads = layer.make_gradients();
+  layer.backward(x, dy, cache, dx, grads);
+  // The factored form: the same results within rounding.
+  auto factored = layer;
+  factored.set_product_form(ProductForm::factored);
+  auto fcache = factored.make_cache(s.tokens);
+  auto fgrads = factored.make_gradients();
+  Matrix<float> fy(s.tokens, s.out), fdx = Matrix<float>::Zero(s.tokens, s.in);
+  factored.forward(x, fy, fcache);
+  REQUIRE_FALSE(fcache.merged());
+  factored.backward(x, dy, fcache, fdx, fgrads);
+  const auto near = [](const auto& a, const auto& b) {
+    return (a - b).cwiseAbs().maxCoeff() <= 1e-5f * (1 + b.cwiseAbs().maxCoeff());
+  };
+  REQUIRE(near(y, fy));
+  REQUIRE(near(dx, fdx));
+  REQUIRE(near(grads.U, fgrads.U));
+  REQUIRE(near(grads.V, fgrads.V));
+  REQUIRE(near(grads.S, fgrads.S));
+  // A few tokens, or half the rows all zero (after a reference mask step), or most rows pruned:
+  // factored.
+  layer.forward(x.topRows(8), y.topRows(8), cache);
+  REQUIRE_FALSE(cache.merged());
+  auto zero_rows = layer;
+  for (Index i = 0; i < s.out; i += 2) zero_rows.S().row(i).setZero();
+  zero_rows.forward(x, y, cache);
+  REQUIRE_FALSE(cache.merged());
+  auto pruned = layer;
+  lmshrink::RowMask m = lmshrink::RowMask::Zero(s.out);
+  for (Index i = 0; i < s.out; i += 4) m[i] = 1;
+  pruned.set_row_mask(m);
+  REQUIRE_FALSE(pruned.merges(512));
+  pruned.forward(x, y, cache);
+  REQUIRE_FALSE(cache.merged());
+  // A low-rank-only layer merges only when its rank is past the break-even.
+  auto low_rank = layer;
+  lmshrink::make_low_rank_only(low_rank);
+  REQUIRE_FALSE(low_rank.merges(512));
+  low_rank.set_product_form(ProductForm::merged);
+  REQUIRE(low_rank.merges(1));
 }
 
 TEST_CASE("batch size may change between calls on one cache", "[layer]") {

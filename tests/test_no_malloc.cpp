@@ -104,9 +104,12 @@ TEMPLATE_TEST_CASE("forward and backward allocate nothing once sized", "[alloc]"
   const bool bias = GENERATE(false, true);
   // masks 3: live rows of S that are all zero (the reference pruning mode's), which forward skips
   const int masks = GENERATE(0, 1, 2, 3);
-  CAPTURE(out, in, rank, tokens, bias, masks);
+  const auto form = GENERATE(lmshrink::ProductForm::automatic, lmshrink::ProductForm::factored,
+                             lmshrink::ProductForm::merged);
+  CAPTURE(out, in, rank, tokens, bias, masks, int(form));
 
   lmshrink::LowRankSparseLinear<S> layer(out, in, rank, bias);
+  layer.set_product_form(form);
   layer.U() = test::random_matrix<S>(out, rank, 1);
   layer.V() = test::random_matrix<S>(rank, in, 2);
   layer.S() = test::random_matrix<S>(out, in, 3);

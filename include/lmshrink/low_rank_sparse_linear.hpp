@@ -24,6 +24,16 @@
 // Live rows of S that hold only zeros add nothing to y or dx, and forward skips them (backward
 // still gives them their gradient: they are parameters). The reference pruning mode leaves such
 // rows: it zeroes pruned rows on its mask steps but keeps them live, so that they may regrow.
+//
+// Two forms of the same products (equal within rounding), chosen per call by their
+// multiply-adds unless set (set_product_form):
+//   factored  x·Vᵀ·Uᵀ + x·S_Rᵀ over the live rows R: 3·N·(r·(out + in) + |R|·in) per step;
+//   merged    W = U·V + S∘M formed once per forward into the cache, then y = x·Wᵀ,
+//             dx += dy·W and G = dyᵀ·x, from which dU = G·Vᵀ, dV = Uᵀ·G, dS = G∘M:
+//             3·N·out·in + 3·out·in·r. It wins when S is trained dense (every row live, as in
+//             the reference pruning mode) and N > out·in / (out + in). W takes the place of
+//             the factored form's two (N, r) buffers in the cache, so the automatic choice
+//             merges only where it fits there (out·in ≤ 2·N·r) and never takes more memory.
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -36,6 +46,10 @@
 #include "types.hpp"
 
 LMSHRINK_NAMESPACE_BEGIN
+
+/// How LowRankSparseLinear multiplies (see the header comment): whichever costs fewer
+/// multiply-adds for the call (automatic), or one form always.
+enum class ProductForm { automatic, factored, merged };
 
 template <class Scalar_>
 class LowRankSparseLinear {
@@ -63,29 +77,34 @@ class LowRankSparseLinear {
   /// Per-call workspace: x·Vᵀ kept from forward for backward, and backward's (N, r) scratch;
   /// for live rows of S scattered in short runs, up to kGatherRows of them gathered (their S
   /// rows, and an (N, kGatherRows) product); the rows the last forward multiplied (live rows
-  /// holding a non-zero), which backward's input gradient reads. Sized for up to `capacity()`
-  /// tokens; a larger batch or more gathered rows grow it (one allocation).
+  /// holding a non-zero), which backward's input gradient reads; for the merged form, W (out·in
+  /// values). Sized for up to `capacity()` tokens; a larger batch or more gathered rows grow it
+  /// (one allocation).
   class Cache {
    public:
     Cache() = default;
     Cache(Index max_tokens, Index rank) { reserve(max_tokens, rank); }
     void reserve(Index max_tokens, Index rank) {
-      if (max_tokens * rank > static_cast<Index>(xv_.size())) {
-        xv_.resize(static_cast<std::size_t>(max_tokens * rank));
-        dxv_.resize(static_cast<std::size_t>(max_tokens * rank));
-      }
-      capacity_ = rank > 0 ? static_cast<Index>(xv_.size()) / rank : max_tokens;
+      if (2 * max_tokens * rank > static_cast<Index>(work_.size()))
+        work_.resize(static_cast<std::size_t>(2 * max_tokens * rank));
+      capacity_ = rank > 0 ? static_cast<Index>(work_.size()) / (2 * rank) : max_tokens;
     }
     Index capacity() const { return capacity_; }
     Index tokens() const { return tokens_; }
+    /// Whether the last forward multiplied by the merged weight (ProductForm::merged).
+    bool merged() const { return merged_; }
     /// Bytes of its buffers.
     std::int64_t bytes() const {
-      return std::int64_t((xv_.size() + dxv_.size() + rows_.size() + cols_.size()) * sizeof(Scalar));
+      return std::int64_t((work_.size() + rows_.size() + cols_.size()) * sizeof(Scalar));
     }
 
    private:
     friend class LowRankSparseLinear;
-    std::vector<Scalar> xv_, dxv_;
+    // x·Vᵀ and backward's dy·U, (N, r) each; or the merged form's W = U·V + S∘M from the
+    // forward, which backward overwrites with dyᵀ·x once it has read it (weight_formed_ false: a
+    // second backward forms W again).
+    std::vector<Scalar> work_;
+    bool merged_ = false, weight_formed_ = false;
     std::vector<Scalar> rows_, cols_;  // gathered rows of S (or of its gradient), (N, rows) products
     // The last forward's rows when some live rows of S were all zero (every_live_row_ false):
     // the live rows holding a non-zero, ascending, and their runs.
@@ -129,6 +148,14 @@ class LowRankSparseLinear {
   Index in_features() const { return in_; }
   Index rank() const { return U_.cols(); }
   bool has_bias() const { return bias_.size() > 0; }
+
+  /// How forward and backward multiply; automatic (the default) picks the form with fewer
+  /// multiply-adds per call. Either form gives the same results within rounding.
+  void set_product_form(ProductForm form) { product_form_ = form; }
+  ProductForm product_form() const { return product_form_; }
+  /// Whether a forward of `tokens` tokens multiplies by the merged weight, when every live row
+  /// of S holds a non-zero (live rows that are all zero make the factored form cheaper).
+  bool merges(Index tokens) const { return merges(tokens, live_rows_); }
 
   Matrix& U() { return U_; }
   const Matrix& U() const { return U_; }
@@ -269,6 +296,7 @@ class LowRankSparseLinear {
     find_nonzero_rows(cache);  // all-zero rows now: their gathers sized too
     if (!cache.every_live_row_)
       reserve_gather(cache, max_tokens, cache.nonzero_runs_, Index(cache.nonzero_index_.size()));
+    if (merges(max_tokens)) reserve_weight(cache);  // only a set form grows it: fewer tokens merge less
     return cache;
   }
 
@@ -317,8 +345,13 @@ class LowRankSparseLinear {
  private:
   using CacheMap = Eigen::Map<Matrix>;
 
-  CacheMap cache_map(std::vector<Scalar>& buf, Index n) const {
-    return CacheMap(buf.data(), n, rank());
+  // x·Vᵀ and dy·U in the cache's work buffer.
+  CacheMap cached_xv(Cache& cache, Index n) const { return CacheMap(cache.work_.data(), n, rank()); }
+  CacheMap cached_dxv(Cache& cache, Index n) const {
+    return CacheMap(cache.work_.data() + n * rank(), n, rank());
+  }
+  void reserve_weight(Cache& cache) const {
+    if (static_cast<Index>(cache.work_.size()) < out_ * in_) cache.work_.resize(std::size_t(out_ * in_));
   }
 
   // A cache may serve layers of different ranks (a decoder's one cache for every layer): it is
@@ -326,7 +359,7 @@ class LowRankSparseLinear {
   // for the previous capacity at the new rank would grow it geometrically as ranks alternate.)
   void prepare_cache(Cache& cache, Index n) const {
     if (cache.capacity_ < n || cache.rank_ != rank() ||
-        static_cast<Index>(cache.xv_.size()) < n * rank())
+        static_cast<Index>(cache.work_.size()) < 2 * n * rank())
       cache.reserve(n, rank());
     reserve_gather(cache, n, live_runs_, live_rows_);
   }
@@ -347,6 +380,21 @@ class LowRankSparseLinear {
     const Index g = gather_rows(rows);
     for (Index r0 = 0; r0 < rows; r0 += g) f(r0, std::min(g, rows - r0));
   }
+  // The form for a call of n tokens when `nonzero_rows` live rows of S hold a non-zero: the
+  // factored form's multiply-adds (U·V's, and the rows of S it reads: backward's gradient of S
+  // reads every live row) against the merged form's (the tokens' products on W, and forming W,
+  // dU and dV once per call).
+  // Automatic merging also needs W to fit in the cache's two (N, r) buffers, which the merged
+  // form does not use otherwise: it never takes more memory than the factored one.
+  bool merges(Index n, Index nonzero_rows) const {
+    if (product_form_ != ProductForm::automatic) return product_form_ == ProductForm::merged;
+    if (out_ * in_ > 2 * n * rank()) return false;
+    const double r = double(rank()), out = double(out_), in = double(in_), tokens = double(n);
+    const double factored = 3 * tokens * r * (out + in) + tokens * in * (2 * double(nonzero_rows) + double(live_rows_));
+    const double merged = 3 * tokens * out * in + 3 * out * in * r + 2 * out * in;
+    return merged < factored;
+  }
+
   void reserve_gather(Cache& cache, Index n, const Runs& runs, Index rows) const {
     if (!gathers(runs, rows)) return;
     const Index g = gather_rows(rows);
@@ -396,6 +444,10 @@ class LowRankSparseLinear {
 
   void backward_impl(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
                      MatrixRef<Scalar>* dx, Gradients& grads) const;
+  // W = U·V + S∘M into the cache (the merged form).
+  Eigen::Map<Matrix> form_weight(Cache& cache) const;
+  void merged_backward(ConstMatrixRef<Scalar> x, ConstMatrixRef<Scalar> dy, Cache& cache,
+                       MatrixRef<Scalar>* dx, Gradients& grads) const;
 
   // U, V, S and bias are writable through their accessors: a product checks they still have the
   // layer's shapes (S may be 0 x 0 only as release_sparse leaves it: no live row, no element
@@ -436,6 +488,7 @@ class LowRankSparseLinear {
   std::vector<std::pair<Index, Index>> live_runs_;
   std::vector<Index> live_index_;  // the live rows, ascending
   Index live_rows_ = 0;
+  ProductForm product_form_ = ProductForm::automatic;
 };
 
 // The products, out of the class so that an explicit instantiation declaration covers them
@@ -449,16 +502,36 @@ void LowRankSparseLinear<Scalar_>::forward(ConstMatrixRef<Scalar> x, MatrixRef<S
   check_parameters(where);
   const Index n = x.rows();
   prepare_cache(cache, n);
-  auto xv = cache_map(cache.xv_, n);
   cache.tokens_ = n;
   cache.rank_ = rank();
+  cache.merged_ = false;
   if (n == 0) return;  // y is empty (and its data may be null: no blocks of it)
-  xv.noalias() = x * V_.transpose();
-  y.noalias() = xv * U_.transpose();
   find_nonzero_rows(cache);
-  if (cache.every_live_row_) add_rows_product(x, y, cache, live_index_, live_runs_);
-  else add_rows_product(x, y, cache, cache.nonzero_index_, cache.nonzero_runs_);
+  if (merges(n, cache.every_live_row_ ? live_rows_ : Index(cache.nonzero_index_.size()))) {
+    cache.merged_ = true;
+    y.noalias() = x * form_weight(cache).transpose();
+  } else {
+    auto xv = cached_xv(cache, n);
+    xv.noalias() = x * V_.transpose();
+    y.noalias() = xv * U_.transpose();
+    if (cache.every_live_row_) add_rows_product(x, y, cache, live_index_, live_runs_);
+    else add_rows_product(x, y, cache, cache.nonzero_index_, cache.nonzero_runs_);
+  }
   if (has_bias()) y.rowwise() += bias_.transpose();
+}
+
+template <class Scalar_>
+Eigen::Map<typename LowRankSparseLinear<Scalar_>::Matrix> LowRankSparseLinear<Scalar_>::form_weight(
+    Cache& cache) const {
+  reserve_weight(cache);
+  Eigen::Map<Matrix> w(cache.work_.data(), out_, in_);
+  if (sparse_released()) w.noalias() = U_ * V_;
+  else {
+    w = S_;  // its pruned entries are zero
+    w.noalias() += U_ * V_;
+  }
+  cache.weight_formed_ = true;
+  return w;
 }
 
 template <class Scalar_>
@@ -526,8 +599,12 @@ void LowRankSparseLinear<Scalar_>::backward_impl(ConstMatrixRef<Scalar> x,
                               bias_.size(), " were expected");
   const Index n = x.rows();
   if (n == 0) return;  // no tokens: nothing to add
-  auto xv = cache_map(cache.xv_, n);
-  auto dxv = cache_map(cache.dxv_, n);
+  if (cache.merged_) {
+    merged_backward(x, dy, cache, dx, grads);
+    return;
+  }
+  auto xv = cached_xv(cache, n);
+  auto dxv = cached_dxv(cache, n);
   grads.U.noalias() += dy.transpose() * xv;
   dxv.noalias() = dy * U_;
   grads.V.noalias() += dxv.transpose() * x;
@@ -559,6 +636,30 @@ void LowRankSparseLinear<Scalar_>::backward_impl(ConstMatrixRef<Scalar> x,
     }
   }
   if (has_element_mask()) grads.S.array() *= element_mask_.array().template cast<Scalar>();
+  if (has_bias()) grads.bias.noalias() += dy.colwise().sum().transpose();
+}
+
+template <class Scalar_>
+void LowRankSparseLinear<Scalar_>::merged_backward(ConstMatrixRef<Scalar> x,
+                                                   ConstMatrixRef<Scalar> dy, Cache& cache,
+                                                   MatrixRef<Scalar>* dx, Gradients& grads) const {
+  Eigen::Map<Matrix> w(cache.work_.data(), out_, in_);
+  if (dx != nullptr) {
+    if (!cache.weight_formed_) form_weight(cache);
+    dx->noalias() += dy * w;
+  }
+  auto& g = w;  // W is read: dyᵀ·x takes its place
+  g.noalias() = dy.transpose() * x;
+  cache.weight_formed_ = false;
+  grads.U.noalias() += g * V_.transpose();
+  grads.V.noalias() += U_.transpose() * g;
+  if (!sparse_released()) {
+    if (live_rows_ == out_) grads.S += g;
+    else
+      for (const auto& run : live_runs_)
+        grads.S.middleRows(run.first, run.second) += g.middleRows(run.first, run.second);
+    if (has_element_mask()) grads.S.array() *= element_mask_.array().template cast<Scalar>();
+  }
   if (has_bias()) grads.bias.noalias() += dy.colwise().sum().transpose();
 }
 
