@@ -13,7 +13,8 @@
 // run them), and, where the phase is a product, its GFLOP/s per thread:
 //
 //   linear      the student's linear layers, forward and backward (executed FLOPs: U·V and S's
-//               live rows; an element-masked S runs as its dense rows)
+//               live rows; an element-masked S runs as its dense rows; W = U·V + S where the
+//               layer merges them)
 //   attention   causal attention, forward and backward (RoPE included), the causal half's FLOPs
 //   classifier  the logits' product and its two backward products
 //   rest        norms, activations, residual adds, embeddings
@@ -99,10 +100,13 @@ lmshrink::models::Model& teacher(int scale) {
   return *m;
 }
 
-// Per token: the FLOPs of one forward of a layer as it runs (U·V, S's live rows, or every row
-// of an element-masked S).
-double layer_forward_flops(const lmshrink::models::Layer& layer) {
+// Per token: the FLOPs of one forward of a layer as it runs on `tokens` rows at a time (U·V,
+// S's live rows, or every row of an element-masked S); in the merged form (S trained dense), W's
+// product and a token's share of forming W, dU and dV (a third of them: a step counts three
+// forwards).
+double layer_forward_flops(const lmshrink::models::Layer& layer, lmshrink::Index tokens) {
   const double in = double(layer.in_features()), out = double(layer.out_features());
+  if (layer.merges(tokens)) return 2 * out * in * (1 + double(layer.rank()) / double(tokens));
   double rows = 0;
   for (const auto& run : layer.live_row_runs()) rows += double(run.second);
   return 2 * (double(layer.rank()) * (in + out) + rows * in);
@@ -118,15 +122,17 @@ struct StepFlops {
   double linear = 0, attention = 0, classifier = 0, teacher = 0;
 };
 
-StepFlops step_flops(const lmshrink::models::Model& student, const lmshrink::models::Model& t, int batch, int n) {
+StepFlops step_flops(const lmshrink::models::Model& student, const lmshrink::models::Model& t, int batch, int n,
+                     int shards) {
   const double tokens = double(batch) * n;
+  const lmshrink::Index shard_tokens = lmshrink::Index((batch + shards - 1) / shards) * n;  // a layer's call
   StepFlops f;
   const auto shape = student.shape();
   double teacher_linear = 0;
   for (int l = 0; l < shape.n_layers; ++l)
     for (int k = 0; k < student.linear_kinds(); ++k) {
-      f.linear += 3 * tokens * layer_forward_flops(student.linear(l, k));
-      teacher_linear += tokens * layer_forward_flops(t.linear(l, k));
+      f.linear += 3 * tokens * layer_forward_flops(student.linear(l, k), shard_tokens);
+      teacher_linear += tokens * layer_forward_flops(t.linear(l, k), shard_tokens);
     }
   f.attention = 3 * batch * attention_forward_flops(shape, n);
   f.classifier = 3 * tokens * 2 * double(shape.dim) * shape.vocab_size;
@@ -237,7 +243,7 @@ void BM_train_step(benchmark::State& state) {
   double loss = 0;
   for (double l : times.loss) loss += l;
   loss -= tp.total;  // the loss callback ran the teacher's forward
-  const StepFlops flops = step_flops(*student, t, sc.batch, sc.length);
+  const StepFlops flops = step_flops(*student, t, sc.batch, sc.length, kShards);
   const auto ms = [&](double thread_seconds) { return 1e3 * thread_seconds / active / steps_run; };
   const auto gflops = [&](double flop, double thread_seconds) {
     return thread_seconds > 0 ? flop * steps_run / thread_seconds / 1e9 : 0.0;
