@@ -399,3 +399,58 @@ TEST_CASE("panelled causal attention equals attention by its definition and fini
   // The probabilities of the last panel's last row: every key, summing to 1.
   CHECK(std::abs(p[0].row(149).sum() - 1) < 1e-13);
 }
+
+TEST_CASE("small-head attention kernels equal attention by its definition and finite differences",
+          "[models][attention]") {
+  // Head sizes 8 and 16 run the small_head kernels. 150 positions: panels of 64, 64 and 22 rows,
+  // key counts that are not multiples of 16 (scalar tails), rows not a multiple of 4; grouped heads.
+  const int hs = GENERATE(8, 16);
+  CAPTURE(hs);
+  REQUIRE(models::small_head::handles(hs));
+  const models::AttentionShape s{2, 150, 4, 2, hs};
+  const int rows = s.batch * s.n;
+  MatD q = test::random_matrix<double>(rows, 4 * hs, 71, 2.0), k = test::random_matrix<double>(rows, 2 * hs, 72, 2.0),
+       v = test::random_matrix<double>(rows, 2 * hs, 73);
+  const MatD datt = test::random_matrix<double>(rows, 4 * hs, 74);
+  std::vector<MatD> p(std::size_t(s.batch * s.heads));
+  models::AttentionWorkspace<double> work;
+  MatD att(rows, 4 * hs);
+  models::causal_attention_forward<double>(s, q, k, v, p, att, work);
+  CHECK((att - naive_attention(s, q, k, v)).cwiseAbs().maxCoeff() < 1e-13);
+  // Scoring's one reused probability matrix gives the same output.
+  std::vector<MatD> one(1);
+  MatD att_one(rows, 4 * hs);
+  models::causal_attention_forward<double>(s, q, k, v, one, att_one, work);
+  CHECK(att_one == att);
+  MatD dp, dq = MatD::Constant(rows, 4 * hs, 9.0), dk = MatD::Constant(rows, 2 * hs, 9.0),
+           dv = MatD::Constant(rows, 2 * hs, 9.0);
+  models::causal_attention_backward<double>(s, q, k, v, p, datt, dp, dq, dk, dv, work);
+  // The blocked attention (its own GEMM path) agrees on every gradient.
+  MatD lse, att_blocked(rows, 4 * hs), dq_b(rows, 4 * hs), dk_b(rows, 2 * hs), dv_b(rows, 2 * hs);
+  models::BlockedAttention<double> blocked;
+  blocked.forward(s, q, k, v, lse, att_blocked);
+  blocked.backward(s, q, k, v, att_blocked, lse, datt, dq_b, dk_b, dv_b);
+  CHECK((dq - dq_b).cwiseAbs().maxCoeff() < 1e-12);
+  CHECK((dk - dk_b).cwiseAbs().maxCoeff() < 1e-12);
+  CHECK((dv - dv_b).cwiseAbs().maxCoeff() < 1e-12);
+  const auto loss = [&] { return datt.cwiseProduct(naive_attention(s, q, k, v)).sum(); };
+  for (const auto& [m, d] : {std::pair<MatD*, MatD*>{&q, &dq}, {&k, &dk}, {&v, &dv}})
+    for (Index i = 0; i < m->size(); i += 131) {
+      // A step of 1e-5: the loss sums 300 rows, so 1e-6 leaves rounding of about 1e-7.
+      const double numeric = test::central_difference(m->data() + i, 1e-5, loss);
+      INFO("entry " << i << ": analytic " << d->data()[i] << ", numeric " << numeric);
+      CHECK(std::abs(d->data()[i] - numeric) <= 1e-7 * (1 + std::abs(numeric)));
+    }
+  // Float agrees with double.
+  using MatF = lmshrink::RowMatrix<float>;
+  const MatF qf = q.cast<float>(), kf = k.cast<float>(), vf = v.cast<float>(), dattf = datt.cast<float>();
+  std::vector<MatF> pf(p.size());
+  models::AttentionWorkspace<float> workf;
+  MatF attf(rows, 4 * hs), dpf, dqf(rows, 4 * hs), dkf(rows, 2 * hs), dvf(rows, 2 * hs);
+  models::causal_attention_forward<float>(s, qf, kf, vf, pf, attf, workf);
+  models::causal_attention_backward<float>(s, qf, kf, vf, pf, dattf, dpf, dqf, dkf, dvf, workf);
+  CHECK((attf.cast<double>() - att).cwiseAbs().maxCoeff() < 1e-5);
+  CHECK((dqf.cast<double>() - dq).cwiseAbs().maxCoeff() < 1e-4 * (1 + dq.cwiseAbs().maxCoeff()));
+  CHECK((dkf.cast<double>() - dk).cwiseAbs().maxCoeff() < 1e-4 * (1 + dk.cwiseAbs().maxCoeff()));
+  CHECK((dvf.cast<double>() - dv).cwiseAbs().maxCoeff() < 1e-4 * (1 + dv.cwiseAbs().maxCoeff()));
+}

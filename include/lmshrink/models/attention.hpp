@@ -55,21 +55,213 @@ void check_forward(const char* where, const AttentionShape& s, const Q& q, const
 /// 0 .. i0 + kPanelRows − 1, about half the products of whole (n, n) squares at n = 512.
 inline constexpr int kPanelRows = 64;
 
+/// The kept-probability attention's workspace for small heads: one (sequence, key/value head)'s
+/// keys and values transposed, (head_size, n), and the backward's key and value gradients in the
+/// same layout. Pass one to reuse it across calls (the overloads without one make their own).
+template <class Scalar>
+struct AttentionWorkspace {
+  RowMatrix<Scalar> kt, vt, dkt, dvt;
+};
+
+/// Products of the kept-probability attention at small head sizes, where every product has a
+/// dimension of head_size (H) and a GEMM runs at a fraction of its rate: 16 positions per vector
+/// of keys (or values) transposed, H multiply-adds deep, and for q·kᵀ four query rows sharing
+/// each vector. Columns past the last multiple of 16 run as scalar loops.
+namespace small_head {
+inline constexpr int kLanes = 16;
+template <class S>
+using Lanes = Eigen::Array<S, kLanes, 1>;
+/// Head sizes these kernels run (others take the GEMM path).
+inline bool handles(int head_size) { return head_size == 8 || head_size == 16; }
+
+/// c (rows, cols) = alpha · a (rows, H) · bt (H, cols).
+template <int H, class S>
+void product_by_transposed(int rows, int cols, const S* a, Index lda, const S* bt, Index ldb, S alpha, S* c,
+                           Index ldc) {
+  using L = Lanes<S>;
+  const int full = cols / kLanes * kLanes;
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const S *a0 = a + Index(r) * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+    for (int j = 0; j < full; j += kLanes) {
+      L c0 = L::Zero(), c1 = L::Zero(), c2 = L::Zero(), c3 = L::Zero();
+      for (int d = 0; d < H; ++d) {
+        const L b = Eigen::Map<const L>(bt + d * ldb + j);
+        c0 += a0[d] * b;
+        c1 += a1[d] * b;
+        c2 += a2[d] * b;
+        c3 += a3[d] * b;
+      }
+      Eigen::Map<L>(c + Index(r) * ldc + j) = alpha * c0;
+      Eigen::Map<L>(c + Index(r + 1) * ldc + j) = alpha * c1;
+      Eigen::Map<L>(c + Index(r + 2) * ldc + j) = alpha * c2;
+      Eigen::Map<L>(c + Index(r + 3) * ldc + j) = alpha * c3;
+    }
+  }
+  for (; r < rows; ++r)
+    for (int j = 0; j < full; j += kLanes) {
+      L acc = L::Zero();
+      for (int d = 0; d < H; ++d) acc += a[Index(r) * lda + d] * Eigen::Map<const L>(bt + d * ldb + j);
+      Eigen::Map<L>(c + Index(r) * ldc + j) = alpha * acc;
+    }
+  for (r = 0; r < rows; ++r)
+    for (int j = full; j < cols; ++j) {
+      S t = 0;
+      for (int d = 0; d < H; ++d) t += a[Index(r) * lda + d] * bt[d * ldb + j];
+      c[Index(r) * ldc + j] = alpha * t;
+    }
+}
+
+/// c (rows, H) = p (rows, cols) · bt (H, cols)ᵀ (overwritten).
+template <int H, class S>
+void product_with_transposed(int rows, int cols, const S* p, Index ldp, const S* bt, Index ldb, S* c, Index ldc) {
+  using L = Lanes<S>;
+  const int full = cols / kLanes * kLanes;
+  for (int r = 0; r < rows; ++r) {
+    const S* pr = p + Index(r) * ldp;
+    L acc[H];
+    for (int d = 0; d < H; ++d) acc[d].setZero();
+    for (int j = 0; j < full; j += kLanes) {
+      const L pv = Eigen::Map<const L>(pr + j);
+      for (int d = 0; d < H; ++d) acc[d] += pv * Eigen::Map<const L>(bt + d * ldb + j);
+    }
+    for (int d = 0; d < H; ++d) {
+      S t = acc[d].sum();
+      for (int j = full; j < cols; ++j) t += pr[j] * bt[d * ldb + j];
+      c[Index(r) * ldc + d] = t;
+    }
+  }
+}
+
+/// ct (H, cols) += a (rows, H)ᵀ · p (rows, cols).
+template <int H, class S>
+void add_transposed_product(int rows, int cols, const S* a, Index lda, const S* p, Index ldp, S* ct, Index ldc) {
+  using L = Lanes<S>;
+  const int full = cols / kLanes * kLanes;
+  for (int j = 0; j < full; j += kLanes) {
+    L acc[H];
+    for (int d = 0; d < H; ++d) acc[d] = Eigen::Map<const L>(ct + d * ldc + j);
+    for (int r = 0; r < rows; ++r) {
+      const L pv = Eigen::Map<const L>(p + Index(r) * ldp + j);
+      const S* ar = a + Index(r) * lda;
+      for (int d = 0; d < H; ++d) acc[d] += ar[d] * pv;
+    }
+    for (int d = 0; d < H; ++d) Eigen::Map<L>(ct + d * ldc + j) = acc[d];
+  }
+  for (int d = 0; d < H; ++d)
+    for (int j = full; j < cols; ++j) {
+      S t = ct[d * ldc + j];
+      for (int r = 0; r < rows; ++r) t += a[Index(r) * lda + d] * p[Index(r) * ldp + j];
+      ct[d * ldc + j] = t;
+    }
+}
+}  // namespace small_head
+
+namespace attention_detail {
+// The address of m(r, c) in a row-major matrix or Ref.
+template <class M>
+auto at(M&& m, Index r, Index c) {
+  return m.data() + r * m.outerStride() + c;
+}
+// Row r of a panel (query i0 + r, `keys` keys): softmax over its visible keys, zeros after.
+template <class Row>
+void softmax_visible(Row row, int visible, int keys) {
+  const auto max = row.head(visible).maxCoeff();
+  row.head(visible) = (row.head(visible).array() - max).exp().matrix();
+  row.head(visible) /= row.head(visible).sum();
+  row.tail(keys - visible).setZero();
+}
+// ds = p∘(dp − Σ p∘dp)·scale over a row's visible keys, zeros after.
+template <class Row, class ConstRow, class Scalar>
+void softmax_backward_visible(Row drow, ConstRow prow, int visible, int keys, Scalar scale) {
+  auto d = drow.head(visible);
+  const auto pv = prow.head(visible);
+  const Scalar dot = d.dot(pv);
+  d = (pv.array() * (d.array() - dot) * scale).matrix();
+  drow.tail(keys - visible).setZero();
+}
+
+template <int H, class Scalar>
+void small_head_forward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q, const ConstMatrixRef<Scalar>& k,
+                        const ConstMatrixRef<Scalar>& v, std::vector<RowMatrix<Scalar>>& p, MatrixRef<Scalar> att,
+                        AttentionWorkspace<Scalar>& work) {
+  const int group = s.heads / s.kv_heads, n = s.n;
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(H));
+  for (int b = 0; b < s.batch; ++b)
+    for (int kvh = 0; kvh < s.kv_heads; ++kvh) {
+      work.kt = k.block(b * n, kvh * H, n, H).transpose();
+      work.vt = v.block(b * n, kvh * H, n, H).transpose();
+      for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+        auto& ph = p.size() == 1 ? p[0] : p[std::size_t(b * s.heads + h)];
+        ph.resize(n, n);
+        for (int i0 = 0; i0 < n; i0 += kPanelRows) {
+          const int rows = std::min(kPanelRows, n - i0), keys = i0 + rows;
+          small_head::product_by_transposed<H>(rows, keys, at(q, b * n + i0, h * H), q.outerStride(), work.kt.data(), n,
+                                               scale, at(ph, i0, 0), n);
+          for (int r = 0; r < rows; ++r) softmax_visible(ph.row(i0 + r).head(keys), i0 + r + 1, keys);
+          small_head::product_with_transposed<H>(rows, keys, at(ph, i0, 0), n, work.vt.data(), n, at(att, b * n + i0, h * H),
+                                                 att.outerStride());
+        }
+      }
+    }
+}
+
+template <int H, class Scalar>
+void small_head_backward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q, const ConstMatrixRef<Scalar>& k,
+                         const ConstMatrixRef<Scalar>& v, const std::vector<RowMatrix<Scalar>>& p,
+                         const ConstMatrixRef<Scalar>& datt, RowMatrix<Scalar>& dp, MatrixRef<Scalar> dq,
+                         MatrixRef<Scalar> dk, MatrixRef<Scalar> dv, AttentionWorkspace<Scalar>& work) {
+  const int group = s.heads / s.kv_heads, n = s.n;
+  const Scalar scale = Scalar(1) / std::sqrt(Scalar(H));
+  for (int b = 0; b < s.batch; ++b)
+    for (int kvh = 0; kvh < s.kv_heads; ++kvh) {
+      work.kt = k.block(b * n, kvh * H, n, H).transpose();
+      work.vt = v.block(b * n, kvh * H, n, H).transpose();
+      work.dkt.setZero(H, n);
+      work.dvt.setZero(H, n);
+      for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+        const auto& ph = p[std::size_t(b * s.heads + h)];
+        for (int i0 = 0; i0 < n; i0 += kPanelRows) {
+          const int rows = std::min(kPanelRows, n - i0), keys = i0 + rows;
+          const Scalar* dout = at(datt, b * n + i0, h * H);
+          const Scalar* panel = at(ph, i0, 0);
+          small_head::add_transposed_product<H>(rows, keys, dout, datt.outerStride(), panel, n, work.dvt.data(), n);
+          small_head::product_by_transposed<H>(rows, keys, dout, datt.outerStride(), work.vt.data(), n, Scalar(1),
+                                               dp.data(), n);
+          for (int r = 0; r < rows; ++r)
+            softmax_backward_visible(dp.row(r).head(keys), ph.row(i0 + r).head(keys), i0 + r + 1, keys, scale);
+          small_head::product_with_transposed<H>(rows, keys, dp.data(), n, work.kt.data(), n, at(dq, b * n + i0, h * H),
+                                                 dq.outerStride());
+          small_head::add_transposed_product<H>(rows, keys, at(q, b * n + i0, h * H), q.outerStride(), dp.data(), n,
+                                                work.dkt.data(), n);
+        }
+      }
+      dk.block(b * n, kvh * H, n, H) = work.dkt.transpose();
+      dv.block(b * n, kvh * H, n, H) = work.dvt.transpose();
+    }
+}
+}  // namespace attention_detail
+
 /// att = softmax(q·kᵀ/sqrt(hs), causal)·v per (sequence, head). p holds batch·heads (n, n)
 /// matrices that keep the probabilities for the backward, or a single one, reused, when no
 /// backward follows (scoring). Queries run in panels of kPanelRows rows; a panel's scores,
 /// probabilities and products stop at its last query's key, so entries of p right of a panel's
 /// last key are never written or read.
+/// Small heads (small_head::handles) run the small_head kernels in `work`; the results equal the
+/// GEMM path's within rounding.
 template <class Scalar>
 void causal_attention_forward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q,
                               const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v,
-                              std::vector<RowMatrix<Scalar>>& p, MatrixRef<Scalar> att) {
+                              std::vector<RowMatrix<Scalar>>& p, MatrixRef<Scalar> att,
+                              AttentionWorkspace<Scalar>& work) {
   static constexpr const char* where = "causal_attention_forward";
   attention_checks::check_forward(where, s, q, k, v, att);
   const std::size_t kept = std::size_t(s.batch) * std::size_t(s.heads);
   if (p.size() != kept && p.size() != 1)
     lmshrink::detail::fail<shape_error>(where, "p has ", p.size(), " matrices but ", kept,
                                         " (one per sequence and head) or 1 (reused) were expected");
+  if (s.head_size == 8) return attention_detail::small_head_forward<8>(s, q, k, v, p, att, work);
+  if (s.head_size == 16) return attention_detail::small_head_forward<16>(s, q, k, v, p, att, work);
   const int group = s.heads / s.kv_heads, n = s.n, hs = s.head_size;
   const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs));
   for (int b = 0; b < s.batch; ++b)
@@ -82,17 +274,18 @@ void causal_attention_forward(const AttentionShape& s, const ConstMatrixRef<Scal
         auto panel = ph.block(i0, 0, rows, keys);
         panel.noalias() = q.block(b * n + i0, h * hs, rows, hs) * k.block(b * n, kvh * hs, keys, hs).transpose();
         panel *= scale;
-        for (int r = 0; r < rows; ++r) {
-          const int visible = i0 + r + 1;
-          auto row = panel.row(r);
-          const Scalar max = row.head(visible).maxCoeff();
-          row.head(visible) = (row.head(visible).array() - max).exp().matrix();
-          row.head(visible) /= row.head(visible).sum();
-          row.tail(keys - visible).setZero();
-        }
+        for (int r = 0; r < rows; ++r) attention_detail::softmax_visible(panel.row(r), i0 + r + 1, keys);
         att.block(b * n + i0, h * hs, rows, hs).noalias() = panel * v.block(b * n, kvh * hs, keys, hs);
       }
     }
+}
+
+template <class Scalar>
+void causal_attention_forward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q,
+                              const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v,
+                              std::vector<RowMatrix<Scalar>>& p, MatrixRef<Scalar> att) {
+  AttentionWorkspace<Scalar> work;
+  causal_attention_forward<Scalar>(s, q, k, v, p, att, work);
 }
 
 /// From datt = ∂loss/∂att and the forward's p (one per sequence and head): dq (overwritten), dk
@@ -102,7 +295,7 @@ void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Sca
                                const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v,
                                const std::vector<RowMatrix<Scalar>>& p, const ConstMatrixRef<Scalar>& datt,
                                RowMatrix<Scalar>& dp, MatrixRef<Scalar> dq, MatrixRef<Scalar> dk,
-                               MatrixRef<Scalar> dv) {
+                               MatrixRef<Scalar> dv, AttentionWorkspace<Scalar>& work) {
   static constexpr const char* where = "causal_attention_backward";
   attention_checks::check(where, s);
   attention_checks::check_rows(where, "q", q, s, s.heads);
@@ -118,6 +311,8 @@ void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Sca
   const int group = s.heads / s.kv_heads, n = s.n, hs = s.head_size;
   const Scalar scale = Scalar(1) / std::sqrt(Scalar(hs));
   dp.resize(n, n);
+  if (hs == 8) return attention_detail::small_head_backward<8>(s, q, k, v, p, datt, dp, dq, dk, dv, work);
+  if (hs == 16) return attention_detail::small_head_backward<16>(s, q, k, v, p, datt, dp, dq, dk, dv, work);
   dk.setZero();
   dv.setZero();
   for (int b = 0; b < s.batch; ++b)
@@ -133,18 +328,22 @@ void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Sca
         auto ds = dp.block(0, 0, rows, keys);
         ds.noalias() = dout * v.block(b * n, kvh * hs, keys, hs).transpose();
         // Softmax backward per row: ds = p∘(dp − Σ p∘dp), then the scale.
-        for (int r = 0; r < rows; ++r) {
-          const int visible = i0 + r + 1;
-          auto drow = ds.row(r).head(visible);
-          const auto prow = panel.row(r).head(visible);
-          const Scalar dot = drow.dot(prow);
-          drow = (prow.array() * (drow.array() - dot) * scale).matrix();
-          ds.row(r).tail(keys - visible).setZero();
-        }
+        for (int r = 0; r < rows; ++r)
+          attention_detail::softmax_backward_visible(ds.row(r), panel.row(r), i0 + r + 1, keys, scale);
         dq.block(b * n + i0, h * hs, rows, hs).noalias() = ds * kp;
         dk.block(b * n, kvh * hs, keys, hs).noalias() += ds.transpose() * q.block(b * n + i0, h * hs, rows, hs);
       }
     }
+}
+
+template <class Scalar>
+void causal_attention_backward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q,
+                               const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v,
+                               const std::vector<RowMatrix<Scalar>>& p, const ConstMatrixRef<Scalar>& datt,
+                               RowMatrix<Scalar>& dp, MatrixRef<Scalar> dq, MatrixRef<Scalar> dk,
+                               MatrixRef<Scalar> dv) {
+  AttentionWorkspace<Scalar> work;
+  causal_attention_backward<Scalar>(s, q, k, v, p, datt, dp, dq, dk, dv, work);
 }
 
 /// Trainers keep every head's (n, n) probabilities for sequences of up to this many positions

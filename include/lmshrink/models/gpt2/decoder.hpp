@@ -190,6 +190,7 @@ class Decoder {
   int hs_;
   lmshrink::models::KvCache<float> cache_;
   std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head
+  lmshrink::models::AttentionWorkspace<float> attention_work_;
   BlockState<float> state_;
   RowMat x_, a_, xhat_, logits_;
   Vec rstd_, logits1_;
@@ -231,7 +232,7 @@ const typename Decoder<View>::RowMat& Decoder<View>::forward_sequence(const int*
   for (int l = 0; l < c_.n_layers; ++l) {
     const auto linear = [&](int kind, const RowMat& in, RowMat& out) { m_.linear(l, kind, in, out); };
     const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
-      lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
+      lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att, attention_work_);
     };
     state_.x = x_;
     block_forward<float>(c_, m_.norms(l), linear, attend, state_, x_);

@@ -332,6 +332,7 @@ class Trainer {
   Vec rstd_f_;
   BlockWorkspace<Scalar> work_;
   Mat dx_, dxa_, dp_;
+  lmshrink::models::AttentionWorkspace<Scalar> attention_work_;  // small heads' transposed keys and values
   Mat rerun_out_;  // recompute: the output of a block run again in the backward (not read)
   std::vector<int> tokens_;
   NetProfile* profile_ = nullptr;
@@ -409,7 +410,7 @@ void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dbloc
         blocked_attention_.backward(attention_shape(), a.q, a.k, a.v, a.att, a.lse, datt, dq, dk, dv);
       else
         lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq,
-                                                            dk, dv);
+                                                            dk, dv, attention_work_);
     };
     block_backward<Scalar>(norms(l), linear_backward, attend_backward, a, work_, dx_,
                                 BlockNorms<Vec>{g_.ln1_w[L], g_.ln1_b[L], g_.ln2_w[L], g_.ln2_b[L]});
@@ -433,7 +434,7 @@ void Trainer<Scalar>::run_block(int l, Activations& a, Mat& out) {
     if (blocked_)
       blocked_attention_.forward(attention_shape(), q, k, v, keep ? a.lse : shared_lse_, att);
     else
-      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, keep ? a.p : shared_p_, att);
+      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, keep ? a.p : shared_p_, att, attention_work_);
   };
   block_forward<Scalar>(c_, norms(l), linear, attend, a, out);
 }

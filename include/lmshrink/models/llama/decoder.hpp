@@ -162,6 +162,7 @@ class SequenceDecoder {
   int hs_;
   RopeTable rope_;
   std::vector<RowMat> p_ = std::vector<RowMat>(1);  // one probability matrix, reused per head
+  lmshrink::models::AttentionWorkspace<float> attention_work_;
   BlockState<float> state_;
   RowMat x_, xb_, logits_;
   Vec r_;
@@ -191,7 +192,7 @@ const RowMat& SequenceDecoder<View>::forward(const int* tokens, int n) {
     const auto attend = [&](RowMat& q, RowMat& k, const RowMat& v, RowMat& att) {
       rope_.rotate_rows(q, n, +1);
       rope_.rotate_rows(k, n, +1);
-      lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att);
+      lmshrink::models::causal_attention_forward<float>(shape, q, k, v, p_, att, attention_work_);
     };
     state_.x = x_;
     block_forward<float>(c_, m_.rms_att(l), m_.rms_ffn(l), linear, attend, state_, x_);

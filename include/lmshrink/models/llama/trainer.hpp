@@ -324,6 +324,7 @@ class Trainer {
   Mat x_final_, xb_final_, logits_;
   Vec r_final_;
   Mat dx_, dxb_, dp_;
+  lmshrink::models::AttentionWorkspace<Scalar> attention_work_;  // small heads' transposed keys and values
   Mat rerun_out_;  // recompute: the output of a block run again in the backward (not read)
   std::vector<int> tokens_;
   NetProfile* profile_ = nullptr;
@@ -373,7 +374,7 @@ void Trainer<Scalar>::run_block(int l, Activations& a, Mat& out) {
     if (blocked_)
       blocked_attention_.forward(attention_shape(), q, k, v, keep ? a.lse : shared_lse_, att);
     else
-      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, keep ? a.p : shared_p_, att);
+      lmshrink::models::causal_attention_forward<Scalar>(attention_shape(), q, k, v, keep ? a.p : shared_p_, att, attention_work_);
   };
   block_forward<Scalar>(c_, w_.rms_att[std::size_t(l)], w_.rms_ffn[std::size_t(l)], linear, attend, a, out);
 }
@@ -424,7 +425,7 @@ void Trainer<Scalar>::backward(const Mat& dlogits, const std::vector<Mat>* dbloc
       if (blocked_)
         blocked_attention_.backward(attention_shape(), a.q, a.k, a.v, a.att, a.lse, datt, dq, dk, dv);
       else
-        lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq, dk, dv);
+        lmshrink::models::causal_attention_backward<Scalar>(attention_shape(), a.q, a.k, a.v, a.p, datt, dp_, dq, dk, dv, attention_work_);
       rope_.rotate_rows(dq, n_, -1);
       rope_.rotate_rows(dk, n_, -1);
     };
