@@ -61,6 +61,11 @@ inline constexpr int kPanelRows = 64;
 template <class Scalar>
 struct AttentionWorkspace {
   RowMatrix<Scalar> kt, vt, dkt, dvt;
+  /// kt and vt from sequence b's key/value head kvh (rows b·n .. b·n + n − 1 of k and v).
+  void transpose_head(const ConstMatrixRef<Scalar>& k, const ConstMatrixRef<Scalar>& v, int b, int n, int kvh, int hs) {
+    kt = k.block(Index(b) * n, Index(kvh) * hs, n, hs).transpose();
+    vt = v.block(Index(b) * n, Index(kvh) * hs, n, hs).transpose();
+  }
 };
 
 /// Products of the kept-probability attention at small head sizes, where every product has a
@@ -189,8 +194,7 @@ void small_head_forward(const AttentionShape& s, const ConstMatrixRef<Scalar>& q
   const Scalar scale = Scalar(1) / std::sqrt(Scalar(H));
   for (int b = 0; b < s.batch; ++b)
     for (int kvh = 0; kvh < s.kv_heads; ++kvh) {
-      work.kt = k.block(b * n, kvh * H, n, H).transpose();
-      work.vt = v.block(b * n, kvh * H, n, H).transpose();
+      work.transpose_head(k, v, b, n, kvh, H);
       for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
         auto& ph = p.size() == 1 ? p[0] : p[std::size_t(b * s.heads + h)];
         ph.resize(n, n);
@@ -215,8 +219,7 @@ void small_head_backward(const AttentionShape& s, const ConstMatrixRef<Scalar>& 
   const Scalar scale = Scalar(1) / std::sqrt(Scalar(H));
   for (int b = 0; b < s.batch; ++b)
     for (int kvh = 0; kvh < s.kv_heads; ++kvh) {
-      work.kt = k.block(b * n, kvh * H, n, H).transpose();
-      work.vt = v.block(b * n, kvh * H, n, H).transpose();
+      work.transpose_head(k, v, b, n, kvh, H);
       work.dkt.setZero(H, n);
       work.dvt.setZero(H, n);
       for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
