@@ -514,6 +514,9 @@ TEST_CASE("bad input throws lmshrink errors naming what was expected and given",
                     shape_error);
   REQUIRE_THROWS_AS(layer.set_low_rank(Matrix<float>::Zero(7, 2), Matrix<float>::Zero(2, 6)),
                     shape_error);
+  REQUIRE_THROWS_WITH(layer.set_product_form(static_cast<lmshrink::ProductForm>(3)),
+                      Contains("form must be automatic, factored or merged (0, 1 or 2), got 3"));
+  REQUIRE(layer.product_form() == lmshrink::ProductForm::automatic);
   layer.set_low_rank(Matrix<float>::Zero(8, 5), Matrix<float>::Zero(5, 6));
   REQUIRE(layer.rank() == 5);
 }

@@ -27,7 +27,7 @@
 //
 // Two forms of the same products (equal within rounding), chosen per call by their
 // multiply-adds unless set (set_product_form):
-//   factored  x·Vᵀ·Uᵀ + x·S_Rᵀ over the live rows R: 3·N·(r·(out + in) + |R|·in) per step;
+//   factored  x·Vᵀ·Uᵀ + x·S_Rᵀ over the live rows R: 3·N·(r·(out + in) + |R|·in) per call;
 //   merged    W = U·V + S∘M formed once per forward into the cache, then y = x·Wᵀ,
 //             dx += dy·W and G = dyᵀ·x, from which dU = G·Vᵀ, dV = Uᵀ·G, dS = G∘M:
 //             3·N·out·in + 3·out·in·r. It wins when S is trained dense (every row live, as in
@@ -77,9 +77,9 @@ class LowRankSparseLinear {
   /// Per-call workspace: x·Vᵀ kept from forward for backward, and backward's (N, r) scratch;
   /// for live rows of S scattered in short runs, up to kGatherRows of them gathered (their S
   /// rows, and an (N, kGatherRows) product); the rows the last forward multiplied (live rows
-  /// holding a non-zero), which backward's input gradient reads; for the merged form, W (out·in
-  /// values). Sized for up to `capacity()` tokens; a larger batch or more gathered rows grow it
-  /// (one allocation).
+  /// holding a non-zero), which backward's input gradient reads. The merged form keeps W in the
+  /// (N, r) buffers' place. Sized for up to `capacity()` tokens; a larger batch or more gathered
+  /// rows grow it (one allocation).
   class Cache {
    public:
     Cache() = default;
@@ -151,7 +151,12 @@ class LowRankSparseLinear {
 
   /// How forward and backward multiply; automatic (the default) picks the form with fewer
   /// multiply-adds per call. Either form gives the same results within rounding.
-  void set_product_form(ProductForm form) { product_form_ = form; }
+  void set_product_form(ProductForm form) {
+    if (form != ProductForm::automatic && form != ProductForm::factored && form != ProductForm::merged)
+      detail::fail<value_error>("LowRankSparseLinear::set_product_form",
+                                "form must be automatic, factored or merged (0, 1 or 2), got ", int(form));
+    product_form_ = form;
+  }
   ProductForm product_form() const { return product_form_; }
   /// Whether a forward of `tokens` tokens multiplies by the merged weight, when every live row
   /// of S holds a non-zero (live rows that are all zero make the factored form cheaper).
@@ -380,12 +385,10 @@ class LowRankSparseLinear {
     const Index g = gather_rows(rows);
     for (Index r0 = 0; r0 < rows; r0 += g) f(r0, std::min(g, rows - r0));
   }
-  // The form for a call of n tokens when `nonzero_rows` live rows of S hold a non-zero: the
-  // factored form's multiply-adds (U·V's, and the rows of S it reads: backward's gradient of S
-  // reads every live row) against the merged form's (the tokens' products on W, and forming W,
-  // dU and dV once per call).
-  // Automatic merging also needs W to fit in the cache's two (N, r) buffers, which the merged
-  // form does not use otherwise: it never takes more memory than the factored one.
+  // The form for a call of n tokens when `nonzero_rows` live rows of S hold a non-zero. Automatic:
+  // merged only if W fits in the cache's two (N, r) buffers (so it never takes more memory) and
+  // its multiply-adds (the tokens' products on W; forming W, dU and dV once per call) are fewer
+  // than the factored form's (U·V's, and the rows of S it reads: S's gradient reads every live row).
   bool merges(Index n, Index nonzero_rows) const {
     if (product_form_ != ProductForm::automatic) return product_form_ == ProductForm::merged;
     if (out_ * in_ > 2 * n * rank()) return false;
