@@ -309,47 +309,6 @@ TEST_CASE("blocked attention equals the kept-probability attention, forward and 
   CHECK_THROWS_WITH(blocked.backward(s, q, k, v, got, bad_lse, datt, dq, dk, dv), Catch::Contains("lse is 3x150 but 8x150 was expected"));
 }
 
-TEST_CASE("the KV-cache step gives the whole-sequence attention row by row", "[models][attention]") {
-  const int n = 7, heads = 4, kv_heads = 2, hs = 3, layers = 2;
-  const models::AttentionShape s{1, n, heads, kv_heads, hs};
-  for (int layer = 0; layer < layers; ++layer) {
-    const MatD q = test::random_matrix<double>(n, heads * hs, 51 + layer),
-               k = test::random_matrix<double>(n, kv_heads * hs, 61 + layer),
-               v = test::random_matrix<double>(n, kv_heads * hs, 71 + layer);
-    std::vector<MatD> p(1);
-    MatD att(n, heads * hs);
-    models::causal_attention_forward<double>(s, q, k, v, p, att);
-    models::KvCache<double> cache(layers, 16, heads, kv_heads, hs);
-    CHECK(cache.capacity() == 0);
-    VecD out(heads * hs);
-    for (int pos = 0; pos < n; ++pos) {
-      cache.attend(layer, pos, q.row(pos).data(), k.row(pos).data(), v.row(pos).data(), out.data());
-      CHECK((out.transpose() - att.row(pos)).norm() < 1e-13);  // across every growth of the cache
-    }
-    CHECK(cache.capacity() == 8);  // 1, 2, 4, 8: memory for the positions used, not the 16
-    // A context of 2^20 positions costs nothing until it is used.
-    models::KvCache<double> huge(layers, 1 << 20, heads, kv_heads, hs);
-    huge.attend(layer, 0, q.data(), k.data(), v.data(), out.data());
-    CHECK(huge.capacity() == 1);
-    CHECK_THROWS_WITH(cache.attend(layer, 16, q.data(), k.data(), v.data(), out.data()),
-                      Catch::Contains("layer 0") || Catch::Contains("position 16"));
-  }
-}
-
-TEST_CASE("score_logits is the mean NLL of a double log-softmax and counts top-1", "[models][scoring]") {
-  test::Matrix<float> logits(2, 3);
-  logits << 1.0f, 2.0f, 3.0f, 0.5f, 0.5f, -1.0f;
-  const int targets[2] = {2, 0};
-  const auto s = models::score_logits<float>(logits, targets);
-  const double nll0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0;
-  const double nll1 = std::log(2 * std::exp(0.5) + std::exp(-1.0)) - 0.5;
-  CHECK(s.nll_sum == Approx(nll0 + nll1).epsilon(1e-12));
-  CHECK(s.tokens == 2);
-  CHECK(s.top1 == 2);  // row 1's tie goes to the first largest logit, 0
-  const int bad[2] = {2, 3};
-  CHECK_THROWS_WITH(models::score_logits<float>(logits, bad), Catch::Contains("target 3 at 1 is outside [0, 3)"));
-}
-
 namespace {
 // Attention by its definition, one query at a time: the reference the panelled kernels must equal.
 MatD naive_attention(const models::AttentionShape& s, const MatD& q, const MatD& k, const MatD& v) {
@@ -374,6 +333,58 @@ MatD naive_attention(const models::AttentionShape& s, const MatD& q, const MatD&
   return att;
 }
 }  // namespace
+
+TEST_CASE("the KV-cache step gives the whole-sequence attention row by row", "[models][attention]") {
+  // Head size 3 takes the matrix-vector path, 8 and 16 the small-head kernels; 37 positions
+  // cross the kernels' 16-position panels and six growths of the cache.
+  const int n = 37, heads = 4, kv_heads = 2, layers = 2;
+  for (const int hs : {3, 8, 16}) {
+    INFO("head size " << hs);
+    const models::AttentionShape s{1, n, heads, kv_heads, hs};
+    for (int layer = 0; layer < layers; ++layer) {
+      const MatD q = test::random_matrix<double>(n, heads * hs, 51 + layer),
+                 k = test::random_matrix<double>(n, kv_heads * hs, 61 + layer),
+                 v = test::random_matrix<double>(n, kv_heads * hs, 71 + layer);
+      const MatD want = naive_attention(s, q, k, v);
+      models::KvCache<double> cache(layers, 64, heads, kv_heads, hs);
+      CHECK(cache.capacity() == 0);
+      VecD out(heads * hs);
+      for (int pos = 0; pos < n; ++pos) {
+        cache.attend(layer, pos, q.row(pos).data(), k.row(pos).data(), v.row(pos).data(), out.data());
+        CHECK((out.transpose() - want.row(pos)).norm() < 1e-13);  // across every growth of the cache
+      }
+      CHECK(cache.capacity() == 64);  // 1, 2, 4, ..., 64: memory for the positions used
+      // float: within float rounding of the double result.
+      const lmshrink::RowMatrix<float> qf = q.cast<float>(), kf = k.cast<float>(), vf = v.cast<float>();
+      models::KvCache<float> cache_f(layers, 64, heads, kv_heads, hs);
+      lmshrink::Vector<float> out_f(heads * hs);
+      for (int pos = 0; pos < n; ++pos) {
+        cache_f.attend(layer, pos, qf.row(pos).data(), kf.row(pos).data(), vf.row(pos).data(), out_f.data());
+        CHECK((out_f.cast<double>().transpose() - want.row(pos)).cwiseAbs().maxCoeff() < 1e-5);
+      }
+      // A context of 2^20 positions costs nothing until it is used.
+      models::KvCache<double> huge(layers, 1 << 20, heads, kv_heads, hs);
+      huge.attend(layer, 0, q.data(), k.data(), v.data(), out.data());
+      CHECK(huge.capacity() == 1);
+      CHECK_THROWS_WITH(cache.attend(layer, 64, q.data(), k.data(), v.data(), out.data()),
+                        Catch::Contains("layer 0") || Catch::Contains("position 64"));
+    }
+  }
+}
+
+TEST_CASE("score_logits is the mean NLL of a double log-softmax and counts top-1", "[models][scoring]") {
+  test::Matrix<float> logits(2, 3);
+  logits << 1.0f, 2.0f, 3.0f, 0.5f, 0.5f, -1.0f;
+  const int targets[2] = {2, 0};
+  const auto s = models::score_logits<float>(logits, targets);
+  const double nll0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0;
+  const double nll1 = std::log(2 * std::exp(0.5) + std::exp(-1.0)) - 0.5;
+  CHECK(s.nll_sum == Approx(nll0 + nll1).epsilon(1e-12));
+  CHECK(s.tokens == 2);
+  CHECK(s.top1 == 2);  // row 1's tie goes to the first largest logit, 0
+  const int bad[2] = {2, 3};
+  CHECK_THROWS_WITH(models::score_logits<float>(logits, bad), Catch::Contains("target 3 at 1 is outside [0, 3)"));
+}
 
 TEST_CASE("panelled causal attention equals attention by its definition and finite differences past one panel",
           "[models][attention]") {

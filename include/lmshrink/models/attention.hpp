@@ -103,12 +103,32 @@ void product_by_transposed(int rows, int cols, const S* a, Index lda, const S* b
       Eigen::Map<L>(c + Index(r + 3) * ldc + j) = alpha * c3;
     }
   }
-  for (; r < rows; ++r)
-    for (int j = 0; j < full; j += kLanes) {
-      L acc = L::Zero();
-      for (int d = 0; d < H; ++d) acc += a[Index(r) * lda + d] * Eigen::Map<const L>(bt + d * ldb + j);
-      Eigen::Map<L>(c + Index(r) * ldc + j) = alpha * acc;
+  // Rows left over (a decoder's one query per head): four column panels at a time, so that four
+  // independent accumulator chains hide the multiply-add latency.
+  for (; r < rows; ++r) {
+    const S* ar = a + Index(r) * lda;
+    S* cr = c + Index(r) * ldc;
+    int j = 0;
+    for (; j + 4 * kLanes <= full; j += 4 * kLanes) {
+      L c0 = L::Zero(), c1 = L::Zero(), c2 = L::Zero(), c3 = L::Zero();
+      for (int d = 0; d < H; ++d) {
+        const S* b = bt + d * ldb + j;
+        c0 += ar[d] * Eigen::Map<const L>(b);
+        c1 += ar[d] * Eigen::Map<const L>(b + kLanes);
+        c2 += ar[d] * Eigen::Map<const L>(b + 2 * kLanes);
+        c3 += ar[d] * Eigen::Map<const L>(b + 3 * kLanes);
+      }
+      Eigen::Map<L>(cr + j) = alpha * c0;
+      Eigen::Map<L>(cr + j + kLanes) = alpha * c1;
+      Eigen::Map<L>(cr + j + 2 * kLanes) = alpha * c2;
+      Eigen::Map<L>(cr + j + 3 * kLanes) = alpha * c3;
     }
+    for (; j < full; j += kLanes) {
+      L acc = L::Zero();
+      for (int d = 0; d < H; ++d) acc += ar[d] * Eigen::Map<const L>(bt + d * ldb + j);
+      Eigen::Map<L>(cr + j) = alpha * acc;
+    }
+  }
   for (r = 0; r < rows; ++r)
     for (int j = full; j < cols; ++j) {
       S t = 0;
@@ -538,7 +558,8 @@ class KvCache {
       }
     keys_.swap(keys);
     values_.swap(values);
-    scores_.resize(grown);
+    scores_.resize(Index(grown) * Index(shape_.heads / shape_.kv_heads));
+    sums_.resize(std::size_t(shape_.heads / shape_.kv_heads));
     capacity_ = grown;
   }
 
@@ -560,6 +581,8 @@ class KvCache {
       values[std::size_t(i) * T + pos] = v[i];
     }
     const Scalar inv_sqrt_hs = Scalar(1) / std::sqrt(Scalar(hs));
+    if (hs == 8) return attend_small_head<8>(keys, values, T, n, q, out, inv_sqrt_hs);
+    if (hs == 16) return attend_small_head<16>(keys, values, T, n, q, out, inv_sqrt_hs);
     auto s = scores_.head(n);
     for (int h = 0; h < shape_.heads; ++h) {
       const std::size_t kv_offset = std::size_t(h / group) * hs * T;
@@ -574,12 +597,39 @@ class KvCache {
   }
 
  private:
+  // Head sizes 8 and 16: the query heads of one key/value head together, through the
+  // small-head kernels (Eigen's matrix-vector products cost more in set-up than in work here).
+  template <int H>
+  void attend_small_head(const Scalar* keys, const Scalar* values, int T, int n, const Scalar* q, Scalar* out,
+                         Scalar scale) {
+    using Row = Eigen::Map<Vector<Scalar>>;
+    const int group = shape_.heads / shape_.kv_heads;
+    Scalar* s = scores_.data();
+    for (int kvh = 0; kvh < shape_.kv_heads; ++kvh) {
+      const Scalar* kt = keys + std::size_t(kvh) * H * T;
+      const Scalar* vt = values + std::size_t(kvh) * H * T;
+      small_head::product_by_transposed<H>(group, n, q + kvh * group * H, H, kt, T, scale, s, T);
+      // Unnormalised weights exp(s − max); each head's output is divided by their sum after
+      // the product (H divisions instead of n).
+      for (int g = 0; g < group; ++g) {
+        Row row(s + std::size_t(g) * T, n);
+        row = (row.array() - row.maxCoeff()).exp().matrix();
+        sums_[std::size_t(g)] = row.sum();
+      }
+      Scalar* o = out + kvh * group * H;
+      small_head::product_with_transposed<H>(group, n, s, T, vt, T, o, H);
+      for (int g = 0; g < group; ++g)
+        for (int d = 0; d < H; ++d) o[g * H + d] /= sums_[std::size_t(g)];
+    }
+  }
+
   int layers_, positions_;
   AttentionShape shape_;
   int kv_dim_;
   int capacity_ = 0;
   std::vector<Scalar> keys_, values_;
   Vector<Scalar> scores_;
+  std::vector<Scalar> sums_;  // per query head of a group: the softmax denominators
 };
 
 }  // namespace models
